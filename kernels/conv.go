@@ -1,0 +1,199 @@
+package kernels
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ConvShape describes a 2-D convolution on NHWC int8 input.
+type ConvShape struct {
+	InH, InW, InC                        int
+	OutC                                 int
+	KH, KW                               int
+	StrideH, StrideW                     int
+	PadTop, PadLeft, PadBottom, PadRight int
+}
+
+// OutH returns the output height (InH + PadTop + PadBottom - KH) / StrideH + 1.
+func (s ConvShape) OutH() int { return (s.InH+s.PadTop+s.PadBottom-s.KH)/s.StrideH + 1 }
+
+// OutW returns the output width (InW + PadLeft + PadRight - KW) / StrideW + 1.
+func (s ConvShape) OutW() int { return (s.InW+s.PadLeft+s.PadRight-s.KW)/s.StrideW + 1 }
+
+// K returns the GEMM depth KH*KW*InC of the convolution.
+func (s ConvShape) K() int { return s.KH * s.KW * s.InC }
+
+// Validate reports whether the shape is usable: positive sizes and strides, non-negative
+// padding, padding smaller than the kernel, and a kernel that fits the padded input.
+func (s ConvShape) Validate() error {
+	switch {
+	case s.InH <= 0 || s.InW <= 0 || s.InC <= 0 || s.OutC <= 0:
+		return fmt.Errorf("kernels: conv: sizes must be positive: %+v", s)
+	case s.KH <= 0 || s.KW <= 0 || s.StrideH <= 0 || s.StrideW <= 0:
+		return fmt.Errorf("kernels: conv: kernel and stride must be positive: %+v", s)
+	case s.PadTop < 0 || s.PadLeft < 0 || s.PadBottom < 0 || s.PadRight < 0:
+		return errors.New("kernels: conv: negative padding")
+	case s.PadTop >= s.KH || s.PadBottom >= s.KH || s.PadLeft >= s.KW || s.PadRight >= s.KW:
+		return fmt.Errorf("kernels: conv: padding must be smaller than the kernel: %+v", s)
+	case s.InH+s.PadTop+s.PadBottom < s.KH || s.InW+s.PadLeft+s.PadRight < s.KW:
+		return fmt.Errorf("kernels: conv: kernel larger than the padded input: %+v", s)
+	case s.KH*s.KW*s.InC > 1<<16:
+		return fmt.Errorf("kernels: conv: depth KH*KW*InC = %d exceeds 65536", s.KH*s.KW*s.InC)
+	}
+	return nil
+}
+
+func (s ConvShape) pointwise() bool {
+	return s.KH == 1 && s.KW == 1 && s.StrideH == 1 && s.StrideW == 1 &&
+		s.PadTop == 0 && s.PadLeft == 0 && s.PadBottom == 0 && s.PadRight == 0
+}
+
+// Conv2DScratchLen returns the scratch length in bytes that Conv2DInt8 needs for shape s (the
+// im2col matrix of one image; 0 for 1x1 stride-1 convolutions, which need none).
+func Conv2DScratchLen(s ConvShape) int {
+	if s.pointwise() {
+		return 0
+	}
+	return s.OutH() * s.OutW() * s.K()
+}
+
+func checkConv(fn string, dst, src []int8, batch int, s ConvShape, bias []int32, rq *Requant) {
+	if err := s.Validate(); err != nil {
+		panic("kernels: " + fn + ": " + err.Error())
+	}
+	if batch < 0 {
+		panic(fmt.Sprintf("kernels: %s: batch = %d < 0", fn, batch))
+	}
+	if need := batch * s.InH * s.InW * s.InC; len(src) < need {
+		panic(fmt.Sprintf("kernels: %s: len(src) = %d < %d", fn, len(src), need))
+	}
+	if need := batch * s.OutH() * s.OutW() * s.OutC; len(dst) < need {
+		panic(fmt.Sprintf("kernels: %s: len(dst) = %d < %d", fn, len(dst), need))
+	}
+	if bias != nil && len(bias) != s.OutC {
+		panic(fmt.Sprintf("kernels: %s: len(bias) = %d, want OutC = %d", fn, len(bias), s.OutC))
+	}
+	rq.check(s.OutC, fn)
+}
+
+// Conv2DInt8 computes a 2-D convolution: dst is NHWC [batch][OutH][OutW][OutC], src NHWC
+// [batch][InH][InW][InC], weights packed as OutC x (KH*KW*InC) with k index (kh*KW+kw)*InC+c.
+// Padding reads as the input zero point inZero, so bias - inZero*RowSums stays exact. scratch
+// may be nil (allocated per call) or a caller buffer of at least Conv2DScratchLen(s) bytes,
+// reused across calls to avoid allocation (concurrent calls need distinct scratch buffers).
+func Conv2DInt8(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant, scratch []int8) {
+	checkConv("Conv2DInt8", dst, src, batch, s, bias, rq)
+	if w == nil || w.n != s.OutC || w.k != s.K() {
+		panic(fmt.Sprintf("kernels: Conv2DInt8: weights must be OutC x KH*KW*InC = %d x %d", s.OutC, s.K()))
+	}
+	conv2D(current.Load(), dst, src, batch, s, inZero, w, bias, rq, scratch)
+}
+
+func conv2D(p *impl, dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant, scratch []int8) {
+	oh, ow, k := s.OutH(), s.OutW(), s.K()
+	if s.pointwise() {
+		gemmInt8(p, dst, s.OutC, src, s.InC, batch*oh*ow, w, bias, rq)
+		return
+	}
+	if s.InC*s.KW <= directMaxRow && p.conv2DDirect != nil {
+		p.conv2DDirect(dst, src, batch, s, inZero, w, bias, rq)
+		return
+	}
+	need := oh * ow * k
+	if len(scratch) < need {
+		scratch = make([]int8, need)
+	}
+	col := scratch[:need]
+	inImg, outImg := s.InH*s.InW*s.InC, oh*ow*s.OutC
+	for b := 0; b < batch; b++ {
+		im2col(col, src[b*inImg:(b+1)*inImg], s, inZero)
+		gemmInt8(p, dst[b*outImg:(b+1)*outImg], s.OutC, col, k, oh*ow, w, bias, rq)
+	}
+}
+
+// im2col writes the patches of one image: row (oy*OutW+ox), column (kh*KW+kw)*InC+c.
+func im2col(col, img []int8, s ConvShape, inZero int8) {
+	oh, ow, k := s.OutH(), s.OutW(), s.K()
+	c := s.InC
+	for oy := 0; oy < oh; oy++ {
+		for ox := 0; ox < ow; ox++ {
+			row := col[(oy*ow+ox)*k : (oy*ow+ox+1)*k]
+			for kh := 0; kh < s.KH; kh++ {
+				iy := oy*s.StrideH - s.PadTop + kh
+				seg := row[kh*s.KW*c : (kh+1)*s.KW*c]
+				if iy < 0 || iy >= s.InH {
+					fill(seg, inZero)
+					continue
+				}
+				ix0 := ox*s.StrideW - s.PadLeft
+				for kw := 0; kw < s.KW; kw++ {
+					ix := ix0 + kw
+					if ix < 0 || ix >= s.InW {
+						fill(seg[kw*c:(kw+1)*c], inZero)
+					} else {
+						copy(seg[kw*c:(kw+1)*c], img[(iy*s.InW+ix)*c:(iy*s.InW+ix+1)*c])
+					}
+				}
+			}
+		}
+	}
+}
+
+func fill(b []int8, v int8) {
+	for i := range b {
+		b[i] = v
+	}
+}
+
+// DepthwiseConv2DInt8 computes a depthwise convolution with channel multiplier 1 (OutC must
+// equal InC) on NHWC tensors; weights w[(kh*KW+kw)*InC+c]; padding reads as inZero. bias must
+// already be corrected by the caller: bias[c] - inZero*sum_{kh,kw} w[..c].
+func DepthwiseConv2DInt8(dst, src []int8, batch int, s ConvShape, inZero int8, w []int8, bias []int32, rq *Requant) {
+	checkConv("DepthwiseConv2DInt8", dst, src, batch, s, bias, rq)
+	if s.OutC != s.InC {
+		panic(fmt.Sprintf("kernels: DepthwiseConv2DInt8: OutC = %d must equal InC = %d", s.OutC, s.InC))
+	}
+	if len(w) != s.KH*s.KW*s.InC {
+		panic(fmt.Sprintf("kernels: DepthwiseConv2DInt8: len(w) = %d, want KH*KW*InC = %d", len(w), s.KH*s.KW*s.InC))
+	}
+	depthwise(dst, src, batch, s, inZero, w, bias, rq)
+}
+
+func depthwise(dst, src []int8, batch int, s ConvShape, inZero int8, w []int8, bias []int32, rq *Requant) {
+	oh, ow, c := s.OutH(), s.OutW(), s.InC
+	bp := getAcc(c)
+	acc := *bp
+	z := int32(inZero)
+	for b := 0; b < batch; b++ {
+		img := src[b*s.InH*s.InW*c:]
+		for oy := 0; oy < oh; oy++ {
+			for ox := 0; ox < ow; ox++ {
+				if bias != nil {
+					copy(acc, bias)
+				} else {
+					clear(acc)
+				}
+				for kh := 0; kh < s.KH; kh++ {
+					iy := oy*s.StrideH - s.PadTop + kh
+					for kw := 0; kw < s.KW; kw++ {
+						ix := ox*s.StrideW - s.PadLeft + kw
+						wk := w[(kh*s.KW+kw)*c : (kh*s.KW+kw+1)*c]
+						if iy < 0 || iy >= s.InH || ix < 0 || ix >= s.InW {
+							for ch, v := range wk {
+								acc[ch] += z * int32(v)
+							}
+							continue
+						}
+						x := img[(iy*s.InW+ix)*c : (iy*s.InW+ix+1)*c]
+						for ch, v := range wk {
+							acc[ch] += int32(x[ch]) * int32(v)
+						}
+					}
+				}
+				o := ((b*oh+oy)*ow + ox) * c
+				requantRow(dst[o:o+c], acc, rq)
+			}
+		}
+	}
+	accPool.Put(bp)
+}

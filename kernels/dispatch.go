@@ -1,0 +1,84 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+)
+
+// impl is one implementation of the compute primitives. Every field is a complete
+// implementation; the portable path is the reference for all others.
+type impl struct {
+	name string
+	// gemm32 computes dst[i*ldd+j] = sum_k a[i*lda+k]*w[j][k] + bias[j] for i < m and all
+	// columns j0 <= j < j1 (dst indexed from column j0; j0 a multiple of panelN). bias is
+	// never nil here (zeros are substituted by the caller).
+	gemm32 func(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, j0, j1 int)
+	// gemv4 computes dst[j] = bias[j] + sum_g scales[j][g]*sum_{k in g} a[k]*w[j][k] for
+	// j0 <= j < j1 (dst indexed by j, j0 a multiple of panelN): one activation row, int4 weights.
+	gemv4 func(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 int)
+	// conv2DDirect, if not nil, computes Conv2DInt8 without im2col for shapes with
+	// KW*InC <= directMaxRow.
+	conv2DDirect func(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant)
+}
+
+// impls lists the paths this build can run on this CPU, portable first, best last.
+var impls = []*impl{portableImpl}
+
+var (
+	current      atomic.Pointer[impl]
+	selectionErr error
+)
+
+func init() {
+	impls = append(impls, archImpls()...)
+	current.Store(impls[len(impls)-1])
+	if name := os.Getenv("QATGO_KERNELS"); name != "" {
+		if err := SetPath(name); err != nil {
+			selectionErr = fmt.Errorf("kernels: QATGO_KERNELS=%q ignored, using %q: %w", name, Path(), err)
+		}
+	}
+}
+
+// Path reports the selected implementation: "portable", "avx2", "avx512vnni", "avxvnni",
+// "neon" or "neondot".
+func Path() string { return current.Load().name }
+
+// Paths lists the implementations available on this CPU and build, portable first and the
+// automatic choice last.
+func Paths() []string {
+	s := make([]string, len(impls))
+	for i, p := range impls {
+		s[i] = p.name
+	}
+	return s
+}
+
+// SetPath selects the implementation used by subsequent calls (all paths compute identical
+// results; this exists for benchmarks and comparisons). It returns an error, and keeps the
+// current path, if name is unknown or not available on this CPU and build.
+func SetPath(name string) error {
+	p := lookup(name)
+	if p == nil {
+		return fmt.Errorf("kernels: path %q not available here (available: %v)", name, Paths())
+	}
+	current.Store(p)
+	return nil
+}
+
+// SelectionError returns why the QATGO_KERNELS environment variable was not honoured at start,
+// or nil if it was unset or honoured.
+func SelectionError() error { return selectionErr }
+
+func lookup(name string) *impl {
+	for _, p := range impls {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// directMaxRow is the largest KW*InC for which Conv2DInt8 uses the direct kernel (no im2col):
+// tiny input channel counts such as the first layer of an image model.
+const directMaxRow = 8

@@ -1,0 +1,32 @@
+package kernels_test
+
+import (
+	"fmt"
+
+	"github.com/qatgo/qatgo/kernels"
+	"github.com/qatgo/qatgo/quant"
+)
+
+// A 2x3 activation matrix times a 2x3 weight matrix, requantized to int8 with a per-tensor
+// multiplier of 0.25, an input zero point of 1 folded into the bias, and ReLU fused in the clamp.
+func Example() {
+	w, err := kernels.PackInt8([]int8{1, 2, 3, -1, -2, -3}, 2, 3)
+	if err != nil {
+		panic(err)
+	}
+	const inZero = 1
+	bias := []int32{4, 4}
+	for j, s := range w.RowSums() {
+		bias[j] -= inZero * s // bias' = bias - zIn*RowSums
+	}
+	m, _ := quant.QuantizeMultiplier(0.25)
+	rq := &kernels.Requant{
+		M0: []int32{m.M0, m.M0}, Shift: []int32{m.Shift, m.Shift},
+		ZeroPoint: -128, Min: -128, Max: 127, // output zero point -128: ReLU is the clamp at -128
+	}
+	a := []int8{11, 21, 31, 1, 1, 1} // real values (a - 1): [10 20 30] and [0 0 0]
+	dst := make([]int8, 4)
+	kernels.GEMMInt8(dst, 2, a, 3, 2, w, bias, rq)
+	fmt.Println(dst)
+	// Output: [-92 -128 -127 -127]
+}

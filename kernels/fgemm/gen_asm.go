@@ -1,0 +1,162 @@
+//go:build ignore
+
+// gen_asm writes the micro-kernels of package fgemm in Go assembly:
+//
+//	go run gen_asm.go
+//
+// Every kernel has the Go signature
+//
+//	func name(kc int, a, b, c *T, ldc int)
+//
+// and computes C[0:MR, 0:NR] += Apanel * Bpanel, where Apanel holds kc
+// columns of MR values (A packed column by column) and Bpanel holds kc rows
+// of NR values; C is row-major with row stride ldc elements.
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+)
+
+type x86Kernel struct {
+	name  string
+	elem  int    // bytes per element
+	vec   int    // bytes per vector register
+	reg   string // "Z" or "Y"
+	mr    int    // rows
+	nv    int    // vectors per row (NR = nv*vec/elem)
+	fma   string // VFMADD231PS / VFMADD231PD
+	bcast string // VBROADCASTSS / VBROADCASTSD
+}
+
+func genX86(w *bytes.Buffer, k x86Kernel) {
+	nr := k.nv * k.vec / k.elem
+	acc := func(i, j int) string { return fmt.Sprintf("%s%d", k.reg, i*k.nv+j) }
+	bReg := func(j int) string { return fmt.Sprintf("%s%d", k.reg, k.mr*k.nv+j) }
+	nregs := map[string]int{"Z": 32, "Y": 16}[k.reg]
+	nA := 2 // alternate two broadcast registers when there is room
+	if k.mr*k.nv+k.nv+2 > nregs {
+		nA = 1
+	}
+	aReg := func(i int) string { return fmt.Sprintf("%s%d", k.reg, k.mr*k.nv+k.nv+i%nA) }
+	if k.mr*k.nv+k.nv+nA > nregs {
+		panic("too many registers: " + k.name)
+	}
+	fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int)\n", k.name, map[int]string{4: "float32", 8: "float64"}[k.elem])
+	fmt.Fprintf(w, "// C[0:%d, 0:%d] += A panel (kc x %d, packed by column) * B panel (kc x %d).\n", k.mr, nr, k.mr, nr)
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-40\n", k.name)
+	fmt.Fprintf(w, "\tMOVQ kc+0(FP), CX\n\tMOVQ a+8(FP), SI\n\tMOVQ b+16(FP), DI\n\tMOVQ c+24(FP), DX\n\tMOVQ ldc+32(FP), R8\n")
+	fmt.Fprintf(w, "\tSHLQ $%d, R8\n", map[int]int{4: 2, 8: 3}[k.elem])
+	mov := "VMOVUPS"
+	if k.elem == 8 {
+		mov = "VMOVUPD"
+	}
+	// Load C into the accumulators.
+	fmt.Fprintf(w, "\tMOVQ DX, R9\n")
+	for i := 0; i < k.mr; i++ {
+		for j := 0; j < k.nv; j++ {
+			fmt.Fprintf(w, "\t%s %d(R9), %s\n", mov, j*k.vec, acc(i, j))
+		}
+		if i+1 < k.mr {
+			fmt.Fprintf(w, "\tADDQ R8, R9\n")
+		}
+	}
+	fmt.Fprintf(w, "\tTESTQ CX, CX\n\tJZ %s_store\n", k.name)
+	fmt.Fprintf(w, "%s_loop:\n", k.name)
+	for j := 0; j < k.nv; j++ {
+		fmt.Fprintf(w, "\t%s %d(DI), %s\n", mov, j*k.vec, bReg(j))
+	}
+	for i := 0; i < k.mr; i++ {
+		fmt.Fprintf(w, "\t%s %d(SI), %s\n", k.bcast, i*k.elem, aReg(i))
+		for j := 0; j < k.nv; j++ {
+			fmt.Fprintf(w, "\t%s %s, %s, %s\n", k.fma, bReg(j), aReg(i), acc(i, j))
+		}
+	}
+	fmt.Fprintf(w, "\tADDQ $%d, SI\n\tADDQ $%d, DI\n\tDECQ CX\n\tJNZ %s_loop\n", k.mr*k.elem, nr*k.elem, k.name)
+	fmt.Fprintf(w, "%s_store:\n", k.name)
+	fmt.Fprintf(w, "\tMOVQ DX, R9\n")
+	for i := 0; i < k.mr; i++ {
+		for j := 0; j < k.nv; j++ {
+			fmt.Fprintf(w, "\t%s %s, %d(R9)\n", mov, acc(i, j), j*k.vec)
+		}
+		if i+1 < k.mr {
+			fmt.Fprintf(w, "\tADDQ R8, R9\n")
+		}
+	}
+	fmt.Fprintf(w, "\tVZEROUPPER\n\tRET\n\n")
+}
+
+type armKernel struct {
+	name string
+	elem int // 4 or 8
+	mr   int
+}
+
+// genARM writes an MR x 8 (float32) or MR x 4 (float64) NEON kernel: two
+// 128-bit accumulators per row, A values broadcast with LD1R.
+func genARM(w *bytes.Buffer, k armKernel) {
+	arr := map[int]string{4: "S4", 8: "D2"}[k.elem]
+	nr := 2 * 16 / k.elem
+	if 2*k.mr+3 > 32 {
+		panic("too many registers")
+	}
+	acc := func(i, j int) string { return fmt.Sprintf("V%d.%s", 2*i+j, arr) }
+	b0 := fmt.Sprintf("V%d.%s", 2*k.mr, arr)
+	b1 := fmt.Sprintf("V%d.%s", 2*k.mr+1, arr)
+	av := fmt.Sprintf("V%d.%s", 2*k.mr+2, arr)
+	fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int)\n", k.name, map[int]string{4: "float32", 8: "float64"}[k.elem])
+	fmt.Fprintf(w, "// C[0:%d, 0:%d] += A panel (kc x %d, packed by column) * B panel (kc x %d).\n", k.mr, nr, k.mr, nr)
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-40\n", k.name)
+	fmt.Fprintf(w, "\tMOVD kc+0(FP), R2\n\tMOVD a+8(FP), R0\n\tMOVD b+16(FP), R1\n\tMOVD c+24(FP), R3\n\tMOVD ldc+32(FP), R4\n")
+	fmt.Fprintf(w, "\tLSL $%d, R4, R4\n", map[int]int{4: 2, 8: 3}[k.elem])
+	fmt.Fprintf(w, "\tMOVD R3, R5\n")
+	for i := 0; i < k.mr; i++ {
+		fmt.Fprintf(w, "\tVLD1 (R5), [%s, %s]\n", acc(i, 0), acc(i, 1))
+		if i+1 < k.mr {
+			fmt.Fprintf(w, "\tADD R4, R5, R5\n")
+		}
+	}
+	fmt.Fprintf(w, "\tCBZ R2, %s_store\n", k.name)
+	fmt.Fprintf(w, "%s_loop:\n", k.name)
+	fmt.Fprintf(w, "\tVLD1.P 32(R1), [%s, %s]\n", b0, b1)
+	for i := 0; i < k.mr; i++ {
+		fmt.Fprintf(w, "\tVLD1R.P %d(R0), [%s]\n", k.elem, av)
+		fmt.Fprintf(w, "\tVFMLA %s, %s, %s\n", b0, av, acc(i, 0))
+		fmt.Fprintf(w, "\tVFMLA %s, %s, %s\n", b1, av, acc(i, 1))
+	}
+	fmt.Fprintf(w, "\tSUBS $1, R2, R2\n\tBNE %s_loop\n", k.name)
+	fmt.Fprintf(w, "%s_store:\n", k.name)
+	fmt.Fprintf(w, "\tMOVD R3, R5\n")
+	for i := 0; i < k.mr; i++ {
+		fmt.Fprintf(w, "\tVST1 [%s, %s], (R5)\n", acc(i, 0), acc(i, 1))
+		if i+1 < k.mr {
+			fmt.Fprintf(w, "\tADD R4, R5, R5\n")
+		}
+	}
+	fmt.Fprintf(w, "\tRET\n\n")
+}
+
+const header = "// Code generated by gen_asm.go; DO NOT EDIT.\n\n//go:build !purego\n\n#include \"textflag.h\"\n\n"
+
+func main() {
+	var x bytes.Buffer
+	x.WriteString(header)
+	genX86(&x, x86Kernel{name: "kernS8x48AVX512", elem: 4, vec: 64, reg: "Z", mr: 8, nv: 3, fma: "VFMADD231PS", bcast: "VBROADCASTSS"})
+	genX86(&x, x86Kernel{name: "kernD8x24AVX512", elem: 8, vec: 64, reg: "Z", mr: 8, nv: 3, fma: "VFMADD231PD", bcast: "VBROADCASTSD"})
+	genX86(&x, x86Kernel{name: "kernS4x24AVX2", elem: 4, vec: 32, reg: "Y", mr: 4, nv: 3, fma: "VFMADD231PS", bcast: "VBROADCASTSS"})
+	genX86(&x, x86Kernel{name: "kernD4x12AVX2", elem: 8, vec: 32, reg: "Y", mr: 4, nv: 3, fma: "VFMADD231PD", bcast: "VBROADCASTSD"})
+	must(os.WriteFile("kernels_amd64.s", x.Bytes(), 0o644))
+
+	var a bytes.Buffer
+	a.WriteString(header)
+	genARM(&a, armKernel{name: "kernS8x8NEON", elem: 4, mr: 8})
+	genARM(&a, armKernel{name: "kernD8x4NEON", elem: 8, mr: 8})
+	must(os.WriteFile("kernels_arm64.s", a.Bytes(), 0o644))
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}

@@ -1,0 +1,107 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/qatgo/qatgo/quant"
+)
+
+// Requant is the fused epilogue:
+//
+//	out = clamp(quant.MultiplyByQuantizedMultiplier(acc, M0[c], Shift[c]) + ZeroPoint, Min, Max)
+//
+// len(M0) == len(Shift) == N (per output channel; callers expand a per-tensor multiplier to N
+// entries). Each (M0, Shift) pair must be valid in the sense of quant.Multiplier.Valid, and
+// -128 <= Min <= Max <= 127.
+type Requant struct {
+	M0, Shift []int32
+	ZeroPoint int32
+	Min, Max  int32 // clamp bounds in the output's integer domain; fused ReLU/ReLU6 tighten them
+}
+
+func (rq *Requant) check(n int, fn string) {
+	if rq == nil {
+		panic("kernels: " + fn + ": nil Requant")
+	}
+	if len(rq.M0) != n || len(rq.Shift) != n {
+		panic(fmt.Sprintf("kernels: %s: len(M0)=%d len(Shift)=%d, want N=%d", fn, len(rq.M0), len(rq.Shift), n))
+	}
+	if rq.Min > rq.Max || rq.Min < math.MinInt8 || rq.Max > math.MaxInt8 {
+		panic(fmt.Sprintf("kernels: %s: clamp bounds [%d,%d] not inside [-128,127]", fn, rq.Min, rq.Max))
+	}
+	for c := range rq.M0 {
+		if !(quant.Multiplier{M0: rq.M0[c], Shift: rq.Shift[c]}).Valid() {
+			panic(fmt.Sprintf("kernels: %s: invalid multiplier (M0=%d, Shift=%d) for channel %d", fn, rq.M0[c], rq.Shift[c], c))
+		}
+	}
+}
+
+func checkMatrix(name, fn string, length, ld, rows, cols int) {
+	if rows == 0 {
+		return
+	}
+	if ld < cols {
+		panic(fmt.Sprintf("kernels: %s: leading dimension of %s is %d < %d", fn, name, ld, cols))
+	}
+	if need := (rows-1)*ld + cols; length < need {
+		panic(fmt.Sprintf("kernels: %s: len(%s) = %d < %d", fn, name, length, need))
+	}
+}
+
+func checkGEMM(fn string, ldst, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32) {
+	if w == nil {
+		panic("kernels: " + fn + ": nil weights")
+	}
+	if m < 0 {
+		panic(fmt.Sprintf("kernels: %s: m = %d < 0", fn, m))
+	}
+	checkMatrix("a", fn, len(a), lda, m, w.k)
+	checkMatrix("dst", fn, ldst, ldd, m, w.n)
+	if bias != nil && len(bias) != w.n {
+		panic(fmt.Sprintf("kernels: %s: len(bias) = %d, want N = %d", fn, len(bias), w.n))
+	}
+}
+
+// GEMMInt8 computes, for i < m and j < N,
+//
+//	dst[i*ldd+j] = epilogue(sum_k a[i*lda+k]*w[j][k] + bias[j])
+//
+// with the epilogue rq. bias has length N (or is nil for zeros) and is already corrected for the
+// input zero point by the caller (see PackedInt8.RowSums).
+func GEMMInt8(dst []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant) {
+	checkGEMM("GEMMInt8", len(dst), ldd, a, lda, m, w, bias)
+	rq.check(w.n, "GEMMInt8")
+	gemmInt8(current.Load(), dst, ldd, a, lda, m, w, bias, rq)
+}
+
+// GEMMInt8Int32 is GEMMInt8 without the epilogue: dst[i*ldd+j] = sum_k a[i*lda+k]*w[j][k] + bias[j].
+func GEMMInt8Int32(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32) {
+	checkGEMM("GEMMInt8Int32", len(dst), ldd, a, lda, m, w, bias)
+	gemmInt32(current.Load(), dst, ldd, a, lda, m, w, bias)
+}
+
+// RequantizeInt32 applies the epilogue rq to consecutive rows of n int32 values (the channel of
+// src[i] is i mod n) and stores the results in dst[:len(src)]. len(src) must be a multiple of n.
+func RequantizeInt32(dst []int8, src []int32, n int, rq *Requant) {
+	if n <= 0 || len(src)%n != 0 {
+		panic(fmt.Sprintf("kernels: RequantizeInt32: len(src) = %d is not a multiple of n = %d", len(src), n))
+	}
+	if len(dst) < len(src) {
+		panic(fmt.Sprintf("kernels: RequantizeInt32: len(dst) = %d < len(src) = %d", len(dst), len(src)))
+	}
+	rq.check(n, "RequantizeInt32")
+	for i := 0; i < len(src); i += n {
+		requantRow(dst[i:i+n], src[i:i+n], rq)
+	}
+}
+
+// requantRow is the reference epilogue on one row of accumulators; it is the only place where
+// the kernels turn int32 into int8 and it calls quant directly.
+func requantRow(dst []int8, src []int32, rq *Requant) {
+	m0, sh := rq.M0[:len(src)], rq.Shift[:len(src)]
+	dst = dst[:len(src)]
+	for j, acc := range src {
+		dst[j] = int8(quant.Requantize(acc, quant.Multiplier{M0: m0[j], Shift: sh[j]}, rq.ZeroPoint, rq.Min, rq.Max))
+	}
+}

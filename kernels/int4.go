@@ -1,0 +1,205 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+)
+
+// PackedInt4 is an N x K matrix of 4-bit weights in the narrow range [-7, 7] (two per byte in
+// memory) with one non-negative integer scale per group of G consecutive values along K of each
+// row (W4A8, in the spirit of llama.cpp's k-quants, whose sub-block scales are integers too).
+//
+// # Integer contract
+//
+// The effective int8-domain weight of element (j, k) is scales[j][k/G] * w[j][k]: the real
+// weight is sCh[j] * scales[j][g] * w[j][k], where the per-channel float scale sCh[j] goes into
+// the requantization multiplier exactly as for PackedInt8. The accumulator is therefore a plain
+// int32 sum, bit-identical on every path:
+//
+//	acc[j] = bias[j] + sum_g scales[j][g] * sum_{k in group g} a[k]*w[j][k]
+//
+// An exporter turns float per-group scales s[j][g] into this form with sCh[j] = max_g s[j][g] /
+// Smax and scales[j][g] = round(s[j][g] / sCh[j]) (for example Smax = 255: 8-bit sub-scales).
+// Integer group scales keep the runtime integer-only; the price is the rounding of the
+// sub-scales, which the exporter can report (it is about 0.2% relative for 8-bit sub-scales).
+type PackedInt4 struct {
+	n, k, group, groups int
+	w                   []int8  // row-major N x K values (portable path)
+	scales              []int32 // N x groups
+	sums                []int32 // sum_g scales[j][g] * sum_k w[j][k]
+	panel               []byte  // SIMD layout (see pack4Panel), nil without SIMD
+	pscales             []int32 // scales transposed per tile: [tile][group][panelN]
+}
+
+// MaxInt4Scale is the largest per-group scale PackInt4 accepts.
+const MaxInt4Scale = 1<<15 - 1
+
+// PackInt4 packs an N x K row-major matrix of int4 weights w (each in [-7, 7], one value per
+// int8) with group size group (a positive multiple of 8 that divides K) and scales of length
+// N*(K/group), row-major, each in [0, MaxInt4Scale]. It returns an error if the input violates
+// these rules or if sum_g scales[j][g]*group*7*128 could overflow int32 for some row.
+// Weights stored with quant.PackInt4 are unpacked with quant.UnpackInt4 first.
+func PackInt4(w []int8, n, k, group int, scales []int32) (*PackedInt4, error) {
+	if n <= 0 || k <= 0 {
+		return nil, fmt.Errorf("kernels: PackInt4: dimensions %dx%d must be positive", n, k)
+	}
+	if group <= 0 || group%8 != 0 || k%group != 0 {
+		return nil, fmt.Errorf("kernels: PackInt4: group size %d must be a positive multiple of 8 dividing K = %d", group, k)
+	}
+	if len(w) != n*k {
+		return nil, fmt.Errorf("kernels: PackInt4: len(w) = %d, want n*k = %d", len(w), n*k)
+	}
+	groups := k / group
+	if len(scales) != n*groups {
+		return nil, fmt.Errorf("kernels: PackInt4: len(scales) = %d, want %d", len(scales), n*groups)
+	}
+	p := &PackedInt4{n: n, k: k, group: group, groups: groups}
+	p.w = make([]int8, n*k)
+	p.scales = make([]int32, n*groups)
+	p.sums = make([]int32, n)
+	for j := 0; j < n; j++ {
+		var bound, sum int64
+		for g := 0; g < groups; g++ {
+			s := scales[j*groups+g]
+			if s < 0 || s > MaxInt4Scale {
+				return nil, fmt.Errorf("kernels: PackInt4: scale [%d][%d] = %d outside [0,%d]", j, g, s, MaxInt4Scale)
+			}
+			var gs int64
+			for kk := g * group; kk < (g+1)*group; kk++ {
+				v := w[j*k+kk]
+				if v < -7 || v > 7 {
+					return nil, fmt.Errorf("kernels: PackInt4: weight [%d][%d] = %d outside [-7,7]", j, kk, v)
+				}
+				gs += int64(v)
+			}
+			bound += int64(s) * int64(group) * 7 * 128
+			sum += int64(s) * gs
+		}
+		if bound > math.MaxInt32 {
+			return nil, fmt.Errorf("kernels: PackInt4: row %d: scales too large, the accumulator could overflow int32", j)
+		}
+		p.sums[j] = int32(sum)
+	}
+	copy(p.w, w)
+	copy(p.scales, scales)
+	if haveSIMD {
+		p.packPanel()
+	}
+	return p, nil
+}
+
+// packPanel builds the SIMD layout: per tile of panelN rows and per block of 8 values along
+// K, 64 bytes; byte c*4+b holds w[c][8q+b]+8 in its low nibble and w[c][8q+4+b]+8 in its high
+// nibble (offset binary, so the unpacked bytes are unsigned 1..15 and the kernels subtract 8
+// times the activation sums). Scales are transposed to [tile][group][panelN].
+func (p *PackedInt4) packPanel() {
+	np := (p.n + panelN - 1) / panelN * panelN
+	blocks := p.k / 8
+	p.panel = make([]byte, np/panelN*blocks*64)
+	p.pscales = make([]int32, np*p.groups)
+	for j := 0; j < np; j++ {
+		t, c := j/panelN, j%panelN
+		for q := 0; q < blocks; q++ {
+			for b := 0; b < 4; b++ {
+				lo, hi := byte(8), byte(8) // padding rows: weight 0
+				if j < p.n {
+					lo = byte(p.w[j*p.k+8*q+b] + 8)
+					hi = byte(p.w[j*p.k+8*q+4+b] + 8)
+				}
+				p.panel[(t*blocks+q)*64+c*4+b] = lo | hi<<4
+			}
+		}
+		if j < p.n {
+			for g := 0; g < p.groups; g++ {
+				p.pscales[(t*p.groups+g)*panelN+c] = p.scales[j*p.groups+g]
+			}
+		}
+	}
+}
+
+// N returns the number of output channels.
+func (p *PackedInt4) N() int { return p.n }
+
+// K returns the depth.
+func (p *PackedInt4) K() int { return p.k }
+
+// GroupSize returns the number of consecutive K values that share a scale.
+func (p *PackedInt4) GroupSize() int { return p.group }
+
+// RowSums returns sum_g scales[j][g] * sum_{k in g} w[j][k] for every row j, for folding the
+// input zero point into the bias: bias'[j] = bias[j] - zIn*RowSums()[j]. Do not modify it.
+func (p *PackedInt4) RowSums() []int32 { return p.sums }
+
+func checkGEMM4(fn string, ldst, ldd int, a []int8, lda, m int, w *PackedInt4, bias []int32) {
+	if w == nil {
+		panic("kernels: " + fn + ": nil weights")
+	}
+	if m < 0 {
+		panic(fmt.Sprintf("kernels: %s: m = %d < 0", fn, m))
+	}
+	checkMatrix("a", fn, len(a), lda, m, w.k)
+	checkMatrix("dst", fn, ldst, ldd, m, w.n)
+	if bias != nil && len(bias) != w.n {
+		panic(fmt.Sprintf("kernels: %s: len(bias) = %d, want N = %d", fn, len(bias), w.n))
+	}
+}
+
+// GEMMInt4 computes, for i < m and j < N, dst[i*ldd+j] = epilogue(acc) with acc as in the
+// PackedInt4 integer contract for activation row a[i*lda:]. m = 1 is the GEMV of batch-1
+// decoding, the case the SIMD paths are tuned for (each row is one pass over the weights).
+func GEMMInt4(dst []int8, ldd int, a []int8, lda, m int, w *PackedInt4, bias []int32, rq *Requant) {
+	checkGEMM4("GEMMInt4", len(dst), ldd, a, lda, m, w, bias)
+	rq.check(w.n, "GEMMInt4")
+	p := current.Load()
+	bias, done := biasOrZero(bias, w.n)
+	defer done()
+	bp := getAcc(w.n)
+	for i := 0; i < m; i++ {
+		gemv4(p, *bp, a[i*lda:i*lda+w.k], w, bias)
+		requantRow(dst[i*ldd:i*ldd+w.n], *bp, rq)
+	}
+	accPool.Put(bp)
+}
+
+// GEMMInt4Int32 is GEMMInt4 without the epilogue: dst[i*ldd+j] = acc.
+func GEMMInt4Int32(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt4, bias []int32) {
+	checkGEMM4("GEMMInt4Int32", len(dst), ldd, a, lda, m, w, bias)
+	p := current.Load()
+	bias, done := biasOrZero(bias, w.n)
+	defer done()
+	for i := 0; i < m; i++ {
+		gemv4(p, dst[i*ldd:i*ldd+w.n], a[i*lda:i*lda+w.k], w, bias)
+	}
+}
+
+// gemv4 runs one row, splitting the output channels over threads for large matrices.
+func gemv4(p *impl, dst []int32, a []int8, w *PackedInt4, bias []int32) {
+	if w.n*w.k < parallelMinMACs || w.n < 2*panelN {
+		p.gemv4(dst, a, w, bias, 0, w.n)
+		return
+	}
+	half := (w.n/2 + panelN - 1) / panelN * panelN
+	parallelFor(2, func(t int) {
+		if t == 0 {
+			p.gemv4(dst, a, w, bias, 0, half)
+		} else {
+			p.gemv4(dst, a, w, bias, half, w.n)
+		}
+	})
+}
+
+// gemv4Portable: dst[j] = acc[j] for j0 <= j < j1 (dst indexed by j).
+func gemv4Portable(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 int) {
+	for j := j0; j < j1; j++ {
+		acc := bias[j]
+		for g := 0; g < w.groups; g++ {
+			var s int32
+			wr := w.w[j*w.k+g*w.group : j*w.k+(g+1)*w.group]
+			for kk, v := range wr {
+				s += int32(a[g*w.group+kk]) * int32(v)
+			}
+			acc += w.scales[j*w.groups+g] * s
+		}
+		dst[j] = acc
+	}
+}

@@ -1,0 +1,74 @@
+package kernels
+
+import "fmt"
+
+// Panel geometry shared by the SIMD paths: weights are stored in tiles of panelN output
+// channels; inside a tile, K is split in groups of 4 consecutive values and the 4 bytes of
+// each of the panelN channels are stored together, so one group of one tile is 64 bytes
+// (one zmm register, two ymm or four NEON q registers):
+//
+//	panel[((t*kp/4+g)*panelN+c)*4+b] = w[t*panelN+c][4*g+b]
+//
+// K is padded to kp (a multiple of 4) and N to a multiple of panelN with zero weights.
+const panelN = 16
+
+// PackedInt8 is an N x K int8 weight matrix (row n = output channel n, K contiguous) packed
+// for the kernels. It is immutable after PackInt8 and safe for concurrent use.
+type PackedInt8 struct {
+	n, k   int
+	kp, np int     // K rounded up to 4, N rounded up to panelN
+	w      []int8  // row-major N x K copy (portable path)
+	panel  []int8  // tiled layout for the SIMD paths (nil without SIMD)
+	sums   []int32 // sum_k w[n][k]
+}
+
+// PackInt8 copies an N x K row-major weight matrix into the packed layout. It returns an error
+// if len(w) != n*k, a dimension is not positive, or a weight is -128 (weights must be in the
+// narrow range [-127, 127]: the SIMD products rely on it).
+func PackInt8(w []int8, n, k int) (*PackedInt8, error) {
+	if n <= 0 || k <= 0 {
+		return nil, fmt.Errorf("kernels: PackInt8: dimensions %dx%d must be positive", n, k)
+	}
+	if len(w) != n*k {
+		return nil, fmt.Errorf("kernels: PackInt8: len(w) = %d, want n*k = %d", len(w), n*k)
+	}
+	if k > 1<<16 {
+		// 2^16 * 128 * 127 < 2^31: accumulators cannot overflow int32 below this depth.
+		return nil, fmt.Errorf("kernels: PackInt8: K = %d exceeds the maximum 65536", k)
+	}
+	p := &PackedInt8{n: n, k: k, kp: (k + 3) &^ 3, np: (n + panelN - 1) / panelN * panelN}
+	p.w = make([]int8, n*k)
+	p.sums = make([]int32, n)
+	for j := 0; j < n; j++ {
+		var s int32
+		for kk, v := range w[j*k : (j+1)*k] {
+			if v == -128 {
+				return nil, fmt.Errorf("kernels: PackInt8: weight [%d][%d] is -128, outside [-127,127]", j, kk)
+			}
+			s += int32(v)
+		}
+		p.sums[j] = s
+	}
+	copy(p.w, w)
+	if haveSIMD {
+		p.panel = make([]int8, p.np*p.kp)
+		for j := 0; j < n; j++ {
+			t, c := j/panelN, j%panelN
+			for kk, v := range w[j*k : (j+1)*k] {
+				g, b := kk/4, kk%4
+				p.panel[((t*p.kp/4+g)*panelN+c)*4+b] = v
+			}
+		}
+	}
+	return p, nil
+}
+
+// N returns the number of output channels (rows of the weight matrix).
+func (p *PackedInt8) N() int { return p.n }
+
+// K returns the depth (columns of the weight matrix).
+func (p *PackedInt8) K() int { return p.k }
+
+// RowSums returns sum_k w[n][k] for every output channel n, used to fold the input zero point
+// into the bias: bias'[n] = bias[n] - zIn*RowSums()[n]. The slice must not be modified.
+func (p *PackedInt8) RowSums() []int32 { return p.sums }
