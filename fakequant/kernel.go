@@ -1,0 +1,226 @@
+package fakequant
+
+import (
+	"math"
+
+	"github.com/qatgo/qatgo/quant"
+)
+
+// Element kernels, generic over the graph's float type. They call package quant for the rounding
+// rule and the quantize/dequantize formula; nothing here re-implements either.
+
+// nonFinite reports whether x is NaN or +-Inf (x-x is NaN exactly then).
+func nonFinite[F quant.Float](x F) bool { return x-x != 0 }
+
+// fqRun fake-quantizes x[i] into y[i] for i = start, start+stride, ... < end with one (s, z).
+// It returns the index of the first non-finite input, or -1.
+func fqRun[F quant.Float](x, y []F, start, end, stride int, s F, z, qmin, qmax int32) int {
+	if stride == 1 {
+		xs, ys := x[start:end], y[start:end:end]
+		ys = ys[:len(xs)]
+		for i, xi := range xs {
+			if nonFinite(xi) {
+				return start + i
+			}
+			ys[i] = quant.FakeQuantizeValue(xi, s, z, qmin, qmax)
+		}
+		return -1
+	}
+	for i := start; i < end; i += stride {
+		xi := x[i]
+		if nonFinite(xi) {
+			return i
+		}
+		y[i] = quant.FakeQuantizeValue(xi, s, z, qmin, qmax)
+	}
+	return -1
+}
+
+// fqRows fake-quantizes a tensor viewed as rows of len(s) elements, element c of each row using
+// (s[c], z[c]) (PerChannel on the last axis). It returns the first non-finite index or -1.
+func fqRows[F quant.Float](x, y []F, s []F, z []int32, qmin, qmax int32) int {
+	c := len(s)
+	for r := 0; r+c <= len(x); r += c {
+		xs, ys := x[r:r+c], y[r:r+c]
+		for j := range xs {
+			xi := xs[j]
+			if nonFinite(xi) {
+				return r + j
+			}
+			ys[j] = quant.FakeQuantizeValue(xi, s[j], z[j], qmin, qmax)
+		}
+	}
+	return -1
+}
+
+// minMaxRun returns the min and max of x[start:end:stride] and the first non-finite index or -1.
+func minMaxRun[F quant.Float](x []F, start, end, stride int) (lo, hi F, bad int) {
+	lo, hi = x[start], x[start]
+	if stride == 1 {
+		for i, xi := range x[start:end] {
+			if nonFinite(xi) {
+				return 0, 0, start + i
+			}
+			lo = min(lo, xi)
+			hi = max(hi, xi)
+		}
+		return lo, hi, -1
+	}
+	for i := start; i < end; i += stride {
+		xi := x[i]
+		if nonFinite(xi) {
+			return 0, 0, i
+		}
+		lo = min(lo, xi)
+		hi = max(hi, xi)
+	}
+	return lo, hi, -1
+}
+
+// gradSums are the per-slice sums a backward run produces.
+type gradSums struct {
+	ds   float64 // sum of g * dx_hat/ds
+	clip float64 // sum of g over clipped elements (offset gradient = -s * clip)
+	high float64 // sum of g over elements clipped high (PACT alpha gradient)
+}
+
+// bwdRun computes the input gradient gx from gy for one run with (s, z) and returns the scale and
+// clip sums of the LSQ surrogate. It returns the first non-finite input index or -1.
+func bwdRun[F quant.Float](x, gy, gx []F, start, end, stride int, s F, z, qmin, qmax int32, plain bool) (gradSums, int) {
+	var acc gradSums
+	var sumIn, sumLo, sumHi float64
+	zf := float64(z)
+	lo, hi := float64(qmin)-zf, float64(qmax)-zf // inside iff lo <= Round(v) <= hi
+	for i := start; i < end; i += stride {
+		xi := x[i]
+		if nonFinite(xi) {
+			return acc, i
+		}
+		g := gy[i]
+		v := xi / s
+		r := quant.Round(v)
+		switch {
+		case float64(r) < lo:
+			sumLo += float64(g)
+			if !plain {
+				g = 0
+			}
+		case float64(r) > hi:
+			sumHi += float64(g)
+			if !plain {
+				g = 0
+			}
+		default:
+			sumIn += float64(g) * float64(r-v)
+		}
+		gx[i] = g
+	}
+	acc.ds = sumIn + lo*sumLo + hi*sumHi
+	acc.clip = sumLo + sumHi
+	acc.high = sumHi
+	return acc, -1
+}
+
+// bwdRows is bwdRun for rows of len(s) elements with per-column (s, z) (PerChannel on the last axis).
+// ds and clip are accumulated into the per-column slices.
+func bwdRows[F quant.Float](x, gy, gx []F, s []F, z []int32, qmin, qmax int32, plain bool, ds, clip []float64) int {
+	c := len(s)
+	for r := 0; r+c <= len(x); r += c {
+		xs, gys, gxs := x[r:r+c], gy[r:r+c], gx[r:r+c]
+		for j := range xs {
+			xi := xs[j]
+			if nonFinite(xi) {
+				return r + j
+			}
+			g := gys[j]
+			v := xi / s[j]
+			rv := quant.Round(v)
+			u := float64(rv) + float64(z[j])
+			switch {
+			case u < float64(qmin):
+				ds[j] += float64(g) * float64(qmin-z[j])
+				clip[j] += float64(g)
+				if !plain {
+					g = 0
+				}
+			case u > float64(qmax):
+				ds[j] += float64(g) * float64(qmax-z[j])
+				clip[j] += float64(g)
+				if !plain {
+					g = 0
+				}
+			default:
+				ds[j] += float64(g) * float64(rv-v)
+			}
+			gxs[j] = g
+		}
+	}
+	return -1
+}
+
+// pactBwdRun computes the PACT input gradient (1 on [0, alpha) with ClippedSTE) and returns the sum
+// of gy where x >= alpha (the alpha gradient).
+func pactBwdRun[F quant.Float](x, gy, gx []F, start, end, stride int, alpha F, plain bool) (float64, int) {
+	var sum float64
+	for i := start; i < end; i += stride {
+		xi := x[i]
+		if nonFinite(xi) {
+			return 0, i
+		}
+		g := gy[i]
+		if xi >= alpha {
+			sum += float64(g)
+			if !plain {
+				g = 0
+			}
+		} else if xi < 0 && !plain {
+			g = 0
+		}
+		gx[i] = g
+	}
+	return sum, -1
+}
+
+// scaleFromLog is the forward scale of an LSQ slice: max(float32(exp(t)), quant.MinScale).
+func scaleFromLog(t float64) float32 {
+	s := float32(math.Exp(t))
+	if !(s >= quant.MinScale) { // also catches NaN
+		s = quant.MinScale
+	}
+	if math.IsInf(float64(s), 1) {
+		s = math.MaxFloat32
+	}
+	return s
+}
+
+// pactAlphaFloor returns alpha floored so that the scale alpha/qmax is at least quant.MinScale.
+func pactAlphaFloor(alpha float64, qmax int32) float64 {
+	if f := float64(qmax) * quant.MinScale; !(alpha >= f) {
+		return f
+	}
+	return alpha
+}
+
+// pactScale is the forward scale of a PACT slice: float32(alpha/qmax) with alpha floored.
+func pactScale(alpha float64, qmax int32) float32 {
+	s := float32(pactAlphaFloor(alpha, qmax) / float64(qmax))
+	if !(s >= quant.MinScale) {
+		s = quant.MinScale
+	}
+	return s
+}
+
+// zeroFromOffset is the forward zero point of a learnable offset: clamp(Round(zr), qmin, qmax).
+func zeroFromOffset(zr float64, qmin, qmax int32) int32 {
+	if zr != zr {
+		return quant.Clamp(0, qmin, qmax)
+	}
+	r := quant.Round(zr)
+	if r <= float64(qmin) {
+		return qmin
+	}
+	if r >= float64(qmax) {
+		return qmax
+	}
+	return int32(r)
+}

@@ -1,0 +1,519 @@
+package fakequant
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+
+	"github.com/qatgo/qatgo/quant"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+var lastID atomic.Uint64
+
+// Quantizer is one fake-quantize node and its state: what the training graph uses (Out, the
+// learnable nodes) and what export reads (Params, Range, Config).
+//
+// A Quantizer is not safe for concurrent use; one graph runs it at a time.
+type Quantizer struct {
+	// In is the input node, Out the fake-quantized node to use in its place.
+	In, Out *G.Node
+	// LogScale is the learnable log(scale) vector of LSQ (length K), nil otherwise.
+	LogScale *G.Node
+	// Offset is the learnable real-valued zero point of LSQ+ (length K), nil otherwise.
+	Offset *G.Node
+	// Alpha is PACT's learnable clipping level (length K), nil otherwise.
+	Alpha *G.Node
+
+	cfg    Config
+	layout Layout
+	rng    quant.Range
+	xdims  int
+	dtype  tensor.Dtype
+	id     uint64
+
+	disabled bool
+	frozen   bool
+
+	// Parameters used by the last forward (length K).
+	scales []float32
+	zps    []int32
+	s32    []float32
+	s64    []float64
+	alphas []float64 // PACT: floored alpha per slice
+
+	// Observed: observer state and the per-batch scratch.
+	obsInit      bool
+	fixed        bool // parameters set with SetParams; the observer is bypassed until Unfreeze
+	obsLo, obsHi []float64
+	bLo, bHi     []float64
+
+	// scratch for the backward sums
+	sumDS, sumClip, sumHigh []float64
+}
+
+// New inserts a fake-quantize node for x into x's graph and returns its Quantizer. x must be a
+// float32 or float64 tensor node of rank >= 1 with a known shape. Errors report an invalid Config
+// or a Config that does not fit x's shape.
+//
+// LSQ scales start from cfg.InitScale when set, else from LSQInitScale of x's current value when
+// x has one (weights), else 1; call InitLSQ, InitFromRange or SetParams to initialise from data.
+func New(g *G.ExprGraph, x *G.Node, cfg Config) (*Quantizer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if x == nil {
+		return nil, fmt.Errorf("%w: %s: nil input node", ErrConfig, cfg.Name)
+	}
+	if g == nil {
+		g = x.Graph()
+	}
+	dt := x.Dtype()
+	if dt != tensor.Float32 && dt != tensor.Float64 {
+		return nil, fmt.Errorf("%w: %s: dtype %v (want float32 or float64)", ErrConfig, cfg.Name, dt)
+	}
+	layout, err := NewLayout([]int(x.Shape()), cfg)
+	if err != nil {
+		return nil, err
+	}
+	k := layout.Slices()
+	q := &Quantizer{
+		In: x, cfg: cfg, layout: layout, rng: cfg.Range(), xdims: x.Dims(), dtype: dt,
+		id:     lastID.Add(1),
+		scales: make([]float32, k), zps: make([]int32, k),
+		sumDS: make([]float64, k), sumClip: make([]float64, k), sumHigh: make([]float64, k),
+	}
+	if dt == tensor.Float32 {
+		q.s32 = make([]float32, k)
+	} else {
+		q.s64 = make([]float64, k)
+	}
+	inputs := G.Nodes{x}
+	switch cfg.Method {
+	case LSQ:
+		init := make([]float64, k)
+		switch {
+		case cfg.InitScale > 0:
+			for i := range init {
+				init[i] = math.Log(cfg.InitScale)
+			}
+		case x.Value() != nil:
+			s, err := LSQInitScale(valueFloats(x.Value()), layout, cfg.Qp())
+			if err != nil {
+				return nil, fmt.Errorf("fakequant: %s: initial value: %w", cfg.Name, err)
+			}
+			for i := range init {
+				init[i] = math.Log(float64(s[i]))
+			}
+		}
+		q.LogScale = G.NewVector(g, dt, G.WithShape(k), G.WithName(cfg.Name+".log_scale"), G.WithValue(vecOf(dt, init)))
+		inputs = append(inputs, q.LogScale)
+		if cfg.LearnOffset {
+			q.Offset = G.NewVector(g, dt, G.WithShape(k), G.WithName(cfg.Name+".offset"), G.WithValue(vecOf(dt, make([]float64, k))))
+			inputs = append(inputs, q.Offset)
+		}
+	case PACT:
+		a := 6.0
+		if cfg.InitScale > 0 {
+			a = cfg.InitScale * float64(q.rng.Max)
+		}
+		init := make([]float64, k)
+		for i := range init {
+			init[i] = a
+		}
+		q.Alpha = G.NewVector(g, dt, G.WithShape(k), G.WithName(cfg.Name+".alpha"), G.WithValue(vecOf(dt, init)))
+		inputs = append(inputs, q.Alpha)
+	case Observed:
+		q.obsLo, q.obsHi = make([]float64, k), make([]float64, k)
+		q.bLo, q.bHi = make([]float64, k), make([]float64, k)
+	}
+	out, err := G.ApplyOpWithName(&fqOp{q: q}, cfg.Name+".fq", inputs...)
+	if err != nil {
+		return nil, fmt.Errorf("fakequant: %s: %w", cfg.Name, err)
+	}
+	q.Out = out
+	return q, nil
+}
+
+// Config returns the configuration.
+func (q *Quantizer) Config() Config { return q.cfg }
+
+// Range returns the integer range [qmin, qmax].
+func (q *Quantizer) Range() quant.Range { return q.rng }
+
+// Layout returns the slice layout (K = Layout().Slices()).
+func (q *Quantizer) Layout() Layout { return q.layout }
+
+// Bits returns the bit width.
+func (q *Quantizer) Bits() int { return q.cfg.Bits }
+
+// Learnables returns the learnable parameter nodes (to hand to G.Grad and the solver).
+func (q *Quantizer) Learnables() G.Nodes {
+	var ns G.Nodes
+	for _, n := range []*G.Node{q.LogScale, q.Offset, q.Alpha} {
+		if n != nil {
+			ns = append(ns, n)
+		}
+	}
+	return ns
+}
+
+// Freeze stops observer updates: the node quantizes with its current parameters (evaluation,
+// after calibration). It has no effect on learned parameters, which change only through the solver.
+func (q *Quantizer) Freeze() { q.frozen = true }
+
+// Unfreeze resumes observer updates (and drops parameters fixed by SetParams for Observed).
+func (q *Quantizer) Unfreeze() { q.frozen, q.fixed = false, false }
+
+// Frozen reports whether observer updates are stopped.
+func (q *Quantizer) Frozen() bool { return q.frozen }
+
+// SetEnabled switches fake quantization on or off. Disabled, the node passes its input through
+// (gradient too; parameter gradients are zero) and observers are not updated.
+func (q *Quantizer) SetEnabled(on bool) { q.disabled = !on }
+
+// Enabled reports whether fake quantization is on.
+func (q *Quantizer) Enabled() bool { return !q.disabled }
+
+// GradScale returns LSQ's gradient scale g = 1/sqrt(N*Qp) (1 with NoGradScale).
+func (q *Quantizer) GradScale() float64 {
+	if q.cfg.NoGradScale {
+		return 1
+	}
+	return 1 / math.Sqrt(float64(q.layout.PerSlice())*float64(q.cfg.Qp()))
+}
+
+// ErrNotCalibrated reports an Observed quantizer that has seen no data and has no parameters set.
+var ErrNotCalibrated = errors.New("fakequant: observer has seen no data")
+
+// Params returns the K (scale, zero point) pairs that the forward pass uses now, computed from the
+// current values of the learnable nodes or the observer state. Export reads these.
+func (q *Quantizer) Params() ([]quant.Params, error) {
+	if err := q.computeParams(q.paramValues(), false); err != nil {
+		return nil, err
+	}
+	ps := make([]quant.Params, len(q.scales))
+	for i := range ps {
+		ps[i] = quant.Params{Scale: q.scales[i], ZeroPoint: q.zps[i]}
+	}
+	return ps, nil
+}
+
+// ObserverRange returns copies of the observed per-slice [min, max] (Observed only).
+func (q *Quantizer) ObserverRange() (lo, hi []float64, err error) {
+	if q.cfg.Method != Observed {
+		return nil, nil, fmt.Errorf("fakequant: %s: not an observed quantizer", q.cfg.Name)
+	}
+	if !q.obsInit {
+		return nil, nil, fmt.Errorf("%w: %s", ErrNotCalibrated, q.cfg.Name)
+	}
+	return append([]float64(nil), q.obsLo...), append([]float64(nil), q.obsHi...), nil
+}
+
+// SetParams sets the K (scale, zero point) pairs. LSQ stores log(scale) (and the zero point in
+// Offset when learned; without LearnOffset zero points must be 0 for symmetric schemes and are
+// ignored otherwise... see the package doc); PACT stores alpha = scale*qmax; Observed fixes the
+// parameters and freezes the observer until Unfreeze.
+func (q *Quantizer) SetParams(ps []quant.Params) error {
+	k := q.layout.Slices()
+	if len(ps) != k {
+		return fmt.Errorf("fakequant: %s: %d params for %d slices", q.cfg.Name, len(ps), k)
+	}
+	for i, p := range ps {
+		if !(p.Scale >= quant.MinScale) || math.IsInf(float64(p.Scale), 0) {
+			return fmt.Errorf("fakequant: %s: slice %d: scale %v below quant.MinScale or not finite", q.cfg.Name, i, p.Scale)
+		}
+		if p.ZeroPoint < q.rng.Min || p.ZeroPoint > q.rng.Max || (q.cfg.Symmetric() && p.ZeroPoint != 0) {
+			return fmt.Errorf("fakequant: %s: slice %d: zero point %d invalid for %v", q.cfg.Name, i, p.ZeroPoint, q.rng)
+		}
+		if q.cfg.Method == LSQ && !q.cfg.Symmetric() && !q.cfg.LearnOffset && p.ZeroPoint != q.fixedZero() {
+			return fmt.Errorf("fakequant: %s: slice %d: zero point %d but the offset is not learned (fixed %d)", q.cfg.Name, i, p.ZeroPoint, q.fixedZero())
+		}
+	}
+	switch q.cfg.Method {
+	case LSQ:
+		ls := make([]float64, k)
+		zs := make([]float64, k)
+		for i, p := range ps {
+			ls[i] = math.Log(float64(p.Scale))
+			zs[i] = float64(p.ZeroPoint)
+		}
+		setFloats(q.LogScale.Value(), ls)
+		if q.Offset != nil {
+			setFloats(q.Offset.Value(), zs)
+		}
+	case PACT:
+		as := make([]float64, k)
+		for i, p := range ps {
+			as[i] = float64(p.Scale) * float64(q.rng.Max)
+		}
+		setFloats(q.Alpha.Value(), as)
+	case Observed:
+		for i, p := range ps {
+			q.scales[i], q.zps[i] = p.Scale, p.ZeroPoint
+		}
+		q.fixed, q.frozen, q.obsInit = true, true, true
+	}
+	return nil
+}
+
+// SetRange sets the parameters from per-slice real ranges [lo[k], hi[k]] with quant.SymmetricParams or
+// quant.AsymmetricParams (PACT: alpha = max(hi, 0)). For Observed it also sets the observer state.
+// Use it with a calibration observer (MinMaxObserver, PercentileObserver, MSEObserver).
+func (q *Quantizer) SetRange(lo, hi []float64) error {
+	k := q.layout.Slices()
+	if len(lo) != k || len(hi) != k {
+		return fmt.Errorf("fakequant: %s: ranges of length %d/%d for %d slices", q.cfg.Name, len(lo), len(hi), k)
+	}
+	if q.cfg.Method == Observed {
+		for i := range lo {
+			if _, err := q.paramsFromRange(lo[i], hi[i]); err != nil {
+				return err
+			}
+		}
+		copy(q.obsLo, lo)
+		copy(q.obsHi, hi)
+		q.obsInit, q.fixed = true, false
+		return nil
+	}
+	ps := make([]quant.Params, k)
+	for i := range ps {
+		p, err := q.paramsFromRange(lo[i], hi[i])
+		if err != nil {
+			return err
+		}
+		if q.cfg.Method == LSQ && !q.cfg.LearnOffset {
+			p.ZeroPoint = q.fixedZero()
+			if !q.cfg.Symmetric() { // keep the range's extent with the fixed zero point
+				p.Scale = float32(max(math.Abs(lo[i]), math.Abs(hi[i])) / float64(q.rng.Max-q.fixedZero()))
+				if !(p.Scale >= quant.MinScale) {
+					p.Scale = quant.MinScale
+				}
+			}
+		}
+		ps[i] = p
+	}
+	return q.SetParams(ps)
+}
+
+// InitLSQ sets LSQ scales to LSQInitScale(v) (s = 2*mean|v|/sqrt(Qp) per slice), v having the input's
+// shape (for activations: a representative batch).
+func (q *Quantizer) InitLSQ(v tensor.Tensor) error {
+	if q.cfg.Method != LSQ {
+		return fmt.Errorf("fakequant: %s: InitLSQ on a %v quantizer", q.cfg.Name, q.cfg.Method)
+	}
+	if !v.Shape().Eq(tensor.Shape(q.layout.Shape)) {
+		return fmt.Errorf("fakequant: %s: InitLSQ shape %v, want %v", q.cfg.Name, v.Shape(), q.layout.Shape)
+	}
+	s, err := LSQInitScale(valueFloats(v), q.layout, q.cfg.Qp())
+	if err != nil {
+		return fmt.Errorf("fakequant: %s: %w", q.cfg.Name, err)
+	}
+	ls := make([]float64, len(s))
+	for i := range s {
+		ls[i] = math.Log(float64(s[i]))
+	}
+	setFloats(q.LogScale.Value(), ls)
+	return nil
+}
+
+// InitFromInput calls InitLSQ with the current value of the input node (e.g. after one forward run
+// with the quantizer disabled).
+func (q *Quantizer) InitFromInput() error {
+	v, ok := q.In.Value().(tensor.Tensor)
+	if !ok || v == nil {
+		return fmt.Errorf("fakequant: %s: input node has no tensor value", q.cfg.Name)
+	}
+	return q.InitLSQ(v)
+}
+
+// fixedZero is the zero point of an asymmetric LSQ quantizer without a learned offset: the middle of
+// the range rounded toward qmin for signed ranges (0 for [-2^(b-1), 2^(b-1)-1]) and qmin for unsigned.
+func (q *Quantizer) fixedZero() int32 {
+	if q.cfg.Scheme == AsymmetricSigned {
+		return 0
+	}
+	return q.rng.Min
+}
+
+func (q *Quantizer) paramsFromRange(lo, hi float64) (quant.Params, error) {
+	if q.cfg.Method == PACT {
+		return quant.AsymmetricParams(0, max(hi, 0), q.rng)
+	}
+	if q.cfg.Symmetric() {
+		return quant.SymmetricParams(lo, hi, q.rng)
+	}
+	return quant.AsymmetricParams(lo, hi, q.rng)
+}
+
+func (q *Quantizer) numParams() int {
+	switch q.cfg.Method {
+	case LSQ:
+		if q.cfg.LearnOffset {
+			return 2
+		}
+		return 1
+	case PACT:
+		return 1
+	}
+	return 0
+}
+
+// paramValues returns the current values of the learnable nodes in input order.
+func (q *Quantizer) paramValues() []G.Value {
+	var vs []G.Value
+	for _, n := range q.Learnables() {
+		vs = append(vs, n.Value())
+	}
+	return vs
+}
+
+// input checks the op inputs and returns x.
+func (q *Quantizer) input(vals []G.Value, arity int) (*tensor.Dense, error) {
+	if len(vals) != arity {
+		return nil, fmt.Errorf("fakequant: %s: %d inputs, want %d", q.cfg.Name, len(vals), arity)
+	}
+	x, ok := vals[0].(*tensor.Dense)
+	if !ok {
+		return nil, fmt.Errorf("fakequant: %s: input is %T, want *tensor.Dense", q.cfg.Name, vals[0])
+	}
+	if x.Dtype() != q.dtype || !x.Shape().Eq(tensor.Shape(q.layout.Shape)) {
+		return nil, fmt.Errorf("fakequant: %s: input %v %v, want %v %v", q.cfg.Name, x.Dtype(), x.Shape(), q.dtype, q.layout.Shape)
+	}
+	if x.IsView() {
+		return nil, fmt.Errorf("fakequant: %s: input is a view; materialise it first", q.cfg.Name)
+	}
+	return x, nil
+}
+
+// computeParams fills q.scales/q.zps (and the typed copies) from parameter values (LSQ, PACT) or
+// from the observer state (Observed).
+func (q *Quantizer) computeParams(pv []G.Value, _ bool) error {
+	k := q.layout.Slices()
+	switch q.cfg.Method {
+	case LSQ:
+		if err := readParam(pv, 0, k, q.dtype, func(i int, t float64) { q.scales[i] = scaleFromLog(t) }); err != nil {
+			return fmt.Errorf("fakequant: %s: log-scale: %w", q.cfg.Name, err)
+		}
+		if q.cfg.LearnOffset {
+			if err := readParam(pv, 1, k, q.dtype, func(i int, z float64) { q.zps[i] = zeroFromOffset(z, q.rng.Min, q.rng.Max) }); err != nil {
+				return fmt.Errorf("fakequant: %s: offset: %w", q.cfg.Name, err)
+			}
+		} else {
+			z := int32(0)
+			if !q.cfg.Symmetric() {
+				z = q.fixedZero()
+			}
+			for i := range q.zps {
+				q.zps[i] = z
+			}
+		}
+	case PACT:
+		if len(q.alphas) != k {
+			q.alphas = make([]float64, k)
+		}
+		if err := readParam(pv, 0, k, q.dtype, func(i int, a float64) {
+			q.scales[i] = pactScale(a, q.rng.Max)
+			q.alphas[i] = pactAlphaFloor(a, q.rng.Max)
+		}); err != nil {
+			return fmt.Errorf("fakequant: %s: alpha: %w", q.cfg.Name, err)
+		}
+		for i := range q.zps {
+			q.zps[i] = 0
+		}
+	case Observed:
+		if q.fixed {
+			break
+		}
+		if !q.obsInit {
+			return fmt.Errorf("%w: %s", ErrNotCalibrated, q.cfg.Name)
+		}
+		for i := range q.scales {
+			p, err := q.paramsFromRange(q.obsLo[i], q.obsHi[i])
+			if err != nil {
+				return fmt.Errorf("fakequant: %s: slice %d: %w", q.cfg.Name, i, err)
+			}
+			q.scales[i], q.zps[i] = p.Scale, p.ZeroPoint
+		}
+	}
+	for i, s := range q.scales {
+		if q.s32 != nil {
+			q.s32[i] = s
+		} else {
+			q.s64[i] = float64(s)
+		}
+	}
+	return nil
+}
+
+// readParam calls f(i, v[i]) for the K elements of parameter value number idx.
+func readParam(pv []G.Value, idx, k int, dt tensor.Dtype, f func(int, float64)) error {
+	if idx >= len(pv) || pv[idx] == nil {
+		return errors.New("no value")
+	}
+	t, ok := pv[idx].(*tensor.Dense)
+	if !ok || t.Shape().TotalSize() != k || t.Dtype() != dt {
+		return fmt.Errorf("value %v is not a %v vector of length %d", pv[idx], dt, k)
+	}
+	switch d := t.Data().(type) {
+	case []float32:
+		for i, v := range d[:k] {
+			f(i, float64(v))
+		}
+	case []float64:
+		for i, v := range d[:k] {
+			f(i, v)
+		}
+	}
+	return nil
+}
+
+func vecOf(dt tensor.Dtype, v []float64) *tensor.Dense {
+	if dt == tensor.Float32 {
+		f := make([]float32, len(v))
+		for i := range v {
+			f[i] = float32(v[i])
+		}
+		return tensor.New(tensor.WithShape(len(v)), tensor.WithBacking(f))
+	}
+	return tensor.New(tensor.WithShape(len(v)), tensor.WithBacking(append([]float64(nil), v...)))
+}
+
+func setFloats(v G.Value, src []float64) {
+	t := v.(*tensor.Dense)
+	switch d := t.Data().(type) {
+	case []float32:
+		for i := range d {
+			d[i] = float32(src[i])
+		}
+	case []float64:
+		copy(d, src)
+	}
+}
+
+// valueFloats returns a float64 copy of a float tensor's data (nil for other values).
+func valueFloats(v G.Value) []float64 {
+	t, ok := v.(tensor.Tensor)
+	if !ok {
+		return nil
+	}
+	switch d := t.Data().(type) {
+	case []float32:
+		out := make([]float64, len(d))
+		for i, x := range d {
+			out[i] = float64(x)
+		}
+		return out
+	case []float64:
+		return append([]float64(nil), d...)
+	}
+	return nil
+}
+
+func (c Config) hashString() string {
+	return fmt.Sprintf("%s b=%d %v %v ax=%d gs=%d %v %v off=%t m=%g init=%g ng=%t",
+		c.Name, c.Bits, c.Scheme, c.Granularity, c.Axis, c.GroupSize, c.Method, c.Grad, c.LearnOffset,
+		c.Momentum, c.InitScale, c.NoGradScale)
+}
