@@ -1,0 +1,228 @@
+package fakequant
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/qatgo/qatgo/quant"
+	"gorgonia.org/tensor"
+)
+
+// surrogate is the documented surrogate of the package doc with the rounding residual r0 held
+// constant: LSQ/Observed x_hat = s*(clamp(x/s + r0 + z, qmin, qmax) - z), s = exp(theta);
+// PACT y = clip(x, 0, alpha). cost = sum w .* x_hat.
+type surrogate struct {
+	l      Layout
+	r      quant.Range
+	method Method
+	w, r0  []float64
+}
+
+func (sg *surrogate) cost(x, theta, z []float64) float64 {
+	c := 0.0
+	for i, xi := range x {
+		k := sg.l.Slice(i)
+		var y float64
+		if sg.method == PACT {
+			y = math.Max(0, math.Min(xi, theta[k]))
+		} else {
+			s := math.Exp(theta[k])
+			y = s * (math.Max(float64(sg.r.Min), math.Min(float64(sg.r.Max), xi/s+sg.r0[i]+z[k])) - z[k])
+		}
+		c += sg.w[i] * y
+	}
+	return c
+}
+
+// numGrad returns central differences of f with respect to each element of v.
+func numGrad(v []float64, eps float64, f func() float64) []float64 {
+	g := make([]float64, len(v))
+	for i := range v {
+		old := v[i]
+		h := eps * math.Max(1, math.Abs(old))
+		v[i] = old + h
+		fp := f()
+		v[i] = old - h
+		fm := f()
+		v[i] = old
+		g[i] = (fp - fm) / (2 * h)
+	}
+	return g
+}
+
+func closeTo(got, want, rel, abs float64) bool {
+	return math.Abs(got-want) <= abs+rel*math.Abs(want)
+}
+
+func TestGradientsMatchSurrogate(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	type mcase struct {
+		m      Method
+		scheme Scheme
+		offset bool
+		grad   GradMode
+	}
+	mcases := []mcase{
+		{LSQ, SymmetricNarrow, false, ClippedSTE},
+		{LSQ, AsymmetricSigned, true, ClippedSTE},
+		{LSQ, AsymmetricUnsigned, true, PlainSTE},
+		{LSQ, AsymmetricSigned, false, ClippedSTE},
+		{PACT, AsymmetricUnsigned, false, ClippedSTE},
+		{Observed, AsymmetricSigned, false, ClippedSTE},
+	}
+	for _, dt := range dtypes {
+		for _, gc := range granCases {
+			for _, mc := range mcases {
+				for _, bits := range []int{3, 8} {
+					name := fmt.Sprintf("%v/%s/%v-%v-off%t-%v/b%d", dt, gc.name, mc.m, mc.scheme, mc.offset, mc.grad, bits)
+					t.Run(name, func(t *testing.T) {
+						cfg := Config{Name: "fq", Bits: bits, Scheme: mc.scheme, Granularity: gc.gran, Axis: gc.axis,
+							GroupSize: gc.group, Method: mc.m, LearnOffset: mc.offset, Grad: mc.grad, InitScale: 1}
+						checkGradients(t, rng, dt, gc.shape, cfg)
+					})
+				}
+			}
+		}
+	}
+}
+
+func checkGradients(t *testing.T, rng *rand.Rand, dt tensor.Dtype, shape []int, cfg Config) {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	l, err := NewLayout(shape, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Range()
+	k := l.Slices()
+	ps := make([]quant.Params, k)
+	for i := range ps {
+		ps[i].Scale = float32(0.1 * (1 + 0.3*float64(i%3)))
+		if !cfg.Symmetric() && (cfg.LearnOffset || cfg.Method == Observed) {
+			ps[i].ZeroPoint = r.Min + (r.Max-r.Min)/3 + int32(i%3)
+		} else if !cfg.Symmetric() {
+			ps[i].ZeroPoint = map[Scheme]int32{AsymmetricSigned: 0, AsymmetricUnsigned: r.Min}[cfg.Scheme]
+		}
+	}
+	// Data: values across and beyond the range, kept away from the clip kinks.
+	x := make([]float64, n)
+	for i := range x {
+		p := ps[l.Slice(i)]
+		s := float64(p.Scale)
+		lo, hi := float64(r.Min-p.ZeroPoint)-3, float64(r.Max-p.ZeroPoint)+3
+		for {
+			v := lo + rng.Float64()*(hi-lo)
+			xv := v * s
+			if dt == tensor.Float32 {
+				xv = float64(float32(xv))
+			}
+			u := quant.Round(xv/s) + float64(p.ZeroPoint)
+			if cfg.Method == PACT {
+				alpha := float64(r.Max) * s
+				if math.Abs(xv) < 1e-3 || math.Abs(xv-alpha) < 1e-3 {
+					continue
+				}
+			} else if u == float64(r.Min) || u == float64(r.Max) {
+				continue
+			}
+			x[i] = xv
+			break
+		}
+	}
+	h := newHarness(t, dt, shape, x, cfg, 11)
+	if cfg.Method == Observed {
+		h.q.Freeze()
+	}
+	if err := h.q.SetParams(ps); err != nil {
+		t.Fatal(err)
+	}
+	h.run(t)
+	used, err := h.q.Params()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Surrogate state at the evaluation point, from the node values the op used.
+	w := floats(denseOf(dt, shape, h.w))
+	xs := floats(denseOf(dt, shape, x))
+	r0 := make([]float64, n)
+	for i, xi := range xs {
+		s := used[l.Slice(i)].Scale
+		if dt == tensor.Float32 {
+			v := float32(xi) / s
+			r0[i] = float64(quant.Round(v)) - float64(v)
+		} else {
+			v := xi / float64(s)
+			r0[i] = quant.Round(v) - v
+		}
+	}
+	theta := make([]float64, k)
+	z := make([]float64, k)
+	switch cfg.Method {
+	case LSQ:
+		theta = floats(h.q.LogScale.Value())
+		if h.q.Offset != nil {
+			z = floats(h.q.Offset.Value())
+		} else {
+			for i := range z {
+				z[i] = float64(used[i].ZeroPoint)
+			}
+		}
+	case PACT:
+		theta = floats(h.q.Alpha.Value())
+	case Observed:
+		for i := range theta {
+			theta[i] = math.Log(float64(used[i].Scale))
+			z[i] = float64(used[i].ZeroPoint)
+		}
+	}
+	sg := &surrogate{l: l, r: r, method: cfg.Method, w: w, r0: r0}
+	f := func() float64 { return sg.cost(xs, theta, z) }
+
+	rel, abs := 1e-6, 1e-8 // abs: central-difference roundoff on a cost of O(n)
+	if dt == tensor.Float32 {
+		rel, abs = 2e-4, 1e-5
+	}
+	// input gradient
+	gx := grad(t, h.x)
+	nx := numGrad(xs, 1e-6, f)
+	for i := range gx {
+		want := nx[i]
+		if cfg.Grad == PlainSTE {
+			want = w[i]
+		}
+		if !closeTo(gx[i], want, 1e-5, 1e-6) {
+			t.Fatalf("dx[%d] (x=%v) = %v, surrogate %v", i, xs[i], gx[i], want)
+		}
+	}
+	gscale := 1.0
+	if cfg.Method == LSQ {
+		gscale = h.q.GradScale()
+	}
+	switch cfg.Method {
+	case LSQ, PACT:
+		var node = h.q.LogScale
+		if cfg.Method == PACT {
+			node = h.q.Alpha
+		}
+		gt := grad(t, node)
+		nt := numGrad(theta, 1e-6, f)
+		for i := range gt {
+			if !closeTo(gt[i], gscale*nt[i], rel, abs*gscale) {
+				t.Fatalf("d%s[%d] = %v, surrogate %v (g=%v)", node.Name(), i, gt[i], gscale*nt[i], gscale)
+			}
+		}
+		if h.q.Offset != nil {
+			gz := grad(t, h.q.Offset)
+			nz := numGrad(z, 1e-6, f)
+			for i := range gz {
+				if !closeTo(gz[i], gscale*nz[i], rel, abs*gscale) {
+					t.Fatalf("doffset[%d] = %v, surrogate %v", i, gz[i], gscale*nz[i])
+				}
+			}
+		}
+	}
+}
