@@ -2,6 +2,9 @@
 
 package kernels
 
-const haveSIMD = true
+const (
+	haveSIMD = true
+	panelXor = 0
+)
 
 func archImpls() []*impl { return nil }

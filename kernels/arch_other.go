@@ -2,6 +2,9 @@
 
 package kernels
 
-const haveSIMD = false
+const (
+	haveSIMD = false
+	panelXor = 0
+)
 
 func archImpls() []*impl { return nil }

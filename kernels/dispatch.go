@@ -14,6 +14,9 @@ type impl struct {
 	// columns j0 <= j < j1 (dst indexed from column j0; j0 a multiple of panelN). bias is
 	// never nil here (zeros are substituted by the caller).
 	gemm32 func(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, j0, j1 int)
+	// gemm8, if not nil, is gemm32 with the epilogue rq fused (dst indexed the same way);
+	// otherwise the driver runs gemm32 on tiles and the reference epilogue on the result.
+	gemm8 func(dst []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant, j0, j1 int)
 	// gemv4 computes dst[j] = bias[j] + sum_g scales[j][g]*sum_{k in g} a[k]*w[j][k] for
 	// j0 <= j < j1 (dst indexed by j, j0 a multiple of panelN): one activation row, int4 weights.
 	gemv4 func(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 int)

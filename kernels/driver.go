@@ -85,7 +85,7 @@ func gemmInt32(p *impl, dst []int32, ldd int, a []int8, lda, m int, w *PackedInt
 	bias, done := biasOrZero(bias, w.n)
 	defer done()
 	tiles(m, w.n, w.k, func(i0, i1, j0, j1 int) {
-		p.gemm32(dst[i0*ldd:], ldd, a[i0*lda:], lda, i1-i0, w, bias, j0, j1)
+		p.gemm32(dst[i0*ldd+j0:], ldd, a[i0*lda:], lda, i1-i0, w, bias, j0, j1)
 	})
 }
 
@@ -95,6 +95,12 @@ func gemmInt8(p *impl, dst []int8, ldd int, a []int8, lda, m int, w *PackedInt8,
 	}
 	bias, done := biasOrZero(bias, w.n)
 	defer done()
+	if p.gemm8 != nil {
+		tiles(m, w.n, w.k, func(i0, i1, j0, j1 int) {
+			p.gemm8(dst[i0*ldd+j0:], ldd, a[i0*lda:], lda, i1-i0, w, bias, rq, j0, j1)
+		})
+		return
+	}
 	tiles(m, w.n, w.k, func(i0, i1, j0, j1 int) {
 		// Accumulate the tile in int32, then run the reference epilogue on it while it is
 		// still in cache.

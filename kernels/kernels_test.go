@@ -286,6 +286,11 @@ func TestGEMMThreaded(t *testing.T) {
 					defer wg.Done()
 					got := make([]int8, m*n)
 					gemmInt8(p, got, n, a, k, m, w, nil, rq)
+					got32 := make([]int32, m*n)
+					gemmInt32(p, got32, n, a, k, m, w, nil)
+					if fmt.Sprint(refRequant(got32, n, rq)) != fmt.Sprint(want) {
+						t.Errorf("m%d n%d k%d: int32 path differs", m, n, k)
+					}
 					for i := range got {
 						if got[i] != want[i] {
 							t.Errorf("m%d n%d k%d: index %d got %d want %d", m, n, k, i, got[i], want[i])

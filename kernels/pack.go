@@ -9,7 +9,9 @@ import "fmt"
 //
 //	panel[((t*kp/4+g)*panelN+c)*4+b] = w[t*panelN+c][4*g+b]
 //
-// K is padded to kp (a multiple of 4) and N to a multiple of panelN with zero weights.
+// K is padded to kp (a multiple of 4) and N to a multiple of panelN with zero bytes. On amd64
+// the stored byte is w^0x80 = w+128 as u8 (panelXor), the unsigned operand of VPDPBUSD; the
+// padding stays 0 so that it contributes nothing.
 const panelN = 16
 
 // PackedInt8 is an N x K int8 weight matrix (row n = output channel n, K contiguous) packed
@@ -56,7 +58,7 @@ func PackInt8(w []int8, n, k int) (*PackedInt8, error) {
 			t, c := j/panelN, j%panelN
 			for kk, v := range w[j*k : (j+1)*k] {
 				g, b := kk/4, kk%4
-				p.panel[((t*p.kp/4+g)*panelN+c)*4+b] = v
+				p.panel[((t*p.kp/4+g)*panelN+c)*4+b] = int8(uint8(v) ^ panelXor)
 			}
 		}
 	}

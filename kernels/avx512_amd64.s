@@ -1,0 +1,366 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// AVX-512 VNNI kernels. Weights are packed as u8 (w+128, padding 0) in tiles of 16 columns x 4
+// K values (64 bytes per K group, see pack.go); activations stay signed and are broadcast with
+// the EVEX embedded broadcast of VPDPBUSD (the s8 operand). The accumulators therefore hold
+// sum (w+128)*a = sum w*a + 128*sum a; the caller passes roff[r] = -128*sum_k a[r][k].
+//
+// VPDPBUSD zmm1, zmm2, zmm3/m32bcst (Intel order): zmm1 += sum over 4 bytes of u8(zmm2)*s8(zmm3);
+// Go order below is VPDPBUSD.BCST mem, zmm2, zmm1. It never saturates (the S form does).
+
+// func vnni8x48(a *int8, lda int, w *byte, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+// c[r*ldc/4+j] = off[j] + roff[r] + sum_g dot(w tile, a[r][4g:4g+4]) for 8 rows and 48 columns.
+TEXT ·vnni8x48(SB), NOSPLIT, $0-72
+	MOVQ a+0(FP), SI
+	MOVQ lda+8(FP), BX
+	MOVQ w+16(FP), R9
+	MOVQ ts+24(FP), AX
+	MOVQ kg+32(FP), R13
+	MOVQ off+40(FP), DI
+	MOVQ roff+48(FP), R14
+	MOVQ c+56(FP), CX
+	MOVQ ldc+64(FP), R12
+	LEAQ (SI)(BX*2), DX
+	ADDQ BX, DX           // DX = row 3
+	LEAQ (DX)(BX*2), R8
+	ADDQ BX, R8           // R8 = row 6
+	LEAQ (R9)(AX*1), R10
+	LEAQ (R10)(AX*1), R11
+	VMOVDQU32 0(DI), Z24
+	VMOVDQU32 64(DI), Z25
+	VMOVDQU32 128(DI), Z26
+	VPBROADCASTD 0(R14), Z27
+	VPADDD Z24, Z27, Z0
+	VPADDD Z25, Z27, Z1
+	VPADDD Z26, Z27, Z2
+	VPBROADCASTD 4(R14), Z27
+	VPADDD Z24, Z27, Z3
+	VPADDD Z25, Z27, Z4
+	VPADDD Z26, Z27, Z5
+	VPBROADCASTD 8(R14), Z27
+	VPADDD Z24, Z27, Z6
+	VPADDD Z25, Z27, Z7
+	VPADDD Z26, Z27, Z8
+	VPBROADCASTD 12(R14), Z27
+	VPADDD Z24, Z27, Z9
+	VPADDD Z25, Z27, Z10
+	VPADDD Z26, Z27, Z11
+	VPBROADCASTD 16(R14), Z27
+	VPADDD Z24, Z27, Z12
+	VPADDD Z25, Z27, Z13
+	VPADDD Z26, Z27, Z14
+	VPBROADCASTD 20(R14), Z27
+	VPADDD Z24, Z27, Z15
+	VPADDD Z25, Z27, Z16
+	VPADDD Z26, Z27, Z17
+	VPBROADCASTD 24(R14), Z27
+	VPADDD Z24, Z27, Z18
+	VPADDD Z25, Z27, Z19
+	VPADDD Z26, Z27, Z20
+	VPBROADCASTD 28(R14), Z27
+	VPADDD Z24, Z27, Z21
+	VPADDD Z25, Z27, Z22
+	VPADDD Z26, Z27, Z23
+vnni8x48_loop:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R10), Z25
+	VMOVDQU32 (R11), Z26
+	VPDPBUSD.BCST (SI), Z24, Z0
+	VPDPBUSD.BCST (SI), Z25, Z1
+	VPDPBUSD.BCST (SI), Z26, Z2
+	VPDPBUSD.BCST (SI)(BX*1), Z24, Z3
+	VPDPBUSD.BCST (SI)(BX*1), Z25, Z4
+	VPDPBUSD.BCST (SI)(BX*1), Z26, Z5
+	VPDPBUSD.BCST (SI)(BX*2), Z24, Z6
+	VPDPBUSD.BCST (SI)(BX*2), Z25, Z7
+	VPDPBUSD.BCST (SI)(BX*2), Z26, Z8
+	VPDPBUSD.BCST (DX), Z24, Z9
+	VPDPBUSD.BCST (DX), Z25, Z10
+	VPDPBUSD.BCST (DX), Z26, Z11
+	VPDPBUSD.BCST (SI)(BX*4), Z24, Z12
+	VPDPBUSD.BCST (SI)(BX*4), Z25, Z13
+	VPDPBUSD.BCST (SI)(BX*4), Z26, Z14
+	VPDPBUSD.BCST (DX)(BX*2), Z24, Z15
+	VPDPBUSD.BCST (DX)(BX*2), Z25, Z16
+	VPDPBUSD.BCST (DX)(BX*2), Z26, Z17
+	VPDPBUSD.BCST (R8), Z24, Z18
+	VPDPBUSD.BCST (R8), Z25, Z19
+	VPDPBUSD.BCST (R8), Z26, Z20
+	VPDPBUSD.BCST (DX)(BX*4), Z24, Z21
+	VPDPBUSD.BCST (DX)(BX*4), Z25, Z22
+	VPDPBUSD.BCST (DX)(BX*4), Z26, Z23
+	ADDQ $4, SI
+	ADDQ $4, DX
+	ADDQ $4, R8
+	ADDQ $64, R9
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ R13
+	JNZ vnni8x48_loop
+	VMOVDQU32 Z0, 0(CX)
+	VMOVDQU32 Z1, 64(CX)
+	VMOVDQU32 Z2, 128(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z3, 0(CX)
+	VMOVDQU32 Z4, 64(CX)
+	VMOVDQU32 Z5, 128(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z6, 0(CX)
+	VMOVDQU32 Z7, 64(CX)
+	VMOVDQU32 Z8, 128(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z9, 0(CX)
+	VMOVDQU32 Z10, 64(CX)
+	VMOVDQU32 Z11, 128(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z12, 0(CX)
+	VMOVDQU32 Z13, 64(CX)
+	VMOVDQU32 Z14, 128(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z15, 0(CX)
+	VMOVDQU32 Z16, 64(CX)
+	VMOVDQU32 Z17, 128(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z18, 0(CX)
+	VMOVDQU32 Z19, 64(CX)
+	VMOVDQU32 Z20, 128(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z21, 0(CX)
+	VMOVDQU32 Z22, 64(CX)
+	VMOVDQU32 Z23, 128(CX)
+	VZEROUPPER
+	RET
+
+// func vnni8x16(a *int8, lda int, w *byte, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+// c[r*ldc/4+j] = off[j] + roff[r] + sum_g dot(w tile, a[r][4g:4g+4]) for 8 rows and 16 columns.
+TEXT ·vnni8x16(SB), NOSPLIT, $0-72
+	MOVQ a+0(FP), SI
+	MOVQ lda+8(FP), BX
+	MOVQ w+16(FP), R9
+	MOVQ ts+24(FP), AX
+	MOVQ kg+32(FP), R13
+	MOVQ off+40(FP), DI
+	MOVQ roff+48(FP), R14
+	MOVQ c+56(FP), CX
+	MOVQ ldc+64(FP), R12
+	LEAQ (SI)(BX*2), DX
+	ADDQ BX, DX           // DX = row 3
+	LEAQ (DX)(BX*2), R8
+	ADDQ BX, R8           // R8 = row 6
+	VMOVDQU32 0(DI), Z24
+	VPBROADCASTD 0(R14), Z27
+	VPADDD Z24, Z27, Z0
+	VPBROADCASTD 4(R14), Z27
+	VPADDD Z24, Z27, Z1
+	VPBROADCASTD 8(R14), Z27
+	VPADDD Z24, Z27, Z2
+	VPBROADCASTD 12(R14), Z27
+	VPADDD Z24, Z27, Z3
+	VPBROADCASTD 16(R14), Z27
+	VPADDD Z24, Z27, Z4
+	VPBROADCASTD 20(R14), Z27
+	VPADDD Z24, Z27, Z5
+	VPBROADCASTD 24(R14), Z27
+	VPADDD Z24, Z27, Z6
+	VPBROADCASTD 28(R14), Z27
+	VPADDD Z24, Z27, Z7
+vnni8x16_loop:
+	VMOVDQU32 (R9), Z24
+	VPDPBUSD.BCST (SI), Z24, Z0
+	VPDPBUSD.BCST (SI)(BX*1), Z24, Z1
+	VPDPBUSD.BCST (SI)(BX*2), Z24, Z2
+	VPDPBUSD.BCST (DX), Z24, Z3
+	VPDPBUSD.BCST (SI)(BX*4), Z24, Z4
+	VPDPBUSD.BCST (DX)(BX*2), Z24, Z5
+	VPDPBUSD.BCST (R8), Z24, Z6
+	VPDPBUSD.BCST (DX)(BX*4), Z24, Z7
+	ADDQ $4, SI
+	ADDQ $4, DX
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ R13
+	JNZ vnni8x16_loop
+	VMOVDQU32 Z0, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z1, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z2, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z3, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z4, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z5, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z6, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z7, 0(CX)
+	VZEROUPPER
+	RET
+
+// func vnniGemv(a *int8, kg int, w *byte, ts int, nt int, off *int32, c *int32)
+// c[j] = off[j] + sum_g dot(u8 w tile, a[4g:4g+4]) for nt tiles of 16 columns starting at w.
+TEXT ·vnniGemv(SB), NOSPLIT, $0-56
+	MOVQ a+0(FP), SI
+	MOVQ kg+8(FP), R13
+	MOVQ w+16(FP), R9
+	MOVQ ts+24(FP), AX
+	MOVQ nt+32(FP), R15
+	MOVQ off+40(FP), DI
+	MOVQ c+48(FP), CX
+vnniGemv_tiles8:
+	CMPQ R15, $8
+	JLT vnniGemv_tiles1
+	LEAQ (R9)(AX*2), DX
+	ADDQ AX, DX           // DX = tile 3
+	LEAQ (DX)(AX*2), R8
+	ADDQ AX, R8           // R8 = tile 6
+	VMOVDQU32 0(DI), Z0
+	VMOVDQU32 64(DI), Z1
+	VMOVDQU32 128(DI), Z2
+	VMOVDQU32 192(DI), Z3
+	VMOVDQU32 256(DI), Z4
+	VMOVDQU32 320(DI), Z5
+	VMOVDQU32 384(DI), Z6
+	VMOVDQU32 448(DI), Z7
+	MOVQ SI, R10
+	MOVQ R13, R11
+	XORQ R12, R12
+vnniGemv_loop8:
+	VMOVDQU32 (R9), Z8
+	VMOVDQU32 (R9)(AX*1), Z9
+	VMOVDQU32 (R9)(AX*2), Z10
+	VMOVDQU32 (DX), Z11
+	VMOVDQU32 (R9)(AX*4), Z12
+	VMOVDQU32 (DX)(AX*2), Z13
+	VMOVDQU32 (R8), Z14
+	VMOVDQU32 (DX)(AX*4), Z15
+	VPDPBUSD.BCST (R10), Z8, Z0
+	VPDPBUSD.BCST (R10), Z9, Z1
+	VPDPBUSD.BCST (R10), Z10, Z2
+	VPDPBUSD.BCST (R10), Z11, Z3
+	VPDPBUSD.BCST (R10), Z12, Z4
+	VPDPBUSD.BCST (R10), Z13, Z5
+	VPDPBUSD.BCST (R10), Z14, Z6
+	VPDPBUSD.BCST (R10), Z15, Z7
+	ADDQ $4, R10
+	ADDQ $64, R9
+	ADDQ $64, DX
+	ADDQ $64, R8
+	DECQ R11
+	JNZ vnniGemv_loop8
+	VMOVDQU32 Z0, 0(CX)
+	VMOVDQU32 Z1, 64(CX)
+	VMOVDQU32 Z2, 128(CX)
+	VMOVDQU32 Z3, 192(CX)
+	VMOVDQU32 Z4, 256(CX)
+	VMOVDQU32 Z5, 320(CX)
+	VMOVDQU32 Z6, 384(CX)
+	VMOVDQU32 Z7, 448(CX)
+	// R9 advanced by kg*64 = ts: move it to tile 8 = old R9 + 8*ts.
+	LEAQ (R9)(AX*4), R9
+	LEAQ (R9)(AX*2), R9
+	ADDQ AX, R9
+	ADDQ $512, DI
+	ADDQ $512, CX
+	SUBQ $8, R15
+	JMP vnniGemv_tiles8
+vnniGemv_tiles1:
+	TESTQ R15, R15
+	JZ vnniGemv_done
+	VMOVDQU32 (DI), Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ SI, R10
+	MOVQ R13, R11
+vnniGemv_loop1:
+	VMOVDQU32 (R9), Z8
+	VPDPBUSD.BCST (R10), Z8, Z0
+	ADDQ $4, R10
+	ADDQ $64, R9
+	DECQ R11
+	JNZ vnniGemv_loop1
+	VMOVDQU32 Z0, (CX)
+	ADDQ $64, DI
+	ADDQ $64, CX
+	DECQ R15
+	JMP vnniGemv_tiles1
+vnniGemv_done:
+	VZEROUPPER
+	RET
+
+// func sumInt8AVX512(p *int8, n int) int32
+// Sum of n signed bytes, n a positive multiple of 64 (VPDPBUSD with u8 ones).
+TEXT ·sumInt8AVX512(SB), NOSPLIT, $0-20
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVL $0x01010101, AX
+	VPBROADCASTD AX, Z1
+	VPXORD Z0, Z0, Z0
+sum512_loop:
+	VPDPBUSD (SI), Z1, Z0
+	ADDQ $64, SI
+	SUBQ $64, CX
+	JNZ sum512_loop
+	VEXTRACTI64X4 $1, Z0, Y2
+	VPADDD Y2, Y0, Y0
+	VEXTRACTI128 $1, Y0, X2
+	VPADDD X2, X0, X0
+	VPSHUFD $0x4e, X0, X2
+	VPADDD X2, X0, X0
+	VPSHUFD $0xb1, X0, X2
+	VPADDD X2, X0, X0
+	VMOVD X0, AX
+	MOVL AX, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func requantAVX512(dst *int8, src *int32, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+// The epilogue of quant.Requantize on n values (n a positive multiple of 8), 8 at a time in
+// 64-bit lanes: r = (acc*m0 + 2^(30-sh)) >> (31-sh) (arithmetic), saturate to int32, + zp,
+// clamp to [lo, hi], store the low byte.
+TEXT ·requantAVX512(SB), NOSPLIT, $0-64
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ m0+16(FP), R8
+	MOVQ sh+24(FP), R9
+	MOVQ n+32(FP), CX
+	MOVQ zp+40(FP), AX
+	VPBROADCASTQ AX, Z28
+	MOVQ lo+48(FP), AX
+	VPBROADCASTQ AX, Z29
+	MOVQ hi+56(FP), AX
+	VPBROADCASTQ AX, Z30
+	MOVQ $31, AX
+	VPBROADCASTQ AX, Z31
+	MOVQ $1, AX
+	VPBROADCASTQ AX, Z27
+	MOVQ $0x7fffffff, AX
+	VPBROADCASTQ AX, Z26
+	MOVQ $-0x80000000, AX
+	VPBROADCASTQ AX, Z25
+requant512_loop:
+	VPMOVSXDQ (SI), Z0
+	VPMOVSXDQ (R8), Z1
+	VPMOVSXDQ (R9), Z2
+	VPMULDQ Z1, Z0, Z0
+	VPSUBQ Z2, Z31, Z2
+	VPSUBQ Z27, Z2, Z3
+	VPSLLVQ Z3, Z27, Z3
+	VPADDQ Z3, Z0, Z0
+	VPSRAVQ Z2, Z0, Z0
+	VPMINSQ Z26, Z0, Z0
+	VPMAXSQ Z25, Z0, Z0
+	VPADDQ Z28, Z0, Z0
+	VPMAXSQ Z29, Z0, Z0
+	VPMINSQ Z30, Z0, Z0
+	VPMOVQB Z0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, R8
+	ADDQ $32, R9
+	ADDQ $8, DI
+	SUBQ $8, CX
+	JNZ requant512_loop
+	VZEROUPPER
+	RET

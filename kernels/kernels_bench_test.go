@@ -1,0 +1,95 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// Benchmarks. Single-thread figures use SetMaxThreads(1); GOPS counts a multiply-add as two
+// operations (2*M*N*K per GEMM). Commands are in the package README section of the report:
+//
+//	go test -run x -bench 'GEMM|Sgemm' -count 3 ./kernels/
+//	go test -run x -bench GEMV -count 3 ./kernels/
+
+func benchGEMM(b *testing.B, p *impl, m, n, k int, threads int) {
+	r := rand.New(rand.NewPCG(1, 1))
+	a := make([]int8, m*k)
+	fillInt8(r, a, fillRandom, false)
+	wraw := make([]int8, n*k)
+	fillInt8(r, wraw, fillRandom, true)
+	w, _ := PackInt8(wraw, n, k)
+	rq := randomRequant(r, n, k)
+	dst := make([]int8, m*n)
+	old := SetMaxThreads(threads)
+	defer SetMaxThreads(old)
+	b.ResetTimer()
+	for range b.N {
+		gemmInt8(p, dst, n, a, k, m, w, nil, rq)
+	}
+	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
+}
+
+func BenchmarkGEMM(b *testing.B) {
+	for _, size := range []int{512, 1024} {
+		for _, p := range impls {
+			if p.name == "portable" && size > 512 {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/%d/1thread", p.name, size), func(b *testing.B) { benchGEMM(b, p, size, size, size, 1) })
+		}
+		p := impls[len(impls)-1]
+		b.Run(fmt.Sprintf("%s/%d/allthreads", p.name, size), func(b *testing.B) { benchGEMM(b, p, size, size, size, 0) })
+	}
+}
+
+// BenchmarkSgemmGonum is the float32 baseline: gonum's pure-Go Sgemm on the same shapes.
+func BenchmarkSgemmGonum(b *testing.B) {
+	for _, size := range []int{512, 1024} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(2, 2))
+			a := make([]float32, size*size)
+			w := make([]float32, size*size)
+			c := make([]float32, size*size)
+			for i := range a {
+				a[i], w[i] = r.Float32(), r.Float32()
+			}
+			var impl gonum.Implementation
+			b.ResetTimer()
+			for range b.N {
+				impl.Sgemm(blas.NoTrans, blas.Trans, size, size, size, 1, a, size, w, size, 0, c, size)
+			}
+			b.ReportMetric(2*float64(size*size*size)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+		})
+	}
+}
+
+func benchGEMV(b *testing.B, p *impl, n, k, threads int) {
+	r := rand.New(rand.NewPCG(3, 3))
+	a := make([]int8, k)
+	fillInt8(r, a, fillRandom, false)
+	wraw := make([]int8, n*k)
+	fillInt8(r, wraw, fillRandom, true)
+	w, _ := PackInt8(wraw, n, k)
+	rq := randomRequant(r, n, k)
+	dst := make([]int8, n)
+	old := SetMaxThreads(threads)
+	defer SetMaxThreads(old)
+	b.ResetTimer()
+	for range b.N {
+		gemmInt8(p, dst, n, a, k, 1, w, nil, rq)
+	}
+	b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/(float64(n)*float64(k)/32), "ns/32MAC")
+}
+
+// BenchmarkGEMV: batch-1 int8 GEMV K=N=4096 (16 MB of weights, beyond L2).
+func BenchmarkGEMV(b *testing.B) {
+	for _, p := range impls {
+		b.Run(p.name+"/4096/1thread", func(b *testing.B) { benchGEMV(b, p, 4096, 4096, 1) })
+	}
+	p := impls[len(impls)-1]
+	b.Run(p.name+"/4096/allthreads", func(b *testing.B) { benchGEMV(b, p, 4096, 4096, 0) })
+}
