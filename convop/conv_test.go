@@ -1,0 +1,316 @@
+package convop
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+type convCase struct {
+	n, c, h, w   int
+	cout, kh, kw int
+	pad, stride  []int
+}
+
+func (cc convCase) String() string {
+	return fmt.Sprintf("x=%dx%dx%dx%d w=%dx%dx%dx%d pad=%v stride=%v", cc.n, cc.c, cc.h, cc.w, cc.cout, cc.c, cc.kh, cc.kw, cc.pad, cc.stride)
+}
+
+var cases = []convCase{
+	{n: 2, c: 1, h: 6, w: 6, cout: 3, kh: 3, kw: 3, pad: []int{1, 1}, stride: []int{1, 1}},
+	{n: 3, c: 2, h: 7, w: 5, cout: 4, kh: 3, kw: 2, pad: []int{0, 1}, stride: []int{2, 1}},
+	{n: 1, c: 3, h: 9, w: 8, cout: 2, kh: 2, kw: 3, pad: []int{2, 0}, stride: []int{1, 3}},
+	{n: 5, c: 2, h: 5, w: 5, cout: 5, kh: 1, kw: 1, pad: []int{0, 0}, stride: []int{2, 2}},
+	{n: 4, c: 3, h: 6, w: 7, cout: 3, kh: 5, kw: 5, pad: []int{2, 2}, stride: []int{1, 1}},
+	{n: 3, c: 2, h: 4, w: 4, cout: 2, kh: 3, kw: 3, pad: []int{3, 3}, stride: []int{2, 2}}, // padding wider than the kernel reach
+}
+
+func randT(r *rand.Rand, dt tensor.Dtype, shp ...int) *tensor.Dense {
+	size := 1
+	for _, s := range shp {
+		size *= s
+	}
+	if dt == tensor.Float32 {
+		d := make([]float32, size)
+		for i := range d {
+			d[i] = float32(r.Float64()*2 - 1)
+		}
+		return tensor.New(tensor.WithShape(shp...), tensor.WithBacking(d))
+	}
+	d := make([]float64, size)
+	for i := range d {
+		d[i] = r.Float64()*2 - 1
+	}
+	return tensor.New(tensor.WithShape(shp...), tensor.WithBacking(d))
+}
+
+func asF64(v G.Value) []float64 {
+	switch d := v.Data().(type) {
+	case []float32:
+		out := make([]float64, len(d))
+		for i, x := range d {
+			out[i] = float64(x)
+		}
+		return out
+	case []float64:
+		return append([]float64(nil), d...)
+	}
+	panic(fmt.Sprintf("unexpected %T", v.Data()))
+}
+
+// runBoth builds loss = sum(conv(x, w) * r) with gorgonia.Conv2d or with
+// Conv2d, and returns y, dL/dx and dL/dw.
+func runBoth(t *testing.T, cc convCase, dt tensor.Dtype, ours bool, xv, wv, rv *tensor.Dense) (y, dx, dw []float64) {
+	t.Helper()
+	g := G.NewGraph()
+	x := G.NewTensor(g, dt, 4, G.WithShape(cc.n, cc.c, cc.h, cc.w), G.WithName("x"), G.WithValue(xv.Clone()))
+	w := G.NewTensor(g, dt, 4, G.WithShape(cc.cout, cc.c, cc.kh, cc.kw), G.WithName("w"), G.WithValue(wv.Clone()))
+	var out *G.Node
+	var err error
+	if ours {
+		out, err = Conv2d(x, w, cc.pad, cc.stride)
+	} else {
+		out, err = G.Conv2d(x, w, tensor.Shape{cc.kh, cc.kw}, cc.pad, cc.stride, []int{1, 1})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := G.NewTensor(g, dt, 4, G.WithShape(out.Shape()...), G.WithName("r"), G.WithValue(rv.Clone()))
+	loss := G.Must(G.Sum(G.Must(G.HadamardProd(out, r))))
+	if _, err := G.Grad(loss, x, w); err != nil {
+		t.Fatal(err)
+	}
+	var yv G.Value
+	G.Read(out, &yv)
+	m := G.NewTapeMachine(g, G.BindDualValues(x, w))
+	defer m.Close()
+	if err := m.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	y = asF64(yv)
+	gx, _ := x.Grad()
+	gw, _ := w.Grad()
+	dx, dw = asF64(gx), asF64(gw)
+	// A second run reuses the preallocated buffers and must give the same
+	// output.
+	m.Reset()
+	if err := m.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range asF64(yv) {
+		if v != y[i] {
+			t.Fatalf("second run: y[%d] = %g, first run %g", i, v, y[i])
+		}
+	}
+	return y, dx, dw
+}
+
+func outShape(cc convCase) []int {
+	oh := (cc.h+2*cc.pad[0]-cc.kh)/cc.stride[0] + 1
+	ow := (cc.w+2*cc.pad[1]-cc.kw)/cc.stride[1] + 1
+	return []int{cc.n, cc.cout, oh, ow}
+}
+
+// TestMatchesGorgonia compares the output and both gradients with
+// gorgonia.Conv2d (im2col + gonum BLAS) in float32 and float64.
+// The last case is large enough to split the images between goroutines
+// (GOMAXPROCS is raised to 3 so that the split is uneven).
+func TestMatchesGorgonia(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
+	big := convCase{n: 10, c: 4, h: 12, w: 11, cout: 8, kh: 3, kw: 3, pad: []int{1, 1}, stride: []int{1, 1}}
+	if w := workersFor(big.n, 2*8*36*12*11); w != 3 {
+		t.Fatalf("big case runs on %d goroutines, want 3", w)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
+		tol := 1e-12
+		if dt == tensor.Float32 {
+			tol = 1e-4 // sums of up to 1320 float32 products
+		}
+		for _, cc := range append(cases, big) {
+			t.Run(dt.String()+" "+cc.String(), func(t *testing.T) {
+				xv := randT(r, dt, cc.n, cc.c, cc.h, cc.w)
+				wv := randT(r, dt, cc.cout, cc.c, cc.kh, cc.kw)
+				rv := randT(r, dt, outShape(cc)...)
+				y1, dx1, dw1 := runBoth(t, cc, dt, true, xv, wv, rv)
+				y2, dx2, dw2 := runBoth(t, cc, dt, false, xv, wv, rv)
+				for _, p := range []struct {
+					name      string
+					got, want []float64
+				}{{"y", y1, y2}, {"dx", dx1, dx2}, {"dw", dw1, dw2}} {
+					if len(p.got) != len(p.want) {
+						t.Fatalf("%s: len %d, gorgonia %d", p.name, len(p.got), len(p.want))
+					}
+					for i := range p.got {
+						if math.Abs(p.got[i]-p.want[i]) > tol*(1+math.Abs(p.want[i])) {
+							t.Fatalf("%s[%d] = %g, gorgonia %g", p.name, i, p.got[i], p.want[i])
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// naiveConv is a direct 7-loop convolution used as the independent
+// reference for numerical gradients.
+func naiveConv(cc convCase, x, w []float64) []float64 {
+	os := outShape(cc)
+	oh, ow := os[2], os[3]
+	y := make([]float64, cc.n*cc.cout*oh*ow)
+	for n := 0; n < cc.n; n++ {
+		for o := 0; o < cc.cout; o++ {
+			for oy := 0; oy < oh; oy++ {
+				for ox := 0; ox < ow; ox++ {
+					var s float64
+					for c := 0; c < cc.c; c++ {
+						for i := 0; i < cc.kh; i++ {
+							for j := 0; j < cc.kw; j++ {
+								iy := oy*cc.stride[0] - cc.pad[0] + i
+								ix := ox*cc.stride[1] - cc.pad[1] + j
+								if iy < 0 || iy >= cc.h || ix < 0 || ix >= cc.w {
+									continue
+								}
+								s += x[((n*cc.c+c)*cc.h+iy)*cc.w+ix] * w[((o*cc.c+c)*cc.kh+i)*cc.kw+j]
+							}
+						}
+					}
+					y[((n*cc.cout+o)*oh+oy)*ow+ox] = s
+				}
+			}
+		}
+	}
+	return y
+}
+
+// TestNumericalGradients checks y against the direct convolution and the
+// gradients of loss = sum(y * r) against float64 central differences of the
+// direct convolution, for every input and kernel element.
+func TestNumericalGradients(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, cc := range cases {
+		t.Run(cc.String(), func(t *testing.T) {
+			xv := randT(r, tensor.Float64, cc.n, cc.c, cc.h, cc.w)
+			wv := randT(r, tensor.Float64, cc.cout, cc.c, cc.kh, cc.kw)
+			rv := randT(r, tensor.Float64, outShape(cc)...)
+			y, dx, dw := runBoth(t, cc, tensor.Float64, true, xv, wv, rv)
+			x := xv.Data().([]float64)
+			w := wv.Data().([]float64)
+			rr := rv.Data().([]float64)
+			loss := func() float64 {
+				var s float64
+				for i, v := range naiveConv(cc, x, w) {
+					s += v * rr[i]
+				}
+				return s
+			}
+			for i, v := range naiveConv(cc, x, w) {
+				if math.Abs(v-y[i]) > 1e-12 {
+					t.Fatalf("y[%d] = %g, direct %g", i, y[i], v)
+				}
+			}
+			const h = 1e-5
+			check := func(name string, p []float64, grad []float64) {
+				for i := range p {
+					old := p[i]
+					p[i] = old + h
+					lp := loss()
+					p[i] = old - h
+					lm := loss()
+					p[i] = old
+					num := (lp - lm) / (2 * h)
+					if math.Abs(num-grad[i]) > 1e-6*(1+math.Abs(num)) {
+						t.Fatalf("d%s[%d] = %g, numerical %g", name, i, grad[i], num)
+					}
+				}
+			}
+			check("x", x, dx)
+			check("w", w, dw)
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	g := G.NewGraph()
+	x := G.NewTensor(g, tensor.Float32, 4, G.WithShape(2, 3, 8, 8), G.WithName("x"))
+	w := G.NewTensor(g, tensor.Float32, 4, G.WithShape(4, 3, 3, 3), G.WithName("w"))
+	w2 := G.NewTensor(g, tensor.Float32, 4, G.WithShape(4, 2, 3, 3), G.WithName("w2"))
+	wBig := G.NewTensor(g, tensor.Float32, 4, G.WithShape(4, 3, 9, 9), G.WithName("wbig"))
+	w64 := G.NewTensor(g, tensor.Float64, 4, G.WithShape(4, 3, 3, 3), G.WithName("w64"))
+	m := G.NewMatrix(g, tensor.Float32, G.WithShape(3, 3), G.WithName("m"))
+	tests := []struct {
+		name        string
+		x, w        *G.Node
+		pad, stride []int
+	}{
+		{"channel mismatch", x, w2, nil, nil},
+		{"kernel larger than input", x, wBig, nil, nil},
+		{"dtype mismatch", x, w64, nil, nil},
+		{"not 4-D", x, m, nil, nil},
+		{"negative pad", x, w, []int{-1, 0}, nil},
+		{"zero stride", x, w, nil, []int{0, 1}},
+		{"short pad", x, w, []int{1}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Conv2d(tc.x, tc.w, tc.pad, tc.stride); err == nil {
+				t.Fatal("no error")
+			}
+		})
+	}
+}
+
+// TestHash checks that every parameter changes the op hash.
+func TestHash(t *testing.T) {
+	base := params{kh: 3, kw: 3, padH: 1, padW: 1, strideH: 1, strideW: 1}
+	variants := []params{base}
+	for i := range 6 {
+		p := base
+		f := []*int{&p.kh, &p.kw, &p.padH, &p.padW, &p.strideH, &p.strideW}
+		*f[i]++
+		variants = append(variants, p)
+	}
+	seen := map[uint32]bool{}
+	for _, p := range variants {
+		h := (&convOp{p}).Hashcode()
+		if seen[h] {
+			t.Fatalf("hash collision for %v", p)
+		}
+		seen[h] = true
+	}
+	if (&convOp{base}).Hashcode() != (&convOp{base}).Hashcode() {
+		t.Fatal("equal ops hash differently")
+	}
+	a := &convInputGradOp{params: base, xShape: tensor.Shape{1, 2, 3, 4}}
+	b := &convInputGradOp{params: base, xShape: tensor.Shape{1, 2, 3, 5}}
+	if a.Hashcode() == b.Hashcode() {
+		t.Fatal("input grad hash ignores the input shape")
+	}
+	c := &convKernelGradOp{params: base, wShape: tensor.Shape{1, 2, 3, 3}}
+	if c.Hashcode() == a.Hashcode() || c.Hashcode() == (&convOp{base}).Hashcode() {
+		t.Fatal("different ops share a hash")
+	}
+}
+
+func TestPreallocMismatch(t *testing.T) {
+	op := &convOp{params{kh: 3, kw: 3, strideH: 1, strideW: 1}}
+	r := rand.New(rand.NewPCG(1, 1))
+	x := randT(r, tensor.Float32, 1, 1, 5, 5)
+	w := randT(r, tensor.Float32, 2, 1, 3, 3)
+	bad := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(1, 2, 4, 3))
+	if _, err := op.UsePreallocDo(bad, x, w); err == nil {
+		t.Fatal("wrong prealloc shape accepted")
+	}
+	good := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(1, 2, 3, 3))
+	if _, err := op.UsePreallocDo(good, x, w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.Do(x); err == nil {
+		t.Fatal("wrong arity accepted")
+	}
+}

@@ -1,0 +1,105 @@
+package convop
+
+// geom is the geometry of one 2-D convolution (NCHW, dilation 1).
+type geom struct {
+	c, h, w      int // input channels, height, width
+	kh, kw       int // kernel height and width
+	padH, padW   int
+	strideH      int
+	strideW      int
+	outH, outW   int
+	cout         int
+	kdim, pixels int // c*kh*kw rows of the column matrix, outH*outW columns
+}
+
+func newGeom(c, h, w, cout, kh, kw, padH, padW, strideH, strideW int) geom {
+	g := geom{c: c, h: h, w: w, cout: cout, kh: kh, kw: kw, padH: padH, padW: padW, strideH: strideH, strideW: strideW}
+	g.outH = (h+2*padH-kh)/strideH + 1
+	g.outW = (w+2*padW-kw)/strideW + 1
+	g.kdim = c * kh * kw
+	g.pixels = g.outH * g.outW
+	return g
+}
+
+// validOut returns the range [lo, hi) of output positions o for which the
+// input index o*stride - pad + k lies in [0, size).
+func validOut(k, pad, stride, size, out int) (lo, hi int) {
+	// o*stride >= pad - k  and  o*stride <= size - 1 + pad - k
+	lo = 0
+	if d := pad - k; d > 0 {
+		lo = (d + stride - 1) / stride
+	}
+	top := size - 1 + pad - k
+	if top < 0 {
+		return 0, 0
+	}
+	hi = min(out, top/stride+1)
+	if lo > hi {
+		lo = hi
+	}
+	return lo, hi
+}
+
+// im2col writes the column matrix of one image x (c x h x w) into col
+// (kdim x pixels, row-major): col[(ci*kh+i)*kw+j][oy*outW+ox] =
+// x[ci][oy*strideH-padH+i][ox*strideW-padW+j], zero outside the image.
+func im2col[T float32 | float64](g *geom, x, col []T) {
+	for ci := 0; ci < g.c; ci++ {
+		plane := x[ci*g.h*g.w : (ci+1)*g.h*g.w]
+		for i := 0; i < g.kh; i++ {
+			yLo, yHi := validOut(i, g.padH, g.strideH, g.h, g.outH)
+			for j := 0; j < g.kw; j++ {
+				row := col[((ci*g.kh+i)*g.kw+j)*g.pixels:][:g.pixels]
+				xLo, xHi := validOut(j, g.padW, g.strideW, g.w, g.outW)
+				clear(row[:yLo*g.outW])
+				clear(row[yHi*g.outW:])
+				for oy := yLo; oy < yHi; oy++ {
+					dst := row[oy*g.outW : (oy+1)*g.outW]
+					src := plane[(oy*g.strideH-g.padH+i)*g.w:][:g.w]
+					clear(dst[:xLo])
+					clear(dst[xHi:])
+					ix := xLo*g.strideW - g.padW + j
+					if g.strideW == 1 {
+						copy(dst[xLo:xHi], src[ix:])
+						continue
+					}
+					for ox := xLo; ox < xHi; ox++ {
+						dst[ox] = src[ix]
+						ix += g.strideW
+					}
+				}
+			}
+		}
+	}
+}
+
+// col2im adds the column matrix col (kdim x pixels) back into the image
+// gradient dx (c x h x w): the adjoint of im2col.
+func col2im[T float32 | float64](g *geom, col, dx []T) {
+	for ci := 0; ci < g.c; ci++ {
+		plane := dx[ci*g.h*g.w : (ci+1)*g.h*g.w]
+		for i := 0; i < g.kh; i++ {
+			yLo, yHi := validOut(i, g.padH, g.strideH, g.h, g.outH)
+			for j := 0; j < g.kw; j++ {
+				row := col[((ci*g.kh+i)*g.kw+j)*g.pixels:][:g.pixels]
+				xLo, xHi := validOut(j, g.padW, g.strideW, g.w, g.outW)
+				for oy := yLo; oy < yHi; oy++ {
+					src := row[oy*g.outW : (oy+1)*g.outW]
+					dst := plane[(oy*g.strideH-g.padH+i)*g.w:][:g.w]
+					ix := xLo*g.strideW - g.padW + j
+					if g.strideW == 1 {
+						d := dst[ix : ix+xHi-xLo]
+						for k, v := range src[xLo:xHi] {
+							d[k] += v
+						}
+						continue
+					}
+					for ox := xLo; ox < xHi; ox++ {
+						dst[ix] += src[ox]
+						ix += g.strideW
+					}
+				}
+			}
+		}
+	}
+}
