@@ -1,0 +1,32 @@
+// Package infer is qatgo's integer-only interpreter: it loads a qmodel.Model and runs it.
+//
+// # Arithmetic
+//
+// Between the input Quantize and the output Dequantize every value is an integer: int8 activations,
+// int8 weights (int4 weights are unpacked to int8 at load), int32 accumulators, requantization with
+// the Q31 multipliers that qmodel derives from the file's scales (quant.QuantizeMultiplier) and
+// clamping, exactly as in package quant. Conv2D and FullyConnected run on package kernels; the input
+// zero point is folded into the bias at load (bias' = bias - zIn*RowSums), so the kernels see plain
+// int8 products. Lookup tables (uint8 Quantize, Softmax's exponentials) are computed once at load.
+//
+// # Loading and buffers
+//
+// Load validates the model (qmodel.Model.Validate), packs the weights once (kernels.PackInt8),
+// precomputes biases and requantization parameters and plans the activation buffers: tensors whose
+// lifetimes do not overlap share a buffer. A Session owns the buffers, sized for the largest batch
+// it has run; after the first call at a given batch size, Run does not allocate.
+//
+// # Concurrency
+//
+// A *Model is immutable after Load and safe for concurrent use. A *Session is not: use one Session
+// per goroutine (Model.NewSession is cheap), or the Model's own Predict/Run helpers, which take a
+// Session from an internal sync.Pool.
+//
+// # Shapes
+//
+// Model activation shapes are per sample; Run takes a batch of samples laid out one after another
+// (NHWC for images). The model must have one input (float32, uint8 or int8) and one output.
+//
+// The package imports only the standard library, golang.org/x/sys (through kernels) and qatgo's
+// quant, qmodel and kernels packages; a test enforces it.
+package infer

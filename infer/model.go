@@ -1,0 +1,290 @@
+package infer
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/qatgo/qatgo/kernels"
+	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
+)
+
+// step is one compiled op.
+type step struct {
+	kind qmodel.OpKind
+	name string
+	in   int // tensor ids
+	in2  int
+	out  int
+	inN  int // elements per sample of in / out
+	outN int
+
+	// Conv2D / FullyConnected
+	w         *kernels.PackedInt8
+	dw        []int8 // depthwise weights in kernel layout [(kh*KW+kw)*C + c]
+	depthwise bool
+	bias      []int32 // bias - zIn*rowsums
+	rq        kernels.Requant
+	cs        kernels.ConvShape
+	inZero    int8
+
+	// pools
+	h, wd, c, oh, ow, kh, kw, sh, sw, pt, pl int
+	lo, hi                                   int32
+
+	// Add
+	zA, zB, zOut int32
+	mA, mB, mOut quant.Multiplier
+	// Quantize (float): scale, zero; (uint8): table
+	scale float32
+	zero  int32
+	table *[256]int8
+	// Softmax
+	exp  *[256]int64
+	rowN int
+}
+
+// Model is a loaded model: validated, weights packed, biases and requantization parameters
+// precomputed. It is immutable and safe for concurrent use.
+type Model struct {
+	qm       *qmodel.Model
+	steps    []step
+	input    int
+	output   int
+	inType   qmodel.DType
+	outType  qmodel.DType
+	inN      int
+	outN     int
+	scratchN int
+	// Integer entry and exit: the steps [first, last) that run on int8 data, with the tensors
+	// at their ends (the Quantize output and the Dequantize input, or the model input/output).
+	first, last int
+	int8In      int
+	int8Out     int
+	pool        sync.Pool
+	maxPoolC    int  // largest channel count of an AvgPool2D (session accumulator size)
+	plan        plan // shared activation-buffer plan
+}
+
+// Load validates m and prepares it for execution. The returned Model does not reference m's
+// tensor data (weights are copied into packed form), so m may be discarded or changed afterwards.
+func Load(m *qmodel.Model) (*Model, error) {
+	if err := m.Validate(); err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	if len(m.Inputs) != 1 || len(m.Outputs) != 1 {
+		return nil, fmt.Errorf("infer: model has %d inputs and %d outputs; this runtime runs models with one of each", len(m.Inputs), len(m.Outputs))
+	}
+	md := &Model{qm: m, input: m.Inputs[0], output: m.Outputs[0]}
+	in, out := &m.Tensors[md.input], &m.Tensors[md.output]
+	md.inType, md.outType = in.DType, out.DType
+	md.inN, md.outN = in.NumElements(), out.NumElements()
+	if md.outType != qmodel.Float32 && md.outType != qmodel.Int8 {
+		return nil, fmt.Errorf("infer: model output %q is %v, want float32 or int8", out.Name, md.outType)
+	}
+	md.steps = make([]step, len(m.Ops))
+	for i := range m.Ops {
+		if err := md.compile(&md.steps[i], &m.Ops[i]); err != nil {
+			return nil, fmt.Errorf("infer: op %d (%s %s): %w", i, m.Ops[i].Kind, m.Ops[i].Name, err)
+		}
+	}
+	md.first, md.last = 0, len(md.steps)
+	md.int8In, md.int8Out = md.input, md.output
+	if md.inType != qmodel.Int8 {
+		if md.steps[0].kind == qmodel.OpQuantize && md.steps[0].in == md.input {
+			md.first, md.int8In = 1, md.steps[0].out
+		} else {
+			md.int8In = -1
+		}
+	}
+	if md.outType != qmodel.Int8 {
+		l := len(md.steps) - 1
+		if md.steps[l].kind == qmodel.OpDequantize && md.steps[l].out == md.output && l >= md.first {
+			md.last, md.int8Out = l, md.steps[l].in
+		} else {
+			md.int8Out = -1
+		}
+	}
+	md.plan = md.makePlan(false)
+	return md, nil
+}
+
+// LoadFile reads, validates and loads a model file.
+func LoadFile(path string) (*Model, error) {
+	m, err := qmodel.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Load(m)
+}
+
+// QModel returns the model description that was loaded. Callers must not modify it.
+func (md *Model) QModel() *qmodel.Model { return md.qm }
+
+// InputShape returns the per-sample input shape.
+func (md *Model) InputShape() []int { return append([]int(nil), md.qm.Tensors[md.input].Shape...) }
+
+// OutputShape returns the per-sample output shape.
+func (md *Model) OutputShape() []int { return append([]int(nil), md.qm.Tensors[md.output].Shape...) }
+
+// InputType returns the model input's element type (float32, uint8 or int8).
+func (md *Model) InputType() qmodel.DType { return md.inType }
+
+// InputSize and OutputSize return the number of elements of one sample's input and output.
+func (md *Model) InputSize() int  { return md.inN }
+func (md *Model) OutputSize() int { return md.outN }
+
+// Labels returns the output class names recorded in the model (may be empty).
+func (md *Model) Labels() []string { return md.qm.Labels }
+
+// NumOps returns the number of ops.
+func (md *Model) NumOps() int { return len(md.steps) }
+
+func params(t *qmodel.Tensor) quant.Params { return t.Quant.Params() }
+
+func (md *Model) compile(s *step, op *qmodel.Op) error {
+	m := md.qm
+	s.kind, s.name = op.Kind, op.Name
+	if s.name == "" {
+		s.name = op.Kind.String()
+	}
+	s.in, s.in2, s.out = op.Inputs[0], -1, op.Outputs[0]
+	in, out := &m.Tensors[s.in], &m.Tensors[s.out]
+	s.inN, s.outN = in.NumElements(), out.NumElements()
+	switch op.Kind {
+	case qmodel.OpQuantize:
+		po := params(out)
+		s.scale, s.zero = po.Scale, po.ZeroPoint
+		if in.DType == qmodel.Uint8 {
+			pi := params(in)
+			mult, err := qmodel.RescaleMultiplier(pi.Scale, po.Scale)
+			if err != nil {
+				return err
+			}
+			s.table = new([256]int8)
+			for u := 0; u < 256; u++ {
+				s.table[u] = int8(quant.Requantize(int32(u)-pi.ZeroPoint, mult, po.ZeroPoint, -128, 127))
+			}
+		}
+	case qmodel.OpDequantize:
+		p := params(in)
+		s.scale, s.zero = p.Scale, p.ZeroPoint
+	case qmodel.OpConv2D, qmodel.OpFullyConnected:
+		return md.compileLinear(s, op)
+	case qmodel.OpMaxPool2D, qmodel.OpAvgPool2D:
+		s.h, s.wd, s.c = in.Shape[0], in.Shape[1], in.Shape[2]
+		s.oh, s.ow = out.Shape[0], out.Shape[1]
+		s.kh, s.kw, s.sh, s.sw, s.pt, s.pl = op.KernelH, op.KernelW, op.StrideH, op.StrideW, op.PadTop, op.PadLeft
+		s.lo, s.hi = qmodel.ActivationRange(op.Act, params(out))
+		md.maxPoolC = max(md.maxPoolC, s.c)
+	case qmodel.OpAdd:
+		s.in2 = op.Inputs[1]
+		pa, pb, po := params(in), params(&m.Tensors[s.in2]), params(out)
+		var err error
+		if s.mA, s.mB, s.mOut, err = qmodel.AddMultipliers(pa.Scale, pb.Scale, po.Scale); err != nil {
+			return err
+		}
+		s.zA, s.zB, s.zOut = pa.ZeroPoint, pb.ZeroPoint, po.ZeroPoint
+		s.lo, s.hi = qmodel.ActivationRange(op.Act, po)
+	case qmodel.OpReshape:
+	case qmodel.OpSoftmax:
+		p := params(in)
+		s.rowN = in.Shape[len(in.Shape)-1]
+		s.exp = new([256]int64)
+		for d := 0; d < 256; d++ {
+			// exp(-d*scale) in Q20 fixed point; entry 0 (the row maximum) is exactly 2^20.
+			s.exp[d] = int64(math.Round(math.Exp(-float64(d)*float64(p.Scale)) * (1 << softmaxFracBits)))
+		}
+	default:
+		return fmt.Errorf("unsupported op kind %v", op.Kind)
+	}
+	return nil
+}
+
+// softmaxFracBits is the fixed-point precision of Softmax's exponential table.
+const softmaxFracBits = 20
+
+// compileLinear packs the weights of a Conv2D or FullyConnected op, folds the input zero point into
+// the bias and derives the requantization parameters.
+func (md *Model) compileLinear(s *step, op *qmodel.Op) error {
+	m := md.qm
+	in, wt, out := &m.Tensors[op.Inputs[0]], &m.Tensors[op.Inputs[1]], &m.Tensors[op.Outputs[0]]
+	pi, po := params(in), params(out)
+	wv, err := wt.Int8Values()
+	if err != nil {
+		return err
+	}
+	n := wt.Shape[0]
+	k := len(wv) / n
+	var bias []int32
+	if len(op.Inputs) == 3 {
+		if bias, err = m.Tensors[op.Inputs[2]].Int32Values(); err != nil {
+			return err
+		}
+	} else {
+		bias = make([]int32, n)
+	}
+	mults, err := qmodel.ConvMultipliers(pi.Scale, wt.Quant.Scales, po.Scale, n)
+	if err != nil {
+		return err
+	}
+	s.rq.M0, s.rq.Shift = make([]int32, n), make([]int32, n)
+	for c, mu := range mults {
+		s.rq.M0[c], s.rq.Shift[c] = mu.M0, mu.Shift
+	}
+	s.rq.ZeroPoint = po.ZeroPoint
+	s.rq.Min, s.rq.Max = qmodel.ActivationRange(op.Act, po)
+	s.inZero = int8(pi.ZeroPoint)
+
+	// Row sums of the weights (per output channel) for folding the input zero point.
+	sums := make([]int64, n)
+	for c := 0; c < n; c++ {
+		var t int64
+		for _, v := range wv[c*k : (c+1)*k] {
+			t += int64(v)
+		}
+		sums[c] = t
+	}
+	s.bias = make([]int32, n)
+	for c := 0; c < n; c++ {
+		b := int64(bias[c]) - int64(pi.ZeroPoint)*sums[c]
+		// |sum x*w| <= K*128*127; bias' plus that must stay inside int32.
+		if lim := int64(math.MaxInt32) - int64(k)*128*127; b > lim || b < -lim {
+			return fmt.Errorf("bias of channel %d (%d after folding the input zero point) can overflow the int32 accumulator", c, b)
+		}
+		s.bias[c] = int32(b)
+	}
+
+	if op.Kind == qmodel.OpFullyConnected {
+		if s.w, err = kernels.PackInt8(wv, n, k); err != nil {
+			return err
+		}
+		return nil
+	}
+	s.cs = kernels.ConvShape{InH: in.Shape[0], InW: in.Shape[1], InC: in.Shape[2], OutC: n,
+		KH: wt.Shape[1], KW: wt.Shape[2], StrideH: op.StrideH, StrideW: op.StrideW,
+		PadTop: op.PadTop, PadLeft: op.PadLeft, PadBottom: op.PadBottom, PadRight: op.PadRight}
+	if err := s.cs.Validate(); err != nil {
+		return err
+	}
+	if op.Groups > 1 {
+		s.depthwise = true
+		// [C][KH][KW][1] -> [(kh*KW+kw)*C + c]
+		c, khw := n, wt.Shape[1]*wt.Shape[2]
+		s.dw = make([]int8, len(wv))
+		for ch := 0; ch < c; ch++ {
+			for j := 0; j < khw; j++ {
+				s.dw[j*c+ch] = wv[ch*khw+j]
+			}
+		}
+		return nil
+	}
+	if s.w, err = kernels.PackInt8(wv, n, k); err != nil {
+		return err
+	}
+	if l := kernels.Conv2DScratchLen(s.cs); l > md.scratchN {
+		md.scratchN = l
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+package infer
+
+import (
+	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
+)
+
+// window returns the valid input range [a, b) of output position o along one axis.
+func window(o, stride, pad, k, n int) (int, int) {
+	a := o*stride - pad
+	return max(a, 0), min(a+k, n)
+}
+
+// maxPool takes the maximum of the valid part of each window (padding is ignored), then clamps to
+// the fused activation's bounds. Input and output share quantization parameters, so no rescaling.
+func maxPool(dst, src []int8, batch int, st *step) {
+	c := st.c
+	for b := 0; b < batch; b++ {
+		img := src[b*st.h*st.wd*c:]
+		for oy := 0; oy < st.oh; oy++ {
+			y0, y1 := window(oy, st.sh, st.pt, st.kh, st.h)
+			for ox := 0; ox < st.ow; ox++ {
+				x0, x1 := window(ox, st.sw, st.pl, st.kw, st.wd)
+				o := dst[((b*st.oh+oy)*st.ow+ox)*c:][:c]
+				for i := range o {
+					o[i] = -128
+				}
+				for y := y0; y < y1; y++ {
+					for x := x0; x < x1; x++ {
+						in := img[(y*st.wd+x)*c:][:c]
+						for i, v := range in {
+							if v > o[i] {
+								o[i] = v
+							}
+						}
+					}
+				}
+				lo, hi := int8(st.lo), int8(st.hi)
+				for i, v := range o {
+					if v < lo {
+						o[i] = lo
+					} else if v > hi {
+						o[i] = hi
+					}
+				}
+			}
+		}
+	}
+}
+
+// roundDiv returns num/den rounded half away from zero (den > 0), the rounding rule of quant.Round.
+func roundDiv(num, den int32) int32 {
+	if num >= 0 {
+		return (num + den/2) / den
+	}
+	return -((-num + den/2) / den)
+}
+
+// avgPool averages the valid part of each window (TFLite's rule: padding is not counted) with the
+// quotient rounded half away from zero, then clamps.
+func avgPool(dst, src []int8, batch int, st *step, acc []int32) {
+	c := st.c
+	for b := 0; b < batch; b++ {
+		img := src[b*st.h*st.wd*c:]
+		for oy := 0; oy < st.oh; oy++ {
+			y0, y1 := window(oy, st.sh, st.pt, st.kh, st.h)
+			for ox := 0; ox < st.ow; ox++ {
+				x0, x1 := window(ox, st.sw, st.pl, st.kw, st.wd)
+				clear(acc)
+				for y := y0; y < y1; y++ {
+					for x := x0; x < x1; x++ {
+						in := img[(y*st.wd+x)*c:][:c]
+						for i, v := range in {
+							acc[i] += int32(v)
+						}
+					}
+				}
+				n := int32((y1 - y0) * (x1 - x0))
+				o := dst[((b*st.oh+oy)*st.ow+ox)*c:][:c]
+				for i, a := range acc {
+					o[i] = int8(quant.Clamp(roundDiv(a, n), st.lo, st.hi))
+				}
+			}
+		}
+	}
+}
+
+// add computes TFLite's quantized Add: both inputs, minus their zero points and shifted left by
+// qmodel.AddLeftShift, are rescaled to a common scale, summed and requantized to the output.
+func add(dst, a, b []int8, st *step) {
+	b = b[:len(a)]
+	dst = dst[:len(a)]
+	for i := range a {
+		x := (int32(a[i]) - st.zA) << qmodel.AddLeftShift
+		y := (int32(b[i]) - st.zB) << qmodel.AddLeftShift
+		x = quant.MultiplyByQuantizedMultiplier(x, st.mA.M0, st.mA.Shift)
+		y = quant.MultiplyByQuantizedMultiplier(y, st.mB.M0, st.mB.Shift)
+		dst[i] = int8(quant.Requantize(x+y, st.mOut, st.zOut, st.lo, st.hi))
+	}
+}
+
+// softmax computes, for each row of rowN int8 logits, p_i = e_i / sum_j e_j with e = exp(s*(q - max))
+// from a Q20 table (computed at load), and outputs round(256*p_i) - 128 clamped to int8 (scale 1/256,
+// zero point -128), using only integer arithmetic.
+func softmax(dst, src []int8, st *step) {
+	n := st.rowN
+	for r := 0; r+n <= len(src); r += n {
+		row, out := src[r:r+n], dst[r:r+n]
+		mx := row[0]
+		for _, v := range row {
+			if v > mx {
+				mx = v
+			}
+		}
+		var sum int64
+		for _, v := range row {
+			sum += st.exp[int(mx)-int(v)]
+		}
+		for i, v := range row {
+			e := st.exp[int(mx)-int(v)]
+			q := (e*512+sum)/(2*sum) - 128
+			if q > 127 {
+				q = 127
+			}
+			out[i] = int8(q)
+		}
+	}
+}

@@ -1,0 +1,440 @@
+package infer
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/qatgo/qatgo/kernels"
+	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
+)
+
+// MaxBatch bounds the batch size of one call.
+const MaxBatch = 1 << 20
+
+// plan assigns activation tensors to buffers ("slots"). slot[t] is -1 for tensors without a
+// buffer (constants, the caller's float32/uint8 input).
+type plan struct {
+	slot    []int
+	isFloat []bool // per slot
+	size    []int  // per slot, elements per sample
+}
+
+// makePlan assigns buffers greedily in op order: an op's output takes the smallest free buffer
+// of its type that is large enough (or grows the largest free one, or makes a new one), and inputs
+// whose last use is this op are freed after the output is placed (so an op never reads and writes
+// the same buffer). With keepAll every tensor gets its own buffer.
+func (md *Model) makePlan(keepAll bool) plan {
+	m := md.qm
+	p := plan{slot: make([]int, len(m.Tensors))}
+	for i := range p.slot {
+		p.slot[i] = -1
+	}
+	last := make([]int, len(m.Tensors))
+	for i := range last {
+		last[i] = -1
+	}
+	for i := range md.steps {
+		st := &md.steps[i]
+		last[st.in] = i
+		if st.in2 >= 0 {
+			last[st.in2] = i
+		}
+	}
+	const forever = math.MaxInt
+	last[md.output] = forever
+	if md.int8Out >= 0 {
+		last[md.int8Out] = forever
+	}
+	var free []int
+	alloc := func(t int) {
+		tt := &m.Tensors[t]
+		fl := tt.DType == qmodel.Float32
+		need := tt.NumElements()
+		best := -1
+		if !keepAll {
+			for j, sl := range free {
+				if p.isFloat[sl] != fl {
+					continue
+				}
+				if best < 0 {
+					best = j
+					continue
+				}
+				b := free[best]
+				bs, ss := p.size[b], p.size[sl]
+				switch {
+				case ss >= need && (bs < need || ss < bs): // fits, and tighter or the first that fits
+					best = j
+				case bs < need && ss < need && ss > bs: // none fits yet: prefer the largest
+					best = j
+				}
+			}
+		}
+		if best < 0 {
+			p.slot[t] = len(p.size)
+			p.size = append(p.size, need)
+			p.isFloat = append(p.isFloat, fl)
+			return
+		}
+		sl := free[best]
+		free = append(free[:best], free[best+1:]...)
+		p.size[sl] = max(p.size[sl], need)
+		p.slot[t] = sl
+	}
+	release := func(t int) {
+		if p.slot[t] >= 0 && !keepAll {
+			free = append(free, p.slot[t])
+		}
+	}
+	if m.Tensors[md.input].DType == qmodel.Int8 {
+		alloc(md.input)
+	}
+	for i := range md.steps {
+		st := &md.steps[i]
+		alloc(st.out)
+		if last[st.out] < 0 {
+			release(st.out) // never read
+		}
+		for _, t := range []int{st.in, st.in2} {
+			if t >= 0 && last[t] == i && (t != st.in2 || st.in2 != st.in) {
+				release(t)
+			}
+		}
+	}
+	return p
+}
+
+// OpStat is the time spent in one op, summed over the calls since profiling was enabled.
+type OpStat struct {
+	Name  string
+	Kind  qmodel.OpKind
+	Calls int
+	Total time.Duration
+}
+
+// Session holds the buffers of one inference stream. It is not safe for concurrent use; create one
+// per goroutine with Model.NewSession. Slices returned by its Run methods belong to the Session and
+// are valid until the next call.
+type Session struct {
+	md      *Model
+	plan    plan
+	keepAll bool
+	batch   int // capacity in samples
+	i8      [][]int8
+	f32     [][]float32
+	outF    []float32 // dequantized output of int8-output models
+	scratch []int8
+	acc     []int32
+	inF     []float32
+	inU     []byte
+	prof    []OpStat
+	ran     int // batch of the last successful run
+}
+
+// SessionOptions configure NewSessionWith.
+type SessionOptions struct {
+	// KeepIntermediate gives every tensor its own buffer, so that Int8Tensor can return any
+	// intermediate activation after a run (for parity checks and debugging). Uses more memory.
+	KeepIntermediate bool
+}
+
+// NewSession returns a Session with buffer reuse between tensors.
+func (md *Model) NewSession() *Session { return md.NewSessionWith(SessionOptions{}) }
+
+// NewSessionWith returns a Session configured by opt.
+func (md *Model) NewSessionWith(opt SessionOptions) *Session {
+	s := &Session{md: md, plan: md.plan, keepAll: opt.KeepIntermediate}
+	if opt.KeepIntermediate {
+		s.plan = md.makePlan(true)
+	}
+	s.scratch = make([]int8, md.scratchN)
+	s.acc = make([]int32, md.maxPoolC)
+	return s
+}
+
+// Model returns the model the session runs.
+func (s *Session) Model() *Model { return s.md }
+
+func (s *Session) ensure(batch int) error {
+	if batch < 1 || batch > MaxBatch {
+		return fmt.Errorf("infer: batch %d outside [1,%d]", batch, MaxBatch)
+	}
+	if batch <= s.batch {
+		return nil
+	}
+	s.i8 = make([][]int8, len(s.plan.size))
+	s.f32 = make([][]float32, len(s.plan.size))
+	for i, n := range s.plan.size {
+		if s.plan.isFloat[i] {
+			s.f32[i] = make([]float32, n*batch)
+		} else {
+			s.i8[i] = make([]int8, n*batch)
+		}
+	}
+	if s.md.outType == qmodel.Int8 {
+		s.outF = make([]float32, s.md.outN*batch)
+	}
+	s.batch = batch
+	return nil
+}
+
+func (s *Session) i8buf(t, n int) []int8 { return s.i8[s.plan.slot[t]][:n] }
+
+func (s *Session) f32buf(t, n int) []float32 {
+	if t == s.md.input {
+		return s.inF[:n]
+	}
+	return s.f32[s.plan.slot[t]][:n]
+}
+
+// EnableProfile turns per-op timing on or off. When off (the default) the run loop does not read
+// the clock.
+func (s *Session) EnableProfile(on bool) {
+	if !on {
+		s.prof = nil
+		return
+	}
+	if s.prof == nil {
+		s.ResetProfile()
+	}
+}
+
+// ResetProfile zeroes the per-op times (and enables profiling).
+func (s *Session) ResetProfile() {
+	s.prof = make([]OpStat, len(s.md.steps))
+	for i := range s.md.steps {
+		s.prof[i] = OpStat{Name: s.md.steps[i].name, Kind: s.md.steps[i].kind}
+	}
+}
+
+// Profile returns a copy of the per-op times (nil when profiling is off).
+func (s *Session) Profile() []OpStat { return append([]OpStat(nil), s.prof...) }
+
+func (s *Session) exec(batch, from, to int) {
+	steps := s.md.steps
+	if s.prof == nil {
+		for i := from; i < to; i++ {
+			s.step(&steps[i], batch)
+		}
+		return
+	}
+	for i := from; i < to; i++ {
+		t0 := time.Now()
+		s.step(&steps[i], batch)
+		s.prof[i].Total += time.Since(t0)
+		s.prof[i].Calls++
+	}
+}
+
+var errNonFinite = errors.New("infer: input contains NaN or Inf")
+
+// Run runs a batch of float32 samples (batch*InputSize values, sample after sample) and returns
+// batch*OutputSize float32 outputs (dequantized if the model ends in int8). The model input must
+// be float32 or int8 (int8 inputs are quantized with the input's parameters); for uint8 inputs use
+// RunUint8.
+func (s *Session) Run(input []float32, batch int) ([]float32, error) {
+	md := s.md
+	if md.inType == qmodel.Uint8 {
+		return nil, fmt.Errorf("infer: model input %q is uint8: pass raw bytes with RunUint8", md.qm.Tensors[md.input].Name)
+	}
+	if err := s.checkLen(len(input), batch); err != nil {
+		return nil, err
+	}
+	for i, v := range input {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("%w (element %d = %v)", errNonFinite, i, v)
+		}
+	}
+	if md.inType == qmodel.Int8 {
+		p := params(&md.qm.Tensors[md.input])
+		dst := s.i8buf(md.input, len(input))
+		for i, v := range input {
+			dst[i] = int8(quant.QuantizeValue(v, p.Scale, p.ZeroPoint, -128, 127))
+		}
+	} else {
+		s.inF = input
+	}
+	s.exec(batch, 0, len(md.steps))
+	s.inF = nil
+	s.ran = batch
+	return s.output(batch), nil
+}
+
+// RunUint8 runs a batch of uint8 samples (for example image bytes) through a model whose input is
+// uint8 and returns the float32 outputs like Run.
+func (s *Session) RunUint8(input []byte, batch int) ([]float32, error) {
+	md := s.md
+	if md.inType != qmodel.Uint8 {
+		return nil, fmt.Errorf("infer: model input %q is %v, not uint8: use Run", md.qm.Tensors[md.input].Name, md.inType)
+	}
+	if err := s.checkLen(len(input), batch); err != nil {
+		return nil, err
+	}
+	s.inU = input
+	s.exec(batch, 0, len(md.steps))
+	s.inU = nil
+	s.ran = batch
+	return s.output(batch), nil
+}
+
+// RunInt8 runs only the integer part of the model: input is the already quantized int8 input (the
+// output of the model's input Quantize, or the model input itself if it is int8) and the result is
+// the int8 tensor before the output Dequantize (or the int8 model output). See Int8Params for
+// their quantization parameters.
+func (s *Session) RunInt8(input []int8, batch int) ([]int8, error) {
+	md := s.md
+	if md.int8In < 0 || md.int8Out < 0 {
+		return nil, errors.New("infer: the model has no single int8 entry and exit (it must start with Quantize of its input or take int8, and end with Dequantize or give int8)")
+	}
+	if err := s.checkLen(len(input), batch); err != nil {
+		return nil, err
+	}
+	n := md.qm.Tensors[md.int8In].NumElements() * batch
+	copy(s.i8buf(md.int8In, n), input)
+	s.exec(batch, md.first, md.last)
+	s.ran = batch
+	return s.i8buf(md.int8Out, md.qm.Tensors[md.int8Out].NumElements()*batch), nil
+}
+
+// Int8Params returns the quantization parameters of RunInt8's input and output.
+func (md *Model) Int8Params() (in, out quant.Params, err error) {
+	if md.int8In < 0 || md.int8Out < 0 {
+		return in, out, errors.New("infer: the model has no single int8 entry and exit")
+	}
+	return params(&md.qm.Tensors[md.int8In]), params(&md.qm.Tensors[md.int8Out]), nil
+}
+
+// Int8Tensor returns the int8 values of the named activation from the last run (batch samples)
+// and their parameters. The session must have been created with KeepIntermediate, except for the
+// tensors that RunInt8 reads and returns.
+func (s *Session) Int8Tensor(name string) ([]int8, quant.Params, error) {
+	md := s.md
+	t := md.qm.TensorByName(name)
+	if t < 0 {
+		return nil, quant.Params{}, fmt.Errorf("infer: no tensor named %q", name)
+	}
+	tt := &md.qm.Tensors[t]
+	if tt.DType != qmodel.Int8 || tt.IsConst() || s.plan.slot[t] < 0 {
+		return nil, quant.Params{}, fmt.Errorf("infer: tensor %q is not an int8 activation held by the session", name)
+	}
+	if !s.keepAll && t != md.int8Out && t != md.output {
+		return nil, quant.Params{}, fmt.Errorf("infer: tensor %q: create the session with KeepIntermediate to read intermediate tensors", name)
+	}
+	if s.ran == 0 {
+		return nil, quant.Params{}, errors.New("infer: no run yet")
+	}
+	return s.i8buf(t, tt.NumElements()*s.ran), params(tt), nil
+}
+
+func (s *Session) checkLen(n, batch int) error {
+	if err := s.ensure(batch); err != nil {
+		return err
+	}
+	if want := s.md.inN * batch; n != want {
+		return fmt.Errorf("infer: input has %d values, want batch %d x %d (per-sample shape %v)", n, batch, s.md.inN, s.md.qm.Tensors[s.md.input].Shape)
+	}
+	return nil
+}
+
+func (s *Session) output(batch int) []float32 {
+	md := s.md
+	n := md.outN * batch
+	if md.outType == qmodel.Float32 {
+		return s.f32buf(md.output, n)
+	}
+	p := params(&md.qm.Tensors[md.output])
+	src := s.i8buf(md.output, n)
+	dst := s.outF[:n]
+	for i, q := range src {
+		dst[i] = quant.DequantizeValue(int32(q), p.Scale, p.ZeroPoint)
+	}
+	return dst
+}
+
+// Predict runs one sample and returns the index of the largest output. It is safe for concurrent
+// use (it takes a Session from the Model's pool).
+func (md *Model) Predict(input []float32) (int, error) {
+	s := md.getSession()
+	defer md.pool.Put(s)
+	out, err := s.Run(input, 1)
+	if err != nil {
+		return 0, err
+	}
+	return Argmax(out), nil
+}
+
+// PredictUint8 is Predict for models with uint8 input.
+func (md *Model) PredictUint8(input []byte) (int, error) {
+	s := md.getSession()
+	defer md.pool.Put(s)
+	out, err := s.RunUint8(input, 1)
+	if err != nil {
+		return 0, err
+	}
+	return Argmax(out), nil
+}
+
+func (md *Model) getSession() *Session {
+	if s, ok := md.pool.Get().(*Session); ok {
+		return s
+	}
+	return md.NewSession()
+}
+
+// Argmax returns the index of the largest value (the first on ties; -1 for an empty slice).
+func Argmax(v []float32) int {
+	best := -1
+	for i, x := range v {
+		if best < 0 || x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+func (s *Session) step(st *step, batch int) {
+	switch st.kind {
+	case qmodel.OpQuantize:
+		dst := s.i8buf(st.out, st.outN*batch)
+		if st.table != nil {
+			src := s.inU[:len(dst)]
+			for i, u := range src {
+				dst[i] = st.table[u]
+			}
+			return
+		}
+		src := s.f32buf(st.in, len(dst))
+		for i, x := range src {
+			dst[i] = int8(quant.QuantizeValue(x, st.scale, st.zero, -128, 127))
+		}
+	case qmodel.OpDequantize:
+		dst := s.f32buf(st.out, st.outN*batch)
+		src := s.i8buf(st.in, len(dst))
+		for i, q := range src {
+			dst[i] = quant.DequantizeValue(int32(q), st.scale, st.zero)
+		}
+	case qmodel.OpConv2D:
+		dst, src := s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch)
+		if st.depthwise {
+			kernels.DepthwiseConv2DInt8(dst, src, batch, st.cs, st.inZero, st.dw, st.bias, &st.rq)
+		} else {
+			kernels.Conv2DInt8(dst, src, batch, st.cs, st.inZero, st.w, st.bias, &st.rq, s.scratch)
+		}
+	case qmodel.OpFullyConnected:
+		dst, src := s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch)
+		kernels.GEMMInt8(dst, st.outN, src, st.inN, batch, st.w, st.bias, &st.rq)
+	case qmodel.OpMaxPool2D:
+		maxPool(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch), batch, st)
+	case qmodel.OpAvgPool2D:
+		avgPool(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch), batch, st, s.acc[:st.c])
+	case qmodel.OpAdd:
+		add(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch), s.i8buf(st.in2, st.inN*batch), st)
+	case qmodel.OpReshape:
+		copy(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch))
+	case qmodel.OpSoftmax:
+		softmax(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch), st)
+	}
+}
