@@ -1,0 +1,362 @@
+package qat
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/qatgo/qatgo/fakequant"
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/quant"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Prepared is a model with a QConfig applied: one fake-quantizer per graph.Site (model input,
+// BN-folded conv/linear weights, outputs of fused groups after their activation). Graphs built
+// through it (Quantizer) get fake-quant nodes at exactly those sites; their learnable quantizer
+// parameters (LSQ log-scale and offset, PACT alpha) are shared tensors, and observer state is
+// carried between graphs by Sync/apply, so a training graph and an evaluation graph agree.
+type Prepared struct {
+	Model  *graph.Model
+	Config QConfig
+	Sites  []graph.Site // all sites in graph order (including float ones)
+	state  map[string]*siteState
+}
+
+type siteState struct {
+	site graph.Site
+	cfg  fakequant.Config
+	on   bool // quantized (false: the site stays float)
+
+	// learnables shared by every graph (nil until the first graph is built)
+	logScale, offset, alpha *tensor.Dense
+	// observer state (Observed)
+	lo, hi  []float64
+	hasObs  bool
+	fixed   []quant.Params // explicit params (SetParams) for Observed, nil otherwise
+	enabled bool
+	frozen  bool
+}
+
+// Prepare applies c to m. It validates every site's configuration; the model itself is not
+// changed (its graphs are built with Prepared.Quantizer and FoldBN).
+func Prepare(m *graph.Model, c QConfig) (*Prepared, error) {
+	if err := m.Err(); err != nil {
+		return nil, err
+	}
+	p := &Prepared{Model: m, Config: c, Sites: m.Sites(), state: map[string]*siteState{}}
+	for _, s := range p.Sites {
+		fc, on, err := c.fqConfig(m, s)
+		if err != nil {
+			return nil, err
+		}
+		p.state[s.Name] = &siteState{site: s, cfg: fc, on: on, enabled: true}
+	}
+	for k := range c.Overrides {
+		if k != graph.InputName && m.Layer(k) == nil {
+			return nil, fmt.Errorf("qat: %s: override for unknown layer %q", c.Name, k)
+		}
+	}
+	return p, nil
+}
+
+// NetQuant is the graph.Quantizer for one graph; it records the fakequant.Quantizer it created
+// at each site.
+type NetQuant struct {
+	p  *Prepared
+	Qs map[string]*fakequant.Quantizer
+}
+
+// Quantizer returns a fresh graph.Quantizer for building one graph of the prepared model.
+func (p *Prepared) Quantizer() *NetQuant {
+	return &NetQuant{p: p, Qs: map[string]*fakequant.Quantizer{}}
+}
+
+// Quantize implements graph.Quantizer.
+func (nq *NetQuant) Quantize(s graph.Site, x *G.Node) (*G.Node, error) {
+	st, ok := nq.p.state[s.Name]
+	if !ok {
+		return nil, fmt.Errorf("qat: unknown site %q", s.Name)
+	}
+	if !st.on {
+		return x, nil
+	}
+	q, err := fakequant.New(x.Graph(), x, st.cfg)
+	if err != nil {
+		return nil, err
+	}
+	share := func(n *G.Node, dst **tensor.Dense) error {
+		if n == nil {
+			return nil
+		}
+		if *dst == nil {
+			*dst = n.Value().(*tensor.Dense)
+			return nil
+		}
+		return G.Let(n, *dst)
+	}
+	if err := share(q.LogScale, &st.logScale); err != nil {
+		return nil, err
+	}
+	if err := share(q.Offset, &st.offset); err != nil {
+		return nil, err
+	}
+	if err := share(q.Alpha, &st.alpha); err != nil {
+		return nil, err
+	}
+	if err := st.apply(q); err != nil {
+		return nil, err
+	}
+	nq.Qs[s.Name] = q
+	return q.Out, nil
+}
+
+func (st *siteState) apply(q *fakequant.Quantizer) error {
+	if st.cfg.Method == fakequant.Observed {
+		switch {
+		case st.fixed != nil:
+			if err := q.SetParams(st.fixed); err != nil {
+				return err
+			}
+		case st.hasObs:
+			if err := q.SetRange(st.lo, st.hi); err != nil {
+				return err
+			}
+		}
+	}
+	q.SetEnabled(st.enabled)
+	if st.frozen {
+		q.Freeze()
+	} else {
+		q.Unfreeze()
+		if st.fixed != nil {
+			// Unfreeze dropped the fixed params: set them again (they stay until observed data changes them)
+			if err := q.SetParams(st.fixed); err != nil {
+				return err
+			}
+			q.Unfreeze()
+		}
+	}
+	return nil
+}
+
+// Sync copies the observer state of the quantizers of a (training) graph into the shared state.
+func (p *Prepared) Sync(nq *NetQuant) {
+	for name, q := range nq.Qs {
+		st := p.state[name]
+		if st.cfg.Method != fakequant.Observed {
+			continue
+		}
+		if lo, hi, err := q.ObserverRange(); err == nil {
+			st.lo, st.hi, st.hasObs, st.fixed = lo, hi, true, nil
+		}
+	}
+}
+
+// Apply pushes the shared state (observer ranges, enabled, frozen) into the quantizers of a graph.
+// evalMode freezes the activation observers regardless of the shared frozen flag (weight
+// observers keep tracking the current weights, as export will).
+func (p *Prepared) Apply(nq *NetQuant, evalMode bool) error {
+	for name, q := range nq.Qs {
+		st := p.state[name]
+		if err := st.apply(q); err != nil {
+			return err
+		}
+		if evalMode && st.site.Kind == graph.SiteActivation {
+			q.Freeze() // weight observers keep tracking the current weights
+		}
+	}
+	return nil
+}
+
+// SetEnabled turns every fake-quantizer on or off (the fake-quant enable delay).
+func (p *Prepared) SetEnabled(on bool) {
+	for _, st := range p.state {
+		st.enabled = on
+	}
+}
+
+// FreezeObservers stops (or with false resumes) every observer.
+func (p *Prepared) FreezeObservers(frozen bool) {
+	for _, st := range p.state {
+		st.frozen = frozen
+	}
+}
+
+// Learnable is a learnable quantizer tensor shared by all graphs of a Prepared model.
+type Learnable struct {
+	Name  string // "<site>.log_scale", "<site>.offset", "<site>.alpha"
+	Value *tensor.Dense
+}
+
+// Learnables returns the learnable quantizer tensors created so far (after a graph was built).
+func (p *Prepared) Learnables() []Learnable {
+	var out []Learnable
+	for _, s := range p.Sites {
+		st := p.state[s.Name]
+		for _, l := range []struct {
+			suf string
+			t   *tensor.Dense
+		}{{".log_scale", st.logScale}, {".offset", st.offset}, {".alpha", st.alpha}} {
+			if l.t != nil {
+				out = append(out, Learnable{Name: s.Name + l.suf, Value: l.t})
+			}
+		}
+	}
+	return out
+}
+
+// LearnableNodes maps each learnable node of a graph's quantizers to its Learnable name.
+func (nq *NetQuant) LearnableNodes() map[string]*G.Node {
+	out := map[string]*G.Node{}
+	for name, q := range nq.Qs {
+		if q.LogScale != nil {
+			out[name+".log_scale"] = q.LogScale
+		}
+		if q.Offset != nil {
+			out[name+".offset"] = q.Offset
+		}
+		if q.Alpha != nil {
+			out[name+".alpha"] = q.Alpha
+		}
+	}
+	return out
+}
+
+// SiteParams is the final quantization of one site, what export writes.
+type SiteParams struct {
+	Site   graph.Site
+	Bits   int
+	Range  quant.Range    // integer range (e.g. [-127,127] weights, [-128,127] activations at 8 bits)
+	Params []quant.Params // one per output channel (weights, per-channel) or one
+	Float  bool           // the site is not quantized
+}
+
+// Params returns the current quantization parameters of a site, computed exactly as the
+// fake-quant forward computes them (through a quantizer of nq, which must come from a graph that
+// has run at least once for Observed sites). For weight sites the scales are those of the
+// BN-folded weight W*gamma/sigma_running.
+func (p *Prepared) Params(nq *NetQuant, site string) (SiteParams, error) {
+	st, ok := p.state[site]
+	if !ok {
+		return SiteParams{}, fmt.Errorf("qat: unknown site %q", site)
+	}
+	if !st.on {
+		return SiteParams{Site: st.site, Float: true}, nil
+	}
+	q, ok := nq.Qs[site]
+	if !ok {
+		return SiteParams{}, fmt.Errorf("qat: site %q has no quantizer in this graph", site)
+	}
+	ps, err := q.Params()
+	if err != nil {
+		return SiteParams{}, err
+	}
+	return SiteParams{Site: st.site, Bits: st.cfg.Bits, Range: q.Range(), Params: ps}, nil
+}
+
+// SaveState stores the quantizer state in c under "quant/<site>.<field>": learnables (shared
+// tensors) and observer ranges, plus enabled/frozen flags in Meta.
+func (p *Prepared) SaveState(c *graph.Checkpoint) {
+	for _, l := range p.Learnables() {
+		c.Put("quant/"+l.Name, l.Value)
+	}
+	for _, s := range p.Sites {
+		st := p.state[s.Name]
+		if st.hasObs {
+			c.Put("quant/"+s.Name+".obs_lo", f64Tensor(st.lo))
+			c.Put("quant/"+s.Name+".obs_hi", f64Tensor(st.hi))
+		}
+		if st.fixed != nil {
+			sc := make([]float64, len(st.fixed))
+			zp := make([]float64, len(st.fixed))
+			for i, f := range st.fixed {
+				sc[i], zp[i] = float64(f.Scale), float64(f.ZeroPoint)
+			}
+			c.Put("quant/"+s.Name+".fixed_scale", f64Tensor(sc))
+			c.Put("quant/"+s.Name+".fixed_zp", f64Tensor(zp))
+		}
+	}
+	if c.Meta == nil {
+		c.Meta = map[string]string{}
+	}
+	c.Meta["qconfig"] = p.Config.Name
+	for _, st := range p.state {
+		c.Meta["quant/"+st.site.Name+".flags"] = fmt.Sprintf("enabled=%v frozen=%v", st.enabled, st.frozen)
+	}
+}
+
+// LoadState restores what SaveState stored. Learnables are restored into the shared tensors when
+// they exist, otherwise kept until the first graph is built (pending).
+func (p *Prepared) LoadState(c *graph.Checkpoint) error {
+	for _, s := range p.Sites {
+		st := p.state[s.Name]
+		for _, f := range []struct {
+			suf string
+			t   **tensor.Dense
+		}{{".log_scale", &st.logScale}, {".offset", &st.offset}, {".alpha", &st.alpha}} {
+			t, ok := c.Tensors["quant/"+s.Name+f.suf]
+			if !ok {
+				continue
+			}
+			if *f.t == nil {
+				*f.t = t.Clone().(*tensor.Dense)
+			} else if err := c.CopyTo("quant/"+s.Name+f.suf, *f.t); err != nil {
+				return err
+			}
+		}
+		if lo, ok := c.Tensors["quant/"+s.Name+".obs_lo"]; ok {
+			st.lo = append([]float64(nil), lo.Data().([]float64)...)
+			st.hi = append([]float64(nil), c.Tensors["quant/"+s.Name+".obs_hi"].Data().([]float64)...)
+			st.hasObs = true
+		}
+		if sc, ok := c.Tensors["quant/"+s.Name+".fixed_scale"]; ok {
+			zp := c.Tensors["quant/"+s.Name+".fixed_zp"].Data().([]float64)
+			st.fixed = nil
+			for i, v := range sc.Data().([]float64) {
+				st.fixed = append(st.fixed, quant.Params{Scale: float32(v), ZeroPoint: int32(zp[i])})
+			}
+		}
+		if f, ok := c.Meta["quant/"+s.Name+".flags"]; ok {
+			fmt.Sscanf(f, "enabled=%t frozen=%t", &st.enabled, &st.frozen)
+		}
+	}
+	return nil
+}
+
+func f64Tensor(v []float64) *tensor.Dense {
+	return tensor.New(tensor.WithShape(len(v)), tensor.WithBacking(append([]float64(nil), v...)))
+}
+
+// InitFromCalibration initialises the quantizers of nq from data it has seen: for LSQ sites the
+// scale (and offset) from the observed range of a calibration pass (ranges from calib, a graph
+// of an Observed twin config that ran on the same batches), for Observed sites the ranges
+// themselves. Weight LSQ sites use the LSQ initialisation 2*mean|w|/sqrt(Qp) of the current
+// (folded) weight value when ranges are missing.
+func (p *Prepared) initLSQ(nq *NetQuant, ranges map[string][2][]float64) error {
+	for name, q := range nq.Qs {
+		st := p.state[name]
+		if st.cfg.Method != fakequant.LSQ && st.cfg.Method != fakequant.PACT {
+			continue
+		}
+		if st.site.Kind == graph.SiteWeight {
+			if err := q.InitFromInput(); err != nil {
+				return err
+			}
+			continue
+		}
+		r, ok := ranges[name]
+		if !ok {
+			if err := q.InitFromInput(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := q.SetRange(r[0], r[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var _ = math.Inf

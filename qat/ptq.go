@@ -1,0 +1,111 @@
+package qat
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/qatgo/qatgo/fakequant"
+	"github.com/qatgo/qatgo/graph"
+)
+
+// ObservedTwin returns c with every quantized site switched to an observer: weights track their
+// current per-channel min/max (momentum 1), activations keep the running min/max over the
+// calibration batches (momentum 0). Bit widths and overrides are kept.
+func ObservedTwin(c QConfig) QConfig {
+	conv := func(s Spec, weight bool) Spec {
+		s.Method, s.LearnOffset = fakequant.Observed, false
+		s.Momentum = 0
+		if weight {
+			s.Momentum = 1
+		}
+		return s
+	}
+	out := QConfig{Name: c.Name + "-observed", Weight: conv(c.Weight, true), Act: conv(c.Act, false), Overrides: map[string]Override{}}
+	for k, o := range c.Overrides {
+		var n Override
+		if o.Weight != nil {
+			w := conv(*o.Weight, true)
+			n.Weight = &w
+		}
+		if o.Act != nil {
+			a := conv(*o.Act, false)
+			n.Act = &a
+		}
+		out.Overrides[k] = n
+	}
+	return out
+}
+
+// Calibrate is post-training quantization: it prepares m with the observed twin of c, runs
+// batches mini-batches of train (a seeded random sample) through the evaluation graph (running
+// BN statistics, BN folded as export folds it) so the observers record ranges, then freezes them.
+// No parameter changes.
+func Calibrate(m *graph.Model, c QConfig, train Dataset, batches, batchSize int, seed uint64) (*Prepared, error) {
+	p, err := Prepare(m, ObservedTwin(c))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := runObservers(p, train, batches, batchSize, seed); err != nil {
+		return nil, err
+	}
+	p.FreezeObservers(true)
+	return p, nil
+}
+
+func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*NetQuant, error) {
+	if batches < 1 || B < 1 {
+		return nil, fmt.Errorf("qat: calibration with %d batches of %d", batches, B)
+	}
+	nq := p.Quantizer()
+	n, err := p.Model.Build(graph.Options{Batch: B, Quant: nq, FoldBN: true})
+	if err != nil {
+		return nil, err
+	}
+	vm := newVM(n)
+	defer vm.Close()
+	perm := rand.New(rand.NewPCG(seed, 0xca11b)).Perm(train.Len())
+	x := n.XVal.Data().([]float32)
+	idx := make([]int, B)
+	y := make([]int, B)
+	for b := 0; b < batches; b++ {
+		for i := range idx {
+			idx[i] = perm[(b*B+i)%len(perm)]
+		}
+		train.Batch(idx, x, y)
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			return nil, fmt.Errorf("qat: calibration batch %d: %w", b, err)
+		}
+	}
+	p.Sync(nq)
+	return nq, nil
+}
+
+// observeRanges runs an observed twin of p's config for batches and returns the per-site ranges.
+func observeRanges(m *graph.Model, p *Prepared, train Dataset, batches, B int, seed uint64) (map[string][2][]float64, error) {
+	tw, err := Prepare(m, ObservedTwin(p.Config))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := runObservers(tw, train, batches, B, seed); err != nil {
+		return nil, err
+	}
+	out := map[string][2][]float64{}
+	for name, st := range tw.state {
+		if st.hasObs {
+			out[name] = [2][]float64{st.lo, st.hi}
+		}
+	}
+	return out, nil
+}
+
+// Evaluate returns the accuracy and mean loss of m on d: float when p is nil, else fake-quantized
+// with p's current (frozen) quantizers, BN folded with running statistics.
+func Evaluate(m *graph.Model, p *Prepared, d Dataset, batch int) (acc, loss float64, err error) {
+	t, err := NewTrainer(m, p, Config{EvalBatch: batch})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer t.Close()
+	return t.Evaluate(d)
+}
