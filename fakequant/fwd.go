@@ -14,11 +14,10 @@ var ErrNonFinite = fmt.Errorf("fakequant: %w input", quant.ErrNonFinite)
 
 func (q *Quantizer) nonFiniteErr(x *tensor.Dense, i int) error {
 	var v any
-	switch d := x.Data().(type) {
-	case []float32:
-		v = d[i]
-	case []float64:
-		v = d[i]
+	if x.Dtype() == tensor.Float32 {
+		v = x.Float32s()[i]
+	} else {
+		v = x.Float64s()[i]
 	}
 	return fmt.Errorf("%w: node %s: element %d is %v", ErrNonFinite, q.cfg.Name, i, v)
 }
@@ -34,11 +33,10 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 	}
 	if q.cfg.Method == Observed && !q.frozen && !q.fixed {
 		var bad int
-		switch xd := x.Data().(type) {
-		case []float32:
-			bad = observe(q, xd)
-		case []float64:
-			bad = observe(q, xd)
+		if x.Dtype() == tensor.Float32 {
+			bad = observe(q, x.Float32s())
+		} else {
+			bad = observe(q, x.Float64s())
 		}
 		if bad >= 0 {
 			return q.nonFiniteErr(x, bad)
@@ -48,11 +46,10 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 		return err
 	}
 	var bad int
-	switch xd := x.Data().(type) {
-	case []float32:
-		bad = fwdAll(q, xd, y.Data().([]float32), q.s32)
-	case []float64:
-		bad = fwdAll(q, xd, y.Data().([]float64), q.s64)
+	if x.Dtype() == tensor.Float32 {
+		bad = fwdAll(q, x.Float32s(), y.Float32s(), &q.p32)
+	} else {
+		bad = fwdAll(q, x.Float64s(), y.Float64s(), &q.p64)
 	}
 	if bad >= 0 {
 		return q.nonFiniteErr(x, bad)
@@ -60,19 +57,21 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 	return nil
 }
 
-func fwdAll[F quant.Float](q *Quantizer, x, y, s []F) int {
+func fwdAll[F quant.Float](q *Quantizer, x, y []F, p *typedParams[F]) int {
 	l := q.layout
 	r := q.rng
 	if l.rowsLayout() {
-		return fqRows(x, y, s, q.zps, r.Min, r.Max)
+		return fqRows(x, y, p.s, p.lo, p.hi)
 	}
-	bad := -1
-	l.forEachRun(func(start, end, stride, k int) {
-		if bad < 0 {
-			bad = fqRun(x, y, start, end, stride, s[k], q.zps[k], r.Min, r.Max)
+	for it := l.runs(); ; {
+		start, end, stride, k, ok := it.next()
+		if !ok {
+			return -1
 		}
-	})
-	return bad
+		if bad := fqRun(x, y, start, end, stride, p.s[k], q.zps[k], r.Min, r.Max); bad >= 0 {
+			return bad
+		}
+	}
 }
 
 // observe updates the observer state from one batch; it returns the first non-finite index or -1
@@ -82,7 +81,6 @@ func observe[F quant.Float](q *Quantizer, x []F) int {
 	for i := range q.bLo {
 		q.bLo[i], q.bHi[i] = math.Inf(1), math.Inf(-1)
 	}
-	bad := -1
 	if l.rowsLayout() {
 		c := l.C
 		for r := 0; r+c <= len(x); r += c {
@@ -96,20 +94,17 @@ func observe[F quant.Float](q *Quantizer, x []F) int {
 			}
 		}
 	} else {
-		l.forEachRun(func(start, end, stride, k int) {
-			if bad >= 0 {
-				return
+		for it := l.runs(); ; {
+			start, end, stride, k, ok := it.next()
+			if !ok {
+				break
 			}
 			lo, hi, b := minMaxRun(x, start, end, stride)
 			if b >= 0 {
-				bad = b
-				return
+				return b
 			}
 			q.bLo[k] = min(q.bLo[k], float64(lo))
 			q.bHi[k] = max(q.bHi[k], float64(hi))
-		})
-		if bad >= 0 {
-			return bad
 		}
 	}
 	m := q.cfg.Momentum
@@ -145,11 +140,10 @@ func (q *Quantizer) backward(x, gy, gx *tensor.Dense, pv []G.Value, p0, p1 []flo
 	clear(q.sumClip)
 	clear(q.sumHigh)
 	var bad int
-	switch xd := x.Data().(type) {
-	case []float32:
-		bad = bwdAll(q, xd, gy.Data().([]float32), gx.Data().([]float32), q.s32)
-	case []float64:
-		bad = bwdAll(q, xd, gy.Data().([]float64), gx.Data().([]float64), q.s64)
+	if x.Dtype() == tensor.Float32 {
+		bad = bwdAll(q, x.Float32s(), gy.Float32s(), gx.Float32s(), &q.p32)
+	} else {
+		bad = bwdAll(q, x.Float64s(), gy.Float64s(), gx.Float64s(), &q.p64)
 	}
 	if bad >= 0 {
 		return q.nonFiniteErr(x, bad)
@@ -171,12 +165,11 @@ func (q *Quantizer) backward(x, gy, gx *tensor.Dense, pv []G.Value, p0, p1 []flo
 	return nil
 }
 
-func bwdAll[F quant.Float](q *Quantizer, x, gy, gx, s []F) int {
+func bwdAll[F quant.Float](q *Quantizer, x, gy, gx []F, p *typedParams[F]) int {
 	l := q.layout
 	r := q.rng
 	plain := q.cfg.Grad == PlainSTE
 	if q.cfg.Method == PACT {
-		bad := -1
 		if l.rowsLayout() {
 			c := l.C
 			for i, xi := range x {
@@ -198,39 +191,53 @@ func bwdAll[F quant.Float](q *Quantizer, x, gy, gx, s []F) int {
 			}
 			return -1
 		}
-		l.forEachRun(func(start, end, stride, k int) {
-			if bad >= 0 {
-				return
+		for it := l.runs(); ; {
+			start, end, stride, k, ok := it.next()
+			if !ok {
+				return -1
 			}
-			a := F(q.alphas[k])
-			sum, b := pactBwdRun(x, gy, gx, start, end, stride, a, plain)
-			bad = b
+			sum, b := pactBwdRun(x, gy, gx, start, end, stride, F(q.alphas[k]), plain)
+			if b >= 0 {
+				return b
+			}
 			q.sumHigh[k] += sum
-		})
-		return bad
+		}
 	}
 	if l.rowsLayout() {
-		return bwdRows(x, gy, gx, s, q.zps, r.Min, r.Max, plain, q.sumDS, q.sumClip)
+		return bwdRows(x, gy, gx, p.s, p.lo, p.hi, plain, q.sumDS, q.sumClip)
 	}
-	bad := -1
-	l.forEachRun(func(start, end, stride, k int) {
-		if bad >= 0 {
-			return
+	for it := l.runs(); ; {
+		start, end, stride, k, ok := it.next()
+		if !ok {
+			return -1
 		}
-		sums, b := bwdRun(x, gy, gx, start, end, stride, s[k], q.zps[k], r.Min, r.Max, plain)
-		bad = b
+		sums, b := bwdRun(x, gy, gx, start, end, stride, p.s[k], q.zps[k], r.Min, r.Max, plain)
+		if b >= 0 {
+			return b
+		}
 		q.sumDS[k] += sums.ds
 		q.sumClip[k] += sums.clip
 		q.sumHigh[k] += sums.high
-	})
-	return bad
+	}
 }
 
 func copyDense(dst, src *tensor.Dense) {
-	switch d := dst.Data().(type) {
-	case []float32:
-		copy(d, src.Data().([]float32))
-	case []float64:
-		copy(d, src.Data().([]float64))
+	if dst.Dtype() == tensor.Float32 {
+		copy(dst.Float32s(), src.Float32s())
+	} else {
+		copy(dst.Float64s(), src.Float64s())
+	}
+}
+
+// typedParams are the forward parameters of every slice in the graph's float type:
+// scale s, lo = qmin-z and hi = qmax-z.
+type typedParams[F quant.Float] struct{ s, lo, hi []F }
+
+func (p *typedParams[F]) set(scales []float32, zps []int32, r quant.Range) {
+	if len(p.s) != len(scales) {
+		p.s, p.lo, p.hi = make([]F, len(scales)), make([]F, len(scales)), make([]F, len(scales))
+	}
+	for i, s := range scales {
+		p.s[i], p.lo[i], p.hi[i] = F(s), F(r.Min-zps[i]), F(r.Max-zps[i])
 	}
 }

@@ -14,40 +14,51 @@ func nonFinite[F quant.Float](x F) bool { return x-x != 0 }
 
 // fqRun fake-quantizes x[i] into y[i] for i = start, start+stride, ... < end with one (s, z).
 // It returns the index of the first non-finite input, or -1.
+//
+// For finite x it computes clamp(quant.Round(x/s), qmin-z, qmax-z) * s (+0 turns -0 into 0), which
+// equals quant.FakeQuantizeValue(x, s, z, qmin, qmax) bit for bit: q - z is the clamped rounded
+// quotient, an integer exactly representable in F. The tests check this equality on edge cases.
 func fqRun[F quant.Float](x, y []F, start, end, stride int, s F, z, qmin, qmax int32) int {
+	lo, hi := F(qmin-z), F(qmax-z)
 	if stride == 1 {
-		xs, ys := x[start:end], y[start:end:end]
+		xs := x[start:end]
+		ys := y[start:end]
 		ys = ys[:len(xs)]
 		for i, xi := range xs {
-			if nonFinite(xi) {
+			if xi-xi != 0 {
 				return start + i
 			}
-			ys[i] = quant.FakeQuantizeValue(xi, s, z, qmin, qmax)
+			r := quant.Round(xi / s)
+			ys[i] = (min(max(r, lo), hi) + 0) * s
 		}
 		return -1
 	}
 	for i := start; i < end; i += stride {
 		xi := x[i]
-		if nonFinite(xi) {
+		if xi-xi != 0 {
 			return i
 		}
-		y[i] = quant.FakeQuantizeValue(xi, s, z, qmin, qmax)
+		r := quant.Round(xi / s)
+		y[i] = (min(max(r, lo), hi) + 0) * s
 	}
 	return -1
 }
 
 // fqRows fake-quantizes a tensor viewed as rows of len(s) elements, element c of each row using
-// (s[c], z[c]) (PerChannel on the last axis). It returns the first non-finite index or -1.
-func fqRows[F quant.Float](x, y []F, s []F, z []int32, qmin, qmax int32) int {
+// (s[c], lo[c], hi[c]) with lo = qmin-z, hi = qmax-z (PerChannel on the last axis), like fqRun.
+// It returns the first non-finite index or -1.
+func fqRows[F quant.Float](x, y []F, s, lo, hi []F) int {
 	c := len(s)
+	lo, hi = lo[:c], hi[:c]
 	for r := 0; r+c <= len(x); r += c {
 		xs, ys := x[r:r+c], y[r:r+c]
 		for j := range xs {
 			xi := xs[j]
-			if nonFinite(xi) {
+			if xi-xi != 0 {
 				return r + j
 			}
-			ys[j] = quant.FakeQuantizeValue(xi, s[j], z[j], qmin, qmax)
+			v := quant.Round(xi / s[j])
+			ys[j] = (min(max(v, lo[j]), hi[j]) + 0) * s[j]
 		}
 	}
 	return -1
@@ -87,64 +98,117 @@ type gradSums struct {
 // bwdRun computes the input gradient gx from gy for one run with (s, z) and returns the scale and
 // clip sums of the LSQ surrogate. It returns the first non-finite input index or -1.
 func bwdRun[F quant.Float](x, gy, gx []F, start, end, stride int, s F, z, qmin, qmax int32, plain bool) (gradSums, int) {
-	var acc gradSums
-	var sumIn, sumLo, sumHi float64
-	zf := float64(z)
-	lo, hi := float64(qmin)-zf, float64(qmax)-zf // inside iff lo <= Round(v) <= hi
-	for i := start; i < end; i += stride {
-		xi := x[i]
-		if nonFinite(xi) {
-			return acc, i
-		}
-		g := gy[i]
-		v := xi / s
-		r := quant.Round(v)
-		switch {
-		case float64(r) < lo:
-			sumLo += float64(g)
-			if !plain {
-				g = 0
+	var sumIn0, sumIn1, sumLo, sumHi float64
+	lo, hi := F(qmin-z), F(qmax-z) // inside iff lo <= Round(v) <= hi
+	if stride == 1 && !plain {
+		xs := x[start:end]
+		gys, gxs := gy[start:end], gx[start:end]
+		gys, gxs = gys[:len(xs)], gxs[:len(xs)]
+		i := 0
+		for ; i+1 < len(xs); i += 2 { // two independent accumulators shorten the add chain
+			x0, x1 := xs[i], xs[i+1]
+			if x0-x0 != 0 || x1-x1 != 0 {
+				break
 			}
-		case float64(r) > hi:
-			sumHi += float64(g)
-			if !plain {
-				g = 0
+			g0, g1 := gys[i], gys[i+1]
+			v0, v1 := x0/s, x1/s
+			r0, r1 := quant.Round(v0), quant.Round(v1)
+			if r0 < lo {
+				sumLo += float64(g0)
+				g0 = 0
+			} else if r0 > hi {
+				sumHi += float64(g0)
+				g0 = 0
+			} else {
+				sumIn0 += float64(g0 * (r0 - v0))
 			}
-		default:
-			sumIn += float64(g) * float64(r-v)
+			if r1 < lo {
+				sumLo += float64(g1)
+				g1 = 0
+			} else if r1 > hi {
+				sumHi += float64(g1)
+				g1 = 0
+			} else {
+				sumIn1 += float64(g1 * (r1 - v1))
+			}
+			gxs[i], gxs[i+1] = g0, g1
 		}
-		gx[i] = g
+		for ; i < len(xs); i++ {
+			xi := xs[i]
+			if xi-xi != 0 {
+				return gradSums{}, start + i
+			}
+			g := gys[i]
+			v := xi / s
+			r := quant.Round(v)
+			if r < lo {
+				sumLo += float64(g)
+				g = 0
+			} else if r > hi {
+				sumHi += float64(g)
+				g = 0
+			} else {
+				sumIn0 += float64(g * (r - v))
+			}
+			gxs[i] = g
+		}
+	} else {
+		for i := start; i < end; i += stride {
+			xi := x[i]
+			if xi-xi != 0 {
+				return gradSums{}, i
+			}
+			g := gy[i]
+			v := xi / s
+			r := quant.Round(v)
+			switch {
+			case r < lo:
+				sumLo += float64(g)
+				if !plain {
+					g = 0
+				}
+			case r > hi:
+				sumHi += float64(g)
+				if !plain {
+					g = 0
+				}
+			default:
+				sumIn0 += float64(g * (r - v))
+			}
+			gx[i] = g
+		}
 	}
-	acc.ds = sumIn + lo*sumLo + hi*sumHi
-	acc.clip = sumLo + sumHi
-	acc.high = sumHi
-	return acc, -1
+	return gradSums{
+		ds:   sumIn0 + sumIn1 + float64(lo)*sumLo + float64(hi)*sumHi,
+		clip: sumLo + sumHi,
+		high: sumHi,
+	}, -1
 }
 
-// bwdRows is bwdRun for rows of len(s) elements with per-column (s, z) (PerChannel on the last axis).
-// ds and clip are accumulated into the per-column slices.
-func bwdRows[F quant.Float](x, gy, gx []F, s []F, z []int32, qmin, qmax int32, plain bool, ds, clip []float64) int {
+// bwdRows is bwdRun for rows of len(s) elements with per-column (s, lo = qmin-z, hi = qmax-z)
+// (PerChannel on the last axis). ds and clip are accumulated into the per-column slices.
+func bwdRows[F quant.Float](x, gy, gx []F, s, lo, hi []F, plain bool, ds, clip []float64) int {
 	c := len(s)
+	lo, hi, ds, clip = lo[:c], hi[:c], ds[:c], clip[:c]
 	for r := 0; r+c <= len(x); r += c {
 		xs, gys, gxs := x[r:r+c], gy[r:r+c], gx[r:r+c]
 		for j := range xs {
 			xi := xs[j]
-			if nonFinite(xi) {
+			if xi-xi != 0 {
 				return r + j
 			}
 			g := gys[j]
 			v := xi / s[j]
 			rv := quant.Round(v)
-			u := float64(rv) + float64(z[j])
 			switch {
-			case u < float64(qmin):
-				ds[j] += float64(g) * float64(qmin-z[j])
+			case rv < lo[j]:
+				ds[j] += float64(g) * float64(lo[j])
 				clip[j] += float64(g)
 				if !plain {
 					g = 0
 				}
-			case u > float64(qmax):
-				ds[j] += float64(g) * float64(qmax-z[j])
+			case rv > hi[j]:
+				ds[j] += float64(g) * float64(hi[j])
 				clip[j] += float64(g)
 				if !plain {
 					g = 0

@@ -94,33 +94,42 @@ func (l Layout) Slice(i int) int {
 	return k
 }
 
-// forEachRun calls f(start, end, stride, k) for runs of elements sharing slice k. Elements are
-// start, start+stride, ... < end. Runs cover every element exactly once.
-func (l Layout) forEachRun(f func(start, end, stride, k int)) {
+// runIter walks the runs of elements that share a slice: elements start, start+stride, ... < end
+// all belong to slice k, and the runs cover every element exactly once.
+type runIter struct {
+	l        Layout
+	o, b, in int
+}
+
+func (l Layout) runs() runIter { return runIter{l: l} }
+
+func (it *runIter) next() (start, end, stride, k int, ok bool) {
+	l := &it.l
+	if it.o >= l.Outer {
+		return 0, 0, 0, 0, false
+	}
 	cb := l.C / l.Block
-	if !l.PerInner || l.Inner == 1 {
-		// Contiguous runs of Block*Inner elements.
-		run := l.Block * l.Inner
-		for o := 0; o < l.Outer; o++ {
-			for b := 0; b < cb; b++ {
-				k := b
-				if l.PerOuter {
-					k += o * cb
-				}
-				start := (o*l.C + b*l.Block) * l.Inner
-				f(start, start+run, 1, k)
-			}
+	if !l.PerInner || l.Inner == 1 { // contiguous runs of Block*Inner elements
+		k = it.b
+		if l.PerOuter {
+			k += it.o * cb
 		}
-		return
+		start = (it.o*l.C + it.b*l.Block) * l.Inner
+		end, stride = start+l.Block*l.Inner, 1
+		if it.b++; it.b == cb {
+			it.b, it.o = 0, it.o+1
+		}
+		return start, end, stride, k, true
 	}
 	// PerGroup with inner axes: each (o, b, in) is a strided run of Block elements.
-	for o := 0; o < l.Outer; o++ {
-		for b := 0; b < cb; b++ {
-			for in := 0; in < l.Inner; in++ {
-				k := (o*cb+b)*l.Inner + in
-				start := (o*l.C+b*l.Block)*l.Inner + in
-				f(start, start+l.Block*l.Inner, l.Inner, k)
-			}
+	k = (it.o*cb+it.b)*l.Inner + it.in
+	start = (it.o*l.C+it.b*l.Block)*l.Inner + it.in
+	end, stride = start+l.Block*l.Inner, l.Inner
+	if it.in++; it.in == l.Inner {
+		it.in = 0
+		if it.b++; it.b == cb {
+			it.b, it.o = 0, it.o+1
 		}
 	}
+	return start, end, stride, k, true
 }

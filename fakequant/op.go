@@ -202,13 +202,14 @@ func (op *stashOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, er
 		return nil, fmt.Errorf("fakequant: %s: parameter gradient read before the gradient op ran", op.g.q.cfg.Name)
 	}
 	out := outBuffer(prealloc, &op.out, vals[0].Dtype(), tensor.Shape{k})
-	switch d := out.Data().(type) {
-	case []float32:
+	switch out.Dtype() {
+	case tensor.Float32:
+		d := out.Float32s()
 		for i, v := range src {
 			d[i] = float32(v)
 		}
-	case []float64:
-		copy(d, src)
+	case tensor.Float64:
+		copy(out.Float64s(), src)
 	default:
 		return nil, fmt.Errorf("fakequant: %s: unsupported dtype %v", op.g.q.cfg.Name, out.Dtype())
 	}

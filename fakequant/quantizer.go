@@ -40,8 +40,8 @@ type Quantizer struct {
 	// Parameters used by the last forward (length K).
 	scales []float32
 	zps    []int32
-	s32    []float32
-	s64    []float64
+	p32    typedParams[float32]
+	p64    typedParams[float64]
 	alphas []float64 // PACT: floored alpha per slice
 
 	// Observed: observer state and the per-batch scratch.
@@ -52,6 +52,7 @@ type Quantizer struct {
 
 	// scratch for the backward sums
 	sumDS, sumClip, sumHigh []float64
+	tmp                     []float64
 }
 
 // New inserts a fake-quantize node for x into x's graph and returns its Quantizer. x must be a
@@ -83,12 +84,7 @@ func New(g *G.ExprGraph, x *G.Node, cfg Config) (*Quantizer, error) {
 		In: x, cfg: cfg, layout: layout, rng: cfg.Range(), xdims: x.Dims(), dtype: dt,
 		id:     lastID.Add(1),
 		scales: make([]float32, k), zps: make([]int32, k),
-		sumDS: make([]float64, k), sumClip: make([]float64, k), sumHigh: make([]float64, k),
-	}
-	if dt == tensor.Float32 {
-		q.s32 = make([]float32, k)
-	} else {
-		q.s64 = make([]float64, k)
+		sumDS: make([]float64, k), sumClip: make([]float64, k), sumHigh: make([]float64, k), tmp: make([]float64, k),
 	}
 	inputs := G.Nodes{x}
 	switch cfg.Method {
@@ -394,12 +390,18 @@ func (q *Quantizer) computeParams(pv []G.Value, _ bool) error {
 	k := q.layout.Slices()
 	switch q.cfg.Method {
 	case LSQ:
-		if err := readParam(pv, 0, k, q.dtype, func(i int, t float64) { q.scales[i] = scaleFromLog(t) }); err != nil {
+		if err := readParam(pv, 0, q.dtype, q.tmp); err != nil {
 			return fmt.Errorf("fakequant: %s: log-scale: %w", q.cfg.Name, err)
 		}
+		for i, t := range q.tmp {
+			q.scales[i] = scaleFromLog(t)
+		}
 		if q.cfg.LearnOffset {
-			if err := readParam(pv, 1, k, q.dtype, func(i int, z float64) { q.zps[i] = zeroFromOffset(z, q.rng.Min, q.rng.Max) }); err != nil {
+			if err := readParam(pv, 1, q.dtype, q.tmp); err != nil {
 				return fmt.Errorf("fakequant: %s: offset: %w", q.cfg.Name, err)
+			}
+			for i, z := range q.tmp {
+				q.zps[i] = zeroFromOffset(z, q.rng.Min, q.rng.Max)
 			}
 		} else {
 			z := int32(0)
@@ -414,11 +416,12 @@ func (q *Quantizer) computeParams(pv []G.Value, _ bool) error {
 		if len(q.alphas) != k {
 			q.alphas = make([]float64, k)
 		}
-		if err := readParam(pv, 0, k, q.dtype, func(i int, a float64) {
+		if err := readParam(pv, 0, q.dtype, q.tmp); err != nil {
+			return fmt.Errorf("fakequant: %s: alpha: %w", q.cfg.Name, err)
+		}
+		for i, a := range q.tmp {
 			q.scales[i] = pactScale(a, q.rng.Max)
 			q.alphas[i] = pactAlphaFloor(a, q.rng.Max)
-		}); err != nil {
-			return fmt.Errorf("fakequant: %s: alpha: %w", q.cfg.Name, err)
 		}
 		for i := range q.zps {
 			q.zps[i] = 0
@@ -438,34 +441,29 @@ func (q *Quantizer) computeParams(pv []G.Value, _ bool) error {
 			q.scales[i], q.zps[i] = p.Scale, p.ZeroPoint
 		}
 	}
-	for i, s := range q.scales {
-		if q.s32 != nil {
-			q.s32[i] = s
-		} else {
-			q.s64[i] = float64(s)
-		}
+	if q.dtype == tensor.Float32 {
+		q.p32.set(q.scales, q.zps, q.rng)
+	} else {
+		q.p64.set(q.scales, q.zps, q.rng)
 	}
 	return nil
 }
 
-// readParam calls f(i, v[i]) for the K elements of parameter value number idx.
-func readParam(pv []G.Value, idx, k int, dt tensor.Dtype, f func(int, float64)) error {
+// readParam copies the K elements of parameter value number idx into dst (without allocating).
+func readParam(pv []G.Value, idx int, dt tensor.Dtype, dst []float64) error {
 	if idx >= len(pv) || pv[idx] == nil {
 		return errors.New("no value")
 	}
 	t, ok := pv[idx].(*tensor.Dense)
-	if !ok || t.Shape().TotalSize() != k || t.Dtype() != dt {
-		return fmt.Errorf("value %v is not a %v vector of length %d", pv[idx], dt, k)
+	if !ok || t.Shape().TotalSize() != len(dst) || t.Dtype() != dt {
+		return fmt.Errorf("value %v is not a %v vector of length %d", pv[idx], dt, len(dst))
 	}
-	switch d := t.Data().(type) {
-	case []float32:
-		for i, v := range d[:k] {
-			f(i, float64(v))
+	if dt == tensor.Float32 {
+		for i, v := range t.Float32s()[:len(dst)] {
+			dst[i] = float64(v)
 		}
-	case []float64:
-		for i, v := range d[:k] {
-			f(i, v)
-		}
+	} else {
+		copy(dst, t.Float64s())
 	}
 	return nil
 }
