@@ -286,9 +286,9 @@ func TestPoolsAgainstFloat(t *testing.T) {
 func TestAddAgainstFloat(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	for _, tc := range []struct {
-		name           string
+		name            string
 		sA, sConv, sOut float32
-		act            qmodel.Activation
+		act             qmodel.Activation
 	}{
 		{"similar-scales", 0.02, 0.03, 0.04, qmodel.ActNone},
 		{"equal-scales", 0.02, 0.02, 0.02, qmodel.ActReLU},
