@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
@@ -21,6 +20,9 @@ const (
 func vnni8x48(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
 //go:noescape
+func vnni8x48b(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+//go:noescape
 func vnni8x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
 //go:noescape
@@ -32,9 +34,38 @@ func sumInt8AVX512(p *int8, n int) int32
 //go:noescape
 func requantAVX512(dst *int8, src *int32, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 
+//go:noescape
+func avxvnni6x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+//go:noescape
+func avxvnniGemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+
+// EVEX twins of the AVX-VNNI kernels (tests only; see avx2_amd64.s).
+//
+//go:noescape
+func avxvnni6x16Evex(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+//go:noescape
+func avxvnniGemvEvex(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+
+//go:noescape
+func avx2x4x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+//go:noescape
+func avx2Gemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+
+//go:noescape
+func sumInt8AVX2(p *int8, n int) int32
+
 func archImpls() []*impl {
 	var l []*impl
 	x := &cpu.X86
+	if x.HasAVX2 {
+		l = append(l, newX86Impl("avx2", &avx2Kernels))
+	}
+	if x.HasAVX2 && x.HasAVXVNNI {
+		l = append(l, newX86Impl("avxvnni", &avxvnniKernels))
+	}
 	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL && x.HasAVX512VNNI {
 		l = append(l, newX86Impl("avx512vnni", &avx512Kernels))
 	}
@@ -58,6 +89,18 @@ var avx512Kernels = x86Kernels{
 	mr: 8, wideN: 48,
 	wide: vnni8x48, narrow: vnni8x16, gemv: vnniGemv,
 	sum: sumInt8AVX512, requant: requantAVX512,
+}
+
+var avxvnniKernels = x86Kernels{
+	mr: 6, wideN: 16,
+	wide: avxvnni6x16, narrow: avxvnni6x16, gemv: avxvnniGemv,
+	sum: sumInt8AVX2,
+}
+
+var avx2Kernels = x86Kernels{
+	mr: 4, wideN: 16,
+	wide: avx2x4x16, narrow: avx2x4x16, gemv: avx2Gemv,
+	sum: sumInt8AVX2,
 }
 
 func newX86Impl(name string, k *x86Kernels) *impl {
@@ -150,62 +193,62 @@ func (k *x86Kernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m 
 		return
 	}
 
+	// Row offsets -128*sum_k a[i][k] for every row, and a zero-padded copy of the rows the
+	// kernels cannot read in place (K not a multiple of 4, or the last partial row block).
 	mr := k.mr
-	sc.roff = growI32(sc.roff, mr)
+	mp := (m + mr - 1) / mr * mr
+	sc.roff = growI32(sc.roff, mp)
 	roff := sc.roff
-	sc.acc = growI32(sc.acc, mr*(ncp+k.wideN))
+	for i := 0; i < m; i++ {
+		roff[i] = -128 * k.rowSum(a[i*lda:i*lda+w.k])
+	}
+	clear(roff[m:])
+	inPlace := m / mr * mr // rows read directly from a
+	if w.k != kp {
+		inPlace = 0
+	}
+	if inPlace < m {
+		sc.apad = growI8(sc.apad, (mp-inPlace)*kp)
+		clear(sc.apad)
+		for i := inPlace; i < m; i++ {
+			copy(sc.apad[(i-inPlace)*kp:], a[i*lda:i*lda+w.k])
+		}
+	}
+	sc.acc = growI32(sc.acc, mr*k.wideN)
 	acc := sc.acc
-	ldacc := ncp + k.wideN
-	for r0 := 0; r0 < m; r0 += mr {
-		rows := min(mr, m-r0)
-		var ap *int8
-		var ald int
-		if rows == mr && w.k == kp {
-			ap, ald = &a[r0*lda], lda
-			for r := 0; r < mr; r++ {
-				roff[r] = -128 * k.rowSum(a[(r0+r)*lda:(r0+r)*lda+w.k])
-			}
-		} else {
-			sc.apad = growI8(sc.apad, mr*kp)
-			ap, ald = &sc.apad[0], kp
-			clear(sc.apad)
-			for r := 0; r < rows; r++ {
-				row := a[(r0+r)*lda : (r0+r)*lda+w.k]
-				copy(sc.apad[r*kp:], row)
-				roff[r] = -128 * k.rowSum(row)
-			}
-			clear(roff[rows:])
+	ldacc := k.wideN
+	// Column panels outer (the weights of one panel stay in L1), row blocks inner.
+	for c := 0; c < ncp; {
+		width := panelN
+		kern := k.narrow
+		if c+k.wideN <= ncp {
+			width, kern = k.wideN, k.wide
 		}
-		direct := dst32 != nil && rows == mr
-		for c := 0; c < ncp; {
-			wide := c+k.wideN <= ncp
-			width := panelN
-			if wide {
-				width = k.wideN
-			}
-			var cp *int32
-			var ldc int
-			if direct && c+width <= nc {
-				cp, ldc = &dst32[r0*ldd+c], ldd*4
+		wp := &panel[c/panelN*ts]
+		cols := min(width, nc-c)
+		for r0 := 0; r0 < m; r0 += mr {
+			rows := min(mr, m-r0)
+			var ap *int8
+			ald := kp
+			if r0 < inPlace {
+				ap, ald = &a[r0*lda], lda
 			} else {
-				cp, ldc = &acc[c], ldacc*4
+				ap = &sc.apad[(r0-inPlace)*kp]
 			}
-			if wide {
-				k.wide(ap, ald, &panel[c/panelN*ts], ts, kg, &off[c], &roff[0], cp, ldc)
-			} else {
-				k.narrow(ap, ald, &panel[c/panelN*ts], ts, kg, &off[c], &roff[0], cp, ldc)
+			if dst32 != nil && rows == mr && cols == width {
+				kern(ap, ald, wp, ts, kg, &off[c], &roff[r0], &dst32[r0*ldd+c], ldd*4)
+				continue
 			}
-			// Copy partial tiles of the int32 output.
-			if dst32 != nil && cp == &acc[c] {
+			kern(ap, ald, wp, ts, kg, &off[c], &roff[r0], &acc[0], ldacc*4)
+			if dst32 != nil {
 				for r := 0; r < rows; r++ {
-					copy(dst32[(r0+r)*ldd+c:(r0+r)*ldd+min(c+width, nc)], acc[r*ldacc+c:r*ldacc+min(c+width, nc)])
+					copy(dst32[(r0+r)*ldd+c:(r0+r)*ldd+c+cols], acc[r*ldacc:r*ldacc+cols])
 				}
+			} else {
+				k.requantRows(dst8[r0*ldd+c:], ldd, acc, ldacc, rows, cols, rq, j0+c)
 			}
-			c += width
 		}
-		if dst8 != nil {
-			k.requantRows(dst8[r0*ldd:], ldd, acc, ldacc, rows, nc, rq, j0)
-		}
+		c += width
 	}
 }
 
@@ -242,5 +285,3 @@ func (k *x86Kernels) gemvRows(sc *x86Scratch, dst32 []int32, dst8 []int8, ldd in
 		}
 	}
 }
-
-var _ = unsafe.Pointer(nil)

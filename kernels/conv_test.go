@@ -79,7 +79,7 @@ func TestConv2DAllPaths(t *testing.T) {
 			}
 			rq := randomRequant(r, s.OutC, s.K())
 			want := refRequant(refConv(src, batch, s, inZero, wraw, bias, false), s.OutC, rq)
-			for _, p := range impls {
+			for _, p := range allImpls() {
 				got := make([]int8, len(want))
 				var scratch []int8
 				if r.IntN(2) == 0 {

@@ -65,7 +65,7 @@ func TestInt4AllPaths(t *testing.T) {
 				bias[i] = int32(r.IntN(1000))
 			}
 			want := refInt4(a, w, c.n, c.k, c.group, scales, bias)
-			for _, pi := range impls {
+			for _, pi := range allImpls() {
 				got := make([]int32, c.n)
 				pi.gemv4(got, a, p, bias, 0, c.n)
 				for j := range got {

@@ -116,9 +116,15 @@ func randomRequant(r *rand.Rand, n int, k int) *Requant {
 	return rq
 }
 
+// testOnlyImpls are extra implementations exercised by the tests only (see x86_amd64_test.go).
+var testOnlyImpls []*impl
+
+// allImpls returns every implementation to test: the available paths and the test-only ones.
+func allImpls() []*impl { return append(append([]*impl{}, impls...), testOnlyImpls...) }
+
 // forEachPath runs f once per implementation available on this CPU and build.
 func forEachPath(t *testing.T, f func(t *testing.T, p *impl)) {
-	for _, p := range impls {
+	for _, p := range allImpls() {
 		t.Run(p.name, func(t *testing.T) { f(t, p) })
 	}
 }
@@ -229,7 +235,7 @@ func TestGEMMAllPaths(t *testing.T) {
 		want32 := refGEMM(a, lda, m, wraw, n, k, bias)
 		want8 := refRequant(want32, n, rq)
 		name := fmt.Sprintf("m%d_n%d_k%d_fill%d", m, n, k, tc.kind)
-		for _, p := range impls {
+		for _, p := range allImpls() {
 			got32 := make([]int32, off+(m-1)*ldd+n)
 			gemmInt32(p, got32[off:], ldd, a, lda, m, w, bias)
 			got8 := make([]int8, off+(m-1)*ldd+n)

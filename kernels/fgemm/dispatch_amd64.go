@@ -5,16 +5,16 @@ package fgemm
 import "golang.org/x/sys/cpu"
 
 //go:noescape
-func kernS8x48AVX512(kc int, a, b, c *float32, ldc int)
+func kernS8x48AVX512(kc int, a, b, c *float32, ldc int, load bool)
 
 //go:noescape
-func kernD8x24AVX512(kc int, a, b, c *float64, ldc int)
+func kernD8x24AVX512(kc int, a, b, c *float64, ldc int, load bool)
 
 //go:noescape
-func kernS4x24AVX2(kc int, a, b, c *float32, ldc int)
+func kernS4x24AVX2(kc int, a, b, c *float32, ldc int, load bool)
 
 //go:noescape
-func kernD4x12AVX2(kc int, a, b, c *float64, ldc int)
+func kernD4x12AVX2(kc int, a, b, c *float64, ldc int, load bool)
 
 var (
 	avx512_32 = microKernel[float32]{name: "avx512 8x48", mr: 8, nr: 48, kc: 256, mc: 128, nc: 3072, fn: kernS8x48AVX512}

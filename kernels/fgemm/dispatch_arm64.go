@@ -3,10 +3,10 @@
 package fgemm
 
 //go:noescape
-func kernS8x8NEON(kc int, a, b, c *float32, ldc int)
+func kernS8x8NEON(kc int, a, b, c *float32, ldc int, load bool)
 
 //go:noescape
-func kernD8x4NEON(kc int, a, b, c *float64, ldc int)
+func kernD8x4NEON(kc int, a, b, c *float64, ldc int, load bool)
 
 var (
 	neon32 = microKernel[float32]{name: "neon 8x8", mr: 8, nr: 8, kc: 256, mc: 64, nc: 1024, fn: kernS8x8NEON}

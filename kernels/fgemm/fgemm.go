@@ -20,10 +20,11 @@ type microKernel[T Float] struct {
 	kc     int // depth of a packed panel
 	mc     int // rows of op(A) packed at once (multiple of mr)
 	nc     int // columns of op(B) packed at once (multiple of nr)
-	// fn computes C[0:mr, 0:nr] += Apanel * Bpanel where Apanel is kc x mr
-	// packed by column (mr values per k) and Bpanel is kc x nr packed by
-	// row; c has row stride ldc elements.
-	fn func(kc int, a, b, c *T, ldc int)
+	// fn computes C[0:mr, 0:nr] = Apanel * Bpanel (+ C when load) where
+	// Apanel is kc x mr packed by column (mr values per k) and Bpanel is
+	// kc x nr packed by row; c has row stride ldc elements and is not read
+	// when load is false.
+	fn func(kc int, a, b, c *T, ldc int, load bool)
 }
 
 // Kernels in use, set by the architecture specific init (dispatch_*.go).
@@ -102,9 +103,15 @@ func gemm[T Float](kern *microKernel[T], nthreads int, transA, transB bool, m, n
 	if m == 0 || n == 0 {
 		return
 	}
-	scaleC(m, n, beta, c, ldc)
 	if alpha == 0 || k == 0 {
+		scaleC(m, n, beta, c, ldc)
 		return
+	}
+	// With beta == 0 the first k block overwrites C (the kernels do not
+	// read it), otherwise C is scaled once and the blocks accumulate.
+	overwrite := beta == 0
+	if !overwrite {
+		scaleC(m, n, beta, c, ldc)
 	}
 	flops := 2 * float64(m) * float64(n) * float64(k)
 	t := nthreads
@@ -123,7 +130,7 @@ func gemm[T Float](kern *microKernel[T], nthreads int, transA, transB bool, m, n
 					ao = i0
 				}
 				wg.Go(func() {
-					gemmSerial(kern, transA, transB, mb, n, k, alpha, a[ao:], lda, b, ldb, c[i0*ldc:], ldc)
+					gemmSerial(kern, transA, transB, mb, n, k, alpha, a[ao:], lda, b, ldb, c[i0*ldc:], ldc, overwrite)
 				})
 			}
 		} else {
@@ -135,14 +142,14 @@ func gemm[T Float](kern *microKernel[T], nthreads int, transA, transB bool, m, n
 					bo = j0 * ldb
 				}
 				wg.Go(func() {
-					gemmSerial(kern, transA, transB, m, nb, k, alpha, a, lda, b[bo:], ldb, c[j0:], ldc)
+					gemmSerial(kern, transA, transB, m, nb, k, alpha, a, lda, b[bo:], ldb, c[j0:], ldc, overwrite)
 				})
 			}
 		}
 		wg.Wait()
 		return
 	}
-	gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc)
+	gemmSerial(kern, transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc, overwrite)
 }
 
 func roundUp(x, to int) int { return (x + to - 1) / to * to }
@@ -205,8 +212,9 @@ func putWorkspace[T Float](w *workspace[T]) {
 	}
 }
 
-// gemmSerial computes C += alpha*op(A)*op(B) on the calling goroutine.
-func gemmSerial[T Float](kern *microKernel[T], transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, c []T, ldc int) {
+// gemmSerial computes C += alpha*op(A)*op(B), or C = alpha*op(A)*op(B)
+// when overwrite is set, on the calling goroutine.
+func gemmSerial[T Float](kern *microKernel[T], transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, c []T, ldc int, overwrite bool) {
 	w := getWorkspace(kern)
 	defer putWorkspace(w)
 	for jc := 0; jc < n; jc += kern.nc {
@@ -217,15 +225,16 @@ func gemmSerial[T Float](kern *microKernel[T], transA, transB bool, m, n, k int,
 			for ic := 0; ic < m; ic += kern.mc {
 				mb := min(kern.mc, m-ic)
 				packA(w.a, transA, a, lda, ic, pc, mb, kb, kern.mr, alpha)
-				macroKernel(kern, mb, nb, kb, w.a, w.b, w.tile, c[ic*ldc+jc:], ldc)
+				macroKernel(kern, mb, nb, kb, w.a, w.b, w.tile, c[ic*ldc+jc:], ldc, !overwrite || pc > 0)
 			}
 		}
 	}
 }
 
 // macroKernel runs the micro-kernel over a packed mb x kb block of op(A) and
-// a packed kb x nb block of op(B), adding into C.
-func macroKernel[T Float](kern *microKernel[T], mb, nb, kb int, pa, pb, tile []T, c []T, ldc int) {
+// a packed kb x nb block of op(B), adding into C when load is set and
+// overwriting it otherwise.
+func macroKernel[T Float](kern *microKernel[T], mb, nb, kb int, pa, pb, tile []T, c []T, ldc int, load bool) {
 	mr, nr := kern.mr, kern.nr
 	for jr := 0; jr < nb; jr += nr {
 		nv := min(nr, nb-jr)
@@ -234,14 +243,16 @@ func macroKernel[T Float](kern *microKernel[T], mb, nb, kb int, pa, pb, tile []T
 			mv := min(mr, mb-ir)
 			ap := &pa[ir*kb]
 			if mv == mr && nv == nr {
-				kern.fn(kb, ap, bp, &c[ir*ldc+jr], ldc)
+				kern.fn(kb, ap, bp, &c[ir*ldc+jr], ldc, load)
 				continue
 			}
 			// Edge tile: go through a full-size scratch tile.
-			for i := 0; i < mv; i++ {
-				copy(tile[i*nr:i*nr+nv], c[(ir+i)*ldc+jr:])
+			if load {
+				for i := 0; i < mv; i++ {
+					copy(tile[i*nr:i*nr+nv], c[(ir+i)*ldc+jr:])
+				}
 			}
-			kern.fn(kb, ap, bp, &tile[0], nr)
+			kern.fn(kb, ap, bp, &tile[0], nr, load)
 			for i := 0; i < mv; i++ {
 				copy(c[(ir+i)*ldc+jr:(ir+i)*ldc+jr+nv], tile[i*nr:])
 			}

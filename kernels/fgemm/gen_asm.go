@@ -6,9 +6,9 @@
 //
 // Every kernel has the Go signature
 //
-//	func name(kc int, a, b, c *T, ldc int)
+//	func name(kc int, a, b, c *T, ldc int, load bool)
 //
-// and computes C[0:MR, 0:NR] += Apanel * Bpanel, where Apanel holds kc
+// and computes C[0:MR, 0:NR] = Apanel * Bpanel (+ C when load), where Apanel holds kc
 // columns of MR values (A packed column by column) and Bpanel holds kc rows
 // of NR values; C is row-major with row stride ldc elements.
 package main
@@ -43,16 +43,29 @@ func genX86(w *bytes.Buffer, k x86Kernel) {
 	if k.mr*k.nv+k.nv+nA > nregs {
 		panic("too many registers: " + k.name)
 	}
-	fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int)\n", k.name, map[int]string{4: "float32", 8: "float64"}[k.elem])
-	fmt.Fprintf(w, "// C[0:%d, 0:%d] += A panel (kc x %d, packed by column) * B panel (kc x %d).\n", k.mr, nr, k.mr, nr)
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-40\n", k.name)
+	fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int, load bool)\n", k.name, map[int]string{4: "float32", 8: "float64"}[k.elem])
+	fmt.Fprintf(w, "// C[0:%d, 0:%d] (+)= A panel (kc x %d, packed by column) * B panel (kc x %d);\n", k.mr, nr, k.mr, nr)
+	fmt.Fprintf(w, "// C is read only when load is true.\n")
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-41\n", k.name)
 	fmt.Fprintf(w, "\tMOVQ kc+0(FP), CX\n\tMOVQ a+8(FP), SI\n\tMOVQ b+16(FP), DI\n\tMOVQ c+24(FP), DX\n\tMOVQ ldc+32(FP), R8\n")
 	fmt.Fprintf(w, "\tSHLQ $%d, R8\n", map[int]int{4: 2, 8: 3}[k.elem])
 	mov := "VMOVUPS"
 	if k.elem == 8 {
 		mov = "VMOVUPD"
 	}
-	// Load C into the accumulators.
+	// Load C into the accumulators, or zero them.
+	zero := "VPXORD"
+	if k.reg == "Y" {
+		zero = "VPXOR"
+	}
+	fmt.Fprintf(w, "\tMOVBLZX load+40(FP), AX\n\tTESTL AX, AX\n\tJNZ %s_load\n", k.name)
+	for i := 0; i < k.mr; i++ {
+		for j := 0; j < k.nv; j++ {
+			fmt.Fprintf(w, "\t%s %s, %s, %s\n", zero, acc(i, j), acc(i, j), acc(i, j))
+		}
+	}
+	fmt.Fprintf(w, "\tJMP %s_start\n", k.name)
+	fmt.Fprintf(w, "%s_load:\n", k.name)
 	fmt.Fprintf(w, "\tMOVQ DX, R9\n")
 	for i := 0; i < k.mr; i++ {
 		for j := 0; j < k.nv; j++ {
@@ -62,6 +75,7 @@ func genX86(w *bytes.Buffer, k x86Kernel) {
 			fmt.Fprintf(w, "\tADDQ R8, R9\n")
 		}
 	}
+	fmt.Fprintf(w, "%s_start:\n", k.name)
 	fmt.Fprintf(w, "\tTESTQ CX, CX\n\tJZ %s_store\n", k.name)
 	fmt.Fprintf(w, "%s_loop:\n", k.name)
 	for j := 0; j < k.nv; j++ {
@@ -105,11 +119,21 @@ func genARM(w *bytes.Buffer, k armKernel) {
 	b0 := fmt.Sprintf("V%d.%s", 2*k.mr, arr)
 	b1 := fmt.Sprintf("V%d.%s", 2*k.mr+1, arr)
 	av := fmt.Sprintf("V%d.%s", 2*k.mr+2, arr)
-	fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int)\n", k.name, map[int]string{4: "float32", 8: "float64"}[k.elem])
-	fmt.Fprintf(w, "// C[0:%d, 0:%d] += A panel (kc x %d, packed by column) * B panel (kc x %d).\n", k.mr, nr, k.mr, nr)
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-40\n", k.name)
+	fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int, load bool)\n", k.name, map[int]string{4: "float32", 8: "float64"}[k.elem])
+	fmt.Fprintf(w, "// C[0:%d, 0:%d] (+)= A panel (kc x %d, packed by column) * B panel (kc x %d);\n", k.mr, nr, k.mr, nr)
+	fmt.Fprintf(w, "// C is read only when load is true.\n")
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-41\n", k.name)
 	fmt.Fprintf(w, "\tMOVD kc+0(FP), R2\n\tMOVD a+8(FP), R0\n\tMOVD b+16(FP), R1\n\tMOVD c+24(FP), R3\n\tMOVD ldc+32(FP), R4\n")
 	fmt.Fprintf(w, "\tLSL $%d, R4, R4\n", map[int]int{4: 2, 8: 3}[k.elem])
+	fmt.Fprintf(w, "\tMOVBU load+40(FP), R6\n\tCBNZ R6, %s_load\n", k.name)
+	for i := 0; i < k.mr; i++ {
+		for j := 0; j < 2; j++ {
+			r := fmt.Sprintf("V%d.B16", 2*i+j)
+			fmt.Fprintf(w, "\tVEOR %s, %s, %s\n", r, r, r)
+		}
+	}
+	fmt.Fprintf(w, "\tB %s_start\n", k.name)
+	fmt.Fprintf(w, "%s_load:\n", k.name)
 	fmt.Fprintf(w, "\tMOVD R3, R5\n")
 	for i := 0; i < k.mr; i++ {
 		fmt.Fprintf(w, "\tVLD1 (R5), [%s, %s]\n", acc(i, 0), acc(i, 1))
@@ -117,6 +141,7 @@ func genARM(w *bytes.Buffer, k armKernel) {
 			fmt.Fprintf(w, "\tADD R4, R5, R5\n")
 		}
 	}
+	fmt.Fprintf(w, "%s_start:\n", k.name)
 	fmt.Fprintf(w, "\tCBZ R2, %s_store\n", k.name)
 	fmt.Fprintf(w, "%s_loop:\n", k.name)
 	fmt.Fprintf(w, "\tVLD1.P 32(R1), [%s, %s]\n", b0, b1)

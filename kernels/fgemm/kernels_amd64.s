@@ -4,15 +4,45 @@
 
 #include "textflag.h"
 
-// func kernS8x48AVX512(kc int, a, b, c *float32, ldc int)
-// C[0:8, 0:48] += A panel (kc x 8, packed by column) * B panel (kc x 48).
-TEXT ·kernS8x48AVX512(SB), NOSPLIT, $0-40
+// func kernS8x48AVX512(kc int, a, b, c *float32, ldc int, load bool)
+// C[0:8, 0:48] (+)= A panel (kc x 8, packed by column) * B panel (kc x 48);
+// C is read only when load is true.
+TEXT ·kernS8x48AVX512(SB), NOSPLIT, $0-41
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
+	MOVBLZX load+40(FP), AX
+	TESTL AX, AX
+	JNZ kernS8x48AVX512_load
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	JMP kernS8x48AVX512_start
+kernS8x48AVX512_load:
 	MOVQ DX, R9
 	VMOVUPS 0(R9), Z0
 	VMOVUPS 64(R9), Z1
@@ -45,6 +75,7 @@ TEXT ·kernS8x48AVX512(SB), NOSPLIT, $0-40
 	VMOVUPS 0(R9), Z21
 	VMOVUPS 64(R9), Z22
 	VMOVUPS 128(R9), Z23
+kernS8x48AVX512_start:
 	TESTQ CX, CX
 	JZ kernS8x48AVX512_store
 kernS8x48AVX512_loop:
@@ -123,15 +154,45 @@ kernS8x48AVX512_store:
 	VZEROUPPER
 	RET
 
-// func kernD8x24AVX512(kc int, a, b, c *float64, ldc int)
-// C[0:8, 0:24] += A panel (kc x 8, packed by column) * B panel (kc x 24).
-TEXT ·kernD8x24AVX512(SB), NOSPLIT, $0-40
+// func kernD8x24AVX512(kc int, a, b, c *float64, ldc int, load bool)
+// C[0:8, 0:24] (+)= A panel (kc x 8, packed by column) * B panel (kc x 24);
+// C is read only when load is true.
+TEXT ·kernD8x24AVX512(SB), NOSPLIT, $0-41
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8
+	MOVBLZX load+40(FP), AX
+	TESTL AX, AX
+	JNZ kernD8x24AVX512_load
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	JMP kernD8x24AVX512_start
+kernD8x24AVX512_load:
 	MOVQ DX, R9
 	VMOVUPD 0(R9), Z0
 	VMOVUPD 64(R9), Z1
@@ -164,6 +225,7 @@ TEXT ·kernD8x24AVX512(SB), NOSPLIT, $0-40
 	VMOVUPD 0(R9), Z21
 	VMOVUPD 64(R9), Z22
 	VMOVUPD 128(R9), Z23
+kernD8x24AVX512_start:
 	TESTQ CX, CX
 	JZ kernD8x24AVX512_store
 kernD8x24AVX512_loop:
@@ -242,15 +304,33 @@ kernD8x24AVX512_store:
 	VZEROUPPER
 	RET
 
-// func kernS4x24AVX2(kc int, a, b, c *float32, ldc int)
-// C[0:4, 0:24] += A panel (kc x 4, packed by column) * B panel (kc x 24).
-TEXT ·kernS4x24AVX2(SB), NOSPLIT, $0-40
+// func kernS4x24AVX2(kc int, a, b, c *float32, ldc int, load bool)
+// C[0:4, 0:24] (+)= A panel (kc x 4, packed by column) * B panel (kc x 24);
+// C is read only when load is true.
+TEXT ·kernS4x24AVX2(SB), NOSPLIT, $0-41
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $2, R8
+	MOVBLZX load+40(FP), AX
+	TESTL AX, AX
+	JNZ kernS4x24AVX2_load
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+	VPXOR Y8, Y8, Y8
+	VPXOR Y9, Y9, Y9
+	VPXOR Y10, Y10, Y10
+	VPXOR Y11, Y11, Y11
+	JMP kernS4x24AVX2_start
+kernS4x24AVX2_load:
 	MOVQ DX, R9
 	VMOVUPS 0(R9), Y0
 	VMOVUPS 32(R9), Y1
@@ -267,6 +347,7 @@ TEXT ·kernS4x24AVX2(SB), NOSPLIT, $0-40
 	VMOVUPS 0(R9), Y9
 	VMOVUPS 32(R9), Y10
 	VMOVUPS 64(R9), Y11
+kernS4x24AVX2_start:
 	TESTQ CX, CX
 	JZ kernS4x24AVX2_store
 kernS4x24AVX2_loop:
@@ -313,15 +394,33 @@ kernS4x24AVX2_store:
 	VZEROUPPER
 	RET
 
-// func kernD4x12AVX2(kc int, a, b, c *float64, ldc int)
-// C[0:4, 0:12] += A panel (kc x 4, packed by column) * B panel (kc x 12).
-TEXT ·kernD4x12AVX2(SB), NOSPLIT, $0-40
+// func kernD4x12AVX2(kc int, a, b, c *float64, ldc int, load bool)
+// C[0:4, 0:12] (+)= A panel (kc x 4, packed by column) * B panel (kc x 12);
+// C is read only when load is true.
+TEXT ·kernD4x12AVX2(SB), NOSPLIT, $0-41
 	MOVQ kc+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
 	MOVQ c+24(FP), DX
 	MOVQ ldc+32(FP), R8
 	SHLQ $3, R8
+	MOVBLZX load+40(FP), AX
+	TESTL AX, AX
+	JNZ kernD4x12AVX2_load
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+	VPXOR Y8, Y8, Y8
+	VPXOR Y9, Y9, Y9
+	VPXOR Y10, Y10, Y10
+	VPXOR Y11, Y11, Y11
+	JMP kernD4x12AVX2_start
+kernD4x12AVX2_load:
 	MOVQ DX, R9
 	VMOVUPD 0(R9), Y0
 	VMOVUPD 32(R9), Y1
@@ -338,6 +437,7 @@ TEXT ·kernD4x12AVX2(SB), NOSPLIT, $0-40
 	VMOVUPD 0(R9), Y9
 	VMOVUPD 32(R9), Y10
 	VMOVUPD 64(R9), Y11
+kernD4x12AVX2_start:
 	TESTQ CX, CX
 	JZ kernD4x12AVX2_store
 kernD4x12AVX2_loop:

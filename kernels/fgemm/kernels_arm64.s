@@ -4,15 +4,36 @@
 
 #include "textflag.h"
 
-// func kernS8x8NEON(kc int, a, b, c *float32, ldc int)
-// C[0:8, 0:8] += A panel (kc x 8, packed by column) * B panel (kc x 8).
-TEXT ·kernS8x8NEON(SB), NOSPLIT, $0-40
+// func kernS8x8NEON(kc int, a, b, c *float32, ldc int, load bool)
+// C[0:8, 0:8] (+)= A panel (kc x 8, packed by column) * B panel (kc x 8);
+// C is read only when load is true.
+TEXT ·kernS8x8NEON(SB), NOSPLIT, $0-41
 	MOVD kc+0(FP), R2
 	MOVD a+8(FP), R0
 	MOVD b+16(FP), R1
 	MOVD c+24(FP), R3
 	MOVD ldc+32(FP), R4
 	LSL $2, R4, R4
+	MOVBU load+40(FP), R6
+	CBNZ R6, kernS8x8NEON_load
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V1.B16, V1.B16, V1.B16
+	VEOR V2.B16, V2.B16, V2.B16
+	VEOR V3.B16, V3.B16, V3.B16
+	VEOR V4.B16, V4.B16, V4.B16
+	VEOR V5.B16, V5.B16, V5.B16
+	VEOR V6.B16, V6.B16, V6.B16
+	VEOR V7.B16, V7.B16, V7.B16
+	VEOR V8.B16, V8.B16, V8.B16
+	VEOR V9.B16, V9.B16, V9.B16
+	VEOR V10.B16, V10.B16, V10.B16
+	VEOR V11.B16, V11.B16, V11.B16
+	VEOR V12.B16, V12.B16, V12.B16
+	VEOR V13.B16, V13.B16, V13.B16
+	VEOR V14.B16, V14.B16, V14.B16
+	VEOR V15.B16, V15.B16, V15.B16
+	B kernS8x8NEON_start
+kernS8x8NEON_load:
 	MOVD R3, R5
 	VLD1 (R5), [V0.S4, V1.S4]
 	ADD R4, R5, R5
@@ -29,6 +50,7 @@ TEXT ·kernS8x8NEON(SB), NOSPLIT, $0-40
 	VLD1 (R5), [V12.S4, V13.S4]
 	ADD R4, R5, R5
 	VLD1 (R5), [V14.S4, V15.S4]
+kernS8x8NEON_start:
 	CBZ R2, kernS8x8NEON_store
 kernS8x8NEON_loop:
 	VLD1.P 32(R1), [V16.S4, V17.S4]
@@ -77,15 +99,36 @@ kernS8x8NEON_store:
 	VST1 [V14.S4, V15.S4], (R5)
 	RET
 
-// func kernD8x4NEON(kc int, a, b, c *float64, ldc int)
-// C[0:8, 0:4] += A panel (kc x 8, packed by column) * B panel (kc x 4).
-TEXT ·kernD8x4NEON(SB), NOSPLIT, $0-40
+// func kernD8x4NEON(kc int, a, b, c *float64, ldc int, load bool)
+// C[0:8, 0:4] (+)= A panel (kc x 8, packed by column) * B panel (kc x 4);
+// C is read only when load is true.
+TEXT ·kernD8x4NEON(SB), NOSPLIT, $0-41
 	MOVD kc+0(FP), R2
 	MOVD a+8(FP), R0
 	MOVD b+16(FP), R1
 	MOVD c+24(FP), R3
 	MOVD ldc+32(FP), R4
 	LSL $3, R4, R4
+	MOVBU load+40(FP), R6
+	CBNZ R6, kernD8x4NEON_load
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V1.B16, V1.B16, V1.B16
+	VEOR V2.B16, V2.B16, V2.B16
+	VEOR V3.B16, V3.B16, V3.B16
+	VEOR V4.B16, V4.B16, V4.B16
+	VEOR V5.B16, V5.B16, V5.B16
+	VEOR V6.B16, V6.B16, V6.B16
+	VEOR V7.B16, V7.B16, V7.B16
+	VEOR V8.B16, V8.B16, V8.B16
+	VEOR V9.B16, V9.B16, V9.B16
+	VEOR V10.B16, V10.B16, V10.B16
+	VEOR V11.B16, V11.B16, V11.B16
+	VEOR V12.B16, V12.B16, V12.B16
+	VEOR V13.B16, V13.B16, V13.B16
+	VEOR V14.B16, V14.B16, V14.B16
+	VEOR V15.B16, V15.B16, V15.B16
+	B kernD8x4NEON_start
+kernD8x4NEON_load:
 	MOVD R3, R5
 	VLD1 (R5), [V0.D2, V1.D2]
 	ADD R4, R5, R5
@@ -102,6 +145,7 @@ TEXT ·kernD8x4NEON(SB), NOSPLIT, $0-40
 	VLD1 (R5), [V12.D2, V13.D2]
 	ADD R4, R5, R5
 	VLD1 (R5), [V14.D2, V15.D2]
+kernD8x4NEON_start:
 	CBZ R2, kernD8x4NEON_store
 kernD8x4NEON_loop:
 	VLD1.P 32(R1), [V16.D2, V17.D2]

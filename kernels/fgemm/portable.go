@@ -7,9 +7,9 @@ var (
 	portable64 = microKernel[float64]{name: "go 4x4", mr: 4, nr: 4, kc: 256, mc: 64, nc: 1024, fn: kernPortable[float64]}
 )
 
-// kernPortable is the portable 4x4 micro-kernel: C[0:4, 0:4] += A*B for a
-// kc x 4 A panel (packed by column) and a kc x 4 B panel.
-func kernPortable[T Float](kc int, a, b, c *T, ldc int) {
+// kernPortable is the portable 4x4 micro-kernel: C[0:4, 0:4] = A*B (+ C
+// when load) for a kc x 4 A panel (packed by column) and a kc x 4 B panel.
+func kernPortable[T Float](kc int, a, b, c *T, ldc int, load bool) {
 	pa := unsafe.Slice(a, 4*kc)
 	pb := unsafe.Slice(b, 4*kc)
 	pc := unsafe.Slice(c, 3*ldc+4)
@@ -36,6 +36,12 @@ func kernPortable[T Float](kc int, a, b, c *T, ldc int) {
 		c31 += a3 * b1
 		c32 += a3 * b2
 		c33 += a3 * b3
+	}
+	if !load {
+		clear(pc[0:4])
+		clear(pc[ldc : ldc+4])
+		clear(pc[2*ldc : 2*ldc+4])
+		clear(pc[3*ldc : 3*ldc+4])
 	}
 	r := pc[0:4:4]
 	r[0] += c00

@@ -1,0 +1,523 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// AVX-VNNI and AVX2 kernels on ymm registers, same panel layout and contract as the AVX-512
+// kernels (u8 weights w+128 in tiles of 16 columns x 4 K values; signed activations; the caller
+// passes roff[r] = -128*sum_k a[r][k] and off[j] = bias[j]).
+//
+// The Go assembler only knows the EVEX form of VPDPBUSD, so the VEX (AVX-VNNI) form is emitted
+// with BYTE directives; each carries the instruction in Intel operand order. The encodings were
+// checked with GNU objdump (see the test TestAVXVNNIEncoding).
+
+// func avxvnni6x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+// 6 rows x 16 columns; accumulators Y0..Y11 (row r: Y2r cols 0-7, Y2r+1 cols 8-15).
+TEXT ·avxvnni6x16(SB), NOSPLIT, $0-72
+	MOVQ a+0(FP), SI
+	MOVQ lda+8(FP), BX
+	MOVQ w+16(FP), R9
+	MOVQ kg+32(FP), R13
+	MOVQ off+40(FP), DI
+	MOVQ roff+48(FP), R14
+	MOVQ c+56(FP), CX
+	MOVQ ldc+64(FP), R12
+	LEAQ (SI)(BX*2), DX
+	ADDQ BX, DX           // DX = row 3
+	VMOVDQU (DI), Y12
+	VMOVDQU 32(DI), Y13
+	VPBROADCASTD 0(R14), Y14
+	VPADDD Y12, Y14, Y0
+	VPADDD Y13, Y14, Y1
+	VPBROADCASTD 4(R14), Y14
+	VPADDD Y12, Y14, Y2
+	VPADDD Y13, Y14, Y3
+	VPBROADCASTD 8(R14), Y14
+	VPADDD Y12, Y14, Y4
+	VPADDD Y13, Y14, Y5
+	VPBROADCASTD 12(R14), Y14
+	VPADDD Y12, Y14, Y6
+	VPADDD Y13, Y14, Y7
+	VPBROADCASTD 16(R14), Y14
+	VPADDD Y12, Y14, Y8
+	VPADDD Y13, Y14, Y9
+	VPBROADCASTD 20(R14), Y14
+	VPADDD Y12, Y14, Y10
+	VPADDD Y13, Y14, Y11
+avxvnni6x16_loop:
+	VMOVDQU (R9), Y12
+	VMOVDQU 32(R9), Y13
+	VPBROADCASTD (SI), Y14
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x1d; BYTE $0x50; BYTE $0xc6 // VPDPBUSD Y0, Y12, Y14 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x15; BYTE $0x50; BYTE $0xce // VPDPBUSD Y1, Y13, Y14 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VPBROADCASTD (SI)(BX*1), Y15
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x1d; BYTE $0x50; BYTE $0xd7 // VPDPBUSD Y2, Y12, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x15; BYTE $0x50; BYTE $0xdf // VPDPBUSD Y3, Y13, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VPBROADCASTD (SI)(BX*2), Y14
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x1d; BYTE $0x50; BYTE $0xe6 // VPDPBUSD Y4, Y12, Y14 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x15; BYTE $0x50; BYTE $0xee // VPDPBUSD Y5, Y13, Y14 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VPBROADCASTD (DX), Y15
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x1d; BYTE $0x50; BYTE $0xf7 // VPDPBUSD Y6, Y12, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x15; BYTE $0x50; BYTE $0xff // VPDPBUSD Y7, Y13, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VPBROADCASTD (SI)(BX*4), Y14
+	BYTE $0xc4; BYTE $0x42; BYTE $0x1d; BYTE $0x50; BYTE $0xc6 // VPDPBUSD Y8, Y12, Y14 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x15; BYTE $0x50; BYTE $0xce // VPDPBUSD Y9, Y13, Y14 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VPBROADCASTD (DX)(BX*2), Y15
+	BYTE $0xc4; BYTE $0x42; BYTE $0x1d; BYTE $0x50; BYTE $0xd7 // VPDPBUSD Y10, Y12, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	BYTE $0xc4; BYTE $0x42; BYTE $0x15; BYTE $0x50; BYTE $0xdf // VPDPBUSD Y11, Y13, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	ADDQ $4, SI
+	ADDQ $4, DX
+	ADDQ $64, R9
+	DECQ R13
+	JNZ avxvnni6x16_loop
+	VMOVDQU Y0, (CX)
+	VMOVDQU Y1, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y2, (CX)
+	VMOVDQU Y3, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y4, (CX)
+	VMOVDQU Y5, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y6, (CX)
+	VMOVDQU Y7, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y8, (CX)
+	VMOVDQU Y9, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y10, (CX)
+	VMOVDQU Y11, 32(CX)
+	VZEROUPPER
+	RET
+
+// func avxvnniGemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+TEXT ·avxvnniGemv(SB), NOSPLIT, $0-56
+	MOVQ a+0(FP), SI
+	MOVQ kg+8(FP), R13
+	MOVQ w+16(FP), R9
+	MOVQ ts+24(FP), AX
+	MOVQ nt+32(FP), R15
+	MOVQ off+40(FP), DI
+	MOVQ c+48(FP), CX
+avxvnniGemv_tiles4:
+	CMPQ R15, $4
+	JLT avxvnniGemv_tiles1
+	LEAQ (R9)(AX*2), DX
+	ADDQ AX, DX           // DX = tile 3
+	VMOVDQU 0(DI), Y0
+	VMOVDQU 32(DI), Y1
+	VMOVDQU 64(DI), Y2
+	VMOVDQU 96(DI), Y3
+	VMOVDQU 128(DI), Y4
+	VMOVDQU 160(DI), Y5
+	VMOVDQU 192(DI), Y6
+	VMOVDQU 224(DI), Y7
+	MOVQ SI, R10
+	MOVQ R13, R11
+avxvnniGemv_loop4:
+	VPBROADCASTD (R10), Y15
+	VMOVDQU 0(R9), Y8
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xc7 // VPDPBUSD Y0, Y8, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VMOVDQU 32(R9), Y9
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xcf // VPDPBUSD Y1, Y9, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VMOVDQU 0(R9)(AX*1), Y10
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x2d; BYTE $0x50; BYTE $0xd7 // VPDPBUSD Y2, Y10, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VMOVDQU 32(R9)(AX*1), Y11
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x25; BYTE $0x50; BYTE $0xdf // VPDPBUSD Y3, Y11, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VMOVDQU 0(R9)(AX*2), Y12
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x1d; BYTE $0x50; BYTE $0xe7 // VPDPBUSD Y4, Y12, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VMOVDQU 32(R9)(AX*2), Y13
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x15; BYTE $0x50; BYTE $0xef // VPDPBUSD Y5, Y13, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VMOVDQU 0(DX), Y8
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xf7 // VPDPBUSD Y6, Y8, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	VMOVDQU 32(DX), Y9
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xff // VPDPBUSD Y7, Y9, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	ADDQ $4, R10
+	ADDQ $64, R9
+	ADDQ $64, DX
+	DECQ R11
+	JNZ avxvnniGemv_loop4
+	VMOVDQU Y0, 0(CX)
+	VMOVDQU Y1, 32(CX)
+	VMOVDQU Y2, 64(CX)
+	VMOVDQU Y3, 96(CX)
+	VMOVDQU Y4, 128(CX)
+	VMOVDQU Y5, 160(CX)
+	VMOVDQU Y6, 192(CX)
+	VMOVDQU Y7, 224(CX)
+	LEAQ (R9)(AX*2), R9
+	ADDQ AX, R9           // R9 advanced by ts in the loop: now tile 4
+	ADDQ $256, DI
+	ADDQ $256, CX
+	SUBQ $4, R15
+	JMP avxvnniGemv_tiles4
+avxvnniGemv_tiles1:
+	TESTQ R15, R15
+	JZ avxvnniGemv_done
+	VMOVDQU (DI), Y0
+	VMOVDQU 32(DI), Y1
+	MOVQ SI, R10
+	MOVQ R13, R11
+avxvnniGemv_loop1:
+	VPBROADCASTD (R10), Y15
+	VMOVDQU (R9), Y8
+	VMOVDQU 32(R9), Y9
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x3d; BYTE $0x50; BYTE $0xc7 // VPDPBUSD Y0, Y8, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	BYTE $0xc4; BYTE $0xc2; BYTE $0x35; BYTE $0x50; BYTE $0xcf // VPDPBUSD Y1, Y9, Y15 (Intel order; AVX-VNNI, VEX.256.66.0F38.W0 50 /r)
+	ADDQ $4, R10
+	ADDQ $64, R9
+	DECQ R11
+	JNZ avxvnniGemv_loop1
+	VMOVDQU Y0, (CX)
+	VMOVDQU Y1, 32(CX)
+	ADDQ $64, DI
+	ADDQ $64, CX
+	DECQ R15
+	JMP avxvnniGemv_tiles1
+avxvnniGemv_done:
+	VZEROUPPER
+	RET
+
+// Twins of the two AVX-VNNI kernels above with the EVEX encoding of VPDPBUSD on ymm (AVX512VL +
+// AVX512_VNNI): identical instruction stream otherwise. Used only by tests, so that the kernel
+// logic is exercised on CPUs with AVX-512 VNNI but without AVX-VNNI (like the development machine).
+// func avxvnni6x16Evex(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+// 6 rows x 16 columns; accumulators Y0..Y11 (row r: Y2r cols 0-7, Y2r+1 cols 8-15).
+TEXT ·avxvnni6x16Evex(SB), NOSPLIT, $0-72
+	MOVQ a+0(FP), SI
+	MOVQ lda+8(FP), BX
+	MOVQ w+16(FP), R9
+	MOVQ kg+32(FP), R13
+	MOVQ off+40(FP), DI
+	MOVQ roff+48(FP), R14
+	MOVQ c+56(FP), CX
+	MOVQ ldc+64(FP), R12
+	LEAQ (SI)(BX*2), DX
+	ADDQ BX, DX           // DX = row 3
+	VMOVDQU (DI), Y12
+	VMOVDQU 32(DI), Y13
+	VPBROADCASTD 0(R14), Y14
+	VPADDD Y12, Y14, Y0
+	VPADDD Y13, Y14, Y1
+	VPBROADCASTD 4(R14), Y14
+	VPADDD Y12, Y14, Y2
+	VPADDD Y13, Y14, Y3
+	VPBROADCASTD 8(R14), Y14
+	VPADDD Y12, Y14, Y4
+	VPADDD Y13, Y14, Y5
+	VPBROADCASTD 12(R14), Y14
+	VPADDD Y12, Y14, Y6
+	VPADDD Y13, Y14, Y7
+	VPBROADCASTD 16(R14), Y14
+	VPADDD Y12, Y14, Y8
+	VPADDD Y13, Y14, Y9
+	VPBROADCASTD 20(R14), Y14
+	VPADDD Y12, Y14, Y10
+	VPADDD Y13, Y14, Y11
+avxvnni6x16Evex_loop:
+	VMOVDQU (R9), Y12
+	VMOVDQU 32(R9), Y13
+	VPBROADCASTD (SI), Y14
+	VPDPBUSD Y14, Y12, Y0 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPDPBUSD Y14, Y13, Y1 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPBROADCASTD (SI)(BX*1), Y15
+	VPDPBUSD Y15, Y12, Y2 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPDPBUSD Y15, Y13, Y3 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPBROADCASTD (SI)(BX*2), Y14
+	VPDPBUSD Y14, Y12, Y4 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPDPBUSD Y14, Y13, Y5 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPBROADCASTD (DX), Y15
+	VPDPBUSD Y15, Y12, Y6 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPDPBUSD Y15, Y13, Y7 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPBROADCASTD (SI)(BX*4), Y14
+	VPDPBUSD Y14, Y12, Y8 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPDPBUSD Y14, Y13, Y9 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPBROADCASTD (DX)(BX*2), Y15
+	VPDPBUSD Y15, Y12, Y10 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPDPBUSD Y15, Y13, Y11 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	ADDQ $4, SI
+	ADDQ $4, DX
+	ADDQ $64, R9
+	DECQ R13
+	JNZ avxvnni6x16Evex_loop
+	VMOVDQU Y0, (CX)
+	VMOVDQU Y1, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y2, (CX)
+	VMOVDQU Y3, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y4, (CX)
+	VMOVDQU Y5, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y6, (CX)
+	VMOVDQU Y7, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y8, (CX)
+	VMOVDQU Y9, 32(CX)
+	ADDQ R12, CX
+	VMOVDQU Y10, (CX)
+	VMOVDQU Y11, 32(CX)
+	VZEROUPPER
+	RET
+
+// func avxvnniGemvEvex(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+TEXT ·avxvnniGemvEvex(SB), NOSPLIT, $0-56
+	MOVQ a+0(FP), SI
+	MOVQ kg+8(FP), R13
+	MOVQ w+16(FP), R9
+	MOVQ ts+24(FP), AX
+	MOVQ nt+32(FP), R15
+	MOVQ off+40(FP), DI
+	MOVQ c+48(FP), CX
+avxvnniGemvEvex_tiles4:
+	CMPQ R15, $4
+	JLT avxvnniGemvEvex_tiles1
+	LEAQ (R9)(AX*2), DX
+	ADDQ AX, DX           // DX = tile 3
+	VMOVDQU 0(DI), Y0
+	VMOVDQU 32(DI), Y1
+	VMOVDQU 64(DI), Y2
+	VMOVDQU 96(DI), Y3
+	VMOVDQU 128(DI), Y4
+	VMOVDQU 160(DI), Y5
+	VMOVDQU 192(DI), Y6
+	VMOVDQU 224(DI), Y7
+	MOVQ SI, R10
+	MOVQ R13, R11
+avxvnniGemvEvex_loop4:
+	VPBROADCASTD (R10), Y15
+	VMOVDQU 0(R9), Y8
+	VPDPBUSD Y15, Y8, Y0 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VMOVDQU 32(R9), Y9
+	VPDPBUSD Y15, Y9, Y1 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VMOVDQU 0(R9)(AX*1), Y10
+	VPDPBUSD Y15, Y10, Y2 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VMOVDQU 32(R9)(AX*1), Y11
+	VPDPBUSD Y15, Y11, Y3 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VMOVDQU 0(R9)(AX*2), Y12
+	VPDPBUSD Y15, Y12, Y4 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VMOVDQU 32(R9)(AX*2), Y13
+	VPDPBUSD Y15, Y13, Y5 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VMOVDQU 0(DX), Y8
+	VPDPBUSD Y15, Y8, Y6 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VMOVDQU 32(DX), Y9
+	VPDPBUSD Y15, Y9, Y7 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	ADDQ $4, R10
+	ADDQ $64, R9
+	ADDQ $64, DX
+	DECQ R11
+	JNZ avxvnniGemvEvex_loop4
+	VMOVDQU Y0, 0(CX)
+	VMOVDQU Y1, 32(CX)
+	VMOVDQU Y2, 64(CX)
+	VMOVDQU Y3, 96(CX)
+	VMOVDQU Y4, 128(CX)
+	VMOVDQU Y5, 160(CX)
+	VMOVDQU Y6, 192(CX)
+	VMOVDQU Y7, 224(CX)
+	LEAQ (R9)(AX*2), R9
+	ADDQ AX, R9           // R9 advanced by ts in the loop: now tile 4
+	ADDQ $256, DI
+	ADDQ $256, CX
+	SUBQ $4, R15
+	JMP avxvnniGemvEvex_tiles4
+avxvnniGemvEvex_tiles1:
+	TESTQ R15, R15
+	JZ avxvnniGemvEvex_done
+	VMOVDQU (DI), Y0
+	VMOVDQU 32(DI), Y1
+	MOVQ SI, R10
+	MOVQ R13, R11
+avxvnniGemvEvex_loop1:
+	VPBROADCASTD (R10), Y15
+	VMOVDQU (R9), Y8
+	VMOVDQU 32(R9), Y9
+	VPDPBUSD Y15, Y8, Y0 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	VPDPBUSD Y15, Y9, Y1 // EVEX (AVX512VL) twin, tests the kernel logic on AVX-512 CPUs
+	ADDQ $4, R10
+	ADDQ $64, R9
+	DECQ R11
+	JNZ avxvnniGemvEvex_loop1
+	VMOVDQU Y0, (CX)
+	VMOVDQU Y1, 32(CX)
+	ADDQ $64, DI
+	ADDQ $64, CX
+	DECQ R15
+	JMP avxvnniGemvEvex_tiles1
+avxvnniGemvEvex_done:
+	VZEROUPPER
+	RET
+
+// func avx2x4x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+// 4 rows x 16 columns in two passes of 8 columns. Products are exact: weights (u8, zero-extended
+// to int16 by VPMOVZXBW) times activations (sign-extended by VPMOVSXBW) with VPMADDWD; a pair
+// sum is at most 2*255*128 < 2^31, so nothing saturates (VPMADDUBSW would: 2*255*127 > 2^15).
+// Accumulator lanes hold (k0+k1, k2+k3) partial sums per column; VPHADDD + VPERMQ finish.
+TEXT ·avx2x4x16(SB), NOSPLIT, $0-72
+	MOVQ lda+8(FP), BX
+	MOVQ off+40(FP), DI
+	MOVQ roff+48(FP), R14
+	MOVQ c+56(FP), CX
+	MOVQ ldc+64(FP), R12
+	XORQ R15, R15        // pass: column half 0 or 1
+avx2x4x16_pass:
+	MOVQ a+0(FP), SI
+	LEAQ (SI)(BX*2), DX
+	ADDQ BX, DX
+	MOVQ w+16(FP), R9
+	LEAQ (R9)(R15*1), R9
+	MOVQ kg+32(FP), R13
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+avx2x4x16_loop:
+	VPMOVZXBW (R9), Y8
+	VPMOVZXBW 16(R9), Y9
+	VPBROADCASTD (SI), X10
+	VPMOVSXBW X10, Y10
+	VPMADDWD Y8, Y10, Y11
+	VPADDD Y11, Y0, Y0
+	VPMADDWD Y9, Y10, Y12
+	VPADDD Y12, Y1, Y1
+	VPBROADCASTD (SI)(BX*1), X10
+	VPMOVSXBW X10, Y10
+	VPMADDWD Y8, Y10, Y11
+	VPADDD Y11, Y2, Y2
+	VPMADDWD Y9, Y10, Y12
+	VPADDD Y12, Y3, Y3
+	VPBROADCASTD (SI)(BX*2), X10
+	VPMOVSXBW X10, Y10
+	VPMADDWD Y8, Y10, Y11
+	VPADDD Y11, Y4, Y4
+	VPMADDWD Y9, Y10, Y12
+	VPADDD Y12, Y5, Y5
+	VPBROADCASTD (DX), X10
+	VPMOVSXBW X10, Y10
+	VPMADDWD Y8, Y10, Y11
+	VPADDD Y11, Y6, Y6
+	VPMADDWD Y9, Y10, Y12
+	VPADDD Y12, Y7, Y7
+	ADDQ $4, SI
+	ADDQ $4, DX
+	ADDQ $64, R9
+	DECQ R13
+	JNZ avx2x4x16_loop
+	MOVQ CX, R8
+	VMOVDQU (DI)(R15*1), Y14
+	VPHADDD Y1, Y0, Y13
+	VPERMQ $0xd8, Y13, Y13
+	VPBROADCASTD 0(R14), Y15
+	VPADDD Y14, Y15, Y15
+	VPADDD Y15, Y13, Y13
+	VMOVDQU Y13, (R8)(R15*1)
+	ADDQ R12, R8
+	VPHADDD Y3, Y2, Y13
+	VPERMQ $0xd8, Y13, Y13
+	VPBROADCASTD 4(R14), Y15
+	VPADDD Y14, Y15, Y15
+	VPADDD Y15, Y13, Y13
+	VMOVDQU Y13, (R8)(R15*1)
+	ADDQ R12, R8
+	VPHADDD Y5, Y4, Y13
+	VPERMQ $0xd8, Y13, Y13
+	VPBROADCASTD 8(R14), Y15
+	VPADDD Y14, Y15, Y15
+	VPADDD Y15, Y13, Y13
+	VMOVDQU Y13, (R8)(R15*1)
+	ADDQ R12, R8
+	VPHADDD Y7, Y6, Y13
+	VPERMQ $0xd8, Y13, Y13
+	VPBROADCASTD 12(R14), Y15
+	VPADDD Y14, Y15, Y15
+	VPADDD Y15, Y13, Y13
+	VMOVDQU Y13, (R8)(R15*1)
+	ADDQ $32, R15
+	CMPQ R15, $64
+	JLT avx2x4x16_pass
+	VZEROUPPER
+	RET
+
+// func avx2Gemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+TEXT ·avx2Gemv(SB), NOSPLIT, $0-56
+	MOVQ kg+8(FP), R13
+	MOVQ w+16(FP), R9
+	MOVQ nt+32(FP), R15
+	MOVQ off+40(FP), DI
+	MOVQ c+48(FP), CX
+avx2Gemv_tile:
+	MOVQ a+0(FP), SI
+	MOVQ R13, R11
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+avx2Gemv_loop:
+	VPBROADCASTD (SI), X10
+	VPMOVSXBW X10, Y10
+	VPMOVZXBW (R9), Y4
+	VPMOVZXBW 16(R9), Y5
+	VPMOVZXBW 32(R9), Y6
+	VPMOVZXBW 48(R9), Y7
+	VPMADDWD Y4, Y10, Y4
+	VPMADDWD Y5, Y10, Y5
+	VPMADDWD Y6, Y10, Y6
+	VPMADDWD Y7, Y10, Y7
+	VPADDD Y4, Y0, Y0
+	VPADDD Y5, Y1, Y1
+	VPADDD Y6, Y2, Y2
+	VPADDD Y7, Y3, Y3
+	ADDQ $4, SI
+	ADDQ $64, R9
+	DECQ R11
+	JNZ avx2Gemv_loop
+	VPHADDD Y1, Y0, Y0
+	VPERMQ $0xd8, Y0, Y0
+	VPHADDD Y3, Y2, Y2
+	VPERMQ $0xd8, Y2, Y2
+	VPADDD (DI), Y0, Y0
+	VPADDD 32(DI), Y2, Y2
+	VMOVDQU Y0, (CX)
+	VMOVDQU Y2, 32(CX)
+	ADDQ $64, DI
+	ADDQ $64, CX
+	DECQ R15
+	JNZ avx2Gemv_tile
+	VZEROUPPER
+	RET
+
+// func sumInt8AVX2(p *int8, n int) int32
+// Sum of n signed bytes (n a positive multiple of 64): VPSADBW of x^0x80 gives sums of
+// x+128; subtract 128*n at the end.
+TEXT ·sumInt8AVX2(SB), NOSPLIT, $0-20
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVQ CX, R8
+	MOVL $0x80808080, AX
+	MOVD AX, X3
+	VPBROADCASTD X3, Y3
+	VPXOR Y0, Y0, Y0
+	VPXOR Y4, Y4, Y4
+sum2_loop:
+	VPXOR (SI), Y3, Y1
+	VPSADBW Y4, Y1, Y1
+	VPADDQ Y1, Y0, Y0
+	VPXOR 32(SI), Y3, Y2
+	VPSADBW Y4, Y2, Y2
+	VPADDQ Y2, Y0, Y0
+	ADDQ $64, SI
+	SUBQ $64, CX
+	JNZ sum2_loop
+	VEXTRACTI128 $1, Y0, X1
+	VPADDQ X1, X0, X0
+	VPSHUFD $0x4e, X0, X1
+	VPADDQ X1, X0, X0
+	MOVQ X0, AX
+	SHLQ $7, R8
+	SUBQ R8, AX
+	MOVL AX, ret+16(FP)
+	VZEROUPPER
+	RET

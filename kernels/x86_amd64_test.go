@@ -1,0 +1,125 @@
+//go:build !purego
+
+package kernels
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/cpu"
+)
+
+// The AVX-VNNI kernels cannot run on a CPU without AVX-VNNI (such as the AVX-512 development
+// machine). Their EVEX twins, generated from the same source with only the encoding of
+// VPDPBUSD changed, run wherever AVX-512 VNNI does; TestAVXVNNIEncoding checks the VEX bytes.
+func init() {
+	if cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL && lookup("avxvnni") == nil {
+		testOnlyImpls = append(testOnlyImpls, newX86Impl("avxvnni-evex-twin", &x86Kernels{
+			mr: 6, wideN: 16,
+			wide: avxvnni6x16Evex, narrow: avxvnni6x16Evex, gemv: avxvnniGemvEvex,
+			sum: sumInt8AVX2,
+		}))
+	}
+}
+
+// TestAVXVNNIEncoding feeds the BYTE-encoded instructions of avx2_amd64.s to GNU objdump
+// (skipped if absent) and checks that each decodes as the VEX VPDPBUSD named in its comment.
+func TestAVXVNNIEncoding(t *testing.T) {
+	objdump, err := exec.LookPath("objdump")
+	if err != nil {
+		t.Skip("objdump not installed")
+	}
+	src, err := os.ReadFile("avx2_amd64.s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := regexp.MustCompile(`\tBYTE (.*) // VPDPBUSD Y(\d+), Y(\d+), Y(\d+) \(Intel order; AVX-VNNI`).FindAllSubmatch(src, -1)
+	if len(lines) == 0 {
+		t.Fatal("no BYTE-encoded VPDPBUSD found")
+	}
+	var code []byte
+	byteRe := regexp.MustCompile(`\$0x([0-9a-f]{2})`)
+	for _, l := range lines {
+		for _, b := range byteRe.FindAllSubmatch(l[1], -1) {
+			v, err := strconv.ParseUint(string(b[1]), 16, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code = append(code, byte(v))
+		}
+	}
+	f := filepath.Join(t.TempDir(), "vnni.bin")
+	if err := os.WriteFile(f, code, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(objdump, "-D", "-b", "binary", "-m", "i386:x86-64", f).Output()
+	if err != nil {
+		t.Skipf("objdump failed: %v", err)
+	}
+	re := regexp.MustCompile(`\{vex\} vpdpbusd %ymm(\d+),%ymm(\d+),%ymm(\d+)`)
+	got := re.FindAllSubmatch(out, -1)
+	if len(got) != len(lines) {
+		t.Fatalf("objdump decodes %d VEX VPDPBUSD, the source has %d:\n%s", len(got), len(lines), out)
+	}
+	for i, m := range got {
+		w := lines[i]
+		// AT&T order is (s8, u8, dst); the comment is Intel order (dst, u8, s8).
+		if string(m[3]) != string(w[2]) || string(m[2]) != string(w[3]) || string(m[1]) != string(w[4]) {
+			t.Errorf("instruction %d: objdump %q, source %q", i, m[0], w[0])
+		}
+	}
+}
+
+// TestRequantAVX512 checks the vector epilogue against quant.Requantize on extreme inputs.
+func TestRequantAVX512(t *testing.T) {
+	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512DQ {
+		t.Skip("no AVX-512")
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	const n = 4096
+	src := make([]int32, n)
+	m0 := make([]int32, n)
+	sh := make([]int32, n)
+	for i := range src {
+		switch i % 7 {
+		case 0:
+			src[i] = math.MaxInt32
+		case 1:
+			src[i] = math.MinInt32
+		case 2:
+			src[i] = int32(r.IntN(2001) - 1000)
+		default:
+			src[i] = int32(r.Uint32())
+		}
+		sh[i] = int32(r.IntN(62) - 31)
+		switch i % 3 {
+		case 0:
+			m0[i] = 1<<31 - 1
+		case 1:
+			m0[i] = 1 << 30
+		default:
+			m0[i] = int32(1<<30 + r.Int64N(1<<30))
+		}
+	}
+	for _, zp := range []int32{-128, 0, 127, math.MinInt32, math.MaxInt32} {
+		rq := &Requant{M0: m0, Shift: sh, ZeroPoint: zp, Min: -128, Max: 127}
+		if zp == 0 {
+			rq.Min, rq.Max = 0, 6
+		}
+		got := make([]int8, n)
+		requantAVX512(&got[0], &src[0], &m0[0], &sh[0], n, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max))
+		want := refRequant(src, n, rq)
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("zp %d: [%d] acc %d m0 %d shift %d: got %d want %d", zp, i, src[i], m0[i], sh[i], got[i], want[i])
+			}
+		}
+	}
+}
