@@ -3,7 +3,6 @@
 package kernels
 
 import (
-	"bytes"
 	"math"
 	"math/rand/v2"
 	"os"
