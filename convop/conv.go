@@ -34,7 +34,25 @@ func (p params) geom(x, w tensor.Shape) geom {
 // gorgonia.Conv2d(x, w, kernelShape, pad, stride, []int{1, 1}) with the
 // kernel shape taken from w. It returns an error for shapes that do not
 // fit, negative padding or non-positive strides.
+//
+// When x is a leaf of the graph (an input such as a batch of images, not
+// the output of another op) the gradient with respect to x is not built:
+// training never needs it, and for the first layer of a CNN it costs as
+// much as the weight gradient. gorgonia.Grad with respect to such an x
+// then fails with a "non differentiable" error; use Conv2dDiffInput to get
+// it.
 func Conv2d(x, w *G.Node, pad, stride []int) (*G.Node, error) {
+	return conv2d(x, w, pad, stride, x.Op() != nil)
+}
+
+// Conv2dDiffInput is Conv2d with the gradient with respect to x always
+// available, also when x is a leaf of the graph (for example to compute
+// input saliency or adversarial examples).
+func Conv2dDiffInput(x, w *G.Node, pad, stride []int) (*G.Node, error) {
+	return conv2d(x, w, pad, stride, true)
+}
+
+func conv2d(x, w *G.Node, pad, stride []int, diffInput bool) (*G.Node, error) {
 	if pad == nil {
 		pad = []int{0, 0}
 	}
@@ -63,7 +81,7 @@ func Conv2d(x, w *G.Node, pad, stride []int) (*G.Node, error) {
 	if xs[1] != ws[1] {
 		return nil, fmt.Errorf("convop: x has %d channels, w expects %d", xs[1], ws[1])
 	}
-	op := &convOp{params{kh: ws[2], kw: ws[3], padH: pad[0], padW: pad[1], strideH: stride[0], strideW: stride[1]}}
+	op := &convOp{params: params{kh: ws[2], kw: ws[3], padH: pad[0], padW: pad[1], strideH: stride[0], strideW: stride[1]}, diffInput: diffInput}
 	if _, err := op.InferShape(xs, ws); err != nil {
 		return nil, err
 	}
@@ -84,7 +102,11 @@ func fourDType() hm.Type {
 }
 
 // convOp is y = conv(x, w); inputs x (N, C, H, W) and w (Cout, C, kh, kw).
-type convOp struct{ params }
+// diffInput says whether the op is differentiable with respect to x.
+type convOp struct {
+	params
+	diffInput bool
+}
 
 var (
 	_ G.SDOp            = (*convOp)(nil)
@@ -102,9 +124,11 @@ func (op *convOp) ReturnsPtr() bool     { return false }
 func (op *convOp) CallsExtern() bool    { return false }
 func (op *convOp) OverwritesInput() int { return -1 }
 func (op *convOp) Hashcode() uint32     { return hashOf(op) }
-func (op *convOp) String() string       { return "qatgo.Conv2d{" + op.params.String() + "}" }
+func (op *convOp) String() string {
+	return fmt.Sprintf("qatgo.Conv2d{%v diffInput=%v}", op.params, op.diffInput)
+}
 func (op *convOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "qatgo.Conv2d{%d,%d,%d,%d,%d,%d}", op.kh, op.kw, op.padH, op.padW, op.strideH, op.strideW)
+	fmt.Fprintf(h, "qatgo.Conv2d{%d,%d,%d,%d,%d,%d,%v}", op.kh, op.kw, op.padH, op.padW, op.strideH, op.strideW, op.diffInput)
 }
 
 func (op *convOp) InferShape(inputs ...G.DimSizer) (tensor.Shape, error) {
@@ -161,8 +185,9 @@ func (op *convOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	return y, nil
 }
 
-// DiffWRT reports that Conv2d is differentiable with respect to x and w.
-func (op *convOp) DiffWRT(inputs int) []bool { return []bool{true, true} }
+// DiffWRT reports that Conv2d is differentiable with respect to w, and
+// with respect to x unless x is a graph input (see Conv2d).
+func (op *convOp) DiffWRT(inputs int) []bool { return []bool{op.diffInput, true} }
 
 // SymDiff returns the gradient nodes for x and w.
 func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
@@ -170,9 +195,12 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 		return nil, fmt.Errorf("convop: Conv2d SymDiff needs 2 inputs, got %d", len(inputs))
 	}
 	x, w := inputs[0], inputs[1]
-	dx, err := G.ApplyOp(&convInputGradOp{params: op.params, xShape: x.Shape().Clone()}, w, grad)
-	if err != nil {
-		return nil, err
+	var dx *G.Node
+	if op.diffInput {
+		var err error
+		if dx, err = G.ApplyOp(&convInputGradOp{params: op.params, xShape: x.Shape().Clone()}, w, grad); err != nil {
+			return nil, err
+		}
 	}
 	dw, err := G.ApplyOp(&convKernelGradOp{params: op.params, wShape: w.Shape().Clone()}, x, grad)
 	if err != nil {
@@ -220,7 +248,7 @@ func (op *convInputGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, erro
 		return nil, err
 	}
 	w, dy := ts[0], ts[1]
-	fwd := convOp{op.params}
+	fwd := convOp{params: op.params}
 	want, err := fwd.InferShape(op.xShape, w.Shape())
 	if err != nil {
 		return nil, err
@@ -283,7 +311,7 @@ func (op *convKernelGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, err
 		return nil, err
 	}
 	x, dy := ts[0], ts[1]
-	fwd := convOp{op.params}
+	fwd := convOp{params: op.params}
 	want, err := fwd.InferShape(x.Shape(), op.wShape)
 	if err != nil {
 		return nil, err

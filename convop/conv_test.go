@@ -73,7 +73,7 @@ func runBoth(t *testing.T, cc convCase, dt tensor.Dtype, ours bool, xv, wv, rv *
 	var out *G.Node
 	var err error
 	if ours {
-		out, err = Conv2d(x, w, cc.pad, cc.stride)
+		out, err = Conv2dDiffInput(x, w, cc.pad, cc.stride)
 	} else {
 		out, err = G.Conv2d(x, w, tensor.Shape{cc.kh, cc.kw}, cc.pad, cc.stride, []int{1, 1})
 	}
@@ -277,14 +277,17 @@ func TestHash(t *testing.T) {
 	}
 	seen := map[uint32]bool{}
 	for _, p := range variants {
-		h := (&convOp{p}).Hashcode()
+		h := (&convOp{params: p}).Hashcode()
 		if seen[h] {
 			t.Fatalf("hash collision for %v", p)
 		}
 		seen[h] = true
 	}
-	if (&convOp{base}).Hashcode() != (&convOp{base}).Hashcode() {
+	if (&convOp{params: base}).Hashcode() != (&convOp{params: base}).Hashcode() {
 		t.Fatal("equal ops hash differently")
+	}
+	if (&convOp{params: base}).Hashcode() == (&convOp{params: base, diffInput: true}).Hashcode() {
+		t.Fatal("hash ignores diffInput")
 	}
 	a := &convInputGradOp{params: base, xShape: tensor.Shape{1, 2, 3, 4}}
 	b := &convInputGradOp{params: base, xShape: tensor.Shape{1, 2, 3, 5}}
@@ -292,13 +295,13 @@ func TestHash(t *testing.T) {
 		t.Fatal("input grad hash ignores the input shape")
 	}
 	c := &convKernelGradOp{params: base, wShape: tensor.Shape{1, 2, 3, 3}}
-	if c.Hashcode() == a.Hashcode() || c.Hashcode() == (&convOp{base}).Hashcode() {
+	if c.Hashcode() == a.Hashcode() || c.Hashcode() == (&convOp{params: base}).Hashcode() {
 		t.Fatal("different ops share a hash")
 	}
 }
 
 func TestPreallocMismatch(t *testing.T) {
-	op := &convOp{params{kh: 3, kw: 3, strideH: 1, strideW: 1}}
+	op := &convOp{params: params{kh: 3, kw: 3, strideH: 1, strideW: 1}}
 	r := rand.New(rand.NewPCG(1, 1))
 	x := randT(r, tensor.Float32, 1, 1, 5, 5)
 	w := randT(r, tensor.Float32, 2, 1, 3, 3)
@@ -312,5 +315,47 @@ func TestPreallocMismatch(t *testing.T) {
 	}
 	if _, err := op.Do(x); err == nil {
 		t.Fatal("wrong arity accepted")
+	}
+}
+
+// TestLeafInputNotDifferentiated checks that Conv2d on a graph input builds
+// no input gradient (Grad with respect to x fails, with respect to w
+// works) and that the weight gradient equals the one of Conv2dDiffInput.
+func TestLeafInputNotDifferentiated(t *testing.T) {
+	build := func(diffInput bool) (*G.ExprGraph, *G.Node, *G.Node, *G.Node) {
+		r := rand.New(rand.NewPCG(11, 12))
+		g := G.NewGraph()
+		x := G.NewTensor(g, tensor.Float64, 4, G.WithShape(2, 2, 5, 5), G.WithName("x"), G.WithValue(randT(r, tensor.Float64, 2, 2, 5, 5)))
+		w := G.NewTensor(g, tensor.Float64, 4, G.WithShape(3, 2, 3, 3), G.WithName("w"), G.WithValue(randT(r, tensor.Float64, 3, 2, 3, 3)))
+		conv := Conv2d
+		if diffInput {
+			conv = Conv2dDiffInput
+		}
+		y := G.Must(conv(x, w, []int{1, 1}, nil))
+		loss := G.Must(G.Sum(G.Must(G.Square(y))))
+		return g, x, w, loss
+	}
+	_, x, _, loss := build(false)
+	if _, err := G.Grad(loss, x); err == nil {
+		t.Fatal("Grad with respect to a leaf input succeeded")
+	}
+	var dws [2][]float64
+	for i, diffInput := range []bool{false, true} {
+		g, _, w, loss := build(diffInput)
+		if _, err := G.Grad(loss, w); err != nil {
+			t.Fatal(err)
+		}
+		m := G.NewTapeMachine(g, G.BindDualValues(w))
+		if err := m.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		gw, _ := w.Grad()
+		dws[i] = asF64(gw)
+		m.Close()
+	}
+	for i := range dws[0] {
+		if math.Abs(dws[0][i]-dws[1][i]) > 1e-12 {
+			t.Fatalf("dw[%d] = %g without input gradient, %g with", i, dws[0][i], dws[1][i])
+		}
 	}
 }
