@@ -50,3 +50,24 @@ func TestWriteMNISTCNN(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkOps reports the per-op time of the MNIST CNN at batch 64 (the breakdown `qatgo bench` prints).
+func BenchmarkOps(b *testing.B) {
+	md, err := Load(mnistCNN(b, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const batch = 64
+	s := md.NewSession()
+	imgs := randImages(1, batch)
+	s.RunUint8(imgs, batch)
+	s.EnableProfile(true)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.RunUint8(imgs, batch)
+	}
+	b.StopTimer()
+	for _, st := range s.Profile() {
+		b.ReportMetric(float64(st.Total.Nanoseconds())/float64(st.Calls*batch), st.Name+"-ns/image")
+	}
+}

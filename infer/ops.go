@@ -14,34 +14,67 @@ func window(o, stride, pad, k, n int) (int, int) {
 // maxPool takes the maximum of the valid part of each window (padding is ignored), then clamps to
 // the fused activation's bounds. Input and output share quantization parameters, so no rescaling.
 func maxPool(dst, src []int8, batch int, st *step) {
+	if st.kh == 2 && st.kw == 2 && st.sh == 2 && st.sw == 2 && st.pt == 0 && st.pl == 0 {
+		maxPool2x2(dst, src, batch, st)
+		return
+	}
 	c := st.c
+	clampOut := st.lo > -128 || st.hi < 127
+	lo, hi := int8(st.lo), int8(st.hi)
 	for b := 0; b < batch; b++ {
-		img := src[b*st.h*st.wd*c:]
+		img := src[b*st.h*st.wd*c : (b+1)*st.h*st.wd*c]
 		for oy := 0; oy < st.oh; oy++ {
 			y0, y1 := window(oy, st.sh, st.pt, st.kh, st.h)
 			for ox := 0; ox < st.ow; ox++ {
 				x0, x1 := window(ox, st.sw, st.pl, st.kw, st.wd)
-				o := dst[((b*st.oh+oy)*st.ow+ox)*c:][:c]
-				for i := range o {
-					o[i] = -128
-				}
+				base := ((b*st.oh+oy)*st.ow + ox) * c
+				o := dst[base : base+c]
+				copy(o, img[(y0*st.wd+x0)*c:(y0*st.wd+x0+1)*c])
 				for y := y0; y < y1; y++ {
+					row := img[y*st.wd*c : (y+1)*st.wd*c]
 					for x := x0; x < x1; x++ {
-						in := img[(y*st.wd+x)*c:][:c]
+						in := row[x*c : x*c+c]
+						in = in[:len(o)]
 						for i, v := range in {
-							if v > o[i] {
-								o[i] = v
-							}
+							o[i] = max(o[i], v)
 						}
 					}
 				}
-				lo, hi := int8(st.lo), int8(st.hi)
-				for i, v := range o {
-					if v < lo {
-						o[i] = lo
-					} else if v > hi {
-						o[i] = hi
+				if clampOut {
+					for i, v := range o {
+						o[i] = min(max(v, lo), hi)
 					}
+				}
+			}
+		}
+	}
+}
+
+// maxPool2x2 is maxPool for the common 2x2 window with stride 2 and no padding.
+func maxPool2x2(dst, src []int8, batch int, st *step) {
+	c, wd := st.c, st.wd
+	clampOut := st.lo > -128 || st.hi < 127
+	lo, hi := int8(st.lo), int8(st.hi)
+	rowLen := wd * c
+	for b := 0; b < batch; b++ {
+		img := src[b*st.h*rowLen : (b+1)*st.h*rowLen]
+		for oy := 0; oy < st.oh; oy++ {
+			r0 := img[2*oy*rowLen : (2*oy+1)*rowLen]
+			r1 := img[(2*oy+1)*rowLen : (2*oy+2)*rowLen]
+			out := dst[((b*st.oh+oy)*st.ow)*c : ((b*st.oh+oy+1)*st.ow)*c]
+			for ox := 0; ox < st.ow; ox++ {
+				a := r0[2*ox*c : 2*ox*c+2*c]
+				d := r1[2*ox*c : 2*ox*c+2*c]
+				o := out[ox*c : ox*c+c]
+				a0, a1, d0, d1 := a[:len(o)], a[len(o):], d[:len(o)], d[len(o):]
+				a1, d0, d1 = a1[:len(o)], d0[:len(o)], d1[:len(o)]
+				for i := range o {
+					o[i] = max(max(a0[i], a1[i]), max(d0[i], d1[i]))
+				}
+			}
+			if clampOut {
+				for i, v := range out {
+					out[i] = min(max(v, lo), hi)
 				}
 			}
 		}
