@@ -102,10 +102,11 @@
 //
 // # Rotations
 //
-// Hadamard applies y = x * H_n * D / sqrt(n) along the last axis (n a power of two, D a fixed
-// random +-1 diagonal from a seed) with the fast Walsh-Hadamard transform, O(n log n) per row, and
-// its exact transpose as gradient. Rotation holds a learnable orthogonal n x n matrix R used as
-// y = x R (a Gorgonia matmul); CayleySGD updates R with the Cayley transform
-// R <- (I + lr/2 W)^-1 (I - lr/2 W) R, W = G R^T - R G^T skew-symmetric (Li et al. 2020, SpinQuant),
-// which keeps R orthogonal to rounding error.
+// Hadamard(x, seed) applies y = x R along the last axis with R = D H_n / sqrt(n) (n a power of two,
+// H_n the Sylvester Hadamard matrix, D a fixed random +-1 diagonal from the seed) through the fast
+// Walsh-Hadamard transform, O(n log n) per row, and its exact transpose as gradient. NewRotation
+// holds a learnable orthogonal n x n matrix R (a node) used as y = x R (a Gorgonia matmul);
+// CayleySGD updates it with the Cayley transform R <- (I + lr/2 W)^-1 (I - lr/2 W) R,
+// W = G R^T - R G^T skew-symmetric (Li et al. 2020, as in SpinQuant), which keeps R orthogonal to
+// rounding error. Hand R to CayleySGD, not to an ordinary solver.
 package fakequant
