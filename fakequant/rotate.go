@@ -9,9 +9,9 @@ import (
 
 	"github.com/chewxy/hm"
 	"github.com/qatgo/qatgo/quant"
+	"gonum.org/v1/gonum/mat"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
-	"gonum.org/v1/gonum/mat"
 )
 
 // FWHT applies the unnormalised fast Walsh-Hadamard transform (Sylvester order) to v in place:
