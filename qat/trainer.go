@@ -40,6 +40,9 @@ type Config struct {
 	StepEpochs  int     // StepLR period in epochs
 	StepGamma   float64 // StepLR factor (default 0.1)
 	Seed        uint64  // data order and dropout masks
+	// StopAfter ends Fit after this many epochs of the call (0: run to Epochs). The LR schedule
+	// still spans Epochs, so an interrupted run resumed from its checkpoint is the same run.
+	StopAfter int
 
 	// QAT schedules, in optimizer steps counted from the start of this training run's step 0.
 	FakeQuantDelay int64 // fake quantization turns on at this step (0: from the start)
@@ -342,7 +345,11 @@ func (t *Trainer) Fit(train, test Dataset) error {
 	y := make([]int, B)
 	idx := make([]int, B)
 	tensors := t.tensorsByName()
-	for t.Epoch < c.Epochs {
+	stop := c.Epochs
+	if c.StopAfter > 0 {
+		stop = min(stop, t.Epoch+c.StopAfter)
+	}
+	for t.Epoch < stop {
 		ep := t.Epoch
 		perm := rand.New(rand.NewPCG(c.Seed, uint64(ep))).Perm(train.Len())
 		start := time.Now()
