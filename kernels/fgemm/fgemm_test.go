@@ -252,3 +252,24 @@ func TestSetThreads(t *testing.T) {
 		t.Fatalf("maxThreads = %d", got)
 	}
 }
+
+// BenchmarkMicroKernel times the dispatched float32 micro-kernel alone on
+// L1-resident panels (kc = 256): the ceiling for the whole GEMM.
+func BenchmarkMicroKernel(b *testing.B) {
+	k := kern32
+	const kc = 256
+	a := make([]float32, kc*k.mr)
+	bb := make([]float32, kc*k.nr)
+	c := make([]float32, k.mr*k.nr)
+	for i := range a {
+		a[i] = 1e-3
+	}
+	for i := range bb {
+		bb[i] = 1e-3
+	}
+	b.SetBytes(0)
+	for i := 0; i < b.N; i++ {
+		k.fn(kc, &a[0], &bb[0], &c[0], k.nr, true)
+	}
+	b.ReportMetric(2*float64(kc*k.mr*k.nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+}
