@@ -208,10 +208,12 @@ func (q *Quantizer) ObserverRange() (lo, hi []float64, err error) {
 	return append([]float64(nil), q.obsLo...), append([]float64(nil), q.obsHi...), nil
 }
 
-// SetParams sets the K (scale, zero point) pairs. LSQ stores log(scale) (and the zero point in
-// Offset when learned; without LearnOffset zero points must be 0 for symmetric schemes and are
-// ignored otherwise... see the package doc); PACT stores alpha = scale*qmax; Observed fixes the
-// parameters and freezes the observer until Unfreeze.
+// SetParams sets the K (scale, zero point) pairs. LSQ stores log(scale) and, with LearnOffset, the
+// zero point in Offset; without LearnOffset the zero point must equal the fixed one (0 for
+// SymmetricNarrow and AsymmetricSigned, qmin for AsymmetricUnsigned). PACT stores
+// alpha = scale*qmax (zero point 0). Observed fixes the parameters and freezes the observer until
+// Unfreeze. Scales must be finite and >= quant.MinScale. On float32 graphs LSQ keeps log(scale)
+// in float32, so the scale read back by Params can differ from the one set by a relative 1e-5.
 func (q *Quantizer) SetParams(ps []quant.Params) error {
 	k := q.layout.Slices()
 	if len(ps) != k {
@@ -294,16 +296,31 @@ func (q *Quantizer) SetRange(lo, hi []float64) error {
 	return q.SetParams(ps)
 }
 
-// InitLSQ sets LSQ scales to LSQInitScale(v) (s = 2*mean|v|/sqrt(Qp) per slice), v having the input's
-// shape (for activations: a representative batch).
+// InitLSQ initialises the learned parameters from data v of the input's shape (for activations: a
+// representative batch). LSQ: s = LSQInitScale(v) = 2*mean|v|/sqrt(Qp) per slice (the offset is left
+// as it is). PACT: alpha = max(v) per slice (floored like every alpha). Observed quantizers have no
+// learned parameters: InitLSQ returns an error for them.
 func (q *Quantizer) InitLSQ(v tensor.Tensor) error {
-	if q.cfg.Method != LSQ {
-		return fmt.Errorf("fakequant: %s: InitLSQ on a %v quantizer", q.cfg.Name, q.cfg.Method)
+	if q.cfg.Method == Observed {
+		return fmt.Errorf("fakequant: %s: InitLSQ on an observed quantizer", q.cfg.Name)
 	}
 	if !v.Shape().Eq(tensor.Shape(q.layout.Shape)) {
 		return fmt.Errorf("fakequant: %s: InitLSQ shape %v, want %v", q.cfg.Name, v.Shape(), q.layout.Shape)
 	}
-	s, err := LSQInitScale(valueFloats(v), q.layout, q.cfg.Qp())
+	data := valueFloats(v)
+	if q.cfg.Method == PACT {
+		o := NewMinMaxObserver(q.layout, 0)
+		if err := o.Observe(data); err != nil {
+			return fmt.Errorf("fakequant: %s: %w", q.cfg.Name, err)
+		}
+		_, hi, _ := o.Range()
+		for i := range hi {
+			hi[i] = pactAlphaFloor(hi[i], q.rng.Max)
+		}
+		setFloats(q.Alpha.Value(), hi)
+		return nil
+	}
+	s, err := LSQInitScale(data, q.layout, q.cfg.Qp())
 	if err != nil {
 		return fmt.Errorf("fakequant: %s: %w", q.cfg.Name, err)
 	}
