@@ -2,9 +2,29 @@
 
 package kernels
 
+import "golang.org/x/sys/cpu"
+
 const (
 	haveSIMD = true
-	panelXor = 0
+	panelXor = 0 // arm64 multiplies signed by signed: weights are stored as they are
 )
 
-func archImpls() []*impl { return nil }
+// Assembly in neon_arm64.s.
+
+//go:noescape
+func sdot4x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+//go:noescape
+func smull2x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+var neonKernels = simdKernels{mr: 2, wideN: 16, wide: smull2x16, narrow: smull2x16}
+
+var neonDotKernels = simdKernels{mr: 4, wideN: 16, wide: sdot4x16, narrow: sdot4x16}
+
+func archImpls() []*impl {
+	l := []*impl{newSIMDImpl("neon", &neonKernels)} // Advanced SIMD is mandatory on arm64
+	if cpu.ARM64.HasASIMDDP {
+		l = append(l, newSIMDImpl("neondot", &neonDotKernels))
+	}
+	return l
+}

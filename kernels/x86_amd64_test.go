@@ -20,7 +20,7 @@ import (
 // VPDPBUSD changed, run wherever AVX-512 VNNI does; TestAVXVNNIEncoding checks the VEX bytes.
 func init() {
 	if cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL && lookup("avxvnni") == nil {
-		testOnlyImpls = append(testOnlyImpls, newX86Impl("avxvnni-evex-twin", &x86Kernels{
+		testOnlyImpls = append(testOnlyImpls, newSIMDImpl("avxvnni-evex-twin", &simdKernels{
 			mr: 6, wideN: 16,
 			wide: avxvnni6x16Evex, narrow: avxvnni6x16Evex, gemv: avxvnniGemvEvex,
 			sum: sumInt8AVX2,

@@ -1,0 +1,212 @@
+//go:build !purego && (amd64 || arm64)
+
+package kernels
+
+import "sync"
+
+// simdKernels is the set of micro-kernels of one SIMD path. All use the shared panel layout
+// (pack.go), so the driver is common to amd64 and arm64.
+type simdKernels struct {
+	mr     int // rows per micro-tile
+	wideN  int // columns of the wide kernel (a multiple of panelN)
+	wide   func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+	narrow func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int) // mr x panelN
+	gemv   func(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+	// sum returns the sum of n signed bytes (n a positive multiple of 64). It is set on amd64,
+	// where weights are stored as w+128 and the kernels need roff = -128*sum(row); nil on arm64
+	// (signed weights, no correction).
+	sum func(p *int8, n int) int32
+	// requant applies the epilogue to n values (n a positive multiple of 8); nil: Go only.
+	requant func(dst *int8, src *int32, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+}
+
+func newSIMDImpl(name string, k *simdKernels) *impl {
+	return &impl{
+		name: name,
+		gemm32: func(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, j0, j1 int) {
+			k.gemm(dst, nil, ldd, a, lda, m, w, bias, nil, j0, j1)
+		},
+		gemm8: func(dst []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant, j0, j1 int) {
+			k.gemm(nil, dst, ldd, a, lda, m, w, bias, rq, j0, j1)
+		},
+		gemv4:        gemv4Portable,
+		conv2DDirect: nil,
+	}
+}
+
+// simdScratch holds the per-call buffers of the driver (pooled).
+type simdScratch struct {
+	apad []int8  // mr rows of kp bytes
+	roff []int32 // -128 * row sums
+	off  []int32 // column offsets, padded to whole tiles
+	acc  []int32 // mr x ncp int32 results (int8 output or partial tiles)
+}
+
+var simdPool = sync.Pool{New: func() any { return new(simdScratch) }}
+
+func growI8(b []int8, n int) []int8 {
+	if cap(b) < n {
+		return make([]int8, n)
+	}
+	return b[:n]
+}
+
+func growI32(b []int32, n int) []int32 {
+	if cap(b) < n {
+		return make([]int32, n)
+	}
+	return b[:n]
+}
+
+// rowOffset returns the per-row correction roff = -128*sum(a) (0 without sum).
+func (k *simdKernels) rowOffset(a []int8) int32 {
+	if k.sum == nil {
+		return 0
+	}
+	return -128 * k.rowSum(a)
+}
+
+func (k *simdKernels) rowSum(a []int8) int32 {
+	n := len(a) &^ 63
+	var s int32
+	if n > 0 {
+		s = k.sum(&a[0], n)
+	}
+	for _, v := range a[n:] {
+		s += int32(v)
+	}
+	return s
+}
+
+// requantRows applies the epilogue to rows of acc (stride lda) into dst (stride ldd), using
+// the vector routine for multiples of 8 and the reference for the tail.
+func (k *simdKernels) requantRows(dst []int8, ldd int, acc []int32, lda, rows, n int, rq *Requant, j0 int) {
+	m0, sh := rq.M0[j0:j0+n], rq.Shift[j0:j0+n]
+	n8 := n &^ 7
+	if k.requant == nil {
+		n8 = 0
+	}
+	sub := Requant{M0: m0[n8:], Shift: sh[n8:], ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}
+	for r := 0; r < rows; r++ {
+		d, s := dst[r*ldd:r*ldd+n], acc[r*lda:r*lda+n]
+		if n8 > 0 {
+			k.requant(&d[0], &s[0], &m0[0], &sh[0], n8, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max))
+		}
+		if n8 < n {
+			requantRow(d[n8:], s[n8:], &sub)
+		}
+	}
+}
+
+// gemm computes rows [0,m) and columns [j0,j1) (j0 a multiple of panelN) into dst32 (int32,
+// no epilogue) or dst8 (with rq); both are indexed from column j0.
+func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant, j0, j1 int) {
+	sc := simdPool.Get().(*simdScratch)
+	defer simdPool.Put(sc)
+	kp, kg, ts := w.kp, w.kp/4, w.kp*panelN
+	nc := j1 - j0
+	ncp := (nc + panelN - 1) / panelN * panelN
+	// Column offsets: bias, zero-padded to whole tiles.
+	sc.off = growI32(sc.off, ncp+k.wideN)
+	off := sc.off
+	copy(off, bias[j0:j1])
+	clear(off[nc:])
+	panel := w.panel[j0/panelN*ts:]
+
+	if m < 3 && k.gemv != nil {
+		k.gemvRows(sc, dst32, dst8, ldd, a, lda, m, w, rq, j0, j1)
+		return
+	}
+
+	// Row offsets -128*sum_k a[i][k] for every row, and a zero-padded copy of the rows the
+	// kernels cannot read in place (K not a multiple of 4, or the last partial row block).
+	mr := k.mr
+	mp := (m + mr - 1) / mr * mr
+	sc.roff = growI32(sc.roff, mp)
+	roff := sc.roff
+	for i := 0; i < m; i++ {
+		roff[i] = k.rowOffset(a[i*lda : i*lda+w.k])
+	}
+	clear(roff[m:])
+	inPlace := m / mr * mr // rows read directly from a
+	if w.k != kp {
+		inPlace = 0
+	}
+	if inPlace < m {
+		sc.apad = growI8(sc.apad, (mp-inPlace)*kp)
+		clear(sc.apad)
+		for i := inPlace; i < m; i++ {
+			copy(sc.apad[(i-inPlace)*kp:], a[i*lda:i*lda+w.k])
+		}
+	}
+	sc.acc = growI32(sc.acc, mr*k.wideN)
+	acc := sc.acc
+	ldacc := k.wideN
+	// Column panels outer (the weights of one panel stay in L1), row blocks inner.
+	for c := 0; c < ncp; {
+		width := panelN
+		kern := k.narrow
+		if c+k.wideN <= ncp {
+			width, kern = k.wideN, k.wide
+		}
+		wp := &panel[c/panelN*ts]
+		cols := min(width, nc-c)
+		for r0 := 0; r0 < m; r0 += mr {
+			rows := min(mr, m-r0)
+			var ap *int8
+			ald := kp
+			if r0 < inPlace {
+				ap, ald = &a[r0*lda], lda
+			} else {
+				ap = &sc.apad[(r0-inPlace)*kp]
+			}
+			if dst32 != nil && rows == mr && cols == width {
+				kern(ap, ald, wp, ts, kg, &off[c], &roff[r0], &dst32[r0*ldd+c], ldd*4)
+				continue
+			}
+			kern(ap, ald, wp, ts, kg, &off[c], &roff[r0], &acc[0], ldacc*4)
+			if dst32 != nil {
+				for r := 0; r < rows; r++ {
+					copy(dst32[(r0+r)*ldd+c:(r0+r)*ldd+c+cols], acc[r*ldacc:r*ldacc+cols])
+				}
+			} else {
+				k.requantRows(dst8[r0*ldd+c:], ldd, acc, ldacc, rows, cols, rq, j0+c)
+			}
+		}
+		c += width
+	}
+}
+
+// gemvRows handles one or two rows with the GEMV kernel (all tiles of the row in one call).
+func (k *simdKernels) gemvRows(sc *simdScratch, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, rq *Requant, j0, j1 int) {
+	kp, kg, ts := w.kp, w.kp/4, w.kp*panelN
+	nc := j1 - j0
+	ncp := (nc + panelN - 1) / panelN * panelN
+	panel := w.panel[j0/panelN*ts:]
+	sc.acc = growI32(sc.acc, 2*ncp)
+	off, acc := sc.acc[:ncp], sc.acc[ncp:]
+	for i := 0; i < m; i++ {
+		row := a[i*lda : i*lda+w.k]
+		ap := &row[0]
+		if w.k != kp {
+			sc.apad = growI8(sc.apad, kp)
+			copy(sc.apad, row)
+			clear(sc.apad[w.k:])
+			ap = &sc.apad[0]
+		}
+		corr := k.rowOffset(row)
+		for j := range off {
+			off[j] = sc.off[j] + corr
+		}
+		if dst32 != nil && nc == ncp {
+			k.gemv(ap, kg, &panel[0], ts, ncp/panelN, &off[0], &dst32[i*ldd])
+			continue
+		}
+		k.gemv(ap, kg, &panel[0], ts, ncp/panelN, &off[0], &acc[0])
+		if dst32 != nil {
+			copy(dst32[i*ldd:i*ldd+nc], acc[:nc])
+		} else {
+			k.requantRows(dst8[i*ldd:], ldd, acc, ncp, 1, nc, rq, j0)
+		}
+	}
+}
