@@ -1,0 +1,143 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/qatgo/qatgo/infer"
+	"github.com/qatgo/qatgo/kernels"
+	"github.com/qatgo/qatgo/qmodel"
+)
+
+func init() {
+	register(&command{
+		name:    "bench",
+		args:    "MODEL",
+		summary: "measure batch-1 latency (p50/p99), batch-N throughput and the time per op",
+		detail: `Inputs are random (the integer runtime's speed does not depend on the values). Each
+measurement runs for about -time after a warm-up. The per-op breakdown comes from the runtime's
+opt-in profiler at batch -batch.`,
+		setup: func(fs *flag.FlagSet) func(*env, []string) error {
+			batch := fs.Int("batch", 256, "batch size of the throughput and per-op measurements")
+			dur := fs.Duration("time", time.Second, "duration of each measurement")
+			threads := fs.Int("threads", 0, "kernel threads (0: GOMAXPROCS)")
+			return func(e *env, args []string) error {
+				if err := needArgs(args, "MODEL"); err != nil {
+					return err
+				}
+				if *batch < 1 || *batch > 1<<16 {
+					return usagef("-batch must be in [1,65536], got %d", *batch)
+				}
+				if *dur <= 0 {
+					return usagef("-time must be positive, got %v", *dur)
+				}
+				if *threads > 0 {
+					defer kernels.SetMaxThreads(kernels.SetMaxThreads(*threads))
+				}
+				return bench(e, args[0], *batch, *dur)
+			}
+		},
+	})
+}
+
+// runner returns a function that runs a batch of random inputs on s.
+func runner(s *infer.Session, batch int) func() error {
+	md := s.Model()
+	r := rand.New(rand.NewPCG(1, 2))
+	n := md.InputSize() * batch
+	switch md.InputType() {
+	case qmodel.Uint8:
+		px := make([]byte, n)
+		for i := range px {
+			px[i] = byte(r.IntN(256))
+		}
+		return func() error { _, err := s.RunUint8(px, batch); return err }
+	default:
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.Float64())
+		}
+		return func() error { _, err := s.Run(x, batch); return err }
+	}
+}
+
+func bench(e *env, modelPath string, batch int, dur time.Duration) error {
+	md, err := infer.LoadFile(modelPath)
+	if err != nil {
+		return err
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "model    %s (%d ops)\n", md.QModel().Name, md.NumOps())
+	fmt.Fprintf(w, "kernels  %s, GOMAXPROCS %d, %s/%s\n", kernels.Path(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
+
+	// Batch-1 latency.
+	s := md.NewSession()
+	run1 := runner(s, 1)
+	for i := 0; i < 20; i++ {
+		if err := run1(); err != nil {
+			return err
+		}
+	}
+	var lat []time.Duration
+	for start := time.Now(); time.Since(start) < dur || len(lat) < 10; {
+		t0 := time.Now()
+		run1()
+		lat = append(lat, time.Since(t0))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	var sum time.Duration
+	for _, d := range lat {
+		sum += d
+	}
+	fmt.Fprintf(w, "batch 1  p50 %.2f us, p99 %.2f us, mean %.2f us (%d runs)\n",
+		us(pct(0.50)), us(pct(0.99)), us(sum/time.Duration(len(lat))), len(lat))
+
+	// Batch-N throughput.
+	runN := runner(s, batch)
+	if err := runN(); err != nil {
+		return err
+	}
+	runs := 0
+	start := time.Now()
+	for time.Since(start) < dur || runs < 3 {
+		runN()
+		runs++
+	}
+	el := time.Since(start)
+	per := float64(el.Nanoseconds()) / 1e3 / float64(runs*batch)
+	fmt.Fprintf(w, "batch %d  %.2f us/image, %.0f images/s (%d runs)\n", batch, per, 1e6/per, runs)
+
+	// Per-op breakdown.
+	s.EnableProfile(true)
+	for start := time.Now(); time.Since(start) < dur/2 || runs < 3; runs++ {
+		runN()
+	}
+	prof := s.Profile()
+	var total time.Duration
+	for _, p := range prof {
+		total += p.Total
+	}
+	fmt.Fprintf(w, "\nper op (batch %d):\n", batch)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "#\top\tname\tus/image\tshare\t")
+	for i, p := range prof {
+		if p.Calls == 0 {
+			continue
+		}
+		share := 0.0
+		if total > 0 {
+			share = 100 * float64(p.Total) / float64(total)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.2f\t%.1f%%\t\n", i, p.Kind, p.Name, float64(p.Total.Nanoseconds())/1e3/float64(p.Calls*batch), share)
+	}
+	tw.Flush()
+	return nil
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }

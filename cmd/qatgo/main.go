@@ -1,0 +1,162 @@
+// Command qatgo works with qatgo integer model files.
+//
+//	qatgo inspect MODEL          ops, shapes, bit widths, quantization parameters and sizes
+//	qatgo run MODEL INPUT        classify a PNG/PGM image or raw bytes, print the top-k classes
+//	qatgo eval MODEL             accuracy on the MNIST test set
+//	qatgo bench MODEL            batch-1 latency (p50/p99), batch-N throughput, per-op time
+//	qatgo help [COMMAND]         usage
+//
+// Every command accepts -h. Exit status: 0 success, 1 a runtime failure (unreadable or invalid
+// model, bad input file, ...), 2 a usage error (unknown command or flag, missing argument).
+//
+// Commands live in a table: a file of this package adds one with register in an init function
+// (this is how `qatgo export` plugs in), and it appears in help and dispatch automatically.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// command is one subcommand. run receives the arguments after the command name; it returns a
+// usageError for bad invocations and any other error for runtime failures.
+type command struct {
+	name    string
+	args    string // argument synopsis, e.g. "MODEL INPUT"
+	summary string // one line
+	detail  string // paragraphs printed by -h
+	// setup defines the command's flags on fs and returns the function that runs it.
+	setup func(fs *flag.FlagSet) func(env *env, args []string) error
+}
+
+// env carries the standard streams, so that tests can run commands in-process.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+var commands = map[string]*command{}
+
+// register adds a command to the table. Registering a name twice is a programmer error.
+func register(c *command) {
+	if _, dup := commands[c.name]; dup {
+		panic("qatgo: command " + c.name + " registered twice")
+	}
+	commands[c.name] = c
+}
+
+// usageError marks an error as a usage error (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// Main runs the command line args (without the program name) and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		printUsage(stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help", "help":
+		if len(args) > 1 && name == "help" {
+			c, ok := commands[args[1]]
+			if !ok {
+				fmt.Fprintf(stderr, "qatgo help: unknown command %q\n", args[1])
+				printUsage(stderr)
+				return exitUsage
+			}
+			fs := newFlagSet(c, stdout)
+			c.setup(fs)
+			fs.Usage()
+			return exitOK
+		}
+		printUsage(stdout)
+		return exitOK
+	}
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "qatgo: unknown command %q\n\n", name)
+		printUsage(stderr)
+		return exitUsage
+	}
+	fs := newFlagSet(c, stderr)
+	run := c.setup(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage // the flag package has printed the error and the usage
+	}
+	err := run(e, fs.Args())
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "qatgo %s: %v\nRun 'qatgo %s -h' for usage.\n", name, err, name)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "qatgo %s: %v\n", name, err)
+		return exitFailure
+	}
+}
+
+func newFlagSet(c *command, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("qatgo "+c.name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: qatgo %s [flags] %s\n\n%s\n", c.name, c.args, c.summary)
+		if c.detail != "" {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.detail))
+		}
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintf(w, "\nflags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "qatgo works with qatgo integer model files.\n\nusage: qatgo COMMAND [flags] [arguments]\n\ncommands:\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintf(w, "\nRun 'qatgo COMMAND -h' for a command's flags.\nExit status: 0 ok, 1 runtime failure, 2 usage error.\n")
+}
+
+// needArgs checks the positional argument count.
+func needArgs(args []string, names ...string) error {
+	if len(args) < len(names) {
+		return usagef("missing %s", strings.Join(names[len(args):], " and "))
+	}
+	if len(args) > len(names) {
+		return usagef("unexpected arguments %q", args[len(names):])
+	}
+	return nil
+}
