@@ -14,7 +14,8 @@
 // Load validates the model (qmodel.Model.Validate), packs the weights once (kernels.PackInt8),
 // precomputes biases and requantization parameters and plans the activation buffers: tensors whose
 // lifetimes do not overlap share a buffer. A Session owns the buffers, sized for the largest batch
-// it has run; after the first call at a given batch size, Run does not allocate.
+// it has run; after the first call at a given batch size (or a larger one), the interpreter does
+// not allocate (TestNoAllocsAfterWarmup; it also reports allocations made inside package kernels).
 //
 // # Concurrency
 //

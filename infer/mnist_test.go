@@ -324,6 +324,13 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(build(t, b)); err == nil || !strings.Contains(err.Error(), "one of each") {
 		t.Errorf("two-input model: %v", err)
 	}
+	b = qmodel.NewBuilder("identity")
+	x = b.Input("x", qmodel.Int8, []int{2}, qmodel.PerTensor(1, 0))
+	b.Reshape("r", x, []int{2})
+	b.Output(x)
+	if _, err := Load(build(t, b)); err == nil || !strings.Contains(err.Error(), "is its input") {
+		t.Errorf("output==input model: %v", err)
+	}
 	if _, err := LoadFile("/nonexistent/model.qm"); err == nil {
 		t.Error("missing file loaded")
 	}

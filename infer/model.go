@@ -77,6 +77,9 @@ func Load(m *qmodel.Model) (*Model, error) {
 		return nil, fmt.Errorf("infer: model has %d inputs and %d outputs; this runtime runs models with one of each", len(m.Inputs), len(m.Outputs))
 	}
 	md := &Model{qm: m, input: m.Inputs[0], output: m.Outputs[0]}
+	if md.input == md.output {
+		return nil, fmt.Errorf("infer: the model output %q is its input", m.Tensors[md.input].Name)
+	}
 	in, out := &m.Tensors[md.input], &m.Tensors[md.output]
 	md.inType, md.outType = in.DType, out.DType
 	md.inN, md.outN = in.NumElements(), out.NumElements()
