@@ -494,3 +494,45 @@ func fuzzOne(t *testing.T, b []byte) {
 		t.Fatal("encoding not deterministic")
 	}
 }
+
+// TestSizeVersusFloat32 checks the size targets on the ggml MNIST CNN shape: int8 weights about
+// 4x smaller than float32, int4 about 8x (constants; the int32 biases count in both).
+func TestSizeVersusFloat32(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct {
+		int4     bool
+		minRatio float64
+	}{{false, 3.9}, {true, 7.5}} {
+		lim := 127
+		if tc.int4 {
+			lim = 7
+		}
+		b := NewBuilder("cnn")
+		x := b.Input("image", Uint8, []int{28, 28, 1}, PerTensor(1.0/255, 0))
+		q := b.Quantize("q", x, quant.Params{Scale: 1.0 / 255, ZeroPoint: -128})
+		pad := Conv2DOptions{PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Act: ActReLU}
+		c1 := b.Conv2D("conv1", q, Weights{Values: randInt8s(r, 72, lim), Shape: []int{8, 3, 3, 1}, Scales: []float32{0.01}, Int4: tc.int4}, make([]int32, 8), pad, quant.Params{Scale: 0.02, ZeroPoint: -128})
+		p1 := b.MaxPool2D("pool1", c1, PoolOptions{KernelH: 2, KernelW: 2})
+		c2 := b.Conv2D("conv2", p1, Weights{Values: randInt8s(r, 1152, lim), Shape: []int{16, 3, 3, 8}, Scales: []float32{0.01}, Int4: tc.int4}, make([]int32, 16), pad, quant.Params{Scale: 0.02, ZeroPoint: -128})
+		p2 := b.MaxPool2D("pool2", c2, PoolOptions{KernelH: 2, KernelW: 2})
+		f := b.Reshape("flat", p2, []int{784})
+		d := b.FullyConnected("dense", f, Weights{Values: randInt8s(r, 7840, lim), Shape: []int{10, 784}, Scales: []float32{0.01}, Int4: tc.int4}, make([]int32, 10), ActNone, quant.Params{Scale: 0.1})
+		b.Output(b.Dequantize("logits", d))
+		m, err := b.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		floatBytes := 0
+		for i := range m.Tensors {
+			if m.Tensors[i].IsConst() {
+				floatBytes += 4 * m.Tensors[i].NumElements()
+			}
+		}
+		enc, _ := Encode(m)
+		ratio := float64(floatBytes) / float64(m.ConstBytes())
+		t.Logf("int4=%v: constants %d bytes vs %d as float32 (%.2fx), file %d bytes", tc.int4, m.ConstBytes(), floatBytes, ratio, len(enc))
+		if ratio < tc.minRatio {
+			t.Errorf("int4=%v: only %.2fx smaller than float32", tc.int4, ratio)
+		}
+	}
+}
