@@ -26,7 +26,9 @@ type cnn struct {
 	labelsData []float32
 }
 
-func newCNN(tb testing.TB, batch int, ours bool, seed uint64) *cnn {
+// newCNN builds the network with gorgonia.Conv2d and gorgonia.MaxPool2D,
+// or with Conv2d and (when ourPool) MaxPool2D of this package.
+func newCNN(tb testing.TB, batch int, ours, ourPool bool, seed uint64) *cnn {
 	r := rand.New(rand.NewPCG(seed, 1))
 	init := func(shape ...int) *tensor.Dense {
 		fanIn := 1
@@ -78,10 +80,14 @@ func newCNN(tb testing.TB, batch int, ours bool, seed uint64) *cnn {
 		}
 		return out
 	}
-	h := G.Must(G.Rectify(conv(m.x, w1)))
-	h = G.Must(G.MaxPool2D(h, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2}))
-	h = G.Must(G.Rectify(conv(h, w2)))
-	h = G.Must(G.MaxPool2D(h, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2}))
+	pool := func(x *G.Node) *G.Node {
+		if ourPool {
+			return G.Must(MaxPool2D(x, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2}))
+		}
+		return G.Must(G.MaxPool2D(x, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2}))
+	}
+	h := pool(G.Must(G.Rectify(conv(m.x, w1))))
+	h = pool(G.Must(G.Rectify(conv(h, w2))))
 	h = G.Must(G.Reshape(h, tensor.Shape{batch, 784}))
 	logits := G.Must(G.BroadcastAdd(G.Must(G.Mul(h, w3)), b3, nil, []byte{0}))
 	logp := G.Must(G.LogSoftMax(logits))
@@ -108,13 +114,13 @@ func (m *cnn) step() (float32, error) {
 	return loss, nil
 }
 
-// TestCNNTrains checks that the network built on Conv2d learns a fixed
-// batch: the loss falls and matches the gorgonia.Conv2d network step by
-// step.
+// TestCNNTrains checks that the network built on Conv2d and MaxPool2D
+// learns a fixed batch: the loss falls and matches the network built on
+// gorgonia.Conv2d and gorgonia.MaxPool2D step by step.
 func TestCNNTrains(t *testing.T) {
-	ours := newCNN(t, 16, true, 3)
+	ours := newCNN(t, 16, true, true, 3)
 	defer ours.machine.Close()
-	ref := newCNN(t, 16, false, 3)
+	ref := newCNN(t, 16, false, false, 3)
 	defer ref.machine.Close()
 	var first, last float32
 	for i := 0; i < 8; i++ {
@@ -141,23 +147,25 @@ func TestCNNTrains(t *testing.T) {
 
 // BenchmarkCNNStep times one training step (forward, backward, Adam) of the
 // ggml MNIST CNN at batch 64 with gorgonia.Conv2d on gonum's BLAS,
-// gorgonia.Conv2d on fastblas, and Conv2d on fastblas. Run with -cpu 1,2 to
-// see the effect of the second core.
+// gorgonia.Conv2d on fastblas, Conv2d on fastblas, and Conv2d plus
+// MaxPool2D on fastblas. Run with -cpu 1,2 to see the effect of the second
+// core.
 func BenchmarkCNNStep(b *testing.B) {
 	const batch = 64
 	for _, v := range []struct {
-		name       string
-		ours, fast bool
+		name             string
+		ours, pool, fast bool
 	}{
-		{"gorgonia-conv+gonum", false, false},
-		{"gorgonia-conv+fastblas", false, true},
-		{"convop+fastblas", true, true},
+		{"gorgonia-conv+gonum", false, false, false},
+		{"gorgonia-conv+fastblas", false, false, true},
+		{"convop+fastblas", true, false, true},
+		{"convop+maxpool+fastblas", true, true, true},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			if v.fast {
 				defer fastblas.Install()()
 			}
-			m := newCNN(b, batch, v.ours, 1)
+			m := newCNN(b, batch, v.ours, v.pool, 1)
 			defer m.machine.Close()
 			if _, err := m.step(); err != nil { // warm up buffers
 				b.Fatal(err)
