@@ -106,6 +106,14 @@ type EpochStats struct {
 	Seconds   float64 // training time of the epoch (without evaluation)
 }
 
+// CurvePoint is the running mean training loss and accuracy of an epoch at a step.
+type CurvePoint struct {
+	Step      int64
+	Epoch     float64 // fractional epoch
+	TrainLoss float64
+	TrainAcc  float64
+}
+
 // ErrNonFinite is wrapped by the error Fit returns when the loss or a gradient is NaN or Inf. The
 // last checkpoint written (end of the previous epoch) is left untouched.
 var ErrNonFinite = errors.New("qat: non-finite loss or gradient")
@@ -118,6 +126,8 @@ type Trainer struct {
 	Step    int64 // optimizer steps taken
 	Epoch   int   // epochs completed
 	History []EpochStats
+	// Curve holds the running training loss and accuracy at every progress line.
+	Curve []CurvePoint
 
 	opt         *optimizer
 	train, eval *netRun
@@ -402,6 +412,8 @@ func (t *Trainer) Fit(train, test Dataset) error {
 			nCorrect += correct(r.net.Out.Value(), y, B)
 			nSeen += B
 			if (s+1)%int64(logEvery) == 0 || s+1 == spe {
+				t.Curve = append(t.Curve, CurvePoint{Step: t.Step, Epoch: float64(ep) + float64(s+1)/float64(spe),
+					TrainLoss: sumLoss / float64(s+1), TrainAcc: float64(nCorrect) / float64(nSeen)})
 				el := time.Since(start).Seconds()
 				rate := float64(nSeen) / el
 				eta := time.Duration(float64(total-t.Step) * float64(B) / rate * float64(time.Second))

@@ -1,0 +1,326 @@
+// Command mnist trains a CNN on the real MNIST data (shipped in the GoMNIST Go module, no
+// download step) in float, quantizes it after training (PTQ) and with quantization-aware training
+// (QAT) from the float checkpoint, and prints a comparison table:
+//
+//	go run ./examples/mnist            # defaults: BN CNN, see -h
+//	go run ./examples/mnist -quick     # a few minutes' smoke run on subsets
+//
+// It writes checkpoints, a CSV/Markdown table and training-curve PNG to -out (default ./out).
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qatgo/qatgo/data/mnist"
+	"github.com/qatgo/qatgo/fastblas"
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/qat"
+	"github.com/sirupsen/logrus"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+type options struct {
+	model       string
+	epochs      int
+	qatEpochs   int
+	bits        string
+	out         string
+	quick       bool
+	trainLimit  int
+	testLimit   int
+	batch       int
+	lr, qatLR   float64
+	seed        uint64
+	calib       int
+	useFastBLAS bool
+	dataDir     string
+}
+
+type row struct {
+	model, bits, method string
+	acc                 float64
+	size                int
+	train               time.Duration
+}
+
+type curve struct {
+	name   string
+	offset float64 // epochs before this run (QAT starts after float)
+	t      *qat.Trainer
+	start  *plotter.XY // accuracy the run starts from (the float model's)
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.model, "model", "bn", "model: bn (CNN with BatchNorm) or ggml (ggml's MNIST CNN)")
+	flag.IntVar(&o.epochs, "epochs", 0, "float training epochs (default 3 for bn, 4 for ggml; 1 with -quick)")
+	flag.IntVar(&o.qatEpochs, "qat-epochs", 1, "QAT epochs per bit width")
+	flag.StringVar(&o.bits, "bits", "8,4", "comma-separated weight/activation bit widths for PTQ and QAT (8: W8A8 observers, 4: W4A4 LSQ, 2: W2A2 LSQ)")
+	flag.StringVar(&o.out, "out", "out", "output directory (checkpoints, results, curves)")
+	flag.BoolVar(&o.quick, "quick", false, "quick run on subsets (a few minutes on 2 cores)")
+	flag.IntVar(&o.trainLimit, "train-limit", 0, "use only the first n training images (0: all 60000)")
+	flag.IntVar(&o.testLimit, "test-limit", 0, "evaluate on the first n test images (0: all 10000)")
+	flag.IntVar(&o.batch, "batch", 64, "mini-batch size")
+	flag.Float64Var(&o.lr, "lr", 2e-3, "float learning rate (Adam, cosine)")
+	flag.Float64Var(&o.qatLR, "qat-lr", 2e-4, "QAT learning rate (Adam, cosine)")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed for initialisation, data order and calibration sample")
+	flag.IntVar(&o.calib, "calib", 16, "PTQ calibration batches")
+	flag.BoolVar(&o.useFastBLAS, "fastblas", true, "use qatgo's SIMD Sgemm (fastblas) instead of gonum's for Gorgonia")
+	flag.StringVar(&o.dataDir, "mnist", "", "directory with the MNIST idx files (default: $QATGO_MNIST_DIR or the GoMNIST module)")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "mnist:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	if o.quick {
+		if o.trainLimit == 0 {
+			o.trainLimit = 12000
+		}
+		if o.testLimit == 0 {
+			o.testLimit = 2000
+		}
+		if o.epochs == 0 {
+			o.epochs = 1
+		}
+		o.calib = min(o.calib, 8)
+	}
+	if o.epochs == 0 {
+		o.epochs = 3
+		if o.model == "ggml" {
+			o.epochs = 4
+		}
+	}
+	if o.useFastBLAS {
+		defer fastblas.Install()()
+	}
+	var bits []int
+	for _, s := range strings.Split(o.bits, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		b, err := strconv.Atoi(s)
+		if err != nil || (b != 8 && b != 4 && b != 2) {
+			return fmt.Errorf("-bits: %q is not 8, 4 or 2", s)
+		}
+		bits = append(bits, b)
+	}
+	var mk func(uint64) *graph.Model
+	switch o.model {
+	case "bn":
+		mk = qat.BNCNN
+	case "ggml":
+		mk = qat.GGMLCNN
+	default:
+		return fmt.Errorf("-model %q: want bn or ggml", o.model)
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	train, test, err := mnist.Load(o.dataDir)
+	if err != nil {
+		return err
+	}
+	train, test = train.Subset(o.trainLimit), test.Subset(o.testLimit)
+	log.WithFields(logrus.Fields{"model": o.model, "train": train.Len(), "test": test.Len(), "epochs": o.epochs,
+		"qat_epochs": o.qatEpochs, "bits": o.bits}).Info("start")
+	startAll := time.Now()
+
+	// 1. float training
+	m := mk(o.seed)
+	ft, err := qat.NewTrainer(m, nil, qat.Config{Epochs: o.epochs, BatchSize: o.batch, LR: o.lr, Schedule: qat.CosineLR,
+		MinLR: o.lr / 50, Seed: o.seed, CheckpointDir: filepath.Join(o.out, o.model+"-float"), Logger: log})
+	if err != nil {
+		return err
+	}
+	st := time.Now()
+	if err := ft.Fit(train, test); err != nil {
+		return err
+	}
+	ft.Close()
+	floatTime := time.Since(st)
+	floatAcc := ft.History[len(ft.History)-1].TestAcc
+	rows := []row{{o.model, "fp32", "float", floatAcc, modelSize(m, 32, 32), floatTime}}
+	curves := []curve{{name: "float", t: ft}}
+	var floatState graph.Checkpoint
+	m.SaveState(&floatState)
+
+	for _, b := range bits {
+		// 2. PTQ: observers on calibration batches, no training
+		ptqCfg := qat.W8A8()
+		if b != 8 {
+			ptqCfg = qat.QConfig{Name: fmt.Sprintf("W%dA%d", b, b), Weight: qat.Spec{Bits: b}, Act: qat.Spec{Bits: b}}
+		}
+		st = time.Now()
+		p, err := qat.Calibrate(m, ptqCfg, train, o.calib, o.batch, o.seed)
+		if err != nil {
+			return err
+		}
+		acc, _, err := qat.Evaluate(m, p, test, 500)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{o.model, fmt.Sprintf("W%dA%d", b, b), "PTQ", acc, modelSize(m, b, b), time.Since(st)})
+		log.WithFields(logrus.Fields{"bits": b, "acc": fmt.Sprintf("%.4f", acc)}).Info("PTQ done")
+
+		// 3. QAT from the float checkpoint
+		if err := m.LoadState(&floatState); err != nil {
+			return err
+		}
+		qc := qat.W8A8()
+		method := "QAT (observers)"
+		switch b {
+		case 4:
+			qc, method = qat.W4A4LSQ(), "QAT (LSQ)"
+		case 2:
+			qc, method = qat.W2A2().FirstLast8(m), "QAT (LSQ, first/last 8-bit)"
+		}
+		p, err = qat.Prepare(m, qc)
+		if err != nil {
+			return err
+		}
+		spe := int64(train.Len() / o.batch)
+		total := spe * int64(o.qatEpochs)
+		qt, err := qat.NewTrainer(m, p, qat.Config{Epochs: o.qatEpochs, BatchSize: o.batch, LR: o.qatLR, Schedule: qat.CosineLR,
+			MinLR: o.qatLR / 20, Seed: o.seed + uint64(b), BNFreeze: total * 6 / 10, ObserverFreeze: total * 8 / 10,
+			CheckpointDir: filepath.Join(o.out, fmt.Sprintf("%s-qat-w%da%d", o.model, b, b)), Logger: log})
+		if err != nil {
+			return err
+		}
+		st = time.Now()
+		if err := qt.Fit(train, test); err != nil {
+			return err
+		}
+		qt.Close()
+		acc = qt.History[len(qt.History)-1].TestAcc
+		rows = append(rows, row{o.model, fmt.Sprintf("W%dA%d", b, b), method, acc, modelSize(m, b, b), time.Since(st)})
+		curves = append(curves, curve{name: fmt.Sprintf("QAT W%dA%d", b, b), offset: float64(o.epochs), t: qt,
+			start: &plotter.XY{X: float64(o.epochs), Y: 100 * floatAcc}})
+
+		// ---- EXPORT GOES HERE -------------------------------------------------------------
+		// When package export exists, lower the best int8 model (b == 8) here, e.g.
+		//   export.Write(filepath.Join(o.out, o.model+"-w8a8.qm"), m, p, ...)
+		// and add a row with the integer runtime's accuracy. The model spec (m.Groups, m.Sites)
+		// and p.Params(nq, site) give everything export needs (see graph/doc.go).
+		// ------------------------------------------------------------------------------------
+
+		if err := m.LoadState(&floatState); err != nil { // next bit width starts from float again
+			return err
+		}
+	}
+
+	var tab bytes.Buffer
+	fmt.Fprintf(&tab, "| model | bits | method | test accuracy | model size | training time |\n|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&tab, "| %s | %s | %s | %.2f%% | %s | %s |\n", r.model, r.bits, r.method, 100*r.acc, kb(r.size), r.train.Round(time.Second))
+	}
+	fmt.Fprintf(&tab, "\ntrain images %d, test images %d, float epochs %d, QAT epochs %d, total %s\n",
+		train.Len(), test.Len(), o.epochs, o.qatEpochs, time.Since(startAll).Round(time.Second))
+	fmt.Print(tab.String())
+	if err := graph.WriteFileAtomic(filepath.Join(o.out, o.model+"-results.md"), tab.Bytes()); err != nil {
+		return err
+	}
+	png := filepath.Join(o.out, o.model+"-curves.png")
+	if err := plotCurves(png, curves); err != nil {
+		return err
+	}
+	fmt.Println("curves:", png)
+	return nil
+}
+
+// modelSize estimates the exported payload: BN folded, weights at wbits (packed), int32 biases,
+// float32 per-channel scales; activation parameters (scale + zero point) per requantizing group.
+// For the float model (32) weights and biases are float32.
+func modelSize(m *graph.Model, wbits, abits int) int {
+	n := 0
+	for _, g := range m.Groups() {
+		if g.Weighted() {
+			w := m.LayerParam(g.Op, graph.RoleWeight).Value.Shape()
+			out := w[0]
+			nw := w.TotalSize()
+			if wbits == 32 {
+				n += 4*nw + 4*out
+				continue
+			}
+			n += (nw*wbits+7)/8 + 4*out + 4*out
+		}
+		if g.Requantizes() && wbits != 32 {
+			n += 8
+		}
+	}
+	return n
+}
+
+func kb(b int) string { return fmt.Sprintf("%.1f KiB", float64(b)/1024) }
+
+func plotCurves(path string, curves []curve) error {
+	loss := plot.New()
+	loss.Title.Text = "training loss (running mean per epoch)"
+	loss.X.Label.Text = "epoch"
+	acc := plot.New()
+	acc.Title.Text = "test accuracy"
+	acc.X.Label.Text = "epoch"
+	for i, c := range curves {
+		var lxy, axy plotter.XYs
+		if c.start != nil {
+			axy = append(axy, *c.start)
+		}
+		for _, p := range c.t.Curve {
+			lxy = append(lxy, plotter.XY{X: c.offset + p.Epoch, Y: p.TrainLoss})
+		}
+		for _, h := range c.t.History {
+			axy = append(axy, plotter.XY{X: c.offset + float64(h.Epoch), Y: 100 * h.TestAcc})
+		}
+		col := plotter.DefaultLineStyle.Color
+		if i < 8 {
+			col = plotColors[i]
+		}
+		if len(lxy) > 0 {
+			l, err := plotter.NewLine(lxy)
+			if err != nil {
+				return err
+			}
+			l.Color = col
+			loss.Add(l)
+			loss.Legend.Add(c.name, l)
+		}
+		if len(axy) > 0 {
+			l, p, err := plotter.NewLinePoints(axy)
+			if err != nil {
+				return err
+			}
+			l.Color, p.Color = col, col
+			acc.Add(l, p)
+			acc.Legend.Add(c.name, l)
+		}
+	}
+	acc.Legend.Top = false
+	acc.Y.Label.Text = "%"
+	img := vgimg.New(vg.Points(900), vg.Points(360))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Points(10), PadY: vg.Points(10), PadTop: vg.Points(5), PadBottom: vg.Points(5), PadLeft: vg.Points(5), PadRight: vg.Points(5)}
+	cs := plot.Align([][]*plot.Plot{{loss, acc}}, tiles, dc)
+	loss.Draw(cs[0][0])
+	acc.Draw(cs[0][1])
+	var buf bytes.Buffer
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(io.Writer(&buf)); err != nil {
+		return err
+	}
+	return graph.WriteFileAtomic(path, buf.Bytes())
+}
