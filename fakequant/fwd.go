@@ -45,6 +45,7 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 	if err := q.computeParams(pv, true); err != nil {
 		return err
 	}
+	q.auxOK = false
 	var bad int
 	if x.Dtype() == tensor.Float32 {
 		bad = fwdAll(q, x.Float32s(), y.Float32s(), &q.p32)
@@ -54,21 +55,41 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 	if bad >= 0 {
 		return q.nonFiniteErr(x, bad)
 	}
+	// The aux codes stay valid for the backward of this x with these parameters.
+	q.auxOK, q.auxX, q.auxPtr = true, x, x.Uintptr()
+	copy(q.fwdScales, q.scales)
+	copy(q.fwdZps, q.zps)
 	return nil
+}
+
+// auxValid reports whether the forward's aux codes belong to input x and the current parameters.
+func (q *Quantizer) auxValid(x *tensor.Dense) bool {
+	if !q.auxOK || q.auxX != x || q.auxPtr != x.Uintptr() {
+		return false
+	}
+	for i := range q.scales {
+		if q.scales[i] != q.fwdScales[i] || q.zps[i] != q.fwdZps[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func fwdAll[F quant.Float](q *Quantizer, x, y []F, p *typedParams[F]) int {
 	l := q.layout
 	r := q.rng
+	if len(p.aux) != len(x) {
+		p.aux = make([]F, len(x))
+	}
 	if l.rowsLayout() {
-		return fqRows(x, y, p.s, p.lo, p.hi)
+		return fqRows(x, y, p.aux, p.s, p.lo, p.hi)
 	}
 	for it := l.runs(); ; {
 		start, end, stride, k, ok := it.next()
 		if !ok {
 			return -1
 		}
-		if bad := fqRun(x, y, start, end, stride, p.s[k], q.zps[k], r.Min, r.Max); bad >= 0 {
+		if bad := fqRun(x, y, p.aux, start, end, stride, p.s[k], q.zps[k], r.Min, r.Max); bad >= 0 {
 			return bad
 		}
 	}
@@ -139,11 +160,15 @@ func (q *Quantizer) backward(x, gy, gx *tensor.Dense, pv []G.Value, p0, p1 []flo
 	clear(q.sumDS)
 	clear(q.sumClip)
 	clear(q.sumHigh)
+	useAux := q.cfg.Method != PACT && q.auxValid(x)
+	if useAux {
+		q.auxUsed++
+	}
 	var bad int
 	if x.Dtype() == tensor.Float32 {
-		bad = bwdAll(q, x.Float32s(), gy.Float32s(), gx.Float32s(), &q.p32)
+		bad = bwdAll(q, x.Float32s(), gy.Float32s(), gx.Float32s(), &q.p32, useAux)
 	} else {
-		bad = bwdAll(q, x.Float64s(), gy.Float64s(), gx.Float64s(), &q.p64)
+		bad = bwdAll(q, x.Float64s(), gy.Float64s(), gx.Float64s(), &q.p64, useAux)
 	}
 	if bad >= 0 {
 		return q.nonFiniteErr(x, bad)
@@ -165,10 +190,26 @@ func (q *Quantizer) backward(x, gy, gx *tensor.Dense, pv []G.Value, p0, p1 []flo
 	return nil
 }
 
-func bwdAll[F quant.Float](q *Quantizer, x, gy, gx []F, p *typedParams[F]) int {
+func bwdAll[F quant.Float](q *Quantizer, x, gy, gx []F, p *typedParams[F], useAux bool) int {
 	l := q.layout
 	r := q.rng
 	plain := q.cfg.Grad == PlainSTE
+	if useAux {
+		if l.rowsLayout() {
+			auxBwdRows(p.aux, gy, gx, p.lo, p.hi, plain, q.sumDS, q.sumClip)
+			return -1
+		}
+		for it := l.runs(); ; {
+			start, end, stride, k, ok := it.next()
+			if !ok {
+				return -1
+			}
+			sums := auxBwdRun(p.aux, gy, gx, start, end, stride, p.lo[k], p.hi[k], plain)
+			q.sumDS[k] += sums.ds
+			q.sumClip[k] += sums.clip
+			q.sumHigh[k] += sums.high
+		}
+	}
 	if q.cfg.Method == PACT {
 		if l.rowsLayout() {
 			c := l.C
@@ -231,7 +272,10 @@ func copyDense(dst, src *tensor.Dense) {
 
 // typedParams are the forward parameters of every slice in the graph's float type:
 // scale s, lo = qmin-z and hi = qmax-z.
-type typedParams[F quant.Float] struct{ s, lo, hi []F }
+type typedParams[F quant.Float] struct {
+	s, lo, hi []F
+	aux       []F // per element: rounding residual or clip code from the last forward
+}
 
 func (p *typedParams[F]) set(scales []float32, zps []int32, r quant.Range) {
 	if len(p.s) != len(scales) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/qatgo/qatgo/quant"
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -198,6 +199,10 @@ func checkGradients(t *testing.T, rng *rand.Rand, dt tensor.Dtype, shape []int, 
 			t.Fatalf("dx[%d] (x=%v) = %v, surrogate %v", i, xs[i], gx[i], want)
 		}
 	}
+	if cfg.Method != PACT && h.q.auxUsed == 0 {
+		t.Fatal("tape backward did not use the forward's aux codes")
+	}
+	checkAuxFallbackAgrees(t, h)
 	gscale := 1.0
 	if cfg.Method == LSQ {
 		gscale = h.q.GradScale()
@@ -222,6 +227,48 @@ func checkGradients(t *testing.T, rng *rand.Rand, dt tensor.Dtype, shape []int, 
 				if !closeTo(gz[i], gscale*nz[i], rel, abs*gscale) {
 					t.Fatalf("doffset[%d] = %v, surrogate %v", i, gz[i], gscale*nz[i])
 				}
+			}
+		}
+	}
+}
+
+// checkAuxFallbackAgrees runs the gradient op directly with and without the forward's aux codes
+// and compares the input and parameter gradients.
+func checkAuxFallbackAgrees(t *testing.T, h *harness) {
+	t.Helper()
+	fwd := h.q.Out.Op().(*fqOp)
+	vals := append([]G.Value{h.x.Value()}, h.q.paramValues()...)
+	gy := denseOf(h.dt, h.q.Layout().Shape, h.w)
+	bvals := append(append([]G.Value{}, vals...), gy)
+	if _, err := fwd.Do(vals...); err != nil {
+		t.Fatal(err)
+	}
+	run := func(useAux bool) ([]float64, [][]float64) {
+		if !useAux {
+			h.q.auxOK = false
+		}
+		gop := &fqGradOp{q: h.q}
+		out, err := gop.Do(bvals...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return floats(out), [][]float64{append([]float64(nil), gop.stash[0]...), append([]float64(nil), gop.stash[1]...)}
+	}
+	n0 := h.q.auxUsed
+	gxA, pA := run(true)
+	if h.q.Config().Method != PACT && h.q.auxUsed != n0+1 {
+		t.Fatal("direct backward after forward did not use aux codes")
+	}
+	gxB, pB := run(false)
+	for i := range gxA {
+		if gxA[i] != gxB[i] {
+			t.Fatalf("aux vs recompute: dx[%d] %v != %v", i, gxA[i], gxB[i])
+		}
+	}
+	for j := range pA {
+		for i := range pA[j] {
+			if !closeTo(pA[j][i], pB[j][i], 1e-9, 1e-12) {
+				t.Fatalf("aux vs recompute: param %d grad %d: %v != %v", j, i, pA[j][i], pB[j][i])
 			}
 		}
 	}

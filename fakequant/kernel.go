@@ -12,24 +12,40 @@ import (
 // nonFinite reports whether x is NaN or +-Inf (x-x is NaN exactly then).
 func nonFinite[F quant.Float](x F) bool { return x-x != 0 }
 
-// fqRun fake-quantizes x[i] into y[i] for i = start, start+stride, ... < end with one (s, z).
-// It returns the index of the first non-finite input, or -1.
+// Clip codes stored in the forward's aux buffer: inside elements store the rounding residual
+// r - v in [-0.5, 0.5]; clipped elements store auxLow or auxHigh.
+const (
+	auxLow  = -2
+	auxHigh = 2
+)
+
+// fqRun fake-quantizes x[i] into y[i] for i = start, start+stride, ... < end with one (s, z) and
+// records in aux[i] the residual or clip code the backward needs. It returns the index of the first
+// non-finite input, or -1.
 //
 // For finite x it computes clamp(quant.Round(x/s), qmin-z, qmax-z) * s (+0 turns -0 into 0), which
 // equals quant.FakeQuantizeValue(x, s, z, qmin, qmax) bit for bit: q - z is the clamped rounded
 // quotient, an integer exactly representable in F. The tests check this equality on edge cases.
-func fqRun[F quant.Float](x, y []F, start, end, stride int, s F, z, qmin, qmax int32) int {
+func fqRun[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, qmax int32) int {
 	lo, hi := F(qmin-z), F(qmax-z)
 	if stride == 1 {
 		xs := x[start:end]
-		ys := y[start:end]
-		ys = ys[:len(xs)]
+		ys, as := y[start:end], aux[start:end]
+		ys, as = ys[:len(xs)], as[:len(xs)]
 		for i, xi := range xs {
 			if xi-xi != 0 {
 				return start + i
 			}
-			r := quant.Round(xi / s)
-			ys[i] = (min(max(r, lo), hi) + 0) * s
+			v := xi / s
+			r := quant.Round(v)
+			e := r - v
+			if r < lo {
+				r, e = lo, auxLow
+			} else if r > hi {
+				r, e = hi, auxHigh
+			}
+			ys[i] = (r + 0) * s
+			as[i] = e
 		}
 		return -1
 	}
@@ -38,8 +54,16 @@ func fqRun[F quant.Float](x, y []F, start, end, stride int, s F, z, qmin, qmax i
 		if xi-xi != 0 {
 			return i
 		}
-		r := quant.Round(xi / s)
-		y[i] = (min(max(r, lo), hi) + 0) * s
+		v := xi / s
+		r := quant.Round(v)
+		e := r - v
+		if r < lo {
+			r, e = lo, auxLow
+		} else if r > hi {
+			r, e = hi, auxHigh
+		}
+		y[i] = (r + 0) * s
+		aux[i] = e
 	}
 	return -1
 }
@@ -47,21 +71,132 @@ func fqRun[F quant.Float](x, y []F, start, end, stride int, s F, z, qmin, qmax i
 // fqRows fake-quantizes a tensor viewed as rows of len(s) elements, element c of each row using
 // (s[c], lo[c], hi[c]) with lo = qmin-z, hi = qmax-z (PerChannel on the last axis), like fqRun.
 // It returns the first non-finite index or -1.
-func fqRows[F quant.Float](x, y []F, s, lo, hi []F) int {
+func fqRows[F quant.Float](x, y, aux []F, s, lo, hi []F) int {
 	c := len(s)
 	lo, hi = lo[:c], hi[:c]
 	for r := 0; r+c <= len(x); r += c {
-		xs, ys := x[r:r+c], y[r:r+c]
+		xs, ys, as := x[r:r+c], y[r:r+c], aux[r:r+c]
 		for j := range xs {
 			xi := xs[j]
 			if xi-xi != 0 {
 				return r + j
 			}
-			v := quant.Round(xi / s[j])
-			ys[j] = (min(max(v, lo[j]), hi[j]) + 0) * s[j]
+			v := xi / s[j]
+			q := quant.Round(v)
+			e := q - v
+			if q < lo[j] {
+				q, e = lo[j], auxLow
+			} else if q > hi[j] {
+				q, e = hi[j], auxHigh
+			}
+			ys[j] = (q + 0) * s[j]
+			as[j] = e
 		}
 	}
 	return -1
+}
+
+// auxBwdRun is the backward of one run from the forward's aux codes (no division, no rounding):
+// gx = gy inside (and everywhere with plain), 0 when clipped; it returns the LSQ sums.
+func auxBwdRun[F quant.Float](aux, gy, gx []F, start, end, stride int, lo, hi F, plain bool) gradSums {
+	var sumIn0, sumIn1, sumLo, sumHi float64
+	if stride == 1 {
+		as := aux[start:end]
+		gys, gxs := gy[start:end], gx[start:end]
+		gys, gxs = gys[:len(as)], gxs[:len(as)]
+		i := 0
+		for ; i+1 < len(as); i += 2 {
+			a0, a1 := as[i], as[i+1]
+			g0, g1 := gys[i], gys[i+1]
+			if a0 > 1 {
+				sumHi += float64(g0)
+				g0 = 0
+			} else if a0 < -1 {
+				sumLo += float64(g0)
+				g0 = 0
+			} else {
+				sumIn0 += float64(g0 * a0)
+			}
+			if a1 > 1 {
+				sumHi += float64(g1)
+				g1 = 0
+			} else if a1 < -1 {
+				sumLo += float64(g1)
+				g1 = 0
+			} else {
+				sumIn1 += float64(g1 * a1)
+			}
+			if plain {
+				g0, g1 = gys[i], gys[i+1]
+			}
+			gxs[i], gxs[i+1] = g0, g1
+		}
+		for ; i < len(as); i++ {
+			a, g := as[i], gys[i]
+			if a > 1 {
+				sumHi += float64(g)
+				g = 0
+			} else if a < -1 {
+				sumLo += float64(g)
+				g = 0
+			} else {
+				sumIn0 += float64(g * a)
+			}
+			if plain {
+				g = gys[i]
+			}
+			gxs[i] = g
+		}
+	} else {
+		for i := start; i < end; i += stride {
+			a, g := aux[i], gy[i]
+			if a > 1 {
+				sumHi += float64(g)
+				g = 0
+			} else if a < -1 {
+				sumLo += float64(g)
+				g = 0
+			} else {
+				sumIn0 += float64(g * a)
+			}
+			if plain {
+				g = gy[i]
+			}
+			gx[i] = g
+		}
+	}
+	return gradSums{
+		ds:   sumIn0 + sumIn1 + float64(lo)*sumLo + float64(hi)*sumHi,
+		clip: sumLo + sumHi,
+		high: sumHi,
+	}
+}
+
+// auxBwdRows is auxBwdRun for the rows layout (per-column lo, hi); sums go to ds and clip.
+func auxBwdRows[F quant.Float](aux, gy, gx []F, lo, hi []F, plain bool, ds, clip []float64) {
+	c := len(lo)
+	hi, ds, clip = hi[:c], ds[:c], clip[:c]
+	for r := 0; r+c <= len(aux); r += c {
+		as, gys, gxs := aux[r:r+c], gy[r:r+c], gx[r:r+c]
+		for j := range as {
+			a, g := as[j], gys[j]
+			if a > 1 {
+				ds[j] += float64(g) * float64(hi[j])
+				clip[j] += float64(g)
+				g = 0
+			} else if a < -1 {
+				ds[j] += float64(g) * float64(lo[j])
+				clip[j] += float64(g)
+				g = 0
+			} else {
+				ds[j] += float64(g * a)
+			}
+			if plain {
+				g = gys[j]
+			}
+			gxs[j] = g
+		}
+	}
 }
 
 // minMaxRun returns the min and max of x[start:end:stride] and the first non-finite index or -1.
@@ -214,7 +349,7 @@ func bwdRows[F quant.Float](x, gy, gx []F, s, lo, hi []F, plain bool, ds, clip [
 					g = 0
 				}
 			default:
-				ds[j] += float64(g) * float64(rv-v)
+				ds[j] += float64(g * (rv - v))
 			}
 			gxs[j] = g
 		}

@@ -42,7 +42,16 @@ type Quantizer struct {
 	zps    []int32
 	p32    typedParams[float32]
 	p64    typedParams[float64]
-	alphas []float64 // PACT: floored alpha per slice
+
+	// The forward's aux codes are valid for input auxX (data at auxPtr) and parameters
+	// fwdScales/fwdZps while auxOK.
+	auxOK     bool
+	auxX      *tensor.Dense
+	auxPtr    uintptr
+	fwdScales []float32
+	fwdZps    []int32
+	auxUsed   int       // backward runs that used the aux codes (for tests)
+	alphas    []float64 // PACT: floored alpha per slice
 
 	// Observed: observer state and the per-batch scratch.
 	obsInit      bool
@@ -83,7 +92,7 @@ func New(g *G.ExprGraph, x *G.Node, cfg Config) (*Quantizer, error) {
 	q := &Quantizer{
 		In: x, cfg: cfg, layout: layout, rng: cfg.Range(), xdims: x.Dims(), dtype: dt,
 		id:     lastID.Add(1),
-		scales: make([]float32, k), zps: make([]int32, k),
+		scales: make([]float32, k), zps: make([]int32, k), fwdScales: make([]float32, k), fwdZps: make([]int32, k),
 		sumDS: make([]float64, k), sumClip: make([]float64, k), sumHigh: make([]float64, k), tmp: make([]float64, k),
 	}
 	inputs := G.Nodes{x}
