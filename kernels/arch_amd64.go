@@ -25,6 +25,9 @@ func vnni8x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32
 func vnniGemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
 
 //go:noescape
+func vnniGemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
+
+//go:noescape
 func sumInt8AVX512(p *int8, n int) int32
 
 //go:noescape
@@ -71,7 +74,7 @@ func archImpls() []*impl {
 var avx512Kernels = simdKernels{
 	mr: 8, wideN: 48,
 	wide: vnni8x48, narrow: vnni8x16, gemv: vnniGemv,
-	sum: sumInt8AVX512, requant: requantAVX512,
+	sum: sumInt8AVX512, requant: requantAVX512, gemv4: vnniGemv4,
 }
 
 var avxvnniKernels = simdKernels{

@@ -28,7 +28,7 @@ func refInt4(a []int8, w []int8, n, k, group int, scales, bias []int32) []int32 
 func TestInt4AllPaths(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	type tc struct{ n, k, group int }
-	cases := []tc{{1, 8, 8}, {5, 16, 8}, {17, 64, 32}, {33, 96, 32}, {16, 128, 64}, {65, 256, 128}, {48, 40, 8}}
+	cases := []tc{{1, 8, 8}, {5, 16, 8}, {17, 64, 32}, {33, 96, 32}, {16, 128, 64}, {65, 256, 128}, {48, 40, 8}, {130, 64, 64}, {97, 24, 24}}
 	for _, c := range cases {
 		for _, kind := range []fillKind{fillRandom, fillMin, fillMax, fillMixed} {
 			w := make([]int8, c.n*c.k)
@@ -87,6 +87,39 @@ func TestInt4AllPaths(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInt4Threaded splits the output channels over threads (j0 > 0 in the kernels).
+func TestInt4Threaded(t *testing.T) {
+	old := parallelMinMACs
+	parallelMinMACs = 1
+	defer func() { parallelMinMACs = old }()
+	r := rand.New(rand.NewPCG(15, 16))
+	n, k, g := 200, 256, 64
+	w := make([]int8, n*k)
+	for i := range w {
+		w[i] = int8(r.IntN(15) - 7)
+	}
+	scales := make([]int32, n*k/g)
+	for i := range scales {
+		scales[i] = int32(r.IntN(300))
+	}
+	p, err := PackInt4(w, n, k, g, scales)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := make([]int8, k)
+	fillInt8(r, a, fillRandom, false)
+	want := refInt4(a, w, n, k, g, scales, nil)
+	forEachPath(t, func(t *testing.T, pi *impl) {
+		got := make([]int32, n)
+		gemv4(pi, got, a, p, make([]int32, n))
+		for j := range got {
+			if got[j] != want[j] {
+				t.Fatalf("[%d] got %d want %d", j, got[j], want[j])
+			}
+		}
+	})
 }
 
 func TestPackInt4Errors(t *testing.T) {

@@ -93,3 +93,35 @@ func BenchmarkGEMV(b *testing.B) {
 	p := impls[len(impls)-1]
 	b.Run(p.name+"/4096/allthreads", func(b *testing.B) { benchGEMV(b, p, 4096, 4096, 0) })
 }
+
+// BenchmarkGEMVInt4: W4A8 GEMV, K=N=4096, group size 32 (8 MB of packed weights).
+func BenchmarkGEMVInt4(b *testing.B) {
+	const n, k, g = 4096, 4096, 32
+	r := rand.New(rand.NewPCG(4, 4))
+	w := make([]int8, n*k)
+	for i := range w {
+		w[i] = int8(r.IntN(15) - 7)
+	}
+	scales := make([]int32, n*k/g)
+	for i := range scales {
+		scales[i] = int32(1 + r.IntN(255))
+	}
+	p, err := PackInt4(w, n, k, g, scales)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := make([]int8, k)
+	fillInt8(r, a, fillRandom, false)
+	bias := make([]int32, n)
+	dst := make([]int32, n)
+	for _, pi := range impls {
+		b.Run(pi.name+"/1thread", func(b *testing.B) {
+			old := SetMaxThreads(1)
+			defer SetMaxThreads(old)
+			for range b.N {
+				gemv4(pi, dst, a, p, bias)
+			}
+			b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/(float64(n)*float64(k)/32), "ns/32MAC")
+		})
+	}
+}

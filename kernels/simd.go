@@ -16,6 +16,8 @@ type simdKernels struct {
 	// where weights are stored as w+128 and the kernels need roff = -128*sum(row); nil on arm64
 	// (signed weights, no correction).
 	sum func(p *int8, n int) int32
+	// gemv4, if not nil, is the W4A8 GEMV kernel (see int4_amd64.s); nil: portable.
+	gemv4 func(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
 	// requant applies the epilogue to n values (n a positive multiple of 8); nil: Go only.
 	requant func(dst *int8, src *int32, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 }
@@ -29,7 +31,9 @@ func newSIMDImpl(name string, k *simdKernels) *impl {
 		gemm8: func(dst []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant, j0, j1 int) {
 			k.gemm(nil, dst, ldd, a, lda, m, w, bias, rq, j0, j1)
 		},
-		gemv4:        gemv4Portable,
+		gemv4: func(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 int) {
+			k.int4(dst, a, w, bias, j0, j1)
+		},
 		conv2DDirect: nil,
 	}
 }
@@ -209,4 +213,28 @@ func (k *simdKernels) gemvRows(sc *simdScratch, dst32 []int32, dst8 []int8, ldd 
 			k.requantRows(dst8[i*ldd:], ldd, acc, ncp, 1, nc, rq, j0)
 		}
 	}
+}
+
+// int4 runs the W4A8 GEMV kernel for output channels [j0, j1) (dst indexed by channel).
+func (k *simdKernels) int4(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 int) {
+	if k.gemv4 == nil || w.panel == nil {
+		gemv4Portable(dst, a, w, bias, j0, j1)
+		return
+	}
+	sc := simdPool.Get().(*simdScratch)
+	defer simdPool.Put(sc)
+	g, groups := w.group, w.groups
+	nc := j1 - j0
+	ncp := (nc + panelN - 1) / panelN * panelN
+	sc.off = growI32(sc.off, 2*ncp+groups)
+	off, acc, gcorr := sc.off[:ncp], sc.off[ncp:2*ncp], sc.off[2*ncp:]
+	copy(off, bias[j0:j1])
+	clear(off[nc:])
+	for i := range gcorr {
+		gcorr[i] = 8 * k.rowSum(a[i*g:(i+1)*g])
+	}
+	ts := w.k * 8 // bytes per tile: K/8 blocks of 64
+	t0 := j0 / panelN
+	k.gemv4(&a[0], g/8, groups, &w.panel[t0*ts], ts, ncp/panelN, &w.pscales[t0*groups*panelN], &gcorr[0], &off[0], &acc[0])
+	copy(dst[j0:j1], acc[:nc])
 }
