@@ -1,0 +1,59 @@
+// Package export lowers a model trained with package qat (a graph.Model with fake-quantizers at
+// its graph.Sites) to the integer model of package qmodel that package infer runs, and checks that
+// the two agree.
+//
+// # What Lower does
+//
+//   - Freezes and folds: every conv/linear group (graph.Model.Groups) becomes one quantized op.
+//     A BatchNorm in the group is folded exactly as graph's simulated folding computes it in
+//     float32 (see Fold): W' = W*gamma/sigma, b' = beta + (b-mean)*gamma/sigma,
+//     sigma = sqrt(running_var+eps). A fused ReLU/ReLU6 becomes the output clamp.
+//   - Quantizes weights with the trained weight quantizer of the site "<op>.weight" (per output
+//     channel symmetric narrow range, zero point 0) through quant.QuantizeValue, the rule the
+//     fake-quant forward uses, so the integer weights equal the fake-quantized ones bit for bit.
+//     Weights of at most 4 bits are stored as int4 (two per byte), others as int8.
+//   - Biases become int32 with scale s_in*s_w[c] (rounded with quant.Round); the runtime derives
+//     the requantization multipliers s_in*s_w[c]/s_out with quant.QuantizeMultiplier.
+//   - Changes layout: training is NCHW with OIHW weights; the runtime is NHWC with weights
+//     [OutC, KH, KW, InC/groups] (k = (kh*KW+kw)*InC + c within a row). A Flatten of a (C,H,W)
+//     tensor becomes a Reshape of the runtime's (H,W,C) tensor, and the weight columns of the
+//     Linear that reads it are permuted so that it computes the same sums as in training
+//     (column (h*W+w)*C+c of the exported weight is column c*H*W+h*W+w of the trained one).
+//     A flattened tensor that reaches anything but a Linear (or Dropout/Add on equally flattened
+//     tensors) is rejected, since its element order would differ from training.
+//
+// Layer mapping: model input -> Quantize (float32 input, or uint8 with Options.Uint8Input);
+// Conv2d [+BatchNorm] [+ReLU/ReLU6] -> Conv2D (dense or depthwise, stride, symmetric padding with
+// the input zero point); Linear [+BatchNorm] [+ReLU/ReLU6] -> FullyConnected; MaxPool2d ->
+// MaxPool2D (same parameters as its input); AvgPool2d and GlobalAvgPool -> AvgPool2D when the
+// pool's output quantizer equals its input's, otherwise a depthwise Conv2D with all-one weights of
+// scale 1/(KH*KW), which rounds the window sum once to the output scale as the fake-quant graph
+// does (GlobalAvgPool adds a Reshape to (C)); Add [+ReLU/ReLU6] -> Add (both inputs rescaled);
+// Flatten -> Reshape; Dropout -> nothing; then optionally Softmax (Options.Softmax) and a
+// Dequantize to float32 output. The runtime tensor of the activation site "<op>.out" is named
+// "<op>" and the quantized input "input" (TensorName).
+//
+// Activation sites must be 8-bit (signed, or unsigned such as PACT, which is re-expressed with
+// zero point z-128); lower bit widths are rejected with ErrUnsupported because qmodel has no
+// clamp range other than int8 and ReLU/ReLU6.
+//
+// # Where the quantizer state comes from
+//
+// SiteParams builds the evaluation graph of the prepared model (BN folded with running statistics,
+// activation observers frozen, as qat.Trainer.Evaluate does), runs it once and reads
+// qat.Prepared.Params for every site. Observer ranges reach the Prepared when the trainer syncs
+// them (Trainer.Evaluate and Trainer.SaveCheckpoint do); FromCheckpoint restores them from a
+// checkpoint.
+//
+// # Parity
+//
+// Parity runs the same fake-quant evaluation graph and the integer runtime (infer, with a session
+// that keeps intermediate tensors) on one batch and reports, per activation site, the largest
+// difference in integer levels (LSB) and the shares of elements that are equal and within 1 LSB,
+// plus the share of examples whose argmax predictions agree. Report.Check fails, naming the layer,
+// when a layer or the agreement is worse than the Thresholds; Export does Lower + Parity + Check.
+//
+// Differences of 1 LSB are expected where the two computations legitimately round differently: the
+// fake-quant graph adds a float bias and rescales in float, the runtime rounds the bias to int32
+// and rescales with a Q31 multiplier; Add rescales each input in fixed point before summing.
+package export

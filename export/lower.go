@@ -1,0 +1,509 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/qat"
+	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
+	G "gorgonia.org/gorgonia"
+)
+
+// ErrUnsupported is wrapped by every error about a model that the integer runtime cannot express
+// (a layer kind, a combination of layers or a quantization setting).
+var ErrUnsupported = errors.New("export: unsupported")
+
+// Producer is written into the Producer field of exported models.
+const Producer = "qatgo export"
+
+// Options control Lower.
+type Options struct {
+	// Name of the exported model (default: the graph model's name).
+	Name string
+	// Labels name the output classes (optional).
+	Labels []string
+	// Meta is copied into the model's metadata.
+	Meta map[string]string
+	// Uint8Input makes the model input uint8 with real = Scale*(u - ZeroPoint) (for example
+	// {Scale: 1/255} for image bytes when training fed pixel/255). nil: float32 input.
+	Uint8Input *quant.Params
+	// Softmax appends an integer Softmax (output scale 1/256, zero point -128) before the output
+	// Dequantize. The training graph has no softmax, so parity is checked on the logits.
+	Softmax bool
+}
+
+// SiteParams returns the quantization parameters of every site of a prepared model, exactly as its
+// fake-quant evaluation graph uses them: it builds the evaluation graph (BN folded with running
+// statistics, activation observers frozen), runs it once on a zero batch so that Observed weight
+// quantizers see the current weights, and reads qat.Prepared.Params for each site.
+//
+// Observer state lives in the quantizers of the graph that trained; it reaches p when the trainer
+// syncs it (qat.Trainer.Evaluate and SaveCheckpoint do). Float sites are included with Float set.
+func SiteParams(p *qat.Prepared) (map[string]qat.SiteParams, error) {
+	r, err := newEvalRun(p, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	if err := r.run(); err != nil {
+		return nil, err
+	}
+	return r.params()
+}
+
+// evalRun is a fake-quant evaluation graph of a prepared model.
+type evalRun struct {
+	p  *qat.Prepared
+	nq *qat.NetQuant
+	n  *graph.Net
+	vm G.VM
+}
+
+func newEvalRun(p *qat.Prepared, batch int) (*evalRun, error) {
+	if p == nil || p.Model == nil {
+		return nil, errors.New("export: nil prepared model")
+	}
+	nq := p.Quantizer()
+	n, err := p.Model.Build(graph.Options{Batch: batch, Quant: nq, FoldBN: true, FreezeBN: true})
+	if err != nil {
+		return nil, fmt.Errorf("export: building the evaluation graph: %w", err)
+	}
+	if err := p.Apply(nq, true); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return &evalRun{p: p, nq: nq, n: n, vm: G.NewTapeMachine(n.G)}, nil
+}
+
+func (r *evalRun) run() error {
+	r.vm.Reset()
+	if err := r.vm.RunAll(); err != nil {
+		return fmt.Errorf("export: running the fake-quant graph: %w", err)
+	}
+	return nil
+}
+
+func (r *evalRun) close() { r.vm.Close() }
+
+func (r *evalRun) params() (map[string]qat.SiteParams, error) {
+	out := map[string]qat.SiteParams{}
+	for _, s := range r.p.Sites {
+		sp, err := r.p.Params(r.nq, s.Name)
+		if err != nil {
+			return nil, fmt.Errorf("export: quantizer state of site %q: %w", s.Name, err)
+		}
+		out[s.Name] = sp
+	}
+	return out, nil
+}
+
+// Lower exports a prepared (QAT-trained or calibrated) model to an integer model: see SiteParams
+// for where the quantization parameters come from and LowerParams for the lowering.
+func Lower(p *qat.Prepared, opt Options) (*qmodel.Model, error) {
+	sp, err := SiteParams(p)
+	if err != nil {
+		return nil, err
+	}
+	return LowerParams(p.Model, sp, opt)
+}
+
+// layout describes how an activation of the training graph is laid out in the runtime.
+type layout struct {
+	id    qmodel.TensorID
+	shape []int // training per-example shape: (C,H,W) or (F)
+	// chw is the (C,H,W) shape a vector was flattened from when its runtime order (H,W,C)
+	// differs from the training order (C,H,W); nil when both orders agree.
+	chw []int
+	p   quant.Params // int8 parameters of the runtime tensor
+}
+
+type lowerer struct {
+	m   *graph.Model
+	sp  map[string]qat.SiteParams
+	b   *qmodel.Builder
+	act map[string]layout // by layer name (and graph.InputName)
+}
+
+// LowerParams lowers model m with the given site parameters (normally from SiteParams) to a
+// validated integer model. See the package documentation for the mapping of layers to ops.
+func LowerParams(m *graph.Model, sp map[string]qat.SiteParams, opt Options) (*qmodel.Model, error) {
+	if m == nil {
+		return nil, errors.New("export: nil model")
+	}
+	if err := m.Err(); err != nil {
+		return nil, err
+	}
+	if len(m.Layers) == 0 {
+		return nil, fmt.Errorf("%w: model %q has no layers", ErrUnsupported, m.Name)
+	}
+	name := opt.Name
+	if name == "" {
+		name = m.Name
+	}
+	lw := &lowerer{m: m, sp: sp, b: qmodel.NewBuilder(name), act: map[string]layout{}}
+	lw.b.SetProducer(Producer)
+	if opt.Labels != nil {
+		lw.b.SetLabels(opt.Labels)
+	}
+	for k, v := range opt.Meta {
+		lw.b.SetMeta(k, v)
+	}
+	if err := lw.input(opt); err != nil {
+		return nil, err
+	}
+	for _, g := range m.Groups() {
+		if err := lw.group(g); err != nil {
+			return nil, err
+		}
+	}
+	last := m.Layers[len(m.Layers)-1].Name
+	out := lw.act[last]
+	if out.chw != nil {
+		return nil, fmt.Errorf("%w: the model output %q is a Flatten of %v: its element order would differ from training (H,W,C vs C,H,W); end the model with a Linear or flatten a (C,1,1) tensor", ErrUnsupported, last, out.chw)
+	}
+	id := out.id
+	if opt.Softmax {
+		id = lw.b.Softmax("softmax", id)
+	}
+	lw.b.Output(lw.b.Dequantize("output", id))
+	qm, err := lw.b.Build()
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return qm, nil
+}
+
+// TensorName returns the name of the runtime tensor that holds the activation of a quantizer site
+// ("input" or "<op>.out") in models made by Lower.
+func TensorName(site string) string {
+	if site == graph.InputName {
+		return "input"
+	}
+	if n, ok := cutSuffix(site, ".out"); ok {
+		return n
+	}
+	return ""
+}
+
+func cutSuffix(s, suf string) (string, bool) {
+	if len(s) > len(suf) && s[len(s)-len(suf):] == suf {
+		return s[:len(s)-len(suf)], true
+	}
+	return s, false
+}
+
+// nhwc returns the runtime per-example shape of a training shape.
+func nhwc(shape []int) []int {
+	if len(shape) == 3 {
+		return []int{shape[1], shape[2], shape[0]}
+	}
+	return slices.Clone(shape)
+}
+
+// actParams returns the int8 runtime parameters of an activation site.
+func (lw *lowerer) actParams(site string) (quant.Params, error) {
+	sp, ok := lw.sp[site]
+	if !ok {
+		return quant.Params{}, fmt.Errorf("export: no quantizer parameters for site %q", site)
+	}
+	if sp.Float {
+		return quant.Params{}, fmt.Errorf("%w: site %q is not quantized (float); the integer runtime needs every activation quantized", ErrUnsupported, site)
+	}
+	if len(sp.Params) != 1 {
+		return quant.Params{}, fmt.Errorf("%w: activation site %q has %d scales; activations must be per tensor", ErrUnsupported, site, len(sp.Params))
+	}
+	p := sp.Params[0]
+	if sp.Range.Levels() != 256 {
+		return quant.Params{}, fmt.Errorf("%w: activation site %q is %d-bit %v; the runtime's activations are int8 with clamp bounds [-128,127] (or ReLU/ReLU6), so a low-bit activation range would not be clamped as in training (qmodel needs a per-op clamp range for this)", ErrUnsupported, site, sp.Bits, sp.Range)
+	}
+	// an unsigned 8-bit range [0,255] (PACT) is the signed one shifted by 128: same reals
+	p.ZeroPoint += -128 - sp.Range.Min
+	if !(p.Scale > 0) || math.IsInf(float64(p.Scale), 0) {
+		return quant.Params{}, fmt.Errorf("export: site %q has scale %v", site, p.Scale)
+	}
+	return p, nil
+}
+
+func (lw *lowerer) input(opt Options) error {
+	p, err := lw.actParams(graph.InputName)
+	if err != nil {
+		return err
+	}
+	shape := nhwc(lw.m.Input)
+	var in qmodel.TensorID
+	if opt.Uint8Input != nil {
+		u := *opt.Uint8Input
+		if !(u.Scale > 0) || u.ZeroPoint < 0 || u.ZeroPoint > 255 {
+			return fmt.Errorf("export: uint8 input parameters %+v (scale must be > 0, zero point in [0,255])", u)
+		}
+		in = lw.b.Input("input_uint8", qmodel.Uint8, shape, qmodel.PerTensor(u.Scale, u.ZeroPoint))
+	} else {
+		in = lw.b.Input("input_float", qmodel.Float32, shape, nil)
+	}
+	id := lw.b.Quantize(TensorName(graph.InputName), in, p)
+	lw.act[graph.InputName] = layout{id: id, shape: slices.Clone(lw.m.Input), p: p}
+	return nil
+}
+
+func actOf(k graph.Kind) qmodel.Activation {
+	switch k {
+	case graph.KindReLU:
+		return qmodel.ActReLU
+	case graph.KindReLU6:
+		return qmodel.ActReLU6
+	}
+	return qmodel.ActNone
+}
+
+func (lw *lowerer) in(l *graph.Layer, i int) (layout, error) {
+	a, ok := lw.act[l.Inputs[i]]
+	if !ok {
+		return layout{}, fmt.Errorf("export: layer %q: input %q not lowered", l.Name, l.Inputs[i])
+	}
+	return a, nil
+}
+
+func (lw *lowerer) group(g graph.Group) error {
+	l := lw.m.Layer(g.Op)
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("%w: layer %q (%s): "+format, append([]any{ErrUnsupported, l.Name, l.Kind}, a...)...)
+	}
+	x, err := lw.in(l, 0)
+	if err != nil {
+		return err
+	}
+	switch g.Kind {
+	case graph.KindDropout:
+		lw.act[g.Out] = x
+		return nil
+	case graph.KindFlatten:
+		y := x
+		y.shape = slices.Clone(l.OutShape)
+		if len(x.shape) == 3 {
+			if x.shape[0] > 1 && x.shape[1]*x.shape[2] > 1 {
+				y.chw = slices.Clone(x.shape)
+			}
+			y.id = lw.b.Reshape(l.Name, x.id, l.OutShape)
+		}
+		lw.act[g.Out] = y
+		return nil
+	case graph.KindMaxPool2d:
+		if x.chw != nil || len(x.shape) != 3 {
+			return fail("needs a (C,H,W) input")
+		}
+		id := lw.b.MaxPool2D(l.Name, x.id, qmodel.PoolOptions{KernelH: l.Kernel, KernelW: l.Kernel,
+			StrideH: l.Stride, StrideW: l.Stride, PadTop: l.Pad, PadLeft: l.Pad, PadBottom: l.Pad, PadRight: l.Pad})
+		lw.act[g.Out] = layout{id: id, shape: slices.Clone(l.OutShape), p: x.p}
+		return nil
+	}
+	out, err := lw.actParams(g.Op + ".out")
+	if err != nil {
+		return err
+	}
+	y := layout{shape: slices.Clone(lw.m.Layer(g.Out).OutShape), p: out}
+	switch g.Kind {
+	case graph.KindConv2d:
+		y.id, err = lw.conv(g, l, x, out)
+	case graph.KindLinear:
+		y.id, err = lw.linear(g, l, x, out)
+	case graph.KindAvgPool2d, graph.KindGlobalAvgPool:
+		y.id, err = lw.avgPool(g, l, x, out)
+	case graph.KindAdd:
+		var x2 layout
+		if x2, err = lw.in(l, 1); err != nil {
+			return err
+		}
+		if !slices.Equal(x.chw, x2.chw) {
+			return fail("inputs %q and %q have different element orders", l.Inputs[0], l.Inputs[1])
+		}
+		y.chw = x.chw
+		y.id = lw.b.Add(l.Name, x.id, x2.id, actOf(g.Act), out)
+	default:
+		return fail("no integer lowering for a standalone %s (supported: conv2d/linear [+batchnorm] [+relu/relu6], add [+relu/relu6], maxpool2d, avgpool2d, globalavgpool, flatten, dropout)", g.Kind)
+	}
+	if err != nil {
+		return err
+	}
+	lw.act[g.Out] = y
+	return nil
+}
+
+// weights quantizes the folded weights of a group with its trained weight quantizer.
+func (lw *lowerer) weights(g graph.Group, f *Folded) ([]int8, []float32, bool, error) {
+	site := g.Op + ".weight"
+	sp, ok := lw.sp[site]
+	if !ok {
+		return nil, nil, false, fmt.Errorf("export: no quantizer parameters for site %q", site)
+	}
+	if sp.Float {
+		return nil, nil, false, fmt.Errorf("%w: weight site %q is not quantized (float)", ErrUnsupported, site)
+	}
+	out := f.Shape[0]
+	if len(sp.Params) != 1 && len(sp.Params) != out {
+		return nil, nil, false, fmt.Errorf("%w: weight site %q has %d scales for %d output channels (per-tensor or per-output-channel only)", ErrUnsupported, site, len(sp.Params), out)
+	}
+	if sp.Range.Min != -sp.Range.Max || sp.Range.Max > 127 || sp.Range.Max < 1 {
+		return nil, nil, false, fmt.Errorf("%w: weight site %q has range %v; weights must be symmetric narrow-range (at most 8 bits)", ErrUnsupported, site, sp.Range)
+	}
+	scales := make([]float32, len(sp.Params))
+	for i, p := range sp.Params {
+		if p.ZeroPoint != 0 {
+			return nil, nil, false, fmt.Errorf("%w: weight site %q channel %d has zero point %d; weights must be symmetric", ErrUnsupported, site, i, p.ZeroPoint)
+		}
+		scales[i] = p.Scale
+	}
+	q := make([]int8, len(f.Weight))
+	per := len(f.Weight) / out
+	for i, w := range f.Weight {
+		s := scales[0]
+		if len(scales) > 1 {
+			s = scales[i/per]
+		}
+		q[i] = int8(quant.QuantizeValue(w, s, 0, sp.Range.Min, sp.Range.Max))
+	}
+	return q, scales, sp.Bits <= 4, nil
+}
+
+// biasInt quantizes a folded bias to int32 with scale inScale*wScale[c], the scale the file
+// declares (qmodel's Builder computes it the same way).
+func biasInt(op string, b []float32, inScale float32, wScales []float32) ([]int32, error) {
+	if b == nil {
+		return nil, nil
+	}
+	out := make([]int32, len(b))
+	for c, v := range b {
+		s := wScales[0]
+		if len(wScales) > 1 {
+			s = wScales[c]
+		}
+		bs := float32(float64(inScale) * float64(s))
+		r := quant.Round(float64(v) / float64(bs))
+		if math.IsNaN(r) || r > math.MaxInt32/2 || r < -math.MaxInt32/2 {
+			return nil, fmt.Errorf("export: layer %q: bias[%d] = %v is %v in units of its scale %g (outside the int32 accumulator's safe range)", op, c, v, r, bs)
+		}
+		out[c] = int32(r)
+	}
+	return out, nil
+}
+
+func (lw *lowerer) conv(g graph.Group, l *graph.Layer, x layout, out quant.Params) (qmodel.TensorID, error) {
+	if x.chw != nil || len(x.shape) != 3 {
+		return 0, fmt.Errorf("%w: layer %q needs a (C,H,W) input", ErrUnsupported, l.Name)
+	}
+	inC := l.InShape[0]
+	if l.Groups != 1 && !(l.Groups == inC && l.Out == inC) {
+		return 0, fmt.Errorf("%w: layer %q: conv2d with %d groups, %d input and %d output channels; the runtime supports groups=1 and depthwise (groups = in = out channels)", ErrUnsupported, l.Name, l.Groups, inC, l.Out)
+	}
+	f, err := Fold(lw.m, g)
+	if err != nil {
+		return 0, err
+	}
+	q, scales, int4, err := lw.weights(g, f)
+	if err != nil {
+		return 0, err
+	}
+	// OIHW -> [O, KH, KW, I/groups]: k = (kh*KW+kw)*I + i within a row
+	o, ic, kh, kw := f.Shape[0], f.Shape[1], f.Shape[2], f.Shape[3]
+	t := make([]int8, len(q))
+	for a := 0; a < o; a++ {
+		for i := 0; i < ic; i++ {
+			for h := 0; h < kh; h++ {
+				for w := 0; w < kw; w++ {
+					t[((a*kh+h)*kw+w)*ic+i] = q[((a*ic+i)*kh+h)*kw+w]
+				}
+			}
+		}
+	}
+	bias, err := biasInt(l.Name, f.Bias, x.p.Scale, scales)
+	if err != nil {
+		return 0, err
+	}
+	return lw.b.Conv2D(l.Name, x.id, qmodel.Weights{Values: t, Shape: []int{o, kh, kw, ic}, Scales: scales, Int4: int4}, bias,
+		qmodel.Conv2DOptions{StrideH: l.Stride, StrideW: l.Stride, PadTop: l.Pad, PadLeft: l.Pad, PadBottom: l.Pad, PadRight: l.Pad,
+			Groups: l.Groups, Act: actOf(g.Act)}, out), nil
+}
+
+func (lw *lowerer) linear(g graph.Group, l *graph.Layer, x layout, out quant.Params) (qmodel.TensorID, error) {
+	if len(x.shape) != 1 {
+		return 0, fmt.Errorf("%w: layer %q needs a vector input", ErrUnsupported, l.Name)
+	}
+	f, err := Fold(lw.m, g)
+	if err != nil {
+		return 0, err
+	}
+	q, scales, int4, err := lw.weights(g, f)
+	if err != nil {
+		return 0, err
+	}
+	n, k := f.Shape[0], f.Shape[1]
+	if x.chw != nil {
+		// The runtime vector is (H,W,C)-ordered; training's is (C,H,W): permute the columns so
+		// that column (h*W+w)*C+c holds training column c*H*W+h*W+w.
+		c, h, w := x.chw[0], x.chw[1], x.chw[2]
+		if c*h*w != k {
+			return 0, fmt.Errorf("export: layer %q: %d inputs, flattened from %v", l.Name, k, x.chw)
+		}
+		p := make([]int8, len(q))
+		for r := 0; r < n; r++ {
+			row, dst := q[r*k:(r+1)*k], p[r*k:(r+1)*k]
+			for hh := 0; hh < h; hh++ {
+				for ww := 0; ww < w; ww++ {
+					for cc := 0; cc < c; cc++ {
+						dst[(hh*w+ww)*c+cc] = row[cc*h*w+hh*w+ww]
+					}
+				}
+			}
+		}
+		q = p
+	}
+	bias, err := biasInt(l.Name, f.Bias, x.p.Scale, scales)
+	if err != nil {
+		return 0, err
+	}
+	return lw.b.FullyConnected(l.Name, x.id, qmodel.Weights{Values: q, Shape: []int{n, k}, Scales: scales, Int4: int4}, bias, actOf(g.Act), out), nil
+}
+
+// avgPool lowers average pooling. When the output keeps the input's parameters it is an
+// AvgPool2D; otherwise (the usual case: the pool's output has its own trained quantizer) it is a
+// depthwise convolution with all-one weights of scale 1/(KH*KW), whose requantization rounds the
+// exact window sum once to the output scale, as the fake-quant graph does.
+func (lw *lowerer) avgPool(g graph.Group, l *graph.Layer, x layout, out quant.Params) (qmodel.TensorID, error) {
+	if x.chw != nil || len(x.shape) != 3 {
+		return 0, fmt.Errorf("%w: layer %q needs a (C,H,W) input", ErrUnsupported, l.Name)
+	}
+	c, kh, kw, stride := x.shape[0], l.Kernel, l.Kernel, l.Stride
+	global := g.Kind == graph.KindGlobalAvgPool
+	if global {
+		kh, kw, stride = x.shape[1], x.shape[2], 1
+	}
+	if g.Act != "" {
+		return 0, fmt.Errorf("%w: layer %q: fused activation after a pool", ErrUnsupported, l.Name)
+	}
+	name := l.Name
+	if global {
+		name = l.Name + "/pool"
+	}
+	var id qmodel.TensorID
+	if out == x.p {
+		id = lw.b.AvgPool2D(name, x.id, qmodel.PoolOptions{KernelH: kh, KernelW: kw, StrideH: stride, StrideW: stride})
+	} else {
+		ones := make([]int8, c*kh*kw)
+		for i := range ones {
+			ones[i] = 1
+		}
+		s := float32(1 / float64(kh*kw))
+		scales := make([]float32, c)
+		for i := range scales {
+			scales[i] = s
+		}
+		id = lw.b.Conv2D(name, x.id, qmodel.Weights{Values: ones, Shape: []int{c, kh, kw, 1}, Scales: scales}, nil,
+			qmodel.Conv2DOptions{StrideH: stride, StrideW: stride, Groups: c}, out)
+	}
+	if global {
+		id = lw.b.Reshape(l.Name, id, []int{c})
+	}
+	return id, nil
+}
