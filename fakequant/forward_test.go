@@ -255,3 +255,19 @@ func TestObservedFusedEMA(t *testing.T) {
 		}
 	}
 }
+
+func TestNonFiniteParameterIsAnError(t *testing.T) {
+	for _, m := range []Method{LSQ, PACT} {
+		cfg := Config{Name: "p9", Bits: 8, Scheme: AsymmetricUnsigned, Method: m, InitScale: 0.1}
+		h := newHarness(t, tensor.Float32, []int{4}, []float64{1, 2, 3, 4}, cfg, 1)
+		setFloats(h.q.Learnables()[0].Value(), []float64{math.NaN()})
+		err := h.vm.RunAll()
+		h.vm.Reset()
+		if err == nil || !strings.Contains(err.Error(), "p9") || !strings.Contains(err.Error(), "NaN") {
+			t.Fatalf("%v: NaN parameter: %v", m, err)
+		}
+		if _, err := h.q.Params(); !errors.Is(err, quant.ErrNonFinite) {
+			t.Fatalf("%v: Params with NaN parameter: %v", m, err)
+		}
+	}
+}

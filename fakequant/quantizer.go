@@ -420,6 +420,9 @@ func (q *Quantizer) computeParams(pv []G.Value, _ bool) error {
 			return fmt.Errorf("fakequant: %s: log-scale: %w", q.cfg.Name, err)
 		}
 		for i, t := range q.tmp {
+			if math.IsNaN(t) || math.IsInf(t, 0) {
+				return fmt.Errorf("%w: node %s: log-scale of slice %d is %v", ErrNonFinite, q.cfg.Name, i, t)
+			}
 			q.scales[i] = scaleFromLog(t)
 		}
 		if q.cfg.LearnOffset {
@@ -427,6 +430,9 @@ func (q *Quantizer) computeParams(pv []G.Value, _ bool) error {
 				return fmt.Errorf("fakequant: %s: offset: %w", q.cfg.Name, err)
 			}
 			for i, z := range q.tmp {
+				if math.IsNaN(z) || math.IsInf(z, 0) {
+					return fmt.Errorf("%w: node %s: offset of slice %d is %v", ErrNonFinite, q.cfg.Name, i, z)
+				}
 				q.zps[i] = zeroFromOffset(z, q.rng.Min, q.rng.Max)
 			}
 		} else {
@@ -446,6 +452,9 @@ func (q *Quantizer) computeParams(pv []G.Value, _ bool) error {
 			return fmt.Errorf("fakequant: %s: alpha: %w", q.cfg.Name, err)
 		}
 		for i, a := range q.tmp {
+			if math.IsNaN(a) || math.IsInf(a, 0) {
+				return fmt.Errorf("%w: node %s: alpha of slice %d is %v", ErrNonFinite, q.cfg.Name, i, a)
+			}
 			q.scales[i] = pactScale(a, q.rng.Max)
 			q.alphas[i] = pactAlphaFloor(a, q.rng.Max)
 		}
