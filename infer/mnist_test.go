@@ -426,3 +426,36 @@ func TestDependencies(t *testing.T) {
 		t.Errorf("go list returned only %d non-standard packages: %q", n, out)
 	}
 }
+
+func TestThreadsMatchSingle(t *testing.T) {
+	md, err := Load(mnistCNN(t, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := md.NewSession()
+	multi := md.NewSessionWith(SessionOptions{Threads: 3})
+	defer multi.Close()
+	for _, batch := range []int{1, 15, 16, 17, 50} {
+		imgs := randImages(uint64(batch), batch)
+		a, err := single.RunUint8(imgs, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a = append([]float32(nil), a...)
+		b, err := multi.RunUint8(imgs, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("batch %d: threaded result differs", batch)
+		}
+	}
+	imgs := randImages(1, 64)
+	multi.RunUint8(imgs, 64)
+	allocs := testing.AllocsPerRun(10, func() { multi.RunUint8(imgs, 64) })
+	if k := kernelAllocs(md, 64/3+1) * 3; allocs > k {
+		t.Errorf("threaded run: %.1f allocations, kernels account for about %.1f", allocs, k)
+	}
+	multi.Close()
+	multi.Close() // idempotent
+}

@@ -122,26 +122,43 @@ type Session struct {
 	md      *Model
 	plan    plan
 	keepAll bool
-	batch   int // capacity in samples
-	i8      [][]int8
-	f32     [][]float32
-	outF    []float32 // dequantized output of int8-output models
-	scratch []int8
-	acc     []int32
-	inF     []float32
+	batch   int        // capacity of the gathered outputs, in samples
+	lanes   []lane     // lane 0 runs on the caller's goroutine, lane i>0 on worker i-1
+	work    []chan job // one per worker
+	done    chan struct{}
+	inF     []float32 // the caller's input during a run
 	inU     []byte
+	outF    []float32 // gathered (or dequantized) float32 output
+	outI8   []int8    // gathered int8 output of RunInt8
 	prof    []OpStat
 	ran     int // batch of the last successful run
+}
+
+// lane is the state of one goroutine of a session: activation buffers for its chunk of the batch
+// (laid out by the plan) and kernel scratch.
+type lane struct {
+	i8      [][]int8
+	f32     [][]float32
+	cap     int // samples the buffers hold
+	b0, nb  int // the chunk of the current run
+	scratch []int8
+	acc     []int32
 }
 
 // SessionOptions configure NewSessionWith.
 type SessionOptions struct {
 	// KeepIntermediate gives every tensor its own buffer, so that Int8Tensor can return any
-	// intermediate activation after a run (for parity checks and debugging). Uses more memory.
+	// intermediate activation after a run (for parity checks and debugging). Uses more memory
+	// and runs single-threaded.
 	KeepIntermediate bool
+	// Threads > 1 splits batches of at least 16 samples into contiguous chunks of at least 8 that
+	// run on up to Threads goroutines: the caller's and Threads-1 workers owned by the session, each
+	// with its own buffers. Call Close to stop the workers. Results are identical to single-threaded
+	// runs. Profiling runs single-threaded.
+	Threads int
 }
 
-// NewSession returns a Session with buffer reuse between tensors.
+// NewSession returns a single-threaded Session with buffer reuse between tensors.
 func (md *Model) NewSession() *Session { return md.NewSessionWith(SessionOptions{}) }
 
 // NewSessionWith returns a Session configured by opt.
@@ -150,44 +167,88 @@ func (md *Model) NewSessionWith(opt SessionOptions) *Session {
 	if opt.KeepIntermediate {
 		s.plan = md.makePlan(true)
 	}
-	s.scratch = make([]int8, md.scratchN)
-	s.acc = make([]int32, md.maxPoolC)
+	n := max(opt.Threads, 1)
+	s.lanes = make([]lane, n)
+	for i := range s.lanes {
+		s.lanes[i] = lane{scratch: make([]int8, md.scratchN), acc: make([]int32, md.maxPoolC)}
+	}
+	if n > 1 {
+		s.done = make(chan struct{}, n)
+		s.work = make([]chan job, n-1)
+		for i := range s.work {
+			s.work[i] = make(chan job, 1)
+			go s.worker(i+1, s.work[i])
+		}
+	}
 	return s
 }
 
 // Model returns the model the session runs.
 func (s *Session) Model() *Model { return s.md }
 
+// Close stops the session's worker goroutines (sessions created with Threads > 1); the session
+// stays usable, single-threaded. Close is a no-op for single-threaded sessions and safe to repeat.
+func (s *Session) Close() {
+	for _, c := range s.work {
+		close(c)
+	}
+	s.work = nil
+	s.lanes = s.lanes[:1]
+}
+
+// minChunk is the smallest number of samples a worker goroutine gets.
+const minChunk = 8
+
+// split assigns the batch to lanes, grows buffers where needed and returns the number of lanes used.
+func (s *Session) split(batch int) int {
+	nw := min(len(s.lanes), batch/minChunk)
+	if s.keepAll || s.prof != nil || nw < 1 {
+		nw = 1
+	}
+	chunk := (batch + nw - 1) / nw
+	for l := 0; l < nw; l++ {
+		ln := &s.lanes[l]
+		ln.b0 = l * chunk
+		ln.nb = max(0, min(chunk, batch-ln.b0))
+		if ln.nb > ln.cap {
+			ln.i8 = make([][]int8, len(s.plan.size))
+			ln.f32 = make([][]float32, len(s.plan.size))
+			for i, n := range s.plan.size {
+				if s.plan.isFloat[i] {
+					ln.f32[i] = make([]float32, n*ln.nb)
+				} else {
+					ln.i8[i] = make([]int8, n*ln.nb)
+				}
+			}
+			ln.cap = ln.nb
+		}
+	}
+	return nw
+}
+
 func (s *Session) ensure(batch int) error {
 	if batch < 1 || batch > MaxBatch {
 		return fmt.Errorf("infer: batch %d outside [1,%d]", batch, MaxBatch)
 	}
-	if batch <= s.batch {
-		return nil
-	}
-	s.i8 = make([][]int8, len(s.plan.size))
-	s.f32 = make([][]float32, len(s.plan.size))
-	for i, n := range s.plan.size {
-		if s.plan.isFloat[i] {
-			s.f32[i] = make([]float32, n*batch)
-		} else {
-			s.i8[i] = make([]int8, n*batch)
-		}
-	}
-	if s.md.outType == qmodel.Int8 {
+	if batch > s.batch {
 		s.outF = make([]float32, s.md.outN*batch)
+		if s.md.int8Out >= 0 {
+			s.outI8 = make([]int8, s.md.qm.Tensors[s.md.int8Out].NumElements()*batch)
+		}
+		s.batch = batch
 	}
-	s.batch = batch
 	return nil
 }
 
-func (s *Session) i8buf(t, n int) []int8 { return s.i8[s.plan.slot[t]][:n] }
+// i8 returns tensor t's buffer in lane ln (n elements per sample).
+func (ln *lane) i8buf(s *Session, t, n int) []int8 { return ln.i8[s.plan.slot[t]][:ln.nb*n] }
 
-func (s *Session) f32buf(t, n int) []float32 {
+// f32buf returns tensor t's float32 data for lane ln: the caller's input, or a lane buffer.
+func (ln *lane) f32buf(s *Session, t, n int) []float32 {
 	if t == s.md.input {
-		return s.inF[:n]
+		return s.inF[ln.b0*n : (ln.b0+ln.nb)*n]
 	}
-	return s.f32[s.plan.slot[t]][:n]
+	return ln.f32[s.plan.slot[t]][:ln.nb*n]
 }
 
 // EnableProfile turns per-op timing on or off. When off (the default) the run loop does not read
@@ -213,19 +274,40 @@ func (s *Session) ResetProfile() {
 // Profile returns a copy of the per-op times (nil when profiling is off).
 func (s *Session) Profile() []OpStat { return append([]OpStat(nil), s.prof...) }
 
-func (s *Session) exec(batch, from, to int) {
+// exec runs steps [from, to) on the first nw lanes.
+func (s *Session) exec(nw, from, to int) {
 	steps := s.md.steps
-	if s.prof == nil {
+	ln := &s.lanes[0]
+	if s.prof != nil {
 		for i := from; i < to; i++ {
-			s.step(&steps[i], batch)
+			t0 := time.Now()
+			s.step(&steps[i], ln)
+			s.prof[i].Total += time.Since(t0)
+			s.prof[i].Calls++
 		}
 		return
 	}
+	for w := 1; w < nw; w++ {
+		s.work[w-1] <- job{from: from, to: to}
+	}
 	for i := from; i < to; i++ {
-		t0 := time.Now()
-		s.step(&steps[i], batch)
-		s.prof[i].Total += time.Since(t0)
-		s.prof[i].Calls++
+		s.step(&steps[i], ln)
+	}
+	for w := 1; w < nw; w++ {
+		<-s.done
+	}
+}
+
+// job asks a worker to run steps [from, to) on its lane.
+type job struct{ from, to int }
+
+// worker runs jobs on lane l until the session is closed.
+func (s *Session) worker(l int, jobs <-chan job) {
+	for j := range jobs {
+		for i := j.from; i < j.to; i++ {
+			s.step(&s.md.steps[i], &s.lanes[l])
+		}
+		s.done <- struct{}{}
 	}
 }
 
@@ -248,19 +330,23 @@ func (s *Session) Run(input []float32, batch int) ([]float32, error) {
 			return nil, fmt.Errorf("%w (element %d = %v)", errNonFinite, i, v)
 		}
 	}
+	nw := s.split(batch)
 	if md.inType == qmodel.Int8 {
 		p := params(&md.qm.Tensors[md.input])
-		dst := s.i8buf(md.input, len(input))
-		for i, v := range input {
-			dst[i] = int8(quant.QuantizeValue(v, p.Scale, p.ZeroPoint, -128, 127))
+		for l := 0; l < nw; l++ {
+			ln := &s.lanes[l]
+			dst := ln.i8buf(s, md.input, md.inN)
+			for i, v := range input[ln.b0*md.inN : (ln.b0+ln.nb)*md.inN] {
+				dst[i] = int8(quant.QuantizeValue(v, p.Scale, p.ZeroPoint, -128, 127))
+			}
 		}
 	} else {
 		s.inF = input
 	}
-	s.exec(batch, 0, len(md.steps))
+	s.exec(nw, 0, len(md.steps))
 	s.inF = nil
 	s.ran = batch
-	return s.output(batch), nil
+	return s.output(nw, batch), nil
 }
 
 // RunUint8 runs a batch of uint8 samples (for example image bytes) through a model whose input is
@@ -273,11 +359,12 @@ func (s *Session) RunUint8(input []byte, batch int) ([]float32, error) {
 	if err := s.checkLen(len(input), batch); err != nil {
 		return nil, err
 	}
+	nw := s.split(batch)
 	s.inU = input
-	s.exec(batch, 0, len(md.steps))
+	s.exec(nw, 0, len(md.steps))
 	s.inU = nil
 	s.ran = batch
-	return s.output(batch), nil
+	return s.output(nw, batch), nil
 }
 
 // RunInt8 runs only the integer part of the model: input is the already quantized int8 input (the
@@ -292,11 +379,23 @@ func (s *Session) RunInt8(input []int8, batch int) ([]int8, error) {
 	if err := s.checkLen(len(input), batch); err != nil {
 		return nil, err
 	}
-	n := md.qm.Tensors[md.int8In].NumElements() * batch
-	copy(s.i8buf(md.int8In, n), input)
-	s.exec(batch, md.first, md.last)
+	nw := s.split(batch)
+	inN, outN := md.inN, md.qm.Tensors[md.int8Out].NumElements()
+	for l := 0; l < nw; l++ {
+		ln := &s.lanes[l]
+		copy(ln.i8buf(s, md.int8In, inN), input[ln.b0*inN:(ln.b0+ln.nb)*inN])
+	}
+	s.exec(nw, md.first, md.last)
 	s.ran = batch
-	return s.i8buf(md.int8Out, md.qm.Tensors[md.int8Out].NumElements()*batch), nil
+	if nw == 1 {
+		return s.lanes[0].i8buf(s, md.int8Out, outN), nil
+	}
+	out := s.outI8[:batch*outN]
+	for l := 0; l < nw; l++ {
+		ln := &s.lanes[l]
+		copy(out[ln.b0*outN:], ln.i8buf(s, md.int8Out, outN))
+	}
+	return out, nil
 }
 
 // Int8Params returns the quantization parameters of RunInt8's input and output.
@@ -309,7 +408,7 @@ func (md *Model) Int8Params() (in, out quant.Params, err error) {
 
 // Int8Tensor returns the int8 values of the named activation from the last run (batch samples)
 // and their parameters. The session must have been created with KeepIntermediate, except for the
-// tensors that RunInt8 reads and returns.
+// tensors that RunInt8 reads and returns, which single-threaded sessions keep as well.
 func (s *Session) Int8Tensor(name string) ([]int8, quant.Params, error) {
 	md := s.md
 	t := md.qm.TensorByName(name)
@@ -320,13 +419,13 @@ func (s *Session) Int8Tensor(name string) ([]int8, quant.Params, error) {
 	if tt.DType != qmodel.Int8 || tt.IsConst() || s.plan.slot[t] < 0 {
 		return nil, quant.Params{}, fmt.Errorf("infer: tensor %q is not an int8 activation held by the session", name)
 	}
-	if !s.keepAll && t != md.int8Out && t != md.output {
+	if !s.keepAll && ((t != md.int8Out && t != md.output) || len(s.lanes) > 1) {
 		return nil, quant.Params{}, fmt.Errorf("infer: tensor %q: create the session with KeepIntermediate to read intermediate tensors", name)
 	}
 	if s.ran == 0 {
 		return nil, quant.Params{}, errors.New("infer: no run yet")
 	}
-	return s.i8buf(t, tt.NumElements()*s.ran), params(tt), nil
+	return s.lanes[0].i8buf(s, t, tt.NumElements()), params(tt), nil
 }
 
 func (s *Session) checkLen(n, batch int) error {
@@ -339,17 +438,29 @@ func (s *Session) checkLen(n, batch int) error {
 	return nil
 }
 
-func (s *Session) output(batch int) []float32 {
+// output returns the float32 output of the run: lane 0's buffer when one lane ran a float32-output
+// model, otherwise the outputs gathered (and dequantized) into s.outF.
+func (s *Session) output(nw, batch int) []float32 {
 	md := s.md
-	n := md.outN * batch
-	if md.outType == qmodel.Float32 {
-		return s.f32buf(md.output, n)
+	n := md.outN
+	if nw == 1 && md.outType == qmodel.Float32 {
+		return s.lanes[0].f32buf(s, md.output, n)
 	}
-	p := params(&md.qm.Tensors[md.output])
-	src := s.i8buf(md.output, n)
-	dst := s.outF[:n]
-	for i, q := range src {
-		dst[i] = quant.DequantizeValue(int32(q), p.Scale, p.ZeroPoint)
+	dst := s.outF[:n*batch]
+	var p quant.Params
+	if md.outType == qmodel.Int8 {
+		p = params(&md.qm.Tensors[md.output])
+	}
+	for l := 0; l < nw; l++ {
+		ln := &s.lanes[l]
+		d := dst[ln.b0*n : (ln.b0+ln.nb)*n]
+		if md.outType == qmodel.Float32 {
+			copy(d, ln.f32buf(s, md.output, n))
+			continue
+		}
+		for i, q := range ln.i8buf(s, md.output, n) {
+			d[i] = quant.DequantizeValue(int32(q), p.Scale, p.ZeroPoint)
+		}
 	}
 	return dst
 }
@@ -395,46 +506,57 @@ func Argmax(v []float32) int {
 	return best
 }
 
-func (s *Session) step(st *step, batch int) {
+// step runs one op on lane ln's chunk of the batch.
+func (s *Session) step(st *step, ln *lane) {
+	if ln.nb == 0 {
+		return
+	}
+	var src, dst []int8
+	if st.kind != qmodel.OpQuantize {
+		src = ln.i8buf(s, st.in, st.inN)
+	}
+	if st.kind != qmodel.OpDequantize {
+		dst = ln.i8buf(s, st.out, st.outN)
+	}
+	nb := ln.nb
 	switch st.kind {
 	case qmodel.OpQuantize:
-		dst := s.i8buf(st.out, st.outN*batch)
 		if st.table != nil {
-			src := s.inU[:len(dst)]
-			for i, u := range src {
-				dst[i] = st.table[u]
+			u := s.inU[ln.b0*st.inN : (ln.b0+nb)*st.inN]
+			u = u[:len(dst)]
+			for i, v := range u {
+				dst[i] = st.table[v]
 			}
 			return
 		}
-		src := s.f32buf(st.in, len(dst))
-		for i, x := range src {
+		f := ln.f32buf(s, st.in, st.inN)
+		f = f[:len(dst)]
+		for i, x := range f {
 			dst[i] = int8(quant.QuantizeValue(x, st.scale, st.zero, -128, 127))
 		}
 	case qmodel.OpDequantize:
-		dst := s.f32buf(st.out, st.outN*batch)
-		src := s.i8buf(st.in, len(dst))
+		f := ln.f32buf(s, st.out, st.outN)
+		f = f[:len(src)]
 		for i, q := range src {
-			dst[i] = quant.DequantizeValue(int32(q), st.scale, st.zero)
+			f[i] = quant.DequantizeValue(int32(q), st.scale, st.zero)
 		}
 	case qmodel.OpConv2D:
-		dst, src := s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch)
 		if st.depthwise {
-			kernels.DepthwiseConv2DInt8(dst, src, batch, st.cs, st.inZero, st.dw, st.bias, &st.rq)
+			kernels.DepthwiseConv2DInt8(dst, src, nb, st.cs, st.inZero, st.dw, st.bias, &st.rq)
 		} else {
-			kernels.Conv2DInt8(dst, src, batch, st.cs, st.inZero, st.w, st.bias, &st.rq, s.scratch)
+			kernels.Conv2DInt8(dst, src, nb, st.cs, st.inZero, st.w, st.bias, &st.rq, ln.scratch)
 		}
 	case qmodel.OpFullyConnected:
-		dst, src := s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch)
-		kernels.GEMMInt8(dst, st.outN, src, st.inN, batch, st.w, st.bias, &st.rq)
+		kernels.GEMMInt8(dst, st.outN, src, st.inN, nb, st.w, st.bias, &st.rq)
 	case qmodel.OpMaxPool2D:
-		maxPool(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch), batch, st)
+		maxPool(dst, src, nb, st)
 	case qmodel.OpAvgPool2D:
-		avgPool(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch), batch, st, s.acc[:st.c])
+		avgPool(dst, src, nb, st, ln.acc[:st.c])
 	case qmodel.OpAdd:
-		add(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch), s.i8buf(st.in2, st.inN*batch), st)
+		add(dst, src, ln.i8buf(s, st.in2, st.inN), st)
 	case qmodel.OpReshape:
-		copy(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch))
+		copy(dst, src)
 	case qmodel.OpSoftmax:
-		softmax(s.i8buf(st.out, st.outN*batch), s.i8buf(st.in, st.inN*batch), st)
+		softmax(dst, src, st)
 	}
 }
