@@ -25,7 +25,7 @@ opt-in profiler at batch -batch.`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			batch := fs.Int("batch", 256, "batch size of the throughput and per-op measurements")
 			dur := fs.Duration("time", time.Second, "duration of each measurement")
-			threads := fs.Int("threads", 0, "kernel threads (0: GOMAXPROCS)")
+			threads := fs.Int("threads", 0, "goroutines that split a batch, and kernel threads (0: GOMAXPROCS)")
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -36,10 +36,15 @@ opt-in profiler at batch -batch.`,
 				if *dur <= 0 {
 					return usagef("-time must be positive, got %v", *dur)
 				}
+				if *threads < 0 {
+					return usagef("-threads must be >= 0, got %d", *threads)
+				}
 				if *threads > 0 {
 					defer kernels.SetMaxThreads(kernels.SetMaxThreads(*threads))
+				} else {
+					*threads = runtime.GOMAXPROCS(0)
 				}
-				return bench(e, args[0], *batch, *dur)
+				return bench(e, args[0], *batch, *dur, *threads)
 			}
 		},
 	})
@@ -66,17 +71,18 @@ func runner(s *infer.Session, batch int) func() error {
 	}
 }
 
-func bench(e *env, modelPath string, batch int, dur time.Duration) error {
+func bench(e *env, modelPath string, batch int, dur time.Duration, threads int) error {
 	md, err := infer.LoadFile(modelPath)
 	if err != nil {
 		return err
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "model    %s (%d ops)\n", md.QModel().Name, md.NumOps())
-	fmt.Fprintf(w, "kernels  %s, GOMAXPROCS %d, %s/%s\n", kernels.Path(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "kernels  %s, GOMAXPROCS %d, %d threads, %s/%s\n", kernels.Path(), runtime.GOMAXPROCS(0), threads, runtime.GOOS, runtime.GOARCH)
 
 	// Batch-1 latency.
-	s := md.NewSession()
+	s := md.NewSessionWith(infer.SessionOptions{Threads: threads})
+	defer s.Close()
 	run1 := runner(s, 1)
 	for i := 0; i < 20; i++ {
 		if err := run1(); err != nil {
@@ -123,7 +129,7 @@ func bench(e *env, modelPath string, batch int, dur time.Duration) error {
 	for _, p := range prof {
 		total += p.Total
 	}
-	fmt.Fprintf(w, "\nper op (batch %d):\n", batch)
+	fmt.Fprintf(w, "\nper op (batch %d, one thread):\n", batch)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "#\top\tname\tus/image\tshare\t")
 	for i, p := range prof {

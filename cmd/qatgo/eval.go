@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/qatgo/qatgo/data/mnist"
@@ -24,7 +25,7 @@ and the prediction is the largest output.`,
 			n := fs.Int("n", 0, "evaluate only the first n test images (0: all)")
 			batch := fs.Int("batch", 256, "batch size")
 			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
-			threads := fs.Int("threads", 0, "kernel threads (0: GOMAXPROCS)")
+			threads := fs.Int("threads", 0, "goroutines that split a batch, and kernel threads (0: GOMAXPROCS)")
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -35,16 +36,21 @@ and the prediction is the largest output.`,
 				if *n < 0 {
 					return usagef("-n must be >= 0, got %d", *n)
 				}
+				if *threads < 0 {
+					return usagef("-threads must be >= 0, got %d", *threads)
+				}
 				if *threads > 0 {
 					defer kernels.SetMaxThreads(kernels.SetMaxThreads(*threads))
+				} else {
+					*threads = runtime.GOMAXPROCS(0)
 				}
-				return eval(e, args[0], *dir, *n, *batch)
+				return eval(e, args[0], *dir, *n, *batch, *threads)
 			}
 		},
 	})
 }
 
-func eval(e *env, modelPath, dir string, n, batch int) error {
+func eval(e *env, modelPath, dir string, n, batch, threads int) error {
 	md, err := infer.LoadFile(modelPath)
 	if err != nil {
 		return err
@@ -64,7 +70,8 @@ func eval(e *env, modelPath, dir string, n, batch int) error {
 	test = test.Subset(n)
 	total := test.Len()
 	outN := md.OutputSize()
-	s := md.NewSession()
+	s := md.NewSessionWith(infer.SessionOptions{Threads: threads})
+	defer s.Close()
 	correct := 0
 	perClass := make([][2]int, outN)
 	var elapsed time.Duration
@@ -93,7 +100,7 @@ func eval(e *env, modelPath, dir string, n, batch int) error {
 	}
 	fmt.Fprintf(e.stdout, "model     %s\n", md.QModel().Name)
 	fmt.Fprintf(e.stdout, "accuracy  %.2f%% (%d/%d MNIST test images)\n", 100*float64(correct)/float64(total), correct, total)
-	fmt.Fprintf(e.stdout, "time      %.2f us/image (batch %d, kernels %s)\n", float64(elapsed.Nanoseconds())/1e3/float64(total), batch, kernels.Path())
+	fmt.Fprintf(e.stdout, "time      %.2f us/image (batch %d, %d threads, kernels %s)\n", float64(elapsed.Nanoseconds())/1e3/float64(total), batch, threads, kernels.Path())
 	fmt.Fprintf(e.stdout, "per class")
 	for c, pc := range perClass {
 		if pc[1] > 0 {

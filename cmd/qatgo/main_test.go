@@ -207,7 +207,7 @@ func TestBench(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, e)
 	}
-	for _, want := range []string{"batch 1  p50", "p99", "batch 8  ", "us/image", "per op (batch 8)", "FullyConnected", "dense"} {
+	for _, want := range []string{"batch 1  p50", "p99", "batch 8  ", "us/image", "per op (batch 8, one thread)", "FullyConnected", "dense"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("bench output lacks %q:\n%s", want, o)
 		}
