@@ -81,9 +81,9 @@ func (op *lmOp) outShape() tensor.Shape {
 }
 
 func (op *lmOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.outShape(), nil }
-func (op *lmOp) ReturnsPtr() bool                                { return false }
-func (op *lmOp) CallsExtern() bool                               { return false }
-func (op *lmOp) OverwritesInput() int                            { return -1 }
+func (op *lmOp) ReturnsPtr() bool                               { return false }
+func (op *lmOp) CallsExtern() bool                              { return false }
+func (op *lmOp) OverwritesInput() int                           { return -1 }
 func (op *lmOp) String() string {
 	return fmt.Sprintf("%s{v%d d%d n%d b%d t%d h%d hd%d base%g m%d scale%g}", lmNames[op.kind],
 		op.vocab, op.dim, op.n, op.batch, op.seq, op.heads, op.hd, op.base, op.m, op.scale)

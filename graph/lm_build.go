@@ -1,0 +1,265 @@
+package graph
+
+import (
+	"fmt"
+	"hash/fnv"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// LMOptions select how LM.Build lowers the model to a Gorgonia graph.
+type LMOptions struct {
+	Batch int // sequences per batch; the graph processes Batch*Ctx tokens
+	// Quant, when set, is called at every site of LM.Sites: the input activation of each linear
+	// (after the rotation, when Rotate is set) and each linear weight (rotated likewise).
+	Quant Quantizer
+	// Rotate, when set, applies an orthogonal rotation R to the input of every linear and the same
+	// rotation to the input dimension of its weights: (x R)(W R)^T = x W^T, so the float model is
+	// unchanged while outliers of x are spread over all channels before quantization (QuaRot,
+	// Ashkboos et al. 2024, online rotations). Pass a randomised Hadamard rotation, e.g.
+	// fakequant.Hadamard (which needs power-of-two widths Dim and Hidden).
+	Rotate RotateFunc
+	// RotateSeed selects the rotations: site s uses seed RotateSeed ^ fnv64a(s).
+	RotateSeed uint64
+}
+
+// RotateFunc returns x rotated along its last axis by an orthogonal matrix R that depends only
+// on seed and the axis length: y = x R. It must be differentiable.
+type RotateFunc func(x *G.Node, seed uint64) (*G.Node, error)
+
+// LMNet is an LM lowered to a Gorgonia graph for a fixed batch: token ids in, logits and the
+// mean next-token cross-entropy out.
+type LMNet struct {
+	LM   *LM
+	Opts LMOptions
+	G    *G.ExprGraph
+	// IDs [Batch*Ctx] holds token ids as floats (bound to IDVal); Target [Batch*Ctx, Vocab] the
+	// one-hot next tokens (bound to TargetVal). SetBatch fills both.
+	IDs, Target      *G.Node
+	IDVal, TargetVal *tensor.Dense
+	Logits, Loss     *G.Node            // [Batch*Ctx, Vocab] and the scalar mean cross-entropy
+	Params           map[string]*G.Node // parameter nodes by name, bound to Param.Value
+	Acts             map[string]*G.Node // activation at each activation site, before rotation and quantization
+	Sites            map[string]*G.Node // quantizer output node by site name (with Quant)
+	nRows            int
+}
+
+// Build lowers the model to a new graph.
+func (m *LM) Build(o LMOptions) (*LMNet, error) {
+	c := m.Config
+	if o.Batch < 1 {
+		return nil, fmt.Errorf("graph: LM batch size %d", o.Batch)
+	}
+	N := o.Batch * c.Ctx
+	n := &LMNet{LM: m, Opts: o, G: G.NewGraph(), Params: map[string]*G.Node{}, Acts: map[string]*G.Node{},
+		Sites: map[string]*G.Node{}, nRows: N}
+	n.IDVal = tensor.New(tensor.Of(m.Dtype), tensor.WithShape(N))
+	n.IDs = G.NewVector(n.G, m.Dtype, G.WithShape(N), G.WithName(m.Name+"/ids"), G.WithValue(n.IDVal))
+	n.TargetVal = tensor.New(tensor.Of(m.Dtype), tensor.WithShape(N, c.Vocab))
+	n.Target = G.NewMatrix(n.G, m.Dtype, G.WithShape(N, c.Vocab), G.WithName(m.Name+"/target"), G.WithValue(n.TargetVal))
+	for _, p := range m.params {
+		s := p.Value.Shape()
+		n.Params[p.Name] = G.NewTensor(n.G, m.Dtype, s.Dims(), G.WithShape(s...), G.WithName(m.Name+"/"+p.Name), G.WithValue(p.Value))
+	}
+	sites := map[string]Site{}
+	for _, s := range m.Sites() {
+		sites[s.Name] = s
+	}
+	if err := n.build(sites); err != nil {
+		return nil, fmt.Errorf("graph: building LM %q: %w", m.Name, err)
+	}
+	return n, nil
+}
+
+func (n *LMNet) build(sites map[string]Site) error {
+	c := n.LM.Config
+	h, err := Embedding(n.Params["tok_emb.weight"], n.IDs)
+	if err != nil {
+		return err
+	}
+	norm := func(x *G.Node, layer string) (*G.Node, error) {
+		return RMSNorm(x, n.Params[layer+".gain"], c.Eps)
+	}
+	for i := 0; i < c.Layers; i++ {
+		b := fmt.Sprintf("blk%d", i)
+		a, err := norm(h, b+".attn_norm")
+		if err != nil {
+			return err
+		}
+		qkv, err := n.linears(sites, a, b+".attn.wq", b+".attn.wk", b+".attn.wv")
+		if err != nil {
+			return err
+		}
+		att, err := CausalAttention(qkv[0], qkv[1], qkv[2], n.Opts.Batch, c.Ctx, c.Heads, c.RoPEBase)
+		if err != nil {
+			return err
+		}
+		o, err := n.linears(sites, att, b+".attn.wo")
+		if err != nil {
+			return err
+		}
+		if h, err = G.Add(h, o[0]); err != nil {
+			return err
+		}
+		x, err := norm(h, b+".mlp_norm")
+		if err != nil {
+			return err
+		}
+		a13, err := n.linears(sites, x, b+".mlp.w1", b+".mlp.w3")
+		if err != nil {
+			return err
+		}
+		u, err := SwiGLU(a13[0], a13[1])
+		if err != nil {
+			return err
+		}
+		d, err := n.linears(sites, u, b+".mlp.w2")
+		if err != nil {
+			return err
+		}
+		if h, err = G.Add(h, d[0]); err != nil {
+			return err
+		}
+	}
+	x, err := norm(h, "norm")
+	if err != nil {
+		return err
+	}
+	logits, err := n.linears(sites, x, "head")
+	if err != nil {
+		return err
+	}
+	n.Logits = logits[0]
+	n.Loss, err = CrossEntropy(n.Logits, n.Target)
+	return err
+}
+
+func (n *LMNet) siteSeed(site string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(site))
+	return n.Opts.RotateSeed ^ h.Sum64()
+}
+
+// linears applies the named linears (which share one input site) to x, inserting rotations and
+// quantizers at the input and weight sites.
+func (n *LMNet) linears(sites map[string]Site, x *G.Node, names ...string) ([]*G.Node, error) {
+	site := n.LM.linears[n.linearIndex(names[0])].Input
+	n.Acts[site] = x
+	var err error
+	if n.Opts.Rotate != nil {
+		if x, err = n.Opts.Rotate(x, n.siteSeed(site)); err != nil {
+			return nil, fmt.Errorf("rotating %s: %w", site, err)
+		}
+	}
+	if n.Opts.Quant != nil {
+		if x, err = n.Opts.Quant.Quantize(sites[site], x); err != nil {
+			return nil, err
+		}
+		n.Sites[site] = x
+	}
+	outs := make([]*G.Node, len(names))
+	for i, name := range names {
+		w := n.Params[name+".weight"]
+		if n.Opts.Rotate != nil {
+			if w, err = n.Opts.Rotate(w, n.siteSeed(site)); err != nil {
+				return nil, fmt.Errorf("rotating %s.weight: %w", name, err)
+			}
+		}
+		if n.Opts.Quant != nil {
+			ws := name + ".weight"
+			if w, err = n.Opts.Quant.Quantize(sites[ws], w); err != nil {
+				return nil, err
+			}
+			n.Sites[ws] = w
+		}
+		if outs[i], err = LinearNoBias(x, w); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return outs, nil
+}
+
+func (n *LMNet) linearIndex(name string) int {
+	for i, l := range n.LM.linears {
+		if l.Name == name {
+			return i
+		}
+	}
+	panic("graph: unknown LM linear " + name) // programmer error: names come from build
+}
+
+// SetBatch writes Batch*Ctx token ids and their next-token targets (row-major [Batch][Ctx]) into
+// the input tensors. It returns an error for a wrong length or an id outside [0, Vocab).
+func (n *LMNet) SetBatch(ids, targets []int) error {
+	V := n.LM.Config.Vocab
+	if len(ids) != n.nRows || len(targets) != n.nRows {
+		return fmt.Errorf("graph: LM batch has %d ids and %d targets, want %d", len(ids), len(targets), n.nRows)
+	}
+	for i := range ids {
+		if ids[i] < 0 || ids[i] >= V || targets[i] < 0 || targets[i] >= V {
+			return fmt.Errorf("graph: token %d: id %d or target %d outside [0, %d)", i, ids[i], targets[i], V)
+		}
+	}
+	switch d := n.IDVal.Data().(type) {
+	case []float32:
+		t := n.TargetVal.Data().([]float32)
+		clear(t)
+		for i := range ids {
+			d[i] = float32(ids[i])
+			t[i*V+targets[i]] = 1
+		}
+	case []float64:
+		t := n.TargetVal.Data().([]float64)
+		clear(t)
+		for i := range ids {
+			d[i] = float64(ids[i])
+			t[i*V+targets[i]] = 1
+		}
+	}
+	return nil
+}
+
+// ParamNodes returns the parameter nodes in the LM's parameter order (to pass to G.Grad).
+func (n *LMNet) ParamNodes() G.Nodes {
+	ns := make(G.Nodes, len(n.LM.params))
+	for i, p := range n.LM.params {
+		ns[i] = n.Params[p.Name]
+	}
+	return ns
+}
+
+// AccumAbsMax folds the per-channel maximum absolute value of every activation site of the last
+// run into dst (site name -> [In]), allocating entries as needed: the statistics SmoothQuant
+// needs.
+func (n *LMNet) AccumAbsMax(dst map[string][]float64) {
+	for site, node := range n.Acts {
+		v, ok := node.Value().(tensor.Tensor)
+		if !ok || v == nil {
+			continue
+		}
+		cols := node.Shape()[1]
+		mx := dst[site]
+		if mx == nil {
+			mx = make([]float64, cols)
+			dst[site] = mx
+		}
+		switch d := v.Data().(type) {
+		case []float32:
+			for i, x := range d {
+				mx[i%cols] = max(mx[i%cols], float64(abs32(x)))
+			}
+		case []float64:
+			for i, x := range d {
+				mx[i%cols] = max(mx[i%cols], max(x, -x))
+			}
+		}
+	}
+}
+
+func abs32(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

@@ -1,0 +1,340 @@
+package graph
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+func tinyLMConfig() LMConfig {
+	return LMConfig{Vocab: 7, Dim: 8, Layers: 2, Heads: 2, Hidden: 8, Ctx: 4}
+}
+
+func randomTokens(rng *rand.Rand, n, vocab int) []int {
+	v := make([]int, n)
+	for i := range v {
+		v[i] = rng.IntN(vocab)
+	}
+	return v
+}
+
+func runVM(t *testing.T, vm G.VM) {
+	t.Helper()
+	vm.Reset()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLMGradientsNumerical checks d(cross-entropy)/d(param) of a whole 2-block LM against
+// central differences (float64) at a sample of coordinates of every parameter.
+func TestLMGradientsNumerical(t *testing.T) {
+	m, err := NewLM("lm", tinyLMConfig(), tensor.Float64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := m.Build(LMOptions{Batch: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	if err := n.SetBatch(randomTokens(rng, 8, 7), randomTokens(rng, 8, 7)); err != nil {
+		t.Fatal(err)
+	}
+	grads, err := G.Grad(n.Loss, n.ParamNodes()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(n.G)
+	defer vm.Close()
+	runVM(t, vm)
+	loss := func() float64 { runVM(t, vm); return n.Loss.Value().Data().(float64) }
+	for i, p := range m.Params() {
+		g := slices.Clone(grads[i].Value().Data().([]float64))
+		vals := p.Value.Data().([]float64)
+		for _, j := range []int{0, len(vals) / 3, len(vals) / 2, len(vals) - 1} {
+			old := vals[j]
+			const h = 1e-6
+			vals[j] = old + h
+			lp := loss()
+			vals[j] = old - h
+			lm := loss()
+			vals[j] = old
+			num := (lp - lm) / (2 * h)
+			if math.Abs(num-g[j]) > 1e-6*math.Max(1, math.Abs(num)) {
+				t.Errorf("%s[%d]: analytic %.9g numerical %.9g", p.Name, j, g[j], num)
+			}
+		}
+	}
+}
+
+// logitsOf runs the LM once on fixed tokens and returns a copy of the logits.
+func logitsOf(t *testing.T, m *LM, o LMOptions, ids []int) []float64 {
+	t.Helper()
+	n, err := m.Build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetBatch(ids, ids); err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(n.G)
+	defer vm.Close()
+	runVM(t, vm)
+	return slices.Clone(n.Logits.Value().Data().([]float64))
+}
+
+func maxDiff(a, b []float64) float64 {
+	d := 0.0
+	for i := range a {
+		d = max(d, math.Abs(a[i]-b[i]))
+	}
+	return d
+}
+
+func TestLMRotationPreservesFunction(t *testing.T) {
+	m, err := NewLM("lm", tinyLMConfig(), tensor.Float64, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := randomTokens(rand.New(rand.NewPCG(2, 2)), 8, 7)
+	plain := logitsOf(t, m, LMOptions{Batch: 2}, ids)
+	rot := logitsOf(t, m, LMOptions{Batch: 2, Rotate: testRotation, RotateSeed: 9}, ids)
+	if d := maxDiff(plain, rot); d > 1e-10 {
+		t.Fatalf("rotated model differs from the plain one by %g", d)
+	}
+	if d := maxDiff(plain, logitsOf(t, m, LMOptions{Batch: 2, Rotate: testRotation, RotateSeed: 10}, ids)); d > 1e-10 {
+		t.Fatalf("rotated model (seed 10) differs from the plain one by %g", d)
+	}
+}
+
+// testRotation multiplies by a random orthogonal matrix (Gram-Schmidt of a seeded Gaussian).
+func testRotation(x *G.Node, seed uint64) (*G.Node, error) {
+	n := x.Shape()[x.Dims()-1]
+	rng := rand.New(rand.NewPCG(seed, 1))
+	q := make([]float64, n*n) // rows are orthonormal; R = q^T
+	for i := 0; i < n; i++ {
+		row := q[i*n : (i+1)*n]
+		for j := range row {
+			row[j] = rng.NormFloat64()
+		}
+		for k := 0; k < i; k++ {
+			prev, d := q[k*n:(k+1)*n], 0.0
+			for j := range row {
+				d += row[j] * prev[j]
+			}
+			for j := range row {
+				row[j] -= d * prev[j]
+			}
+		}
+		nrm := 0.0
+		for _, v := range row {
+			nrm += v * v
+		}
+		for j := range row {
+			row[j] /= math.Sqrt(nrm)
+		}
+	}
+	var r *G.Node
+	if x.Dtype() == tensor.Float32 {
+		q32 := make([]float32, len(q))
+		for i, v := range q {
+			q32[i] = float32(v)
+		}
+		r = G.NewConstant(tensor.New(tensor.WithShape(n, n), tensor.WithBacking(q32)))
+	} else {
+		r = G.NewConstant(tensor.New(tensor.WithShape(n, n), tensor.WithBacking(q)))
+	}
+	return G.Mul(x, r)
+}
+
+func TestLMSmoothQuant(t *testing.T) {
+	m, err := NewLM("lm", tinyLMConfig(), tensor.Float64, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// make an outlier channel in the embedding so smoothing has work to do
+	emb := m.Param("tok_emb.weight").Value.Data().([]float64)
+	for i := 3; i < len(emb); i += 8 {
+		emb[i] *= 20
+	}
+	ids := randomTokens(rand.New(rand.NewPCG(3, 3)), 8, 7)
+	before := logitsOf(t, m, LMOptions{Batch: 2}, ids)
+	stats := func() map[string][]float64 {
+		n, err := m.Build(LMOptions{Batch: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.SetBatch(ids, ids); err != nil {
+			t.Fatal(err)
+		}
+		vm := G.NewTapeMachine(n.G)
+		defer vm.Close()
+		runVM(t, vm)
+		st := map[string][]float64{}
+		n.AccumAbsMax(st)
+		return st
+	}
+	st := stats()
+	if len(st) != 4*2+1 { // per block attn.in, wo.in, mlp.in, w2.in; plus head.in
+		t.Fatalf("%d activation sites with statistics: %v", len(st), sortedKeys(st))
+	}
+	scales, err := m.SmoothQuant(st, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := logitsOf(t, m, LMOptions{Batch: 2}, ids)
+	if d := maxDiff(before, after); d > 1e-9 {
+		t.Fatalf("smoothing changed the logits by %g", d)
+	}
+	// alpha = 0.5 balances max|X_j/s_j| and max|W_.j*s_j| for every channel, for the sites whose
+	// weights no later fold rescales (wv and w3 rows take the 1/s of the wo and w2 inputs).
+	st2 := stats()
+	for _, l := range m.Linears() {
+		if l.Name != "blk0.attn.wo" && l.Name != "blk1.mlp.w2" && l.Name != "head" {
+			continue
+		}
+		wm := make([]float64, l.In)
+		for _, l2 := range m.Linears() {
+			if l2.Input != l.Input {
+				continue
+			}
+			for i, w := range m.Param(l2.Name + ".weight").Value.Data().([]float64) {
+				wm[i%l.In] = max(wm[i%l.In], math.Abs(w))
+			}
+		}
+		for j := range wm {
+			if math.Abs(wm[j]-st2[l.Input][j]) > 1e-9*wm[j] {
+				t.Errorf("%s channel %d: max|W s| %v, max|X/s| %v (s %v)", l.Input, j, wm[j], st2[l.Input][j], scales[l.Input][j])
+			}
+		}
+	}
+	if _, err := m.SmoothQuant(st, 1.5); err == nil {
+		t.Fatal("alpha 1.5: no error")
+	}
+}
+
+type recordQuant struct {
+	sites []Site
+}
+
+func (r *recordQuant) Quantize(s Site, x *G.Node) (*G.Node, error) {
+	r.sites = append(r.sites, s)
+	want := s.Shape
+	if s.Kind == SiteActivation {
+		want = []int{x.Shape()[0], s.Shape[0]}
+	}
+	if !slices.Equal([]int(x.Shape()), want) {
+		return nil, fmt.Errorf("site %s: node shape %v, site shape %v", s.Name, x.Shape(), s.Shape)
+	}
+	return x, nil
+}
+
+func TestLMQuantizerSites(t *testing.T) {
+	m, err := NewLM("lm", tinyLMConfig(), tensor.Float32, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rot := range []RotateFunc{nil, testRotation} {
+		q := &recordQuant{}
+		n, err := m.Build(LMOptions{Batch: 2, Quant: q, Rotate: rot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// graph order: activation site, then the weights reading it
+		var names []string
+		for _, s := range q.sites {
+			names = append(names, s.Name)
+		}
+		want := []string{
+			"blk0.attn.in", "blk0.attn.wq.weight", "blk0.attn.wk.weight", "blk0.attn.wv.weight",
+			"blk0.attn.wo.in", "blk0.attn.wo.weight", "blk0.mlp.in", "blk0.mlp.w1.weight", "blk0.mlp.w3.weight",
+			"blk0.mlp.w2.in", "blk0.mlp.w2.weight",
+			"blk1.attn.in", "blk1.attn.wq.weight", "blk1.attn.wk.weight", "blk1.attn.wv.weight",
+			"blk1.attn.wo.in", "blk1.attn.wo.weight", "blk1.mlp.in", "blk1.mlp.w1.weight", "blk1.mlp.w3.weight",
+			"blk1.mlp.w2.in", "blk1.mlp.w2.weight", "head.in", "head.weight"}
+		if !slices.Equal(names, want) {
+			t.Fatalf("sites %v\nwant %v", names, want)
+		}
+		var fromSpec []string
+		for _, s := range m.Sites() {
+			fromSpec = append(fromSpec, s.Name)
+		}
+		if !slices.Equal(fromSpec, want) || len(n.Sites) != len(want) {
+			t.Fatalf("Sites() %v, net sites %d", fromSpec, len(n.Sites))
+		}
+	}
+}
+
+func TestLMCheckpointRoundTrip(t *testing.T) {
+	a, _ := NewLM("lm", tinyLMConfig(), tensor.Float32, 5)
+	b, _ := NewLM("lm", tinyLMConfig(), tensor.Float32, 6)
+	var c Checkpoint
+	a.SaveState(&c)
+	enc, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := DecodeCheckpoint(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.LoadState(d); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range a.Params() {
+		if !slices.Equal(p.Value.Data().([]float32), b.Param(p.Name).Value.Data().([]float32)) {
+			t.Fatalf("%s differs after the round trip", p.Name)
+		}
+	}
+	small, _ := NewLM("lm", LMConfig{Vocab: 7, Dim: 4, Layers: 2, Heads: 2, Ctx: 4}, tensor.Float32, 6)
+	if err := small.LoadState(d); err == nil {
+		t.Fatal("loading into a smaller model: no error")
+	}
+}
+
+func TestLMErrors(t *testing.T) {
+	bad := []LMConfig{
+		{Vocab: 0, Dim: 8, Layers: 1, Heads: 2, Ctx: 4},
+		{Vocab: 7, Dim: 8, Layers: 1, Heads: 3, Ctx: 4},
+		{Vocab: 7, Dim: 6, Layers: 1, Heads: 2, Ctx: 4}, // odd head dim
+		{Vocab: 7, Dim: 8, Layers: 1, Heads: 2, Ctx: 0},
+	}
+	for _, c := range bad {
+		if _, err := NewLM("lm", c, tensor.Float32, 1); err == nil {
+			t.Errorf("config %+v: no error", c)
+		}
+	}
+	m, _ := NewLM("lm", tinyLMConfig(), tensor.Float32, 1)
+	if _, err := m.Build(LMOptions{}); err == nil {
+		t.Error("batch 0: no error")
+	}
+	n, err := m.Build(LMOptions{Batch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.SetBatch([]int{0, 1, 2}, []int{1, 2, 3}); err == nil {
+		t.Error("short batch: no error")
+	}
+	if err := n.SetBatch([]int{0, 1, 2, 7}, []int{1, 2, 3, 4}); err == nil {
+		t.Error("id 7 with vocab 7: no error")
+	}
+}
+
+func ExampleNewLM() {
+	m, err := NewLM("tiny", LMConfig{Vocab: 256, Dim: 64, Layers: 2, Heads: 4, Hidden: 128, Ctx: 64}, tensor.Float32, 1)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(m.NumParams(), "parameters,", len(m.Sites()), "quantizer sites")
+	fmt.Println(m.Sites()[0].Name, m.Sites()[1].Name)
+	// Output:
+	// 115008 parameters, 24 quantizer sites
+	// blk0.attn.in blk0.attn.wq.weight
+}
