@@ -9,10 +9,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/qatgo/qatgo/fakequant"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/quant"
 	"github.com/sirupsen/logrus"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -375,39 +377,11 @@ func (t *Trainer) Fit(train, test Dataset) error {
 			}
 			r := t.train
 			copy(idx, perm[s*int64(B):(s+1)*int64(B)])
-			r.feed(train, idx, y)
-			if len(r.net.Masks) > 0 {
-				r.net.FillMasks(rand.New(rand.NewPCG(c.Seed^0xd20b, uint64(t.Step))))
-			}
-			if err := r.run(); err != nil {
-				if t.Prep != nil {
-					return fmt.Errorf("%w: step %d: %v", ErrNonFinite, t.Step, err)
-				}
-				return fmt.Errorf("qat: step %d: %w", t.Step, err)
-			}
-			loss := float64(r.loss.Value().Data().(float32))
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return fmt.Errorf("%w: loss %v at epoch %d step %d", ErrNonFinite, loss, ep+1, t.Step)
-			}
-			for name, g := range r.grads {
-				if !finite(g.Value().Data().([]float32)) {
-					return fmt.Errorf("%w: gradient of %s at epoch %d step %d", ErrNonFinite, name, ep+1, t.Step)
-				}
-			}
-			if !r.freeze {
-				r.net.UpdateRunningStats()
-			}
 			lr := lrAt(c, t.Step, total, spe)
-			t.opt.t++
-			for name, g := range r.grads {
-				w := tensors[name]
-				decay := false
-				if p := t.Model.Param(name[len("param/"):]); len(name) > 6 && name[:6] == "param/" && p != nil {
-					decay = p.Role == graph.RoleWeight
-				}
-				t.opt.update(name, f32s(w), g.Value().Data().([]float32), lr, decay)
+			loss, err := t.trainStep(train, idx, y, lr, tensors)
+			if err != nil {
+				return fmt.Errorf("%w (epoch %d)", err, ep+1)
 			}
-			t.Step++
 			sumLoss += loss
 			nCorrect += correct(r.net.Out.Value(), y, B)
 			nSeen += B
@@ -445,6 +419,45 @@ func (t *Trainer) Fit(train, test Dataset) error {
 		}
 	}
 	return nil
+}
+
+// trainStep runs one forward/backward pass on the examples idx and applies the optimizer. It
+// returns ErrNonFinite (wrapped) without touching parameters when the loss or a gradient is not
+// finite.
+func (t *Trainer) trainStep(d Dataset, idx, y []int, lr float64, tensors map[string]*tensor.Dense) (float64, error) {
+	r := t.train
+	r.feed(d, idx, y)
+	if len(r.net.Masks) > 0 {
+		r.net.FillMasks(rand.New(rand.NewPCG(t.Cfg.Seed^0xd20b, uint64(t.Step))))
+	}
+	if err := r.run(); err != nil {
+		if errors.Is(err, quant.ErrNonFinite) || strings.Contains(err.Error(), "non-finite") {
+			return 0, fmt.Errorf("%w: step %d: %v", ErrNonFinite, t.Step, err)
+		}
+		return 0, fmt.Errorf("qat: step %d: %w", t.Step, err)
+	}
+	loss := float64(r.loss.Value().Data().(float32))
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return 0, fmt.Errorf("%w: loss %v at step %d", ErrNonFinite, loss, t.Step)
+	}
+	for name, g := range r.grads {
+		if !finite(g.Value().Data().([]float32)) {
+			return 0, fmt.Errorf("%w: gradient of %s at step %d", ErrNonFinite, name, t.Step)
+		}
+	}
+	if !r.freeze {
+		r.net.UpdateRunningStats()
+	}
+	t.opt.t++
+	for name, g := range r.grads {
+		decay := false
+		if p := t.Model.Param(strings.TrimPrefix(name, "param/")); p != nil && strings.HasPrefix(name, "param/") {
+			decay = p.Role == graph.RoleWeight
+		}
+		t.opt.update(name, f32s(tensors[name]), g.Value().Data().([]float32), lr, decay)
+	}
+	t.Step++
+	return loss, nil
 }
 
 // Evaluate returns accuracy and mean loss of the model (fake-quantized when prepared) on d, using
