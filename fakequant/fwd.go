@@ -2,7 +2,6 @@ package fakequant
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/qatgo/qatgo/quant"
 	G "gorgonia.org/gorgonia"
@@ -32,13 +31,7 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 		return nil
 	}
 	if q.cfg.Method == Observed && !q.frozen && !q.fixed {
-		var bad int
-		if x.Dtype() == tensor.Float32 {
-			bad = observe(q, x.Float32s())
-		} else {
-			bad = observe(q, x.Float64s())
-		}
-		if bad >= 0 {
+		if bad := q.observe(x); bad >= 0 {
 			return q.nonFiniteErr(x, bad)
 		}
 	}
@@ -48,9 +41,17 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 	q.auxOK = false
 	var bad int
 	if x.Dtype() == tensor.Float32 {
-		bad = fwdAll(q, x.Float32s(), y.Float32s(), &q.p32)
+		xs, ys := x.Float32s(), y.Float32s()
+		if len(q.p32.aux) != len(xs) {
+			q.p32.aux = make([]float32, len(xs))
+		}
+		bad = q.runPass(jobForward, x, y, nil, nil, func(a, b int) int { return fwdSpan(q, xs, ys, &q.p32, a, b) })
 	} else {
-		bad = fwdAll(q, x.Float64s(), y.Float64s(), &q.p64)
+		xs, ys := x.Float64s(), y.Float64s()
+		if len(q.p64.aux) != len(xs) {
+			q.p64.aux = make([]float64, len(xs))
+		}
+		bad = q.runPass(jobForward, x, y, nil, nil, func(a, b int) int { return fwdSpan(q, xs, ys, &q.p64, a, b) })
 	}
 	if bad >= 0 {
 		return q.nonFiniteErr(x, bad)
@@ -75,58 +76,21 @@ func (q *Quantizer) auxValid(x *tensor.Dense) bool {
 	return true
 }
 
-func fwdAll[F quant.Float](q *Quantizer, x, y []F, p *typedParams[F]) int {
-	l := q.layout
-	r := q.rng
-	if len(p.aux) != len(x) {
-		p.aux = make([]F, len(x))
-	}
-	if l.rowsLayout() {
-		return fqRows(x, y, p.aux, p.s, p.lo, p.hi)
-	}
-	for it := l.runs(); ; {
-		start, end, stride, k, ok := it.next()
-		if !ok {
-			return -1
-		}
-		if bad := fqRun(x, y, p.aux, start, end, stride, p.s[k], q.zps[k], r.Min, r.Max); bad >= 0 {
-			return bad
-		}
-	}
-}
-
 // observe updates the observer state from one batch; it returns the first non-finite index or -1
 // (the state is left unchanged then).
-func observe[F quant.Float](q *Quantizer, x []F) int {
-	l := q.layout
-	for i := range q.bLo {
-		q.bLo[i], q.bHi[i] = math.Inf(1), math.Inf(-1)
-	}
-	if l.rowsLayout() {
-		c := l.C
-		for r := 0; r+c <= len(x); r += c {
-			for j, v := range x[r : r+c] {
-				if nonFinite(v) {
-					return r + j
-				}
-				f := float64(v)
-				q.bLo[j] = min(q.bLo[j], f)
-				q.bHi[j] = max(q.bHi[j], f)
-			}
-		}
+func (q *Quantizer) observe(x *tensor.Dense) int {
+	main := partial{lo: q.bLo, hi: q.bHi}
+	main.reset(true)
+	var bad int
+	if x.Dtype() == tensor.Float32 {
+		xs := x.Float32s()
+		bad = q.runPass(jobObserve, x, nil, nil, nil, func(a, b int) int { return observeSpan(q, xs, a, b, &main) })
 	} else {
-		for it := l.runs(); ; {
-			start, end, stride, k, ok := it.next()
-			if !ok {
-				break
-			}
-			lo, hi, b := minMaxRun(x, start, end, stride)
-			if b >= 0 {
-				return b
-			}
-			q.bLo[k] = min(q.bLo[k], float64(lo))
-			q.bHi[k] = max(q.bHi[k], float64(hi))
-		}
+		xs := x.Float64s()
+		bad = q.runPass(jobObserve, x, nil, nil, nil, func(a, b int) int { return observeSpan(q, xs, a, b, &main) })
+	}
+	if bad >= 0 {
+		return bad
 	}
 	m := q.cfg.Momentum
 	for k := range q.obsLo {
@@ -163,16 +127,33 @@ func (q *Quantizer) backward(x, gy, gx *tensor.Dense, pv []G.Value, p0, p1 []flo
 	useAux := q.cfg.Method != PACT && q.auxValid(x)
 	if useAux {
 		q.auxUsed++
+		main := partial{ds: q.sumDS, clip: q.sumClip, high: q.sumHigh}
+		plain := q.cfg.Grad == PlainSTE
+		if x.Dtype() == tensor.Float32 {
+			gys, gxs := gy.Float32s(), gx.Float32s()
+			q.runPass(jobBackward, x, nil, gy, gx, func(a, b int) int { auxBwdSpan(q, gys, gxs, &q.p32, a, b, plain, &main); return -1 })
+		} else {
+			gys, gxs := gy.Float64s(), gx.Float64s()
+			q.runPass(jobBackward, x, nil, gy, gx, func(a, b int) int { auxBwdSpan(q, gys, gxs, &q.p64, a, b, plain, &main); return -1 })
+		}
+		q.paramGrads(p0, p1)
+		return nil
 	}
 	var bad int
 	if x.Dtype() == tensor.Float32 {
-		bad = bwdAll(q, x.Float32s(), gy.Float32s(), gx.Float32s(), &q.p32, useAux)
+		bad = bwdAll(q, x.Float32s(), gy.Float32s(), gx.Float32s(), &q.p32)
 	} else {
-		bad = bwdAll(q, x.Float64s(), gy.Float64s(), gx.Float64s(), &q.p64, useAux)
+		bad = bwdAll(q, x.Float64s(), gy.Float64s(), gx.Float64s(), &q.p64)
 	}
 	if bad >= 0 {
 		return q.nonFiniteErr(x, bad)
 	}
+	q.paramGrads(p0, p1)
+	return nil
+}
+
+// paramGrads turns the per-slice sums into the parameter gradients.
+func (q *Quantizer) paramGrads(p0, p1 []float64) {
 	switch q.cfg.Method {
 	case LSQ:
 		g := q.GradScale()
@@ -187,29 +168,12 @@ func (q *Quantizer) backward(x, gy, gx *tensor.Dense, pv []G.Value, p0, p1 []flo
 	case PACT:
 		copy(p0, q.sumHigh)
 	}
-	return nil
 }
 
-func bwdAll[F quant.Float](q *Quantizer, x, gy, gx []F, p *typedParams[F], useAux bool) int {
+func bwdAll[F quant.Float](q *Quantizer, x, gy, gx []F, p *typedParams[F]) int {
 	l := q.layout
 	r := q.rng
 	plain := q.cfg.Grad == PlainSTE
-	if useAux {
-		if l.rowsLayout() {
-			auxBwdRows(p.aux, gy, gx, p.lo, p.hi, plain, q.sumDS, q.sumClip)
-			return -1
-		}
-		for it := l.runs(); ; {
-			start, end, stride, k, ok := it.next()
-			if !ok {
-				return -1
-			}
-			sums := auxBwdRun(p.aux, gy, gx, start, end, stride, p.lo[k], p.hi[k], plain)
-			q.sumDS[k] += sums.ds
-			q.sumClip[k] += sums.clip
-			q.sumHigh[k] += sums.high
-		}
-	}
 	if q.cfg.Method == PACT {
 		if l.rowsLayout() {
 			c := l.C

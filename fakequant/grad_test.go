@@ -273,3 +273,62 @@ func checkAuxFallbackAgrees(t *testing.T, h *harness) {
 		}
 	}
 }
+
+// TestSplitPassMatchesSerial forces the two-goroutine split on small tensors and compares outputs,
+// observer state and gradients with the single-goroutine pass.
+func TestSplitPassMatchesSerial(t *testing.T) {
+	defer func(v int) { parallelMin = v }(parallelMin)
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, dt := range dtypes {
+		for _, gc := range granCases {
+			for _, cfg := range []Config{
+				{Name: "lsq", Bits: 4, Scheme: AsymmetricSigned, LearnOffset: true, InitScale: 0.3},
+				{Name: "obs", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.5},
+				{Name: "plain", Bits: 3, Grad: PlainSTE, InitScale: 0.2},
+			} {
+				cfg.Granularity, cfg.Axis, cfg.GroupSize = gc.gran, gc.axis, gc.group
+				n := 1
+				for _, d := range gc.shape {
+					n *= d
+				}
+				x := make([]float64, n)
+				for i := range x {
+					x[i] = rng.NormFloat64()
+				}
+				type result struct{ y, gx, gp []float64 }
+				runOnce := func(split bool) result {
+					parallelMin = 1 << 30
+					if split {
+						parallelMin = 1
+					}
+					h := newHarness(t, dt, gc.shape, x, cfg, 5)
+					h.run(t)
+					h.run(t) // second step: EMA update and accumulated gradients
+					r := result{y: floats(h.q.Out.Value()), gx: grad(t, h.x)}
+					if ln := h.q.Learnables(); len(ln) > 0 {
+						r.gp = grad(t, ln[0])
+					}
+					if cfg.Method == Observed {
+						lo, hi, err := h.q.ObserverRange()
+						if err != nil {
+							t.Fatal(err)
+						}
+						r.gp = append(lo, hi...)
+					}
+					return r
+				}
+				a, b := runOnce(false), runOnce(true)
+				for i := range a.y {
+					if a.y[i] != b.y[i] || a.gx[i] != b.gx[i] {
+						t.Fatalf("%v %s %s: element %d: serial (%v, %v) split (%v, %v)", dt, gc.name, cfg.Name, i, a.y[i], a.gx[i], b.y[i], b.gx[i])
+					}
+				}
+				for i := range a.gp {
+					if !closeTo(a.gp[i], b.gp[i], 1e-9, 1e-12) {
+						t.Fatalf("%v %s %s: param %d: serial %v split %v", dt, gc.name, cfg.Name, i, a.gp[i], b.gp[i])
+					}
+				}
+			}
+		}
+	}
+}

@@ -50,8 +50,10 @@ type Quantizer struct {
 	auxPtr    uintptr
 	fwdScales []float32
 	fwdZps    []int32
-	auxUsed   int       // backward runs that used the aux codes (for tests)
-	alphas    []float64 // PACT: floored alpha per slice
+	auxUsed   int // backward runs that used the aux codes (for tests)
+
+	job    job       // the second half of a split pass (see parallel.go)
+	alphas []float64 // PACT: floored alpha per slice
 
 	// Observed: observer state and the per-batch scratch.
 	obsInit      bool
