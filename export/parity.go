@@ -35,16 +35,21 @@ type Report struct {
 
 // Thresholds decide whether a Report passes. The zero value means the defaults.
 type Thresholds struct {
-	// MinWithin1 is the minimum share of elements within 1 LSB for every layer (default 0.999).
+	// MinWithin1 is the minimum share of elements within 1 LSB for every layer (default 0.99).
 	MinWithin1 float64
 	// MaxLSB is the largest difference allowed anywhere (0: no limit).
 	MaxLSB int
-	// MinAgreement is the minimum share of examples whose predictions agree (default 0.999).
+	// MinAgreement is the minimum share of examples whose predictions agree (default 0.99).
 	MinAgreement float64
 }
 
-// DefaultThresholds are the thresholds Check applies for zero fields.
-var DefaultThresholds = Thresholds{MinWithin1: 0.999, MinAgreement: 0.999}
+// DefaultThresholds are the thresholds Check applies for zero fields. They catch lowering bugs
+// (wrong layout, scale or zero point give far worse numbers) without failing on the legitimate
+// rounding differences that add up through a network: W8A8 models typically reach >= 99.99% of
+// elements within 1 LSB everywhere; 4-bit weights make the runtime's bias rounding (which the
+// fake-quant graph does not simulate) larger, and a layer whose scale is finer than its input's
+// amplifies upstream 1-LSB differences (see the W4A8 case in the tests, about 96%).
+var DefaultThresholds = Thresholds{MinWithin1: 0.99, MinAgreement: 0.99}
 
 // ErrParity is wrapped by the error Check returns when parity is worse than the thresholds.
 var ErrParity = errors.New("export: parity check failed")

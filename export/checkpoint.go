@@ -1,0 +1,48 @@
+package export
+
+import (
+	"fmt"
+
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/qat"
+	"github.com/qatgo/qatgo/qmodel"
+)
+
+// LoadPrepared restores a trained model from a checkpoint written by qat.Trainer.SaveCheckpoint
+// (or graph.SaveCheckpoint after Model.SaveState and Prepared.SaveState): m must be a freshly
+// built model of the same architecture (the checkpoint stores tensors, not the architecture) and
+// c the QConfig it was trained with. The parameters are loaded into m.
+func LoadPrepared(path string, m *graph.Model, c qat.QConfig) (*qat.Prepared, error) {
+	ck, err := graph.LoadCheckpoint(path)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if name := ck.Meta["model"]; name != "" && name != m.Name {
+		return nil, fmt.Errorf("export: checkpoint %s holds model %q, not %q", path, name, m.Name)
+	}
+	if err := m.LoadState(ck); err != nil {
+		return nil, fmt.Errorf("export: checkpoint %s: %w", path, err)
+	}
+	p, err := qat.Prepare(m, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.LoadState(ck); err != nil {
+		return nil, fmt.Errorf("export: checkpoint %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// FromCheckpoint restores a trained model (see LoadPrepared) and lowers it (see Lower). It returns
+// the Prepared model too, for Parity.
+func FromCheckpoint(path string, m *graph.Model, c qat.QConfig, opt Options) (*qat.Prepared, *qmodel.Model, error) {
+	p, err := LoadPrepared(path, m, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	qm, err := Lower(p, opt)
+	if err != nil {
+		return p, nil, err
+	}
+	return p, qm, nil
+}
