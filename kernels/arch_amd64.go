@@ -31,7 +31,7 @@ func vnniGemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *
 func sumInt8AVX512(p *int8, n int) int32
 
 //go:noescape
-func requantAVX512(dst *int8, src *int32, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 
 //go:noescape
 func avxvnni6x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)

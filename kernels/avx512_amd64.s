@@ -447,21 +447,16 @@ sum512_loop:
 	VZEROUPPER
 	RET
 
-// func requantAVX512(dst *int8, src *int32, m0 *int32, sh *int32, n int, zp, lo, hi int64)
-// The epilogue of quant.Requantize on n values (n a positive multiple of 8), 8 at a time in
-// 64-bit lanes: r = (acc*m0 + 2^(30-sh)) >> (31-sh) (arithmetic), saturate to int32, + zp,
-// clamp to [lo, hi], store the low byte.
-TEXT ·requantAVX512(SB), NOSPLIT, $0-64
-	MOVQ dst+0(FP), DI
-	MOVQ src+8(FP), SI
-	MOVQ m0+16(FP), R8
-	MOVQ sh+24(FP), R9
-	MOVQ n+32(FP), CX
-	MOVQ zp+40(FP), AX
+// func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+// The epilogue of quant.Requantize on rows x n values (n a positive multiple of 8; strides in
+// elements), 8 at a time in 64-bit lanes: r = (acc*m0 + 2^(30-sh)) >> (31-sh) (arithmetic),
+// saturate to int32, + zp, clamp to [lo, hi], store the low byte.
+TEXT ·requantAVX512(SB), NOSPLIT, $0-88
+	MOVQ zp+64(FP), AX
 	VPBROADCASTQ AX, Z28
-	MOVQ lo+48(FP), AX
+	MOVQ lo+72(FP), AX
 	VPBROADCASTQ AX, Z29
-	MOVQ hi+56(FP), AX
+	MOVQ hi+80(FP), AX
 	VPBROADCASTQ AX, Z30
 	MOVQ $31, AX
 	VPBROADCASTQ AX, Z31
@@ -471,6 +466,15 @@ TEXT ·requantAVX512(SB), NOSPLIT, $0-64
 	VPBROADCASTQ AX, Z26
 	MOVQ $-0x80000000, AX
 	VPBROADCASTQ AX, Z25
+	MOVQ dst+0(FP), R10
+	MOVQ src+16(FP), R11
+	MOVQ rows+32(FP), R12
+requant512_row:
+	MOVQ R10, DI
+	MOVQ R11, SI
+	MOVQ m0+40(FP), R8
+	MOVQ sh+48(FP), R9
+	MOVQ n+56(FP), CX
 requant512_loop:
 	VPMOVSXDQ (SI), Z0
 	VPMOVSXDQ (R8), Z1
@@ -493,5 +497,10 @@ requant512_loop:
 	ADDQ $8, DI
 	SUBQ $8, CX
 	JNZ requant512_loop
+	ADDQ ldd+8(FP), R10
+	MOVQ lds+24(FP), AX
+	LEAQ (R11)(AX*4), R11
+	DECQ R12
+	JNZ requant512_row
 	VZEROUPPER
 	RET

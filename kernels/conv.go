@@ -1,8 +1,11 @@
 package kernels
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
+	"unsafe"
 )
 
 // ConvShape describes a 2-D convolution on NHWC int8 input.
@@ -49,12 +52,13 @@ func (s ConvShape) pointwise() bool {
 }
 
 // Conv2DScratchLen returns the scratch length in bytes that Conv2DInt8 needs for shape s (the
-// im2col matrix of one image; 0 for 1x1 stride-1 convolutions, which need none).
+// patch matrix of one image, padded for the SIMD kernels; 0 for 1x1 stride-1 convolutions,
+// which need none).
 func Conv2DScratchLen(s ConvShape) int {
 	if s.pointwise() {
 		return 0
 	}
-	return s.OutH() * s.OutW() * s.K()
+	return (s.OutH()*s.OutW() + 8) * ((s.K() + 3) &^ 3)
 }
 
 func checkConv(fn string, dst, src []int8, batch int, s ConvShape, bias []int32, rq *Requant) {
@@ -95,37 +99,57 @@ func conv2D(p *impl, dst, src []int8, batch int, s ConvShape, inZero int8, w *Pa
 		gemmInt8(p, dst, s.OutC, src, s.InC, batch*oh*ow, w, bias, rq)
 		return
 	}
-	if s.InC*s.KW <= directMaxRow && p.conv2DDirect != nil {
-		p.conv2DDirect(dst, src, batch, s, inZero, w, bias, rq)
+	if p.conv2DDirect != nil {
+		p.conv2DDirect(dst, src, batch, s, inZero, w, bias, rq, scratch)
 		return
 	}
-	need := oh * ow * k
+	need := Conv2DScratchLen(s) // oh*ow*k plus slack for im2colSmall
 	if len(scratch) < need {
 		scratch = make([]int8, need)
 	}
 	col := scratch[:need]
 	inImg, outImg := s.InH*s.InW*s.InC, oh*ow*s.OutC
 	for b := 0; b < batch; b++ {
-		im2col(col, src[b*inImg:(b+1)*inImg], s, inZero)
+		im2colRows(col, k, src[b*inImg:(b+1)*inImg], s, inZero, nil)
 		gemmInt8(p, dst[b*outImg:(b+1)*outImg], s.OutC, col, k, oh*ow, w, bias, rq)
 	}
 }
 
-// im2col writes the patches of one image: row (oy*OutW+ox), column (kh*KW+kw)*InC+c.
-func im2col(col, img []int8, s ConvShape, inZero int8) {
+// im2colRows writes the patches of one image: row (oy*OutW+ox) at col[row*ldc:], column
+// (kh*KW+kw)*InC+c, zero-filled from K to ldc. If sums is not nil, sums[row] receives the sum
+// of the row. Short channel runs are copied by a loop (a memmove call per pixel would
+// dominate for InC = 1).
+func im2colRows(col []int8, ldc int, img []int8, s ConvShape, inZero int8, sums []int32) {
 	oh, ow, k := s.OutH(), s.OutW(), s.K()
 	c := s.InC
+	kwc := s.KW * c
+	if kwc <= 8 && len(col) >= (oh*ow-1)*ldc+(s.KH-1)*kwc+8 {
+		im2colSmall(col, ldc, img, s, inZero, sums)
+		return
+	}
 	for oy := 0; oy < oh; oy++ {
 		for ox := 0; ox < ow; ox++ {
-			row := col[(oy*ow+ox)*k : (oy*ow+ox+1)*k]
+			ri := oy*ow + ox
+			row := col[ri*ldc : ri*ldc+ldc]
+			ix0 := ox*s.StrideW - s.PadLeft
 			for kh := 0; kh < s.KH; kh++ {
 				iy := oy*s.StrideH - s.PadTop + kh
-				seg := row[kh*s.KW*c : (kh+1)*s.KW*c]
+				seg := row[kh*kwc : (kh+1)*kwc]
 				if iy < 0 || iy >= s.InH {
 					fill(seg, inZero)
 					continue
 				}
-				ix0 := ox*s.StrideW - s.PadLeft
+				if ix0 >= 0 && ix0+s.KW <= s.InW {
+					in := img[(iy*s.InW+ix0)*c : (iy*s.InW+ix0)*c+kwc]
+					if kwc < 16 {
+						for i, v := range in {
+							seg[i] = v
+						}
+					} else {
+						copy(seg, in)
+					}
+					continue
+				}
 				for kw := 0; kw < s.KW; kw++ {
 					ix := ix0 + kw
 					if ix < 0 || ix >= s.InW {
@@ -135,8 +159,73 @@ func im2col(col, img []int8, s ConvShape, inZero int8) {
 					}
 				}
 			}
+			clear(row[k:])
+			if sums != nil {
+				var t int32
+				for _, v := range row[:k] {
+					t += int32(v)
+				}
+				sums[ri] = t
+			}
 		}
 	}
+}
+
+var padPool sync.Pool
+
+// im2colSmall is im2colRows for KW*InC <= 8 (the first layer of image models, InC = 1 or 3):
+// the image is copied once into a buffer with the padding filled with inZero, then every
+// kernel row of a patch is one unaligned 8-byte load and store. The stores spill up to 8
+// bytes past the patch row; rows are written in increasing order so each spill is
+// overwritten by the next row, and the caller provides slack after the last one.
+func im2colSmall(col []int8, ldc int, img []int8, s ConvShape, inZero int8, sums []int32) {
+	oh, ow, k := s.OutH(), s.OutW(), s.K()
+	c := s.InC
+	kwc := s.KW * c
+	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
+	need := ph*pw*c + 8
+	bp, _ := padPool.Get().(*[]byte)
+	if bp == nil || cap(*bp) < need {
+		b := make([]byte, need)
+		bp = &b
+	}
+	pad := (*bp)[:need]
+	z := byte(inZero)
+	for i := range pad {
+		pad[i] = z
+	}
+	for y := 0; y < s.InH; y++ {
+		row := pad[((y+s.PadTop)*pw+s.PadLeft)*c:]
+		in := img[y*s.InW*c : (y+1)*s.InW*c]
+		for i, v := range in {
+			row[i] = byte(v)
+		}
+	}
+	out := unsafe.Slice((*byte)(unsafe.Pointer(&col[0])), len(col))
+	for oy := 0; oy < oh; oy++ {
+		for ox := 0; ox < ow; ox++ {
+			ri := oy*ow + ox
+			o := ri * ldc
+			var t int32
+			for kh := 0; kh < s.KH; kh++ {
+				src := ((oy*s.StrideH+kh)*pw + ox*s.StrideW) * c
+				binary.LittleEndian.PutUint64(out[o+kh*kwc:], binary.LittleEndian.Uint64(pad[src:]))
+				if sums != nil {
+					// Sum from the source, not from the overlapping stores just made.
+					for _, v := range pad[src : src+kwc] {
+						t += int32(int8(v))
+					}
+				}
+			}
+			for i := o + k; i < o+ldc; i++ {
+				out[i] = 0
+			}
+			if sums != nil {
+				sums[ri] = t
+			}
+		}
+	}
+	padPool.Put(bp)
 }
 
 func fill(b []int8, v int8) {

@@ -20,9 +20,9 @@ type impl struct {
 	// gemv4 computes dst[j] = bias[j] + sum_g scales[j][g]*sum_{k in g} a[k]*w[j][k] for
 	// j0 <= j < j1 (dst indexed by j, j0 a multiple of panelN): one activation row, int4 weights.
 	gemv4 func(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 int)
-	// conv2DDirect, if not nil, computes Conv2DInt8 without im2col for shapes with
-	// KW*InC <= directMaxRow.
-	conv2DDirect func(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant)
+	// conv2DDirect, if not nil, computes Conv2DInt8 for non-pointwise shapes (its own patch
+	// layout; scratch as documented by Conv2DScratchLen).
+	conv2DDirect func(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant, scratch []int8)
 }
 
 // impls lists the paths this build can run on this CPU, portable first, best last.
@@ -81,7 +81,3 @@ func lookup(name string) *impl {
 	}
 	return nil
 }
-
-// directMaxRow is the largest KW*InC for which Conv2DInt8 uses the direct kernel (no im2col):
-// tiny input channel counts such as the first layer of an image model.
-const directMaxRow = 8

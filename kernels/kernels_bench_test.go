@@ -27,10 +27,15 @@ func benchGEMM(b *testing.B, p *impl, m, n, k int, threads int) {
 	old := SetMaxThreads(threads)
 	defer SetMaxThreads(old)
 	b.ResetTimer()
+	cpu := startThreadCPU(b)
 	for range b.N {
 		gemmInt8(p, dst, n, a, k, m, w, nil, rq)
 	}
-	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
+	ops := 2 * float64(m) * float64(n) * float64(k) * float64(b.N)
+	b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOPS")
+	if ns := cpu.nanos(); threads == 1 && ns > 0 {
+		b.ReportMetric(ops/float64(ns), "GOPS-cpu")
+	}
 }
 
 func BenchmarkGEMM(b *testing.B) {
@@ -58,11 +63,17 @@ func BenchmarkSgemmGonum(b *testing.B) {
 				a[i], w[i] = r.Float32(), r.Float32()
 			}
 			var impl gonum.Implementation
+			// gonum's Sgemm runs on GOMAXPROCS goroutines; its CPU time is the process's.
 			b.ResetTimer()
+			start := processNanos()
 			for range b.N {
 				impl.Sgemm(blas.NoTrans, blas.Trans, size, size, size, 1, a, size, w, size, 0, c, size)
 			}
-			b.ReportMetric(2*float64(size*size*size)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+			ops := 2 * float64(size*size*size) * float64(b.N)
+			b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GFLOPS")
+			if ns := processNanos() - start; ns > 0 {
+				b.ReportMetric(ops/float64(ns), "GFLOPS-cpu")
+			}
 		})
 	}
 }
@@ -79,10 +90,15 @@ func benchGEMV(b *testing.B, p *impl, n, k, threads int) {
 	old := SetMaxThreads(threads)
 	defer SetMaxThreads(old)
 	b.ResetTimer()
+	cpu := startThreadCPU(b)
 	for range b.N {
 		gemmInt8(p, dst, n, a, k, 1, w, nil, rq)
 	}
-	b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/(float64(n)*float64(k)/32), "ns/32MAC")
+	units := float64(b.N) * float64(n) * float64(k) / 32
+	b.ReportMetric(b.Elapsed().Seconds()*1e9/units, "ns/32MAC")
+	if ns := cpu.nanos(); threads == 1 && ns > 0 {
+		b.ReportMetric(float64(ns)/units, "cpu-ns/32MAC")
+	}
 }
 
 // BenchmarkGEMV: batch-1 int8 GEMV K=N=4096 (16 MB of weights, beyond L2).
@@ -118,10 +134,45 @@ func BenchmarkGEMVInt4(b *testing.B) {
 		b.Run(pi.name+"/1thread", func(b *testing.B) {
 			old := SetMaxThreads(1)
 			defer SetMaxThreads(old)
+			cpu := startThreadCPU(b)
 			for range b.N {
 				gemv4(pi, dst, a, p, bias)
 			}
-			b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/(float64(n)*float64(k)/32), "ns/32MAC")
+			units := float64(b.N) * float64(n) * float64(k) / 32
+			b.ReportMetric(b.Elapsed().Seconds()*1e9/units, "ns/32MAC")
+			if ns := cpu.nanos(); ns > 0 {
+				b.ReportMetric(float64(ns)/units, "cpu-ns/32MAC")
+			}
 		})
+	}
+}
+
+// BenchmarkConvMNIST: the two convolutions of the MNIST CNN (batch 1, one thread):
+// conv1 28x28x1 -> 8 and conv2 14x14x8 -> 16, both 3x3 with padding 1.
+func BenchmarkConvMNIST(b *testing.B) {
+	for ci, s := range convShapes[:2] {
+		r := rand.New(rand.NewPCG(5, 5))
+		src := make([]int8, s.InH*s.InW*s.InC)
+		fillInt8(r, src, fillRandom, false)
+		wraw := make([]int8, s.OutC*s.K())
+		fillInt8(r, wraw, fillRandom, true)
+		w, _ := PackInt8(wraw, s.OutC, s.K())
+		rq := randomRequant(r, s.OutC, s.K())
+		dst := make([]int8, s.OutH()*s.OutW()*s.OutC)
+		scratch := make([]int8, Conv2DScratchLen(s))
+		for _, p := range impls {
+			b.Run(fmt.Sprintf("conv%d/%s", ci+1, p.name), func(b *testing.B) {
+				old := SetMaxThreads(1)
+				defer SetMaxThreads(old)
+				b.ReportAllocs()
+				cpu := startThreadCPU(b)
+				for range b.N {
+					conv2D(p, dst, src, 1, s, -3, w, nil, rq, scratch)
+				}
+				if ns := cpu.nanos(); ns > 0 {
+					b.ReportMetric(float64(ns)/float64(b.N), "cpu-ns/op")
+				}
+			})
+		}
 	}
 }

@@ -18,8 +18,9 @@ type simdKernels struct {
 	sum func(p *int8, n int) int32
 	// gemv4, if not nil, is the W4A8 GEMV kernel (see int4_amd64.s); nil: portable.
 	gemv4 func(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
-	// requant applies the epilogue to n values (n a positive multiple of 8); nil: Go only.
-	requant func(dst *int8, src *int32, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+	// requant applies the epilogue to rows x n values (n a positive multiple of 8, strides
+	// in elements); nil: Go only.
+	requant func(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 }
 
 func newSIMDImpl(name string, k *simdKernels) *impl {
@@ -31,10 +32,10 @@ func newSIMDImpl(name string, k *simdKernels) *impl {
 		gemm8: func(dst []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant, j0, j1 int) {
 			k.gemm(nil, dst, ldd, a, lda, m, w, bias, rq, j0, j1)
 		},
+		conv2DDirect: k.conv,
 		gemv4: func(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 int) {
 			k.int4(dst, a, w, bias, j0, j1)
 		},
-		conv2DDirect: nil,
 	}
 }
 
@@ -90,14 +91,13 @@ func (k *simdKernels) requantRows(dst []int8, ldd int, acc []int32, lda, rows, n
 	if k.requant == nil {
 		n8 = 0
 	}
-	sub := Requant{M0: m0[n8:], Shift: sh[n8:], ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}
-	for r := 0; r < rows; r++ {
-		d, s := dst[r*ldd:r*ldd+n], acc[r*lda:r*lda+n]
-		if n8 > 0 {
-			k.requant(&d[0], &s[0], &m0[0], &sh[0], n8, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max))
-		}
-		if n8 < n {
-			requantRow(d[n8:], s[n8:], &sub)
+	if n8 > 0 && rows > 0 {
+		k.requant(&dst[0], ldd, &acc[0], lda, rows, &m0[0], &sh[0], n8, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max))
+	}
+	if n8 < n {
+		sub := Requant{M0: m0[n8:], Shift: sh[n8:], ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}
+		for r := 0; r < rows; r++ {
+			requantRow(dst[r*ldd+n8:r*ldd+n], acc[r*lda+n8:r*lda+n], &sub)
 		}
 	}
 }
@@ -107,7 +107,7 @@ func (k *simdKernels) requantRows(dst []int8, ldd int, acc []int32, lda, rows, n
 func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant, j0, j1 int) {
 	sc := simdPool.Get().(*simdScratch)
 	defer simdPool.Put(sc)
-	kp, kg, ts := w.kp, w.kp/4, w.kp*panelN
+	kp := w.kp
 	nc := j1 - j0
 	ncp := (nc + panelN - 1) / panelN * panelN
 	// Column offsets: bias, zero-padded to whole tiles.
@@ -115,7 +115,6 @@ func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m
 	off := sc.off
 	copy(off, bias[j0:j1])
 	clear(off[nc:])
-	panel := w.panel[j0/panelN*ts:]
 
 	if m < 3 && k.gemv != nil {
 		k.gemvRows(sc, dst32, dst8, ldd, a, lda, m, w, rq, j0, j1)
@@ -143,6 +142,18 @@ func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m
 			copy(sc.apad[(i-inPlace)*kp:], a[i*lda:i*lda+w.k])
 		}
 	}
+	k.compute(sc, dst32, dst8, ldd, a, lda, inPlace, sc.apad, roff, m, w, off, rq, j0, j1)
+}
+
+// compute runs the micro-kernels on rows [0,m): row blocks starting below inPlace are read
+// from a (stride lda, readable up to the padded depth), the others from apad (stride kp,
+// starting at row inPlace). roff holds the row corrections (at least m rounded up to mr),
+// off the column offsets of columns j0.. padded to whole tiles plus wideN.
+func (k *simdKernels) compute(sc *simdScratch, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, inPlace int, apad []int8, roff []int32, m int, w *PackedInt8, off []int32, rq *Requant, j0, j1 int) {
+	mr, kp, kg, ts := k.mr, w.kp, w.kp/4, w.kp*panelN
+	nc := j1 - j0
+	ncp := (nc + panelN - 1) / panelN * panelN
+	panel := w.panel[j0/panelN*ts:]
 	sc.acc = growI32(sc.acc, mr*k.wideN)
 	acc := sc.acc
 	ldacc := k.wideN
@@ -162,7 +173,7 @@ func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m
 			if r0 < inPlace {
 				ap, ald = &a[r0*lda], lda
 			} else {
-				ap = &sc.apad[(r0-inPlace)*kp]
+				ap = &apad[(r0-inPlace)*kp]
 			}
 			if dst32 != nil && rows == mr && cols == width {
 				kern(ap, ald, wp, ts, kg, &off[c], &roff[r0], &dst32[r0*ldd+c], ldd*4)
@@ -180,6 +191,56 @@ func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m
 		c += width
 	}
 }
+
+// conv computes Conv2DInt8 for shapes that are not pointwise: the patches of one image are
+// written once, zero-padded to the kernels' depth (rows readable in place, no second copy),
+// with their row sums computed on the way; then the GEMM core runs on them, split over
+// threads for large images.
+func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant, scratch []int8) {
+	oh, ow := s.OutH(), s.OutW()
+	m := oh * ow
+	kp := w.kp
+	need := (m + simdMaxMR) * kp
+	if len(scratch) < need {
+		scratch = make([]int8, need)
+	}
+	col := scratch[:need]
+	sc := simdPool.Get().(*simdScratch)
+	sc.roff = growI32(sc.roff, m+simdMaxMR)
+	roff := sc.roff
+	var sums []int32
+	if k.sum != nil {
+		sums = roff
+	}
+	clear(roff)
+	clear(col[m*kp:])
+	bias, done := biasOrZero(bias, w.n)
+	defer done()
+	np := (w.n + panelN - 1) / panelN * panelN
+	sc.off = growI32(sc.off, np+k.wideN)
+	off := sc.off
+	copy(off, bias)
+	clear(off[w.n:])
+	simdPool.Put(sc)
+	inImg, outImg := s.InH*s.InW*s.InC, m*s.OutC
+	for b := 0; b < batch; b++ {
+		im2colRows(col, kp, src[b*inImg:(b+1)*inImg], s, inZero, sums)
+		if sums != nil {
+			for i := range m {
+				roff[i] *= -128
+			}
+		}
+		out := dst[b*outImg : (b+1)*outImg]
+		tiles(m, w.n, w.k, func(i0, i1, j0, j1 int) {
+			sc := simdPool.Get().(*simdScratch)
+			k.compute(sc, nil, out[i0*s.OutC+j0:], s.OutC, col[i0*kp:], kp, m+simdMaxMR, nil, roff[i0:], i1-i0, w, off[j0:], rq, j0, j1)
+			simdPool.Put(sc)
+		})
+	}
+}
+
+// simdMaxMR bounds the rows per micro-tile of every SIMD path.
+const simdMaxMR = 8
 
 // gemvRows handles one or two rows with the GEMV kernel (all tiles of the row in one call).
 func (k *simdKernels) gemvRows(sc *simdScratch, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, rq *Requant, j0, j1 int) {

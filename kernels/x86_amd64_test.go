@@ -108,12 +108,16 @@ func TestRequantAVX512(t *testing.T) {
 		}
 	}
 	for _, zp := range []int32{-128, 0, 127, math.MinInt32, math.MaxInt32} {
+		// 64 rows of 64 channels: the multipliers of the first 64 entries apply to every row.
+		for i := 64; i < n; i++ {
+			m0[i], sh[i] = m0[i%64], sh[i%64]
+		}
 		rq := &Requant{M0: m0, Shift: sh, ZeroPoint: zp, Min: -128, Max: 127}
 		if zp == 0 {
 			rq.Min, rq.Max = 0, 6
 		}
 		got := make([]int8, n)
-		requantAVX512(&got[0], &src[0], &m0[0], &sh[0], n, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max))
+		requantAVX512(&got[0], 64, &src[0], 64, n/64, &m0[0], &sh[0], 64, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max))
 		want := refRequant(src, n, rq)
 		for i := range got {
 			if got[i] != want[i] {
