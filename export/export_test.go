@@ -518,3 +518,72 @@ func TestParityFailsNamingLayer(t *testing.T) {
 		t.Fatalf("permissive thresholds: %v", err)
 	}
 }
+
+// TestFromCheckpoint exports a trainer checkpoint into a freshly built model and checks that the
+// result is byte-identical to exporting the live trained model.
+func TestFromCheckpoint(t *testing.T) {
+	for _, qc := range []qat.QConfig{qat.W8A8(), qat.W4A8LSQ()} {
+		m := smallCNN(1)
+		p, err := qat.Prepare(m, qc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := newSynth(160, 2, 12, 12, 3)
+		tr, err := qat.NewTrainer(m, p, qat.Config{BatchSize: 16, EvalBatch: 32, Seed: 2, Logger: quiet(), CalibBatches: 2, LR: 1e-2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Fit(data, data); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "ck.bin")
+		if err := tr.SaveCheckpoint(path); err != nil {
+			t.Fatal(err)
+		}
+		tr.Close()
+		live, err := Lower(p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2, fromCk, err := FromCheckpoint(path, smallCNN(99), qc, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := qmodel.Encode(live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := qmodel.Encode(fromCk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a, b) {
+			t.Fatalf("%s: checkpoint export differs from the live export", qc.Name)
+		}
+		rep, err := Parity(p2, fromCk, data.x[:32*288], 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rep.Check(Thresholds{MinWithin1: 0.9, MinAgreement: 0.9}); err != nil { // loose for W4A8: see TestEndToEnd
+			t.Fatalf("%v\n%v", err, rep)
+		}
+	}
+	// wrong architecture: a clear error
+	m := smallCNN(1)
+	p, _ := qat.Prepare(m, qat.W8A8())
+	if err := initQuant(p); err != nil {
+		t.Fatal(err)
+	}
+	ck := &graph.Checkpoint{Meta: map[string]string{"model": "other"}}
+	m.SaveState(ck)
+	path := filepath.Join(t.TempDir(), "ck.bin")
+	if err := graph.SaveCheckpoint(path, ck); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := FromCheckpoint(path, smallCNN(1), qat.W8A8(), Options{}); err == nil || !strings.Contains(err.Error(), `"other"`) {
+		t.Fatalf("model name mismatch: %v", err)
+	}
+	if _, _, err := FromCheckpoint(filepath.Join(t.TempDir(), "missing"), smallCNN(1), qat.W8A8(), Options{}); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}

@@ -1,0 +1,107 @@
+package export_test
+
+import (
+	"io"
+
+	"fmt"
+	"github.com/sirupsen/logrus"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/qatgo/qatgo/export"
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/infer"
+	"github.com/qatgo/qatgo/qat"
+	"github.com/qatgo/qatgo/qmodel"
+	"gorgonia.org/tensor"
+)
+
+// stripes is a two-class toy set: horizontal or vertical stripes with noise.
+type stripes struct{ n int }
+
+func (s stripes) Len() int { return s.n }
+
+func (s stripes) Batch(idx []int, x []float32, y []int) {
+	for b, i := range idx {
+		rng := rand.New(rand.NewPCG(uint64(i), 1))
+		y[b] = i % 2
+		for r := 0; r < 8; r++ {
+			for c := 0; c < 8; c++ {
+				v := 0.3 * rng.Float32()
+				if (y[b] == 0 && r%2 == 0) || (y[b] == 1 && c%2 == 0) {
+					v += 0.7
+				}
+				x[b*64+r*8+c] = v
+			}
+		}
+	}
+}
+
+// Example trains a tiny CNN with QAT for a few steps, exports it with a parity check, writes the
+// integer model file and runs it.
+func Example() {
+	m := graph.NewModel("stripes", []int{1, 8, 8}, tensor.Float32, 1)
+	m.Conv2d("conv", graph.Conv{Out: 4, Kernel: 3, Pad: 1})
+	m.BatchNorm("bn", 0, 0)
+	m.ReLU("relu")
+	m.MaxPool2d("pool", 2, 2, 0)
+	m.Flatten("flat")
+	m.Linear("fc", 2, true)
+
+	p, _ := qat.Prepare(m, qat.W8A8())
+	tr, _ := qat.NewTrainer(m, p, qat.Config{BatchSize: 16, EvalBatch: 32, LR: 1e-2, CalibBatches: 2, Logger: quietLogger()})
+	defer tr.Close()
+	if err := tr.Fit(stripes{256}, stripes{32}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	tr.Evaluate(stripes{32}) // syncs observer state into p
+
+	x := make([]float32, 32*64)
+	stripes{32}.Batch(seq(32), x, make([]int, 32))
+	qm, rep, err := export.Export(p, export.Options{Labels: []string{"horizontal", "vertical"}}, x, 32, export.Thresholds{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("agreement %.0f%%\n", 100*rep.Agreement)
+
+	dir, _ := os.MkdirTemp("", "export-example")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "stripes.qm")
+	if err := qmodel.WriteFile(path, qm); err != nil {
+		fmt.Println(err)
+		return
+	}
+	md, err := infer.LoadFile(path)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, op := range md.QModel().Ops {
+		fmt.Println(op.Kind, op.Name, op.Act)
+	}
+	// Output:
+	// agreement 100%
+	// Quantize input none
+	// Conv2D conv relu
+	// MaxPool2D pool none
+	// Reshape flat none
+	// FullyConnected fc none
+	// Dequantize output none
+}
+
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+func quietLogger() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
