@@ -200,25 +200,62 @@ func auxBwdRows[F quant.Float](aux, gy, gx []F, lo, hi []F, plain bool, ds, clip
 }
 
 // minMaxRun returns the min and max of x[start:end:stride] and the first non-finite index or -1.
+// Plain comparisons (NaN is excluded first) keep the loop cheap: new extremes are rare.
 func minMaxRun[F quant.Float](x []F, start, end, stride int) (lo, hi F, bad int) {
 	lo, hi = x[start], x[start]
 	if stride == 1 {
-		for i, xi := range x[start:end] {
-			if nonFinite(xi) {
+		xs := x[start:end]
+		lo1, hi1 := lo, hi
+		i := 0
+		for ; i+1 < len(xs); i += 2 {
+			a, b := xs[i], xs[i+1]
+			if a-a != 0 || b-b != 0 {
+				break
+			}
+			if a < lo {
+				lo = a
+			}
+			if a > hi {
+				hi = a
+			}
+			if b < lo1 {
+				lo1 = b
+			}
+			if b > hi1 {
+				hi1 = b
+			}
+		}
+		for ; i < len(xs); i++ {
+			a := xs[i]
+			if a-a != 0 {
 				return 0, 0, start + i
 			}
-			lo = min(lo, xi)
-			hi = max(hi, xi)
+			if a < lo {
+				lo = a
+			}
+			if a > hi {
+				hi = a
+			}
+		}
+		if lo1 < lo {
+			lo = lo1
+		}
+		if hi1 > hi {
+			hi = hi1
 		}
 		return lo, hi, -1
 	}
 	for i := start; i < end; i += stride {
 		xi := x[i]
-		if nonFinite(xi) {
+		if xi-xi != 0 {
 			return 0, 0, i
 		}
-		lo = min(lo, xi)
-		hi = max(hi, xi)
+		if xi < lo {
+			lo = xi
+		}
+		if xi > hi {
+			hi = xi
+		}
 	}
 	return lo, hi, -1
 }

@@ -220,8 +220,12 @@ func observeSpan[F quant.Float](q *Quantizer, x []F, a, b int, part *partial) in
 					return r + j
 				}
 				f := float64(v)
-				lo[j] = min(lo[j], f)
-				hi[j] = max(hi[j], f)
+				if f < lo[j] {
+					lo[j] = f
+				}
+				if f > hi[j] {
+					hi[j] = f
+				}
 			}
 		}
 		return -1
