@@ -134,8 +134,10 @@ func (md *Model) OutputShape() []int { return append([]int(nil), md.qm.Tensors[m
 // InputType returns the model input's element type (float32, uint8 or int8).
 func (md *Model) InputType() qmodel.DType { return md.inType }
 
-// InputSize and OutputSize return the number of elements of one sample's input and output.
-func (md *Model) InputSize() int  { return md.inN }
+// InputSize returns the number of elements of one sample's input.
+func (md *Model) InputSize() int { return md.inN }
+
+// OutputSize returns the number of elements of one sample's output.
 func (md *Model) OutputSize() int { return md.outN }
 
 // Labels returns the output class names recorded in the model (may be empty).
