@@ -46,6 +46,8 @@ type options struct {
 	calib       int
 	useFastBLAS bool
 	dataDir     string
+	noExport    bool
+	from        string
 }
 
 type row struct {
@@ -79,6 +81,8 @@ func main() {
 	flag.IntVar(&o.calib, "calib", 16, "PTQ calibration batches")
 	flag.BoolVar(&o.useFastBLAS, "fastblas", true, "use qatgo's SIMD Sgemm (fastblas) instead of gonum's for Gorgonia")
 	flag.StringVar(&o.dataDir, "mnist", "", "directory with the MNIST idx files (default: $QATGO_MNIST_DIR or the GoMNIST module)")
+	flag.BoolVar(&o.noExport, "no-export", false, "skip exporting the W8A8 QAT model to the integer runtime")
+	flag.StringVar(&o.from, "from", "", "load the float model from this checkpoint instead of training it")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "mnist:", err)
@@ -150,7 +154,20 @@ func run(o options) error {
 		return err
 	}
 	st := time.Now()
-	if err := ft.Fit(train, test); err != nil {
+	if o.from != "" {
+		if err := ft.LoadCheckpoint(o.from); err != nil {
+			return err
+		}
+		acc, _, err := ft.Evaluate(test)
+		if err != nil {
+			return err
+		}
+		if len(ft.History) == 0 {
+			ft.History = []qat.EpochStats{{Epoch: ft.Epoch}}
+		}
+		ft.History[len(ft.History)-1].TestAcc = acc
+		log.WithFields(logrus.Fields{"checkpoint": o.from, "test_acc": fmt.Sprintf("%.4f", acc)}).Info("float model loaded")
+	} else if err := ft.Fit(train, test); err != nil {
 		return err
 	}
 	ft.Close()
@@ -213,12 +230,19 @@ func run(o options) error {
 		curves = append(curves, curve{name: fmt.Sprintf("QAT W%dA%d", b, b), offset: float64(o.epochs), t: qt,
 			start: &plotter.XY{X: float64(o.epochs), Y: 100 * floatAcc}})
 
-		// ---- EXPORT GOES HERE -------------------------------------------------------------
-		// When package export exists, lower the best int8 model (b == 8) here, e.g.
-		//   export.Write(filepath.Join(o.out, o.model+"-w8a8.qm"), m, p, ...)
-		// and add a row with the integer runtime's accuracy. The model spec (m.Groups, m.Sites)
-		// and p.Params(nq, site) give everything export needs (see graph/doc.go).
-		// ------------------------------------------------------------------------------------
+		// ---- EXPORT ---------------------------------------------------------------------------
+		// The int8 model is lowered to the integer runtime (package export walks the model spec:
+		// m.Groups, m.Sites and p.Params), parity-checked against the fake-quant graph, written
+		// to -out and evaluated with the integer-only interpreter (package infer).
+		if b == 8 && !o.noExport {
+			r, err := exportAndRun(o, m, p, test, log)
+			if err != nil {
+				log.WithError(err).Warn("export failed; the table has no int8 runtime row")
+			} else {
+				rows = append(rows, r)
+			}
+		}
+		// ------------------------------------------------------------------------------------------
 
 		if err := m.LoadState(&floatState); err != nil { // next bit width starts from float again
 			return err
@@ -228,7 +252,11 @@ func run(o options) error {
 	var tab bytes.Buffer
 	fmt.Fprintf(&tab, "| model | bits | method | test accuracy | model size | training time |\n|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&tab, "| %s | %s | %s | %.2f%% | %s | %s |\n", r.model, r.bits, r.method, 100*r.acc, kb(r.size), r.train.Round(time.Second))
+		t := "-"
+		if r.train > 0 {
+			t = r.train.Round(time.Second).String()
+		}
+		fmt.Fprintf(&tab, "| %s | %s | %s | %.2f%% | %s | %s |\n", r.model, r.bits, r.method, 100*r.acc, kb(r.size), t)
 	}
 	fmt.Fprintf(&tab, "\ntrain images %d, test images %d, float epochs %d, QAT epochs %d, total %s\n",
 		train.Len(), test.Len(), o.epochs, o.qatEpochs, time.Since(startAll).Round(time.Second))
