@@ -25,8 +25,9 @@ type cnn struct {
 	labelsData []float32
 }
 
-// newCNN builds the network with gorgonia.Conv2d and gorgonia.MaxPool2D,
-// or with Conv2d and (when ourPool) MaxPool2D of this package.
+// newCNN builds the network with gorgonia.Conv2d, gorgonia.Rectify and
+// gorgonia.MaxPool2D, or with Conv2d and (when ourPool) ReLU and MaxPool2D
+// of this package.
 func newCNN(tb testing.TB, batch int, ours, ourPool bool, seed uint64) *cnn {
 	r := rand.New(rand.NewPCG(seed, 1))
 	init := func(shape ...int) *tensor.Dense {
@@ -85,8 +86,12 @@ func newCNN(tb testing.TB, batch int, ours, ourPool bool, seed uint64) *cnn {
 		}
 		return G.Must(G.MaxPool2D(x, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2}))
 	}
-	h := pool(G.Must(G.Rectify(conv(m.x, w1))))
-	h = pool(G.Must(G.Rectify(conv(h, w2))))
+	relu := G.Rectify
+	if ourPool {
+		relu = ReLU
+	}
+	h := pool(G.Must(relu(conv(m.x, w1))))
+	h = pool(G.Must(relu(conv(h, w2))))
 	h = G.Must(G.Reshape(h, tensor.Shape{batch, 784}))
 	logits := G.Must(G.BroadcastAdd(G.Must(G.Mul(h, w3)), b3, nil, []byte{0}))
 	logp := G.Must(G.LogSoftMax(logits))
@@ -113,7 +118,7 @@ func (m *cnn) step() (float32, error) {
 	return loss, nil
 }
 
-// TestCNNTrains checks that the network built on Conv2d and MaxPool2D
+// TestCNNTrains checks that the network built on Conv2d, ReLU and MaxPool2D
 // learns a fixed batch: the loss falls and matches the network built on
 // gorgonia.Conv2d and gorgonia.MaxPool2D step by step.
 func TestCNNTrains(t *testing.T) {
@@ -146,7 +151,7 @@ func TestCNNTrains(t *testing.T) {
 
 // BenchmarkCNNStep times one training step (forward, backward, Adam) of the
 // ggml MNIST CNN at batch 64 with gorgonia.Conv2d on gonum's BLAS,
-// gorgonia.Conv2d on fastblas, Conv2d on fastblas, and Conv2d plus
+// gorgonia.Conv2d on fastblas, Conv2d on fastblas, and Conv2d, ReLU and
 // MaxPool2D on fastblas. Run with -cpu 1,2 to see the effect of the second
 // core.
 func BenchmarkCNNStep(b *testing.B) {
@@ -158,7 +163,7 @@ func BenchmarkCNNStep(b *testing.B) {
 		{"gorgonia-conv+gonum", false, false, false},
 		{"gorgonia-conv+fastblas", false, false, true},
 		{"convop+fastblas", true, false, true},
-		{"convop+maxpool+fastblas", true, true, true},
+		{"convop+relu+maxpool+fastblas", true, true, true},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			if v.fast {

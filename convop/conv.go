@@ -334,31 +334,17 @@ func (op *convKernelGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, err
 	return dw, nil
 }
 
-// tensors checks the inputs: count, dense, same float dtype; views are
-// materialized.
+// tensors checks the inputs: count, dense, same float dtype, 4-D; views
+// are materialized.
 func tensors(arity int, inputs []G.Value) ([]*tensor.Dense, error) {
-	if len(inputs) != arity {
-		return nil, fmt.Errorf("convop: expected %d inputs, got %d", arity, len(inputs))
+	out, err := elementwiseInputs(arity, inputs)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]*tensor.Dense, arity)
-	for i, v := range inputs {
-		d, ok := v.(*tensor.Dense)
-		if !ok {
-			return nil, fmt.Errorf("convop: input %d is %T, want *tensor.Dense", i, v)
-		}
-		if d.IsMaterializable() {
-			d = d.Materialize().(*tensor.Dense)
-		}
-		if dt := d.Dtype(); dt != tensor.Float32 && dt != tensor.Float64 {
-			return nil, fmt.Errorf("convop: input %d has unsupported dtype %v", i, dt)
-		}
-		if d.Dtype() != inputs[0].Dtype() {
-			return nil, fmt.Errorf("convop: input %d is %v, input 0 is %v", i, d.Dtype(), inputs[0].Dtype())
-		}
+	for i, d := range out {
 		if d.Shape().Dims() != 4 {
 			return nil, fmt.Errorf("convop: input %d has shape %v, want 4 dimensions", i, d.Shape())
 		}
-		out[i] = d
 	}
 	return out, nil
 }
