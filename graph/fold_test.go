@@ -118,3 +118,54 @@ func TestGroupsAndSites(t *testing.T) {
 		t.Fatal("Build of a broken model succeeded")
 	}
 }
+
+func TestDropoutMasksSeeded(t *testing.T) {
+	m := NewModel("d", []int{100}, tensor.Float64, 1)
+	m.Dropout("drop", 0.25)
+	n, err := m.Build(Options{Batch: 10, Train: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := n.XVal.Data().([]float64)
+	for i := range x {
+		x[i] = 1
+	}
+	vm := G.NewTapeMachine(n.G)
+	defer vm.Close()
+	run := func(seed uint64) []float64 {
+		n.FillMasks(rand.New(rand.NewPCG(seed, 0)))
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		return append([]float64(nil), n.Out.Value().Data().([]float64)...)
+	}
+	a, b, c := run(1), run(1), run(2)
+	zeros, same := 0, true
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatal("same seed, different masks")
+		}
+		if a[i] != c[i] {
+			same = false
+		}
+		switch a[i] {
+		case 0:
+			zeros++
+		case 1 / 0.75:
+		default:
+			t.Fatalf("output %v is neither 0 nor 1/(1-p)", a[i])
+		}
+	}
+	if same || zeros < 150 || zeros > 350 {
+		t.Fatalf("%d of 1000 dropped (want about 250); seeds differ: %v", zeros, !same)
+	}
+	// evaluation mode is the identity
+	e, err := m.Build(Options{Batch: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Out != e.X {
+		t.Fatal("dropout is not the identity in evaluation")
+	}
+}

@@ -18,6 +18,7 @@ func lossNet(t *testing.T, m *Model, o Options) (*Net, G.VM, *G.Node, map[string
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
+	n.FillMasks(rng)
 	fill(n.XVal, rng)
 	rs := n.Out.Shape()
 	rv := tensor.New(tensor.Of(tensor.Float64), tensor.WithShape(rs...))
@@ -107,6 +108,7 @@ func gradModels() map[string]func() *Model {
 			m.Add("add", "r6", "c2")
 			m.AvgPool2d("ap", 2, 1)
 			m.GlobalAvgPool("gap")
+			m.Dropout("drop", 0.3)
 			m.Linear("fc", 4, false)
 			m.BatchNorm("bn", 0, 0)
 			return m
