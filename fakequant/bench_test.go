@@ -68,6 +68,7 @@ func BenchmarkFakeQuantVsAdd(b *testing.B) {
 		{"per-channel", Config{Name: "fq", Bits: 8, InitScale: 0.05, Granularity: PerChannel, Axis: 0}},
 		{"per-channel-last-axis", Config{Name: "fq", Bits: 8, InitScale: 0.05, Granularity: PerChannel, Axis: 1}},
 		{"observed-ema-per-tensor", Config{Name: "fq", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.01}},
+		{"observed-ema-single-pass", Config{Name: "fq", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.01, SinglePass: true}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			fq := benchGraph(b, x, func(g *G.ExprGraph, xn *G.Node) (*G.Node, G.Nodes) {
@@ -123,6 +124,7 @@ func BenchmarkFakeQuantOp(b *testing.B) {
 		{"per-tensor", Config{Name: "fq", Bits: 8, InitScale: 0.05}},
 		{"per-channel", Config{Name: "fq", Bits: 8, InitScale: 0.05, Granularity: PerChannel, Axis: 0}},
 		{"observed-ema", Config{Name: "fq", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.01}},
+		{"observed-ema-single-pass", Config{Name: "fq", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.01, SinglePass: true}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			g := G.NewGraph()

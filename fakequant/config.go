@@ -129,6 +129,11 @@ type Config struct {
 	// Momentum is the EMA factor of the Observed method: 0 keeps the running min/max over all batches,
 	// m in (0, 1] updates min <- (1-m)*min + m*batchMin (PyTorch's averaging constant, 0.01 typical).
 	Momentum float64
+	// SinglePass makes an Observed node quantize each batch with the parameters from before the
+	// batch while folding the batch's min/max into the observer in the same sweep: one pass over the
+	// tensor instead of two, with parameters one batch behind (immaterial for an EMA with a small
+	// Momentum; not meant for Momentum 1). The first batch still takes two passes.
+	SinglePass bool
 	// InitScale is the initial scale of LSQ (per slice, before the first InitLSQ), and the initial
 	// alpha/(2^b-1) of PACT. Zero means: LSQ initialises from the input node's value when it has one
 	// (weights), else 1; PACT starts at alpha = 6 (ReLU6).

@@ -79,11 +79,13 @@
 //
 // With Method Observed, the node's Do updates the observer from the batch (running min/max or an
 // exponential moving average, per tensor or per slice) and fake-quantizes with the updated
-// parameters inside one op: one read pass for the range, one pass that writes the output, no
+// parameters inside one op: a read-only min/max sweep, then the sweep that writes the output, no
 // separate graph nodes and no allocation per step after the first (the op owns its buffers and
-// implements UsePreallocDo). Freeze stops the updates (the parameters then stay fixed, as at
-// evaluation or after calibration), Unfreeze resumes them. SetEnabled(false) makes the node an
-// identity (pass-through) for schedules that switch fake quantization on late.
+// implements UsePreallocDo). With Config.SinglePass the two sweeps become one: the batch is
+// quantized with the parameters from before it while its min/max is folded into the state.
+// Freeze stops the updates (the parameters then stay fixed, as at evaluation or after
+// calibration), Unfreeze resumes them. SetEnabled(false) makes the node an identity (pass-through)
+// for schedules that switch fake quantization on late.
 //
 // Calibration observers for post-training statistics work on plain slices: MinMaxObserver (with
 // Momentum > 0 an EMA observer), PercentileObserver and MSEObserver; LSQInitScale gives the LSQ
@@ -95,10 +97,14 @@
 // return an error that names the node and the first offending index, so TapeMachine.RunAll fails
 // loudly instead of training on garbage.
 //
-// # Buffers
+// # Buffers and speed
 //
 // Ops own their output buffers and reuse them every step: the value bound to Out (and to gradient
-// nodes) is overwritten by the next run of the machine. Copy it if you need it later.
+// nodes) is overwritten by the next run of the machine. Copy it if you need it later. The forward
+// also keeps, per element, the rounding residual r - v or a clip code (one extra tensor of the
+// input's size and type), so the backward needs no division or rounding; if the backward sees an
+// input or parameters other than the forward's, it recomputes them. Tensors of 64K elements or
+// more are processed in two halves on two goroutines (a package worker), without allocating.
 //
 // # Rotations
 //

@@ -271,3 +271,68 @@ func TestNonFiniteParameterIsAnError(t *testing.T) {
 		}
 	}
 }
+
+// TestSinglePassObserver: each batch is quantized with the parameters from the state before it, and
+// the state after each batch equals a MinMaxObserver (EMA) that saw the same batches.
+func TestSinglePassObserver(t *testing.T) {
+	defer func(v int) { parallelMin = v }(parallelMin)
+	for _, split := range []bool{false, true} {
+		parallelMin = 1 << 30
+		if split {
+			parallelMin = 1
+		}
+		for _, dt := range dtypes {
+			for _, gc := range granCases {
+				shape := gc.shape
+				cfg := Config{Name: "sp", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.3,
+					SinglePass: true, Granularity: gc.gran, Axis: gc.axis, GroupSize: gc.group}
+				rng := rand.New(rand.NewPCG(31, 32))
+				n := 1
+				for _, d := range shape {
+					n *= d
+				}
+				batch := func() []float64 {
+					x := make([]float64, n)
+					for i := range x {
+						x[i] = rng.NormFloat64() * 3
+					}
+					return x
+				}
+				h := newHarness(t, dt, shape, batch(), cfg, 1)
+				ref := NewMinMaxObserver(h.q.Layout(), 0.3)
+				var prev []quant.Params
+				for step := 0; step < 4; step++ {
+					xv := batch()
+					if err := G.Let(h.x, denseOf(dt, shape, xv)); err != nil {
+						t.Fatal(err)
+					}
+					h.run(t)
+					xs := floats(denseOf(dt, shape, xv))
+					if err := ref.Observe(xs); err != nil {
+						t.Fatal(err)
+					}
+					used := prev
+					ps, _ := h.q.Params()
+					if step == 0 {
+						used = ps // first batch: two passes, parameters from this batch
+					}
+					want := refForward(dt, xs, h.q.Layout(), used, quant.Signed(8))
+					got := floats(h.q.Out.Value())
+					for i := range got {
+						if got[i] != want[i] {
+							t.Fatalf("split=%t %v %s step %d: y[%d]=%v want %v", split, dt, gc.name, step, i, got[i], want[i])
+						}
+					}
+					lo, hi, _ := ref.Range()
+					glo, ghi, _ := h.q.ObserverRange()
+					for k := range lo {
+						if lo[k] != glo[k] || hi[k] != ghi[k] {
+							t.Fatalf("step %d slice %d: state [%v,%v] want [%v,%v]", step, k, glo[k], ghi[k], lo[k], hi[k])
+						}
+					}
+					prev = ps
+				}
+			}
+		}
+	}
+}

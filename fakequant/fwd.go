@@ -30,7 +30,9 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 		copyDense(y, x)
 		return nil
 	}
-	if q.cfg.Method == Observed && !q.frozen && !q.fixed {
+	observing := q.cfg.Method == Observed && !q.frozen && !q.fixed
+	lagged := observing && q.cfg.SinglePass && q.obsInit
+	if observing && !lagged {
 		if bad := q.observe(x); bad >= 0 {
 			return q.nonFiniteErr(x, bad)
 		}
@@ -39,22 +41,41 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 		return err
 	}
 	q.auxOK = false
+	kind := jobForward
+	main := partial{lo: q.bLo, hi: q.bHi}
+	if lagged {
+		kind = jobForwardObserve
+		main.reset(true)
+	}
 	var bad int
 	if x.Dtype() == tensor.Float32 {
 		xs, ys := x.Float32s(), y.Float32s()
 		if len(q.p32.aux) != len(xs) {
 			q.p32.aux = make([]float32, len(xs))
 		}
-		bad = q.runPass(jobForward, x, y, nil, nil, func(a, b int) int { return fwdSpan(q, xs, ys, &q.p32, a, b) })
+		bad = q.runPass(kind, x, y, nil, nil, func(a, b int) int {
+			if lagged {
+				return fwdObserveSpan(q, xs, ys, &q.p32, a, b, &main)
+			}
+			return fwdSpan(q, xs, ys, &q.p32, a, b)
+		})
 	} else {
 		xs, ys := x.Float64s(), y.Float64s()
 		if len(q.p64.aux) != len(xs) {
 			q.p64.aux = make([]float64, len(xs))
 		}
-		bad = q.runPass(jobForward, x, y, nil, nil, func(a, b int) int { return fwdSpan(q, xs, ys, &q.p64, a, b) })
+		bad = q.runPass(kind, x, y, nil, nil, func(a, b int) int {
+			if lagged {
+				return fwdObserveSpan(q, xs, ys, &q.p64, a, b, &main)
+			}
+			return fwdSpan(q, xs, ys, &q.p64, a, b)
+		})
 	}
 	if bad >= 0 {
 		return q.nonFiniteErr(x, bad)
+	}
+	if lagged {
+		q.foldBatch()
 	}
 	// The aux codes stay valid for the backward of this x with these parameters.
 	q.auxOK, q.auxX, q.auxPtr = true, x, x.Uintptr()
@@ -92,6 +113,12 @@ func (q *Quantizer) observe(x *tensor.Dense) int {
 	if bad >= 0 {
 		return bad
 	}
+	q.foldBatch()
+	return -1
+}
+
+// foldBatch merges the batch extrema bLo/bHi into the observer state.
+func (q *Quantizer) foldBatch() {
 	m := q.cfg.Momentum
 	for k := range q.obsLo {
 		switch {
@@ -106,7 +133,6 @@ func (q *Quantizer) observe(x *tensor.Dense) int {
 		}
 	}
 	q.obsInit = true
-	return -1
 }
 
 // backward computes gx from gy and writes the parameter gradients into p0 (log-scale or alpha) and

@@ -68,6 +68,35 @@ func fqRun[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, q
 	return -1
 }
 
+// fqRunMinMax is fqRun that also returns the min and max of the run's inputs (single-pass observer).
+func fqRunMinMax[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, qmax int32) (mn, mx F, bad int) {
+	lo, hi := F(qmin-z), F(qmax-z)
+	mn, mx = x[start], x[start]
+	for i := start; i < end; i += stride {
+		xi := x[i]
+		if xi-xi != 0 {
+			return 0, 0, i
+		}
+		if xi < mn {
+			mn = xi
+		}
+		if xi > mx {
+			mx = xi
+		}
+		v := xi / s
+		r := quant.Round(v)
+		e := r - v
+		if r < lo {
+			r, e = lo, auxLow
+		} else if r > hi {
+			r, e = hi, auxHigh
+		}
+		y[i] = (r + 0) * s
+		aux[i] = e
+	}
+	return mn, mx, -1
+}
+
 // fqRows fake-quantizes a tensor viewed as rows of len(s) elements, element c of each row using
 // (s[c], lo[c], hi[c]) with lo = qmin-z, hi = qmax-z (PerChannel on the last axis), like fqRun.
 // It returns the first non-finite index or -1.

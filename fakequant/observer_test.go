@@ -242,11 +242,19 @@ func TestSetParamsValidation(t *testing.T) {
 // TestSteadyStateAllocations checks that after warm-up the forward and gradient ops allocate
 // nothing per step.
 func TestSteadyStateAllocations(t *testing.T) {
-	for _, cfg := range []Config{
+	defer func(v int) { parallelMin = v }(parallelMin)
+	for i, cfg := range []Config{
 		{Name: "lsq", Bits: 4, Scheme: AsymmetricSigned, LearnOffset: true, Granularity: PerChannel, Axis: 1},
 		{Name: "obs", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.1},
 		{Name: "pact", Bits: 8, Method: PACT, Granularity: PerGroup, Axis: 0, GroupSize: 2},
+		{Name: "lsq-split", Bits: 4, Granularity: PerChannel, Axis: 0},
+		{Name: "obs-split", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.1},
+		{Name: "obs-1pass-split", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.1, SinglePass: true},
 	} {
+		parallelMin = 1 << 30
+		if i >= 3 {
+			parallelMin = 1 // force the two-goroutine split
+		}
 		x := make([]float64, 64)
 		for i := range x {
 			x[i] = float64(i%7) - 3

@@ -43,6 +43,7 @@ const (
 	jobForward jobKind = iota
 	jobObserve
 	jobBackward
+	jobForwardObserve
 )
 
 // job is the second half of one pass.
@@ -92,6 +93,12 @@ func (j *job) run() {
 		} else {
 			j.bad = observeSpan(q, j.x.Float64s(), j.a, j.b, &j.part)
 		}
+	case jobForwardObserve:
+		if f32 {
+			j.bad = fwdObserveSpan(q, j.x.Float32s(), j.y.Float32s(), &q.p32, j.a, j.b, &j.part)
+		} else {
+			j.bad = fwdObserveSpan(q, j.x.Float64s(), j.y.Float64s(), &q.p64, j.a, j.b, &j.part)
+		}
 	case jobBackward:
 		plain := q.cfg.Grad == PlainSTE
 		if f32 {
@@ -136,7 +143,7 @@ func (q *Quantizer) runPass(kind jobKind, x, y, gy, gx *tensor.Dense, first func
 		j.q, j.done, j.part = q, make(chan struct{}, 1), newPartial(q.layout.Slices())
 	}
 	j.kind, j.a, j.b, j.x, j.y, j.gy, j.gx = kind, mid, n, x, y, gy, gx
-	j.part.reset(kind == jobObserve)
+	j.part.reset(kind == jobObserve || kind == jobForwardObserve)
 	jobs <- j
 	bad := first(0, mid)
 	<-j.done
@@ -147,7 +154,7 @@ func (q *Quantizer) runPass(kind jobKind, x, y, gy, gx *tensor.Dense, first func
 	if j.bad >= 0 {
 		return j.bad
 	}
-	if kind == jobObserve {
+	if kind == jobObserve || kind == jobForwardObserve {
 		for k := range q.bLo {
 			q.bLo[k] = min(q.bLo[k], j.part.lo[k])
 			q.bHi[k] = max(q.bHi[k], j.part.hi[k])
@@ -289,5 +296,54 @@ func auxBwdSpan[F quant.Float](q *Quantizer, gy, gx []F, p *typedParams[F], a, b
 		part.ds[k] += s.ds
 		part.clip[k] += s.clip
 		part.high[k] += s.high
+	}
+}
+
+// fwdObserveSpan is fwdSpan that also folds the per-slice extrema of [a, b) into part.lo/hi.
+func fwdObserveSpan[F quant.Float](q *Quantizer, x, y []F, p *typedParams[F], a, b int, part *partial) int {
+	l := q.layout
+	r := q.rng
+	fold := func(k int, mn, mx F) {
+		if f := float64(mn); f < part.lo[k] {
+			part.lo[k] = f
+		}
+		if f := float64(mx); f > part.hi[k] {
+			part.hi[k] = f
+		}
+	}
+	switch {
+	case l.rowsLayout():
+		if bad := observeSpan(q, x, a, b, part); bad >= 0 {
+			return bad
+		}
+		if bad := fqRows(x[a:b], y[a:b], p.aux[a:b], p.s, p.lo, p.hi); bad >= 0 {
+			return a + bad
+		}
+		return -1
+	case l.contiguousRuns():
+		run := l.Block * l.Inner
+		for i := a; i < b; {
+			ri := i / run
+			end := min((ri+1)*run, b)
+			k := l.runSlice(ri)
+			mn, mx, bad := fqRunMinMax(x, y, p.aux, i, end, 1, p.s[k], q.zps[k], r.Min, r.Max)
+			if bad >= 0 {
+				return bad
+			}
+			fold(k, mn, mx)
+			i = end
+		}
+		return -1
+	}
+	for it := l.runs(); ; {
+		start, end, stride, k, ok := it.next()
+		if !ok {
+			return -1
+		}
+		mn, mx, bad := fqRunMinMax(x, y, p.aux, start, end, stride, p.s[k], q.zps[k], r.Min, r.Max)
+		if bad >= 0 {
+			return bad
+		}
+		fold(k, mn, mx)
 	}
 }

@@ -548,7 +548,7 @@ func valueFloats(v G.Value) []float64 {
 }
 
 func (c Config) hashString() string {
-	return fmt.Sprintf("%s b=%d %v %v ax=%d gs=%d %v %v off=%t m=%g init=%g ng=%t",
+	return fmt.Sprintf("%s b=%d %v %v ax=%d gs=%d %v %v off=%t m=%g init=%g ng=%t sp=%t",
 		c.Name, c.Bits, c.Scheme, c.Granularity, c.Axis, c.GroupSize, c.Method, c.Grad, c.LearnOffset,
-		c.Momentum, c.InitScale, c.NoGradScale)
+		c.Momentum, c.InitScale, c.NoGradScale, c.SinglePass)
 }
