@@ -587,3 +587,66 @@ func TestFromCheckpoint(t *testing.T) {
 		t.Fatal("missing file accepted")
 	}
 }
+
+// TestParityChunks checks that a batch larger than ParityChunk is split (with a padded last
+// chunk) and aggregated like the separate runs, and that accuracies are measured from labels.
+func TestParityChunks(t *testing.T) {
+	p, _ := trained(t, smallCNN, qat.W8A8(), 30)
+	qm, err := Lower(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, per = ParityChunk + 44, 2 * 12 * 12
+	d := newSynth(n, 2, 12, 12, 11)
+	all, err := ParityLabeled(p, qm, d.x, n, d.y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Parity(p, qm, d.x[:ParityChunk*per], ParityChunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Parity(p, qm, d.x[ParityChunk*per:], n-ParityChunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.Agree != a.Agree+b.Agree {
+		t.Errorf("agree %d != %d + %d", all.Agree, a.Agree, b.Agree)
+	}
+	for i, l := range all.Layers {
+		if l.Elements != a.Layers[i].Elements+b.Layers[i].Elements || l.MaxLSB != max(a.Layers[i].MaxLSB, b.Layers[i].MaxLSB) {
+			t.Errorf("%s: %+v from %+v and %+v", l.Site, l, a.Layers[i], b.Layers[i])
+		}
+		ex := (a.Layers[i].Exact*float64(a.Layers[i].Elements) + b.Layers[i].Exact*float64(b.Layers[i].Elements)) / float64(l.Elements)
+		if math.Abs(ex-l.Exact) > 1e-9 {
+			t.Errorf("%s: exact share %v, want %v", l.Site, l.Exact, ex)
+		}
+	}
+	// integer accuracy recomputed with infer directly
+	md, err := infer.Load(qm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := md.NewSession().Run(toNHWC(d.x, n, p.Model.Input), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := 0
+	for i := 0; i < n; i++ {
+		if argmax(out[i*10:(i+1)*10]) == d.y[i] {
+			ok++
+		}
+	}
+	if !all.Labeled || all.IntAccuracy != float64(ok)/n {
+		t.Errorf("int accuracy %v, want %v", all.IntAccuracy, float64(ok)/n)
+	}
+	if !strings.Contains(all.String(), "accuracy: fake-quant") {
+		t.Errorf("report without accuracy line:\n%v", all)
+	}
+	if _, err := ParityLabeled(p, qm, d.x, n, d.y[:3]); err == nil {
+		t.Error("wrong label count accepted")
+	}
+	if _, err := Parity(p, qm, d.x[:5], 1); err == nil {
+		t.Error("wrong input length accepted")
+	}
+}

@@ -31,6 +31,10 @@ type Report struct {
 	Layers    []LayerParity // in graph order
 	Agree     int           // examples whose argmax output agrees
 	Agreement float64       // Agree/Batch
+	// Labeled reports whether FakeAccuracy and IntAccuracy were measured (ParityLabeled).
+	Labeled      bool
+	FakeAccuracy float64 // accuracy of the fake-quant graph
+	IntAccuracy  float64 // accuracy of the integer runtime
 }
 
 // Thresholds decide whether a Report passes. The zero value means the defaults.
@@ -87,15 +91,31 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "%-24s %10d %8d %9.4f %9.4f\n", l.Site, l.Elements, l.MaxLSB, 100*l.Exact, 100*l.Within1)
 	}
 	fmt.Fprintf(&b, "prediction agreement: %d/%d (%.4f%%)\n", r.Agree, r.Batch, 100*r.Agreement)
+	if r.Labeled {
+		fmt.Fprintf(&b, "accuracy: fake-quant %.4f%%, integer %.4f%% (difference %+.4f points)\n",
+			100*r.FakeAccuracy, 100*r.IntAccuracy, 100*(r.IntAccuracy-r.FakeAccuracy))
+	}
 	return b.String()
 }
 
+// ParityChunk is the number of examples Parity runs through both models at a time.
+const ParityChunk = 256
+
 // Parity runs the fake-quant evaluation graph of p (BN folded, activation observers frozen) and
-// the integer model qm (made by Lower from p) on the same batch and compares every quantized
-// activation site and the predictions. x holds batch examples in the training layout (NCHW),
-// one after another; for a uint8-input model the examples are quantized to uint8 with the
-// model input's parameters first, and the fake-quant graph sees the dequantized bytes.
-func Parity(p *qat.Prepared, qm *qmodel.Model, x []float32, batch int) (*Report, error) {
+// the integer model qm (made by Lower from p) on the same examples and compares every quantized
+// activation site and the predictions. x holds n examples in the training layout (NCHW), one
+// after another; they are processed ParityChunk at a time. For a uint8-input model the examples
+// are first quantized to uint8 with the model input's parameters, and the fake-quant graph sees
+// the dequantized bytes.
+func Parity(p *qat.Prepared, qm *qmodel.Model, x []float32, n int) (*Report, error) {
+	return ParityLabeled(p, qm, x, n, nil)
+}
+
+type siteStats struct{ n, exact, within, maxd int }
+
+// ParityLabeled is Parity that also measures the accuracy of both models against labels
+// (len n), reported in Report.FakeAccuracy and Report.IntAccuracy.
+func ParityLabeled(p *qat.Prepared, qm *qmodel.Model, x []float32, n int, labels []int) (*Report, error) {
 	if p == nil || qm == nil {
 		return nil, errors.New("export: Parity needs a prepared model and an integer model")
 	}
@@ -104,103 +124,144 @@ func Parity(p *qat.Prepared, qm *qmodel.Model, x []float32, batch int) (*Report,
 	for _, d := range m.Input {
 		per *= d
 	}
-	if batch < 1 || len(x) != batch*per {
-		return nil, fmt.Errorf("export: parity batch: %d values for %d examples of %v", len(x), batch, m.Input)
+	if n < 1 || len(x) != n*per {
+		return nil, fmt.Errorf("export: parity batch: %d values for %d examples of %v", len(x), n, m.Input)
+	}
+	if labels != nil && len(labels) != n {
+		return nil, fmt.Errorf("export: %d labels for %d examples", len(labels), n)
 	}
 	md, err := infer.Load(qm)
 	if err != nil {
 		return nil, fmt.Errorf("export: loading the integer model: %w", err)
 	}
 	sess := md.NewSessionWith(infer.SessionOptions{KeepIntermediate: true})
-	xin := append([]float32(nil), x...)
-	nh := toNHWC(xin, batch, m.Input)
-	var outF []float32
-	if md.InputType() == qmodel.Uint8 {
-		t := &qm.Tensors[qm.Inputs[0]]
-		u := make([]byte, len(nh))
-		ip := t.Quant.Params()
-		for i, v := range nh {
-			u[i] = byte(quant.QuantizeValue(v, ip.Scale, ip.ZeroPoint, 0, 255))
-			nh[i] = quant.DequantizeValue(int32(u[i]), ip.Scale, ip.ZeroPoint)
-		}
-		xin = toNCHW(nh, batch, m.Input)
-		outF, err = sess.RunUint8(u, batch)
-	} else {
-		outF, err = sess.Run(nh, batch)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("export: running the integer model: %w", err)
-	}
-
-	r, err := newEvalRun(p, batch)
+	chunk := min(n, ParityChunk)
+	r, err := newEvalRun(p, chunk)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
-	copy(r.n.XVal.Data().([]float32), xin)
-	if err := r.run(); err != nil {
-		return nil, err
-	}
-	rep := &Report{Model: qm.Name, Batch: batch}
-	for _, s := range p.Sites {
-		if s.Kind != graph.SiteActivation {
-			continue
+	rep := &Report{Model: qm.Name, Batch: n}
+	stats := map[string]*siteStats{}
+	var order []string
+	var fakeOK, intOK int
+	xin := make([]float32, chunk*per)
+	for start := 0; start < n; start += chunk {
+		b := min(chunk, n-start)
+		copy(xin, x[start*per:(start+b)*per])
+		for i := b; i < chunk; i++ { // pad a short last chunk with its last example
+			copy(xin[i*per:(i+1)*per], x[(start+b-1)*per:(start+b)*per])
 		}
-		node, ok := r.n.Sites[s.Name]
-		if !ok {
-			continue // float site
+		nh := toNHWC(xin[:b*per], b, m.Input)
+		var outF []float32
+		if md.InputType() == qmodel.Uint8 {
+			ip := qm.Tensors[qm.Inputs[0]].Quant.Params()
+			u := make([]byte, len(nh))
+			for i, v := range nh {
+				u[i] = byte(quant.QuantizeValue(v, ip.Scale, ip.ZeroPoint, 0, 255))
+				nh[i] = quant.DequantizeValue(int32(u[i]), ip.Scale, ip.ZeroPoint)
+			}
+			copy(xin, toNCHW(nh, b, m.Input))
+			outF, err = sess.RunUint8(u, b)
+		} else {
+			outF, err = sess.Run(nh, b)
 		}
-		sp, err := p.Params(r.nq, s.Name)
 		if err != nil {
+			return nil, fmt.Errorf("export: running the integer model: %w", err)
+		}
+		copy(r.n.XVal.Data().([]float32), xin)
+		if err := r.run(); err != nil {
 			return nil, err
 		}
-		name := TensorName(s.Name)
-		got, gp, err := sess.Int8Tensor(name)
-		if err != nil {
-			return nil, fmt.Errorf("export: site %q: %w", s.Name, err)
-		}
-		fv, ok := node.Value().Data().([]float32)
-		if !ok || len(fv) != len(got) {
-			return nil, fmt.Errorf("export: site %q: fake-quant value has %d elements, runtime tensor %q has %d", s.Name, len(fv), name, len(got))
-		}
-		want := toNHWC(fv, batch, s.Shape)
-		fp := sp.Params[0]
-		shift := -128 - sp.Range.Min
-		if fp.ZeroPoint+shift != gp.ZeroPoint || fp.Scale != gp.Scale {
-			return nil, fmt.Errorf("export: site %q: runtime tensor %q has parameters %+v, the quantizer %+v", s.Name, name, gp, fp)
-		}
-		lp := LayerParity{Site: s.Name, Tensor: name, Elements: len(got)}
-		var exact, within int
-		for i, v := range want {
-			q := quant.QuantizeValue(v, fp.Scale, fp.ZeroPoint, sp.Range.Min, sp.Range.Max) + shift
-			d := int(q) - int(got[i])
-			if d < 0 {
-				d = -d
+		for _, s := range p.Sites {
+			if s.Kind != graph.SiteActivation {
+				continue
 			}
-			lp.MaxLSB = max(lp.MaxLSB, d)
-			if d == 0 {
-				exact++
+			node, ok := r.n.Sites[s.Name]
+			if !ok {
+				continue // float site
 			}
-			if d <= 1 {
-				within++
+			a := stats[s.Name]
+			if a == nil {
+				a = &siteStats{}
+				stats[s.Name] = a
+				order = append(order, s.Name)
+			}
+			if err := compareSite(r, sess, s, node.Value().Data(), b, chunk, a); err != nil {
+				return nil, err
 			}
 		}
-		lp.Exact = float64(exact) / float64(len(got))
-		lp.Within1 = float64(within) / float64(len(got))
-		rep.Layers = append(rep.Layers, lp)
-	}
-	logits := r.n.Out.Value().Data().([]float32)
-	k := len(logits) / batch
-	if len(outF) != batch*k {
-		return nil, fmt.Errorf("export: runtime output has %d values, fake-quant output %d", len(outF), len(logits))
-	}
-	for i := 0; i < batch; i++ {
-		if argmax(logits[i*k:(i+1)*k]) == argmax(outF[i*k:(i+1)*k]) {
-			rep.Agree++
+		logits := r.n.Out.Value().Data().([]float32)
+		k := len(logits) / chunk
+		if len(outF) != b*k {
+			return nil, fmt.Errorf("export: runtime output has %d values per example, fake-quant output %d", len(outF)/b, k)
+		}
+		for i := 0; i < b; i++ {
+			fa, ia := argmax(logits[i*k:(i+1)*k]), argmax(outF[i*k:(i+1)*k])
+			if fa == ia {
+				rep.Agree++
+			}
+			if labels != nil {
+				if fa == labels[start+i] {
+					fakeOK++
+				}
+				if ia == labels[start+i] {
+					intOK++
+				}
+			}
 		}
 	}
-	rep.Agreement = float64(rep.Agree) / float64(batch)
+	for _, name := range order {
+		a := stats[name]
+		rep.Layers = append(rep.Layers, LayerParity{Site: name, Tensor: TensorName(name), Elements: a.n, MaxLSB: a.maxd,
+			Exact: float64(a.exact) / float64(a.n), Within1: float64(a.within) / float64(a.n)})
+	}
+	rep.Agreement = float64(rep.Agree) / float64(n)
+	if labels != nil {
+		rep.Labeled = true
+		rep.FakeAccuracy = float64(fakeOK) / float64(n)
+		rep.IntAccuracy = float64(intOK) / float64(n)
+	}
 	return rep, nil
+}
+
+// compareSite adds the comparison of one activation site on the first b examples of a chunk.
+func compareSite(r *evalRun, sess *infer.Session, s graph.Site, data any, b, chunk int, a *siteStats) error {
+	sp, err := r.p.Params(r.nq, s.Name)
+	if err != nil {
+		return err
+	}
+	name := TensorName(s.Name)
+	got, gp, err := sess.Int8Tensor(name)
+	if err != nil {
+		return fmt.Errorf("export: site %q: %w", s.Name, err)
+	}
+	fv, ok := data.([]float32)
+	if !ok || len(fv)*b != len(got)*chunk {
+		return fmt.Errorf("export: site %q: fake-quant value has %d elements for %d examples, runtime tensor %q has %d for %d", s.Name, len(fv), chunk, name, len(got), b)
+	}
+	want := toNHWC(fv[:len(got)], b, s.Shape)
+	fp := sp.Params[0]
+	shift := -128 - sp.Range.Min
+	if fp.ZeroPoint+shift != gp.ZeroPoint || fp.Scale != gp.Scale {
+		return fmt.Errorf("export: site %q: runtime tensor %q has parameters %+v, the quantizer %+v", s.Name, name, gp, fp)
+	}
+	a.n += len(got)
+	for i, v := range want {
+		q := quant.QuantizeValue(v, fp.Scale, fp.ZeroPoint, sp.Range.Min, sp.Range.Max) + shift
+		d := int(q) - int(got[i])
+		if d < 0 {
+			d = -d
+		}
+		a.maxd = max(a.maxd, d)
+		if d == 0 {
+			a.exact++
+		}
+		if d <= 1 {
+			a.within++
+		}
+	}
+	return nil
 }
 
 func argmax(v []float32) int {
