@@ -16,9 +16,6 @@ const (
 func vnni8x48(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
 //go:noescape
-func vnni8x48b(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
-
-//go:noescape
 func vnni8x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
 //go:noescape
@@ -26,6 +23,9 @@ func vnniGemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
 
 //go:noescape
 func vnniGemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
+
+//go:noescape
+func peakVPDPBUSD(n int)
 
 //go:noescape
 func sumInt8AVX512(p *int8, n int) int32

@@ -126,3 +126,60 @@ func TestRequantAVX512(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMicroKernel runs one micro-kernel call on L1-resident data (K = 512): the ceiling
+// of the GEMM driver.
+func BenchmarkMicroKernel(b *testing.B) {
+	type kern struct {
+		name       string
+		ok         bool
+		rows, cols int
+		f          func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+	}
+	x := &cpu.X86
+	for _, k := range []kern{
+		{"avx512vnni-8x48", x.HasAVX512VNNI, 8, 48, vnni8x48},
+		{"avx512vnni-8x16", x.HasAVX512VNNI, 8, 16, vnni8x16},
+		{"avxvnni-evex-twin-6x16", x.HasAVX512VNNI && x.HasAVX512VL, 6, 16, avxvnni6x16Evex},
+		{"avx2-4x16", x.HasAVX2, 4, 16, avx2x4x16},
+	} {
+		if !k.ok {
+			continue
+		}
+		b.Run(k.name, func(b *testing.B) {
+			kg := 128
+			a := make([]int8, k.rows*kg*4)
+			w := make([]int8, k.cols/16*kg*64)
+			off := make([]int32, k.cols)
+			roff := make([]int32, k.rows)
+			c := make([]int32, k.rows*k.cols)
+			cpu := startThreadCPU(b)
+			for range b.N {
+				k.f(&a[0], kg*4, &w[0], kg*64, kg, &off[0], &roff[0], &c[0], k.cols*4)
+			}
+			ops := 2 * float64(k.rows*k.cols*kg*4) * float64(b.N)
+			b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOPS")
+			if ns := cpu.nanos(); ns > 0 {
+				b.ReportMetric(ops/float64(ns), "GOPS-cpu")
+			}
+		})
+	}
+}
+
+// BenchmarkPeakVPDPBUSD measures the VNNI peak of this machine: 24 independent register-only
+// VPDPBUSD zmm per iteration (64 multiply-adds each).
+func BenchmarkPeakVPDPBUSD(b *testing.B) {
+	if !cpu.X86.HasAVX512VNNI {
+		b.Skip("no AVX-512 VNNI")
+	}
+	const n = 1 << 16
+	cpu := startThreadCPU(b)
+	for range b.N {
+		peakVPDPBUSD(n)
+	}
+	ops := 24 * 64 * 2 * float64(n) * float64(b.N)
+	b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOPS")
+	if ns := cpu.nanos(); ns > 0 {
+		b.ReportMetric(ops/float64(ns), "GOPS-cpu")
+	}
+}
