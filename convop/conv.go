@@ -106,6 +106,7 @@ func fourDType() hm.Type {
 type convOp struct {
 	params
 	diffInput bool
+	out       outBuf
 }
 
 var (
@@ -170,7 +171,7 @@ func (op *convOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := output(prealloc, x.Dtype(), shp)
+	y, err := op.out.output(prealloc, x.Dtype(), shp, ts)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +214,7 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 type convInputGradOp struct {
 	params
 	xShape tensor.Shape
+	out    outBuf
 }
 
 func (op *convInputGradOp) Arity() int           { return 2 }
@@ -256,7 +258,7 @@ func (op *convInputGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, erro
 	if !want.Eq(dy.Shape()) {
 		return nil, fmt.Errorf("convop: Conv2dInputGrad: dy is %v, want %v", dy.Shape(), want)
 	}
-	dx, err := output(prealloc, w.Dtype(), op.xShape)
+	dx, err := op.out.output(prealloc, w.Dtype(), op.xShape, ts)
 	if err != nil {
 		return nil, err
 	}
@@ -276,6 +278,7 @@ func (op *convInputGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, erro
 type convKernelGradOp struct {
 	params
 	wShape tensor.Shape
+	out    outBuf
 }
 
 func (op *convKernelGradOp) Arity() int           { return 2 }
@@ -319,7 +322,7 @@ func (op *convKernelGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, err
 	if !want.Eq(dy.Shape()) {
 		return nil, fmt.Errorf("convop: Conv2dKernelGrad: dy is %v, want %v", dy.Shape(), want)
 	}
-	dw, err := output(prealloc, x.Dtype(), op.wShape)
+	dw, err := op.out.output(prealloc, x.Dtype(), op.wShape, ts)
 	if err != nil {
 		return nil, err
 	}
@@ -349,17 +352,42 @@ func tensors(arity int, inputs []G.Value) ([]*tensor.Dense, error) {
 	return out, nil
 }
 
+// outBuf remembers the tensor an op's Do returned last, so that the next
+// Do can write into it instead of allocating: TapeMachine.Reset forgets all
+// registers, so without this every training step would allocate every
+// output again. The previous step's value of the node is overwritten, as a
+// TapeMachine does with registers inside one run.
+type outBuf struct {
+	last *tensor.Dense
+}
+
 // output returns prealloc if it is a dense tensor of the right dtype and
-// shape, or a new tensor when prealloc is nil.
-func output(prealloc G.Value, dt tensor.Dtype, shp tensor.Shape) (*tensor.Dense, error) {
+// shape. With a nil prealloc it returns the tensor of the previous call if
+// it fits and does not share memory with an input, or a new tensor.
+func (b *outBuf) output(prealloc G.Value, dt tensor.Dtype, shp tensor.Shape, inputs []*tensor.Dense) (*tensor.Dense, error) {
 	if prealloc == nil {
-		return tensor.New(tensor.Of(dt), tensor.WithShape(shp...)), nil
+		if l := b.last; l != nil && l.Dtype() == dt && l.Shape().Eq(shp) && !aliases(l, inputs) {
+			return l, nil
+		}
+		b.last = tensor.New(tensor.Of(dt), tensor.WithShape(shp...))
+		return b.last, nil
 	}
 	d, ok := prealloc.(*tensor.Dense)
-	if !ok || d.Dtype() != dt || !d.Shape().Eq(shp) || d.IsMaterializable() {
+	if !ok || d.Dtype() != dt || !d.Shape().Eq(shp) || d.IsMaterializable() || aliases(d, inputs) {
 		return nil, fmt.Errorf("convop: prealloc %v %v does not fit %v %v", prealloc.Dtype(), prealloc.Shape(), dt, shp)
 	}
 	return d, nil
+}
+
+// aliases reports whether t shares its first element with one of inputs.
+func aliases(t *tensor.Dense, inputs []*tensor.Dense) bool {
+	p := t.Uintptr()
+	for _, in := range inputs {
+		if in.Uintptr() == p {
+			return true
+		}
+	}
+	return false
 }
 
 // minParallelFlops is the work below which a convolution runs on one

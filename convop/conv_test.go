@@ -359,3 +359,43 @@ func TestLeafInputNotDifferentiated(t *testing.T) {
 		}
 	}
 }
+
+// TestDoReusesOutput checks that a second Do writes into the tensor of the
+// first (no allocation per training step) with the right values, and that
+// a cached tensor passed back as an input is not overwritten.
+func TestDoReusesOutput(t *testing.T) {
+	r := rand.New(rand.NewPCG(2, 3))
+	op := &reluOp{dims: 4}
+	x1 := randT(r, tensor.Float64, 2, 3, 4, 4)
+	y1, err := op.Do(x1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x2 := randT(r, tensor.Float64, 2, 3, 4, 4)
+	y2, err := op.Do(x2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y1.(*tensor.Dense) != y2.(*tensor.Dense) {
+		t.Fatal("second Do allocated a new output")
+	}
+	for i, v := range x2.Data().([]float64) {
+		if want := max(v, 0); y2.Data().([]float64)[i] != want {
+			t.Fatalf("y[%d] = %g, want %g", i, y2.Data().([]float64)[i], want)
+		}
+	}
+	in := y2.(*tensor.Dense)
+	before := append([]float64(nil), in.Data().([]float64)...)
+	y3, err := op.Do(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y3.(*tensor.Dense) == in {
+		t.Fatal("output aliases the input")
+	}
+	for i, v := range in.Data().([]float64) {
+		if v != before[i] {
+			t.Fatal("input was overwritten")
+		}
+	}
+}

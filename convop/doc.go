@@ -14,11 +14,22 @@
 // (out) x (in*kh*kw) by (in*kh*kw) x (outH*outW) product). The gradient with
 // respect to x is col2im(W^T * dy) and with respect to W it is the sum over
 // images of dy * im2col(x)^T. Each is its own Gorgonia op, so TapeMachine
-// and gorgonia.Grad work unchanged; all three implement UsePreallocDo so a
-// TapeMachine reuses their output buffers between steps, and scratch
-// buffers come from a pool, so a training step allocates no large buffers.
-// Images are split between goroutines (up to GOMAXPROCS) when there is
-// enough work.
+// and gorgonia.Grad work unchanged.
 //
-// float32 and float64 tensors are supported.
+// The package also has MaxPool2D and ReLU, drop-in replacements for
+// gorgonia.MaxPool2D and gorgonia.Rectify that do one pass over the data
+// each way instead of several (they dominate a small CNN's step once the
+// convolutions are fast).
+//
+// Buffers: every op implements UsePreallocDo, and because
+// TapeMachine.Reset forgets its registers, each op also keeps the output
+// tensor of its last Do and writes the next result into it (unless it is
+// one of the inputs). A node's value is therefore overwritten by the next
+// run, as register reuse already does inside a run; copy values you want
+// to keep across runs. Scratch buffers (im2col columns) come from a pool,
+// so a training step allocates no large buffers in these ops. One graph
+// must not be run by two machines at the same time.
+//
+// Images are split between goroutines (up to GOMAXPROCS) when there is
+// enough work. float32 and float64 tensors are supported.
 package convop

@@ -57,6 +57,7 @@ type poolState struct {
 type maxPoolOp struct {
 	params
 	state *poolState
+	out   outBuf
 }
 
 var (
@@ -118,7 +119,7 @@ func (op *maxPoolOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := output(prealloc, x.Dtype(), shp)
+	y, err := op.out.output(prealloc, x.Dtype(), shp, ts)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +214,7 @@ type maxPoolGradOp struct {
 	params
 	xShape tensor.Shape
 	state  *poolState
+	out    outBuf
 }
 
 func (op *maxPoolGradOp) Arity() int           { return 2 }
@@ -251,7 +253,7 @@ func (op *maxPoolGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error)
 	if n := dy.Shape().TotalSize(); n != len(op.state.argmax) {
 		return nil, fmt.Errorf("convop: MaxPool2DGrad: dy has %d elements, the forward pass produced %d", n, len(op.state.argmax))
 	}
-	dx, err := output(prealloc, dy.Dtype(), op.xShape)
+	dx, err := op.out.output(prealloc, dy.Dtype(), op.xShape, ts)
 	if err != nil {
 		return nil, err
 	}

@@ -21,7 +21,10 @@ func ReLU(x *G.Node) (*G.Node, error) {
 	return G.ApplyOp(&reluOp{dims: x.Shape().Dims()}, x)
 }
 
-type reluOp struct{ dims int }
+type reluOp struct {
+	dims int
+	out  outBuf
+}
 
 var (
 	_ G.SDOp            = (*reluOp)(nil)
@@ -67,7 +70,7 @@ func (op *reluOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 		return nil, err
 	}
 	x := xs[0]
-	y, err := output(prealloc, x.Dtype(), x.Shape())
+	y, err := op.out.output(prealloc, x.Dtype(), x.Shape(), xs)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +109,10 @@ func (op *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 }
 
 // reluGradOp is dx = dy * (x >= 0); inputs x and dy.
-type reluGradOp struct{ dims int }
+type reluGradOp struct {
+	dims int
+	out  outBuf
+}
 
 func (op *reluGradOp) Arity() int            { return 2 }
 func (op *reluGradOp) ReturnsPtr() bool      { return false }
@@ -149,7 +155,7 @@ func (op *reluGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	if !x.Shape().Eq(dy.Shape()) {
 		return nil, fmt.Errorf("convop: ReLUGrad: x %v and dy %v differ", x.Shape(), dy.Shape())
 	}
-	dx, err := output(prealloc, x.Dtype(), x.Shape())
+	dx, err := op.out.output(prealloc, x.Dtype(), x.Shape(), ts)
 	if err != nil {
 		return nil, err
 	}
