@@ -262,9 +262,10 @@ func (r *Rotation) OrthogonalityError() float64 {
 
 // CayleySGD is gradient descent on the orthogonal group with the Cayley transform
 // (Li, Fuxin and Todorovic 2020; used by SpinQuant): with G = dL/dR and the skew-symmetric
-// W = G R^T - R G^T, one step is R <- (I + lr/2 W)^-1 (I - lr/2 W) R, an orthogonal matrix times R.
-// The update is computed in float64 with an LU solve (O(n^3), for rotations of up to a few
-// thousand rows).
+// W = G R^T - R G^T, one step is R <- (I + lr/2 W)^-1 (I - lr/2 W) R, an orthogonal matrix times R,
+// followed by one Newton-Schulz polar correction R <- R (3I - R^T R)/2 against rounding drift. The
+// update is computed in float64 with an LU solve (O(n^3), for rotations of up to a few thousand
+// rows) and stored in R's dtype.
 type CayleySGD struct {
 	LR float64
 }
@@ -304,6 +305,16 @@ func (c CayleySGD) Step(r *Rotation) error {
 	if err := next.Solve(&lhs, &rhs); err != nil {
 		return fmt.Errorf("fakequant: CayleySGD: %w", err)
 	}
+	// One Newton-Schulz polar step, R <- R (3I - R^T R) / 2, removes the drift that storing R in
+	// float32 (or rounding in float64) leaves; it is quadratically convergent near the orthogonal
+	// group and a no-op to rounding error for an orthogonal R.
+	var rtr, corr mat.Dense
+	rtr.Mul(next.T(), &next)
+	corr.Scale(-0.5, &rtr)
+	for i := 0; i < n; i++ {
+		corr.Set(i, i, corr.At(i, i)+1.5)
+	}
+	next.Mul(&next, &corr)
 	setFloats(r.R.Value(), next.RawMatrix().Data)
 	if z, ok := gv.(tensor.Tensor); ok {
 		z.Zero()

@@ -181,8 +181,13 @@ func TestRotationGradient(t *testing.T) {
 // map x onto x Q for a random orthogonal target Q: R stays orthogonal (max|R^T R - I| < 1e-5) and the
 // loss falls.
 func TestCayleySGDKeepsOrthogonality(t *testing.T) {
-	const m, n = 128, 64
-	dt := tensor.Float64
+	for _, dt := range dtypes {
+		t.Run(dt.String(), func(t *testing.T) { cayleyRun(t, dt) })
+	}
+}
+
+func cayleyRun(t *testing.T, dt tensor.Dtype) {
+	const m, n = 64, 64
 	rng := rand.New(rand.NewPCG(12, 34))
 	xv := make([]float64, m*n)
 	for i := range xv {
@@ -220,7 +225,12 @@ func TestCayleySGDKeepsOrthogonality(t *testing.T) {
 		if err := vm.RunAll(); err != nil {
 			t.Fatal(err)
 		}
-		last = loss.Value().Data().(float64)
+		switch v := loss.Value().Data().(type) {
+		case float64:
+			last = v
+		case float32:
+			last = float64(v)
+		}
 		if i == 0 {
 			first = last
 		}
@@ -230,7 +240,7 @@ func TestCayleySGDKeepsOrthogonality(t *testing.T) {
 		vm.Reset()
 	}
 	e := rot.OrthogonalityError()
-	t.Logf("loss %.4f -> %.4f, max|R^T R - I| = %.3g", first, last, e)
+	t.Logf("%v: loss %.4f -> %.4f, max|R^T R - I| = %.3g", dt, first, last, e)
 	if !(e < 1e-5) {
 		t.Fatalf("orthogonality error %v after 500 Cayley steps", e)
 	}
