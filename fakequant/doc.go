@@ -14,7 +14,9 @@
 // by calling package quant, so the exporter (which calls the same functions) reproduces the
 // training forward bit for bit. The scale s used by the forward is always a float32 value
 // (converted to F), floored at quant.MinScale; the zero point z is an int32 in [qmin, qmax].
-// Quantizer.Params returns exactly the (float32 scale, int32 zero point) pairs the forward used.
+// Quantizer.Params returns exactly the (float32 scale, int32 zero point) pairs the forward uses
+// with the current parameter values. (A float64 graph divides in float64; an exporter that
+// quantizes in float32 matches it bit for bit only on float32 graphs.)
 //
 // # Configuration
 //
@@ -22,7 +24,9 @@
 // [-(2^(b-1)-1), 2^(b-1)-1] with z = 0; AsymmetricSigned or AsymmetricUnsigned for activations), the
 // granularity (PerTensor, PerChannel along Axis, PerGroup of GroupSize consecutive elements along
 // Axis), the Method that produces s and z (LSQ learned, Observed by an observer, PACT learned
-// clip) and the input gradient (ClippedSTE or PlainSTE).
+// clip) and the input gradient (ClippedSTE or PlainSTE). An asymmetric LSQ quantizer without
+// LearnOffset keeps a fixed zero point: 0 for AsymmetricSigned, qmin (= 0) for AsymmetricUnsigned.
+// PACT ignores Scheme: its range is always [0, 2^b-1] with z = 0.
 //
 // Granularity fixes the number K of (scale, zero point) slices and their order. For an input of
 // shape d, slices are laid out row-major over the shape d' where
@@ -55,8 +59,10 @@
 //   - Input (ClippedSTE): dL/dx = dL/dx_hat inside, 0 when clipped. PlainSTE passes every element.
 //   - Scale (LSQ, Esser et al. 2020, "Learned Step Size Quantization"):
 //     dx_hat/ds = r - v inside, qmin - z clipped low, qmax - z clipped high, and the scale gradient
-//     is multiplied by g = 1/sqrt(N*Qp), N the number of elements sharing the scale and Qp = qmax for
-//     SymmetricNarrow, qmax - qmin for the asymmetric schemes (Config.Qp).
+//     is multiplied by g = 1/sqrt(N*Qp), N the number of elements of the input tensor sharing the
+//     scale (batch included for activations, as in PyTorch's learnable fake-quantize; the LSQ paper
+//     counts features per sample) and Qp = qmax for SymmetricNarrow, qmax - qmin for the asymmetric
+//     schemes (Config.Qp). NoGradScale sets g = 1.
 //   - Offset (LSQ+, Bhalgat et al. 2020): the learnable offset is a real-valued zero point z_r (the
 //     LSQ+ offset beta = -s*z_r); the forward uses z = clamp(quant.Round(z_r), qmin, qmax), and
 //     dx_hat/dz_r = 0 inside and -s when clipped, times the same g.
@@ -65,8 +71,9 @@
 //     where 0 <= x < alpha (ClippedSTE).
 //
 // These are the derivatives of the documented surrogate in which the rounding residual r - v is
-// held constant: x_hat = s*(clamp(v + (r-v) + z_r, qmin, qmax) - z_r). The tests check every
-// gradient against central differences of that surrogate.
+// held constant: x_hat = s*(clamp(v + (r-v) + z_r, qmin, qmax) - z_r), and for PACT
+// y = clip(x, 0, alpha). The tests check every gradient against central differences of these
+// surrogates.
 //
 // # Positive scales
 //
