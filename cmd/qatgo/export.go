@@ -1,0 +1,191 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/qatgo/qatgo/data/mnist"
+	"github.com/qatgo/qatgo/export"
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/qat"
+	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
+)
+
+// exportModels are the architectures `qatgo export` can rebuild (a checkpoint stores tensors,
+// not the architecture), by the model name that qat.Trainer records in its checkpoints.
+var exportModels = map[string]func(uint64) *graph.Model{
+	"ggml-cnn": qat.GGMLCNN,
+	"bn-cnn":   qat.BNCNN,
+}
+
+func exportModelNames() string {
+	var n []string
+	for k := range exportModels {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return strings.Join(n, ", ")
+}
+
+func init() {
+	register(&command{
+		name:    "export",
+		args:    "CHECKPOINT",
+		summary: "lower a QAT checkpoint to an integer model file, with a parity check",
+		detail: `Rebuilds the model named in the checkpoint (or -model), restores its parameters and quantizer
+state (a checkpoint written by qat.Trainer), folds BatchNorm, quantizes weights with the trained
+quantizers and writes the integer model (-o) atomically. Unless -parity 0, the fake-quant graph and
+the integer runtime first run on MNIST test images and must agree: per layer, the share of elements
+within 1 LSB must reach -min-within1 and the predictions must agree on -min-agree of the images;
+otherwise nothing is written (unless -force) and the exit status is 1.
+
+Models: ` + exportModelNames() + `. QConfig presets: w8a8, w4a8, w4a4, w4a4-obs, w2a2 (the checkpoint
+records its QConfig name, used when -qconfig is empty; QConfigs with overrides need -qconfig).`,
+		setup: func(fs *flag.FlagSet) func(*env, []string) error {
+			model := fs.String("model", "", "architecture (default: the checkpoint's model name)")
+			qconf := fs.String("qconfig", "", "QConfig preset the model was trained with (default: the checkpoint's)")
+			out := fs.String("o", "", "output model file (default: <model>-<qconfig>.qm)")
+			u8 := fs.Bool("uint8", false, "uint8 model input (image bytes, real = byte/255) instead of float32")
+			softmax := fs.Bool("softmax", false, "append an integer Softmax to the output")
+			parity := fs.Int("parity", 1000, "MNIST test images for the parity check (0: skip it)")
+			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
+			minW1 := fs.Float64("min-within1", export.DefaultThresholds.MinWithin1, "minimum share of elements within 1 LSB per layer")
+			minAgree := fs.Float64("min-agree", export.DefaultThresholds.MinAgreement, "minimum share of agreeing predictions")
+			maxLSB := fs.Int("max-lsb", 0, "largest allowed difference in LSB anywhere (0: no limit)")
+			force := fs.Bool("force", false, "write the model even when the parity check fails")
+			return func(e *env, args []string) error {
+				if err := needArgs(args, "CHECKPOINT"); err != nil {
+					return err
+				}
+				if *parity < 0 {
+					return usagef("-parity must be >= 0, got %d", *parity)
+				}
+				if *minW1 < 0 || *minW1 > 1 || *minAgree < 0 || *minAgree > 1 {
+					return usagef("-min-within1 and -min-agree must be in [0,1]")
+				}
+				if *maxLSB < 0 {
+					return usagef("-max-lsb must be >= 0, got %d", *maxLSB)
+				}
+				return runExport(e, exportArgs{ckpt: args[0], model: *model, qconfig: *qconf, out: *out, uint8: *u8,
+					softmax: *softmax, parity: *parity, dir: *dir, force: *force,
+					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB}})
+			}
+		},
+	})
+}
+
+type exportArgs struct {
+	ckpt, model, qconfig, out, dir string
+	uint8, softmax, force          bool
+	parity                         int
+	th                             export.Thresholds
+}
+
+func runExport(e *env, a exportArgs) error {
+	ck, err := graph.LoadCheckpoint(a.ckpt)
+	if err != nil {
+		return err
+	}
+	if a.model == "" {
+		if a.model = ck.Meta["model"]; a.model == "" {
+			return usagef("the checkpoint does not name its model: pass -model (%s)", exportModelNames())
+		}
+	}
+	mk, ok := exportModels[a.model]
+	if !ok {
+		return usagef("unknown model %q (known: %s)", a.model, exportModelNames())
+	}
+	if a.qconfig == "" {
+		if a.qconfig = ck.Meta["qconfig"]; a.qconfig == "" {
+			return usagef("the checkpoint has no quantizer state (a float checkpoint?): train with QAT or calibrate first, or pass -qconfig")
+		}
+	}
+	qc, err := qat.Preset(a.qconfig)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if a.out == "" {
+		a.out = strings.ToLower(a.model + "-" + qc.Name + ".qm")
+	}
+	opt := export.Options{Softmax: a.softmax, Meta: map[string]string{"checkpoint": filepath.Base(a.ckpt), "qconfig": qc.Name}}
+	if a.model == "ggml-cnn" || a.model == "bn-cnn" {
+		opt.Labels = []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	}
+	if a.uint8 {
+		opt.Uint8Input = &quant.Params{Scale: 1.0 / 255}
+	}
+	p, qm, err := export.FromCheckpoint(a.ckpt, mk(1), qc, opt)
+	if err != nil {
+		return err
+	}
+	var parityErr error
+	if a.parity > 0 {
+		x, y, err := mnistTest(a.dir, a.parity)
+		if err != nil {
+			return err
+		}
+		rep, err := export.ParityLabeled(p, qm, x, len(y), y)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(e.stdout, rep)
+		if parityErr = rep.Check(a.th); parityErr != nil && !a.force {
+			return fmt.Errorf("%w; nothing written (use -force to write anyway, or relax -min-within1/-min-agree)", parityErr)
+		}
+	}
+	if err := qmodel.WriteFile(a.out, qm); err != nil {
+		return err
+	}
+	fi, err := os.Stat(a.out)
+	if err != nil {
+		return err
+	}
+	var floatBytes int
+	for _, g := range p.Model.Groups() {
+		if g.Weighted() {
+			f, err := export.Fold(p.Model, g)
+			if err != nil {
+				return err
+			}
+			floatBytes += 4 * (len(f.Weight) + len(f.Bias))
+		}
+	}
+	fmt.Fprintf(e.stdout, "wrote %s: %d bytes (%d ops; folded float32 parameters %d bytes, %.2fx larger)\n",
+		a.out, fi.Size(), len(qm.Ops), floatBytes, float64(floatBytes)/float64(fi.Size()))
+	if parityErr != nil {
+		return fmt.Errorf("%w (written anyway: -force)", parityErr)
+	}
+	return nil
+}
+
+// mnistTest returns the first n MNIST test images as float32 pixel/255 (NCHW) and their labels.
+func mnistTest(dir string, n int) ([]float32, []int, error) {
+	var err error
+	if dir == "" {
+		if dir, err = mnist.Locate(); err != nil {
+			return nil, nil, fmt.Errorf("cannot find the MNIST files (%w); pass -dir or set %s", err, mnist.EnvDir)
+		}
+	}
+	test, err := mnist.LoadFiles(filepath.Join(dir, mnist.TestImagesFile), filepath.Join(dir, mnist.TestLabelsFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	test = test.Subset(n)
+	if test.Len() == 0 {
+		return nil, nil, errors.New("the MNIST test set is empty")
+	}
+	idx := make([]int, test.Len())
+	for i := range idx {
+		idx[i] = i
+	}
+	x := make([]float32, len(idx)*test.ImageSize())
+	y := make([]int, len(idx))
+	test.Batch(idx, x, y)
+	return x, y, nil
+}
