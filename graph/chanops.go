@@ -113,6 +113,14 @@ func (op chanOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, erro
 	if !ok {
 		return nil, fmt.Errorf("%v: prealloc is %T", op, prealloc)
 	}
+	if want, _ := op.InferShape(); !out.Shape().Eq(want) {
+		// a register holding another node's value: never write through a mismatched buffer
+		t0, _ := vals[0].(tensor.Tensor)
+		if t0 == nil {
+			return nil, fmt.Errorf("%v: input %T", op, vals[0])
+		}
+		out = tensor.New(tensor.Of(t0.Dtype()), tensor.WithShape(want...))
+	}
 	switch d := out.Data().(type) {
 	case []float32:
 		in, err := dataOf[float32](vals)

@@ -61,6 +61,14 @@ func (op avgPoolOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, e
 	if !ok || len(vals) != 1 {
 		return nil, fmt.Errorf("%v: bad arguments", op)
 	}
+	if want, _ := op.InferShape(); !out.Shape().Eq(want) {
+		// a register holding another node's value: never write through a mismatched buffer
+		t0, _ := vals[0].(tensor.Tensor)
+		if t0 == nil {
+			return nil, fmt.Errorf("%v: input %T", op, vals[0])
+		}
+		out = tensor.New(tensor.Of(t0.Dtype()), tensor.WithShape(want...))
+	}
 	in, ok := vals[0].(tensor.Tensor)
 	if !ok {
 		return nil, fmt.Errorf("%v: input %T", op, vals[0])
