@@ -332,6 +332,9 @@ func TestSinglePassObserver(t *testing.T) {
 					}
 					prev = ps
 				}
+				if h.q.auxUsed != 4 {
+					t.Fatalf("backward used the forward's codes %d of 4 steps", h.q.auxUsed)
+				}
 			}
 		}
 	}

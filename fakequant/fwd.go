@@ -37,7 +37,7 @@ func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
 			return q.nonFiniteErr(x, bad)
 		}
 	}
-	if err := q.computeParams(pv, true); err != nil {
+	if err := q.computeParams(pv); err != nil {
 		return err
 	}
 	q.auxOK = false
@@ -144,7 +144,12 @@ func (q *Quantizer) backward(x, gy, gx *tensor.Dense, pv []G.Value, p0, p1 []flo
 		copyDense(gx, gy)
 		return nil
 	}
-	if err := q.computeParams(pv, false); err != nil {
+	if q.cfg.Method == Observed && q.auxOK && q.auxX == x && q.auxPtr == x.Uintptr() {
+		// The parameters the forward used (with SinglePass the observer moved on after quantizing).
+		copy(q.scales, q.fwdScales)
+		copy(q.zps, q.fwdZps)
+		q.setTyped()
+	} else if err := q.computeParams(pv); err != nil {
 		return err
 	}
 	clear(q.sumDS)

@@ -198,7 +198,7 @@ var ErrNotCalibrated = errors.New("fakequant: observer has seen no data")
 // Params returns the K (scale, zero point) pairs that the forward pass uses now, computed from the
 // current values of the learnable nodes or the observer state. Export reads these.
 func (q *Quantizer) Params() ([]quant.Params, error) {
-	if err := q.computeParams(q.paramValues(), false); err != nil {
+	if err := q.computeParams(q.paramValues()); err != nil {
 		return nil, err
 	}
 	ps := make([]quant.Params, len(q.scales))
@@ -414,7 +414,7 @@ func (q *Quantizer) input(vals []G.Value, arity int) (*tensor.Dense, error) {
 
 // computeParams fills q.scales/q.zps (and the typed copies) from parameter values (LSQ, PACT) or
 // from the observer state (Observed).
-func (q *Quantizer) computeParams(pv []G.Value, _ bool) error {
+func (q *Quantizer) computeParams(pv []G.Value) error {
 	k := q.layout.Slices()
 	switch q.cfg.Method {
 	case LSQ:
@@ -478,12 +478,17 @@ func (q *Quantizer) computeParams(pv []G.Value, _ bool) error {
 			q.scales[i], q.zps[i] = p.Scale, p.ZeroPoint
 		}
 	}
+	q.setTyped()
+	return nil
+}
+
+// setTyped refreshes the typed copies of q.scales and q.zps.
+func (q *Quantizer) setTyped() {
 	if q.dtype == tensor.Float32 {
 		q.p32.set(q.scales, q.zps, q.rng)
 	} else {
 		q.p64.set(q.scales, q.zps, q.rng)
 	}
-	return nil
 }
 
 // readParam copies the K elements of parameter value number idx into dst (without allocating).
