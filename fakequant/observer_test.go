@@ -233,6 +233,9 @@ func TestSetParamsValidation(t *testing.T) {
 	if _, err := New(g, x, Config{Name: "bad", Bits: 8, Granularity: PerChannel, Axis: 3}); err == nil {
 		t.Fatal("bad axis accepted")
 	}
+	if _, err := New(g, x, Config{Name: "w", Bits: 8}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("duplicate name: %v", err)
+	}
 	xi := G.NewVector(g, tensor.Int, G.WithShape(4), G.WithName("xi"))
 	if _, err := New(g, xi, Config{Name: "int", Bits: 8}); err == nil {
 		t.Fatal("int input accepted")

@@ -82,6 +82,9 @@ func New(g *G.ExprGraph, x *G.Node, cfg Config) (*Quantizer, error) {
 	if g == nil {
 		g = x.Graph()
 	}
+	if len(g.ByName(cfg.Name+".fq")) > 0 {
+		return nil, fmt.Errorf("%w: name %q is already used by a quantizer in this graph", ErrConfig, cfg.Name)
+	}
 	dt := x.Dtype()
 	if dt != tensor.Float32 && dt != tensor.Float64 {
 		return nil, fmt.Errorf("%w: %s: dtype %v (want float32 or float64)", ErrConfig, cfg.Name, dt)
