@@ -60,38 +60,9 @@ type row struct {
 }
 
 func main() {
-	var o options
-	flag.StringVar(&o.data, "data", "", "text file or folder to train on (default: a subset of $(go env GOROOT)/src)")
-	flag.IntVar(&o.maxBytes, "max-bytes", 4<<20, "corpus size cap in bytes")
-	flag.IntVar(&o.dim, "dim", 64, "model width")
-	flag.IntVar(&o.layers, "layers", 2, "transformer blocks")
-	flag.IntVar(&o.heads, "heads", 4, "attention heads")
-	flag.IntVar(&o.hidden, "hidden", 128, "SwiGLU hidden width (a power of two for hadamard runs)")
-	flag.IntVar(&o.ctx, "ctx", 64, "context length")
-	flag.IntVar(&o.batch, "batch", 16, "sequences per batch")
-	flag.IntVar(&o.steps, "steps", 1500, "float training steps")
-	flag.IntVar(&o.qatSteps, "qat-steps", 300, "QAT steps per qat run")
-	flag.Float64Var(&o.lr, "lr", 3e-3, "float peak learning rate (AdamW, warm-up + cosine)")
-	flag.Float64Var(&o.qatLR, "qat-lr", 5e-4, "QAT peak learning rate")
-	flag.Float64Var(&o.wd, "wd", 0.05, "AdamW weight decay on linear weights")
-	flag.IntVar(&o.evalBatches, "eval-batches", 24, "validation batches (consecutive windows of the validation text)")
-	flag.IntVar(&o.calib, "calib", 8, "calibration batches for PTQ and SmoothQuant statistics")
-	flag.IntVar(&o.group, "group", 32, "weight quantization group size below 8 bits (0: per output channel)")
-	flag.IntVar(&o.headBits, "head-bits", 8, "bits of the output projection weight")
-	flag.Float64Var(&o.alpha, "alpha", 0.5, "SmoothQuant migration strength")
-	flag.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:smooth,ptq:w4a8:hadamard,qat:w8a8,qat:w4a8,qat:w4a8:hadamard", "quantized runs, see the command doc")
-	flag.Uint64Var(&o.seed, "seed", 1, "seed for initialisation and data order")
-	flag.BoolVar(&o.quick, "quick", false, "smoke run: small corpus, few steps, 3 runs (under a minute)")
-	flag.StringVar(&o.load, "load", "", "load the float model from this checkpoint instead of training it")
-	flag.StringVar(&o.ckpt, "ckpt", filepath.Join(os.TempDir(), "qatgo-tinyllm-float.ckpt"), "where to save the float checkpoint (empty: do not save)")
-	flag.IntVar(&o.gen, "gen", 240, "bytes to generate at the end")
-	flag.Float64Var(&o.temp, "temp", 0.7, "sampling temperature")
-	flag.StringVar(&o.prompt, "prompt", "func (b *Buffer) ", "generation prompt")
-	flag.BoolVar(&o.fastBLAS, "fastblas", true, "use qatgo's SIMD Sgemm for Gorgonia's matmuls")
-	flag.Parse()
-	if o.quick {
-		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 150, 40, 6, 4, 120
-		o.runs = "ptq:w8a8,ptq:w4a8:hadamard,qat:w4a8:hadamard"
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		os.Exit(2)
 	}
 	log := logrus.New()
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05"})
@@ -99,6 +70,46 @@ func main() {
 		log.Error(err)
 		os.Exit(1)
 	}
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("tinyllm", flag.ContinueOnError)
+	fs.StringVar(&o.data, "data", "", "text file or folder to train on (default: a subset of $(go env GOROOT)/src)")
+	fs.IntVar(&o.maxBytes, "max-bytes", 4<<20, "corpus size cap in bytes")
+	fs.IntVar(&o.dim, "dim", 64, "model width")
+	fs.IntVar(&o.layers, "layers", 2, "transformer blocks")
+	fs.IntVar(&o.heads, "heads", 4, "attention heads")
+	fs.IntVar(&o.hidden, "hidden", 128, "SwiGLU hidden width (a power of two for hadamard runs)")
+	fs.IntVar(&o.ctx, "ctx", 64, "context length")
+	fs.IntVar(&o.batch, "batch", 16, "sequences per batch")
+	fs.IntVar(&o.steps, "steps", 2500, "float training steps")
+	fs.IntVar(&o.qatSteps, "qat-steps", 300, "QAT steps per qat run")
+	fs.Float64Var(&o.lr, "lr", 3e-3, "float peak learning rate (AdamW, warm-up + cosine)")
+	fs.Float64Var(&o.qatLR, "qat-lr", 5e-4, "QAT peak learning rate")
+	fs.Float64Var(&o.wd, "wd", 0.05, "AdamW weight decay on linear weights")
+	fs.IntVar(&o.evalBatches, "eval-batches", 24, "validation batches (consecutive windows of the validation text)")
+	fs.IntVar(&o.calib, "calib", 8, "calibration batches for PTQ and SmoothQuant statistics")
+	fs.IntVar(&o.group, "group", 32, "weight quantization group size below 8 bits (0: per output channel)")
+	fs.IntVar(&o.headBits, "head-bits", 8, "bits of the output projection weight")
+	fs.Float64Var(&o.alpha, "alpha", 0.5, "SmoothQuant migration strength")
+	fs.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:smooth,ptq:w4a8:hadamard,qat:w8a8,qat:w4a8,qat:w4a8:hadamard", "quantized runs, see the command doc")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed for initialisation and data order")
+	fs.BoolVar(&o.quick, "quick", false, "smoke run: small corpus, few steps, 3 runs (under a minute)")
+	fs.StringVar(&o.load, "load", "", "load the float model from this checkpoint instead of training it")
+	fs.StringVar(&o.ckpt, "ckpt", filepath.Join(os.TempDir(), "qatgo-tinyllm-float.ckpt"), "where to save the float checkpoint (empty: do not save)")
+	fs.IntVar(&o.gen, "gen", 240, "bytes to generate at the end")
+	fs.Float64Var(&o.temp, "temp", 0.7, "sampling temperature")
+	fs.StringVar(&o.prompt, "prompt", "func (b *Buffer) ", "generation prompt")
+	fs.BoolVar(&o.fastBLAS, "fastblas", true, "use qatgo's SIMD Sgemm for Gorgonia's matmuls")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.quick {
+		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 150, 40, 6, 4, 120
+		o.runs = "ptq:w8a8,ptq:w4a8:hadamard,qat:w4a8:hadamard"
+	}
+	return o, nil
 }
 
 type exp struct {
@@ -250,6 +261,18 @@ func run(o options, log *logrus.Logger) error {
 		ev.net.AccumAbsMax(stats)
 	}
 	ev.close()
+	for _, e := range exps {
+		if !e.qat {
+			continue
+		}
+		// QAT trains qat-steps more than the float model: the fair float reference trains as long.
+		l, dur, err := continueFloat(lm, o, sampler, valX, valY, log)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, row{fmt.Sprintf("float, %d more steps (QAT reference)", o.qatSteps), "f32", l, dur})
+		break
+	}
 
 	var best *graph.LM
 	var bestQ *lmQuant
@@ -354,6 +377,31 @@ func run(o options, log *logrus.Logger) error {
 		}
 	}
 	return nil
+}
+
+// continueFloat trains a copy of lm in float for the QAT schedule (qat-steps at qat-lr, same data
+// order as QAT) and returns its validation loss.
+func continueFloat(lm *graph.LM, o options, s *text.Sampler, valX, valY [][]int, log *logrus.Logger) (float64, time.Duration, error) {
+	lc, err := cloneLM(lm)
+	if err != nil {
+		return 0, 0, err
+	}
+	tr, err := newTrainRun("float-continued", lc, nil, nil, o.batch, s, o.wd, log)
+	if err != nil {
+		return 0, 0, err
+	}
+	dur, err := tr.fit(o.qatSteps, o.steps, o.qatLR, max(o.qatSteps/10, 1))
+	tr.close()
+	if err != nil {
+		return 0, 0, err
+	}
+	ev, err := newEvaluator(lc, nil, nil, o.batch)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer ev.close()
+	l, err := ev.loss(valX, valY)
+	return l, dur, err
 }
 
 func corpusName(o options) string {
