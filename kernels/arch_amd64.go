@@ -2,7 +2,11 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 const (
 	haveSIMD = true
@@ -48,7 +52,13 @@ func avxvnni6x16Evex(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff
 func avxvnniGemvEvex(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
 
 //go:noescape
-func avx2x4x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+func avx2x4x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+//go:noescape
+func requantAVX2(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+
+//go:noescape
+func sext16AVX2(dst *int16, src *int8, n int)
 
 //go:noescape
 func avx2Gemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
@@ -80,11 +90,16 @@ var avx512Kernels = simdKernels{
 var avxvnniKernels = simdKernels{
 	mr: 6, wideN: 16,
 	wide: avxvnni6x16, narrow: avxvnni6x16, gemv: avxvnniGemv,
-	sum: sumInt8AVX2,
+	sum: sumInt8AVX2, requant: requantAVX2,
 }
 
 var avx2Kernels = simdKernels{
 	mr: 4, wideN: 16,
-	wide: avx2x4x16, narrow: avx2x4x16, gemv: avx2Gemv,
-	sum: sumInt8AVX2,
+	wide: avx2Wide, narrow: avx2Wide, gemv: avx2Gemv,
+	sum: sumInt8AVX2, sext16: sext16AVX2, requant: requantAVX2,
+}
+
+// avx2Wide adapts avx2x4x16 (int16 activations, see simdKernels.sext16) to the kernel type.
+func avx2Wide(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int) {
+	avx2x4x16((*int16)(unsafe.Pointer(a)), lda, w, ts, kg, off, roff, c, ldc)
 }

@@ -347,18 +347,19 @@ avxvnniGemvEvex_done:
 	VZEROUPPER
 	RET
 
-// func avx2x4x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
-// 4 rows x 16 columns in two passes of 8 columns. Products are exact: weights (u8, zero-extended
-// to int16 by VPMOVZXBW) times activations (sign-extended by VPMOVSXBW) with VPMADDWD; a pair
-// sum is at most 2*255*128 < 2^31, so nothing saturates (VPMADDUBSW would: 2*255*127 > 2^15).
-// Accumulator lanes hold (k0+k1, k2+k3) partial sums per column; VPHADDD + VPERMQ finish.
+// func avx2x4x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+// 4 rows x 16 columns in two passes of 8 columns. The activations arrive sign-extended to
+// int16 (sext16AVX2; lda in bytes), so each K group of a row is one 8-byte broadcast. Products
+// are exact: weights (u8 w+128, zero-extended by VPMOVZXBW) times int16 activations with
+// VPMADDWD; a pair sum is at most 2*255*128 < 2^31, nothing saturates (VPMADDUBSW would:
+// 2*255*127 > 2^15). Accumulator lanes hold (k0+k1, k2+k3) per column; VPHADDD + VPERMQ finish.
 TEXT ·avx2x4x16(SB), NOSPLIT, $0-72
 	MOVQ lda+8(FP), BX
 	MOVQ off+40(FP), DI
 	MOVQ roff+48(FP), R14
 	MOVQ c+56(FP), CX
 	MOVQ ldc+64(FP), R12
-	XORQ R15, R15        // pass: column half 0 or 1
+	XORQ R15, R15        // pass: byte offset of the column half, 0 or 32
 avx2x4x16_pass:
 	MOVQ a+0(FP), SI
 	LEAQ (SI)(BX*2), DX
@@ -377,32 +378,28 @@ avx2x4x16_pass:
 avx2x4x16_loop:
 	VPMOVZXBW (R9), Y8
 	VPMOVZXBW 16(R9), Y9
-	VPBROADCASTD (SI), X10
-	VPMOVSXBW X10, Y10
+	VPBROADCASTQ (SI), Y10
 	VPMADDWD Y8, Y10, Y11
 	VPADDD Y11, Y0, Y0
 	VPMADDWD Y9, Y10, Y12
 	VPADDD Y12, Y1, Y1
-	VPBROADCASTD (SI)(BX*1), X10
-	VPMOVSXBW X10, Y10
+	VPBROADCASTQ (SI)(BX*1), Y10
 	VPMADDWD Y8, Y10, Y11
 	VPADDD Y11, Y2, Y2
 	VPMADDWD Y9, Y10, Y12
 	VPADDD Y12, Y3, Y3
-	VPBROADCASTD (SI)(BX*2), X10
-	VPMOVSXBW X10, Y10
+	VPBROADCASTQ (SI)(BX*2), Y10
 	VPMADDWD Y8, Y10, Y11
 	VPADDD Y11, Y4, Y4
 	VPMADDWD Y9, Y10, Y12
 	VPADDD Y12, Y5, Y5
-	VPBROADCASTD (DX), X10
-	VPMOVSXBW X10, Y10
+	VPBROADCASTQ (DX), Y10
 	VPMADDWD Y8, Y10, Y11
 	VPADDD Y11, Y6, Y6
 	VPMADDWD Y9, Y10, Y12
 	VPADDD Y12, Y7, Y7
-	ADDQ $4, SI
-	ADDQ $4, DX
+	ADDQ $8, SI
+	ADDQ $8, DX
 	ADDQ $64, R9
 	DECQ R13
 	JNZ avx2x4x16_loop
@@ -438,6 +435,22 @@ avx2x4x16_loop:
 	ADDQ $32, R15
 	CMPQ R15, $64
 	JLT avx2x4x16_pass
+	VZEROUPPER
+	RET
+
+// func sext16AVX2(dst *int16, src *int8, n int)
+// dst[i] = int16(src[i]) for n values, n a positive multiple of 16.
+TEXT ·sext16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+sext16_loop:
+	VPMOVSXBW (SI), Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	SUBQ $16, CX
+	JNZ sext16_loop
 	VZEROUPPER
 	RET
 
@@ -521,3 +534,89 @@ sum2_loop:
 	MOVL AX, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// func requantAVX2(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+// quant.Requantize on rows x n values (n a positive multiple of 4; strides in elements), 4 per
+// ymm in 64-bit lanes. AVX2 has no 64-bit arithmetic shift: x >> t is computed as
+// ((x ^ 2^63) >>> t) - (2^63 >>> t). Saturation to int32 and the clamp use VPCMPGTQ/VPBLENDVB.
+// Channel chunks of 4 outer (per-channel constants computed once), rows inner.
+TEXT ·requantAVX2(SB), NOSPLIT, $0-88
+	MOVQ $0x8000000000000000, AX
+	MOVQ AX, X7
+	VPBROADCASTQ X7, Y7
+	MOVQ $0x7fffffff, AX
+	MOVQ AX, X8
+	VPBROADCASTQ X8, Y8
+	MOVQ $-0x80000000, AX
+	MOVQ AX, X9
+	VPBROADCASTQ X9, Y9
+	MOVQ zp+64(FP), AX
+	MOVQ AX, X10
+	VPBROADCASTQ X10, Y10
+	MOVQ lo+72(FP), AX
+	MOVQ AX, X11
+	VPBROADCASTQ X11, Y11
+	MOVQ hi+80(FP), AX
+	MOVQ AX, X12
+	VPBROADCASTQ X12, Y12
+	MOVQ $0x8080808080800800, AX // VPSHUFB mask: bytes 0 and 8 of each lane to bytes 0, 1
+	MOVQ AX, X13
+	MOVQ $0x8080808080808080, AX
+	VPINSRQ $1, AX, X13, X13
+	VINSERTI128 $1, X13, Y13, Y13
+	MOVQ $1, AX
+	MOVQ AX, X14
+	VPBROADCASTQ X14, Y14
+	MOVQ $31, AX
+	MOVQ AX, X15
+	VPBROADCASTQ X15, Y15
+	MOVQ dst+0(FP), R10
+	MOVQ src+16(FP), R11
+	MOVQ m0+40(FP), R8
+	MOVQ sh+48(FP), R9
+	MOVQ n+56(FP), CX
+requant2_chunk:
+	VPMOVSXDQ (R8), Y1      // m0
+	VPMOVSXDQ (R9), Y2
+	VPSUBQ Y2, Y15, Y2      // total = 31 - shift
+	VPSUBQ Y14, Y2, Y3
+	VPSLLVQ Y3, Y14, Y3     // round = 1 << (total-1)
+	VPSRLVQ Y2, Y7, Y4      // 2^63 >>> total
+	MOVQ R10, DI
+	MOVQ R11, SI
+	MOVQ rows+32(FP), R12
+requant2_loop:
+	VPMOVSXDQ (SI), Y0
+	VPMULDQ Y1, Y0, Y0
+	VPADDQ Y3, Y0, Y0
+	VPXOR Y7, Y0, Y0
+	VPSRLVQ Y2, Y0, Y0
+	VPSUBQ Y4, Y0, Y0       // (acc*m0 + round) >> total, arithmetic
+	VPCMPGTQ Y8, Y0, Y5
+	VPBLENDVB Y5, Y8, Y0, Y0
+	VPCMPGTQ Y0, Y9, Y5
+	VPBLENDVB Y5, Y9, Y0, Y0 // saturated to int32
+	VPADDQ Y10, Y0, Y0
+	VPCMPGTQ Y0, Y11, Y5
+	VPBLENDVB Y5, Y11, Y0, Y0
+	VPCMPGTQ Y12, Y0, Y5
+	VPBLENDVB Y5, Y12, Y0, Y0
+	VPSHUFB Y13, Y0, Y0
+	VEXTRACTI128 $1, Y0, X6
+	VPUNPCKLWD X6, X0, X0
+	MOVQ X0, AX
+	MOVL AX, (DI)
+	ADDQ ldd+8(FP), DI
+	MOVQ lds+24(FP), AX
+	LEAQ (SI)(AX*4), SI
+	DECQ R12
+	JNZ requant2_loop
+	ADDQ $4, R10
+	ADDQ $16, R11
+	ADDQ $16, R8
+	ADDQ $16, R9
+	SUBQ $4, CX
+	JNZ requant2_chunk
+	VZEROUPPER
+	RET
+

@@ -2,7 +2,10 @@
 
 package kernels
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
 // simdKernels is the set of micro-kernels of one SIMD path. All use the shared panel layout
 // (pack.go), so the driver is common to amd64 and arm64.
@@ -16,6 +19,10 @@ type simdKernels struct {
 	// where weights are stored as w+128 and the kernels need roff = -128*sum(row); nil on arm64
 	// (signed weights, no correction).
 	sum func(p *int8, n int) int32
+	// sext16, if not nil, converts n int8 values to int16 (n a positive multiple of 16): the
+	// GEMM kernels of this path take activations sign-extended to int16 (rows of kp int16,
+	// lda in bytes), converted once per call by the driver.
+	sext16 func(dst *int16, src *int8, n int)
 	// gemv4, if not nil, is the W4A8 GEMV kernel (see int4_amd64.s); nil: portable.
 	gemv4 func(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
 	// requant applies the epilogue to rows x n values (n a positive multiple of 8, strides
@@ -42,6 +49,7 @@ func newSIMDImpl(name string, k *simdKernels) *impl {
 // simdScratch holds the per-call buffers of the driver (pooled).
 type simdScratch struct {
 	apad []int8  // mr rows of kp bytes
+	a16  []int16 // activations widened to int16 (paths with sext16)
 	roff []int32 // -128 * row sums
 	off  []int32 // column offsets, padded to whole tiles
 	acc  []int32 // mr x ncp int32 results (int8 output or partial tiles)
@@ -142,7 +150,36 @@ func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m
 			copy(sc.apad[(i-inPlace)*kp:], a[i*lda:i*lda+w.k])
 		}
 	}
+	if k.sext16 != nil {
+		a16 := k.widen(sc, a, lda, m, w.k, kp)
+		k.compute(sc, dst32, dst8, ldd, a16, 2*kp, mp+simdMaxMR, nil, roff, m, w, off, rq, j0, j1)
+		return
+	}
 	k.compute(sc, dst32, dst8, ldd, a, lda, inPlace, sc.apad, roff, m, w, off, rq, j0, j1)
+}
+
+// widen returns rows [0,m) of a (depth k) as int16 rows of kp values, zero-padded, plus
+// simdMaxMR zero rows, viewed as bytes (row stride 2*kp bytes).
+func (k *simdKernels) widen(sc *simdScratch, a []int8, lda, m, depth, kp int) []int8 {
+	n := (m + simdMaxMR) * kp
+	if cap(sc.a16) < n {
+		sc.a16 = make([]int16, n)
+	}
+	a16 := sc.a16[:n]
+	k16 := depth &^ 15
+	for i := 0; i < m; i++ {
+		row := a[i*lda : i*lda+depth]
+		d := a16[i*kp : (i+1)*kp]
+		if k16 > 0 {
+			k.sext16(&d[0], &row[0], k16)
+		}
+		for j := k16; j < depth; j++ {
+			d[j] = int16(row[j])
+		}
+		clear(d[depth:])
+	}
+	clear(a16[m*kp:])
+	return unsafe.Slice((*int8)(unsafe.Pointer(&a16[0])), 2*n)
 }
 
 // compute runs the micro-kernels on rows [0,m): row blocks starting below inPlace are read
@@ -221,7 +258,9 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 	off := sc.off
 	copy(off, bias)
 	clear(off[w.n:])
-	simdPool.Put(sc)
+	wsc := simdPool.Get().(*simdScratch) // holds the widened patches (sext16 paths)
+	defer simdPool.Put(wsc)
+	defer simdPool.Put(sc)
 	inImg, outImg := s.InH*s.InW*s.InC, m*s.OutC
 	for b := 0; b < batch; b++ {
 		im2colRows(col, kp, src[b*inImg:(b+1)*inImg], s, inZero, sums)
@@ -231,9 +270,13 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 			}
 		}
 		out := dst[b*outImg : (b+1)*outImg]
+		a, lda := col, kp
+		if k.sext16 != nil {
+			a, lda = k.widen(wsc, col, kp, m, kp, kp), 2*kp
+		}
 		tiles(m, w.n, w.k, func(i0, i1, j0, j1 int) {
 			sc := simdPool.Get().(*simdScratch)
-			k.compute(sc, nil, out[i0*s.OutC+j0:], s.OutC, col[i0*kp:], kp, m+simdMaxMR, nil, roff[i0:], i1-i0, w, off[j0:], rq, j0, j1)
+			k.compute(sc, nil, out[i0*s.OutC+j0:], s.OutC, a[i0*lda:], lda, m+simdMaxMR, nil, roff[i0:], i1-i0, w, off[j0:], rq, j0, j1)
 			simdPool.Put(sc)
 		})
 	}

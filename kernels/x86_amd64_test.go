@@ -23,7 +23,7 @@ func init() {
 		testOnlyImpls = append(testOnlyImpls, newSIMDImpl("avxvnni-evex-twin", &simdKernels{
 			mr: 6, wideN: 16,
 			wide: avxvnni6x16Evex, narrow: avxvnni6x16Evex, gemv: avxvnniGemvEvex,
-			sum: sumInt8AVX2,
+			sum: sumInt8AVX2, requant: requantAVX2,
 		}))
 	}
 }
@@ -76,11 +76,17 @@ func TestAVXVNNIEncoding(t *testing.T) {
 	}
 }
 
-// TestRequantAVX512 checks the vector epilogue against quant.Requantize on extreme inputs.
-func TestRequantAVX512(t *testing.T) {
-	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512DQ {
-		t.Skip("no AVX-512")
+// TestRequantVector checks the vector epilogues against quant.Requantize on extreme inputs.
+func TestRequantVector(t *testing.T) {
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ {
+		t.Run("avx512", func(t *testing.T) { testRequantVector(t, requantAVX512) })
 	}
+	if cpu.X86.HasAVX2 {
+		t.Run("avx2", func(t *testing.T) { testRequantVector(t, requantAVX2) })
+	}
+}
+
+func testRequantVector(t *testing.T, requant func(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)) {
 	r := rand.New(rand.NewPCG(13, 14))
 	const n = 4096
 	src := make([]int32, n)
@@ -117,7 +123,7 @@ func TestRequantAVX512(t *testing.T) {
 			rq.Min, rq.Max = 0, 6
 		}
 		got := make([]int8, n)
-		requantAVX512(&got[0], 64, &src[0], 64, n/64, &m0[0], &sh[0], 64, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max))
+		requant(&got[0], 64, &src[0], 64, n/64, &m0[0], &sh[0], 64, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max))
 		want := refRequant(src, n, rq)
 		for i := range got {
 			if got[i] != want[i] {
@@ -141,7 +147,7 @@ func BenchmarkMicroKernel(b *testing.B) {
 		{"avx512vnni-8x48", x.HasAVX512VNNI, 8, 48, vnni8x48},
 		{"avx512vnni-8x16", x.HasAVX512VNNI, 8, 16, vnni8x16},
 		{"avxvnni-evex-twin-6x16", x.HasAVX512VNNI && x.HasAVX512VL, 6, 16, avxvnni6x16Evex},
-		{"avx2-4x16", x.HasAVX2, 4, 16, avx2x4x16},
+		{"avx2-4x16", x.HasAVX2, 4, 16, avx2Wide},
 	} {
 		if !k.ok {
 			continue
