@@ -164,18 +164,24 @@ func maxPool[T float32 | float64](p *params, planes, h, w, oh, ow int, x, y []T,
 				yr := y[(c*oh+oy)*ow : (c*oh+oy+1)*ow]
 				ar := argmax[(c*oh+oy)*ow : (c*oh+oy+1)*ow]
 				for ox := range yr {
+					// Branch-free: conditional moves pick the index, max
+					// the value (random data defeats branch prediction).
 					i := r0 + 2*ox
-					best, bi := x[i], i
-					if v := x[i+1]; v > best {
-						best, bi = v, i+1
-					}
 					j := r1 + 2*ox
-					if v := x[j]; v > best {
-						best, bi = v, j
+					a0, a1, a2, a3 := x[i], x[i+1], x[j], x[j+1]
+					best, bi := a0, i
+					if a1 > best {
+						bi = i + 1
 					}
-					if v := x[j+1]; v > best {
-						best, bi = v, j+1
+					best = max(best, a1)
+					if a2 > best {
+						bi = j
 					}
+					best = max(best, a2)
+					if a3 > best {
+						bi = j + 1
+					}
+					best = max(best, a3)
 					yr[ox], ar[ox] = best, bi
 				}
 			}
