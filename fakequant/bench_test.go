@@ -2,6 +2,7 @@ package fakequant
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 
@@ -88,6 +89,15 @@ func BenchmarkFakeQuantVsAdd(b *testing.B) {
 				step(b, add)
 				step(b, base)
 			}
+			// Heap allocations per step of each whole graph (machine included).
+			allocs := func(vm G.VM) float64 {
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
+				step(b, vm)
+				runtime.ReadMemStats(&m1)
+				return float64(m1.Mallocs - m0.Mallocs)
+			}
+			aFQ, aAdd := allocs(fq), allocs(add)
 			// The machine is shared: besides means, keep the fastest step of each graph, which is
 			// robust to interference from other processes.
 			var tFQ, tAdd, tBase time.Duration
@@ -109,6 +119,8 @@ func BenchmarkFakeQuantVsAdd(b *testing.B) {
 			b.ReportMetric(addMin, "add-min-ns/elem")
 			b.ReportMetric(one(mBase), "sum-min-ns/elem")
 			b.ReportMetric(fqMin/addMin, "fq/add-min")
+			b.ReportMetric(aFQ, "fq-graph-allocs/step")
+			b.ReportMetric(aAdd, "add-graph-allocs/step")
 		})
 	}
 }
