@@ -308,3 +308,32 @@ func ExampleNew() {
 	// [-7,7] 1 0
 	// [0.70 -0.40 0.10 0.00 1.40 0.20 -1.00 0.40]
 }
+
+func TestObservedSetParamsThenUnfreeze(t *testing.T) {
+	for _, scheme := range []Scheme{SymmetricNarrow, AsymmetricSigned, AsymmetricUnsigned} {
+		cfg := Config{Name: "o", Bits: 8, Scheme: scheme, Method: Observed, Momentum: 0.5}
+		h := newHarness(t, tensor.Float32, []int{4}, []float64{0.5, 1, 2, 3}, cfg, 1)
+		want := quant.Params{Scale: 0.02}
+		if scheme != SymmetricNarrow {
+			want.ZeroPoint = cfg.Range().Min + 10
+		}
+		if err := h.q.SetParams([]quant.Params{want}); err != nil {
+			t.Fatal(err)
+		}
+		h.q.Unfreeze()
+		ps, err := h.q.Params()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(float64(ps[0].Scale-want.Scale)) > 1e-9 || ps[0].ZeroPoint != want.ZeroPoint {
+			t.Fatalf("%v: params after Unfreeze %+v, set %+v", scheme, ps[0], want)
+		}
+		h.run(t) // one batch moves the range halfway toward [0.5, 3] (widened to contain 0)
+		lo, hi, _ := h.q.ObserverRange()
+		wlo := float64(want.Scale) * float64(cfg.Range().Min-want.ZeroPoint)
+		whi := float64(want.Scale) * float64(cfg.Range().Max-want.ZeroPoint)
+		if math.Abs(lo[0]-(wlo+0.5*(0.5-wlo))) > 1e-6 || math.Abs(hi[0]-(whi+0.5*(3-whi))) > 1e-6 {
+			t.Fatalf("%v: range after one EMA step [%v %v] from [%v %v]", scheme, lo[0], hi[0], wlo, whi)
+		}
+	}
+}

@@ -226,7 +226,8 @@ func (q *Quantizer) ObserverRange() (lo, hi []float64, err error) {
 // zero point in Offset; without LearnOffset the zero point must equal the fixed one (0 for
 // SymmetricNarrow and AsymmetricSigned, qmin for AsymmetricUnsigned). PACT stores
 // alpha = scale*qmax (zero point 0). Observed fixes the parameters and freezes the observer until
-// Unfreeze. Scales must be finite and >= quant.MinScale. On float32 graphs LSQ keeps log(scale)
+// Unfreeze, and sets the observer range to the one the parameters represent,
+// [scale*(qmin-z), scale*(qmax-z)], from which the observer continues after Unfreeze. Scales must be finite and >= quant.MinScale. On float32 graphs LSQ keeps log(scale)
 // in float32, so the scale read back by Params can differ from the one set by a relative 1e-5.
 func (q *Quantizer) SetParams(ps []quant.Params) error {
 	k := q.layout.Slices()
@@ -263,8 +264,12 @@ func (q *Quantizer) SetParams(ps []quant.Params) error {
 		}
 		setFloats(q.Alpha.Value(), as)
 	case Observed:
+		// Fix the parameters, and start the observer from the range they represent, so that after
+		// Unfreeze it continues from there.
 		for i, p := range ps {
 			q.scales[i], q.zps[i] = p.Scale, p.ZeroPoint
+			q.obsLo[i] = float64(p.Scale) * float64(q.rng.Min-p.ZeroPoint)
+			q.obsHi[i] = float64(p.Scale) * float64(q.rng.Max-p.ZeroPoint)
 		}
 		q.fixed, q.frozen, q.obsInit = true, true, true
 	}
