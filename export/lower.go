@@ -75,13 +75,22 @@ func newEvalRun(p *qat.Prepared, batch int) (*evalRun, error) {
 	if err := p.Apply(nq, true); err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	return &evalRun{p: p, nq: nq, n: n, vm: G.NewTapeMachine(n.G)}, nil
+	// Gorgonia's tape machine may compute an op in place in a dead input's register (an Add
+	// overwrites a site's value, for example); TraceExec with a watch list binds copies to the
+	// watched nodes, so every site value and the output stay readable after the run.
+	watch := []any{n.Out}
+	for _, s := range p.Sites {
+		if node, ok := n.Sites[s.Name]; ok {
+			watch = append(watch, node)
+		}
+	}
+	return &evalRun{p: p, nq: nq, n: n, vm: G.NewTapeMachine(n.G, G.TraceExec(), G.WithWatchlist(watch...))}, nil
 }
 
 func (r *evalRun) run() error {
 	r.vm.Reset()
 	if err := r.vm.RunAll(); err != nil {
-		return fmt.Errorf("export: running the fake-quant graph: %w", err)
+		return fmt.Errorf("export: running the fake-quant graph (every quantizer needs trained or calibrated state: QAT, qat.Calibrate, or a QAT checkpoint): %w", err)
 	}
 	return nil
 }
@@ -193,6 +202,29 @@ func cutSuffix(s, suf string) (string, bool) {
 		return s[:len(s)-len(suf)], true
 	}
 	return s, false
+}
+
+// flatOrders returns, for every layer whose output is a vector in a different element order in
+// the runtime than in training, the (C,H,W) shape it was flattened from (see layout.chw). It
+// follows the propagation rules of the lowering.
+func flatOrders(m *graph.Model) map[string][]int {
+	out := map[string][]int{}
+	for _, l := range m.Layers {
+		in := out[l.Inputs[0]]
+		switch l.Kind {
+		case graph.KindFlatten:
+			if s := l.InShape; len(s) == 3 && s[0] > 1 && s[1]*s[2] > 1 {
+				out[l.Name] = s
+			} else if in != nil {
+				out[l.Name] = in
+			}
+		case graph.KindDropout, graph.KindAdd, graph.KindBatchNorm, graph.KindReLU, graph.KindReLU6:
+			if in != nil {
+				out[l.Name] = in
+			}
+		}
+	}
+	return out
 }
 
 // nhwc returns the runtime per-example shape of a training shape.
@@ -321,8 +353,11 @@ func (lw *lowerer) group(g graph.Group) error {
 		}
 		y.chw = x.chw
 		y.id = lw.b.Add(l.Name, x.id, x2.id, actOf(g.Act), out)
+	case graph.KindBatchNorm, graph.KindReLU, graph.KindReLU6:
+		y.chw = x.chw
+		y.id, err = lw.channelAffine(g, l, x, out)
 	default:
-		return fail("no integer lowering for a standalone %s (supported: conv2d/linear [+batchnorm] [+relu/relu6], add [+relu/relu6], maxpool2d, avgpool2d, globalavgpool, flatten, dropout)", g.Kind)
+		return fail("no integer lowering for a standalone %s (supported: conv2d/linear [+batchnorm] [+relu/relu6], add [+relu/relu6], batchnorm, relu, relu6, maxpool2d, avgpool2d, globalavgpool, flatten, dropout)", g.Kind)
 	}
 	if err != nil {
 		return err
@@ -464,6 +499,81 @@ func (lw *lowerer) linear(g graph.Group, l *graph.Layer, x layout, out quant.Par
 		return 0, err
 	}
 	return lw.b.FullyConnected(l.Name, x.id, qmodel.Weights{Values: q, Shape: []int{n, k}, Scales: scales, Int4: int4}, bias, actOf(g.Act), out), nil
+}
+
+// channelAffine lowers a standalone BatchNorm (y = a[c]*x + b[c] with a = gamma/sigma and
+// b = beta - mean*a, running statistics) or a standalone ReLU/ReLU6 (a = 1, b = 0, the activation
+// in the clamp) to a depthwise 1x1 Conv2D. Each channel's weight is +-127 with scale |a[c]|/127,
+// so the weight is exact and the requantization rounds a*x+b once to the output scale. A vector
+// input is reshaped to (1,1,F) and back.
+func (lw *lowerer) channelAffine(g graph.Group, l *graph.Layer, x layout, out quant.Params) (qmodel.TensorID, error) {
+	c := x.shape[0]
+	a := make([]float32, c)
+	var b []float32
+	for i := range a {
+		a[i] = 1
+	}
+	if g.Kind == graph.KindBatchNorm {
+		if g.Act != "" {
+			return 0, fmt.Errorf("%w: layer %q: fused activation after a standalone BatchNorm", ErrUnsupported, l.Name)
+		}
+		get := func(r graph.Role) []float32 { return lw.m.LayerParam(l.Name, r).Value.Data().([]float32) }
+		gamma, beta, mean, rv := get(graph.RoleGamma), get(graph.RoleBeta), get(graph.RoleRunningMean), get(graph.RoleRunningVar)
+		b = make([]float32, c)
+		for i := range a {
+			a[i] = gamma[i] / float32(math.Sqrt(float64(rv[i]+float32(l.Eps))))
+			b[i] = beta[i] - mean[i]*a[i]
+		}
+		if x.chw != nil { // per-feature parameters of a (C,H,W)-ordered vector, runtime order (H,W,C)
+			a, b = hwcOrder(a, x.chw), hwcOrder(b, x.chw)
+		}
+	}
+	w := make([]int8, c)
+	scales := make([]float32, c)
+	for i, v := range a {
+		switch {
+		case v > 0:
+			w[i], scales[i] = 127, v/127
+		case v < 0:
+			w[i], scales[i] = -127, -v/127
+		default:
+			w[i], scales[i] = 0, quant.MinScale
+		}
+		if !(scales[i] >= quant.MinScale) || math.IsInf(float64(scales[i]), 0) {
+			return 0, fmt.Errorf("export: layer %q channel %d: scale %v", l.Name, i, a[i])
+		}
+	}
+	bias, err := biasInt(l.Name, b, x.p.Scale, scales)
+	if err != nil {
+		return 0, err
+	}
+	in, name := x.id, l.Name
+	vec := len(x.shape) == 1
+	if vec {
+		in, name = lw.b.Reshape(l.Name+"/to_image", x.id, []int{1, 1, c}), l.Name+"/affine"
+	}
+	act := actOf(g.Act)
+	if g.Kind != graph.KindBatchNorm {
+		act = actOf(g.Kind)
+	}
+	id := lw.b.Conv2D(name, in, qmodel.Weights{Values: w, Shape: []int{c, 1, 1, 1}, Scales: scales}, bias,
+		qmodel.Conv2DOptions{Groups: c, Act: act}, out)
+	if vec {
+		id = lw.b.Reshape(l.Name, id, []int{c})
+	}
+	return id, nil
+}
+
+// hwcOrder permutes a (C,H,W)-ordered vector to (H,W,C) order.
+func hwcOrder(v []float32, chw []int) []float32 {
+	c, hw := chw[0], chw[1]*chw[2]
+	out := make([]float32, len(v))
+	for cc := 0; cc < c; cc++ {
+		for i := 0; i < hw; i++ {
+			out[i*c+cc] = v[cc*hw+i]
+		}
+	}
+	return out
 }
 
 // avgPool lowers average pooling. When the output keeps the input's parameters it is an

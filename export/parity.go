@@ -143,6 +143,11 @@ func ParityLabeled(p *qat.Prepared, qm *qmodel.Model, x []float32, n int, labels
 	defer r.close()
 	rep := &Report{Model: qm.Name, Batch: n}
 	stats := map[string]*siteStats{}
+	orders := flatOrders(m)
+	outLayer := map[string]string{}
+	for _, g := range m.Groups() {
+		outLayer[g.Op+".out"] = g.Out
+	}
 	var order []string
 	var fakeOK, intOK int
 	xin := make([]float32, chunk*per)
@@ -187,7 +192,7 @@ func ParityLabeled(p *qat.Prepared, qm *qmodel.Model, x []float32, n int, labels
 				stats[s.Name] = a
 				order = append(order, s.Name)
 			}
-			if err := compareSite(r, sess, s, node.Value().Data(), b, chunk, a); err != nil {
+			if err := compareSite(r, sess, s, orders[outLayer[s.Name]], node.Value().Data(), b, chunk, a); err != nil {
 				return nil, err
 			}
 		}
@@ -226,7 +231,9 @@ func ParityLabeled(p *qat.Prepared, qm *qmodel.Model, x []float32, n int, labels
 }
 
 // compareSite adds the comparison of one activation site on the first b examples of a chunk.
-func compareSite(r *evalRun, sess *infer.Session, s graph.Site, data any, b, chunk int, a *siteStats) error {
+// chw is the (C,H,W) shape a vector site was flattened from when the runtime holds it in (H,W,C)
+// order (nil otherwise).
+func compareSite(r *evalRun, sess *infer.Session, s graph.Site, chw []int, data any, b, chunk int, a *siteStats) error {
 	sp, err := r.p.Params(r.nq, s.Name)
 	if err != nil {
 		return err
@@ -240,7 +247,11 @@ func compareSite(r *evalRun, sess *infer.Session, s graph.Site, data any, b, chu
 	if !ok || len(fv)*b != len(got)*chunk {
 		return fmt.Errorf("export: site %q: fake-quant value has %d elements for %d examples, runtime tensor %q has %d for %d", s.Name, len(fv), chunk, name, len(got), b)
 	}
-	want := toNHWC(fv[:len(got)], b, s.Shape)
+	shape := s.Shape
+	if chw != nil {
+		shape = chw
+	}
+	want := toNHWC(fv[:len(got)], b, shape)
 	fp := sp.Params[0]
 	shift := -128 - sp.Range.Min
 	if fp.ZeroPoint+shift != gp.ZeroPoint || fp.Scale != gp.Scale {
