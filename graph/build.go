@@ -16,6 +16,13 @@ type Conv2dFunc func(x, w *G.Node, pad, stride int) (*G.Node, error)
 // group). It defaults to GorgoniaConv2d; swap it (before building) for a faster op, e.g. convop.
 var Conv2dImpl Conv2dFunc = GorgoniaConv2d
 
+// MaxPool2DImpl builds max pooling (Gorgonia's MaxPool2D signature); swap it like Conv2dImpl
+// (e.g. convop.MaxPool2D).
+var MaxPool2DImpl func(x *G.Node, kernel tensor.Shape, pad, stride []int) (*G.Node, error) = G.MaxPool2D
+
+// ReLUImpl builds max(x, 0) (Gorgonia's Rectify by default; e.g. convop.ReLU is one pass each way).
+var ReLUImpl func(x *G.Node) (*G.Node, error) = G.Rectify
+
 // GorgoniaConv2d is Conv2dFunc on Gorgonia's im2col convolution.
 func GorgoniaConv2d(x, w *G.Node, pad, stride int) (*G.Node, error) {
 	ws := w.Shape()
@@ -180,15 +187,15 @@ func (n *Net) buildGroup(g Group, sites map[string]Site) error {
 		case KindBatchNorm:
 			out, err = n.batchNorm(l, in[0])
 		case KindReLU:
-			out, err = G.Rectify(in[0])
+			out, err = ReLUImpl(in[0])
 		case KindReLU6:
 			// relu(x) - relu(x-6) = min(max(x,0),6), with the right gradient on both sides.
 			var hi *G.Node
-			if hi, err = G.Rectify(G.Must(G.Sub(in[0], n.constant(6)))); err == nil {
-				out, err = G.Sub(G.Must(G.Rectify(in[0])), hi)
+			if hi, err = ReLUImpl(G.Must(G.Sub(in[0], n.constant(6)))); err == nil {
+				out, err = G.Sub(G.Must(ReLUImpl(in[0])), hi)
 			}
 		case KindMaxPool2d:
-			out, err = G.MaxPool2D(in[0], tensor.Shape{l.Kernel, l.Kernel}, []int{l.Pad, l.Pad}, []int{l.Stride, l.Stride})
+			out, err = MaxPool2DImpl(in[0], tensor.Shape{l.Kernel, l.Kernel}, []int{l.Pad, l.Pad}, []int{l.Stride, l.Stride})
 		case KindAvgPool2d:
 			out, err = avgPool2D(in[0], l.Kernel, l.Stride)
 		case KindGlobalAvgPool:

@@ -106,3 +106,9 @@ func BenchmarkQATOverFloat(b *testing.B) {
 	b.ReportMetric(float64(tl)/float64(tf), "lsq/float")
 	b.ReportMetric(float64(to)/float64(tf), "w8a8/float")
 }
+
+// BenchmarkTrainStepConvop is BenchmarkTrainStep with package convop's Conv2d, MaxPool2D and ReLU.
+func BenchmarkTrainStepConvop(b *testing.B) {
+	defer useConvop()()
+	BenchmarkTrainStep(b)
+}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qatgo/qatgo/convop"
 	"github.com/qatgo/qatgo/data/mnist"
 	"github.com/qatgo/qatgo/fastblas"
 	"github.com/qatgo/qatgo/graph"
@@ -29,6 +30,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+	G "gorgonia.org/gorgonia"
 )
 
 type options struct {
@@ -48,6 +50,7 @@ type options struct {
 	dataDir     string
 	noExport    bool
 	from        string
+	conv        string
 }
 
 type row struct {
@@ -83,6 +86,7 @@ func main() {
 	flag.StringVar(&o.dataDir, "mnist", "", "directory with the MNIST idx files (default: $QATGO_MNIST_DIR or the GoMNIST module)")
 	flag.BoolVar(&o.noExport, "no-export", false, "skip exporting the W8A8 QAT model to the integer runtime")
 	flag.StringVar(&o.from, "from", "", "load the float model from this checkpoint instead of training it")
+	flag.StringVar(&o.conv, "conv", "convop", "convolution, max-pool and ReLU ops: convop (qatgo's SIMD ops) or gorgonia")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "mnist:", err)
@@ -114,6 +118,17 @@ func run(o options) error {
 	if o.useFastBLAS {
 		defer fastblas.Install()()
 	}
+	switch o.conv {
+	case "convop":
+		graph.Conv2dImpl = func(x, w *G.Node, pad, stride int) (*G.Node, error) {
+			return convop.Conv2d(x, w, []int{pad, pad}, []int{stride, stride})
+		}
+		graph.MaxPool2DImpl = convop.MaxPool2D
+		graph.ReLUImpl = convop.ReLU
+	case "gorgonia":
+	default:
+		return fmt.Errorf("-conv %q: want convop or gorgonia", o.conv)
+	}
 	var bits []int
 	for _, s := range strings.Split(o.bits, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -142,7 +157,7 @@ func run(o options) error {
 		return err
 	}
 	train, test = train.Subset(o.trainLimit), test.Subset(o.testLimit)
-	log.WithFields(logrus.Fields{"model": o.model, "train": train.Len(), "test": test.Len(), "epochs": o.epochs,
+	log.WithFields(logrus.Fields{"conv": o.conv, "fastblas": o.useFastBLAS, "model": o.model, "train": train.Len(), "test": test.Len(), "epochs": o.epochs,
 		"qat_epochs": o.qatEpochs, "bits": o.bits}).Info("start")
 	startAll := time.Now()
 
