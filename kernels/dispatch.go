@@ -20,6 +20,9 @@ type impl struct {
 	// gemv4 computes dst[j] = bias[j] + sum_g scales[j][g]*sum_{k in g} a[k]*w[j][k] for
 	// j0 <= j < j1 (dst indexed by j, j0 a multiple of panelN): one activation row, int4 weights.
 	gemv4 func(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 int)
+	// requant, if not nil, applies the epilogue to rows of n values (a vector version of
+	// requantRow); RequantizeInt32 uses it.
+	requant func(dst []int8, src []int32, n int, rq *Requant)
 	// conv2DDirect, if not nil, computes Conv2DInt8 for non-pointwise shapes (its own patch
 	// layout; scratch as documented by Conv2DScratchLen).
 	conv2DDirect func(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant, scratch []int8)

@@ -3,9 +3,10 @@ package kernels
 import "sync"
 
 // parallelMinMACs is the problem size (multiply-adds) below which a call stays on the calling
-// goroutine: starting helpers costs about a microsecond in total, which must be small compared
-// with the work handed to them. Measured by BenchmarkCrossover (see kernels_bench_test.go).
-var parallelMinMACs = 1 << 21
+// goroutine. BenchmarkCrossover (AVX-512 VNNI, 2 cores shared with other jobs) found two
+// threads slower than one up to 128^3 = 2^21 multiply-adds, mixed at 192^3 and faster from
+// 256^3 on: waking a helper costs microseconds when the other core is busy. 2^22 sits between.
+var parallelMinMACs = 1 << 22
 
 // Row and column blocking of the driver. A task is a block of rowBlock rows by colBlock
 // columns; colBlock is a multiple of panelN.

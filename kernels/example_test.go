@@ -30,3 +30,27 @@ func Example() {
 	fmt.Println(dst)
 	// Output: [-92 -128 -127 -127]
 }
+
+// W4A8: int4 weights with an integer scale per group of 8 values along K, one activation row.
+func ExampleGEMMInt4() {
+	const n, k, group = 2, 16, 8
+	w := make([]int8, n*k) // each in [-7, 7]
+	for i := range w {
+		w[i] = int8(i%15 - 7)
+	}
+	scales := []int32{1, 2, 3, 4} // [row][group]
+	p, err := kernels.PackInt4(w, n, k, group, scales)
+	if err != nil {
+		panic(err)
+	}
+	a := make([]int8, k)
+	for i := range a {
+		a[i] = 1
+	}
+	acc := make([]int32, n)
+	kernels.GEMMInt4Int32(acc, n, a, k, 1, p, nil)
+	// row 0: 1*sum(-7..0) + 2*sum(1..7,-7) = -28 + 2*21 = 14
+	// row 1: 3*sum(-6..1) + 4*sum(2..7,-7,-6) = 3*(-20) + 4*14 = -4
+	fmt.Println(acc)
+	// Output: [14 -4]
+}

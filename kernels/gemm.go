@@ -91,6 +91,10 @@ func RequantizeInt32(dst []int8, src []int32, n int, rq *Requant) {
 		panic(fmt.Sprintf("kernels: RequantizeInt32: len(dst) = %d < len(src) = %d", len(dst), len(src)))
 	}
 	rq.check(n, "RequantizeInt32")
+	if p := current.Load(); p.requant != nil {
+		p.requant(dst, src, n, rq)
+		return
+	}
 	for i := 0; i < len(src); i += n {
 		requantRow(dst[i:i+n], src[i:i+n], rq)
 	}

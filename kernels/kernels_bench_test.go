@@ -176,3 +176,21 @@ func BenchmarkConvMNIST(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCrossover compares one thread with all threads on square GEMMs of growing size,
+// with the threading threshold disabled, to place parallelMinMACs.
+func BenchmarkCrossover(b *testing.B) {
+	p := impls[len(impls)-1]
+	old := parallelMinMACs
+	parallelMinMACs = 1
+	defer func() { parallelMinMACs = old }()
+	for _, s := range []int{32, 64, 96, 128, 192, 256} {
+		for _, th := range []int{1, 0} {
+			name := fmt.Sprintf("%s/%d/threads=%d", p.name, s, th)
+			if th == 0 {
+				name = fmt.Sprintf("%s/%d/threads=all", p.name, s)
+			}
+			b.Run(name, func(b *testing.B) { benchGEMM(b, p, s, s, s, th) })
+		}
+	}
+}

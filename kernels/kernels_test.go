@@ -157,9 +157,9 @@ func TestGEMMHandComputed(t *testing.T) {
 
 func TestRequantizeInt32(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	n := 7
+	n := 21 // 16 + 4 + 1: vector chunks and a scalar tail
 	rq := randomRequant(r, n, 100)
-	src := make([]int32, 5*n)
+	src := make([]int32, 9*n)
 	for i := range src {
 		switch i % 5 {
 		case 0:
@@ -171,11 +171,18 @@ func TestRequantizeInt32(t *testing.T) {
 		}
 	}
 	got := make([]int8, len(src))
-	RequantizeInt32(got, src, n, rq)
 	want := refRequant(src, n, rq)
-	for i := range got {
-		if got[i] != want[i] {
-			t.Fatalf("index %d: got %d want %d", i, got[i], want[i])
+	for _, p := range allImpls() {
+		clear(got)
+		if p.requant != nil {
+			p.requant(got, src, n, rq)
+		} else {
+			RequantizeInt32(got, src, n, rq)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("%s: index %d: got %d want %d", p.name, i, got[i], want[i])
+			}
 		}
 	}
 	// ties round toward +inf: 3/2 -> 2, -3/2 -> -1

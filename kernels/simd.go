@@ -40,6 +40,9 @@ func newSIMDImpl(name string, k *simdKernels) *impl {
 			k.gemm(nil, dst, ldd, a, lda, m, w, bias, rq, j0, j1)
 		},
 		conv2DDirect: k.conv,
+		requant: func(dst []int8, src []int32, n int, rq *Requant) {
+			k.requantRows(dst, n, src, n, len(src)/n, n, rq, 0)
+		},
 		gemv4: func(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 int) {
 			k.int4(dst, a, w, bias, j0, j1)
 		},
