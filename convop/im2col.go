@@ -53,16 +53,22 @@ func im2col[T float32 | float64](g *geom, x, col []T) {
 				xLo, xHi := validOut(j, g.padW, g.strideW, g.w, g.outW)
 				clear(row[:yLo*g.outW])
 				clear(row[yHi*g.outW:])
+				ix0 := xLo*g.strideW - g.padW + j
 				for oy := yLo; oy < yHi; oy++ {
 					dst := row[oy*g.outW : (oy+1)*g.outW]
 					src := plane[(oy*g.strideH-g.padH+i)*g.w:][:g.w]
-					clear(dst[:xLo])
-					clear(dst[xHi:])
-					ix := xLo*g.strideW - g.padW + j
+					// Short rows: explicit loops beat copy/clear calls.
+					for k := 0; k < xLo; k++ {
+						dst[k] = 0
+					}
+					for k := xHi; k < len(dst); k++ {
+						dst[k] = 0
+					}
 					if g.strideW == 1 {
-						copy(dst[xLo:xHi], src[ix:])
+						copy(dst[xLo:xHi], src[ix0:])
 						continue
 					}
+					ix := ix0
 					for ox := xLo; ox < xHi; ox++ {
 						dst[ox] = src[ix]
 						ix += g.strideW
