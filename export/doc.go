@@ -50,8 +50,13 @@
 // Parity runs the same fake-quant evaluation graph and the integer runtime (infer, with a session
 // that keeps intermediate tensors) on one batch and reports, per activation site, the largest
 // difference in integer levels (LSB) and the shares of elements that are equal and within 1 LSB,
-// plus the share of examples whose argmax predictions agree. Report.Check fails, naming the layer,
-// when a layer or the agreement is worse than the Thresholds; Export does Lower + Parity + Check.
+// plus the share of examples whose argmax predictions agree. These end-to-end numbers include
+// what earlier layers contributed (a layer whose scale is finer than its input's amplifies an
+// upstream 1-LSB difference), so every single-input layer is also measured alone: its runtime
+// op(s) are cut out of the integer model (an int8-input model of their own) and run on the
+// fake-quant graph's input values for that layer (LayerParity.Local*). Report.Check fails, naming
+// the layer, when a layer or the agreement is worse than the Thresholds; Export does Lower +
+// Parity + Check; ParityLabeled also measures both models' accuracy.
 //
 // Differences of 1 LSB are expected where the two computations legitimately round differently: the
 // fake-quant graph adds a float bias and rescales in float, the runtime rounds the bias to int32

@@ -185,6 +185,16 @@ func TestEndToEnd(t *testing.T) {
 			if rep.Layers[0].Exact != 1 {
 				t.Errorf("the quantized input differs: %+v", rep.Layers[0])
 			}
+			// every op alone, on the fake-quant graph's inputs, is within 1 LSB
+			for _, l := range rep.Layers[1:] {
+				add := p.Model.Layer(strings.TrimSuffix(l.Site, ".out")).Kind == graph.KindAdd
+				if add != (l.LocalMaxLSB < 0) {
+					t.Errorf("%s: layer-alone comparison measured=%v for kind add=%v", l.Site, l.LocalMaxLSB >= 0, add)
+				}
+			}
+			if err := rep.Check(Thresholds{MinWithin1: 1e-9, MinAgreement: 1e-9, MaxLocalLSB: 1}); err != nil {
+				t.Error(err)
+			}
 			path := filepath.Join(t.TempDir(), "m.qm")
 			if err := qmodel.WriteFile(path, qm); err != nil {
 				t.Fatal(err)

@@ -61,6 +61,9 @@ type evalRun struct {
 	nq *qat.NetQuant
 	n  *graph.Net
 	vm G.VM
+
+	local  map[string]*localOp // parity: groups cut out of the integer model, by site
+	orders map[string][]int    // parity: flatOrders of the model
 }
 
 func newEvalRun(p *qat.Prepared, batch int) (*evalRun, error) {
@@ -81,6 +84,11 @@ func newEvalRun(p *qat.Prepared, batch int) (*evalRun, error) {
 	watch := []any{n.Out}
 	for _, s := range p.Sites {
 		if node, ok := n.Sites[s.Name]; ok {
+			watch = append(watch, node)
+		}
+	}
+	for _, l := range p.Model.Layers { // inputs of the groups, for the layer-alone comparison
+		if node, ok := n.Nodes[l.Name]; ok {
 			watch = append(watch, node)
 		}
 	}

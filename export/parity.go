@@ -22,6 +22,12 @@ type LayerParity struct {
 	MaxLSB   int    // largest |q_fake - q_int|
 	Exact    float64
 	Within1  float64 // share of elements with |q_fake - q_int| <= 1
+	// Local* compare the layer alone: its runtime op(s) run on the fake-quant graph's input
+	// values, so earlier layers' differences do not count. LocalMaxLSB is -1 where not measured
+	// (the model input, Add).
+	LocalMaxLSB  int
+	LocalExact   float64
+	LocalWithin1 float64
 }
 
 // Report is the result of Parity.
@@ -45,6 +51,9 @@ type Thresholds struct {
 	MaxLSB int
 	// MinAgreement is the minimum share of examples whose predictions agree (default 0.99).
 	MinAgreement float64
+	// MaxLocalLSB is the largest difference allowed for a layer alone (LayerParity.LocalMaxLSB;
+	// 0: no limit). Every lowered op is expected within 1 LSB of its fake-quant counterpart.
+	MaxLocalLSB int
 }
 
 // DefaultThresholds are the thresholds Check applies for zero fields. They catch lowering bugs
@@ -68,8 +77,11 @@ func (r *Report) Check(t Thresholds) error {
 	}
 	for _, l := range r.Layers {
 		if l.Within1 < t.MinWithin1 {
-			return fmt.Errorf("%w: layer %q (tensor %q): %.4f%% of %d elements within 1 LSB, want >= %.4f%% (max diff %d LSB)",
-				ErrParity, l.Site, l.Tensor, 100*l.Within1, l.Elements, 100*t.MinWithin1, l.MaxLSB)
+			return fmt.Errorf("%w: layer %q (tensor %q): %.4f%% of %d elements within 1 LSB, want >= %.4f%% (max diff %d LSB; the layer alone: %s)",
+				ErrParity, l.Site, l.Tensor, 100*l.Within1, l.Elements, 100*t.MinWithin1, l.MaxLSB, l.localString())
+		}
+		if t.MaxLocalLSB > 0 && l.LocalMaxLSB > t.MaxLocalLSB {
+			return fmt.Errorf("%w: layer %q (tensor %q) alone, on the fake-quant graph's inputs: max difference %d LSB > %d", ErrParity, l.Site, l.Tensor, l.LocalMaxLSB, t.MaxLocalLSB)
 		}
 		if t.MaxLSB > 0 && l.MaxLSB > t.MaxLSB {
 			return fmt.Errorf("%w: layer %q (tensor %q): max difference %d LSB > %d", ErrParity, l.Site, l.Tensor, l.MaxLSB, t.MaxLSB)
@@ -82,13 +94,24 @@ func (r *Report) Check(t Thresholds) error {
 	return nil
 }
 
+func (l LayerParity) localString() string {
+	if l.LocalMaxLSB < 0 {
+		return "not measured"
+	}
+	return fmt.Sprintf("max diff %d LSB, %.4f%% within 1 LSB", l.LocalMaxLSB, 100*l.LocalWithin1)
+}
+
 // String formats the report as a table.
 func (r *Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "parity of %q on %d examples (fake-quant graph vs integer runtime)\n", r.Model, r.Batch)
-	fmt.Fprintf(&b, "%-24s %10s %8s %9s %9s\n", "site", "elements", "max LSB", "exact %", "<=1 LSB %")
+	fmt.Fprintf(&b, "%-20s %10s | %8s %9s %9s | %-27s\n", "site", "elements", "max LSB", "exact %", "<=1 LSB %", "layer alone: max, exact %")
 	for _, l := range r.Layers {
-		fmt.Fprintf(&b, "%-24s %10d %8d %9.4f %9.4f\n", l.Site, l.Elements, l.MaxLSB, 100*l.Exact, 100*l.Within1)
+		local := "-"
+		if l.LocalMaxLSB >= 0 {
+			local = fmt.Sprintf("%d, %.4f", l.LocalMaxLSB, 100*l.LocalExact)
+		}
+		fmt.Fprintf(&b, "%-20s %10d | %8d %9.4f %9.4f | %s\n", l.Site, l.Elements, l.MaxLSB, 100*l.Exact, 100*l.Within1, local)
 	}
 	fmt.Fprintf(&b, "prediction agreement: %d/%d (%.4f%%)\n", r.Agree, r.Batch, 100*r.Agreement)
 	if r.Labeled {
@@ -111,7 +134,28 @@ func Parity(p *qat.Prepared, qm *qmodel.Model, x []float32, n int) (*Report, err
 	return ParityLabeled(p, qm, x, n, nil)
 }
 
-type siteStats struct{ n, exact, within, maxd int }
+type siteStats struct {
+	n, exact, within, maxd int
+	local                  *siteStats
+}
+
+func (a *siteStats) add(want []float32, got []int8, fp quant.Params, rg quant.Range, shift int32) {
+	a.n += len(got)
+	for i, v := range want {
+		q := quant.QuantizeValue(v, fp.Scale, fp.ZeroPoint, rg.Min, rg.Max) + shift
+		d := int(q) - int(got[i])
+		if d < 0 {
+			d = -d
+		}
+		a.maxd = max(a.maxd, d)
+		if d == 0 {
+			a.exact++
+		}
+		if d <= 1 {
+			a.within++
+		}
+	}
+}
 
 // ParityLabeled is Parity that also measures the accuracy of both models against labels
 // (len n), reported in Report.FakeAccuracy and Report.IntAccuracy.
@@ -144,6 +188,10 @@ func ParityLabeled(p *qat.Prepared, qm *qmodel.Model, x []float32, n int, labels
 	rep := &Report{Model: qm.Name, Batch: n}
 	stats := map[string]*siteStats{}
 	orders := flatOrders(m)
+	if r.local, err = localOps(m, qm); err != nil {
+		return nil, err
+	}
+	r.orders = orders
 	outLayer := map[string]string{}
 	for _, g := range m.Groups() {
 		outLayer[g.Op+".out"] = g.Out
@@ -218,8 +266,12 @@ func ParityLabeled(p *qat.Prepared, qm *qmodel.Model, x []float32, n int, labels
 	}
 	for _, name := range order {
 		a := stats[name]
-		rep.Layers = append(rep.Layers, LayerParity{Site: name, Tensor: TensorName(name), Elements: a.n, MaxLSB: a.maxd,
-			Exact: float64(a.exact) / float64(a.n), Within1: float64(a.within) / float64(a.n)})
+		lp := LayerParity{Site: name, Tensor: TensorName(name), Elements: a.n, MaxLSB: a.maxd,
+			Exact: float64(a.exact) / float64(a.n), Within1: float64(a.within) / float64(a.n), LocalMaxLSB: -1}
+		if l := a.local; l != nil {
+			lp.LocalMaxLSB, lp.LocalExact, lp.LocalWithin1 = l.maxd, float64(l.exact)/float64(l.n), float64(l.within)/float64(l.n)
+		}
+		rep.Layers = append(rep.Layers, lp)
 	}
 	rep.Agreement = float64(rep.Agree) / float64(n)
 	if labels != nil {
@@ -257,20 +309,18 @@ func compareSite(r *evalRun, sess *infer.Session, s graph.Site, chw []int, data 
 	if fp.ZeroPoint+shift != gp.ZeroPoint || fp.Scale != gp.Scale {
 		return fmt.Errorf("export: site %q: runtime tensor %q has parameters %+v, the quantizer %+v", s.Name, name, gp, fp)
 	}
-	a.n += len(got)
-	for i, v := range want {
-		q := quant.QuantizeValue(v, fp.Scale, fp.ZeroPoint, sp.Range.Min, sp.Range.Max) + shift
-		d := int(q) - int(got[i])
-		if d < 0 {
-			d = -d
+	a.add(want, got, fp, sp.Range, shift)
+	if lo := r.local[s.Name]; lo != nil {
+		in := r.n.Nodes[lo.input].Value().Data().([]float32)
+		in = in[:len(in)/chunk*b]
+		lg, err := lo.run(in, lo.inShape, r.orders[lo.input], b)
+		if err != nil {
+			return fmt.Errorf("export: site %q alone: %w", s.Name, err)
 		}
-		a.maxd = max(a.maxd, d)
-		if d == 0 {
-			a.exact++
+		if a.local == nil {
+			a.local = &siteStats{}
 		}
-		if d <= 1 {
-			a.within++
-		}
+		a.local.add(want, lg, fp, sp.Range, shift)
 	}
 	return nil
 }

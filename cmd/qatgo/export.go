@@ -58,6 +58,7 @@ records its QConfig name, used when -qconfig is empty; QConfigs with overrides n
 			minW1 := fs.Float64("min-within1", export.DefaultThresholds.MinWithin1, "minimum share of elements within 1 LSB per layer")
 			minAgree := fs.Float64("min-agree", export.DefaultThresholds.MinAgreement, "minimum share of agreeing predictions")
 			maxLSB := fs.Int("max-lsb", 0, "largest allowed difference in LSB anywhere (0: no limit)")
+			maxLocal := fs.Int("max-local-lsb", 0, "largest allowed difference of a layer alone, on the fake-quant inputs (0: no limit)")
 			force := fs.Bool("force", false, "write the model even when the parity check fails")
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "CHECKPOINT"); err != nil {
@@ -69,12 +70,12 @@ records its QConfig name, used when -qconfig is empty; QConfigs with overrides n
 				if *minW1 < 0 || *minW1 > 1 || *minAgree < 0 || *minAgree > 1 {
 					return usagef("-min-within1 and -min-agree must be in [0,1]")
 				}
-				if *maxLSB < 0 {
-					return usagef("-max-lsb must be >= 0, got %d", *maxLSB)
+				if *maxLSB < 0 || *maxLocal < 0 {
+					return usagef("-max-lsb and -max-local-lsb must be >= 0")
 				}
 				return runExport(e, exportArgs{ckpt: args[0], model: *model, qconfig: *qconf, out: *out, uint8: *u8,
 					softmax: *softmax, parity: *parity, dir: *dir, force: *force,
-					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB}})
+					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB, MaxLocalLSB: *maxLocal}})
 			}
 		},
 	})
