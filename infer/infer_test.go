@@ -3,6 +3,7 @@ package infer
 import (
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 
 	"github.com/qatgo/qatgo/qmodel"
@@ -70,6 +71,9 @@ func checkModel(t *testing.T, m *qmodel.Model, batch int, r *rand.Rand) (maxDiff
 		if id == m.Inputs[0] && tt.DType != qmodel.Int8 {
 			return realValues(tt, nil, inU, inF)
 		}
+		if tt.DType == qmodel.Float32 { // a Dequantize output inside the graph
+			return realValues(tt, nil, nil, s.lanes[0].f32buf(s, id, tt.NumElements()))
+		}
 		q, _, err := s.Int8Tensor(tt.Name)
 		if err != nil {
 			t.Fatal(err)
@@ -88,7 +92,11 @@ func checkModel(t *testing.T, m *qmodel.Model, batch int, r *rand.Rand) (maxDiff
 		if out.DType == qmodel.Float32 { // Dequantize: exact
 			q, _, _ := s.Int8Tensor(m.Tensors[op.Inputs[0]].Name)
 			p := m.Tensors[op.Inputs[0]].Quant.Params()
-			for j, v := range outF {
+			f := outF
+			if op.Outputs[0] != m.Outputs[0] {
+				f = s.lanes[0].f32buf(s, op.Outputs[0], out.NumElements())
+			}
+			for j, v := range f {
 				if want := float32(int32(q[j])-p.ZeroPoint) * p.Scale; v != want {
 					t.Fatalf("dequantize %d: %v want %v", j, v, want)
 				}
@@ -328,6 +336,70 @@ func TestQuantizeSoftmaxAgainstFloat(t *testing.T) {
 		b.Output(b.Quantize("q", x, quant.Params{Scale: tc.sOut, ZeroPoint: tc.zOut}))
 		if d, _ := checkModel(t, build(t, b), 2, r); d > 0.5+1e-9 {
 			t.Errorf("uint8 quantize %+v off by %.3f LSB", tc, d)
+		}
+	}
+}
+
+// TestFloatInsideGraph runs a model that leaves the integer domain and re-enters it
+// (Dequantize -> Quantize in the middle), checking every op.
+func TestFloatInsideGraph(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	b := qmodel.NewBuilder("requant")
+	x := b.Input("x", qmodel.Float32, []int{12}, nil)
+	q := b.Quantize("q1", x, quant.Params{Scale: 0.05, ZeroPoint: 2})
+	h := b.FullyConnected("fc1", q, qmodel.Weights{Values: randInt8s(r, 8*12, -127, 127), Shape: []int{8, 12}, Scales: []float32{0.004}},
+		nil, qmodel.ActNone, quant.Params{Scale: 0.05, ZeroPoint: -4})
+	d := b.Dequantize("dq", h)
+	q2 := b.Quantize("q2", d, quant.Params{Scale: 0.03, ZeroPoint: 7})
+	y := b.FullyConnected("fc2", q2, qmodel.Weights{Values: randInt8s(r, 5*8, -127, 127), Shape: []int{5, 8}, Scales: []float32{0.01}},
+		nil, qmodel.ActReLU, quant.Params{Scale: 0.02, ZeroPoint: -100})
+	b.Output(y) // int8 output: Run dequantizes it
+	m := build(t, b)
+	checkModel(t, m, 4, r)
+
+	md, err := Load(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]float32, 12*40)
+	for i := range in {
+		in[i] = float32(r.NormFloat64())
+	}
+	one := md.NewSession()
+	want, err := one.Run(in, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append([]float32(nil), want...)
+	multi := md.NewSessionWith(SessionOptions{Threads: 2})
+	defer multi.Close()
+	got, err := multi.Run(in, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("threaded Run differs for a float-input, int8-output model")
+	}
+	// RunInt8 starts after q1 and, the output being int8, runs to the end.
+	qin := make([]int8, len(in))
+	for i, v := range in {
+		qin[i] = int8(quant.QuantizeValue(v, 0.05, 2, -128, 127))
+	}
+	a, err := one.RunInt8(qin, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = append([]int8(nil), a...)
+	c, err := multi.RunInt8(qin, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, c) {
+		t.Fatal("threaded RunInt8 differs")
+	}
+	for i, v := range a {
+		if f := quant.DequantizeValue(int32(v), float32(0.02), -100); f != want[i] {
+			t.Fatalf("RunInt8 output %d dequantizes to %v, Run gave %v", i, f, want[i])
 		}
 	}
 }

@@ -150,18 +150,18 @@ func validateTensor(t *Tensor) error {
 	if t.IsConst() {
 		limit = MaxConstElements
 	}
-	n := 1
+	n := int64(1) // int64: no overflow on 32-bit platforms
 	for _, d := range t.Shape {
 		if d < 1 || d > limit {
 			return fmt.Errorf("qmodel: tensor %q: dimension %d outside [1,%d] in shape %v", t.Name, d, limit, t.Shape)
 		}
-		n *= d
-		if n > limit {
+		n *= int64(d)
+		if n > int64(limit) {
 			return fmt.Errorf("qmodel: tensor %q: shape %v has more than %d elements", t.Name, t.Shape, limit)
 		}
 	}
-	if t.IsConst() && len(t.Data) != t.DType.DataSize(n) {
-		return fmt.Errorf("qmodel: tensor %q: %d data bytes, shape %v of %v needs %d", t.Name, len(t.Data), t.Shape, t.DType, t.DType.DataSize(n))
+	if t.IsConst() && int64(len(t.Data)) != int64(t.DType.DataSize(int(n))) {
+		return fmt.Errorf("qmodel: tensor %q: %d data bytes, shape %v of %v needs %d", t.Name, len(t.Data), t.Shape, t.DType, t.DType.DataSize(int(n)))
 	}
 	if t.DType == Int4 && !t.IsConst() {
 		return fmt.Errorf("qmodel: tensor %q: int4 is only supported for constants", t.Name)
