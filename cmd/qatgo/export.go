@@ -102,13 +102,16 @@ func runExport(e *env, a exportArgs) error {
 	if !ok {
 		return usagef("unknown model %q (known: %s)", a.model, exportModelNames())
 	}
+	var qc qat.QConfig
 	if a.qconfig == "" {
-		if a.qconfig = ck.Meta["qconfig"]; a.qconfig == "" {
+		name := ck.Meta["qconfig"]
+		if name == "" {
 			return usagef("the checkpoint has no quantizer state (a float checkpoint?): train with QAT or calibrate first, or pass -qconfig")
 		}
-	}
-	qc, err := qat.Preset(a.qconfig)
-	if err != nil {
+		if qc, err = qat.Preset(name); err != nil {
+			return usagef("the checkpoint's QConfig %q is not a preset: pass -qconfig with the preset it was made from", name)
+		}
+	} else if qc, err = qat.Preset(a.qconfig); err != nil {
 		return usagef("%v", err)
 	}
 	if a.out == "" {

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/qatgo/qatgo/data/mnist"
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/infer"
+	"github.com/qatgo/qatgo/qat"
+	"github.com/qatgo/qatgo/qmodel"
+)
+
+// noise28 is a random 28x28 image set for calibrating quantizers without MNIST.
+type noise28 struct{}
+
+func (noise28) Len() int { return 64 }
+
+func (noise28) Batch(idx []int, x []float32, y []int) {
+	for b, i := range idx {
+		rng := rand.New(rand.NewPCG(uint64(i), 3))
+		for j := 0; j < 784; j++ {
+			x[b*784+j] = rng.Float32()
+		}
+		y[b] = i % 10
+	}
+}
+
+// calibratedCheckpoint writes a checkpoint of the ggml CNN (untrained weights, W8A8 observers
+// calibrated on noise) in the trainer's format.
+func calibratedCheckpoint(t *testing.T, dir string) string {
+	m := qat.GGMLCNN(1)
+	p, err := qat.Calibrate(m, qat.W8A8(), noise28{}, 2, 16, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &graph.Checkpoint{Meta: map[string]string{"model": m.Name}}
+	m.SaveState(c)
+	p.SaveState(c)
+	path := filepath.Join(dir, "ck.bin")
+	if err := graph.SaveCheckpoint(path, c); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestExportCommand(t *testing.T) {
+	dir := t.TempDir()
+	ck := calibratedCheckpoint(t, dir)
+	out := filepath.Join(dir, "m.qm")
+	parity := "0"
+	if _, err := mnist.Locate(); err == nil {
+		parity = "64"
+	}
+	code, stdout, stderr := runMain("export", "-qconfig", "w8a8", "-uint8", "-parity", parity, "-o", out, ck)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "wrote "+out) || (parity != "0" && !strings.Contains(stdout, "prediction agreement")) {
+		t.Errorf("stdout:\n%s", stdout)
+	}
+	md, err := infer.LoadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.InputType() != qmodel.Uint8 || md.InputSize() != 784 || len(md.Labels()) != 10 {
+		t.Errorf("model input %v x %d, %d labels", md.InputType(), md.InputSize(), len(md.Labels()))
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"export"}, exitUsage, "missing CHECKPOINT"},
+		{[]string{"export", filepath.Join(dir, "missing.bin")}, exitFailure, "no such file"},
+		{[]string{"export", "-parity", "0", ck}, exitUsage, "-qconfig"}, // calibrated: the checkpoint records the observed twin
+		{[]string{"export", "-model", "nope", ck}, exitUsage, `unknown model "nope"`},
+		{[]string{"export", "-qconfig", "w9", ck}, exitUsage, "unknown preset"},
+		{[]string{"export", "-qconfig", "w4a4", "-parity", "0", ck}, exitFailure, "4-bit"},
+		{[]string{"export", "-parity", "-1", ck}, exitUsage, "-parity"},
+	} {
+		code, _, stderr := runMain(tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, stderr, tc.code, tc.msg)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ggml-cnn-w4a4-lsq.qm")); err == nil {
+		t.Error("a failed export wrote a file")
+	}
+}
