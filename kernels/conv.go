@@ -202,18 +202,20 @@ func im2colSmall(col []int8, ldc int, img []int8, s ConvShape, inZero int8, sums
 		}
 	}
 	out := unsafe.Slice((*byte)(unsafe.Pointer(&col[0])), len(col))
+	rowStep, khStep, oxStep := s.StrideH*pw*c, pw*c, s.StrideW*c
 	for oy := 0; oy < oh; oy++ {
 		for ox := 0; ox < ow; ox++ {
 			ri := oy*ow + ox
 			o := ri * ldc
+			base := oy*rowStep + ox*oxStep
 			var t int32
 			for kh := 0; kh < s.KH; kh++ {
-				src := ((oy*s.StrideH+kh)*pw + ox*s.StrideW) * c
-				binary.LittleEndian.PutUint64(out[o+kh*kwc:], binary.LittleEndian.Uint64(pad[src:]))
+				sp, dp := base+kh*khStep, o+kh*kwc
+				v := binary.LittleEndian.Uint64(pad[sp : sp+8])
+				binary.LittleEndian.PutUint64(out[dp:dp+8], v)
 				if sums != nil {
-					// Sum from the source, not from the overlapping stores just made.
-					for _, v := range pad[src : src+kwc] {
-						t += int32(int8(v))
+					for i := 0; i < kwc; i++ {
+						t += int32(int8(v >> (8 * i)))
 					}
 				}
 			}
