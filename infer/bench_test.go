@@ -18,21 +18,26 @@ func BenchmarkMNISTCNN(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, batch := range []int{1, 256} {
-		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
-			s := md.NewSession()
-			imgs := randImages(1, batch)
-			if _, err := s.RunUint8(imgs, batch); err != nil {
+	for _, tc := range []struct {
+		batch, threads int
+	}{{1, 1}, {256, 1}, {256, 2}} {
+		b.Run(fmt.Sprintf("batch%d/threads%d", tc.batch, tc.threads), func(b *testing.B) {
+			s := md.NewSessionWith(SessionOptions{Threads: tc.threads})
+			defer s.Close()
+			imgs := randImages(1, tc.batch)
+			if _, err := s.RunUint8(imgs, tc.batch); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			start := time.Now()
+			cpu0, start := processCPU(), time.Now()
 			for i := 0; i < b.N; i++ {
-				s.RunUint8(imgs, batch)
+				s.RunUint8(imgs, tc.batch)
 			}
-			el := time.Since(start)
-			b.ReportMetric(float64(el.Microseconds())/float64(b.N*batch), "us/image")
+			el, cpu := time.Since(start), processCPU()-cpu0
+			n := float64(b.N * tc.batch)
+			b.ReportMetric(float64(el.Nanoseconds())/1e3/n, "us/image")
+			b.ReportMetric(float64(cpu.Nanoseconds())/1e3/n, "cpu-us/image")
 			b.ReportMetric(0, "ns/op")
 			b.Logf("kernels path %s", kernels.Path())
 		})
