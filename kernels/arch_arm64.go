@@ -17,9 +17,15 @@ func sdot4x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32
 //go:noescape
 func smull2x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
+//go:noescape
+func sdotGemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+
+//go:noescape
+func sdotGemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
+
 var neonKernels = simdKernels{mr: 2, wideN: 16, wide: smull2x16, narrow: smull2x16}
 
-var neonDotKernels = simdKernels{mr: 4, wideN: 16, wide: sdot4x16, narrow: sdot4x16}
+var neonDotKernels = simdKernels{mr: 4, wideN: 16, wide: sdot4x16, narrow: sdot4x16, gemv: sdotGemv, gemv4: sdotGemv4}
 
 func archImpls() []*impl {
 	l := []*impl{newSIMDImpl("neon", &neonKernels)} // Advanced SIMD is mandatory on arm64

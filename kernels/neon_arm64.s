@@ -216,3 +216,153 @@ smull2x16_done:
 	VADD V19.S4, V23.S4, V23.S4
 	VST1 [V20.S4, V21.S4, V22.S4, V23.S4], (R7)
 	RET
+
+// func sdotGemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+// One activation row times nt tiles of 16 columns with SDOT: c[j] = off[j] + sum_g dot.
+// Four tiles at a time (16 accumulators), then single tiles.
+TEXT ·sdotGemv(SB), NOSPLIT, $0-56
+	MOVD a+0(FP), R0
+	MOVD kg+8(FP), R1
+	MOVD w+16(FP), R2
+	MOVD ts+24(FP), R3
+	MOVD nt+32(FP), R4
+	MOVD off+40(FP), R5
+	MOVD c+48(FP), R6
+sdotGemv_tiles4:
+	CMP $4, R4
+	BLT sdotGemv_tiles1
+	ADD R3, R2, R7
+	ADD R3, R7, R8
+	ADD R3, R8, R9
+	VLD1.P 64(R5), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R5), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VLD1.P 64(R5), [V8.S4, V9.S4, V10.S4, V11.S4]
+	VLD1.P 64(R5), [V12.S4, V13.S4, V14.S4, V15.S4]
+	MOVD R0, R10
+	MOVD R1, R11
+sdotGemv_loop4:
+	VLD1R (R10), [V20.S4]
+	ADD $4, R10
+	VLD1.P 64(R2), [V16.B16, V17.B16, V18.B16, V19.B16]
+	WORD $0x4e949600 // SDOT V0.4S, V16.16B, V20.16B
+	WORD $0x4e949621 // SDOT V1.4S, V17.16B, V20.16B
+	WORD $0x4e949642 // SDOT V2.4S, V18.16B, V20.16B
+	WORD $0x4e949663 // SDOT V3.4S, V19.16B, V20.16B
+	VLD1.P 64(R7), [V24.B16, V25.B16, V26.B16, V27.B16]
+	WORD $0x4e949704 // SDOT V4.4S, V24.16B, V20.16B
+	WORD $0x4e949725 // SDOT V5.4S, V25.16B, V20.16B
+	WORD $0x4e949746 // SDOT V6.4S, V26.16B, V20.16B
+	WORD $0x4e949767 // SDOT V7.4S, V27.16B, V20.16B
+	VLD1.P 64(R8), [V16.B16, V17.B16, V18.B16, V19.B16]
+	WORD $0x4e949608 // SDOT V8.4S, V16.16B, V20.16B
+	WORD $0x4e949629 // SDOT V9.4S, V17.16B, V20.16B
+	WORD $0x4e94964a // SDOT V10.4S, V18.16B, V20.16B
+	WORD $0x4e94966b // SDOT V11.4S, V19.16B, V20.16B
+	VLD1.P 64(R9), [V24.B16, V25.B16, V26.B16, V27.B16]
+	WORD $0x4e94970c // SDOT V12.4S, V24.16B, V20.16B
+	WORD $0x4e94972d // SDOT V13.4S, V25.16B, V20.16B
+	WORD $0x4e94974e // SDOT V14.4S, V26.16B, V20.16B
+	WORD $0x4e94976f // SDOT V15.4S, V27.16B, V20.16B
+	SUBS $1, R11, R11
+	BNE sdotGemv_loop4
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R6)
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R6)
+	VST1.P [V8.S4, V9.S4, V10.S4, V11.S4], 64(R6)
+	VST1.P [V12.S4, V13.S4, V14.S4, V15.S4], 64(R6)
+	MOVD R9, R2 // tile 3 pointer advanced by one tile: tile 4
+	SUB $4, R4, R4
+	B sdotGemv_tiles4
+sdotGemv_tiles1:
+	CBZ R4, sdotGemv_done
+	VLD1.P 64(R5), [V0.S4, V1.S4, V2.S4, V3.S4]
+	MOVD R0, R10
+	MOVD R1, R11
+sdotGemv_loop1:
+	VLD1R (R10), [V20.S4]
+	ADD $4, R10
+	VLD1.P 64(R2), [V16.B16, V17.B16, V18.B16, V19.B16]
+	WORD $0x4e949600 // SDOT V0.4S, V16.16B, V20.16B
+	WORD $0x4e949621 // SDOT V1.4S, V17.16B, V20.16B
+	WORD $0x4e949642 // SDOT V2.4S, V18.16B, V20.16B
+	WORD $0x4e949663 // SDOT V3.4S, V19.16B, V20.16B
+	SUBS $1, R11, R11
+	BNE sdotGemv_loop1
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R6)
+	SUB $1, R4, R4
+	B sdotGemv_tiles1
+sdotGemv_done:
+	RET
+
+// func sdotGemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
+// W4A8 GEMV with SDOT, the int4 panel of int4.go (offset-binary nibbles w+8, unpacked with AND
+// and USHR into bytes 1..15, which SDOT reads as non-negative int8): per group
+// acc = sum (w+8)*a - gcorr[g] (gcorr[g] = 8*sum a over the group), tot += acc*scale (MUL).
+// One tile of 16 rows at a time: V0-V3 group sums, V4-V7 totals.
+TEXT ·sdotGemv4(SB), NOSPLIT, $0-80
+	MOVD a+0(FP), R0
+	MOVD nb+8(FP), R1
+	MOVD groups+16(FP), R2
+	MOVD w+24(FP), R3
+	MOVD nt+40(FP), R4
+	MOVD sc+48(FP), R5
+	MOVD off+64(FP), R6
+	MOVD c+72(FP), R7
+	WORD $0x4f00e5ff // MOVI V31.16B, #15
+sdotGemv4_tile:
+	CBZ R4, sdotGemv4_done
+	VLD1.P 64(R6), [V4.S4, V5.S4, V6.S4, V7.S4]
+	MOVD R0, R10
+	MOVD gcorr+56(FP), R11
+	MOVD R2, R12
+sdotGemv4_group:
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V1.B16, V1.B16, V1.B16
+	VEOR V2.B16, V2.B16, V2.B16
+	VEOR V3.B16, V3.B16, V3.B16
+	MOVD R1, R13
+sdotGemv4_block:
+	VLD1.P 64(R3), [V16.B16, V17.B16, V18.B16, V19.B16]
+	VLD1R (R10), [V28.S4]
+	ADD $4, R10
+	VLD1R (R10), [V29.S4]
+	ADD $4, R10
+	WORD $0x4e3f1e14 // AND V20.16B, V16.16B, V31.16B
+	WORD $0x6f0c0618 // USHR V24.16B, V16.16B, #4
+	WORD $0x4e3f1e35 // AND V21.16B, V17.16B, V31.16B
+	WORD $0x6f0c0639 // USHR V25.16B, V17.16B, #4
+	WORD $0x4e3f1e56 // AND V22.16B, V18.16B, V31.16B
+	WORD $0x6f0c065a // USHR V26.16B, V18.16B, #4
+	WORD $0x4e3f1e77 // AND V23.16B, V19.16B, V31.16B
+	WORD $0x6f0c067b // USHR V27.16B, V19.16B, #4
+	WORD $0x4e9c9680 // SDOT V0.4S, V20.16B, V28.16B
+	WORD $0x4e9c96a1 // SDOT V1.4S, V21.16B, V28.16B
+	WORD $0x4e9c96c2 // SDOT V2.4S, V22.16B, V28.16B
+	WORD $0x4e9c96e3 // SDOT V3.4S, V23.16B, V28.16B
+	WORD $0x4e9d9700 // SDOT V0.4S, V24.16B, V29.16B
+	WORD $0x4e9d9721 // SDOT V1.4S, V25.16B, V29.16B
+	WORD $0x4e9d9742 // SDOT V2.4S, V26.16B, V29.16B
+	WORD $0x4e9d9763 // SDOT V3.4S, V27.16B, V29.16B
+	SUBS $1, R13, R13
+	BNE sdotGemv4_block
+	VLD1R (R11), [V30.S4]
+	ADD $4, R11
+	VLD1.P 64(R5), [V16.S4, V17.S4, V18.S4, V19.S4]
+	WORD $0x6ebe8400 // SUB V0.4S, V0.4S, V30.4S
+	WORD $0x4eb09c00 // MUL V0.4S, V0.4S, V16.4S
+	VADD V0.S4, V4.S4, V4.S4
+	WORD $0x6ebe8421 // SUB V1.4S, V1.4S, V30.4S
+	WORD $0x4eb19c21 // MUL V1.4S, V1.4S, V17.4S
+	VADD V1.S4, V5.S4, V5.S4
+	WORD $0x6ebe8442 // SUB V2.4S, V2.4S, V30.4S
+	WORD $0x4eb29c42 // MUL V2.4S, V2.4S, V18.4S
+	VADD V2.S4, V6.S4, V6.S4
+	WORD $0x6ebe8463 // SUB V3.4S, V3.4S, V30.4S
+	WORD $0x4eb39c63 // MUL V3.4S, V3.4S, V19.4S
+	VADD V3.S4, V7.S4, V7.S4
+	SUBS $1, R12, R12
+	BNE sdotGemv4_group
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R7)
+	SUB $1, R4, R4
+	B sdotGemv4_tile
+sdotGemv4_done:
+	RET

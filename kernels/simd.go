@@ -84,6 +84,9 @@ func (k *simdKernels) rowOffset(a []int8) int32 {
 
 func (k *simdKernels) rowSum(a []int8) int32 {
 	n := len(a) &^ 63
+	if k.sum == nil {
+		n = 0
+	}
 	var s int32
 	if n > 0 {
 		s = k.sum(&a[0], n)
