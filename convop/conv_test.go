@@ -28,6 +28,8 @@ var cases = []convCase{
 	{n: 5, c: 2, h: 5, w: 5, cout: 5, kh: 1, kw: 1, pad: []int{0, 0}, stride: []int{2, 2}},
 	{n: 4, c: 3, h: 6, w: 7, cout: 3, kh: 5, kw: 5, pad: []int{2, 2}, stride: []int{1, 1}},
 	{n: 3, c: 2, h: 4, w: 4, cout: 2, kh: 3, kw: 3, pad: []int{3, 3}, stride: []int{2, 2}}, // padding wider than the kernel reach
+	{n: 2, c: 2, h: 6, w: 5, cout: 3, kh: 3, kw: 3, pad: []int{0, 1}, stride: []int{1, 1}}, // width-preserving, height shrinks
+	{n: 2, c: 1, h: 5, w: 4, cout: 2, kh: 2, kw: 1, pad: []int{2, 0}, stride: []int{1, 1}}, // rows entirely in the padding
 }
 
 func randT(r *rand.Rand, dt tensor.Dtype, shp ...int) *tensor.Dense {
@@ -397,5 +399,60 @@ func TestDoReusesOutput(t *testing.T) {
 		if v != before[i] {
 			t.Fatal("input was overwritten")
 		}
+	}
+}
+
+// TestIm2colFlat checks the flat fast path of im2col and col2im against the
+// general row-by-row code on every width-preserving unit-stride geometry
+// with small sizes.
+func TestIm2colFlat(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	count := 0
+	for h := 1; h <= 6; h++ {
+		for w := 1; w <= 6; w++ {
+			for kh := 1; kh <= 4; kh++ {
+				for kw := 1; kw <= 5; kw += 2 { // odd kernel widths keep the width with pad (kw-1)/2
+					for padH := 0; padH < 4; padH++ {
+						g := newGeom(2, h, w, 1, kh, kw, padH, (kw-1)/2, 1, 1)
+						if g.outH <= 0 || g.outW <= 0 || !g.flat() {
+							continue
+						}
+						count++
+						x := make([]float64, g.c*h*w)
+						for i := range x {
+							x[i] = r.Float64()
+						}
+						c1 := make([]float64, g.kdim*g.pixels)
+						c2 := make([]float64, g.kdim*g.pixels)
+						for i := range c1 {
+							c1[i] = math.NaN() // every entry must be written
+						}
+						im2colFlat(&g, x, c1)
+						im2colGeneral(&g, x, c2)
+						for i := range c1 {
+							if c1[i] != c2[i] {
+								t.Fatalf("im2col %+v: col[%d] = %g, general %g", g, i, c1[i], c2[i])
+							}
+						}
+						col := make([]float64, len(c1))
+						for i := range col {
+							col[i] = r.Float64()
+						}
+						d1 := make([]float64, len(x))
+						d2 := make([]float64, len(x))
+						col2imGeneral(&g, col, d2)
+						col2imFlat(&g, col, d1)
+						for i := range d1 {
+							if math.Abs(d1[i]-d2[i]) > 1e-12 {
+								t.Fatalf("col2im %+v: dx[%d] = %g, general %g", g, i, d1[i], d2[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if count < 50 {
+		t.Fatalf("only %d geometries tested", count)
 	}
 }
