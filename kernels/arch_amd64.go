@@ -58,6 +58,9 @@ func avx2x4x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int
 func requantAVX2(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 
 //go:noescape
+func avx2Gemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
+
+//go:noescape
 func sext16AVX2(dst *int16, src *int8, n int)
 
 //go:noescape
@@ -90,13 +93,13 @@ var avx512Kernels = simdKernels{
 var avxvnniKernels = simdKernels{
 	mr: 6, wideN: 16,
 	wide: avxvnni6x16, narrow: avxvnni6x16, gemv: avxvnniGemv,
-	sum: sumInt8AVX2, requant: requantAVX2,
+	sum: sumInt8AVX2, requant: requantAVX2, gemv4: avx2Gemv4,
 }
 
 var avx2Kernels = simdKernels{
 	mr: 4, wideN: 16,
 	wide: avx2Wide, narrow: avx2Wide, gemv: avx2Gemv,
-	sum: sumInt8AVX2, sext16: sext16AVX2, requant: requantAVX2,
+	sum: sumInt8AVX2, sext16: sext16AVX2, requant: requantAVX2, gemv4: avx2Gemv4,
 }
 
 // avx2Wide adapts avx2x4x16 (int16 activations, see simdKernels.sext16) to the kernel type.

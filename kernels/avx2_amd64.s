@@ -620,3 +620,82 @@ requant2_loop:
 	VZEROUPPER
 	RET
 
+
+// func avx2Gemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
+// W4A8 GEMV with AVX2 on the int4 panel (int4.go). The unpacked nibbles are u8 1..15 (w+8), so
+// VPMADDUBSW against signed activations is exact: a pair is at most 2*15*128 = 3840 < 2^15;
+// the low- and high-nibble products of one block are added in int16 (<= 7680), then VPMADDWD
+// with ones widens to one int32 per column. Per group: acc - gcorr[g], times the scales
+// (VPMULLD), into the totals. One tile (two ymm of 8 columns) at a time.
+TEXT ·avx2Gemv4(SB), NOSPLIT, $0-80
+	MOVQ a+0(FP), SI
+	MOVQ nb+8(FP), R13
+	MOVQ w+24(FP), R9
+	MOVQ nt+40(FP), R15
+	MOVQ sc+48(FP), R14
+	MOVQ off+64(FP), DI
+	MOVQ c+72(FP), CX
+	MOVL $0x0f0f0f0f, AX
+	MOVD AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $0x00010001, AX
+	MOVD AX, X14
+	VPBROADCASTD X14, Y14
+avx2g4_tile:
+	TESTQ R15, R15
+	JZ avx2g4_done
+	VMOVDQU (DI), Y2
+	VMOVDQU 32(DI), Y3
+	MOVQ SI, R10
+	MOVQ gcorr+56(FP), R8
+	MOVQ groups+16(FP), R12
+avx2g4_group:
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	MOVQ R13, R11
+avx2g4_block:
+	VPBROADCASTD (R10), Y12
+	VPBROADCASTD 4(R10), Y13
+	VMOVDQU (R9), Y4
+	VPSRLW $4, Y4, Y5
+	VPAND Y15, Y4, Y4
+	VPAND Y15, Y5, Y5
+	VPMADDUBSW Y12, Y4, Y4
+	VPMADDUBSW Y13, Y5, Y5
+	VPADDW Y5, Y4, Y4
+	VPMADDWD Y14, Y4, Y4
+	VPADDD Y4, Y0, Y0
+	VMOVDQU 32(R9), Y6
+	VPSRLW $4, Y6, Y7
+	VPAND Y15, Y6, Y6
+	VPAND Y15, Y7, Y7
+	VPMADDUBSW Y12, Y6, Y6
+	VPMADDUBSW Y13, Y7, Y7
+	VPADDW Y7, Y6, Y6
+	VPMADDWD Y14, Y6, Y6
+	VPADDD Y6, Y1, Y1
+	ADDQ $8, R10
+	ADDQ $64, R9
+	DECQ R11
+	JNZ avx2g4_block
+	VPBROADCASTD (R8), Y8
+	VPSUBD Y8, Y0, Y0
+	VPSUBD Y8, Y1, Y1
+	VPMULLD (R14), Y0, Y0
+	VPMULLD 32(R14), Y1, Y1
+	VPADDD Y0, Y2, Y2
+	VPADDD Y1, Y3, Y3
+	ADDQ $4, R8
+	ADDQ $64, R14
+	DECQ R12
+	JNZ avx2g4_group
+	VMOVDQU Y2, (CX)
+	VMOVDQU Y3, 32(CX)
+	ADDQ $64, DI
+	ADDQ $64, CX
+	DECQ R15
+	JMP avx2g4_tile
+avx2g4_done:
+	VZEROUPPER
+	RET
+
