@@ -1,6 +1,9 @@
 package infer
 
 import (
+	"encoding/binary"
+	"unsafe"
+
 	"github.com/qatgo/qatgo/qmodel"
 	"github.com/qatgo/qatgo/quant"
 )
@@ -52,6 +55,15 @@ func maxPool(dst, src []int8, batch int, st *step) {
 
 // maxPool2x2 is maxPool for the common 2x2 window with stride 2 and no padding.
 func maxPool2x2(dst, src []int8, batch int, st *step) {
+	if st.c%8 == 0 {
+		maxPool2x2x8(dst, src, batch, st)
+		return
+	}
+	maxPool2x2Scalar(dst, src, batch, st)
+}
+
+// maxPool2x2Scalar is maxPool2x2 one channel at a time.
+func maxPool2x2Scalar(dst, src []int8, batch int, st *step) {
 	c, wd := st.c, st.wd
 	clampOut := st.lo > -128 || st.hi < 127
 	lo, hi := int8(st.lo), int8(st.hi)
@@ -75,6 +87,62 @@ func maxPool2x2(dst, src []int8, batch int, st *step) {
 			if clampOut {
 				for i, v := range out {
 					out[i] = min(max(v, lo), hi)
+				}
+			}
+		}
+	}
+}
+
+const (
+	hiBits = 0x8080808080808080
+	loBits = 0x7f7f7f7f7f7f7f7f
+)
+
+// max8 returns the byte-wise maximum of 8 signed int8 lanes packed in a and b (SWAR): for each byte,
+// a >= b when the sign bits differ and b's is set, or they agree and a's low 7 bits are >= b's
+// (bit 7 of (a|0x80)-(b&0x7f), which cannot borrow across bytes).
+func max8(a, b uint64) uint64 {
+	t := (a | hiBits) - (b & loBits)
+	ge := ((b &^ a) | (^(a ^ b) & t)) & hiBits
+	m := (ge >> 7) * 0xff
+	return (a & m) | (b &^ m)
+}
+
+// clamp8 clamps 8 signed int8 lanes to [lo, hi] (lo, hi replicated in every byte).
+func clamp8(v, lo, hi uint64) uint64 { return ^max8(^max8(v, lo), ^hi) }
+
+func bytesOf(v []int8) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), len(v))
+}
+
+// maxPool2x2x8 is maxPool2x2 for channel counts that are a multiple of 8: eight channels per
+// 64-bit word.
+func maxPool2x2x8(dst, src []int8, batch int, st *step) {
+	c, wd := st.c, st.wd
+	clampOut := st.lo > -128 || st.hi < 127
+	lo := uint64(uint8(int8(st.lo))) * 0x0101010101010101
+	hi := uint64(uint8(int8(st.hi))) * 0x0101010101010101
+	rowLen := wd * c
+	s, d := bytesOf(src), bytesOf(dst)
+	le := binary.LittleEndian
+	for b := 0; b < batch; b++ {
+		img := s[b*st.h*rowLen : (b+1)*st.h*rowLen]
+		for oy := 0; oy < st.oh; oy++ {
+			r0 := img[2*oy*rowLen : (2*oy+1)*rowLen]
+			r1 := img[(2*oy+1)*rowLen : (2*oy+2)*rowLen]
+			out := d[((b*st.oh+oy)*st.ow)*c : ((b*st.oh+oy+1)*st.ow)*c]
+			for ox := 0; ox < st.ow; ox++ {
+				i0 := 2 * ox * c
+				o := out[ox*c : ox*c+c]
+				for k := 0; k+8 <= len(o); k += 8 {
+					v := max8(max8(le.Uint64(r0[i0+k:]), le.Uint64(r0[i0+c+k:])), max8(le.Uint64(r1[i0+k:]), le.Uint64(r1[i0+c+k:])))
+					if clampOut {
+						v = clamp8(v, lo, hi)
+					}
+					le.PutUint64(o[k:], v)
 				}
 			}
 		}

@@ -118,54 +118,74 @@ type OpStat struct {
 // Session holds the buffers of one inference stream. It is not safe for concurrent use; create one
 // per goroutine with Model.NewSession. Slices returned by its Run methods belong to the Session and
 // are valid until the next call.
+//
+// A batch runs in micro-batches of a few samples at a time through all ops (sized so that one
+// micro-batch's activations stay in a core's cache), optionally split over several goroutines
+// (SessionOptions.Threads).
 type Session struct {
 	md      *Model
 	plan    plan
 	keepAll bool
+	mb      int        // micro-batch size in samples
 	batch   int        // capacity of the gathered outputs, in samples
 	lanes   []lane     // lane 0 runs on the caller's goroutine, lane i>0 on worker i-1
 	work    []chan job // one per worker
 	done    chan struct{}
 	inF     []float32 // the caller's input during a run
 	inU     []byte
-	outF    []float32 // gathered (or dequantized) float32 output
+	inI8    []int8
+	outF    []float32 // gathered (and dequantized) float32 output
 	outI8   []int8    // gathered int8 output of RunInt8
 	prof    []OpStat
 	ran     int // batch of the last successful run
 }
 
-// lane is the state of one goroutine of a session: activation buffers for its chunk of the batch
-// (laid out by the plan) and kernel scratch.
+// lane is the state of one goroutine of a session: activation buffers for one micro-batch (laid
+// out by the plan) and kernel scratch.
 type lane struct {
 	i8      [][]int8
 	f32     [][]float32
 	cap     int // samples the buffers hold
-	b0, nb  int // the chunk of the current run
+	lo, hi  int // the lane's part of the batch in the current run
+	b0, nb  int // the current micro-batch
 	scratch []int8
 	acc     []int32
 }
 
 // SessionOptions configure NewSessionWith.
 type SessionOptions struct {
-	// KeepIntermediate gives every tensor its own buffer, so that Int8Tensor can return any
-	// intermediate activation after a run (for parity checks and debugging). Uses more memory
-	// and runs single-threaded.
+	// KeepIntermediate gives every tensor its own buffer holding the whole batch, so that
+	// Int8Tensor can return any activation after a run (for parity checks and debugging). Uses
+	// more memory and runs single-threaded without micro-batches.
 	KeepIntermediate bool
-	// Threads > 1 splits batches of at least 16 samples into contiguous chunks of at least 8 that
+	// Threads > 1 splits batches of at least 16 samples into contiguous parts of at least 8 that
 	// run on up to Threads goroutines: the caller's and Threads-1 workers owned by the session, each
 	// with its own buffers. Call Close to stop the workers. Results are identical to single-threaded
 	// runs. Profiling runs single-threaded.
 	Threads int
 }
 
+// MicroBatchBytes is the activation footprint that a micro-batch aims at (the sum of the planned
+// buffers per sample times the micro-batch size): about a core's L2 share.
+var MicroBatchBytes = 256 << 10
+
 // NewSession returns a single-threaded Session with buffer reuse between tensors.
 func (md *Model) NewSession() *Session { return md.NewSessionWith(SessionOptions{}) }
 
 // NewSessionWith returns a Session configured by opt.
 func (md *Model) NewSessionWith(opt SessionOptions) *Session {
-	s := &Session{md: md, plan: md.plan, keepAll: opt.KeepIntermediate}
+	s := &Session{md: md, plan: md.plan, keepAll: opt.KeepIntermediate, mb: MaxBatch}
 	if opt.KeepIntermediate {
 		s.plan = md.makePlan(true)
+	} else {
+		per := 0
+		for i, n := range s.plan.size {
+			if s.plan.isFloat[i] {
+				n *= 4
+			}
+			per += n
+		}
+		s.mb = max(1, MicroBatchBytes/max(per, 1))
 	}
 	n := max(opt.Threads, 1)
 	s.lanes = make([]lane, n)
@@ -205,22 +225,22 @@ func (s *Session) split(batch int) int {
 	if s.keepAll || s.prof != nil || nw < 1 {
 		nw = 1
 	}
-	chunk := (batch + nw - 1) / nw
+	part := (batch + nw - 1) / nw
 	for l := 0; l < nw; l++ {
 		ln := &s.lanes[l]
-		ln.b0 = l * chunk
-		ln.nb = max(0, min(chunk, batch-ln.b0))
-		if ln.nb > ln.cap {
+		ln.lo = min(l*part, batch)
+		ln.hi = min(ln.lo+part, batch)
+		if need := min(s.mb, ln.hi-ln.lo); need > ln.cap {
 			ln.i8 = make([][]int8, len(s.plan.size))
 			ln.f32 = make([][]float32, len(s.plan.size))
 			for i, n := range s.plan.size {
 				if s.plan.isFloat[i] {
-					ln.f32[i] = make([]float32, n*ln.nb)
+					ln.f32[i] = make([]float32, n*need)
 				} else {
-					ln.i8[i] = make([]int8, n*ln.nb)
+					ln.i8[i] = make([]int8, n*need)
 				}
 			}
-			ln.cap = ln.nb
+			ln.cap = need
 		}
 	}
 	return nw
@@ -240,10 +260,11 @@ func (s *Session) ensure(batch int) error {
 	return nil
 }
 
-// i8 returns tensor t's buffer in lane ln (n elements per sample).
+// i8buf returns tensor t's buffer in lane ln (n elements per sample) for the current micro-batch.
 func (ln *lane) i8buf(s *Session, t, n int) []int8 { return ln.i8[s.plan.slot[t]][:ln.nb*n] }
 
-// f32buf returns tensor t's float32 data for lane ln: the caller's input, or a lane buffer.
+// f32buf returns tensor t's float32 data for lane ln's micro-batch: the caller's input, or a lane
+// buffer.
 func (ln *lane) f32buf(s *Session, t, n int) []float32 {
 	if t == s.md.input {
 		return s.inF[ln.b0*n : (ln.b0+ln.nb)*n]
@@ -274,40 +295,91 @@ func (s *Session) ResetProfile() {
 // Profile returns a copy of the per-op times (nil when profiling is off).
 func (s *Session) Profile() []OpStat { return append([]OpStat(nil), s.prof...) }
 
+// How a run feeds its input and collects its output.
+type runKind uint8
+
+const (
+	runFloat runKind = iota // Run: float32 in (quantized here for int8-input models), float32 out
+	runUint8                // RunUint8: bytes in, float32 out
+	runInt8                 // RunInt8: int8 in, int8 out, steps [first, last)
+)
+
+// job asks a worker to run its lane.
+type job struct {
+	kind     runKind
+	from, to int
+}
+
 // exec runs steps [from, to) on the first nw lanes.
-func (s *Session) exec(nw, from, to int) {
-	steps := s.md.steps
-	ln := &s.lanes[0]
-	if s.prof != nil {
-		for i := from; i < to; i++ {
-			t0 := time.Now()
-			s.step(&steps[i], ln)
-			s.prof[i].Total += time.Since(t0)
-			s.prof[i].Calls++
-		}
-		return
-	}
+func (s *Session) exec(nw int, kind runKind, from, to int) {
 	for w := 1; w < nw; w++ {
-		s.work[w-1] <- job{from: from, to: to}
+		s.work[w-1] <- job{kind, from, to}
 	}
-	for i := from; i < to; i++ {
-		s.step(&steps[i], ln)
-	}
+	s.runLane(&s.lanes[0], job{kind, from, to})
 	for w := 1; w < nw; w++ {
 		<-s.done
 	}
+	if s.prof != nil {
+		for i := from; i < to; i++ {
+			s.prof[i].Calls++
+		}
+	}
 }
-
-// job asks a worker to run steps [from, to) on its lane.
-type job struct{ from, to int }
 
 // worker runs jobs on lane l until the session is closed.
 func (s *Session) worker(l int, jobs <-chan job) {
 	for j := range jobs {
-		for i := j.from; i < j.to; i++ {
-			s.step(&s.md.steps[i], &s.lanes[l])
-		}
+		s.runLane(&s.lanes[l], j)
 		s.done <- struct{}{}
+	}
+}
+
+// runLane runs the lane's part of the batch, micro-batch by micro-batch: input in, steps, output out.
+func (s *Session) runLane(ln *lane, j job) {
+	md := s.md
+	steps := md.steps
+	for b := ln.lo; b < ln.hi; b += s.mb {
+		ln.b0, ln.nb = b, min(s.mb, ln.hi-b)
+		// Input.
+		switch {
+		case j.kind == runInt8:
+			n := md.qm.Tensors[md.int8In].NumElements()
+			copy(ln.i8buf(s, md.int8In, n), s.inI8[ln.b0*n:(ln.b0+ln.nb)*n])
+		case j.kind == runFloat && md.inType == qmodel.Int8:
+			p := params(&md.qm.Tensors[md.input])
+			dst := ln.i8buf(s, md.input, md.inN)
+			for i, v := range s.inF[ln.b0*md.inN : (ln.b0+ln.nb)*md.inN] {
+				dst[i] = int8(quant.QuantizeValue(v, p.Scale, p.ZeroPoint, -128, 127))
+			}
+		}
+		// Ops.
+		if s.prof == nil {
+			for i := j.from; i < j.to; i++ {
+				s.step(&steps[i], ln)
+			}
+		} else {
+			for i := j.from; i < j.to; i++ {
+				t0 := time.Now()
+				s.step(&steps[i], ln)
+				s.prof[i].Total += time.Since(t0)
+			}
+		}
+		// Output.
+		if j.kind == runInt8 {
+			n := md.qm.Tensors[md.int8Out].NumElements()
+			copy(s.outI8[ln.b0*n:], ln.i8buf(s, md.int8Out, n))
+			continue
+		}
+		n := md.outN
+		d := s.outF[ln.b0*n : (ln.b0+ln.nb)*n]
+		if md.outType == qmodel.Float32 {
+			copy(d, ln.f32buf(s, md.output, n))
+			continue
+		}
+		p := params(&md.qm.Tensors[md.output])
+		for i, q := range ln.i8buf(s, md.output, n) {
+			d[i] = quant.DequantizeValue(int32(q), p.Scale, p.ZeroPoint)
+		}
 	}
 }
 
@@ -330,23 +402,11 @@ func (s *Session) Run(input []float32, batch int) ([]float32, error) {
 			return nil, fmt.Errorf("%w (element %d = %v)", errNonFinite, i, v)
 		}
 	}
-	nw := s.split(batch)
-	if md.inType == qmodel.Int8 {
-		p := params(&md.qm.Tensors[md.input])
-		for l := 0; l < nw; l++ {
-			ln := &s.lanes[l]
-			dst := ln.i8buf(s, md.input, md.inN)
-			for i, v := range input[ln.b0*md.inN : (ln.b0+ln.nb)*md.inN] {
-				dst[i] = int8(quant.QuantizeValue(v, p.Scale, p.ZeroPoint, -128, 127))
-			}
-		}
-	} else {
-		s.inF = input
-	}
-	s.exec(nw, 0, len(md.steps))
+	s.inF = input
+	s.exec(s.split(batch), runFloat, 0, len(md.steps))
 	s.inF = nil
 	s.ran = batch
-	return s.output(nw, batch), nil
+	return s.outF[:md.outN*batch], nil
 }
 
 // RunUint8 runs a batch of uint8 samples (for example image bytes) through a model whose input is
@@ -359,12 +419,11 @@ func (s *Session) RunUint8(input []byte, batch int) ([]float32, error) {
 	if err := s.checkLen(len(input), batch); err != nil {
 		return nil, err
 	}
-	nw := s.split(batch)
 	s.inU = input
-	s.exec(nw, 0, len(md.steps))
+	s.exec(s.split(batch), runUint8, 0, len(md.steps))
 	s.inU = nil
 	s.ran = batch
-	return s.output(nw, batch), nil
+	return s.outF[:md.outN*batch], nil
 }
 
 // RunInt8 runs only the integer part of the model: input is the already quantized int8 input (the
@@ -379,23 +438,11 @@ func (s *Session) RunInt8(input []int8, batch int) ([]int8, error) {
 	if err := s.checkLen(len(input), batch); err != nil {
 		return nil, err
 	}
-	nw := s.split(batch)
-	inN, outN := md.inN, md.qm.Tensors[md.int8Out].NumElements()
-	for l := 0; l < nw; l++ {
-		ln := &s.lanes[l]
-		copy(ln.i8buf(s, md.int8In, inN), input[ln.b0*inN:(ln.b0+ln.nb)*inN])
-	}
-	s.exec(nw, md.first, md.last)
+	s.inI8 = input
+	s.exec(s.split(batch), runInt8, md.first, md.last)
+	s.inI8 = nil
 	s.ran = batch
-	if nw == 1 {
-		return s.lanes[0].i8buf(s, md.int8Out, outN), nil
-	}
-	out := s.outI8[:batch*outN]
-	for l := 0; l < nw; l++ {
-		ln := &s.lanes[l]
-		copy(out[ln.b0*outN:], ln.i8buf(s, md.int8Out, outN))
-	}
-	return out, nil
+	return s.outI8[:md.qm.Tensors[md.int8Out].NumElements()*batch], nil
 }
 
 // Int8Params returns the quantization parameters of RunInt8's input and output.
@@ -407,8 +454,7 @@ func (md *Model) Int8Params() (in, out quant.Params, err error) {
 }
 
 // Int8Tensor returns the int8 values of the named activation from the last run (batch samples)
-// and their parameters. The session must have been created with KeepIntermediate, except for the
-// tensors that RunInt8 reads and returns, which single-threaded sessions keep as well.
+// and their parameters. The session must have been created with KeepIntermediate.
 func (s *Session) Int8Tensor(name string) ([]int8, quant.Params, error) {
 	md := s.md
 	t := md.qm.TensorByName(name)
@@ -419,8 +465,8 @@ func (s *Session) Int8Tensor(name string) ([]int8, quant.Params, error) {
 	if tt.DType != qmodel.Int8 || tt.IsConst() || s.plan.slot[t] < 0 {
 		return nil, quant.Params{}, fmt.Errorf("infer: tensor %q is not an int8 activation held by the session", name)
 	}
-	if !s.keepAll && ((t != md.int8Out && t != md.output) || len(s.lanes) > 1) {
-		return nil, quant.Params{}, fmt.Errorf("infer: tensor %q: create the session with KeepIntermediate to read intermediate tensors", name)
+	if !s.keepAll {
+		return nil, quant.Params{}, fmt.Errorf("infer: tensor %q: create the session with KeepIntermediate to read activations", name)
 	}
 	if s.ran == 0 {
 		return nil, quant.Params{}, errors.New("infer: no run yet")
@@ -436,33 +482,6 @@ func (s *Session) checkLen(n, batch int) error {
 		return fmt.Errorf("infer: input has %d values, want batch %d x %d (per-sample shape %v)", n, batch, s.md.inN, s.md.qm.Tensors[s.md.input].Shape)
 	}
 	return nil
-}
-
-// output returns the float32 output of the run: lane 0's buffer when one lane ran a float32-output
-// model, otherwise the outputs gathered (and dequantized) into s.outF.
-func (s *Session) output(nw, batch int) []float32 {
-	md := s.md
-	n := md.outN
-	if nw == 1 && md.outType == qmodel.Float32 {
-		return s.lanes[0].f32buf(s, md.output, n)
-	}
-	dst := s.outF[:n*batch]
-	var p quant.Params
-	if md.outType == qmodel.Int8 {
-		p = params(&md.qm.Tensors[md.output])
-	}
-	for l := 0; l < nw; l++ {
-		ln := &s.lanes[l]
-		d := dst[ln.b0*n : (ln.b0+ln.nb)*n]
-		if md.outType == qmodel.Float32 {
-			copy(d, ln.f32buf(s, md.output, n))
-			continue
-		}
-		for i, q := range ln.i8buf(s, md.output, n) {
-			d[i] = quant.DequantizeValue(int32(q), p.Scale, p.ZeroPoint)
-		}
-	}
-	return dst
 }
 
 // Predict runs one sample and returns the index of the largest output. It is safe for concurrent
