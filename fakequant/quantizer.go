@@ -66,12 +66,14 @@ type Quantizer struct {
 	tmp                     []float64
 }
 
-// New inserts a fake-quantize node for x into x's graph and returns its Quantizer. x must be a
-// float32 or float64 tensor node of rank >= 1 with a known shape. Errors report an invalid Config
-// or a Config that does not fit x's shape.
+// New inserts a fake-quantize node for x into g (x's graph; nil means x.Graph()) and returns its
+// Quantizer. x must be a float32 or float64 tensor node of rank >= 1 with a known shape. Errors
+// report an invalid Config, a Config that does not fit x's shape, or a Name already used by a
+// quantizer in g.
 //
 // LSQ scales start from cfg.InitScale when set, else from LSQInitScale of x's current value when
-// x has one (weights), else 1; call InitLSQ, InitFromRange or SetParams to initialise from data.
+// x has one (weights), else 1; LSQ+ offsets start at 0; PACT's alpha starts at cfg.InitScale*qmax
+// or 6. Call InitLSQ, InitFromInput, SetRange or SetParams to initialise from data.
 func New(g *G.ExprGraph, x *G.Node, cfg Config) (*Quantizer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
