@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 
@@ -388,5 +390,35 @@ func TestPathSelection(t *testing.T) {
 	}
 	if SelectionError() != nil {
 		t.Logf("QATGO_KERNELS: %v", SelectionError())
+	}
+}
+
+// TestEnvSelection re-runs the test binary with QATGO_KERNELS set and checks the choice made
+// at start (skipped where the binary cannot be re-executed, e.g. under qemu-user).
+func TestEnvSelection(t *testing.T) {
+	if want := os.Getenv("QATGO_KERNELS_EXPECT"); want != "" {
+		if Path() != want {
+			t.Fatalf("QATGO_KERNELS=%q: Path() = %q, want %q (SelectionError: %v)", os.Getenv("QATGO_KERNELS"), Path(), want, SelectionError())
+		}
+		if (os.Getenv("QATGO_KERNELS") != want) != (SelectionError() != nil) {
+			t.Fatalf("SelectionError() = %v", SelectionError())
+		}
+		return
+	}
+	best := impls[len(impls)-1].name
+	for _, tc := range []struct{ env, want string }{
+		{"portable", "portable"},
+		{best, best},
+		{"no-such-path", best},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestEnvSelection$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "QATGO_KERNELS="+tc.env, "QATGO_KERNELS_EXPECT="+tc.want)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			if _, ok := err.(*exec.ExitError); !ok {
+				t.Skipf("cannot re-execute the test binary: %v", err)
+			}
+			t.Errorf("QATGO_KERNELS=%s: %v\n%s", tc.env, err, out)
+		}
 	}
 }
