@@ -13,9 +13,16 @@
 //
 // Load validates the model (qmodel.Model.Validate), packs the weights once (kernels.PackInt8),
 // precomputes biases and requantization parameters and plans the activation buffers: tensors whose
-// lifetimes do not overlap share a buffer. A Session owns the buffers, sized for the largest batch
-// it has run; after the first call at a given batch size (or a larger one), the interpreter does
-// not allocate (TestNoAllocsAfterWarmup; it also reports allocations made inside package kernels).
+// lifetimes do not overlap share a buffer. A Session owns the buffers. It runs a batch in
+// micro-batches (a few samples through all ops at a time, sized by MicroBatchBytes so that their
+// activations stay in cache), optionally split over several goroutines (SessionOptions.Threads).
+// After the first call at a given batch size (or a larger one) the interpreter does not allocate;
+// TestNoAllocsAfterWarmup checks it and reports allocations made inside package kernels.
+//
+// # Profiling
+//
+// Session.EnableProfile turns on per-op timing (what `qatgo bench` prints). When it is off the run
+// loop does not read the clock.
 //
 // # Concurrency
 //
