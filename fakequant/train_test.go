@@ -15,11 +15,13 @@ import (
 // the test also checks the values export would read).
 func TestMLPTrainsWithLSQ(t *testing.T) {
 	for _, dt := range dtypes {
-		t.Run(dt.String(), func(t *testing.T) { trainMLP(t, dt) })
+		t.Run(dt.String(), func(t *testing.T) { trainMLP(t, dt, LSQ) })
 	}
+	// The same with a PACT hidden activation (learned clip alpha).
+	t.Run("float32-pact", func(t *testing.T) { trainMLP(t, tensor.Float32, PACT) })
 }
 
-func trainMLP(t *testing.T, dt tensor.Dtype) {
+func trainMLP(t *testing.T, dt tensor.Dtype, hidden Method) {
 	const nIn, nHid, nOut, batch = 16, 64, 4, 128
 	rng := rand.New(rand.NewPCG(42, 7))
 	randn := func(n int, sd float64) []float64 {
@@ -64,7 +66,7 @@ func trainMLP(t *testing.T, dt tensor.Dtype) {
 	qw1 := must(New(g, w1, Config{Name: "w1", Bits: 4, Granularity: PerChannel, Axis: 1}))
 	qw2 := must(New(g, w2, Config{Name: "w2", Bits: 4, Granularity: PerChannel, Axis: 1}))
 	h := G.Must(G.Rectify(G.Must(G.Mul(qx.Out, qw1.Out))))
-	qh := must(New(g, h, Config{Name: "h", Bits: 8, Scheme: AsymmetricUnsigned}))
+	qh := must(New(g, h, Config{Name: "h", Bits: 8, Scheme: AsymmetricUnsigned, Method: hidden}))
 	out := G.Must(G.Mul(qh.Out, qw2.Out))
 	diff := G.Must(G.Sub(out, y))
 	loss := G.Must(G.Mean(G.Must(G.Square(diff))))
@@ -91,6 +93,10 @@ func trainMLP(t *testing.T, dt tensor.Dtype) {
 		t.Fatal(err)
 	}
 	qh.SetEnabled(true)
+	var alpha0 []float64
+	if qh.Alpha != nil {
+		alpha0 = floats(qh.Alpha.Value())
+	}
 	for _, n := range learn { // drop the calibration pass's gradients
 		zeroGrad(t, n)
 	}
@@ -134,6 +140,13 @@ func trainMLP(t *testing.T, dt tensor.Dtype) {
 	t.Logf("%v: loss %.4f -> %.4f (%.1fx)", dt, first, last, first/last)
 	if !(last*5 <= first) {
 		t.Fatalf("loss fell only %.4f -> %.4f", first, last)
+	}
+	if alpha0 != nil {
+		if a := floats(qh.Alpha.Value()); a[0] == alpha0[0] {
+			t.Fatalf("PACT alpha never moved from %v", alpha0[0])
+		} else {
+			t.Logf("PACT alpha %.3f -> %.3f", alpha0[0], a[0])
+		}
 	}
 	// The learned scales moved (LSQ is learning, not idle).
 	ls := floats(qw1.LogScale.Value())
