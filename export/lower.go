@@ -118,11 +118,23 @@ func (r *evalRun) params() (map[string]qat.SiteParams, error) {
 }
 
 // Lower exports a prepared (QAT-trained or calibrated) model to an integer model: see SiteParams
-// for where the quantization parameters come from and LowerParams for the lowering.
+// for where the quantization parameters come from and LowerParams for the lowering. The model's
+// metadata records the QConfig name under "qconfig" unless opt.Meta sets it.
+//
+// Export folds BatchNorm as graph's FoldBN does, which is how qat.Trainer trains by default; a
+// model trained with qat.Config.NoFoldBN had its weight quantizers on unfolded weights, and its
+// learned (LSQ) weight scales do not fit the folded weights.
 func Lower(p *qat.Prepared, opt Options) (*qmodel.Model, error) {
 	sp, err := SiteParams(p)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := opt.Meta["qconfig"]; !ok {
+		meta := map[string]string{"qconfig": p.Config.Name}
+		for k, v := range opt.Meta {
+			meta[k] = v
+		}
+		opt.Meta = meta
 	}
 	return LowerParams(p.Model, sp, opt)
 }
