@@ -10,8 +10,10 @@
 // Runs (-runs, comma separated) are method:bits[:smooth][:hadamard] with method ptq or qat and
 // bits wXaY: X-bit weights (symmetric, per group of -group inputs below 8 bits, per output
 // channel at 8) and Y-bit activations (asymmetric per tensor, observer) at the input of every
-// linear layer. QAT starts from the float checkpoint, learns 4-bit weight scales with LSQ and
-// continues the float run's data order. smooth applies SmoothQuant (alpha -alpha) to the float
+// linear layer. QAT starts from the float checkpoint, learns sub-8-bit weight scales with LSQ and
+// sub-8-bit activation scales and offsets with LSQ+ (8-bit ones use min/max and EMA observers),
+// and continues the float run's data order; a float model trained for the same extra steps is
+// the reference it should be compared with. smooth applies SmoothQuant (alpha -alpha) to the float
 // weights first; hadamard rotates every linear input and weight by a random Hadamard matrix.
 // Loss is nats per byte; ppl = exp(loss); bpb = loss/ln 2.
 package main
@@ -83,7 +85,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.hidden, "hidden", 128, "SwiGLU hidden width (a power of two for hadamard runs)")
 	fs.IntVar(&o.ctx, "ctx", 64, "context length")
 	fs.IntVar(&o.batch, "batch", 16, "sequences per batch")
-	fs.IntVar(&o.steps, "steps", 2500, "float training steps")
+	fs.IntVar(&o.steps, "steps", 2000, "float training steps")
 	fs.IntVar(&o.qatSteps, "qat-steps", 300, "QAT steps per qat run")
 	fs.Float64Var(&o.lr, "lr", 3e-3, "float peak learning rate (AdamW, warm-up + cosine)")
 	fs.Float64Var(&o.qatLR, "qat-lr", 5e-4, "QAT peak learning rate")
@@ -93,7 +95,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.group, "group", 32, "weight quantization group size below 8 bits (0: per output channel)")
 	fs.IntVar(&o.headBits, "head-bits", 8, "bits of the output projection weight")
 	fs.Float64Var(&o.alpha, "alpha", 0.5, "SmoothQuant migration strength")
-	fs.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:smooth,ptq:w4a8:hadamard,qat:w8a8,qat:w4a8,qat:w4a8:hadamard", "quantized runs, see the command doc")
+	fs.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:smooth,ptq:w4a8:hadamard,ptq:w4a4,ptq:w4a4:smooth,ptq:w4a4:hadamard,qat:w8a8,qat:w4a8:hadamard,qat:w4a4:hadamard", "quantized runs, see the command doc")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for initialisation and data order")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: small corpus, few steps, 3 runs (under a minute)")
 	fs.StringVar(&o.load, "load", "", "load the float model from this checkpoint instead of training it")
@@ -107,7 +109,7 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.quick {
 		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 150, 40, 6, 4, 120
-		o.runs = "ptq:w8a8,ptq:w4a8:hadamard,qat:w4a8:hadamard"
+		o.runs = "ptq:w8a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,qat:w4a8:hadamard"
 	}
 	return o, nil
 }
@@ -148,6 +150,7 @@ func parseRuns(s string, o options) ([]exp, error) {
 			e.spec.headBits = e.spec.wbits
 		}
 		e.spec.learnW = e.qat && e.spec.wbits < 8
+		e.spec.learnA = e.qat && e.spec.abits < 8
 		if e.qat {
 			e.spec.actMomentum = 0.05
 		}
@@ -160,8 +163,11 @@ func (e exp) method() string {
 	m := "PTQ"
 	if e.qat {
 		m = "QAT"
-		if e.spec.learnW {
-			m += " (LSQ weights)"
+		switch {
+		case e.spec.learnW && e.spec.learnA:
+			m += " (LSQ w, LSQ+ a)"
+		case e.spec.learnW:
+			m += " (LSQ w)"
 		}
 	}
 	if e.smooth {

@@ -15,6 +15,7 @@ type qspec struct {
 	group        int     // weight group size along the input dimension; 0 = per output channel
 	headBits     int     // bits of the output projection's weight (llama.cpp keeps it wider)
 	learnW       bool    // LSQ weight scales (QAT); else min/max of the current weights
+	learnA       bool    // LSQ+ activation scale and offset (QAT); else an observer
 	actMomentum  float64 // activation observer: 0 running min/max, m in (0,1] EMA
 }
 
@@ -55,8 +56,12 @@ func (q *lmQuant) config(s graph.Site) fakequant.Config {
 		}
 		return c
 	}
-	return fakequant.Config{Name: s.Name, Bits: q.spec.abits, Scheme: fakequant.AsymmetricSigned,
+	c := fakequant.Config{Name: s.Name, Bits: q.spec.abits, Scheme: fakequant.AsymmetricSigned,
 		Granularity: fakequant.PerTensor, Method: fakequant.Observed, Momentum: q.spec.actMomentum}
+	if q.spec.learnA && !q.observed {
+		c.Method, c.Momentum, c.LearnOffset = fakequant.LSQ, 0, true
+	}
+	return c
 }
 
 // Quantize implements graph.Quantizer.
@@ -82,8 +87,9 @@ func (q *lmQuant) freeze() {
 	}
 }
 
-// initLSQ sets every LSQ quantizer's scales from the min/max of its input's current value (run a
-// forward pass with the quantizers disabled first): LSQ then starts from round-to-nearest.
+// initLSQ sets every LSQ quantizer's scale (and offset) from the min/max of its input's current
+// value (run a forward pass with the quantizers disabled first): LSQ then starts from
+// round-to-nearest with min/max ranges.
 func (q *lmQuant) initLSQ() error {
 	for _, name := range q.order {
 		fq := q.qs[name]
@@ -110,7 +116,12 @@ func (q *lmQuant) initLSQ() error {
 		// point qmin (fixedZero ignores SymmetricNarrow), so build the parameters here.
 		ps := make([]quant.Params, len(lo))
 		for i := range ps {
-			if ps[i], err = quant.SymmetricParams(lo[i], hi[i], fq.Range()); err != nil {
+			if fq.Config().Symmetric() {
+				ps[i], err = quant.SymmetricParams(lo[i], hi[i], fq.Range())
+			} else {
+				ps[i], err = quant.AsymmetricParams(lo[i], hi[i], fq.Range())
+			}
+			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 		}
