@@ -110,14 +110,20 @@ func bench(e *env, modelPath string, batch int, dur time.Duration, threads int) 
 		return err
 	}
 	runs := 0
+	cpu0, _ := processCPU()
 	start := time.Now()
 	for time.Since(start) < dur || runs < 3 {
 		runN()
 		runs++
 	}
 	el := time.Since(start)
+	cpu1, haveCPU := processCPU()
 	per := float64(el.Nanoseconds()) / 1e3 / float64(runs*batch)
-	fmt.Fprintf(w, "batch %d  %.2f us/image, %.0f images/s (%d runs)\n", batch, per, 1e6/per, runs)
+	fmt.Fprintf(w, "batch %d  %.2f us/image, %.0f images/s (%d runs)", batch, per, 1e6/per, runs)
+	if haveCPU {
+		fmt.Fprintf(w, "; process CPU time %.2f us/image", float64((cpu1-cpu0).Nanoseconds())/1e3/float64(runs*batch))
+	}
+	fmt.Fprintln(w)
 
 	// Per-op breakdown.
 	s.EnableProfile(true)
