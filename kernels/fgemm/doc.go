@@ -19,6 +19,11 @@
 //	arm64: NEON (8x8 float32, 8x4 float64)
 //	other: portable Go (4x4)
 //
+// Products C = A*B^T with a small C (at most 2048 elements) and a long k
+// (at least 64), such as weight gradients, skip packing on AVX-512: a 4x4
+// dot-product kernel reads the k-contiguous rows of A and B directly, with
+// masked loads for the tail.
+//
 // The build tag purego forces the portable Go kernels. Large products are
 // split between goroutines (see SetThreads); small ones run on the calling
 // goroutine.

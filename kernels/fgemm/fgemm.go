@@ -25,7 +25,19 @@ type microKernel[T Float] struct {
 	// kc x nr packed by row; c has row stride ldc elements and is not read
 	// when load is false.
 	fn func(kc int, a, b, c *T, ldc int, load bool)
+	// dot, when not nil, computes out[4*i+j] = dot(a[i][0:k], b[j][0:k]):
+	// used for A*B^T products with a small output and a long k (weight
+	// gradients), where packing both operands for fn would cost more than
+	// the arithmetic.
+	dot func(k int, a, b *[4]*T, out *[16]T)
 }
+
+// dotMaxOutput and dotMinK select the dot-product path for C = A*B^T:
+// at most this many elements of C and at least this long a k.
+const (
+	dotMaxOutput = 2048
+	dotMinK      = 64
+)
 
 // Kernels in use, set by the architecture specific init (dispatch_*.go).
 var (
@@ -112,6 +124,10 @@ func gemm[T Float](kern *microKernel[T], nthreads int, transA, transB bool, m, n
 	overwrite := beta == 0
 	if !overwrite {
 		scaleC(m, n, beta, c, ldc)
+	}
+	if kern.dot != nil && !transA && transB && k >= dotMinK && m*n <= dotMaxOutput {
+		dotGemm(kern, m, n, k, alpha, a, lda, b, ldb, c, ldc, overwrite)
+		return
 	}
 	flops := 2 * float64(m) * float64(n) * float64(k)
 	t := nthreads
@@ -309,6 +325,36 @@ func packB[T Float](dst []T, transB bool, b []T, ldb, p0, j0, kb, nb, nr int) {
 			src := b[(j0+jr+j)*ldb+p0:][:kb]
 			for p, v := range src {
 				panel[p*nr+j] = v
+			}
+		}
+	}
+}
+
+// dotGemm computes C (+)= alpha * A * B^T for row-major A (m x k) and B
+// (n x k), 4x4 tiles of dot products at a time. Rows past the edge repeat
+// the last row and their results are dropped.
+func dotGemm[T Float](kern *microKernel[T], m, n, k int, alpha T, a []T, lda int, b []T, ldb int, c []T, ldc int, overwrite bool) {
+	var ap, bp [4]*T
+	var out [16]T
+	for i0 := 0; i0 < m; i0 += 4 {
+		for r := range ap {
+			ap[r] = &a[min(i0+r, m-1)*lda]
+		}
+		for j0 := 0; j0 < n; j0 += 4 {
+			for s := range bp {
+				bp[s] = &b[min(j0+s, n-1)*ldb]
+			}
+			kern.dot(k, &ap, &bp, &out)
+			for r := 0; r < min(4, m-i0); r++ {
+				crow := c[(i0+r)*ldc : (i0+r)*ldc+n]
+				for s := 0; s < min(4, n-j0); s++ {
+					sum := out[4*r+s]
+					if overwrite {
+						crow[j0+s] = alpha * sum
+					} else {
+						crow[j0+s] += alpha * sum
+					}
+				}
 			}
 		}
 	}

@@ -278,3 +278,95 @@ func BenchmarkMicroKernel(b *testing.B) {
 		b.ReportMetric(flops/cpu/1e9, "GFLOPS/cpu")
 	}
 }
+
+// BenchmarkCNNShapes times the products of the MNIST CNN's convolutions
+// (per image): forward W*col, weight gradient dy*col^T and input gradient
+// W^T*dy, in GFLOPS per CPU-second.
+func BenchmarkCNNShapes(b *testing.B) {
+	shapes := []struct {
+		name           string
+		transA, transB bool
+		m, n, k        int
+		beta           float32
+	}{
+		{"fwd1", false, false, 8, 784, 9, 0},
+		{"fwd2", false, false, 16, 196, 72, 0},
+		{"dW1", false, true, 8, 9, 784, 1},
+		{"dW2", false, true, 16, 72, 196, 1},
+		{"dX2", true, false, 72, 196, 16, 0},
+	}
+	for _, s := range shapes {
+		b.Run(s.name, func(b *testing.B) {
+			a := make([]float32, s.m*s.k)
+			bb := make([]float32, s.k*s.n)
+			c := make([]float32, s.m*s.n)
+			lda, ldb := s.k, s.n
+			if s.transA {
+				lda = s.m
+			}
+			if s.transB {
+				ldb = s.k
+			}
+			cpu0 := cpuSeconds()
+			for i := 0; i < b.N; i++ {
+				Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bb, ldb, s.beta, c, s.n)
+			}
+			if cpu := cpuSeconds() - cpu0; cpu > 0 {
+				b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/cpu/1e9, "GFLOPS/cpu")
+			}
+		})
+	}
+}
+
+// TestDotKernels checks the 4x4 dot-product kernels directly for every k
+// from 0 to 40 (no full vector, full vectors only, masked tails), with rows
+// ending at the end of their slices so that an unmasked tail would read
+// past them.
+func TestDotKernels(t *testing.T) {
+	k32, k64 := available()
+	r := rand.New(rand.NewPCG(8, 9))
+	for _, kern := range k32 {
+		if kern.dot != nil {
+			testDot(t, r, kern.name, kern.dot, 1e-5)
+		}
+	}
+	for _, kern := range k64 {
+		if kern.dot != nil {
+			testDot(t, r, kern.name, kern.dot, 1e-13)
+		}
+	}
+}
+
+func testDot[T Float](t *testing.T, r *rand.Rand, name string, dot func(int, *[4]*T, *[4]*T, *[16]T), eps float64) {
+	for k := 0; k <= 40; k++ {
+		var ap, bp [4]*T
+		var rows [8][]T
+		for i := range rows {
+			rows[i] = randSlice[T](r, k+1)[:k+1]
+			rows[i] = rows[i][1:] // k elements, last one at the end of the allocation
+		}
+		for i := 0; i < 4; i++ {
+			if k > 0 {
+				ap[i], bp[i] = &rows[i][0], &rows[4+i][0]
+			} else {
+				ap[i], bp[i] = new(T), new(T)
+			}
+		}
+		var out [16]T
+		for i := range out {
+			out[i] = T(math.NaN())
+		}
+		dot(k, &ap, &bp, &out)
+		for i := 0; i < 4; i++ {
+			for j := 0; j < 4; j++ {
+				var want float64
+				for p := 0; p < k; p++ {
+					want += float64(rows[i][p]) * float64(rows[4+j][p])
+				}
+				if got := float64(out[4*i+j]); !(math.Abs(got-want) <= eps*float64(k+1)) {
+					t.Fatalf("%s k=%d: out[%d][%d] = %g, want %g", name, k, i, j, got, want)
+				}
+			}
+		}
+	}
+}

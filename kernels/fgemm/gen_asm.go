@@ -101,6 +101,71 @@ func genX86(w *bytes.Buffer, k x86Kernel) {
 	fmt.Fprintf(w, "\tVZEROUPPER\n\tRET\n\n")
 }
 
+// genDotAVX512 writes a 4x4 dot-product kernel for C = A * B^T when A and
+// B are both stored with k contiguous:
+//
+//	func name(k int, a, b *[4]*T, out *[16]T)
+//
+// out[4*i+j] = sum over p < k of a[i][p] * b[j][p] for any k >= 0. Sixteen
+// zmm accumulators collect vector partial sums; the k % vector-length tail
+// is one iteration with masked (zeroing, fault-suppressing) loads; the
+// accumulators are reduced horizontally at the end.
+func genDotAVX512(w *bytes.Buffer, name string, elem int) {
+	t := map[int]string{4: "float32", 8: "float64"}[elem]
+	ps := map[int]string{4: "PS", 8: "PD"}[elem]
+	fmt.Fprintf(w, "// func %s(k int, a, b *[4]*%s, out *[16]%s)\n", name, t, t)
+	fmt.Fprintf(w, "// out[4*i+j] = dot(a[i][0:k], b[j][0:k]).\n")
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-32\n", name)
+	fmt.Fprintf(w, "\tMOVQ k+0(FP), CX\n\tMOVQ a+8(FP), AX\n\tMOVQ b+16(FP), BX\n")
+	aRegs := []string{"R8", "R9", "R10", "R11"}
+	bRegs := []string{"R12", "R13", "SI", "DI"}
+	for i := 0; i < 4; i++ {
+		fmt.Fprintf(w, "\tMOVQ %d(AX), %s\n", 8*i, aRegs[i])
+		fmt.Fprintf(w, "\tMOVQ %d(BX), %s\n", 8*i, bRegs[i])
+	}
+	for i := 0; i < 16; i++ {
+		fmt.Fprintf(w, "\tVPXORD Z%d, Z%d, Z%d\n", i, i, i)
+	}
+	vec := 64 / elem
+	fmt.Fprintf(w, "\tMOVQ CX, BX\n\tANDQ $%d, BX\n", vec-1)
+	fmt.Fprintf(w, "\tXORQ DX, DX\n\tSHRQ $%d, CX\n\tJZ %s_tail\n", map[int]int{4: 4, 8: 3}[elem], name)
+	body := func(suffix, mask string) {
+		for i := 0; i < 4; i++ {
+			fmt.Fprintf(w, "\tVMOVUP%s%s (%s)(DX*1), %sZ%d\n", ps[1:], suffix, aRegs[i], mask, 16+i)
+		}
+		for j := 0; j < 4; j++ {
+			fmt.Fprintf(w, "\tVMOVUP%s%s (%s)(DX*1), %sZ%d\n", ps[1:], suffix, bRegs[j], mask, 20+j)
+		}
+		for i := 0; i < 4; i++ {
+			for j := 0; j < 4; j++ {
+				fmt.Fprintf(w, "\tVFMADD231%s Z%d, Z%d, Z%d\n", ps, 20+j, 16+i, 4*i+j)
+			}
+		}
+	}
+	fmt.Fprintf(w, "%s_loop:\n", name)
+	body("", "")
+	fmt.Fprintf(w, "\tADDQ $64, DX\n\tDECQ CX\n\tJNZ %s_loop\n", name)
+	fmt.Fprintf(w, "%s_tail:\n\tTESTQ BX, BX\n\tJZ %s_reduce\n", name, name)
+	fmt.Fprintf(w, "\tMOVQ BX, CX\n\tMOVL $1, AX\n\tSHLL CX, AX\n\tDECL AX\n\tKMOVW AX, K1\n")
+	body(".Z", "K1, ")
+	fmt.Fprintf(w, "%s_reduce:\n\tMOVQ out+24(FP), AX\n", name)
+	for i := 0; i < 16; i++ {
+		z := fmt.Sprintf("Z%d", i)
+		// Swap 256-bit halves, then adjacent 128-bit lanes, then within lanes.
+		fmt.Fprintf(w, "\tVSHUFF64X2 $0x4E, %s, %s, Z24\n\tVADD%s Z24, %s, %s\n", z, z, ps, z, z)
+		fmt.Fprintf(w, "\tVSHUFF64X2 $0xB1, %s, %s, Z24\n\tVADD%s Z24, %s, %s\n", z, z, ps, z, z)
+		if elem == 4 {
+			fmt.Fprintf(w, "\tVPERMILPS $0x4E, %s, Z24\n\tVADDPS Z24, %s, %s\n", z, z, z)
+			fmt.Fprintf(w, "\tVPERMILPS $0xB1, %s, Z24\n\tVADDPS Z24, %s, %s\n", z, z, z)
+			fmt.Fprintf(w, "\tVMOVSS X%d, %d(AX)\n", i, 4*i)
+		} else {
+			fmt.Fprintf(w, "\tVPERMILPD $0x55, %s, Z24\n\tVADDPD Z24, %s, %s\n", z, z, z)
+			fmt.Fprintf(w, "\tVMOVSD X%d, %d(AX)\n", i, 8*i)
+		}
+	}
+	fmt.Fprintf(w, "\tVZEROUPPER\n\tRET\n\n")
+}
+
 type armKernel struct {
 	name string
 	elem int // 4 or 8
@@ -171,6 +236,8 @@ func main() {
 	genX86(&x, x86Kernel{name: "kernD8x24AVX512", elem: 8, vec: 64, reg: "Z", mr: 8, nv: 3, fma: "VFMADD231PD", bcast: "VBROADCASTSD"})
 	genX86(&x, x86Kernel{name: "kernS4x24AVX2", elem: 4, vec: 32, reg: "Y", mr: 4, nv: 3, fma: "VFMADD231PS", bcast: "VBROADCASTSS"})
 	genX86(&x, x86Kernel{name: "kernD4x12AVX2", elem: 8, vec: 32, reg: "Y", mr: 4, nv: 3, fma: "VFMADD231PD", bcast: "VBROADCASTSD"})
+	genDotAVX512(&x, "dotS4x4AVX512", 4)
+	genDotAVX512(&x, "dotD4x4AVX512", 8)
 	must(os.WriteFile("kernels_amd64.s", x.Bytes(), 0o644))
 
 	var a bytes.Buffer
