@@ -32,6 +32,9 @@ func vnniGemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *
 func peakVPDPBUSD(n int)
 
 //go:noescape
+func sumRowsAVX512(dst *int32, a *int8, lda int, rows int, n int)
+
+//go:noescape
 func sumInt8AVX512(p *int8, n int) int32
 
 //go:noescape
@@ -87,7 +90,7 @@ func archImpls() []*impl {
 var avx512Kernels = simdKernels{
 	mr: 8, wideN: 48,
 	wide: vnni8x48, narrow: vnni8x16, gemv: vnniGemv,
-	sum: sumInt8AVX512, requant: requantAVX512, gemv4: vnniGemv4,
+	sum: sumInt8AVX512, sumRows: sumRowsAVX512, requant: requantAVX512, gemv4: vnniGemv4,
 }
 
 var avxvnniKernels = simdKernels{

@@ -140,14 +140,7 @@ func im2colRows(col []int8, ldc int, img []int8, s ConvShape, inZero int8, sums 
 					continue
 				}
 				if ix0 >= 0 && ix0+s.KW <= s.InW {
-					in := img[(iy*s.InW+ix0)*c : (iy*s.InW+ix0)*c+kwc]
-					if kwc < 16 {
-						for i, v := range in {
-							seg[i] = v
-						}
-					} else {
-						copy(seg, in)
-					}
+					copyShort(seg, img[(iy*s.InW+ix0)*c:(iy*s.InW+ix0)*c+kwc])
 					continue
 				}
 				for kw := 0; kw < s.KW; kw++ {
@@ -169,6 +162,28 @@ func im2colRows(col []int8, ldc int, img []int8, s ConvShape, inZero int8, sums 
 			}
 		}
 	}
+}
+
+// copyShort is copy for the short runs of patch building, without a memmove call: whole
+// 8-byte words, then one final word ending at the last byte (overlapping the previous one).
+func copyShort(dst, src []int8) {
+	n := len(src)
+	if n > 64 || n > len(dst) {
+		copy(dst, src)
+		return
+	}
+	if n < 8 {
+		for i, v := range src {
+			dst[i] = v
+		}
+		return
+	}
+	d := unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), n)
+	s := unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), n)
+	for i := 0; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(d[i:i+8], binary.LittleEndian.Uint64(s[i:i+8]))
+	}
+	binary.LittleEndian.PutUint64(d[n-8:n], binary.LittleEndian.Uint64(s[n-8:n]))
 }
 
 var padPool sync.Pool

@@ -19,6 +19,8 @@ type simdKernels struct {
 	// where weights are stored as w+128 and the kernels need roff = -128*sum(row); nil on arm64
 	// (signed weights, no correction).
 	sum func(p *int8, n int) int32
+	// sumRows, if not nil, stores the sums of rows x n signed bytes (stride lda) in dst.
+	sumRows func(dst *int32, a *int8, lda int, rows int, n int)
 	// sext16, if not nil, converts n int8 values to int16 (n a positive multiple of 16): the
 	// GEMM kernels of this path take activations sign-extended to int16 (rows of kp int16,
 	// lda in bytes), converted once per call by the driver.
@@ -72,6 +74,25 @@ func growI32(b []int32, n int) []int32 {
 		return make([]int32, n)
 	}
 	return b[:n]
+}
+
+// rowOffsets stores rowOffset of rows [0,m) of a (stride lda, depth n) in dst.
+func (k *simdKernels) rowOffsets(dst []int32, a []int8, lda, m, n int) {
+	if k.sum == nil {
+		clear(dst[:m])
+		return
+	}
+	if k.sumRows != nil && m > 0 {
+		_ = a[(m-1)*lda+n-1]
+		k.sumRows(&dst[0], &a[0], lda, m, n)
+	} else {
+		for i := 0; i < m; i++ {
+			dst[i] = k.rowSum(a[i*lda : i*lda+n])
+		}
+	}
+	for i := range dst[:m] {
+		dst[i] *= -128
+	}
 }
 
 // rowOffset returns the per-row correction roff = -128*sum(a) (0 without sum).
@@ -141,9 +162,7 @@ func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m
 	mp := (m + mr - 1) / mr * mr
 	sc.roff = growI32(sc.roff, mp)
 	roff := sc.roff
-	for i := 0; i < m; i++ {
-		roff[i] = k.rowOffset(a[i*lda : i*lda+w.k])
-	}
+	k.rowOffsets(roff, a, lda, m, w.k)
 	clear(roff[m:])
 	inPlace := m / mr * mr // rows read directly from a
 	if w.k != kp {
@@ -251,10 +270,6 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 	sc := simdPool.Get().(*simdScratch)
 	sc.roff = growI32(sc.roff, m+simdMaxMR)
 	roff := sc.roff
-	var sums []int32
-	if k.sum != nil {
-		sums = roff
-	}
 	clear(roff)
 	clear(col[m*kp:])
 	bias, done := biasOrZero(bias, w.n)
@@ -269,12 +284,8 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 	defer simdPool.Put(sc)
 	inImg, outImg := s.InH*s.InW*s.InC, m*s.OutC
 	for b := 0; b < batch; b++ {
-		im2colRows(col, kp, src[b*inImg:(b+1)*inImg], s, inZero, sums)
-		if sums != nil {
-			for i := range m {
-				roff[i] *= -128
-			}
-		}
+		im2colRows(col, kp, src[b*inImg:(b+1)*inImg], s, inZero, nil)
+		k.rowOffsets(roff, col, kp, m, kp)
 		out := dst[b*outImg : (b+1)*outImg]
 		a, lda := col, kp
 		if k.sext16 != nil {

@@ -189,3 +189,26 @@ func BenchmarkPeakVPDPBUSD(b *testing.B) {
 		b.ReportMetric(ops/float64(ns), "GOPS-cpu")
 	}
 }
+
+func TestSumRowsAVX512(t *testing.T) {
+	if !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VNNI {
+		t.Skip("no AVX-512")
+	}
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, n := range []int{1, 7, 63, 64, 65, 72, 127, 128, 200, 513} {
+		rows, lda := 5, n+r.IntN(3)
+		a := make([]int8, 1+(rows-1)*lda+n)[1:] // unaligned, the last row ends the slice
+		fillInt8(r, a, fillKind(r.IntN(4)), false)
+		got := make([]int32, rows)
+		sumRowsAVX512(&got[0], &a[0], lda, rows, n)
+		for i := range got {
+			var want int32
+			for _, v := range a[i*lda : i*lda+n] {
+				want += int32(v)
+			}
+			if got[i] != want {
+				t.Fatalf("n=%d row %d: got %d want %d", n, i, got[i], want)
+			}
+		}
+	}
+}

@@ -154,6 +154,53 @@ sum512_loop:
 	VZEROUPPER
 	RET
 
+// func sumRowsAVX512(dst *int32, a *int8, lda int, rows int, n int)
+// dst[r] = sum of the n signed bytes of row r (stride lda): VPDPBUSD with u8 ones over 64-byte
+// chunks, the tail through a zero-masking byte load (no read past the row).
+TEXT ·sumRowsAVX512(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), R8
+	MOVQ rows+24(FP), R9
+	MOVQ n+32(FP), R10
+	MOVL $0x01010101, AX
+	VPBROADCASTD AX, Z1
+	MOVQ R10, CX
+	ANDQ $63, CX
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX                 // (1 << (n%64)) - 1
+	KMOVQ AX, K1
+	SHRQ $6, R10            // whole chunks
+sumrows_row:
+	MOVQ R8, SI
+	MOVQ R10, CX
+	VPXORD Z0, Z0, Z0
+	TESTQ CX, CX
+	JZ sumrows_tail
+sumrows_chunk:
+	VPDPBUSD (SI), Z1, Z0
+	ADDQ $64, SI
+	DECQ CX
+	JNZ sumrows_chunk
+sumrows_tail:
+	VMOVDQU8.Z (SI), K1, Z2
+	VPDPBUSD Z2, Z1, Z0
+	VEXTRACTI64X4 $1, Z0, Y2
+	VPADDD Y2, Y0, Y0
+	VEXTRACTI128 $1, Y0, X2
+	VPADDD X2, X0, X0
+	VPSHUFD $0x4e, X0, X2
+	VPADDD X2, X0, X0
+	VPSHUFD $0xb1, X0, X2
+	VPADDD X2, X0, X0
+	VMOVD X0, (DI)
+	ADDQ $4, DI
+	ADDQ lda+16(FP), R8
+	DECQ R9
+	JNZ sumrows_row
+	VZEROUPPER
+	RET
+
 // func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 // The epilogue of quant.Requantize on rows x n values (n a positive multiple of 8; strides in
 // elements), 8 at a time in 64-bit lanes: r = (acc*m0 + 2^(30-sh)) >> (31-sh) (arithmetic),
