@@ -159,15 +159,19 @@ func BenchmarkFakeQuantOp(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			best := time.Duration(1 << 62)
 			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
 				if _, err := fwd.Do(vals...); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := bwd.Do(bvals...); err != nil {
 					b.Fatal(err)
 				}
+				best = min(best, time.Since(t0))
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(x)), "ns/elem")
+			b.ReportMetric(float64(best.Nanoseconds())/float64(len(x)), "min-ns/elem")
 		})
 	}
 }
