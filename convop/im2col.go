@@ -216,13 +216,15 @@ func zeroPad[T float32 | float64](row []T, w, yLo, yHi, xLo, xHi int) {
 	if xLo == 0 && xHi == w {
 		return
 	}
-	for oy := yLo; oy < yHi; oy++ {
-		r := row[oy*w : (oy+1)*w]
-		for k := 0; k < xLo; k++ {
-			r[k] = 0
+	row = row[:yHi*w]
+	for k := 0; k < xLo; k++ {
+		for i := yLo*w + k; i < len(row); i += w {
+			row[i] = 0
 		}
-		for k := xHi; k < w; k++ {
-			r[k] = 0
+	}
+	for k := xHi; k < w; k++ {
+		for i := yLo*w + k; i < len(row); i += w {
+			row[i] = 0
 		}
 	}
 }

@@ -191,6 +191,10 @@ func scaleC[T Float](m, n int, beta T, c []T, ldc int) {
 // workspace holds packing buffers for one goroutine.
 type workspace[T Float] struct {
 	a, b, tile []T
+	// Row pointers and results of the dot kernel (kept here so that they
+	// do not escape to the heap on every call).
+	dotA, dotB [4]*T
+	dotOut     [16]T
 }
 
 var pool32, pool64 sync.Pool
@@ -334,8 +338,9 @@ func packB[T Float](dst []T, transB bool, b []T, ldb, p0, j0, kb, nb, nr int) {
 // (n x k), 4x4 tiles of dot products at a time. Rows past the edge repeat
 // the last row and their results are dropped.
 func dotGemm[T Float](kern *microKernel[T], m, n, k int, alpha T, a []T, lda int, b []T, ldb int, c []T, ldc int, overwrite bool) {
-	var ap, bp [4]*T
-	var out [16]T
+	w := getWorkspace(kern)
+	defer putWorkspace(w)
+	ap, bp, out := &w.dotA, &w.dotB, &w.dotOut
 	for i0 := 0; i0 < m; i0 += 4 {
 		for r := range ap {
 			ap[r] = &a[min(i0+r, m-1)*lda]
@@ -344,7 +349,7 @@ func dotGemm[T Float](kern *microKernel[T], m, n, k int, alpha T, a []T, lda int
 			for s := range bp {
 				bp[s] = &b[min(j0+s, n-1)*ldb]
 			}
-			kern.dot(k, &ap, &bp, &out)
+			kern.dot(k, ap, bp, out)
 			for r := 0; r < min(4, m-i0); r++ {
 				crow := c[(i0+r)*ldc : (i0+r)*ldc+n]
 				for s := 0; s < min(4, n-j0); s++ {
