@@ -166,6 +166,7 @@ func TestEndToEnd(t *testing.T) {
 		{"W4A8-LSQ", smallCNN, qat.W4A8LSQ(), Options{}, Thresholds{MinWithin1: 0.95, MinAgreement: 0.95, MaxLSB: 4}, 32},
 		{"tail-W8A8", tailCNN, qat.W8A8(), Options{}, Thresholds{MinWithin1: 0.995, MinAgreement: 0.999, MaxLSB: 2}, 32},
 		{"gap-W8A8", gapCNN, qat.W8A8(), Options{}, Thresholds{MinWithin1: 0.999, MinAgreement: 0.999, MaxLSB: 2}, 32},
+		{"W8A8-per-tensor-weights", smallCNN, perTensor(qat.W8A8()), Options{}, Thresholds{MinWithin1: 0.999, MinAgreement: 0.999, MaxLSB: 2}, 32},
 		// PACT activations are unsigned [0,255] with zero point 0: exported as int8 with zero point -128
 		{"W8A8-PACT", smallCNN, qat.W8A8().With("conv1", qat.Override{Act: &qat.Spec{Bits: 8, Method: fakequant.PACT}}).
 			With("pw", qat.Override{Act: &qat.Spec{Bits: 8, Method: fakequant.PACT}}),
@@ -245,6 +246,12 @@ func TestEndToEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+func perTensor(c qat.QConfig) qat.QConfig {
+	c.Weight.PerTensor = true
+	c.Name += "-pt"
+	return c
 }
 
 func countRequant(m *graph.Model) int {
