@@ -230,12 +230,25 @@ func NewRotation(g *G.ExprGraph, dt tensor.Dtype, n int, name string, seed uint6
 	return &Rotation{R: r, N: n}, nil
 }
 
-// Apply returns x R for a matrix x of shape [m, n].
+// Apply returns x R along the last axis of x (shape [..., n], rank >= 2; higher ranks are reshaped
+// to a matrix and back).
 func (r *Rotation) Apply(x *G.Node) (*G.Node, error) {
-	if x.Dims() != 2 || x.Shape()[1] != r.N {
-		return nil, fmt.Errorf("fakequant: rotation of size %d applied to shape %v", r.N, x.Shape())
+	shape := x.Shape()
+	if x.Dims() < 2 || shape[len(shape)-1] != r.N {
+		return nil, fmt.Errorf("fakequant: rotation of size %d applied to shape %v", r.N, shape)
 	}
-	return G.Mul(x, r.R)
+	if x.Dims() == 2 {
+		return G.Mul(x, r.R)
+	}
+	m, err := G.Reshape(x, tensor.Shape{shape.TotalSize() / r.N, r.N})
+	if err != nil {
+		return nil, err
+	}
+	y, err := G.Mul(m, r.R)
+	if err != nil {
+		return nil, err
+	}
+	return G.Reshape(y, shape.Clone())
 }
 
 // Matrix returns a float64 copy of R (row-major).

@@ -248,3 +248,45 @@ func cayleyRun(t *testing.T, dt tensor.Dtype) {
 		t.Fatalf("rotation did not learn: loss %v -> %v", first, last)
 	}
 }
+
+// TestRotationApplyRank3 checks x R on a [2, 3, n] input against the dense product.
+func TestRotationApplyRank3(t *testing.T) {
+	const n = 4
+	g := G.NewGraph()
+	xv := make([]float64, 2*3*n)
+	for i := range xv {
+		xv[i] = float64(i%5) - 2
+	}
+	x := G.NewTensor(g, tensor.Float64, 3, G.WithShape(2, 3, n), G.WithName("x"), G.WithValue(denseOf(tensor.Float64, []int{2, 3, n}, xv)))
+	rot, err := NewRotation(g, tensor.Float64, n, "R", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := rot.Apply(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cost := G.Must(G.Sum(y))
+	if _, err := G.Grad(cost, rot.R); err != nil {
+		t.Fatal(err)
+	}
+	if err := G.NewTapeMachine(g, G.BindDualValues(rot.R)).RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	if !y.Shape().Eq(tensor.Shape{2, 3, n}) {
+		t.Fatalf("shape %v", y.Shape())
+	}
+	R := rot.Matrix()
+	got := floats(y.Value())
+	for r := 0; r < 6; r++ {
+		for j := 0; j < n; j++ {
+			want := 0.0
+			for i := 0; i < n; i++ {
+				want += xv[r*n+i] * R[i*n+j]
+			}
+			if math.Abs(got[r*n+j]-want) > 1e-12 {
+				t.Fatalf("y[%d,%d]=%v want %v", r, j, got[r*n+j], want)
+			}
+		}
+	}
+}
