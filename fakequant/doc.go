@@ -100,9 +100,11 @@
 //
 // # Non-finite input
 //
-// A NaN or Inf in the input of a fake-quantize node makes its Do (and that of its gradient op)
-// return an error that names the node and the first offending index, so TapeMachine.RunAll fails
-// loudly instead of training on garbage.
+// A NaN or Inf in the input of a fake-quantize node makes its Do return an error (wrapping
+// ErrNonFinite and quant.ErrNonFinite) that names the node and the first offending element, so
+// TapeMachine.RunAll fails loudly instead of training on garbage; the observer state is left as it
+// was. A NaN or Inf learned parameter (log-scale, offset, alpha) is an error of the same kind. A
+// disabled node (SetEnabled(false)) passes its input through unchecked.
 //
 // # Buffers and speed
 //
