@@ -170,7 +170,7 @@ func TestRunInputFormats(t *testing.T) {
 		{"wrong raw size", write("short.raw", pix[:5]), nil, exitFailure, "has 5 bytes but the model input [2 3 1] needs 6"},
 		{"wrong image size", write("big.png", bigBuf.Bytes()), nil, exitFailure, "image is 5x5, the model expects 3x2"},
 		{"truncated png", write("bad.png", pngBuf.Bytes()[:20]), nil, exitFailure, "bad.png"},
-		{"truncated pgm", write("bad.pgm", []byte("P5 3 2 255\n\x01\x02")), nil, exitFailure, "6 pixels expected"},
+		{"truncated pgm", write("bad.pgm", []byte("P5 3 2 255\n\x01\x02")), nil, exitFailure, "3x2 pixels expected, only 2 bytes left"},
 		{"16-bit pgm", write("deep.pgm", []byte("P5 3 2 65535\n")), nil, exitFailure, "16-bit PGM is not supported"},
 		{"missing input", filepath.Join(dir, "none.png"), nil, exitFailure, "no such file"},
 	} {
@@ -243,4 +243,22 @@ func TestCommandTable(t *testing.T) {
 		}
 	}()
 	register(&command{name: "zz-test"})
+}
+
+// FuzzDecodePGM: the PGM reader never panics, and what it accepts has the size its header gives.
+func FuzzDecodePGM(f *testing.F) {
+	f.Add([]byte("P5 3 2 255\n\x00\x01\x02\x03\x04\x05"))
+	f.Add([]byte("P2\n# comment\n3 2\n15\n0 1 2 3 4 15\n"))
+	f.Add([]byte("P5 2 2 65535\n\x00\x00"))
+	f.Add([]byte("P2 1 1 1 2"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		img, err := decodePGM(data)
+		if err != nil {
+			return
+		}
+		b := img.Bounds()
+		if len(img.Pix) != b.Dx()*b.Dy() || b.Dx() < 1 || b.Dy() < 1 {
+			t.Fatalf("image %v with %d pixels", b, len(img.Pix))
+		}
+	})
 }

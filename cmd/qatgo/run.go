@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"flag"
 	"fmt"
@@ -178,7 +177,7 @@ func readInput(path string, shape []int, size int) ([]byte, error) {
 // decodePGM decodes a binary (P5) or plain (P2) PGM image with maxval <= 255; pixel values are
 // scaled to 0..255.
 func decodePGM(data []byte) (*image.Gray, error) {
-	r := bufio.NewReader(bytes.NewReader(data))
+	r := bytes.NewReader(data)
 	token := func() (string, error) {
 		var tok []byte
 		for {
@@ -191,8 +190,10 @@ func decodePGM(data []byte) (*image.Gray, error) {
 			}
 			switch {
 			case ch == '#' && len(tok) == 0:
-				if _, err := r.ReadString('\n'); err != nil {
-					return "", fmt.Errorf("pgm: truncated comment")
+				for ch != '\n' {
+					if ch, err = r.ReadByte(); err != nil {
+						return "", fmt.Errorf("pgm: truncated comment")
+					}
 				}
 			case ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r':
 				if len(tok) > 0 {
@@ -221,6 +222,9 @@ func decodePGM(data []byte) (*image.Gray, error) {
 	if err != nil {
 		return nil, err
 	}
+	if magic != "P5" && magic != "P2" {
+		return nil, fmt.Errorf("pgm: magic %q, want P5 or P2", magic)
+	}
 	w, err := num("width", 1, 1<<14)
 	if err != nil {
 		return nil, err
@@ -232,6 +236,12 @@ func decodePGM(data []byte) (*image.Gray, error) {
 	maxv, err := num("maxval", 1, 255)
 	if err != nil {
 		return nil, fmt.Errorf("%w (16-bit PGM is not supported)", err)
+	}
+	// Check the pixel count against the bytes left before allocating: P5 needs one byte per pixel,
+	// P2 at least two (a digit and a separator; the last separator may be missing).
+	left := r.Len()
+	if magic == "P5" && w*h > left || magic == "P2" && 2*w*h-1 > left {
+		return nil, fmt.Errorf("pgm: %dx%d pixels expected, only %d bytes left", w, h, left)
 	}
 	img := image.NewGray(image.Rect(0, 0, w, h))
 	scale := func(v int) uint8 { return uint8((v*255 + maxv/2) / maxv) }
