@@ -405,6 +405,19 @@ func workersFor(n int, flops float64) int {
 	return max(w, 1)
 }
 
+// minParallelElems is the size below which an element-wise pass (ReLU,
+// max-pool) runs on one goroutine: about 50 us of work.
+const minParallelElems = 1 << 16
+
+// elemWorkers returns how many goroutines to split an element-wise pass
+// over n units of size elems each between.
+func elemWorkers(n, elems int) int {
+	if n*elems < minParallelElems {
+		return 1
+	}
+	return max(1, min(runtime.GOMAXPROCS(0), n))
+}
+
 // parallel runs body(worker, lo, hi) over image ranges [lo, hi) splitting
 // n images between workers goroutines.
 func parallel(n, workers int, body func(worker, lo, hi int)) {

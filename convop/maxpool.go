@@ -129,12 +129,22 @@ func (op *maxPoolOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 		op.state.argmax = op.state.argmax[:n]
 	}
 	xs := x.Shape()
-	switch x.Dtype() {
-	case tensor.Float32:
-		maxPool(&op.params, xs[0]*xs[1], xs[2], xs[3], shp[2], shp[3], x.Data().([]float32), y.Data().([]float32), op.state.argmax)
-	case tensor.Float64:
-		maxPool(&op.params, xs[0]*xs[1], xs[2], xs[3], shp[2], shp[3], x.Data().([]float64), y.Data().([]float64), op.state.argmax)
-	}
+	planes, h, w, oh, ow := xs[0]*xs[1], xs[2], xs[3], shp[2], shp[3]
+	argmax := op.state.argmax
+	// Each goroutine pools a range of planes; argmax holds indices into x.
+	parallel(planes, elemWorkers(planes, h*w), func(_, lo, hi int) {
+		in, out := lo*h*w, lo*oh*ow
+		am := argmax[out : hi*oh*ow]
+		switch x.Dtype() {
+		case tensor.Float32:
+			maxPool(&op.params, hi-lo, h, w, oh, ow, x.Data().([]float32)[in:], y.Data().([]float32)[out:], am)
+		case tensor.Float64:
+			maxPool(&op.params, hi-lo, h, w, oh, ow, x.Data().([]float64)[in:], y.Data().([]float64)[out:], am)
+		}
+		for i := range am {
+			am[i] += in
+		}
+	})
 	return y, nil
 }
 
@@ -263,18 +273,27 @@ func (op *maxPoolGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error)
 	if err != nil {
 		return nil, err
 	}
-	switch dy.Dtype() {
-	case tensor.Float32:
-		scatter(dy.Data().([]float32), dx.Data().([]float32), op.state.argmax)
-	case tensor.Float64:
-		scatter(dy.Data().([]float64), dx.Data().([]float64), op.state.argmax)
-	}
+	// Windows never cross planes, so goroutines own disjoint ranges of dx.
+	planes := op.xShape[0] * op.xShape[1]
+	inPlane := op.xShape[2] * op.xShape[3]
+	outPlane := len(op.state.argmax) / planes
+	parallel(planes, elemWorkers(planes, inPlane), func(_, lo, hi int) {
+		in, out := lo*inPlane, lo*outPlane
+		am := op.state.argmax[out : hi*outPlane]
+		switch dy.Dtype() {
+		case tensor.Float32:
+			scatter(dy.Data().([]float32)[out:hi*outPlane], dx.Data().([]float32)[in:hi*inPlane], am, in)
+		case tensor.Float64:
+			scatter(dy.Data().([]float64)[out:hi*outPlane], dx.Data().([]float64)[in:hi*inPlane], am, in)
+		}
+	})
 	return dx, nil
 }
 
-func scatter[T float32 | float64](dy, dx []T, argmax []int) {
+// scatter clears dx and adds dy[i] at argmax[i] - base.
+func scatter[T float32 | float64](dy, dx []T, argmax []int, base int) {
 	clear(dx)
 	for i, v := range dy {
-		dx[argmax[i]] += v
+		dx[argmax[i]-base] += v
 	}
 }

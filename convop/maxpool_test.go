@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -51,12 +52,20 @@ func runPool(t *testing.T, pc poolCase, dt tensor.Dtype, ours bool, xv *tensor.D
 
 // TestMaxPoolMatchesGorgonia compares output and input gradient with
 // gorgonia.MaxPool2D on random inputs (no ties).
+// The last two cases are large enough to be split between goroutines
+// (GOMAXPROCS 3 makes the split uneven).
 func TestMaxPoolMatchesGorgonia(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
 	cases := []poolCase{
 		{n: 2, c: 3, h: 8, w: 8, kernel: []int{2, 2}, pad: []int{0, 0}, stride: []int{2, 2}},
 		{n: 1, c: 2, h: 7, w: 9, kernel: []int{2, 2}, pad: []int{0, 0}, stride: []int{2, 2}}, // odd sizes drop the last row/column
 		{n: 2, c: 2, h: 7, w: 6, kernel: []int{3, 3}, pad: []int{1, 1}, stride: []int{2, 2}},
 		{n: 1, c: 1, h: 6, w: 7, kernel: []int{3, 2}, pad: []int{0, 1}, stride: []int{1, 1}}, // overlapping windows
+		{n: 5, c: 4, h: 60, w: 60, kernel: []int{2, 2}, pad: []int{0, 0}, stride: []int{2, 2}},
+		{n: 5, c: 4, h: 60, w: 60, kernel: []int{3, 3}, pad: []int{1, 1}, stride: []int{2, 2}},
+	}
+	if elemWorkers(5*4, 60*60) != 3 {
+		t.Fatal("large cases are not split")
 	}
 	for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
 		for _, pc := range cases {

@@ -75,12 +75,15 @@ func (op *reluOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch x.Dtype() {
-	case tensor.Float32:
-		relu(x.Data().([]float32), y.Data().([]float32))
-	case tensor.Float64:
-		relu(x.Data().([]float64), y.Data().([]float64))
-	}
+	n := x.Shape().TotalSize()
+	parallel(n, elemWorkers(n, 1), func(_, lo, hi int) {
+		switch x.Dtype() {
+		case tensor.Float32:
+			relu(x.Data().([]float32)[lo:hi], y.Data().([]float32)[lo:hi])
+		case tensor.Float64:
+			relu(x.Data().([]float64)[lo:hi], y.Data().([]float64)[lo:hi])
+		}
+	})
 	return y, nil
 }
 
@@ -159,12 +162,15 @@ func (op *reluGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch x.Dtype() {
-	case tensor.Float32:
-		reluGrad(x.Data().([]float32), dy.Data().([]float32), dx.Data().([]float32))
-	case tensor.Float64:
-		reluGrad(x.Data().([]float64), dy.Data().([]float64), dx.Data().([]float64))
-	}
+	n := x.Shape().TotalSize()
+	parallel(n, elemWorkers(n, 1), func(_, lo, hi int) {
+		switch x.Dtype() {
+		case tensor.Float32:
+			reluGrad(x.Data().([]float32)[lo:hi], dy.Data().([]float32)[lo:hi], dx.Data().([]float32)[lo:hi])
+		case tensor.Float64:
+			reluGrad(x.Data().([]float64)[lo:hi], dy.Data().([]float64)[lo:hi], dx.Data().([]float64)[lo:hi])
+		}
+	})
 	return dx, nil
 }
 

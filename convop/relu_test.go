@@ -3,6 +3,7 @@ package convop
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
@@ -11,7 +12,9 @@ import (
 
 // TestReLUMatchesRectify compares ReLU's output and gradient with
 // gorgonia.Rectify on inputs with negatives and exact zeros.
+// The {4, 8, 50, 50} shape is split between goroutines.
 func TestReLUMatchesRectify(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
 	run := func(dt tensor.Dtype, shape []int, ours bool) (y, dx []float64) {
 		r := rand.New(rand.NewPCG(5, 5))
 		xv := randT(r, dt, shape...)
@@ -50,7 +53,7 @@ func TestReLUMatchesRectify(t *testing.T) {
 		return asF64(yv), asF64(gx)
 	}
 	for _, dt := range []tensor.Dtype{tensor.Float32, tensor.Float64} {
-		for _, shape := range [][]int{{3, 2, 5, 4}, {7, 9}} {
+		for _, shape := range [][]int{{3, 2, 5, 4}, {7, 9}, {4, 8, 50, 50}} {
 			t.Run(fmt.Sprint(dt, shape), func(t *testing.T) {
 				y1, d1 := run(dt, shape, true)
 				y2, d2 := run(dt, shape, false)
