@@ -102,8 +102,8 @@
 //
 // A NaN or Inf in the input of a fake-quantize node makes its Do return an error (wrapping
 // ErrNonFinite and quant.ErrNonFinite) that names the node and the first offending element, so
-// TapeMachine.RunAll fails loudly instead of training on garbage; the observer state is left as it
-// was. A NaN or Inf learned parameter (log-scale, offset, alpha) is an error of the same kind. A
+// TapeMachine.RunAll fails loudly instead of training on garbage (its error keeps that text, though
+// Gorgonia's wrapping drops the error chain); the observer state is left as it was. A NaN or Inf learned parameter (log-scale, offset, alpha) is an error of the same kind. A
 // disabled node (SetEnabled(false)) passes its input through unchecked.
 //
 // # Buffers and speed

@@ -162,6 +162,11 @@ func TestNonFiniteInputIsAnError(t *testing.T) {
 				if err == nil {
 					t.Fatalf("%v %v: no error for %v", dt, m, bad)
 				}
+				// The op's own error wraps ErrNonFinite (RunAll keeps only its text).
+				vals := append([]G.Value{h.x.Value()}, h.q.paramValues()...)
+				if _, derr := h.q.Out.Op().(*fqOp).Do(vals...); !errors.Is(derr, ErrNonFinite) || !errors.Is(derr, quant.ErrNonFinite) {
+					t.Fatalf("%v %v: Do error does not wrap ErrNonFinite: %v", dt, m, derr)
+				}
 				if !strings.Contains(err.Error(), "act7") || !strings.Contains(err.Error(), "element 3") {
 					t.Fatalf("%v %v: error does not name node and index: %v", dt, m, err)
 				}

@@ -9,7 +9,7 @@ import (
 )
 
 // ErrNonFinite reports a NaN or Inf in the input of a fake-quantize node (wraps quant.ErrNonFinite).
-var ErrNonFinite = fmt.Errorf("fakequant: %w input", quant.ErrNonFinite)
+var ErrNonFinite = fmt.Errorf("fakequant: %w", quant.ErrNonFinite)
 
 func (q *Quantizer) nonFiniteErr(x *tensor.Dense, i int) error {
 	var v any
@@ -18,7 +18,7 @@ func (q *Quantizer) nonFiniteErr(x *tensor.Dense, i int) error {
 	} else {
 		v = x.Float64s()[i]
 	}
-	return fmt.Errorf("%w: node %s: element %d is %v", ErrNonFinite, q.cfg.Name, i, v)
+	return fmt.Errorf("%w: node %s: input element %d is %v", ErrNonFinite, q.cfg.Name, i, v)
 }
 
 // rowsLayout reports whether the layout is per-channel on the last axis (one slice per column).
