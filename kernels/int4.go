@@ -172,19 +172,16 @@ func GEMMInt4Int32(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt4, bi
 	}
 }
 
-// gemv4 runs one row, splitting the output channels over threads for large matrices.
+// gemv4 runs one row, splitting the output channels over threads (chunks of colBlock
+// channels) for large matrices.
 func gemv4(p *impl, dst []int32, a []int8, w *PackedInt4, bias []int32) {
 	if w.n*w.k < parallelMinMACs || w.n < 2*panelN {
 		p.gemv4(dst, a, w, bias, 0, w.n)
 		return
 	}
-	half := (w.n/2 + panelN - 1) / panelN * panelN
-	parallelFor(2, func(t int) {
-		if t == 0 {
-			p.gemv4(dst, a, w, bias, 0, half)
-		} else {
-			p.gemv4(dst, a, w, bias, half, w.n)
-		}
+	chunks := (w.n + colBlock - 1) / colBlock
+	parallelFor(chunks, func(t int) {
+		p.gemv4(dst, a, w, bias, t*colBlock, min((t+1)*colBlock, w.n))
 	})
 }
 

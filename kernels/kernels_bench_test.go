@@ -101,10 +101,15 @@ func benchGEMV(b *testing.B, p *impl, n, k, threads int) {
 	}
 }
 
-// BenchmarkGEMV: batch-1 int8 GEMV K=N=4096 (16 MB of weights, beyond L2).
+// BenchmarkGEMV: batch-1 int8 GEMV K=N=4096 (16 MB of weights, beyond L2: bound by memory
+// bandwidth), and N=128 (512 KB, L2-resident: the compute rate, comparable with an in-cache
+// dot-product benchmark such as ggml's test-quantize-perf).
 func BenchmarkGEMV(b *testing.B) {
 	for _, p := range impls {
 		b.Run(p.name+"/4096/1thread", func(b *testing.B) { benchGEMV(b, p, 4096, 4096, 1) })
+	}
+	for _, p := range impls {
+		b.Run(p.name+"/4096x128-L2/1thread", func(b *testing.B) { benchGEMV(b, p, 128, 4096, 1) })
 	}
 	p := impls[len(impls)-1]
 	b.Run(p.name+"/4096/allthreads", func(b *testing.B) { benchGEMV(b, p, 4096, 4096, 0) })
