@@ -1,0 +1,110 @@
+package infer
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
+)
+
+// repairCRCs recomputes the checksums of a qmodel file (layout in the qmodel package doc) so that
+// fuzzed bytes reach validation instead of failing the checksum.
+func repairCRCs(b []byte) {
+	const headerFixed, entry, sections = 16, 32, 4
+	const headerLen = headerFixed + sections*entry
+	if len(b) < headerLen+4 {
+		return
+	}
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	for i := 0; i < sections; i++ {
+		e := b[headerFixed+i*entry:]
+		off, n := binary.LittleEndian.Uint64(e[8:]), binary.LittleEndian.Uint64(e[16:])
+		if off <= uint64(len(b)) && n <= uint64(len(b))-off {
+			binary.LittleEndian.PutUint32(e[24:], crc32.Checksum(b[off:off+n], tab))
+		}
+	}
+	binary.LittleEndian.PutUint32(b[headerLen:], crc32.Checksum(b[:headerLen], tab))
+}
+
+// FuzzLoadRun checks the promise behind qmodel's validation: any model that decodes, loads and
+// runs without a panic, whatever its ops, shapes and parameters.
+func FuzzLoadRun(f *testing.F) {
+	r := rand.New(rand.NewPCG(1, 1))
+	seeds := []*qmodel.Model{mnistCNN(f, 1)}
+	// A small model with every op kind.
+	b := qmodel.NewBuilder("all")
+	x := b.Input("x", qmodel.Float32, []int{5, 5, 2}, nil)
+	q := b.Quantize("q", x, quant.Params{Scale: 0.05, ZeroPoint: 1})
+	c := b.Conv2D("c", q, qmodel.Weights{Values: randInt8s(r, 2*9*2, -127, 127), Shape: []int{2, 3, 3, 2}, Scales: []float32{0.01, 0.02}},
+		[]int32{3, -3}, qmodel.Conv2DOptions{PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Act: qmodel.ActReLU6}, quant.Params{Scale: 0.04, ZeroPoint: -10})
+	d := b.Conv2D("d", c, qmodel.Weights{Values: randInt8s(r, 2*9, -7, 7), Shape: []int{2, 3, 3, 1}, Scales: []float32{0.1}, Int4: true},
+		nil, qmodel.Conv2DOptions{PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Groups: 2}, quant.Params{Scale: 0.05, ZeroPoint: 0})
+	a := b.Add("a", c, d, qmodel.ActReLU, quant.Params{Scale: 0.06, ZeroPoint: -5})
+	p := b.AvgPool2D("p", a, qmodel.PoolOptions{KernelH: 2, KernelW: 2, StrideH: 1, StrideW: 1, PadBottom: 1, PadRight: 1})
+	m := b.MaxPool2D("m", p, qmodel.PoolOptions{KernelH: 5, KernelW: 5})
+	fl := b.Reshape("f", m, []int{2})
+	fc := b.FullyConnected("fc", fl, qmodel.Weights{Values: randInt8s(r, 6, -127, 127), Shape: []int{3, 2}, Scales: []float32{0.1}}, []int32{1, 2, 3}, qmodel.ActNone, quant.Params{Scale: 0.1})
+	b.Output(b.Dequantize("y", b.Softmax("s", fc)))
+	seeds = append(seeds, build(f, b))
+	for _, m := range seeds {
+		enc, err := qmodel.Encode(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(enc)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		data = append([]byte(nil), data...)
+		repairCRCs(data)
+		m, err := qmodel.Decode(data)
+		if err != nil {
+			return
+		}
+		total := 0
+		for i := range m.Tensors {
+			if !m.Tensors[i].IsConst() {
+				total += m.Tensors[i].NumElements()
+			}
+		}
+		work := 0 // multiply-adds (or window reads) per sample
+		for i := range m.Ops {
+			op := &m.Ops[i]
+			out := m.Tensors[op.Outputs[0]].NumElements()
+			switch op.Kind {
+			case qmodel.OpConv2D, qmodel.OpFullyConnected:
+				w := &m.Tensors[op.Inputs[1]]
+				work += out * (w.NumElements() / w.Shape[0])
+			case qmodel.OpMaxPool2D, qmodel.OpAvgPool2D:
+				work += out * op.KernelH * op.KernelW
+			}
+		}
+		if total > 1<<18 || work > 1<<22 {
+			return // valid but too slow to run inside the fuzzer
+		}
+		md, err := Load(m)
+		if err != nil {
+			return
+		}
+		s := md.NewSession()
+		for _, batch := range []int{1, 3} {
+			switch md.InputType() {
+			case qmodel.Uint8:
+				_, err = s.RunUint8(make([]byte, md.InputSize()*batch), batch)
+			default:
+				_, err = s.Run(make([]float32, md.InputSize()*batch), batch)
+			}
+			if err != nil {
+				t.Fatalf("a loaded model failed to run: %v", err)
+			}
+		}
+		if _, _, err := md.Int8Params(); err == nil {
+			in := make([]int8, md.InputSize())
+			if _, err := s.RunInt8(in, 1); err != nil {
+				t.Fatalf("RunInt8: %v", err)
+			}
+		}
+	})
+}
