@@ -48,7 +48,7 @@ type options struct {
 	runs                       string
 	seed                       uint64
 	quick                      bool
-	load, ckpt                 string
+	load, ckpt, outDir         string
 	gen                        int
 	temp                       float64
 	prompt                     string
@@ -100,6 +100,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: small corpus, few steps, 3 runs (under a minute)")
 	fs.StringVar(&o.load, "load", "", "load the float model from this checkpoint instead of training it")
 	fs.StringVar(&o.ckpt, "ckpt", filepath.Join(os.TempDir(), "qatgo-tinyllm-float.ckpt"), "where to save the float checkpoint (empty: do not save)")
+	fs.StringVar(&o.outDir, "out", filepath.Join(os.TempDir(), "qatgo-tinyllm"), "directory for the quantized models' checkpoints (weights after SmoothQuant, quantizer scales and zero points); empty: do not save")
 	fs.IntVar(&o.gen, "gen", 240, "bytes to generate at the end")
 	fs.Float64Var(&o.temp, "temp", 0.7, "sampling temperature")
 	fs.StringVar(&o.prompt, "prompt", "func (b *Buffer) ", "generation prompt")
@@ -108,7 +109,7 @@ func parseFlags(args []string) (options, error) {
 		return o, err
 	}
 	if o.quick {
-		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 150, 40, 6, 4, 120
+		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 300, 60, 6, 4, 120
 		o.runs = "ptq:w8a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,qat:w4a8:hadamard"
 	}
 	return o, nil
@@ -347,6 +348,11 @@ func run(o options, log *logrus.Logger) error {
 		if err != nil {
 			return err
 		}
+		if o.outDir != "" {
+			if err := saveQuantized(o, e, lq, e2.quant); err != nil {
+				return err
+			}
+		}
 		rows = append(rows, row{e.method(), e.spec.bits(), l, dur})
 		log.WithFields(logrus.Fields{"run": e.name, "val_loss": fmt.Sprintf("%.4f", l), "ppl": fmt.Sprintf("%.3f", math.Exp(l)),
 			"took": dur.Round(time.Millisecond).String()}).Info("quantized model evaluated")
@@ -408,6 +414,26 @@ func continueFloat(lm *graph.LM, o options, s *text.Sampler, valX, valY [][]int,
 	defer ev.close()
 	l, err := ev.loss(valX, valY)
 	return l, dur, err
+}
+
+// saveQuantized writes the weights (after SmoothQuant when used) and the quantizer parameters of
+// one run to <out>/<run>.ckpt. Hadamard runs record the rotation seed: site s is rotated by
+// fakequant.Hadamard with seed rotateSeed ^ fnv64a(s) (graph.LMOptions.RotateSeed).
+func saveQuantized(o options, e exp, lm *graph.LM, q *lmQuant) error {
+	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
+		return err
+	}
+	c := &graph.Checkpoint{Step: int64(o.steps), Seed: o.seed, Meta: map[string]string{
+		"run": e.name, "method": e.method(), "bits": e.spec.bits(), "config": fmt.Sprintf("%+v", lm.Config)}}
+	if e.rotate {
+		c.Meta["hadamard_seed"] = fmt.Sprint(rotateSeed)
+	}
+	lm.SaveState(c)
+	if err := q.save(c); err != nil {
+		return err
+	}
+	name := strings.NewReplacer(":", "_", "/", "_").Replace(e.name) + ".ckpt"
+	return graph.SaveCheckpoint(filepath.Join(o.outDir, name), c)
 }
 
 func corpusName(o options) string {

@@ -81,7 +81,7 @@ func TestPipelineSmall(t *testing.T) {
 	}
 	o, err := parseFlags([]string{"-data", dir, "-dim", "16", "-heads", "2", "-hidden", "32", "-ctx", "16", "-batch", "4",
 		"-steps", "60", "-qat-steps", "10", "-eval-batches", "2", "-calib", "2", "-gen", "8", "-group", "8",
-		"-ckpt", filepath.Join(dir, "f.ckpt"), "-runs", "ptq:w8a8,ptq:w4a4:smooth:hadamard,qat:w4a8:hadamard"})
+		"-ckpt", filepath.Join(dir, "f.ckpt"), "-out", filepath.Join(dir, "out"), "-runs", "ptq:w8a8,ptq:w4a4:smooth:hadamard,qat:w4a8:hadamard"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +93,15 @@ func TestPipelineSmall(t *testing.T) {
 	os.Stdout = stdout
 	if err != nil {
 		t.Fatal(err)
+	}
+	// quantized checkpoints carry the weights and every site's scales
+	qc, err := graph.LoadCheckpoint(filepath.Join(dir, "out", "qat_w4a8_hadamard.ckpt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qc.Meta["hadamard_seed"] == "" || len(qc.Float32s("quant/head.weight.scale")) != 256 ||
+		len(qc.Float32s("quant/blk0.mlp.w2.weight.scale")) != 16*32/8 || len(qc.Float32s("quant/blk1.attn.in.zero_point")) != 1 {
+		t.Fatalf("quantized checkpoint: meta %v", qc.Meta)
 	}
 	// the saved float model beats the untrained one on this very regular text
 	c, err := graph.LoadCheckpoint(o.ckpt)

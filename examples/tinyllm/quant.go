@@ -149,3 +149,28 @@ func (q *lmQuant) copyParams(src *lmQuant) error {
 	}
 	return nil
 }
+
+// save stores the quantizer parameters in c: "quant/<site>.scale" (float32) and
+// "quant/<site>.zero_point" (the int32 zero points as float32, exact below 2^24) per slice, in
+// the slice order of fakequant's layout, plus "quant/<site>.bits" in Meta.
+func (q *lmQuant) save(c *graph.Checkpoint) error {
+	if c.Meta == nil {
+		c.Meta = map[string]string{}
+	}
+	for _, name := range q.order {
+		fq := q.qs[name]
+		ps, err := fq.Params()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		sc, zp := make([]float32, len(ps)), make([]float32, len(ps))
+		for i, p := range ps {
+			sc[i], zp[i] = p.Scale, float32(p.ZeroPoint)
+		}
+		c.PutFloat32s("quant/"+name+".scale", sc)
+		c.PutFloat32s("quant/"+name+".zero_point", zp)
+		c.Meta["quant/"+name+".bits"] = fmt.Sprint(fq.Bits())
+		c.Meta["quant/"+name+".granularity"] = fmt.Sprintf("%v axis %d group %d", fq.Config().Granularity, fq.Config().Axis, fq.Config().GroupSize)
+	}
+	return nil
+}
