@@ -53,10 +53,11 @@ func step(b *testing.B, vm G.VM) time.Duration {
 //
 //	sum(FakeQuant(x))   (LSQ, 8-bit, per-tensor or per-channel, both on 1M float32 elements)
 //	sum(x + b)          (one plain Gorgonia element-wise op of the same size, b learnable)
+//	sum(x .* w)         (G.HadamardProd, w learnable: an element-wise op whose backward computes)
 //	sum(x)              (the shared part)
 //
-// and reports ns per element for the fake-quant node and the add node (each net of sum(x)) and
-// their ratio, from mean step times and from the fastest step of each graph (robust on a shared
+// and reports ns per element for the fake-quant node and the plain nodes (each net of sum(x)) and
+// their ratios, from mean step times and from the fastest step of each graph (robust on a shared
 // machine).
 func BenchmarkFakeQuantVsAdd(b *testing.B) {
 	x := benchData()
@@ -83,10 +84,15 @@ func BenchmarkFakeQuantVsAdd(b *testing.B) {
 				bn := G.NewMatrix(g, tensor.Float32, G.WithShape(benchRows, benchCols), G.WithName("b"), G.WithInit(G.Zeroes()))
 				return G.Must(G.Add(xn, bn)), G.Nodes{bn}
 			})
+			mul := benchGraph(b, x, func(g *G.ExprGraph, xn *G.Node) (*G.Node, G.Nodes) {
+				wn := G.NewMatrix(g, tensor.Float32, G.WithShape(benchRows, benchCols), G.WithName("w"), G.WithInit(G.Ones()))
+				return G.Must(G.HadamardProd(xn, wn)), G.Nodes{wn}
+			})
 			base := benchGraph(b, x, func(g *G.ExprGraph, xn *G.Node) (*G.Node, G.Nodes) { return xn, nil })
 			for range 2 { // warm-up
 				step(b, fq)
 				step(b, add)
+				step(b, mul)
 				step(b, base)
 			}
 			// Heap allocations per step of each whole graph (machine included).
@@ -101,12 +107,12 @@ func BenchmarkFakeQuantVsAdd(b *testing.B) {
 			// The machine is shared: besides means, keep the fastest step of each graph, which is
 			// robust to interference from other processes.
 			var tFQ, tAdd, tBase time.Duration
-			mFQ, mAdd, mBase := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
+			mFQ, mAdd, mMul, mBase := time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62), time.Duration(1<<62)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				d1, d2, d3 := step(b, fq), step(b, add), step(b, base)
+				d1, d2, d4, d3 := step(b, fq), step(b, add), step(b, mul), step(b, base)
 				tFQ, tAdd, tBase = tFQ+d1, tAdd+d2, tBase+d3
-				mFQ, mAdd, mBase = min(mFQ, d1), min(mAdd, d2), min(mBase, d3)
+				mFQ, mAdd, mMul, mBase = min(mFQ, d1), min(mAdd, d2), min(mMul, d4), min(mBase, d3)
 			}
 			per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) / n }
 			one := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / n }
@@ -119,6 +125,9 @@ func BenchmarkFakeQuantVsAdd(b *testing.B) {
 			b.ReportMetric(addMin, "add-min-ns/elem")
 			b.ReportMetric(one(mBase), "sum-min-ns/elem")
 			b.ReportMetric(fqMin/addMin, "fq/add-min")
+			mulMin := one(mMul) - one(mBase)
+			b.ReportMetric(mulMin, "mul-min-ns/elem")
+			b.ReportMetric(fqMin/mulMin, "fq/mul-min")
 			b.ReportMetric(aFQ, "fq-graph-allocs/step")
 			b.ReportMetric(aAdd, "add-graph-allocs/step")
 		})
