@@ -19,6 +19,11 @@
 //	arm64: NEON (8x8 float32, 8x4 float64)
 //	other: portable Go (4x4)
 //
+// Products with at most two rows of tiles (m <= 2*MR) and B not transposed
+// read B in place instead of packing it (on amd64), since packing would
+// be a large part of their work; such thin products are what a
+// convolution's forward pass computes per image.
+//
 // Products C = A*B^T with a small C (at most 2048 elements) and a long k
 // (at least 64), such as weight gradients, skip packing on AVX-512: a 4x4
 // dot-product kernel reads the k-contiguous rows of A and B directly, with

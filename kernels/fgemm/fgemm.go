@@ -25,6 +25,10 @@ type microKernel[T Float] struct {
 	// kc x nr packed by row; c has row stride ldc elements and is not read
 	// when load is false.
 	fn func(kc int, a, b, c *T, ldc int, load bool)
+	// fnB, when not nil, is fn reading B in place (row p at b[p*ldb]) for
+	// products with few rows, where packing B would cost a large part of
+	// the arithmetic.
+	fnB func(kc int, a, b, c *T, ldc int, load bool, ldb int)
 	// dot, when not nil, computes out[4*i+j] = dot(a[i][0:k], b[j][0:k]):
 	// used for A*B^T products with a small output and a long k (weight
 	// gradients), where packing both operands for fn would cost more than
@@ -237,15 +241,30 @@ func putWorkspace[T Float](w *workspace[T]) {
 func gemmSerial[T Float](kern *microKernel[T], transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, c []T, ldc int, overwrite bool) {
 	w := getWorkspace(kern)
 	defer putWorkspace(w)
+	// With at most two rows of tiles, B is read in place instead of packed
+	// (the packing would be a large part of the work); only a partial last
+	// panel is packed.
+	direct := kern.fnB != nil && !transB && m <= 2*kern.mr
 	for jc := 0; jc < n; jc += kern.nc {
 		nb := min(kern.nc, n-jc)
 		for pc := 0; pc < k; pc += kern.kc {
 			kb := min(kern.kc, k-pc)
-			packB(w.b, transB, b, ldb, pc, jc, kb, nb, kern.nr)
+			var bdir []T
+			if direct {
+				full := nb - nb%kern.nr
+				if full < nb {
+					packB(w.b[full*kb:], false, b, ldb, pc, jc+full, kb, nb-full, kern.nr)
+				}
+				if full > 0 {
+					bdir = b[pc*ldb+jc:]
+				}
+			} else {
+				packB(w.b, transB, b, ldb, pc, jc, kb, nb, kern.nr)
+			}
 			for ic := 0; ic < m; ic += kern.mc {
 				mb := min(kern.mc, m-ic)
 				packA(w.a, transA, a, lda, ic, pc, mb, kb, kern.mr, alpha)
-				macroKernel(kern, mb, nb, kb, w.a, w.b, w.tile, c[ic*ldc+jc:], ldc, !overwrite || pc > 0)
+				macroKernel(kern, mb, nb, kb, w.a, w.b, w.tile, c[ic*ldc+jc:], ldc, !overwrite || pc > 0, bdir, ldb)
 			}
 		}
 	}
@@ -253,17 +272,31 @@ func gemmSerial[T Float](kern *microKernel[T], transA, transB bool, m, n, k int,
 
 // macroKernel runs the micro-kernel over a packed mb x kb block of op(A) and
 // a packed kb x nb block of op(B), adding into C when load is set and
-// overwriting it otherwise.
-func macroKernel[T Float](kern *microKernel[T], mb, nb, kb int, pa, pb, tile []T, c []T, ldc int, load bool) {
+// overwriting it otherwise. When bdir is not nil, full panels of B are
+// read from bdir (row stride ldb) instead of pb.
+func macroKernel[T Float](kern *microKernel[T], mb, nb, kb int, pa, pb, tile []T, c []T, ldc int, load bool, bdir []T, ldb int) {
 	mr, nr := kern.mr, kern.nr
 	for jr := 0; jr < nb; jr += nr {
 		nv := min(nr, nb-jr)
-		bp := &pb[jr*kb]
+		direct := bdir != nil && nv == nr
+		var bp *T
+		if direct {
+			bp = &bdir[jr]
+		} else {
+			bp = &pb[jr*kb]
+		}
+		run := func(ap, cp *T, ldc int) {
+			if direct {
+				kern.fnB(kb, ap, bp, cp, ldc, load, ldb)
+			} else {
+				kern.fn(kb, ap, bp, cp, ldc, load)
+			}
+		}
 		for ir := 0; ir < mb; ir += mr {
 			mv := min(mr, mb-ir)
 			ap := &pa[ir*kb]
 			if mv == mr && nv == nr {
-				kern.fn(kb, ap, bp, &c[ir*ldc+jr], ldc, load)
+				run(ap, &c[ir*ldc+jr], ldc)
 				continue
 			}
 			// Edge tile: go through a full-size scratch tile.
@@ -272,7 +305,7 @@ func macroKernel[T Float](kern *microKernel[T], mb, nb, kb int, pa, pb, tile []T
 					copy(tile[i*nr:i*nr+nv], c[(ir+i)*ldc+jr:])
 				}
 			}
-			kern.fn(kb, ap, bp, &tile[0], nr, load)
+			run(ap, &tile[0], nr)
 			for i := 0; i < mv; i++ {
 				copy(c[(ir+i)*ldc+jr:(ir+i)*ldc+jr+nv], tile[i*nr:])
 			}

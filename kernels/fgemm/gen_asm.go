@@ -28,6 +28,9 @@ type x86Kernel struct {
 	nv    int    // vectors per row (NR = nv*vec/elem)
 	fma   string // VFMADD231PS / VFMADD231PD
 	bcast string // VBROADCASTSS / VBROADCASTSD
+	// strideB: B is read in place, row p at b + p*ldb (an extra argument
+	// ldb int), instead of from a packed panel with rows NR apart.
+	strideB bool
 }
 
 func genX86(w *bytes.Buffer, k x86Kernel) {
@@ -43,10 +46,20 @@ func genX86(w *bytes.Buffer, k x86Kernel) {
 	if k.mr*k.nv+k.nv+nA > nregs {
 		panic("too many registers: " + k.name)
 	}
-	fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int, load bool)\n", k.name, map[int]string{4: "float32", 8: "float64"}[k.elem])
-	fmt.Fprintf(w, "// C[0:%d, 0:%d] (+)= A panel (kc x %d, packed by column) * B panel (kc x %d);\n", k.mr, nr, k.mr, nr)
-	fmt.Fprintf(w, "// C is read only when load is true.\n")
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-41\n", k.name)
+	tname := map[int]string{4: "float32", 8: "float64"}[k.elem]
+	shift := map[int]int{4: 2, 8: 3}[k.elem]
+	if k.strideB {
+		fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int, load bool, ldb int)\n", k.name, tname)
+		fmt.Fprintf(w, "// C[0:%d, 0:%d] (+)= A panel (kc x %d, packed by column) * B[0:kc, 0:%d] (row stride ldb);\n", k.mr, nr, k.mr, nr)
+		fmt.Fprintf(w, "// C is read only when load is true.\n")
+		fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-56\n", k.name)
+		fmt.Fprintf(w, "\tMOVQ ldb+48(FP), R10\n\tSHLQ $%d, R10\n", shift)
+	} else {
+		fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int, load bool)\n", k.name, tname)
+		fmt.Fprintf(w, "// C[0:%d, 0:%d] (+)= A panel (kc x %d, packed by column) * B panel (kc x %d);\n", k.mr, nr, k.mr, nr)
+		fmt.Fprintf(w, "// C is read only when load is true.\n")
+		fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-41\n", k.name)
+	}
 	fmt.Fprintf(w, "\tMOVQ kc+0(FP), CX\n\tMOVQ a+8(FP), SI\n\tMOVQ b+16(FP), DI\n\tMOVQ c+24(FP), DX\n\tMOVQ ldc+32(FP), R8\n")
 	fmt.Fprintf(w, "\tSHLQ $%d, R8\n", map[int]int{4: 2, 8: 3}[k.elem])
 	mov := "VMOVUPS"
@@ -87,7 +100,11 @@ func genX86(w *bytes.Buffer, k x86Kernel) {
 			fmt.Fprintf(w, "\t%s %s, %s, %s\n", k.fma, bReg(j), aReg(i), acc(i, j))
 		}
 	}
-	fmt.Fprintf(w, "\tADDQ $%d, SI\n\tADDQ $%d, DI\n\tDECQ CX\n\tJNZ %s_loop\n", k.mr*k.elem, nr*k.elem, k.name)
+	if k.strideB {
+		fmt.Fprintf(w, "\tADDQ $%d, SI\n\tADDQ R10, DI\n\tDECQ CX\n\tJNZ %s_loop\n", k.mr*k.elem, k.name)
+	} else {
+		fmt.Fprintf(w, "\tADDQ $%d, SI\n\tADDQ $%d, DI\n\tDECQ CX\n\tJNZ %s_loop\n", k.mr*k.elem, nr*k.elem, k.name)
+	}
 	fmt.Fprintf(w, "%s_store:\n", k.name)
 	fmt.Fprintf(w, "\tMOVQ DX, R9\n")
 	for i := 0; i < k.mr; i++ {
@@ -236,6 +253,10 @@ func main() {
 	genX86(&x, x86Kernel{name: "kernD8x24AVX512", elem: 8, vec: 64, reg: "Z", mr: 8, nv: 3, fma: "VFMADD231PD", bcast: "VBROADCASTSD"})
 	genX86(&x, x86Kernel{name: "kernS4x24AVX2", elem: 4, vec: 32, reg: "Y", mr: 4, nv: 3, fma: "VFMADD231PS", bcast: "VBROADCASTSS"})
 	genX86(&x, x86Kernel{name: "kernD4x12AVX2", elem: 8, vec: 32, reg: "Y", mr: 4, nv: 3, fma: "VFMADD231PD", bcast: "VBROADCASTSD"})
+	genX86(&x, x86Kernel{name: "kernS8x48AVX512B", elem: 4, vec: 64, reg: "Z", mr: 8, nv: 3, fma: "VFMADD231PS", bcast: "VBROADCASTSS", strideB: true})
+	genX86(&x, x86Kernel{name: "kernD8x24AVX512B", elem: 8, vec: 64, reg: "Z", mr: 8, nv: 3, fma: "VFMADD231PD", bcast: "VBROADCASTSD", strideB: true})
+	genX86(&x, x86Kernel{name: "kernS4x24AVX2B", elem: 4, vec: 32, reg: "Y", mr: 4, nv: 3, fma: "VFMADD231PS", bcast: "VBROADCASTSS", strideB: true})
+	genX86(&x, x86Kernel{name: "kernD4x12AVX2B", elem: 8, vec: 32, reg: "Y", mr: 4, nv: 3, fma: "VFMADD231PD", bcast: "VBROADCASTSD", strideB: true})
 	genDotAVX512(&x, "dotS4x4AVX512", 4)
 	genDotAVX512(&x, "dotD4x4AVX512", 8)
 	must(os.WriteFile("kernels_amd64.s", x.Bytes(), 0o644))
