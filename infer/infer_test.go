@@ -172,6 +172,10 @@ func TestConv2DAgainstFloat(t *testing.T) {
 	cases := []convCase{
 		{name: "mnist-conv1", h: 28, w: 28, c: 1, oc: 8, kh: 3, kw: 3, pt: 1, pl: 1, pb: 1, pr: 1, act: qmodel.ActReLU},
 		{name: "mnist-conv2", h: 14, w: 14, c: 8, oc: 16, kh: 3, kw: 3, pt: 1, pl: 1, pb: 1, pr: 1, act: qmodel.ActReLU},
+		// The shapes of examples/mnist's bn-cnn (16, 32, 64 channels).
+		{name: "bn-conv1", h: 28, w: 28, c: 1, oc: 16, kh: 3, kw: 3, pt: 1, pl: 1, pb: 1, pr: 1, act: qmodel.ActReLU},
+		{name: "bn-conv2", h: 14, w: 14, c: 16, oc: 32, kh: 3, kw: 3, pt: 1, pl: 1, pb: 1, pr: 1, act: qmodel.ActReLU},
+		{name: "bn-conv3", h: 7, w: 7, c: 32, oc: 64, kh: 3, kw: 3, pt: 1, pl: 1, pb: 1, pr: 1, act: qmodel.ActReLU},
 		{name: "5x5-stride2-asym-pad", h: 9, w: 11, c: 3, oc: 5, kh: 5, kw: 5, sh: 2, sw: 2, pt: 2, pl: 1, pb: 1, pr: 2, perTensor: true},
 		{name: "pointwise", h: 5, w: 4, c: 4, oc: 6, kh: 1, kw: 1},
 		{name: "3x2-relu6-no-bias", h: 7, w: 6, c: 3, oc: 4, kh: 3, kw: 2, sh: 2, sw: 1, act: qmodel.ActReLU6, nob: true},
@@ -228,6 +232,7 @@ func TestFullyConnectedAgainstFloat(t *testing.T) {
 		int4 bool
 	}{
 		{"784x10", 784, 10, qmodel.ActNone, false},
+		{"3136x10", 3136, 10, qmodel.ActNone, false},
 		{"16x7-relu", 16, 7, qmodel.ActReLU, false},
 		{"33x5-int4", 33, 5, qmodel.ActNone, true},
 		{"1x3", 1, 3, qmodel.ActReLU6, false},
