@@ -332,3 +332,39 @@ func TestSplitPassMatchesSerial(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitPassWithoutWorker makes every hand-off fail (no worker can receive), so the caller
+// cancels and runs the second span itself; results must equal the serial pass.
+func TestSplitPassWithoutWorker(t *testing.T) {
+	defer func(v int) { parallelMin = v }(parallelMin)
+	startWorkers()
+	saved := jobs
+	defer func() { jobs = saved }()
+	for _, cfg := range []Config{
+		{Name: "lsq", Bits: 4, Scheme: AsymmetricSigned, LearnOffset: true, InitScale: 0.3, Granularity: PerChannel, Axis: 1},
+		{Name: "obs", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.5},
+	} {
+		x := make([]float64, 96)
+		for i := range x {
+			x[i] = math.Sin(float64(i))
+		}
+		var res [2][]float64
+		for pass, split := range []bool{false, true} {
+			parallelMin, jobs = 1<<30, saved
+			if split {
+				parallelMin, jobs = 1, make(chan jobMsg) // unbuffered, nobody receives
+			}
+			h := newHarness(t, tensor.Float64, []int{8, 12}, x, cfg, 3)
+			h.run(t)
+			res[pass] = append(floats(h.q.Out.Value()), grad(t, h.x)...)
+			if ln := h.q.Learnables(); len(ln) > 0 {
+				res[pass] = append(res[pass], grad(t, ln[0])...)
+			}
+		}
+		for i := range res[0] {
+			if !closeTo(res[0][i], res[1][i], 1e-12, 1e-15) {
+				t.Fatalf("%s: value %d: serial %v, cancelled split %v", cfg.Name, i, res[0][i], res[1][i])
+			}
+		}
+	}
+}

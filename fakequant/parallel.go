@@ -4,15 +4,19 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/qatgo/qatgo/quant"
 	"gorgonia.org/tensor"
 )
 
 // Large tensors are split in two element spans: the calling goroutine takes the first, a package
-// worker goroutine the second. Jobs are preallocated per Quantizer and passed by pointer, so a
-// step allocates nothing. Layouts with strided runs (PerGroup on a non-last axis with inner axes)
-// stay on one goroutine.
+// worker goroutine the second. If the worker has not picked the second span up by the time the
+// caller finishes the first (a busy machine), the caller cancels the hand-off and does it itself,
+// so a starved worker never stalls a step. Each span's arithmetic is the same whoever runs it, so
+// results are deterministic. Jobs are preallocated per Quantizer and handed over as small values,
+// so a step allocates nothing. Layouts with strided runs (PerGroup on a non-last axis with inner
+// axes) stay on one goroutine.
 
 // parallelMin is the element count from which a pass is split (a pass over 64K float32 elements
 // takes tens of microseconds, well above the cost of a hand-off).
@@ -20,17 +24,33 @@ var parallelMin = 1 << 16 // a variable so tests can force the split on small te
 
 var (
 	workerOnce sync.Once
-	jobs       chan *job
+	jobs       chan jobMsg
+)
+
+// jobMsg hands job j, armed as generation gen, to a worker.
+type jobMsg struct {
+	j   *job
+	gen uint64
+}
+
+// Job states (low two bits of job.state; the generation is in the high bits).
+const (
+	jobPending   = 1
+	jobRunning   = 2
+	jobCancelled = 3
 )
 
 func startWorkers() {
 	workerOnce.Do(func() {
-		jobs = make(chan *job, 16)
+		jobs = make(chan jobMsg, 16)
 		for range max(runtime.GOMAXPROCS(0)-1, 1) {
 			go func() {
-				for j := range jobs {
-					j.run()
-					j.done <- struct{}{}
+				for m := range jobs {
+					// Stale or cancelled hand-offs fail the CAS and are dropped.
+					if m.j.state.CompareAndSwap(m.gen<<2|jobPending, m.gen<<2|jobRunning) {
+						m.j.run()
+						m.j.done <- struct{}{}
+					}
 				}
 			}()
 		}
@@ -55,6 +75,8 @@ type job struct {
 	bad          int
 	part         partial
 	done         chan struct{}
+	gen          uint64
+	state        atomic.Uint64
 }
 
 // partial holds per-slice sums (backward) or extrema (observe) of one span.
@@ -144,9 +166,18 @@ func (q *Quantizer) runPass(kind jobKind, x, y, gy, gx *tensor.Dense, first func
 	}
 	j.kind, j.a, j.b, j.x, j.y, j.gy, j.gx = kind, mid, n, x, y, gy, gx
 	j.part.reset(kind == jobObserve || kind == jobForwardObserve)
-	jobs <- j
+	j.gen++
+	j.state.Store(j.gen<<2 | jobPending)
+	select {
+	case jobs <- jobMsg{j, j.gen}:
+	default: // queue full: the CAS below cancels and we run the span here
+	}
 	bad := first(0, mid)
-	<-j.done
+	if j.state.CompareAndSwap(j.gen<<2|jobPending, j.gen<<2|jobCancelled) {
+		j.run() // the worker never started it
+	} else {
+		<-j.done
+	}
 	j.x, j.y, j.gy, j.gx = nil, nil, nil, nil
 	if bad >= 0 {
 		return bad
