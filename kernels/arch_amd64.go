@@ -38,7 +38,10 @@ func sumRowsAVX512(dst *int32, a *int8, lda int, rows int, n int)
 func sumInt8AVX512(p *int8, n int) int32
 
 //go:noescape
-func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64, corr *int32, cs int)
+
+//go:noescape
+func vnniConv8x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)
 
 //go:noescape
 func avxvnni6x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
@@ -90,7 +93,8 @@ func archImpls() []*impl {
 var avx512Kernels = simdKernels{
 	mr: 8, wideN: 48,
 	wide: vnni8x48, narrow: vnni8x16, gemv: vnniGemv,
-	sum: sumInt8AVX512, sumRows: sumRowsAVX512, requant: requantAVX512, gemv4: vnniGemv4,
+	sum: sumInt8AVX512, sumRows: sumRowsAVX512, requant: requantAVX512NoCorr, gemv4: vnniGemv4,
+	requantCorr: requantAVX512, convKernel: vnniConv8x16,
 }
 
 var avxvnniKernels = simdKernels{
@@ -108,4 +112,10 @@ var avx2Kernels = simdKernels{
 // avx2Wide adapts avx2x4x16 (int16 activations, see simdKernels.sext16) to the kernel type.
 func avx2Wide(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int) {
 	avx2x4x16((*int16)(unsafe.Pointer(a)), lda, w, ts, kg, off, roff, c, ldc)
+}
+
+var zeroCorr int32
+
+func requantAVX512NoCorr(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64) {
+	requantAVX512(dst, ldd, src, lds, rows, m0, sh, n, zp, lo, hi, &zeroCorr, 0)
 }

@@ -202,6 +202,75 @@ vnni8x16_loop:
 	VZEROUPPER
 	RET
 
+// func vnniConv8x16(a *int8, lda int, w *byte, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)
+// As vnni8x16 with the K groups of a row kgs bytes apart instead of 4 (implicit-GEMM
+// convolution: one K group per kernel row, read in place from the padded image).
+TEXT ·vnniConv8x16(SB), NOSPLIT, $0-80
+	MOVQ a+0(FP), SI
+	MOVQ lda+8(FP), BX
+	MOVQ w+16(FP), R9
+	MOVQ ts+24(FP), AX
+	MOVQ kg+32(FP), R13
+	MOVQ off+40(FP), DI
+	MOVQ roff+48(FP), R14
+	MOVQ c+56(FP), CX
+	MOVQ ldc+64(FP), R12
+	LEAQ (SI)(BX*2), DX
+	ADDQ BX, DX           // DX = row 3
+	LEAQ (DX)(BX*2), R8
+	ADDQ BX, R8           // R8 = row 6
+	MOVQ kgs+72(FP), R15
+	VMOVDQU32 0(DI), Z24
+	VPBROADCASTD 0(R14), Z27
+	VPADDD Z24, Z27, Z0
+	VPBROADCASTD 4(R14), Z27
+	VPADDD Z24, Z27, Z1
+	VPBROADCASTD 8(R14), Z27
+	VPADDD Z24, Z27, Z2
+	VPBROADCASTD 12(R14), Z27
+	VPADDD Z24, Z27, Z3
+	VPBROADCASTD 16(R14), Z27
+	VPADDD Z24, Z27, Z4
+	VPBROADCASTD 20(R14), Z27
+	VPADDD Z24, Z27, Z5
+	VPBROADCASTD 24(R14), Z27
+	VPADDD Z24, Z27, Z6
+	VPBROADCASTD 28(R14), Z27
+	VPADDD Z24, Z27, Z7
+vnniConv8x16_loop:
+	VMOVDQU32 (R9), Z24
+	VPDPBUSD.BCST (SI), Z24, Z0
+	VPDPBUSD.BCST (SI)(BX*1), Z24, Z1
+	VPDPBUSD.BCST (SI)(BX*2), Z24, Z2
+	VPDPBUSD.BCST (DX), Z24, Z3
+	VPDPBUSD.BCST (SI)(BX*4), Z24, Z4
+	VPDPBUSD.BCST (DX)(BX*2), Z24, Z5
+	VPDPBUSD.BCST (R8), Z24, Z6
+	VPDPBUSD.BCST (DX)(BX*4), Z24, Z7
+	ADDQ R15, SI
+	ADDQ R15, DX
+	ADDQ R15, R8
+	ADDQ $64, R9
+	DECQ R13
+	JNZ vnniConv8x16_loop
+	VMOVDQU32 Z0, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z1, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z2, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z3, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z4, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z5, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z6, 0(CX)
+	ADDQ R12, CX
+	VMOVDQU32 Z7, 0(CX)
+	VZEROUPPER
+	RET
+
 // func vnniGemv(a *int8, kg int, w *byte, ts int, nt int, off *int32, c *int32)
 // c[j] = off[j] + sum_g dot(u8 w tile, a[4g:4g+4]) for nt tiles of 16 columns starting at w.
 TEXT ·vnniGemv(SB), NOSPLIT, $0-56
@@ -373,11 +442,13 @@ sumrows_tail:
 	VZEROUPPER
 	RET
 
-// func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+// func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64, corr *int32, cs int)
 // The epilogue of quant.Requantize on rows x n values (n a positive multiple of 8; strides in
 // elements), 8 at a time in 64-bit lanes: r = (acc*m0 + 2^(30-sh)) >> (31-sh) (arithmetic),
-// saturate to int32, + zp, clamp to [lo, hi], store the low byte.
-TEXT ·requantAVX512(SB), NOSPLIT, $0-88
+// saturate to int32, + zp, clamp to [lo, hi], store the low byte. Before that, 128*corr[r*cs]
+// is subtracted from every accumulator of row r (int32, wrapping like the accumulation): the
+// implicit convolution passes its row sums this way; other callers pass a zero with cs = 0.
+TEXT ·requantAVX512(SB), NOSPLIT, $0-104
 	MOVQ zp+64(FP), AX
 	VPBROADCASTQ AX, Z28
 	MOVQ lo+72(FP), AX
@@ -407,8 +478,13 @@ requant512_chunk:
 	MOVQ R10, DI
 	MOVQ R11, SI
 	MOVQ rows+32(FP), R12
+	MOVQ corr+88(FP), R13
 requant512_loop:
-	VPMOVSXDQ (SI), Z0
+	VPBROADCASTD (R13), Y4
+	VPSLLD $7, Y4, Y4
+	VMOVDQU (SI), Y0
+	VPSUBD Y4, Y0, Y0
+	VPMOVSXDQ Y0, Z0
 	VPMULDQ Z1, Z0, Z0
 	VPADDQ Z3, Z0, Z0
 	VPSRAVQ Z2, Z0, Z0
@@ -421,6 +497,8 @@ requant512_loop:
 	ADDQ ldd+8(FP), DI
 	MOVQ lds+24(FP), AX
 	LEAQ (SI)(AX*4), SI
+	MOVQ cs+96(FP), AX
+	LEAQ (R13)(AX*4), R13
 	DECQ R12
 	JNZ requant512_loop
 	ADDQ $8, R10

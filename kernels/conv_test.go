@@ -54,9 +54,23 @@ var convShapes = []ConvShape{
 	{InH: 8, InW: 8, InC: 2, OutC: 3, KH: 5, KW: 5, StrideH: 3, StrideW: 2, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2},
 	{InH: 6, InW: 5, InC: 4, OutC: 7, KH: 2, KW: 2, StrideH: 2, StrideW: 2},
 	{InH: 4, InW: 4, InC: 1, OutC: 1, KH: 4, KW: 4, StrideH: 1, StrideW: 1},
+	{InH: 11, InW: 13, InC: 1, OutC: 21, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	{InH: 9, InW: 10, InC: 2, OutC: 5, KH: 2, KW: 2, StrideH: 1, StrideW: 2, PadTop: 1, PadLeft: 1},
+	{InH: 7, InW: 30, InC: 4, OutC: 13, KH: 3, KW: 1, StrideH: 1, StrideW: 1, PadTop: 2, PadBottom: 2},
+	{InH: 40, InW: 40, InC: 1, OutC: 8, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 }
 
 func TestConv2DAllPaths(t *testing.T) {
+	t.Run("serial", func(t *testing.T) { testConv2D(t) })
+	t.Run("threaded", func(t *testing.T) {
+		old := parallelMinMACs
+		parallelMinMACs = 1
+		defer func() { parallelMinMACs = old }()
+		testConv2D(t)
+	})
+}
+
+func testConv2D(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for si, s := range convShapes {
 		for _, kind := range []fillKind{fillRandom, fillMin, fillMax} {

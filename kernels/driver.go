@@ -51,7 +51,7 @@ func tiles(m, n, k int, fn func(i0, i1, j0, j1 int)) {
 			rb = m
 			cb = colBlock
 			if n <= 2*colBlock {
-				cb = (n/2 + panelN - 1) / panelN * panelN
+				cb = max((n/2+panelN-1)/panelN*panelN, panelN)
 			}
 		}
 	} else {

@@ -283,7 +283,7 @@ func TestGEMMThreaded(t *testing.T) {
 	parallelMinMACs = 1
 	defer func() { parallelMinMACs = old }()
 	r := rand.New(rand.NewPCG(5, 6))
-	shapes := [][3]int{{1, 300, 70}, {3, 520, 33}, {200, 40, 20}, {130, 65, 9}}
+	shapes := [][3]int{{1, 300, 70}, {3, 520, 33}, {200, 40, 20}, {130, 65, 9}, {5, 1, 40}, {1, 17, 3}}
 	forEachPath(t, func(t *testing.T, p *impl) {
 		var wg sync.WaitGroup
 		for _, sh := range shapes {

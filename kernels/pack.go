@@ -1,6 +1,9 @@
 package kernels
 
-import "fmt"
+import (
+	"fmt"
+	"sync/atomic"
+)
 
 // Panel geometry shared by the SIMD paths: weights are stored in tiles of panelN output
 // channels; inside a tile, K is split in groups of 4 consecutive values and the 4 bytes of
@@ -22,6 +25,40 @@ type PackedInt8 struct {
 	w      []int8  // row-major N x K copy (portable path)
 	panel  []int8  // tiled layout for the SIMD paths (nil without SIMD)
 	sums   []int32 // sum_k w[n][k]
+	conv   atomic.Pointer[convPanel]
+}
+
+// convPanel is the weight layout of the implicit convolution (simd.go, convImplicit): K
+// groups of 4 bytes, one per kernel row, holding the kwc <= 4 weights of that row then zeros;
+// on amd64 column n (the first padding column) holds u8 ones at the real positions, so that
+// the kernel also computes the patch sum.
+type convPanel struct {
+	kh, kwc int
+	panel   []int8
+}
+
+// implicitPanel returns the convPanel for kernel height kh and row length kwc (kh*kwc == K),
+// building it on first use. Safe for concurrent use.
+func (p *PackedInt8) implicitPanel(kh, kwc int) []int8 {
+	if cp := p.conv.Load(); cp != nil && cp.kh == kh && cp.kwc == kwc {
+		return cp.panel
+	}
+	np := (p.n + panelN - 1) / panelN * panelN
+	panel := make([]int8, np*kh*4)
+	for j := 0; j <= p.n && j < np; j++ {
+		t, c := j/panelN, j%panelN
+		for h := 0; h < kh; h++ {
+			for b := 0; b < kwc; b++ {
+				v := int8(1) // the ones column
+				if j < p.n {
+					v = int8(uint8(p.w[j*p.k+h*kwc+b]) ^ panelXor)
+				}
+				panel[((t*kh+h)*panelN+c)*4+b] = v
+			}
+		}
+	}
+	p.conv.Store(&convPanel{kh: kh, kwc: kwc, panel: panel})
+	return panel
 }
 
 // PackInt8 copies an N x K row-major weight matrix into the packed layout. It returns an error

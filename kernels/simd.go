@@ -19,6 +19,12 @@ type simdKernels struct {
 	// where weights are stored as w+128 and the kernels need roff = -128*sum(row); nil on arm64
 	// (signed weights, no correction).
 	sum func(p *int8, n int) int32
+	// convKernel and requantCorr, if not nil, run convolutions with KW*InC <= 4 as an implicit
+	// GEMM straight from the padded image (convImplicit): convKernel is the 8x16 micro-kernel
+	// with a K-group stride argument, requantCorr the epilogue subtracting 128 times a per-row
+	// sum read from the accumulator tile.
+	convKernel  func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)
+	requantCorr func(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64, corr *int32, cs int)
 	// sumRows, if not nil, stores the sums of rows x n signed bytes (stride lda) in dst.
 	sumRows func(dst *int32, a *int8, lda int, rows int, n int)
 	// sext16, if not nil, converts n int8 values to int16 (n a positive multiple of 16): the
@@ -259,6 +265,10 @@ func (k *simdKernels) compute(sc *simdScratch, dst32 []int32, dst8 []int8, ldd i
 // with their row sums computed on the way; then the GEMM core runs on them, split over
 // threads for large images.
 func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant, scratch []int8) {
+	if k.convKernel != nil && s.KW*s.InC <= 4 && w.n%panelN != 0 {
+		k.convImplicit(dst, src, batch, s, inZero, w, bias, rq)
+		return
+	}
 	oh, ow := s.OutH(), s.OutW()
 	m := oh * ow
 	kp := w.kp
@@ -358,4 +368,71 @@ func (k *simdKernels) int4(dst []int32, a []int8, w *PackedInt4, bias []int32, j
 	t0 := j0 / panelN
 	k.gemv4(&a[0], g/8, groups, &w.panel[t0*ts], ts, ncp/panelN, &w.pscales[t0*groups*panelN], &gcorr[0], &off[0], &acc[0])
 	copy(dst[j0:j1], acc[:nc])
+}
+
+// convImplicit computes a convolution with KW*InC <= 4 (first layers: InC = 1 with KW <= 4)
+// without patches: each kernel row is one K group of 4 bytes (zero weights past KW*InC), so
+// the micro-kernel reads the rows of A in place from the zero-point-padded image, row stride
+// StrideW*InC and K-group stride one padded image row. The compensation 128*sum(patch) that
+// the u8 weights need comes from a spare output column whose weights are 1 (w.n is not a
+// multiple of panelN), subtracted by the epilogue.
+func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant) {
+	kwc, c := s.KW*s.InC, s.InC
+	panel := w.implicitPanel(s.KH, kwc)
+	oh, ow, n := s.OutH(), s.OutW(), w.n
+	ncp := (n + panelN - 1) / panelN * panelN
+	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
+	lda, kgs := s.StrideW*c, pw*c
+	ts := s.KH * 4 * panelN
+	need := ph*pw*c + 8*lda + 8
+	sc := simdPool.Get().(*simdScratch)
+	defer simdPool.Put(sc)
+	sc.apad = growI8(sc.apad, need)
+	pad := sc.apad
+	sc.off = growI32(sc.off, ncp+simdMaxMR)
+	off, roff := sc.off[:ncp], sc.off[ncp:ncp+simdMaxMR]
+	clear(off)
+	clear(roff)
+	if bias != nil {
+		copy(off, bias)
+	}
+	n8 := n &^ 7
+	par := batch*oh*ow*n*s.K() >= parallelMinMACs
+	for b := 0; b < batch; b++ {
+		fill(pad, inZero)
+		img := src[b*s.InH*s.InW*c:]
+		for y := 0; y < s.InH; y++ {
+			copy(pad[((y+s.PadTop)*pw+s.PadLeft)*c:], img[y*s.InW*c:(y+1)*s.InW*c])
+		}
+		out := dst[b*oh*ow*n : (b+1)*oh*ow*n]
+		parallelForOrSerial(par, oh, func(oy int) {
+			asc := simdPool.Get().(*simdScratch)
+			asc.acc = growI32(asc.acc, simdMaxMR*ncp)
+			acc := asc.acc
+			base := oy * s.StrideH * pw * c
+			for ox0 := 0; ox0 < ow; ox0 += simdMaxMR {
+				rows := min(simdMaxMR, ow-ox0)
+				a := &pad[base+ox0*lda]
+				for t := 0; t < ncp/panelN; t++ {
+					k.convKernel(a, lda, &panel[t*ts], ts, s.KH, &off[t*panelN], &roff[0], &acc[t*panelN], ncp*4, kgs)
+				}
+				d := out[(oy*ow+ox0)*n:]
+				if n8 > 0 {
+					k.requantCorr(&d[0], n, &acc[0], ncp, rows, &rq.M0[0], &rq.Shift[0], n8, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max), &acc[n], ncp)
+				}
+				if n8 < n {
+					sub := Requant{M0: rq.M0[n8:], Shift: rq.Shift[n8:], ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}
+					var tmp [panelN]int32
+					for r := 0; r < rows; r++ {
+						corr := 128 * acc[r*ncp+n]
+						for j := n8; j < n; j++ {
+							tmp[j-n8] = acc[r*ncp+j] - corr
+						}
+						requantRow(d[r*n+n8:r*n+n], tmp[:n-n8], &sub)
+					}
+				}
+			}
+			simdPool.Put(asc)
+		})
+	}
 }

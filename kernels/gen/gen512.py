@@ -26,10 +26,17 @@ def prologue(name, frame):
     P("\tMOVQ off+40(FP), DI\n\tMOVQ roff+48(FP), R14\n\tMOVQ c+56(FP), CX\n\tMOVQ ldc+64(FP), R12")
     P("\tLEAQ (SI)(BX*2), DX\n\tADDQ BX, DX           // DX = row 3\n\tLEAQ (DX)(BX*2), R8\n\tADDQ BX, R8           // R8 = row 6")
 
-def kern(name, nt, bc=False):
-    P(f"// func {name}(a *int8, lda int, w *byte, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)")
-    P(f"// c[r*ldc/4+j] = off[j] + roff[r] + sum_g dot(w tile, a[r][4g:4g+4]) for 8 rows and {16*nt} columns.")
-    prologue(name, 72)
+def kern(name, nt, bc=False, kgs=False):
+    if kgs:
+        P(f"// func {name}(a *int8, lda int, w *byte, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)")
+        P(f"// As vnni8x16 with the K groups of a row kgs bytes apart instead of 4 (implicit-GEMM")
+        P(f"// convolution: one K group per kernel row, read in place from the padded image).")
+        prologue(name, 80)
+        P("\tMOVQ kgs+72(FP), R15")
+    else:
+        P(f"// func {name}(a *int8, lda int, w *byte, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)")
+        P(f"// c[r*ldc/4+j] = off[j] + roff[r] + sum_g dot(w tile, a[r][4g:4g+4]) for 8 rows and {16*nt} columns.")
+        prologue(name, 72)
     if nt == 3:
         P("\tLEAQ (R9)(AX*1), R10\n\tLEAQ (R10)(AX*1), R11")
     wregs = ["Z24", "Z25", "Z26"][:nt]
@@ -51,7 +58,8 @@ def kern(name, nt, bc=False):
                 P(f"\tVPDPBUSD Z{28+r%4}, {wregs[t]}, Z{nt*r+t}")
             else:
                 P(f"\tVPDPBUSD.BCST {rows[r]}, {wregs[t]}, Z{nt*r+t}")
-    P("\tADDQ $4, SI\n\tADDQ $4, DX\n\tADDQ $4, R8")
+    step = "R15" if kgs else "$4"
+    P(f"\tADDQ {step}, SI\n\tADDQ {step}, DX\n\tADDQ {step}, R8")
     for t in range(nt):
         P(f"\tADDQ $64, {wptr[t]}")
     P(f"\tDECQ R13\n\tJNZ {name}_loop")
@@ -64,6 +72,7 @@ def kern(name, nt, bc=False):
 
 kern("vnni8x48", 3)
 kern("vnni8x16", 1)
+kern("vnniConv8x16", 1, kgs=True)
 
 # GEMV: one row, 8 tiles at a time then single tiles.
 P('''// func vnniGemv(a *int8, kg int, w *byte, ts int, nt int, off *int32, c *int32)
@@ -201,11 +210,13 @@ sumrows_tail:
 	VZEROUPPER
 	RET
 
-// func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+// func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64, corr *int32, cs int)
 // The epilogue of quant.Requantize on rows x n values (n a positive multiple of 8; strides in
 // elements), 8 at a time in 64-bit lanes: r = (acc*m0 + 2^(30-sh)) >> (31-sh) (arithmetic),
-// saturate to int32, + zp, clamp to [lo, hi], store the low byte.
-TEXT ·requantAVX512(SB), NOSPLIT, $0-88
+// saturate to int32, + zp, clamp to [lo, hi], store the low byte. Before that, 128*corr[r*cs]
+// is subtracted from every accumulator of row r (int32, wrapping like the accumulation): the
+// implicit convolution passes its row sums this way; other callers pass a zero with cs = 0.
+TEXT ·requantAVX512(SB), NOSPLIT, $0-104
 	MOVQ zp+64(FP), AX
 	VPBROADCASTQ AX, Z28
 	MOVQ lo+72(FP), AX
@@ -235,8 +246,13 @@ requant512_chunk:
 	MOVQ R10, DI
 	MOVQ R11, SI
 	MOVQ rows+32(FP), R12
+	MOVQ corr+88(FP), R13
 requant512_loop:
-	VPMOVSXDQ (SI), Z0
+	VPBROADCASTD (R13), Y4
+	VPSLLD $7, Y4, Y4
+	VMOVDQU (SI), Y0
+	VPSUBD Y4, Y0, Y0
+	VPMOVSXDQ Y0, Z0
 	VPMULDQ Z1, Z0, Z0
 	VPADDQ Z3, Z0, Z0
 	VPSRAVQ Z2, Z0, Z0
@@ -249,6 +265,8 @@ requant512_loop:
 	ADDQ ldd+8(FP), DI
 	MOVQ lds+24(FP), AX
 	LEAQ (SI)(AX*4), SI
+	MOVQ cs+96(FP), AX
+	LEAQ (R13)(AX*4), R13
 	DECQ R12
 	JNZ requant512_loop
 	ADDQ $8, R10
