@@ -50,7 +50,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			if c.rotate {
 				rot = hadamard
 			}
-			tr, err := newTrainRun(c.name, lm, q, rot, 16, s, 0.05, log)
+			tr, err := newTrainRun(c.name, lm, q, rot, nil, 16, s, 0.05, log)
 			if err != nil {
 				b.Fatal(err)
 			}

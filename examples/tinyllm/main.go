@@ -14,7 +14,8 @@
 // sub-8-bit activation scales and offsets with LSQ+ (8-bit ones use min/max and EMA observers),
 // and continues the float run's data order; a float model trained for the same extra steps is
 // the reference it should be compared with. smooth applies SmoothQuant (alpha -alpha) to the float
-// weights first; hadamard rotates every linear input and weight by a random Hadamard matrix.
+// weights first; hadamard rotates every linear input and weight by a random Hadamard matrix;
+// spin (QAT only) learns those rotations with Cayley SGD, starting from the Hadamard ones.
 // Loss is nats per byte; ppl = exp(loss); bpb = loss/ln 2.
 package main
 
@@ -44,7 +45,7 @@ type options struct {
 	lr, qatLR, wd              float64
 	evalBatches, calib         int
 	group, headBits            int
-	alpha                      float64
+	alpha, spinLR              float64
 	runs                       string
 	seed                       uint64
 	quick                      bool
@@ -95,6 +96,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.group, "group", 32, "weight quantization group size below 8 bits (0: per output channel)")
 	fs.IntVar(&o.headBits, "head-bits", 8, "bits of the output projection weight")
 	fs.Float64Var(&o.alpha, "alpha", 0.5, "SmoothQuant migration strength")
+	fs.Float64Var(&o.spinLR, "spin-lr", 0.5, "peak Cayley SGD learning rate of learned rotations (spin runs)")
 	fs.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:smooth,ptq:w4a8:hadamard,ptq:w4a4,ptq:w4a4:smooth,ptq:w4a4:hadamard,qat:w8a8,qat:w4a8:hadamard,qat:w4a4:hadamard", "quantized runs, see the command doc")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for initialisation and data order")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: small corpus, few steps, 3 runs (under a minute)")
@@ -120,6 +122,7 @@ type exp struct {
 	qat            bool
 	spec           qspec
 	smooth, rotate bool
+	spin           bool // learned rotations (QAT only)
 }
 
 func parseRuns(s string, o options) ([]exp, error) {
@@ -131,7 +134,7 @@ func parseRuns(s string, o options) ([]exp, error) {
 		}
 		f := strings.Split(r, ":")
 		if len(f) < 2 || (f[0] != "ptq" && f[0] != "qat") {
-			return nil, fmt.Errorf("run %q: want ptq|qat:wXaY[:smooth][:hadamard]", r)
+			return nil, fmt.Errorf("run %q: want ptq|qat:wXaY[:smooth][:hadamard|:spin]", r)
 		}
 		e := exp{name: r, qat: f[0] == "qat", spec: qspec{group: o.group, headBits: o.headBits}}
 		if _, err := fmt.Sscanf(f[1], "w%da%d", &e.spec.wbits, &e.spec.abits); err != nil {
@@ -143,9 +146,14 @@ func parseRuns(s string, o options) ([]exp, error) {
 				e.smooth = true
 			case "hadamard":
 				e.rotate = true
+			case "spin":
+				e.spin = true
 			default:
 				return nil, fmt.Errorf("run %q: unknown option %q", r, x)
 			}
+		}
+		if e.spin && (!e.qat || e.rotate) {
+			return nil, fmt.Errorf("run %q: spin (learned rotations, initialised at the Hadamard ones) is for qat runs without hadamard", r)
 		}
 		if e.spec.headBits < e.spec.wbits {
 			e.spec.headBits = e.spec.wbits
@@ -176,6 +184,9 @@ func (e exp) method() string {
 	}
 	if e.rotate {
 		m += " + Hadamard"
+	}
+	if e.spin {
+		m += " + learned rotation"
 	}
 	return m
 }
@@ -230,7 +241,7 @@ func run(o options, log *logrus.Logger) error {
 		}
 		log.WithField("path", o.load).Info("float model loaded")
 	} else {
-		tr, err := newTrainRun("float", lm, nil, nil, o.batch, sampler, o.wd, log)
+		tr, err := newTrainRun("float", lm, nil, nil, nil, o.batch, sampler, o.wd, log)
 		if err != nil {
 			return err
 		}
@@ -303,12 +314,18 @@ func run(o options, log *logrus.Logger) error {
 		}
 		var src *lmQuant // quantizers whose parameters the evaluation graph takes
 		var dur time.Duration
+		var spun map[uint64][]float64 // learned rotations after QAT
 		if e.qat {
 			q := newQuant(e.spec, false)
-			tr, err := newTrainRun(e.name, lq, q, rotate, o.batch, sampler, o.wd, log)
+			var rots *learnedRotations
+			if e.spin {
+				rots = newLearnedRotations(nil)
+			}
+			tr, err := newTrainRun(e.name, lq, q, rotate, rots, o.batch, sampler, o.wd, log)
 			if err != nil {
 				return err
 			}
+			tr.spinLR = o.spinLR
 			q.setEnabled(false)
 			x, y := calib(0)
 			if _, err := tr.forward(x, y); err != nil {
@@ -324,6 +341,11 @@ func run(o options, log *logrus.Logger) error {
 				return err
 			}
 			src = q
+			if rots != nil {
+				log.WithFields(logrus.Fields{"run": e.name, "max|RtR-I|": fmt.Sprintf("%.1e", rots.maxOrthogonalityError())}).Info("learned rotations")
+				spun = rots.matrices()
+				rotate = fixedRotations(spun)
+			}
 		}
 		e2, err := newEvaluator(lq, newQuant(e.spec, true), rotate, o.batch)
 		if err != nil {
@@ -349,7 +371,7 @@ func run(o options, log *logrus.Logger) error {
 			return err
 		}
 		if o.outDir != "" {
-			if err := saveQuantized(o, e, lq, e2.quant); err != nil {
+			if err := saveQuantized(o, e, lq, e2.quant, spun); err != nil {
 				return err
 			}
 		}
@@ -398,7 +420,7 @@ func continueFloat(lm *graph.LM, o options, s *text.Sampler, valX, valY [][]int,
 	if err != nil {
 		return 0, 0, err
 	}
-	tr, err := newTrainRun("float-continued", lc, nil, nil, o.batch, s, o.wd, log)
+	tr, err := newTrainRun("float-continued", lc, nil, nil, nil, o.batch, s, o.wd, log)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -418,8 +440,9 @@ func continueFloat(lm *graph.LM, o options, s *text.Sampler, valX, valY [][]int,
 
 // saveQuantized writes the weights (after SmoothQuant when used) and the quantizer parameters of
 // one run to <out>/<run>.ckpt. Hadamard runs record the rotation seed: site s is rotated by
-// fakequant.Hadamard with seed rotateSeed ^ fnv64a(s) (graph.LMOptions.RotateSeed).
-func saveQuantized(o options, e exp, lm *graph.LM, q *lmQuant) error {
+// fakequant.Hadamard with seed rotateSeed ^ fnv64a(s) (graph.LMOptions.RotateSeed); spin runs
+// store each learned matrix as "rotation/<seed in hex>".
+func saveQuantized(o options, e exp, lm *graph.LM, q *lmQuant, spun map[uint64][]float64) error {
 	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
 		return err
 	}
@@ -427,6 +450,13 @@ func saveQuantized(o options, e exp, lm *graph.LM, q *lmQuant) error {
 		"run": e.name, "method": e.method(), "bits": e.spec.bits(), "config": fmt.Sprintf("%+v", lm.Config)}}
 	if e.rotate {
 		c.Meta["hadamard_seed"] = fmt.Sprint(rotateSeed)
+	}
+	for seed, m := range spun {
+		r := make([]float32, len(m))
+		for i, v := range m {
+			r[i] = float32(v)
+		}
+		c.PutFloat32s(fmt.Sprintf("rotation/%x", seed), r) // row-major n x n, y = x R
 	}
 	lm.SaveState(c)
 	if err := q.save(c); err != nil {

@@ -132,3 +132,66 @@ func TestPipelineSmall(t *testing.T) {
 		t.Fatalf("training did not lower the loss enough: %v -> %v", l0, l1)
 	}
 }
+
+// TestLearnedRotationsKeepFunction: rotations updated by Cayley SGD under 4-bit fake quantization
+// stay orthogonal, move away from their Hadamard start, and leave the float model's function
+// unchanged. (In float the loss does not depend on them: its Riemannian gradient is zero.)
+func TestLearnedRotationsKeepFunction(t *testing.T) {
+	cfg := graph.LMConfig{Vocab: 256, Dim: 16, Layers: 1, Heads: 2, Hidden: 32, Ctx: 8}
+	lm, err := graph.NewLM("tinyllm", cfg, tensor.Float32, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := make([]int, 500)
+	for i := range toks {
+		toks[i] = (i * 31) % 97
+	}
+	s, _ := text.NewSampler(toks, 2, 8, 1)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	rots := newLearnedRotations(nil)
+	q := newQuant(qspec{wbits: 4, abits: 4, group: 8, headBits: 8, actMomentum: 0.05}, false)
+	tr, err := newTrainRun("spin", lm, q, nil, rots, 2, s, 0, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	start := rots.matrices()
+	for i := 0; i < 5; i++ {
+		x, y := s.Next(int64(i))
+		if _, err := tr.forward(x, y); err != nil {
+			t.Fatal(err)
+		}
+		if err := rots.step(0.5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e := rots.maxOrthogonalityError(); e > 1e-5 {
+		t.Fatalf("orthogonality error %g", e)
+	}
+	moved := 0.0
+	for seed, m := range rots.matrices() {
+		for i := range m {
+			moved = max(moved, math.Abs(m[i]-start[seed][i]))
+		}
+	}
+	if moved < 1e-4 {
+		t.Fatalf("rotations did not move (max change %g)", moved)
+	}
+	x, y := s.Next(99)
+	loss := func(rot graph.RotateFunc) float64 {
+		e, err := newEvaluator(lm, nil, rot, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.close()
+		l, err := e.run(x, y)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if a, b := loss(nil), loss(fixedRotations(rots.matrices())); math.Abs(a-b) > 1e-4 {
+		t.Fatalf("loss %v without rotations, %v with the learned ones", a, b)
+	}
+}

@@ -87,12 +87,17 @@ type trainRun struct {
 	quant   *lmQuant
 	params  []*trainable
 	opt     adamW
+	rots    *learnedRotations // learned rotations (CayleySGD), or nil
+	spinLR  float64           // their peak learning rate
 	sampler *text.Sampler
 	log     *logrus.Logger
 }
 
-func newTrainRun(name string, lm *graph.LM, q *lmQuant, rotate graph.RotateFunc, batch int, s *text.Sampler, wd float64, log *logrus.Logger) (*trainRun, error) {
+func newTrainRun(name string, lm *graph.LM, q *lmQuant, rotate graph.RotateFunc, rots *learnedRotations, batch int, s *text.Sampler, wd float64, log *logrus.Logger) (*trainRun, error) {
 	o := graph.LMOptions{Batch: batch, Rotate: rotate, RotateSeed: rotateSeed}
+	if rots != nil {
+		o.Rotate = rots.rotate
+	}
 	if q != nil {
 		o.Quant = q
 	}
@@ -113,6 +118,9 @@ func newTrainRun(name string, lm *graph.LM, q *lmQuant, rotate graph.RotateFunc,
 			}
 		}
 	}
+	if rots != nil {
+		wrt = append(wrt, rots.nodes()...) // CayleySGD reads their gradients
+	}
 	grads, err := G.Grad(net.Loss, wrt...)
 	if err != nil {
 		return nil, fmt.Errorf("gradients: %w", err)
@@ -120,7 +128,7 @@ func newTrainRun(name string, lm *graph.LM, q *lmQuant, rotate graph.RotateFunc,
 	for i := range ts {
 		ts[i].grad = grads[i]
 	}
-	r := &trainRun{name: name, lm: lm, net: net, quant: q, params: ts, sampler: s, log: log,
+	r := &trainRun{name: name, lm: lm, net: net, quant: q, params: ts, sampler: s, log: log, rots: rots,
 		opt: adamW{beta1: 0.9, beta2: 0.95, eps: 1e-8, wd: wd, clip: 1}}
 	r.vm = G.NewTapeMachine(net.G)
 	return r, nil
@@ -160,6 +168,11 @@ func (r *trainRun) fit(steps, first int, peakLR float64, warmup int) (time.Durat
 		gn, err := r.opt.step(r.params, lr)
 		if err != nil {
 			return 0, fmt.Errorf("%s step %d: %w", r.name, s, err)
+		}
+		if r.rots != nil {
+			if err := r.rots.step(r.spinLR * lr / peakLR); err != nil {
+				return 0, fmt.Errorf("%s step %d: %w", r.name, s, err)
+			}
 		}
 		if s == 0 {
 			ema = loss

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/qatgo/qatgo/fakequant"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// learnedRotations is a graph.RotateFunc source with one learnable orthogonal matrix per
+// activation site (SpinQuant, Liu et al. 2024, trained here jointly with QAT): the site's input
+// and the weights that read it are multiplied by the same R, initialised to the site's randomised
+// Hadamard matrix (the "hadamard" rotation) and updated on the orthogonal group with CayleySGD.
+type learnedRotations struct {
+	rs    map[uint64]*fakequant.Rotation
+	order []uint64
+	fixed map[uint64][]float64 // evaluation: start from these matrices (by seed)
+}
+
+func newLearnedRotations(fixed map[uint64][]float64) *learnedRotations {
+	return &learnedRotations{rs: map[uint64]*fakequant.Rotation{}, fixed: fixed}
+}
+
+// rotate implements graph.RotateFunc: the first call with a seed creates the site's rotation in
+// x's graph, later calls (the site's weights) reuse it.
+func (l *learnedRotations) rotate(x *G.Node, seed uint64) (*G.Node, error) {
+	r, ok := l.rs[seed]
+	if !ok {
+		n := x.Shape()[x.Dims()-1]
+		var err error
+		if r, err = fakequant.NewRotation(x.Graph(), x.Dtype(), n, fmt.Sprintf("rotation.%x", seed), seed); err != nil {
+			return nil, err
+		}
+		if m, ok := l.fixed[seed]; ok {
+			if len(m) != n*n {
+				return nil, fmt.Errorf("rotation %x: %d values for %dx%d", seed, len(m), n, n)
+			}
+			d := r.R.Value().Data().([]float32)
+			for i := range d {
+				d[i] = float32(m[i])
+			}
+		}
+		l.rs[seed] = r
+		l.order = append(l.order, seed)
+	}
+	return r.Apply(x)
+}
+
+// nodes returns the rotation matrices (to differentiate with respect to).
+func (l *learnedRotations) nodes() G.Nodes {
+	var ns G.Nodes
+	for _, s := range l.order {
+		ns = append(ns, l.rs[s].R)
+	}
+	return ns
+}
+
+// step applies one Cayley SGD step to every rotation.
+func (l *learnedRotations) step(lr float64) error {
+	for _, s := range l.order {
+		if err := (fakequant.CayleySGD{LR: lr}).Step(l.rs[s]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// matrices returns copies of the current matrices by seed.
+func (l *learnedRotations) matrices() map[uint64][]float64 {
+	m := map[uint64][]float64{}
+	for s, r := range l.rs {
+		m[s] = r.Matrix()
+	}
+	return m
+}
+
+// maxOrthogonalityError returns the largest |R^T R - I| entry over all rotations.
+func (l *learnedRotations) maxOrthogonalityError() float64 {
+	e := 0.0
+	for _, r := range l.rs {
+		e = max(e, r.OrthogonalityError())
+	}
+	return e
+}
+
+// fixedRotations is a stateless graph.RotateFunc multiplying by constant matrices (by seed), for
+// evaluating and sampling a model trained with learned rotations.
+func fixedRotations(m map[uint64][]float64) func(x *G.Node, seed uint64) (*G.Node, error) {
+	return func(x *G.Node, seed uint64) (*G.Node, error) {
+		v, ok := m[seed]
+		n := x.Shape()[x.Dims()-1]
+		if !ok || len(v) != n*n {
+			return nil, fmt.Errorf("no %dx%d rotation for seed %x", n, n, seed)
+		}
+		d := make([]float32, len(v))
+		for i := range v {
+			d[i] = float32(v[i])
+		}
+		return G.Mul(x, G.NewConstant(tensor.New(tensor.WithShape(n, n), tensor.WithBacking(d))))
+	}
+}
