@@ -117,8 +117,9 @@ func conv2D(p *impl, dst, src []int8, batch int, s ConvShape, inZero int8, w *Pa
 
 // im2colRows writes the patches of one image: row (oy*OutW+ox) at col[row*ldc:], column
 // (kh*KW+kw)*InC+c, zero-filled from K to ldc. If sums is not nil, sums[row] receives the sum
-// of the row. Short channel runs are copied by a loop (a memmove call per pixel would
-// dominate for InC = 1).
+// of the row. The image is first copied into a buffer whose border holds inZero, so that every
+// kernel row of a patch is one contiguous run of KW*InC bytes (no bounds checks, no per-pixel
+// memmove calls).
 func im2colRows(col []int8, ldc int, img []int8, s ConvShape, inZero int8, sums []int32) {
 	oh, ow, k := s.OutH(), s.OutW(), s.K()
 	c := s.InC
@@ -127,30 +128,15 @@ func im2colRows(col []int8, ldc int, img []int8, s ConvShape, inZero int8, sums 
 		im2colSmall(col, ldc, img, s, inZero, sums)
 		return
 	}
+	pad, bp := paddedImage(img, s, inZero, 0)
+	pw := s.InW + s.PadLeft + s.PadRight
 	for oy := 0; oy < oh; oy++ {
 		for ox := 0; ox < ow; ox++ {
 			ri := oy*ow + ox
 			row := col[ri*ldc : ri*ldc+ldc]
-			ix0 := ox*s.StrideW - s.PadLeft
 			for kh := 0; kh < s.KH; kh++ {
-				iy := oy*s.StrideH - s.PadTop + kh
-				seg := row[kh*kwc : (kh+1)*kwc]
-				if iy < 0 || iy >= s.InH {
-					fill(seg, inZero)
-					continue
-				}
-				if ix0 >= 0 && ix0+s.KW <= s.InW {
-					copyShort(seg, img[(iy*s.InW+ix0)*c:(iy*s.InW+ix0)*c+kwc])
-					continue
-				}
-				for kw := 0; kw < s.KW; kw++ {
-					ix := ix0 + kw
-					if ix < 0 || ix >= s.InW {
-						fill(seg[kw*c:(kw+1)*c], inZero)
-					} else {
-						copy(seg[kw*c:(kw+1)*c], img[(iy*s.InW+ix)*c:(iy*s.InW+ix+1)*c])
-					}
-				}
+				o := ((oy*s.StrideH+kh)*pw + ox*s.StrideW) * c
+				copyShort(row[kh*kwc:(kh+1)*kwc], pad[o:o+kwc])
 			}
 			clear(row[k:])
 			if sums != nil {
@@ -162,6 +148,26 @@ func im2colRows(col []int8, ldc int, img []int8, s ConvShape, inZero int8, sums 
 			}
 		}
 	}
+	padPool.Put(bp)
+}
+
+// paddedImage copies one image into a pooled buffer of (InH+pads) x (InW+pads) x InC bytes
+// whose border holds inZero, plus slack bytes; the caller returns bp to padPool.
+func paddedImage(img []int8, s ConvShape, inZero int8, slack int) ([]int8, *[]int8) {
+	c := s.InC
+	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
+	need := ph*pw*c + slack
+	bp, _ := padPool.Get().(*[]int8)
+	if bp == nil || cap(*bp) < need {
+		b := make([]int8, need)
+		bp = &b
+	}
+	pad := (*bp)[:need]
+	fill(pad, inZero)
+	for y := 0; y < s.InH; y++ {
+		copy(pad[((y+s.PadTop)*pw+s.PadLeft)*c:], img[y*s.InW*c:(y+1)*s.InW*c])
+	}
+	return pad, bp
 }
 
 // copyShort is copy for the short runs of patch building, without a memmove call: whole
@@ -197,25 +203,9 @@ func im2colSmall(col []int8, ldc int, img []int8, s ConvShape, inZero int8, sums
 	oh, ow, k := s.OutH(), s.OutW(), s.K()
 	c := s.InC
 	kwc := s.KW * c
-	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
-	need := ph*pw*c + 8
-	bp, _ := padPool.Get().(*[]byte)
-	if bp == nil || cap(*bp) < need {
-		b := make([]byte, need)
-		bp = &b
-	}
-	pad := (*bp)[:need]
-	z := byte(inZero)
-	for i := range pad {
-		pad[i] = z
-	}
-	for y := 0; y < s.InH; y++ {
-		row := pad[((y+s.PadTop)*pw+s.PadLeft)*c:]
-		in := img[y*s.InW*c : (y+1)*s.InW*c]
-		for i, v := range in {
-			row[i] = byte(v)
-		}
-	}
+	pw := s.InW + s.PadLeft + s.PadRight
+	padded, bp := paddedImage(img, s, inZero, 8)
+	pad := unsafe.Slice((*byte)(unsafe.Pointer(&padded[0])), len(padded))
 	out := unsafe.Slice((*byte)(unsafe.Pointer(&col[0])), len(col))
 	rowStep, khStep, oxStep := s.StrideH*pw*c, pw*c, s.StrideW*c
 	for oy := 0; oy < oh; oy++ {

@@ -197,6 +197,19 @@ func (k *simdKernels) widen(sc *simdScratch, a []int8, lda, m, depth, kp int) []
 		sc.a16 = make([]int16, n)
 	}
 	a16 := sc.a16[:n]
+	if lda == kp && depth == kp {
+		// Contiguous rows (patch matrices): one call over all of them.
+		t := m * kp
+		t16 := t &^ 15
+		if t16 > 0 {
+			k.sext16(&a16[0], &a[0], t16)
+		}
+		for j := t16; j < t; j++ {
+			a16[j] = int16(a[j])
+		}
+		clear(a16[t:])
+		return unsafe.Slice((*int8)(unsafe.Pointer(&a16[0])), 2*n)
+	}
 	k16 := depth &^ 15
 	for i := 0; i < m; i++ {
 		row := a[i*lda : i*lda+depth]
