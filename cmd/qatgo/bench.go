@@ -77,7 +77,8 @@ func bench(e *env, modelPath string, batch int, dur time.Duration, threads int) 
 		return err
 	}
 	w := e.stdout
-	fmt.Fprintf(w, "model    %s (%d ops)\n", md.QModel().Name, md.NumOps())
+	macs := modelMACs(md.QModel())
+	fmt.Fprintf(w, "model    %s (%d ops, %d multiply-accumulates per sample)\n", md.QModel().Name, md.NumOps(), macs)
 	fmt.Fprintf(w, "kernels  %s, GOMAXPROCS %d, %d threads, %s/%s\n", kernels.Path(), runtime.GOMAXPROCS(0), threads, runtime.GOOS, runtime.GOARCH)
 
 	// Batch-1 latency.
@@ -119,7 +120,7 @@ func bench(e *env, modelPath string, batch int, dur time.Duration, threads int) 
 	el := time.Since(start)
 	cpu1, haveCPU := processCPU()
 	per := float64(el.Nanoseconds()) / 1e3 / float64(runs*batch)
-	fmt.Fprintf(w, "batch %d  %.2f us/image, %.0f images/s (%d runs)", batch, per, 1e6/per, runs)
+	fmt.Fprintf(w, "batch %d  %.2f us/image, %.0f images/s, %.2f GMAC/s (%d runs)", batch, per, 1e6/per, float64(macs)/per/1e3, runs)
 	if haveCPU {
 		fmt.Fprintf(w, "; process CPU time %.2f us/image", float64((cpu1-cpu0).Nanoseconds())/1e3/float64(runs*batch))
 	}

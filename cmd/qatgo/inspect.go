@@ -88,6 +88,7 @@ func inspect(e *env, path string, listTensors bool) error {
 	}
 	fmt.Fprintf(w, "weights   %d bytes (%d as float32: %.1fx smaller)\n", m.ConstBytes(), floatBytes, ratio)
 	fmt.Fprintf(w, "activations %d elements per sample in %d tensors\n", actElems, len(m.Tensors)-countConst(m))
+	fmt.Fprintf(w, "compute   %d multiply-accumulates per sample\n", modelMACs(m))
 	for _, i := range m.Inputs {
 		fmt.Fprintf(w, "input     %s %s %s\n", m.Tensors[i].Name, tensorStr(&m.Tensors[i]), qparamStr(&m.Tensors[i]))
 	}
@@ -107,7 +108,7 @@ func inspect(e *env, path string, listTensors bool) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\top\tname\tinput\toutput\toutput qparams\tact\tattributes\tweights\tweight qparams\tshift")
+	fmt.Fprintln(tw, "#\top\tname\tinput\toutput\toutput qparams\tact\tattributes\tweights\tweight qparams\tshift\tMACs")
 	for i := range m.Ops {
 		op := &m.Ops[i]
 		in, out := &m.Tensors[op.Inputs[0]], &m.Tensors[op.Outputs[0]]
@@ -146,7 +147,11 @@ func inspect(e *env, path string, listTensors bool) error {
 		if op.Kind == qmodel.OpAdd {
 			inStr += " + " + tensorStr(&m.Tensors[op.Inputs[1]])
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i, op.Kind, op.Name, inStr, tensorStr(out), qparamStr(out), act, attrs, wts, wq, shift)
+		macs := "-"
+		if n := opMACs(m, op); n > 0 {
+			macs = fmt.Sprint(n)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i, op.Kind, op.Name, inStr, tensorStr(out), qparamStr(out), act, attrs, wts, wq, shift, macs)
 	}
 	tw.Flush()
 	if listTensors {
@@ -164,6 +169,24 @@ func inspect(e *env, path string, listTensors bool) error {
 		tw.Flush()
 	}
 	return nil
+}
+
+// opMACs returns the multiply-accumulates per sample of a Conv2D or FullyConnected op (0 otherwise).
+func opMACs(m *qmodel.Model, op *qmodel.Op) int {
+	if op.Kind != qmodel.OpConv2D && op.Kind != qmodel.OpFullyConnected {
+		return 0
+	}
+	w := &m.Tensors[op.Inputs[1]]
+	return m.Tensors[op.Outputs[0]].NumElements() * (w.NumElements() / w.Shape[0])
+}
+
+// modelMACs returns the multiply-accumulates per sample of the whole model.
+func modelMACs(m *qmodel.Model) int {
+	n := 0
+	for i := range m.Ops {
+		n += opMACs(m, &m.Ops[i])
+	}
+	return n
 }
 
 func countConst(m *qmodel.Model) int {

@@ -116,7 +116,7 @@ func TestInspect(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, e)
 	}
 	for _, want := range []string{"model     brightest", "input     image uint8[2 3 1] s=0.003922 z=0", "FullyConnected", "dense",
-		"int8[6 6] (8 bit, 36 B)", "labels    p0 p1", "shift", "dense/weights", "smaller"} {
+		"int8[6 6] (8 bit, 36 B)", "labels    p0 p1", "shift", "dense/weights", "smaller", "compute   36 multiply-accumulates per sample"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("inspect output lacks %q:\n%s", want, o)
 		}
@@ -207,7 +207,7 @@ func TestBench(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, e)
 	}
-	for _, want := range []string{"batch 1  p50", "p99", "batch 8  ", "us/image", "per op (batch 8, one thread)", "FullyConnected", "dense"} {
+	for _, want := range []string{"batch 1  p50", "p99", "batch 8  ", "us/image", "GMAC/s", "7840 multiply-accumulates", "per op (batch 8, one thread)", "FullyConnected", "dense"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("bench output lacks %q:\n%s", want, o)
 		}
