@@ -160,13 +160,15 @@ type SessionOptions struct {
 	KeepIntermediate bool
 	// Threads > 1 splits batches of at least 16 samples into contiguous parts of at least 8 that
 	// run on up to Threads goroutines: the caller's and Threads-1 workers owned by the session, each
-	// with its own buffers. Call Close to stop the workers. Results are identical to single-threaded
-	// runs. Profiling runs single-threaded.
+	// with its own buffers. Call Close when done: the workers live until then (an unclosed session
+	// is never garbage collected). Results are identical to single-threaded runs. Profiling runs
+	// single-threaded.
 	Threads int
 }
 
 // MicroBatchBytes is the activation footprint that a micro-batch aims at (the sum of the planned
-// buffers per sample times the micro-batch size): about a core's L2 share.
+// buffers per sample times the micro-batch size): about a core's L2 share. NewSessionWith reads it;
+// change it only before creating sessions, not concurrently with them.
 var MicroBatchBytes = 256 << 10
 
 // NewSession returns a single-threaded Session with buffer reuse between tensors.
