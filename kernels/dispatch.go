@@ -6,8 +6,9 @@ import (
 	"sync/atomic"
 )
 
-// impl is one implementation of the compute primitives. Every field is a complete
-// implementation; the portable path is the reference for all others.
+// impl is one implementation of the compute primitives. gemm32 and gemv4 are required; the
+// other fields are optional fast paths with a portable fallback in the callers. The portable
+// implementation is the reference that the tests compare every other one with.
 type impl struct {
 	name string
 	// gemm32 computes dst[i*ldd+j] = sum_k a[i*lda+k]*w[j][k] + bias[j] for i < m and all

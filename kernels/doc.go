@@ -23,6 +23,23 @@
 // removes the assembly and forces "portable". SetPath switches at run time (for benchmarks and
 // tests); all paths give identical results.
 //
+// # How the SIMD paths work
+//
+// PackInt8 stores the weights in tiles of 16 output channels by groups of 4 K values (64 bytes
+// per group and tile: one zmm, two ymm or four NEON registers). On amd64 the stored byte is
+// w+128, the unsigned operand of VPDPBUSD, multiplied by signed activations broadcast from
+// memory; the kernels start from bias - 128*sum(activation row), so nothing is approximated
+// and nothing saturates. The AVX2 path multiplies the same bytes, zero-extended, by
+// activations sign-extended to int16 with VPMADDWD (VPMADDUBSW would saturate). arm64 stores
+// the weights as they are and uses SDOT, or SMULL/SMLAL into int16 (exact because weights are
+// at most 127 in magnitude) followed by SADALP. The epilogue is vectorised on amd64 (64-bit
+// products, the exact TFLite single rounding) and checked against quant.Requantize.
+//
+// Batch-1 rows (m <= 2) take a GEMV kernel that streams several weight tiles at once.
+// Conv2DInt8 builds patch rows from a zero-point-padded copy of the image; with AVX-512 and
+// KW*InC <= 4 (first layers) it skips the patches and reads the padded image in place. int4
+// weights (PackInt4) are unpacked from nibbles inside the GEMV loop.
+//
 // # Errors and panics
 //
 // PackInt8 and PackInt4 validate their input and return errors. Shape mismatches in the compute
