@@ -10,8 +10,9 @@
 //
 //	out = clamp(quant.MultiplyByQuantizedMultiplier(acc, M0[c], Shift[c]) + ZeroPoint, Min, Max)
 //
-// and every implementation reproduces quant.Requantize bit for bit: there is no second copy of the
-// rounding rule, the SIMD paths only compute the int32 accumulators faster.
+// and every implementation reproduces quant.Requantize bit for bit. The Go code calls quant
+// directly; the vectorised epilogues in assembly (amd64) evaluate the same exact 64-bit formula
+// and are tested against quant.Requantize on extreme accumulators, multipliers and zero points.
 //
 // # Paths
 //
