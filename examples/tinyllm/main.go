@@ -342,7 +342,8 @@ func run(o options, log *logrus.Logger) error {
 			}
 			src = q
 			if rots != nil {
-				log.WithFields(logrus.Fields{"run": e.name, "max|RtR-I|": fmt.Sprintf("%.1e", rots.maxOrthogonalityError())}).Info("learned rotations")
+				log.WithFields(logrus.Fields{"run": e.name, "max|RtR-I|": fmt.Sprintf("%.1e", rots.maxOrthogonalityError()),
+					"max|R-R0|": fmt.Sprintf("%.3f", rots.maxDrift())}).Info("learned rotations")
 				spun = rots.matrices()
 				rotate = fixedRotations(spun)
 			}

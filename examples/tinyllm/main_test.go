@@ -175,6 +175,9 @@ func TestLearnedRotationsKeepFunction(t *testing.T) {
 			moved = max(moved, math.Abs(m[i]-start[seed][i]))
 		}
 	}
+	if math.Abs(moved-rots.maxDrift()) > 1e-12 {
+		t.Fatalf("maxDrift %v, measured %v", rots.maxDrift(), moved)
+	}
 	if moved < 1e-4 {
 		t.Fatalf("rotations did not move (max change %g)", moved)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/qatgo/qatgo/fakequant"
 	G "gorgonia.org/gorgonia"
@@ -16,10 +17,11 @@ type learnedRotations struct {
 	rs    map[uint64]*fakequant.Rotation
 	order []uint64
 	fixed map[uint64][]float64 // evaluation: start from these matrices (by seed)
+	start map[uint64][]float64 // initial matrices
 }
 
 func newLearnedRotations(fixed map[uint64][]float64) *learnedRotations {
-	return &learnedRotations{rs: map[uint64]*fakequant.Rotation{}, fixed: fixed}
+	return &learnedRotations{rs: map[uint64]*fakequant.Rotation{}, fixed: fixed, start: map[uint64][]float64{}}
 }
 
 // rotate implements graph.RotateFunc: the first call with a seed creates the site's rotation in
@@ -43,6 +45,7 @@ func (l *learnedRotations) rotate(x *G.Node, seed uint64) (*G.Node, error) {
 		}
 		l.rs[seed] = r
 		l.order = append(l.order, seed)
+		l.start[seed] = r.Matrix()
 	}
 	return r.Apply(x)
 }
@@ -73,6 +76,17 @@ func (l *learnedRotations) matrices() map[uint64][]float64 {
 		m[s] = r.Matrix()
 	}
 	return m
+}
+
+// maxDrift returns the largest change of an entry of a rotation since it was created.
+func (l *learnedRotations) maxDrift() float64 {
+	d := 0.0
+	for s, r := range l.rs {
+		for i, v := range r.Matrix() {
+			d = max(d, math.Abs(v-l.start[s][i]))
+		}
+	}
+	return d
 }
 
 // maxOrthogonalityError returns the largest |R^T R - I| entry over all rotations.
