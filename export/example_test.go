@@ -14,6 +14,7 @@ import (
 	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/qat"
 	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
 	"gorgonia.org/tensor"
 )
 
@@ -104,4 +105,20 @@ func quietLogger() *logrus.Logger {
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	return l
+}
+
+// ExampleFromCheckpoint exports a checkpoint written by qat.Trainer (for example by
+// examples/mnist) for the architecture it was trained with; `qatgo export` does the same from the
+// command line.
+func ExampleFromCheckpoint() {
+	p, qm, err := export.FromCheckpoint("out/bn-qat-w8a8/checkpoint.bin", qat.BNCNN(1), qat.W8A8(),
+		export.Options{Uint8Input: &quant.Params{Scale: 1.0 / 255}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_ = p // for export.Parity with test images
+	if err := qmodel.WriteFile("bn-cnn-w8a8.qm", qm); err != nil {
+		fmt.Println(err)
+	}
 }
