@@ -24,12 +24,15 @@
 //
 // Layer mapping: model input -> Quantize (float32 input, or uint8 with Options.Uint8Input);
 // Conv2d [+BatchNorm] [+ReLU/ReLU6] -> Conv2D (dense or depthwise, stride, symmetric padding with
-// the input zero point); Linear [+BatchNorm] [+ReLU/ReLU6] -> FullyConnected; MaxPool2d ->
+// the input zero point; other groupings, such as 2 groups or a depthwise channel multiplier > 1,
+// become a dense Conv2D with zero weights outside each group, which the runtime supports); Linear [+BatchNorm] [+ReLU/ReLU6] -> FullyConnected; MaxPool2d ->
 // MaxPool2D (same parameters as its input); AvgPool2d and GlobalAvgPool -> AvgPool2D when the
 // pool's output quantizer equals its input's, otherwise a depthwise Conv2D with all-one weights of
 // scale 1/(KH*KW), which rounds the window sum once to the output scale as the fake-quant graph
 // does (GlobalAvgPool adds a Reshape to (C)); Add [+ReLU/ReLU6] -> Add (both inputs rescaled);
-// Flatten -> Reshape; Dropout -> nothing; then optionally Softmax (Options.Softmax) and a
+// standalone BatchNorm, ReLU or ReLU6 (not after a conv/linear) -> a depthwise 1x1 Conv2D with
+// weights +-127 of scale |gamma/sigma|/127 (exact), bias beta - mean*gamma/sigma and the
+// activation in the clamp; Flatten -> Reshape; Dropout -> nothing; then optionally Softmax (Options.Softmax) and a
 // Dequantize to float32 output. The runtime tensor of the activation site "<op>.out" is named
 // "<op>" and the quantized input "input" (TensorName).
 //

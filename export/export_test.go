@@ -124,6 +124,22 @@ func gapCNN(seed uint64) *graph.Model {
 	return m
 }
 
+// groupCNN has a grouped convolution (2 groups) and a depthwise one with channel multiplier 2,
+// which export lowers to dense convolutions with zero weights outside the groups.
+func groupCNN(seed uint64) *graph.Model {
+	m := graph.NewModel("groups", []int{2, 12, 12}, tensor.Float32, seed)
+	m.Conv2d("c1", graph.Conv{Out: 4, Kernel: 3, Pad: 1, Bias: true})
+	m.ReLU("r1")
+	m.Conv2d("g2", graph.Conv{Out: 6, Kernel: 3, Pad: 1, Groups: 2})
+	m.BatchNorm("bn", 0, 0)
+	m.ReLU("r2")
+	m.MaxPool2d("mp", 2, 2, 0)
+	m.Conv2d("dwm", graph.Conv{Out: 12, Kernel: 3, Stride: 2, Groups: 6, Bias: true})
+	m.Flatten("f")
+	m.Linear("fc", 10, true)
+	return m
+}
+
 // trained returns a model trained a few QAT steps on synthetic data with config c.
 func trained(t testing.TB, mk func(uint64) *graph.Model, c qat.QConfig, steps int) (*qat.Prepared, *synth) {
 	t.Helper()
@@ -165,6 +181,7 @@ func TestEndToEnd(t *testing.T) {
 		// than its producer's (res: 1.75x, conv3: 2x) amplifies upstream 1-LSB differences.
 		{"W4A8-LSQ", smallCNN, qat.W4A8LSQ(), Options{}, Thresholds{MinWithin1: 0.95, MinAgreement: 0.95, MaxLSB: 4}, 32},
 		{"tail-W8A8", tailCNN, qat.W8A8(), Options{}, Thresholds{MinWithin1: 0.995, MinAgreement: 0.999, MaxLSB: 2}, 32},
+		{"groups-W8A8", groupCNN, qat.W8A8(), Options{}, Thresholds{MinWithin1: 0.999, MinAgreement: 0.999, MaxLSB: 2}, 32},
 		{"gap-W8A8", gapCNN, qat.W8A8(), Options{}, Thresholds{MinWithin1: 0.999, MinAgreement: 0.999, MaxLSB: 2}, 32},
 		{"W8A8-per-tensor-weights", smallCNN, perTensor(qat.W8A8()), Options{}, Thresholds{MinWithin1: 0.999, MinAgreement: 0.999, MaxLSB: 2}, 32},
 		// PACT activations are unsigned [0,255] with zero point 0: exported as int8 with zero point -128
@@ -479,11 +496,6 @@ func TestUnsupported(t *testing.T) {
 		qc   qat.QConfig
 		want string
 	}{
-		{"grouped conv", func() *graph.Model {
-			m := img("g")
-			m.Conv2d("gconv", graph.Conv{Out: 4, Kernel: 3, Groups: 2})
-			return m
-		}, qat.W8A8(), `"gconv"`},
 		{"flatten output", func() *graph.Model {
 			m := img("f")
 			m.Conv2d("c", graph.Conv{Out: 4, Kernel: 3})

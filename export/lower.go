@@ -449,9 +449,6 @@ func (lw *lowerer) conv(g graph.Group, l *graph.Layer, x layout, out quant.Param
 		return 0, fmt.Errorf("%w: layer %q needs a (C,H,W) input", ErrUnsupported, l.Name)
 	}
 	inC := l.InShape[0]
-	if l.Groups != 1 && !(l.Groups == inC && l.Out == inC) {
-		return 0, fmt.Errorf("%w: layer %q: conv2d with %d groups, %d input and %d output channels; the runtime supports groups=1 and depthwise (groups = in = out channels)", ErrUnsupported, l.Name, l.Groups, inC, l.Out)
-	}
 	f, err := Fold(lw.m, g)
 	if err != nil {
 		return 0, err
@@ -460,25 +457,39 @@ func (lw *lowerer) conv(g graph.Group, l *graph.Layer, x layout, out quant.Param
 	if err != nil {
 		return 0, err
 	}
-	// OIHW -> [O, KH, KW, I/groups]: k = (kh*KW+kw)*I + i within a row
+	// OIHW -> [O, KH, KW, I/groups]: k = (kh*KW+kw)*I + i within a row. A grouped convolution
+	// other than depthwise (groups = in = out channels) becomes a dense one whose weights are
+	// zero outside each output channel's group: the same sums, exactly.
 	o, ic, kh, kw := f.Shape[0], f.Shape[1], f.Shape[2], f.Shape[3]
-	t := make([]int8, len(q))
+	groups := l.Groups
+	dense := groups != 1 && !(groups == inC && l.Out == inC)
+	wc := ic
+	if dense {
+		wc, groups = inC, 1
+	}
+	ocg := o / l.Groups
+	t := make([]int8, o*kh*kw*wc)
 	for a := 0; a < o; a++ {
+		off := 0
+		if dense {
+			off = (a / ocg) * ic // first input channel of the group of output channel a
+		}
 		for i := 0; i < ic; i++ {
 			for h := 0; h < kh; h++ {
 				for w := 0; w < kw; w++ {
-					t[((a*kh+h)*kw+w)*ic+i] = q[((a*ic+i)*kh+h)*kw+w]
+					t[((a*kh+h)*kw+w)*wc+off+i] = q[((a*ic+i)*kh+h)*kw+w]
 				}
 			}
 		}
 	}
+	ic = wc
 	bias, err := biasInt(l.Name, f.Bias, x.p.Scale, scales)
 	if err != nil {
 		return 0, err
 	}
 	return lw.b.Conv2D(l.Name, x.id, qmodel.Weights{Values: t, Shape: []int{o, kh, kw, ic}, Scales: scales, Int4: int4}, bias,
 		qmodel.Conv2DOptions{StrideH: l.Stride, StrideW: l.Stride, PadTop: l.Pad, PadLeft: l.Pad, PadBottom: l.Pad, PadRight: l.Pad,
-			Groups: l.Groups, Act: actOf(g.Act)}, out), nil
+			Groups: groups, Act: actOf(g.Act)}, out), nil
 }
 
 func (lw *lowerer) linear(g graph.Group, l *graph.Layer, x layout, out quant.Params) (qmodel.TensorID, error) {
