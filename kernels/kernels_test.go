@@ -187,6 +187,25 @@ func TestRequantizeInt32(t *testing.T) {
 			}
 		}
 	}
+	// Zero points far outside the int8 range (the vector epilogues fall back or stay exact).
+	for _, zp := range []int32{math.MinInt32, math.MaxInt32, -1 << 30} {
+		big := *rq
+		big.ZeroPoint = zp
+		want := refRequant(src, n, &big)
+		for _, p := range allImpls() {
+			clear(got)
+			if p.requant != nil {
+				p.requant(got, src, n, &big)
+			} else {
+				RequantizeInt32(got, src, n, &big)
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("%s zp %d: index %d: got %d want %d", p.name, zp, i, got[i], want[i])
+				}
+			}
+		}
+	}
 	// ties round toward +inf: 3/2 -> 2, -3/2 -> -1
 	half := &Requant{M0: []int32{1 << 30}, Shift: []int32{0}, Min: -128, Max: 127}
 	RequantizeInt32(got[:2], []int32{3, -3}, 1, half)

@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"math"
 	"sync"
 	"unsafe"
 )
@@ -129,7 +130,7 @@ func (k *simdKernels) rowSum(a []int8) int32 {
 func (k *simdKernels) requantRows(dst []int8, ldd int, acc []int32, lda, rows, n int, rq *Requant, j0 int) {
 	m0, sh := rq.M0[j0:j0+n], rq.Shift[j0:j0+n]
 	n8 := n &^ 7
-	if k.requant == nil {
+	if k.requant == nil || !rq.int32Safe() {
 		n8 = 0
 	}
 	if n8 > 0 && rows > 0 {
@@ -410,6 +411,9 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 		copy(off, bias)
 	}
 	n8 := n &^ 7
+	if !rq.int32Safe() {
+		n8 = 0
+	}
 	par := batch*oh*ow*n*s.K() >= parallelMinMACs
 	for b := 0; b < batch; b++ {
 		fill(pad, inZero)
@@ -421,6 +425,7 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 		parallelForOrSerial(par, oh, func(oy int) {
 			asc := simdPool.Get().(*simdScratch)
 			asc.acc = growI32(asc.acc, simdMaxMR*ncp)
+			asc.off = growI32(asc.off, panelN) // epilogue tail buffer
 			acc := asc.acc
 			base := oy * s.StrideH * pw * c
 			for ox0 := 0; ox0 < ow; ox0 += simdMaxMR {
@@ -435,17 +440,24 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 				}
 				if n8 < n {
 					sub := Requant{M0: rq.M0[n8:], Shift: rq.Shift[n8:], ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}
-					var tmp [panelN]int32
+					tmp := asc.off[:n-n8]
 					for r := 0; r < rows; r++ {
 						corr := 128 * acc[r*ncp+n]
 						for j := n8; j < n; j++ {
 							tmp[j-n8] = acc[r*ncp+j] - corr
 						}
-						requantRow(d[r*n+n8:r*n+n], tmp[:n-n8], &sub)
+						requantRow(d[r*n+n8:r*n+n], tmp, &sub)
 					}
 				}
 			}
 			simdPool.Put(asc)
 		})
 	}
+}
+
+// int32Safe reports whether Min-ZeroPoint and Max-ZeroPoint fit in int32, the condition of the
+// AVX-512 epilogue (always true for zero points in the int8 range).
+func (rq *Requant) int32Safe() bool {
+	lo, hi := int64(rq.Min)-int64(rq.ZeroPoint), int64(rq.Max)-int64(rq.ZeroPoint)
+	return lo >= math.MinInt32 && hi <= math.MaxInt32 && lo <= math.MaxInt32 && hi >= math.MinInt32
 }

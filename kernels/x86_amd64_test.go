@@ -113,7 +113,7 @@ func testRequantVector(t *testing.T, requant func(dst *int8, ldd int, src *int32
 			m0[i] = int32(1<<30 + r.Int64N(1<<30))
 		}
 	}
-	for _, zp := range []int32{-128, 0, 127, math.MinInt32, math.MaxInt32} {
+	for _, zp := range []int32{-128, 0, 127, math.MinInt32 + 128, math.MaxInt32 - 127} {
 		// 64 rows of 64 channels: the multipliers of the first 64 entries apply to every row.
 		for i := 64; i < n; i++ {
 			m0[i], sh[i] = m0[i%64], sh[i%64]

@@ -213,16 +213,21 @@ sumrows_tail:
 // func requantAVX512(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64, corr *int32, cs int)
 // The epilogue of quant.Requantize on rows x n values (n a positive multiple of 8; strides in
 // elements), 8 at a time in 64-bit lanes: r = (acc*m0 + 2^(30-sh)) >> (31-sh) (arithmetic),
-// saturate to int32, + zp, clamp to [lo, hi], store the low byte. Before that, 128*corr[r*cs]
+// saturate to int32, + zp, clamp to [lo, hi], store the low byte. Requires lo-zp and hi-zp to
+// fit in int32 (requantRows falls back to Go otherwise). Before that, 128*corr[r*cs]
 // is subtracted from every accumulator of row r (int32, wrapping like the accumulation): the
 // implicit convolution passes its row sums this way; other callers pass a zero with cs = 0.
 TEXT ·requantAVX512(SB), NOSPLIT, $0-104
-	MOVQ zp+64(FP), AX
-	VPBROADCASTQ AX, Z28
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp; the caller guarantees that lo - zp and hi - zp fit int32.
+	MOVQ zp+64(FP), BX
+	VPBROADCASTD BX, Y28
 	MOVQ lo+72(FP), AX
-	VPBROADCASTQ AX, Z29
+	SUBQ BX, AX
+	VPBROADCASTD AX, Y29
 	MOVQ hi+80(FP), AX
-	VPBROADCASTQ AX, Z30
+	SUBQ BX, AX
+	VPBROADCASTD AX, Y30
 	MOVQ $31, AX
 	VPBROADCASTQ AX, Z31
 	MOVQ $1, AX
@@ -256,12 +261,11 @@ requant512_loop:
 	VPMULDQ Z1, Z0, Z0
 	VPADDQ Z3, Z0, Z0
 	VPSRAVQ Z2, Z0, Z0
-	VPMINSQ Z26, Z0, Z0
-	VPMAXSQ Z25, Z0, Z0
-	VPADDQ Z28, Z0, Z0
-	VPMAXSQ Z29, Z0, Z0
-	VPMINSQ Z30, Z0, Z0
-	VPMOVQB Z0, (DI)
+	VPMOVSQD Z0, Y0         // saturate to int32
+	VPMAXSD Y29, Y0, Y0
+	VPMINSD Y30, Y0, Y0
+	VPADDD Y28, Y0, Y0
+	VPMOVDB Y0, (DI)
 	ADDQ ldd+8(FP), DI
 	MOVQ lds+24(FP), AX
 	LEAQ (SI)(AX*4), SI
