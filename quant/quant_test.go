@@ -184,3 +184,38 @@ func TestInt4RoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestRoundFloat32MatchesMathRound(t *testing.T) {
+	check := func(x float32) {
+		want := float32(math.Round(float64(x)))
+		got := Round(x)
+		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
+			t.Fatalf("Round(%v [%08x]) = %v, math.Round gives %v", x, math.Float32bits(x), got, want)
+		}
+	}
+	for _, x := range []float32{0, float32(math.Copysign(0, -1)), 0.5, -0.5, 0.49999997, -0.49999997, 1.5, 2.5,
+		8388607.5, -8388607.5, 8388608, 1 << 30, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
+		math.SmallestNonzeroFloat32, math.MaxFloat32} {
+		check(x)
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 2_000_000; i++ {
+		check(math.Float32frombits(rng.Uint32()))
+		check(float32(rng.NormFloat64() * 300))
+	}
+}
+
+func BenchmarkRoundFloat32(b *testing.B) {
+	xs := make([]float32, 1024)
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range xs {
+		xs[i] = float32(rng.NormFloat64() * 100)
+	}
+	var s float32
+	for b.Loop() {
+		for _, x := range xs {
+			s += Round(x)
+		}
+	}
+	_ = s
+}
