@@ -355,6 +355,9 @@ func plotCurves(path string, curves []curve) error {
 	}
 	acc.Legend.Top = false
 	acc.Y.Label.Text = "%"
+	loss.Y.Scale = plot.LogScale{}
+	loss.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	loss.Legend.Top = true
 	img := vgimg.New(vg.Points(900), vg.Points(360))
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Points(10), PadY: vg.Points(10), PadTop: vg.Points(5), PadBottom: vg.Points(5), PadLeft: vg.Points(5), PadRight: vg.Points(5)}
