@@ -112,3 +112,10 @@ func BenchmarkTrainStepConvop(b *testing.B) {
 	defer useConvop()()
 	BenchmarkTrainStep(b)
 }
+
+// BenchmarkQATOverFloatConvop is BenchmarkQATOverFloat with package convop's ops (the example's
+// default), where the fake-quant ops are a larger share of the step.
+func BenchmarkQATOverFloatConvop(b *testing.B) {
+	defer useConvop()()
+	BenchmarkQATOverFloat(b)
+}
