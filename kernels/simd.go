@@ -308,8 +308,16 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 	defer simdPool.Put(sc)
 	inImg, outImg := s.InH*s.InW*s.InC, m*s.OutC
 	for b := 0; b < batch; b++ {
-		im2colRows(col, kp, src[b*inImg:(b+1)*inImg], s, inZero, nil)
-		k.rowOffsets(roff, col, kp, m, kp)
+		if k.sum != nil && k.sumRows == nil && s.KW*s.InC <= 8 {
+			// The small-channel patch builder sums the words it moves for free.
+			im2colRows(col, kp, src[b*inImg:(b+1)*inImg], s, inZero, roff)
+			for i := range roff[:m] {
+				roff[i] *= -128
+			}
+		} else {
+			im2colRows(col, kp, src[b*inImg:(b+1)*inImg], s, inZero, nil)
+			k.rowOffsets(roff, col, kp, m, kp)
+		}
 		out := dst[b*outImg : (b+1)*outImg]
 		a, lda := col, kp
 		if k.sext16 != nil {
