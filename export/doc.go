@@ -36,9 +36,14 @@
 // Dequantize to float32 output. The runtime tensor of the activation site "<op>.out" is named
 // "<op>" and the quantized input "input" (TensorName).
 //
-// Activation sites must be 8-bit (signed, or unsigned such as PACT, which is re-expressed with
-// zero point z-128); lower bit widths are rejected with ErrUnsupported because qmodel has no
-// clamp range other than int8 and ReLU/ReLU6.
+// Activations are int8 in the runtime. An unsigned 8-bit site (PACT) is the signed one shifted:
+// zero point z-128. A site of fewer than 8 bits (range [qmin, qmax], e.g. [-8,7]) needs a clamp
+// to that range, and qmodel's ops clamp only to [-128,127] (or ReLU/ReLU6 bounds): the op that
+// computes it writes level q as q+127-qmax (its int8 clamp at 127 is then qmax), and an exact
+// identity (a depthwise 1x1 Conv2D with weight 1 and multiplier 1, named "<op>"; the first op is
+// "<op>/q") moves level q to q-128-qmin, clamping at qmin. Consumers read the second
+// representation. This costs one cheap op per low-bit activation and matches the fake-quant
+// clamp exactly.
 //
 // # Where the quantizer state comes from
 //

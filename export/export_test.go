@@ -180,6 +180,10 @@ func TestEndToEnd(t *testing.T) {
 		// graph does not simulate) worth up to about 0.1 LSB, and a consumer whose scale is finer
 		// than its producer's (res: 1.75x, conv3: 2x) amplifies upstream 1-LSB differences.
 		{"W4A8-LSQ", smallCNN, qat.W4A8LSQ(), Options{}, Thresholds{MinWithin1: 0.95, MinAgreement: 0.95, MaxLSB: 4}, 32},
+		// activations of fewer than 8 bits: each requantizing op is followed by an identity
+		// clamp op (see actParams)
+		{"W4A4-LSQ", smallCNN, qat.W4A4LSQ(), Options{}, Thresholds{MinWithin1: 0.9, MinAgreement: 0.9}, 32},
+		{"tail-W4A4-LSQ", tailCNN, qat.W4A4LSQ(), Options{}, Thresholds{MinWithin1: 0.9, MinAgreement: 0.9}, 32},
 		{"tail-W8A8", tailCNN, qat.W8A8(), Options{}, Thresholds{MinWithin1: 0.995, MinAgreement: 0.999, MaxLSB: 2}, 32},
 		{"groups-W8A8", groupCNN, qat.W8A8(), Options{}, Thresholds{MinWithin1: 0.999, MinAgreement: 0.999, MaxLSB: 2}, 32},
 		{"gap-W8A8", gapCNN, qat.W8A8(), Options{}, Thresholds{MinWithin1: 0.999, MinAgreement: 0.999, MaxLSB: 2}, 32},
@@ -502,11 +506,6 @@ func TestUnsupported(t *testing.T) {
 			m.Flatten("flat")
 			return m
 		}, qat.W8A8(), `"flat"`},
-		{"4-bit activations", func() *graph.Model {
-			m := img("a4")
-			m.Conv2d("c", graph.Conv{Out: 4, Kernel: 3})
-			return m
-		}, qat.W4A4LSQ(), "4-bit"},
 		{"float activations", func() *graph.Model {
 			m := img("fa")
 			m.Conv2d("c", graph.Conv{Out: 4, Kernel: 3})

@@ -255,34 +255,48 @@ func nhwc(shape []int) []int {
 	return slices.Clone(shape)
 }
 
-// actParams returns the int8 runtime parameters of an activation site.
-func (lw *lowerer) actParams(site string) (quant.Params, error) {
+// actParams returns the int8 runtime parameters of an activation site: final, those of the tensor
+// its consumers read, in which level q of the site's range [qmin, qmax] is q-128-qmin (so the
+// int8 clamp at -128 is the site's qmin; an unsigned [0,255] site is the signed one shifted), and,
+// for a site of fewer than 8 bits, hi: the parameters under which the op that computes it writes
+// level q as q+127-qmax, so that its int8 clamp at 127 is the site's qmax. clampLow then moves hi
+// to final exactly, clamping at qmin. Same scale in both; only the zero point moves.
+func (lw *lowerer) actParams(site string) (final quant.Params, hi *quant.Params, err error) {
 	sp, ok := lw.sp[site]
 	if !ok {
-		return quant.Params{}, fmt.Errorf("export: no quantizer parameters for site %q", site)
+		return final, nil, fmt.Errorf("export: no quantizer parameters for site %q", site)
 	}
 	if sp.Float {
-		return quant.Params{}, fmt.Errorf("%w: site %q is not quantized (float); the integer runtime needs every activation quantized", ErrUnsupported, site)
+		return final, nil, fmt.Errorf("%w: site %q is not quantized (float); the integer runtime needs every activation quantized", ErrUnsupported, site)
 	}
 	if len(sp.Params) != 1 {
-		return quant.Params{}, fmt.Errorf("%w: activation site %q has %d scales; activations must be per tensor", ErrUnsupported, site, len(sp.Params))
+		return final, nil, fmt.Errorf("%w: activation site %q has %d scales; activations must be per tensor", ErrUnsupported, site, len(sp.Params))
+	}
+	if l := sp.Range.Levels(); l > 256 || l < 2 {
+		return final, nil, fmt.Errorf("%w: activation site %q has range %v; at most 8 bits", ErrUnsupported, site, sp.Range)
 	}
 	p := sp.Params[0]
-	if sp.Range.Levels() != 256 {
-		return quant.Params{}, fmt.Errorf("%w: activation site %q is %d-bit %v; the runtime's activations are int8 with clamp bounds [-128,127] (or ReLU/ReLU6), so a low-bit activation range would not be clamped as in training (qmodel needs a per-op clamp range for this)", ErrUnsupported, site, sp.Bits, sp.Range)
-	}
-	// an unsigned 8-bit range [0,255] (PACT) is the signed one shifted by 128: same reals
-	p.ZeroPoint += -128 - sp.Range.Min
 	if !(p.Scale > 0) || math.IsInf(float64(p.Scale), 0) {
-		return quant.Params{}, fmt.Errorf("export: site %q has scale %v", site, p.Scale)
+		return final, nil, fmt.Errorf("export: site %q has scale %v", site, p.Scale)
 	}
-	return p, nil
+	if p.ZeroPoint < sp.Range.Min || p.ZeroPoint > sp.Range.Max {
+		return final, nil, fmt.Errorf("export: site %q has zero point %d outside %v", site, p.ZeroPoint, sp.Range)
+	}
+	final = quant.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint - 128 - sp.Range.Min}
+	if sp.Range.Levels() < 256 {
+		hi = &quant.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint + 127 - sp.Range.Max}
+	}
+	return final, hi, nil
 }
 
 func (lw *lowerer) input(opt Options) error {
-	p, err := lw.actParams(graph.InputName)
+	p, hi, err := lw.actParams(graph.InputName)
 	if err != nil {
 		return err
+	}
+	qname, qp := TensorName(graph.InputName), p
+	if hi != nil {
+		qname, qp = qname+"/q", *hi
 	}
 	shape := nhwc(lw.m.Input)
 	var in qmodel.TensorID
@@ -295,7 +309,10 @@ func (lw *lowerer) input(opt Options) error {
 	} else {
 		in = lw.b.Input("input_float", qmodel.Float32, shape, nil)
 	}
-	id := lw.b.Quantize(TensorName(graph.InputName), in, p)
+	id := lw.b.Quantize(qname, in, qp)
+	if hi != nil {
+		id = lw.clampLow(TensorName(graph.InputName), id, lw.m.Input, p)
+	}
 	lw.act[graph.InputName] = layout{id: id, shape: slices.Clone(lw.m.Input), p: p}
 	return nil
 }
@@ -351,18 +368,22 @@ func (lw *lowerer) group(g graph.Group) error {
 		lw.act[g.Out] = layout{id: id, shape: slices.Clone(l.OutShape), p: x.p}
 		return nil
 	}
-	out, err := lw.actParams(g.Op + ".out")
+	final, hi, err := lw.actParams(g.Op + ".out")
 	if err != nil {
 		return err
 	}
-	y := layout{shape: slices.Clone(lw.m.Layer(g.Out).OutShape), p: out}
+	name, out := l.Name, final
+	if hi != nil {
+		name, out = l.Name+"/q", *hi
+	}
+	y := layout{shape: slices.Clone(lw.m.Layer(g.Out).OutShape), p: final}
 	switch g.Kind {
 	case graph.KindConv2d:
-		y.id, err = lw.conv(g, l, x, out)
+		y.id, err = lw.conv(g, l, x, name, out)
 	case graph.KindLinear:
-		y.id, err = lw.linear(g, l, x, out)
+		y.id, err = lw.linear(g, l, x, name, out)
 	case graph.KindAvgPool2d, graph.KindGlobalAvgPool:
-		y.id, err = lw.avgPool(g, l, x, out)
+		y.id, err = lw.avgPool(g, l, x, name, out)
 	case graph.KindAdd:
 		var x2 layout
 		if x2, err = lw.in(l, 1); err != nil {
@@ -372,18 +393,43 @@ func (lw *lowerer) group(g graph.Group) error {
 			return fail("inputs %q and %q have different element orders", l.Inputs[0], l.Inputs[1])
 		}
 		y.chw = x.chw
-		y.id = lw.b.Add(l.Name, x.id, x2.id, actOf(g.Act), out)
+		y.id = lw.b.Add(name, x.id, x2.id, actOf(g.Act), out)
 	case graph.KindBatchNorm, graph.KindReLU, graph.KindReLU6:
 		y.chw = x.chw
-		y.id, err = lw.channelAffine(g, l, x, out)
+		y.id, err = lw.channelAffine(g, l, x, name, out)
 	default:
 		return fail("no integer lowering for a standalone %s (supported: conv2d/linear [+batchnorm] [+relu/relu6], add [+relu/relu6], batchnorm, relu, relu6, maxpool2d, avgpool2d, globalavgpool, flatten, dropout)", g.Kind)
 	}
 	if err != nil {
 		return err
 	}
+	if hi != nil {
+		y.id = lw.clampLow(l.Name, y.id, y.shape, final)
+	}
 	lw.act[g.Out] = y
 	return nil
+}
+
+// clampLow adds the second op of a low-bit activation: an exact identity (depthwise 1x1 Conv2D,
+// weight 1 of scale 1, multiplier 1) from the representation whose int8 clamp cut the site's
+// qmax to final, whose int8 clamp cuts its qmin. A vector is reshaped to (1,1,F) and back.
+func (lw *lowerer) clampLow(name string, in qmodel.TensorID, shape []int, final quant.Params) qmodel.TensorID {
+	c := shape[0]
+	vec := len(shape) == 1
+	conv := name
+	if vec {
+		in, conv = lw.b.Reshape(name+"/to_image", in, []int{1, 1, c}), name+"/clamp"
+	}
+	ones := make([]int8, c)
+	for i := range ones {
+		ones[i] = 1
+	}
+	id := lw.b.Conv2D(conv, in, qmodel.Weights{Values: ones, Shape: []int{c, 1, 1, 1}, Scales: []float32{1}}, nil,
+		qmodel.Conv2DOptions{Groups: c}, final)
+	if vec {
+		id = lw.b.Reshape(name, id, []int{c})
+	}
+	return id
 }
 
 // weights quantizes the folded weights of a group with its trained weight quantizer.
@@ -444,7 +490,7 @@ func biasInt(op string, b []float32, inScale float32, wScales []float32) ([]int3
 	return out, nil
 }
 
-func (lw *lowerer) conv(g graph.Group, l *graph.Layer, x layout, out quant.Params) (qmodel.TensorID, error) {
+func (lw *lowerer) conv(g graph.Group, l *graph.Layer, x layout, name string, out quant.Params) (qmodel.TensorID, error) {
 	if x.chw != nil || len(x.shape) != 3 {
 		return 0, fmt.Errorf("%w: layer %q needs a (C,H,W) input", ErrUnsupported, l.Name)
 	}
@@ -487,12 +533,12 @@ func (lw *lowerer) conv(g graph.Group, l *graph.Layer, x layout, out quant.Param
 	if err != nil {
 		return 0, err
 	}
-	return lw.b.Conv2D(l.Name, x.id, qmodel.Weights{Values: t, Shape: []int{o, kh, kw, ic}, Scales: scales, Int4: int4}, bias,
+	return lw.b.Conv2D(name, x.id, qmodel.Weights{Values: t, Shape: []int{o, kh, kw, ic}, Scales: scales, Int4: int4}, bias,
 		qmodel.Conv2DOptions{StrideH: l.Stride, StrideW: l.Stride, PadTop: l.Pad, PadLeft: l.Pad, PadBottom: l.Pad, PadRight: l.Pad,
 			Groups: groups, Act: actOf(g.Act)}, out), nil
 }
 
-func (lw *lowerer) linear(g graph.Group, l *graph.Layer, x layout, out quant.Params) (qmodel.TensorID, error) {
+func (lw *lowerer) linear(g graph.Group, l *graph.Layer, x layout, name string, out quant.Params) (qmodel.TensorID, error) {
 	if len(x.shape) != 1 {
 		return 0, fmt.Errorf("%w: layer %q needs a vector input", ErrUnsupported, l.Name)
 	}
@@ -529,7 +575,7 @@ func (lw *lowerer) linear(g graph.Group, l *graph.Layer, x layout, out quant.Par
 	if err != nil {
 		return 0, err
 	}
-	return lw.b.FullyConnected(l.Name, x.id, qmodel.Weights{Values: q, Shape: []int{n, k}, Scales: scales, Int4: int4}, bias, actOf(g.Act), out), nil
+	return lw.b.FullyConnected(name, x.id, qmodel.Weights{Values: q, Shape: []int{n, k}, Scales: scales, Int4: int4}, bias, actOf(g.Act), out), nil
 }
 
 // channelAffine lowers a standalone BatchNorm (y = a[c]*x + b[c] with a = gamma/sigma and
@@ -537,7 +583,7 @@ func (lw *lowerer) linear(g graph.Group, l *graph.Layer, x layout, out quant.Par
 // in the clamp) to a depthwise 1x1 Conv2D. Each channel's weight is +-127 with scale |a[c]|/127,
 // so the weight is exact and the requantization rounds a*x+b once to the output scale. A vector
 // input is reshaped to (1,1,F) and back.
-func (lw *lowerer) channelAffine(g graph.Group, l *graph.Layer, x layout, out quant.Params) (qmodel.TensorID, error) {
+func (lw *lowerer) channelAffine(g graph.Group, l *graph.Layer, x layout, base string, out quant.Params) (qmodel.TensorID, error) {
 	c := x.shape[0]
 	a := make([]float32, c)
 	var b []float32
@@ -578,10 +624,10 @@ func (lw *lowerer) channelAffine(g graph.Group, l *graph.Layer, x layout, out qu
 	if err != nil {
 		return 0, err
 	}
-	in, name := x.id, l.Name
+	in, name := x.id, base
 	vec := len(x.shape) == 1
 	if vec {
-		in, name = lw.b.Reshape(l.Name+"/to_image", x.id, []int{1, 1, c}), l.Name+"/affine"
+		in, name = lw.b.Reshape(base+"/to_image", x.id, []int{1, 1, c}), base+"/affine"
 	}
 	act := actOf(g.Act)
 	if g.Kind != graph.KindBatchNorm {
@@ -590,7 +636,7 @@ func (lw *lowerer) channelAffine(g graph.Group, l *graph.Layer, x layout, out qu
 	id := lw.b.Conv2D(name, in, qmodel.Weights{Values: w, Shape: []int{c, 1, 1, 1}, Scales: scales}, bias,
 		qmodel.Conv2DOptions{Groups: c, Act: act}, out)
 	if vec {
-		id = lw.b.Reshape(l.Name, id, []int{c})
+		id = lw.b.Reshape(base, id, []int{c})
 	}
 	return id, nil
 }
@@ -611,7 +657,7 @@ func hwcOrder(v []float32, chw []int) []float32 {
 // AvgPool2D; otherwise (the usual case: the pool's output has its own trained quantizer) it is a
 // depthwise convolution with all-one weights of scale 1/(KH*KW), whose requantization rounds the
 // exact window sum once to the output scale, as the fake-quant graph does.
-func (lw *lowerer) avgPool(g graph.Group, l *graph.Layer, x layout, out quant.Params) (qmodel.TensorID, error) {
+func (lw *lowerer) avgPool(g graph.Group, l *graph.Layer, x layout, base string, out quant.Params) (qmodel.TensorID, error) {
 	if x.chw != nil || len(x.shape) != 3 {
 		return 0, fmt.Errorf("%w: layer %q needs a (C,H,W) input", ErrUnsupported, l.Name)
 	}
@@ -623,9 +669,9 @@ func (lw *lowerer) avgPool(g graph.Group, l *graph.Layer, x layout, out quant.Pa
 	if g.Act != "" {
 		return 0, fmt.Errorf("%w: layer %q: fused activation after a pool", ErrUnsupported, l.Name)
 	}
-	name := l.Name
+	name := base
 	if global {
-		name = l.Name + "/pool"
+		name = base + "/pool"
 	}
 	var id qmodel.TensorID
 	if out == x.p {
@@ -644,7 +690,7 @@ func (lw *lowerer) avgPool(g graph.Group, l *graph.Layer, x layout, out quant.Pa
 			qmodel.Conv2DOptions{StrideH: stride, StrideW: stride, Groups: c}, out)
 	}
 	if global {
-		id = lw.b.Reshape(l.Name, id, []int{c})
+		id = lw.b.Reshape(base, id, []int{c})
 	}
 	return id, nil
 }
