@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/qat"
@@ -34,6 +35,12 @@ type Options struct {
 	// Softmax appends an integer Softmax (output scale 1/256, zero point -128) before the output
 	// Dequantize. The training graph has no softmax, so parity is checked on the logits.
 	Softmax bool
+	// NoWeightRescale keeps the integer weights at the trained levels. By default, a channel
+	// whose levels use at most half of the storage range (int8: 127, int4: 7), as 2- and 3-bit
+	// weights do, is stored as w*k with scale s/k (k = storage max / max|w|): the same real
+	// weights, but a k times finer bias scale s_in*s/k, so the int32 bias rounds k times less
+	// far from the float bias that the fake-quant graph adds.
+	NoWeightRescale bool
 }
 
 // SiteParams returns the quantization parameters of every site of a prepared model, exactly as its
@@ -150,10 +157,13 @@ type layout struct {
 }
 
 type lowerer struct {
+	opt Options
 	m   *graph.Model
 	sp  map[string]qat.SiteParams
 	b   *qmodel.Builder
 	act map[string]layout // by layer name (and graph.InputName)
+	// clamps maps the op names of clampLow's identity convolutions to their site's tensor name
+	clamps map[string]string
 }
 
 // LowerParams lowers model m with the given site parameters (normally from SiteParams) to a
@@ -172,7 +182,7 @@ func LowerParams(m *graph.Model, sp map[string]qat.SiteParams, opt Options) (*qm
 	if name == "" {
 		name = m.Name
 	}
-	lw := &lowerer{m: m, sp: sp, b: qmodel.NewBuilder(name), act: map[string]layout{}}
+	lw := &lowerer{opt: opt, m: m, sp: sp, b: qmodel.NewBuilder(name), act: map[string]layout{}, clamps: map[string]string{}}
 	lw.b.SetProducer(Producer)
 	if opt.Labels != nil {
 		lw.b.SetLabels(opt.Labels)
@@ -202,7 +212,32 @@ func LowerParams(m *graph.Model, sp map[string]qat.SiteParams, opt Options) (*qm
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
+	lw.tidyNames(qm)
 	return qm, nil
+}
+
+// tidyNames renames the constants of low-bit activation pairs: the builder names them after their
+// ops, so the computing op "X/q" has "X/q/weights" and the clamp op "X" has "X/weights"; they
+// become "X/weights" (and "X/bias") and "X/clamp_weights".
+func (lw *lowerer) tidyNames(qm *qmodel.Model) {
+	for i := range qm.Ops {
+		op := &qm.Ops[i]
+		if base, ok := lw.clamps[op.Name]; ok {
+			qm.Tensors[op.Inputs[1]].Name = base + "/clamp_weights"
+		}
+	}
+	for i := range qm.Ops {
+		op := &qm.Ops[i]
+		base, ok := cutSuffix(op.Name, "/q")
+		if !ok || (op.Kind != qmodel.OpConv2D && op.Kind != qmodel.OpFullyConnected) {
+			continue
+		}
+		for _, t := range op.Inputs[1:] {
+			if n, ok := strings.CutPrefix(qm.Tensors[t].Name, op.Name+"/"); ok {
+				qm.Tensors[t].Name = base + "/" + n
+			}
+		}
+	}
 }
 
 // TensorName returns the name of the runtime tensor that holds the activation of a quantizer site
@@ -426,6 +461,7 @@ func (lw *lowerer) clampLow(name string, in qmodel.TensorID, shape []int, final 
 	}
 	id := lw.b.Conv2D(conv, in, qmodel.Weights{Values: ones, Shape: []int{c, 1, 1, 1}, Scales: []float32{1}}, nil,
 		qmodel.Conv2DOptions{Groups: c}, final)
+	lw.clamps[conv] = name
 	if vec {
 		id = lw.b.Reshape(name, id, []int{c})
 	}
@@ -465,7 +501,29 @@ func (lw *lowerer) weights(g graph.Group, f *Folded) ([]int8, []float32, bool, e
 		}
 		q[i] = int8(quant.QuantizeValue(w, s, 0, sp.Range.Min, sp.Range.Max))
 	}
-	return q, scales, sp.Bits <= 4, nil
+	int4 := sp.Bits <= 4
+	if !lw.opt.NoWeightRescale {
+		storage := int8(127)
+		if int4 {
+			storage = 7
+		}
+		n := len(q) / len(scales) // weights per scale
+		for c := range scales {
+			m := int8(0)
+			for _, v := range q[c*n : (c+1)*n] {
+				m = max(m, v, -v)
+			}
+			if m == 0 || m > storage/2 {
+				continue
+			}
+			k := storage / m // the same reals on a k times finer grid: w*s = (w*k)*(s/k)
+			for i := c * n; i < (c+1)*n; i++ {
+				q[i] *= k
+			}
+			scales[c] = float32(float64(scales[c]) / float64(k))
+		}
+	}
+	return q, scales, int4, nil
 }
 
 // biasInt quantizes a folded bias to int32 with scale inScale*wScale[c], the scale the file
