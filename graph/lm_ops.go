@@ -40,6 +40,9 @@ type lmOp struct {
 	// softmax: m rows of seq x seq
 	m     int
 	scale float64
+	// own is the output buffer Do reuses from step to step (TapeMachine calls Do, not
+	// UsePreallocDo, for these ops); the value of the previous run is overwritten.
+	own *tensor.Dense
 }
 
 func (op *lmOp) Arity() int {
@@ -111,16 +114,16 @@ func (op *lmOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	switch op.kind {
 	case lmGather:
 		s := *op
-		s.kind = lmScatter
+		s.kind, s.own = lmScatter, nil
 		g, err = G.ApplyOp(&s, grad, inputs[1])
 		return G.Nodes{g, nil}, err
 	case lmSplit, lmMerge:
 		s := *op
-		s.kind = lmMerge + lmSplit - op.kind
+		s.kind, s.own = lmMerge+lmSplit-op.kind, nil
 		g, err = G.ApplyOp(&s, grad)
 	case lmSoftmax:
 		s := *op
-		s.kind = lmSoftmaxGrad
+		s.kind, s.own = lmSoftmaxGrad, nil
 		g, err = G.ApplyOp(&s, output, grad)
 	default:
 		return nil, fmt.Errorf("graph: %v is not differentiable", op)
@@ -136,7 +139,10 @@ func (op *lmOp) Do(vals ...G.Value) (G.Value, error) {
 	if !ok {
 		return nil, fmt.Errorf("graph: %v: input is %T", op, vals[0])
 	}
-	return op.UsePreallocDo(tensor.New(tensor.Of(t.Dtype()), tensor.WithShape(op.outShape()...)), vals...)
+	if op.own == nil || op.own.Dtype() != t.Dtype() {
+		op.own = tensor.New(tensor.Of(t.Dtype()), tensor.WithShape(op.outShape()...))
+	}
+	return op.UsePreallocDo(op.own, vals...)
 }
 
 func (op *lmOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error) {

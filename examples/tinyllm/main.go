@@ -111,7 +111,7 @@ func parseFlags(args []string) (options, error) {
 		return o, err
 	}
 	if o.quick {
-		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 300, 60, 6, 4, 120
+		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 200, 50, 6, 4, 120
 		o.runs = "ptq:w8a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,qat:w4a8:hadamard"
 	}
 	return o, nil
