@@ -69,7 +69,7 @@ func main() {
 	}
 	log := logrus.New()
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "15:04:05"})
-	if err := run(o, log); err != nil {
+	if _, err := run(o, log); err != nil {
 		log.Error(err)
 		os.Exit(1)
 	}
@@ -191,10 +191,11 @@ func (e exp) method() string {
 	return m
 }
 
-func run(o options, log *logrus.Logger) error {
+// run executes the whole experiment and returns the table rows.
+func run(o options, log *logrus.Logger) ([]row, error) {
 	exps, err := parseRuns(o.runs, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if o.fastBLAS {
 		defer fastblas.Install()()
@@ -207,23 +208,23 @@ func run(o options, log *logrus.Logger) error {
 		corpus, err = text.Load(o.data, topts)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var tk text.ByteTokenizer
 	trainTok, valTok := tk.Encode(corpus.Train), tk.Encode(corpus.Val)
 	sampler, err := text.NewSampler(trainTok, o.batch, o.ctx, o.seed)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	valX, valY := text.Windows(valTok, o.batch, o.ctx, o.evalBatches)
 	if len(valX) == 0 {
-		return fmt.Errorf("validation text (%d bytes) is shorter than one batch", len(valTok))
+		return nil, fmt.Errorf("validation text (%d bytes) is shorter than one batch", len(valTok))
 	}
 	calib := func(i int) ([]int, []int) { return sampler.Next(int64(1<<40 + i)) } // disjoint from training steps
 	cfg := graph.LMConfig{Vocab: tk.VocabSize(), Dim: o.dim, Layers: o.layers, Heads: o.heads, Hidden: o.hidden, Ctx: o.ctx}
 	lm, err := graph.NewLM("tinyllm", cfg, tensor.Float32, o.seed)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	log.WithFields(logrus.Fields{"root": corpus.Root, "files": len(corpus.Files), "train_bytes": len(corpus.Train),
 		"val_bytes": len(corpus.Val), "val_tokens_evaluated": len(valX) * o.batch * o.ctx, "params": lm.NumParams(),
@@ -234,38 +235,38 @@ func run(o options, log *logrus.Logger) error {
 	if o.load != "" {
 		c, err := graph.LoadCheckpoint(o.load)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := lm.LoadState(c); err != nil {
-			return err
+			return nil, err
 		}
 		log.WithField("path", o.load).Info("float model loaded")
 	} else {
 		tr, err := newTrainRun("float", lm, nil, nil, nil, o.batch, sampler, o.wd, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		floatDur, err = tr.fit(o.steps, 0, o.lr, max(o.steps/20, 1))
 		tr.close()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if o.ckpt != "" {
 			c := &graph.Checkpoint{Step: int64(o.steps), Seed: o.seed, Meta: map[string]string{"config": fmt.Sprintf("%+v", lm.Config)}}
 			lm.SaveState(c)
 			if err := graph.SaveCheckpoint(o.ckpt, c); err != nil {
-				return err
+				return nil, err
 			}
 			log.WithField("path", o.ckpt).Info("float checkpoint saved")
 		}
 	}
 	ev, err := newEvaluator(lm, nil, nil, o.batch)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	floatLoss, err := ev.loss(valX, valY)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rows = append(rows, row{"float", "f32", floatLoss, floatDur})
 	log.WithFields(logrus.Fields{"val_loss": fmt.Sprintf("%.4f", floatLoss), "ppl": fmt.Sprintf("%.3f", math.Exp(floatLoss))}).Info("float")
@@ -274,7 +275,7 @@ func run(o options, log *logrus.Logger) error {
 	for i := 0; i < o.calib; i++ {
 		x, y := calib(i)
 		if _, err := ev.run(x, y); err != nil {
-			return err
+			return nil, err
 		}
 		ev.net.AccumAbsMax(stats)
 	}
@@ -286,7 +287,7 @@ func run(o options, log *logrus.Logger) error {
 		// QAT trains qat-steps more than the float model: the fair float reference trains as long.
 		l, dur, err := continueFloat(lm, o, sampler, valX, valY, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		rows = append(rows, row{fmt.Sprintf("float, %d more steps (QAT reference)", o.qatSteps), "f32", l, dur})
 		break
@@ -301,11 +302,11 @@ func run(o options, log *logrus.Logger) error {
 		start := time.Now()
 		lq, err := cloneLM(lm)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if e.smooth {
 			if _, err := lq.SmoothQuant(stats, o.alpha); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		var rotate graph.RotateFunc
@@ -323,22 +324,22 @@ func run(o options, log *logrus.Logger) error {
 			}
 			tr, err := newTrainRun(e.name, lq, q, rotate, rots, o.batch, sampler, o.wd, log)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			tr.spinLR = o.spinLR
 			q.setEnabled(false)
 			x, y := calib(0)
 			if _, err := tr.forward(x, y); err != nil {
-				return err
+				return nil, err
 			}
 			if err := q.initLSQ(); err != nil {
-				return err
+				return nil, err
 			}
 			q.setEnabled(true)
 			dur, err = tr.fit(o.qatSteps, o.steps, o.qatLR, max(o.qatSteps/10, 1))
 			tr.close()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			src = q
 			if rots != nil {
@@ -350,17 +351,17 @@ func run(o options, log *logrus.Logger) error {
 		}
 		e2, err := newEvaluator(lq, newQuant(e.spec, true), rotate, o.batch)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if src != nil {
 			if err := e2.quant.copyParams(src); err != nil {
-				return err
+				return nil, err
 			}
 		} else {
 			for i := 0; i < o.calib; i++ { // PTQ: observers see the calibration batches
 				x, y := calib(i)
 				if _, err := e2.run(x, y); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			e2.quant.freeze()
@@ -369,11 +370,11 @@ func run(o options, log *logrus.Logger) error {
 		l, err := e2.loss(valX, valY)
 		e2.close()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if o.outDir != "" {
 			if err := saveQuantized(o, e, lq, e2.quant, spun); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		rows = append(rows, row{e.method(), e.spec.bits(), l, dur})
@@ -400,18 +401,18 @@ func run(o options, log *logrus.Logger) error {
 	if o.gen > 0 {
 		s, err := generate(lm, nil, nil, o.prompt, o.gen, o.temp, o.seed)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		fmt.Printf("\nsample (float, temperature %.2f):\n%s\n", o.temp, s)
 		if best != nil {
 			s, err := generate(best, bestQ, bestRotate, o.prompt, o.gen, o.temp, o.seed)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			fmt.Printf("\nsample (%s, temperature %.2f):\n%s\n", bestName, o.temp, s)
 		}
 	}
-	return nil
+	return rows, nil
 }
 
 // continueFloat trains a copy of lm in float for the QAT schedule (qat-steps at qat-lr, same data

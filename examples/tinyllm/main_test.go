@@ -89,7 +89,7 @@ func TestPipelineSmall(t *testing.T) {
 	log.SetOutput(io.Discard)
 	stdout := os.Stdout
 	os.Stdout, _ = os.Open(os.DevNull)
-	err = run(o, log)
+	_, err = run(o, log)
 	os.Stdout = stdout
 	if err != nil {
 		t.Fatal(err)
@@ -196,5 +196,40 @@ func TestLearnedRotationsKeepFunction(t *testing.T) {
 	}
 	if a, b := loss(nil), loss(fixedRotations(rots.matrices())); math.Abs(a-b) > 1e-4 {
 		t.Fatalf("loss %v without rotations, %v with the learned ones", a, b)
+	}
+}
+
+// TestQATBeatsPTQAt4Bits trains a small model on 96 KiB of Go source, then checks on the
+// validation text that QAT W4A4 beats PTQ W4A4 and that rotating (Hadamard) helps PTQ W4A4.
+func TestQATBeatsPTQAt4Bits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model (a few seconds)")
+	}
+	o, err := parseFlags([]string{"-max-bytes", "98304", "-dim", "32", "-heads", "2", "-hidden", "64", "-ctx", "32", "-batch", "8",
+		"-steps", "300", "-qat-steps", "60", "-eval-batches", "8", "-calib", "4", "-gen", "0", "-ckpt", "", "-out", "",
+		"-runs", "ptq:w4a4,ptq:w4a4:hadamard,qat:w4a4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	stdout := os.Stdout
+	os.Stdout, _ = os.Open(os.DevNull)
+	rows, err := run(o, log)
+	os.Stdout = stdout
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := map[string]float64{}
+	for _, r := range rows {
+		loss[r.method+" "+r.bits] = r.loss
+		t.Logf("%-40s %-9s %.4f", r.method, r.bits, r.loss)
+	}
+	ptq, ptqH, qat := loss["PTQ W4A4 g32"], loss["PTQ + Hadamard W4A4 g32"], loss["QAT (LSQ w, LSQ+ a) W4A4 g32"]
+	if ptq == 0 || ptqH == 0 || qat == 0 {
+		t.Fatalf("missing rows: %v", loss)
+	}
+	if !(qat < ptq) || !(ptqH < ptq) {
+		t.Fatalf("PTQ W4A4 %.4f, PTQ W4A4 + Hadamard %.4f, QAT W4A4 %.4f", ptq, ptqH, qat)
 	}
 }
