@@ -338,3 +338,37 @@ func ExampleNewLM() {
 	// 115008 parameters, 24 quantizer sites
 	// blk0.attn.in blk0.attn.wq.weight
 }
+
+func ExampleLM_Build() {
+	m, err := NewLM("tiny", LMConfig{Vocab: 16, Dim: 8, Layers: 1, Heads: 2, Ctx: 4}, tensor.Float64, 1)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	n, err := m.Build(LMOptions{Batch: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// two sequences of 4 tokens and their next tokens
+	if err := n.SetBatch([]int{1, 2, 3, 4, 5, 6, 7, 8}, []int{2, 3, 4, 5, 6, 7, 8, 9}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	grads, err := G.Grad(n.Loss, n.ParamNodes()...) // one gradient per LM parameter
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	vm := G.NewTapeMachine(n.G)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("logits", n.Logits.Shape(), "gradients", len(grads))
+	fmt.Printf("loss %.1f nats (uniform: %.1f)\n", n.Loss.Value().Data().(float64), math.Log(16))
+	// Output:
+	// logits (8, 16) gradients 12
+	// loss 3.6 nats (uniform: 2.8)
+}
