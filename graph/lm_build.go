@@ -17,15 +17,17 @@ type LMOptions struct {
 	// Rotate, when set, applies an orthogonal rotation R to the input of every linear and the same
 	// rotation to the input dimension of its weights: (x R)(W R)^T = x W^T, so the float model is
 	// unchanged while outliers of x are spread over all channels before quantization (QuaRot,
-	// Ashkboos et al. 2024, online rotations). Pass a randomised Hadamard rotation, e.g.
-	// fakequant.Hadamard (which needs power-of-two widths Dim and Hidden).
+	// Ashkboos et al. 2024, online rotations). For a randomised Hadamard rotation pass a
+	// function returning fakequant.Hadamard(x, seed).Out (power-of-two widths Dim and Hidden).
 	Rotate RotateFunc
 	// RotateSeed selects the rotations: site s uses seed RotateSeed ^ fnv64a(s).
 	RotateSeed uint64
 }
 
 // RotateFunc returns x rotated along its last axis by an orthogonal matrix R that depends only
-// on seed and the axis length: y = x R. It must be differentiable.
+// on seed and the axis length: y = x R. It must be differentiable. Build calls it for each
+// activation site first and then, with the same seed, for each weight reading that site, so a
+// function may create a learnable R on the first call and reuse it for the weights.
 type RotateFunc func(x *G.Node, seed uint64) (*G.Node, error)
 
 // LMNet is an LM lowered to a Gorgonia graph for a fixed batch: token ids in, logits and the
