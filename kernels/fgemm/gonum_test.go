@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/qatgo/qatgo/kernels/fgemm"
 	"gonum.org/v1/gonum/blas"
@@ -137,6 +138,39 @@ func BenchmarkDgemm(b *testing.B) {
 				fgemm.Dgemm(false, true, n, n, n, 1, x, n, x, n, 0, c, n)
 			}
 			b.ReportMetric(2*float64(n*n*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+		})
+	}
+}
+
+// BenchmarkSgemmVsGonum alternates one gonum Sgemm and one fgemm Sgemm per
+// iteration on the same square product and reports the best time of each as
+// GFLOPS and their ratio: on a machine shared with other jobs the best of
+// interleaved runs compares the two under the same conditions (run with
+// e.g. -benchtime 5x -cpu 1,2).
+func BenchmarkSgemmVsGonum(b *testing.B) {
+	for _, n := range []int{256, 1024} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			a := make([]float32, n*n)
+			bb := make([]float32, n*n)
+			c := make([]float32, n*n)
+			for i := range a {
+				a[i] = float32(i%7) - 3
+				bb[i] = float32(i%5) - 2
+			}
+			var impl gonum.Implementation
+			bestG, bestF := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				impl.Sgemm(blas.NoTrans, blas.NoTrans, n, n, n, 1, a, n, bb, n, 0, c, n)
+				t1 := time.Now()
+				fgemm.Sgemm(false, false, n, n, n, 1, a, n, bb, n, 0, c, n)
+				t2 := time.Now()
+				bestG, bestF = min(bestG, t1.Sub(t0)), min(bestF, t2.Sub(t1))
+			}
+			flop := 2 * float64(n) * float64(n) * float64(n)
+			b.ReportMetric(flop/bestG.Seconds()/1e9, "gonum-GFLOPS")
+			b.ReportMetric(flop/bestF.Seconds()/1e9, "fgemm-GFLOPS")
+			b.ReportMetric(bestG.Seconds()/bestF.Seconds(), "speedup")
 		})
 	}
 }
