@@ -42,8 +42,9 @@
 // computes it writes level q as q+127-qmax (its int8 clamp at 127 is then qmax), and an exact
 // identity (a depthwise 1x1 Conv2D with weight 1 and multiplier 1, named "<op>"; the first op is
 // "<op>/q") moves level q to q-128-qmin, clamping at qmin. Consumers read the second
-// representation. This costs one cheap op per low-bit activation and matches the fake-quant
-// clamp exactly.
+// representation. This costs one cheap op per low-bit activation without a fused ReLU/ReLU6 (with
+// one, the ReLU's clamp at real 0 already lies at or above qmin, so the first op suffices) and
+// matches the fake-quant clamp exactly.
 //
 // # Where the quantizer state comes from
 //

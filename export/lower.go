@@ -295,7 +295,8 @@ func nhwc(shape []int) []int {
 // int8 clamp at -128 is the site's qmin; an unsigned [0,255] site is the signed one shifted), and,
 // for a site of fewer than 8 bits, hi: the parameters under which the op that computes it writes
 // level q as q+127-qmax, so that its int8 clamp at 127 is the site's qmax. clampLow then moves hi
-// to final exactly, clamping at qmin. Same scale in both; only the zero point moves.
+// to final exactly, clamping at qmin. Same scale in both; only the zero point moves. (An op
+// with a fused ReLU/ReLU6 already clamps at level z >= qmin: its hi representation is final.)
 func (lw *lowerer) actParams(site string) (final quant.Params, hi *quant.Params, err error) {
 	sp, ok := lw.sp[site]
 	if !ok {
@@ -406,6 +407,10 @@ func (lw *lowerer) group(g graph.Group) error {
 	final, hi, err := lw.actParams(g.Op + ".out")
 	if err != nil {
 		return err
+	}
+	if hi != nil && (g.Act != "" || g.Kind == graph.KindReLU || g.Kind == graph.KindReLU6) {
+		// the fused ReLU clamps at level z (real 0) >= qmin: the hi representation is final
+		final, hi = *hi, nil
 	}
 	name, out := l.Name, final
 	if hi != nil {

@@ -305,9 +305,11 @@ func compareSite(r *evalRun, sess *infer.Session, s graph.Site, chw []int, data 
 	}
 	want := toNHWC(fv[:len(got)], b, shape)
 	fp := sp.Params[0]
-	shift := -128 - sp.Range.Min
-	if fp.ZeroPoint+shift != gp.ZeroPoint || fp.Scale != gp.Scale {
-		return fmt.Errorf("export: site %q: runtime tensor %q has parameters %+v, the quantizer %+v", s.Name, name, gp, fp)
+	// the runtime holds level q as q+shift: shift = -128-qmin, or 127-qmax for a low-bit site
+	// computed by an op with a fused ReLU (see actParams)
+	shift := gp.ZeroPoint - fp.ZeroPoint
+	if fp.Scale != gp.Scale || (shift != -128-sp.Range.Min && shift != 127-sp.Range.Max) {
+		return fmt.Errorf("export: site %q: runtime tensor %q has parameters %+v, the quantizer %+v %v", s.Name, name, gp, fp, sp.Range)
 	}
 	a.add(want, got, fp, sp.Range, shift)
 	if lo := r.local[s.Name]; lo != nil {
