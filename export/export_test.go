@@ -743,3 +743,62 @@ func TestParityChunks(t *testing.T) {
 		t.Error("wrong input length accepted")
 	}
 }
+
+// TestLowerParamsErrors covers bad quantizer state handed to LowerParams directly.
+func TestLowerParamsErrors(t *testing.T) {
+	mk := func(dt tensor.Dtype) *graph.Model {
+		m := graph.NewModel("tiny", []int{1, 4, 4}, dt, 1)
+		m.Conv2d("c", graph.Conv{Out: 2, Kernel: 3})
+		m.Flatten("f")
+		m.Linear("fc", 3, true)
+		return m
+	}
+	act := func(s float32, z int32) qat.SiteParams {
+		return qat.SiteParams{Bits: 8, Range: quant.Signed(8), Params: []quant.Params{{Scale: s, ZeroPoint: z}}}
+	}
+	good := func() map[string]qat.SiteParams {
+		return map[string]qat.SiteParams{
+			"input":     act(1.0/255, -128),
+			"c.weight":  {Bits: 8, Range: quant.NarrowSigned(8), Params: []quant.Params{{Scale: 0.01}, {Scale: 0.02}}},
+			"c.out":     act(0.05, 3),
+			"fc.weight": {Bits: 8, Range: quant.NarrowSigned(8), Params: []quant.Params{{Scale: 0.01}}},
+			"fc.out":    act(0.1, 0),
+		}
+	}
+	if _, err := LowerParams(mk(tensor.Float32), good(), Options{}); err != nil {
+		t.Fatalf("valid parameters: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		m    *graph.Model
+		edit func(map[string]qat.SiteParams)
+		want string
+	}{
+		{"float64 model", mk(tensor.Float64), func(map[string]qat.SiteParams) {}, "float32"},
+		{"missing site", mk(tensor.Float32), func(sp map[string]qat.SiteParams) { delete(sp, "c.out") }, `"c.out"`},
+		{"weight zero point", mk(tensor.Float32), func(sp map[string]qat.SiteParams) {
+			sp["c.weight"] = qat.SiteParams{Bits: 8, Range: quant.NarrowSigned(8), Params: []quant.Params{{Scale: 0.01, ZeroPoint: 1}, {Scale: 0.01}}}
+		}, "zero point"},
+		{"asymmetric weight range", mk(tensor.Float32), func(sp map[string]qat.SiteParams) {
+			sp["c.weight"] = qat.SiteParams{Bits: 8, Range: quant.Signed(8), Params: []quant.Params{{Scale: 0.01}}}
+		}, "symmetric"},
+		{"wrong channel count", mk(tensor.Float32), func(sp map[string]qat.SiteParams) {
+			sp["c.weight"] = qat.SiteParams{Bits: 8, Range: quant.NarrowSigned(8), Params: []quant.Params{{Scale: 0.01}, {Scale: 0.01}, {Scale: 0.01}}}
+		}, "3 scales for 2 output channels"},
+		{"per-channel activation", mk(tensor.Float32), func(sp map[string]qat.SiteParams) {
+			sp["c.out"] = qat.SiteParams{Bits: 8, Range: quant.Signed(8), Params: []quant.Params{{Scale: 1}, {Scale: 1}}}
+		}, "per tensor"},
+		{"zero scale", mk(tensor.Float32), func(sp map[string]qat.SiteParams) { sp["fc.out"] = act(0, 0) }, "scale"},
+		{"zero point outside range", mk(tensor.Float32), func(sp map[string]qat.SiteParams) { sp["c.out"] = act(0.1, 200) }, "zero point 200"},
+	} {
+		sp := good()
+		tc.edit(sp)
+		_, err := LowerParams(tc.m, sp, Options{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one mentioning %s", tc.name, err, tc.want)
+		}
+	}
+	if _, err := LowerParams(mk(tensor.Float32), good(), Options{Uint8Input: &quant.Params{Scale: 1, ZeroPoint: 300}}); err == nil {
+		t.Error("uint8 input zero point 300 accepted")
+	}
+}
