@@ -10,8 +10,10 @@
 //     sigma = sqrt(running_var+eps). A fused ReLU/ReLU6 becomes the output clamp.
 //   - Quantizes weights with the trained weight quantizer of the site "<op>.weight" (per output
 //     channel symmetric narrow range, zero point 0) through quant.QuantizeValue, the rule the
-//     fake-quant forward uses, so the integer weights equal the fake-quantized ones bit for bit.
-//     Weights of at most 4 bits are stored as int4 (two per byte), others as int8.
+//     fake-quant forward uses, so the integer weights are the fake-quantized levels (dequantized: the same floats bit for bit).
+//     Weights of at most 4 bits are stored as int4 (two per byte), others as int8. Levels that use
+//     at most half of the storage range (2- and 3-bit weights) are stored multiplied by k with
+//     scale s/k, the same reals with a k times finer bias scale (Options.NoWeightRescale).
 //   - Biases become int32 with scale s_in*s_w[c] (rounded with quant.Round); the runtime derives
 //     the requantization multipliers s_in*s_w[c]/s_out with quant.QuantizeMultiplier.
 //   - Changes layout: training is NCHW with OIHW weights; the runtime is NHWC with weights
@@ -23,13 +25,13 @@
 //     tensors) is rejected, since its element order would differ from training.
 //
 // Layer mapping: model input -> Quantize (float32 input, or uint8 with Options.Uint8Input);
-// Conv2d [+BatchNorm] [+ReLU/ReLU6] -> Conv2D (dense or depthwise, stride, symmetric padding with
+// Conv2d (+BatchNorm) (+ReLU/ReLU6) -> Conv2D (dense or depthwise, stride, symmetric padding with
 // the input zero point; other groupings, such as 2 groups or a depthwise channel multiplier > 1,
-// become a dense Conv2D with zero weights outside each group, which the runtime supports); Linear [+BatchNorm] [+ReLU/ReLU6] -> FullyConnected; MaxPool2d ->
+// become a dense Conv2D with zero weights outside each group, which the runtime supports); Linear (+BatchNorm) (+ReLU/ReLU6) -> FullyConnected; MaxPool2d ->
 // MaxPool2D (same parameters as its input); AvgPool2d and GlobalAvgPool -> AvgPool2D when the
 // pool's output quantizer equals its input's, otherwise a depthwise Conv2D with all-one weights of
 // scale 1/(KH*KW), which rounds the window sum once to the output scale as the fake-quant graph
-// does (GlobalAvgPool adds a Reshape to (C)); Add [+ReLU/ReLU6] -> Add (both inputs rescaled);
+// does (GlobalAvgPool adds a Reshape to (C)); Add (+ReLU/ReLU6) -> Add (both inputs rescaled);
 // standalone BatchNorm, ReLU or ReLU6 (not after a conv/linear) -> a depthwise 1x1 Conv2D with
 // weights +-127 of scale |gamma/sigma|/127 (exact), bias beta - mean*gamma/sigma and the
 // activation in the clamp; Flatten -> Reshape; Dropout -> nothing; then optionally Softmax (Options.Softmax) and a
