@@ -10,7 +10,8 @@
 //     sigma = sqrt(running_var+eps). A fused ReLU/ReLU6 becomes the output clamp.
 //   - Quantizes weights with the trained weight quantizer of the site "<op>.weight" (per output
 //     channel symmetric narrow range, zero point 0) through quant.QuantizeValue, the rule the
-//     fake-quant forward uses, so the integer weights are the fake-quantized levels (dequantized: the same floats bit for bit).
+//     fake-quant forward uses, so the integer weights are the fake-quantized levels (dequantized,
+//     the same floats bit for bit).
 //     Weights of at most 4 bits are stored as int4 (two per byte), others as int8. Levels that use
 //     at most half of the storage range (2- and 3-bit weights) are stored multiplied by k with
 //     scale s/k, the same reals with a k times finer bias scale (Options.NoWeightRescale).
