@@ -34,11 +34,17 @@ func dotS4x4AVX512(k int, a, b *[4]*float32, out *[16]float32)
 //go:noescape
 func dotD4x4AVX512(k int, a, b *[4]*float64, out *[16]float64)
 
+//go:noescape
+func dotS4x4AVX2(k int, a, b *[4]*float32, out *[16]float32)
+
+//go:noescape
+func dotD4x4AVX2(k int, a, b *[4]*float64, out *[16]float64)
+
 var (
 	avx512_32 = microKernel[float32]{name: "avx512 8x48", mr: 8, nr: 48, kc: 256, mc: 128, nc: 3072, fn: kernS8x48AVX512, fnB: kernS8x48AVX512B, dot: dotS4x4AVX512}
 	avx512_64 = microKernel[float64]{name: "avx512 8x24", mr: 8, nr: 24, kc: 256, mc: 64, nc: 1536, fn: kernD8x24AVX512, fnB: kernD8x24AVX512B, dot: dotD4x4AVX512}
-	avx2_32   = microKernel[float32]{name: "avx2 4x24", mr: 4, nr: 24, kc: 256, mc: 96, nc: 3072, fn: kernS4x24AVX2, fnB: kernS4x24AVX2B}
-	avx2_64   = microKernel[float64]{name: "avx2 4x12", mr: 4, nr: 12, kc: 256, mc: 48, nc: 1536, fn: kernD4x12AVX2, fnB: kernD4x12AVX2B}
+	avx2_32   = microKernel[float32]{name: "avx2 4x24", mr: 4, nr: 24, kc: 256, mc: 96, nc: 3072, fn: kernS4x24AVX2, fnB: kernS4x24AVX2B, dot: dotS4x4AVX2}
+	avx2_64   = microKernel[float64]{name: "avx2 4x12", mr: 4, nr: 12, kc: 256, mc: 48, nc: 1536, fn: kernD4x12AVX2, fnB: kernD4x12AVX2B, dot: dotD4x4AVX2}
 )
 
 var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA

@@ -25,9 +25,9 @@
 // convolution's forward pass computes per image.
 //
 // Products C = A*B^T with a small C (at most 2048 elements) and a long k
-// (at least 64), such as weight gradients, skip packing on AVX-512: a 4x4
-// dot-product kernel reads the k-contiguous rows of A and B directly, with
-// masked loads for the tail.
+// (at least 64), such as weight gradients, skip packing on amd64 (AVX-512
+// and AVX2): a 4x4 dot-product kernel reads the k-contiguous rows of A and
+// B directly, with masked loads for the tail.
 //
 // The build tag purego forces the portable Go kernels. Large products are
 // split between goroutines (see SetThreads); small ones run on the calling

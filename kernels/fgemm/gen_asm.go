@@ -183,6 +183,99 @@ func genDotAVX512(w *bytes.Buffer, name string, elem int) {
 	fmt.Fprintf(w, "\tVZEROUPPER\n\tRET\n\n")
 }
 
+// genDotAVX2 writes the 4x4 dot-product kernel of genDotAVX512 for AVX2:
+// two passes over k (rows 0-1, then rows 2-3) with 8 ymm accumulators each;
+// the k tail is one iteration of VMASKMOVPS/PD loads (fault-suppressing)
+// under a mask computed from k % vector-length.
+func genDotAVX2(w *bytes.Buffer, name string, elem int) {
+	t := map[int]string{4: "float32", 8: "float64"}[elem]
+	ps := map[int]string{4: "PS", 8: "PD"}[elem]
+	vec := 32 / elem
+	fmt.Fprintf(w, "// func %s(k int, a, b *[4]*%s, out *[16]%s)\n", name, t, t)
+	fmt.Fprintf(w, "// out[4*i+j] = dot(a[i][0:k], b[j][0:k]).\n")
+	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-32\n", name)
+	fmt.Fprintf(w, "\tMOVQ a+8(FP), AX\n\tMOVQ b+16(FP), BX\n")
+	aRegs := []string{"R8", "R9", "R10", "R11"}
+	bRegs := []string{"R12", "R13", "SI", "DI"}
+	for i := 0; i < 4; i++ {
+		fmt.Fprintf(w, "\tMOVQ %d(AX), %s\n", 8*i, aRegs[i])
+		fmt.Fprintf(w, "\tMOVQ %d(BX), %s\n", 8*i, bRegs[i])
+	}
+	// Tail mask in Y14: lane l is all ones when l < k % vec.
+	fmt.Fprintf(w, "\tMOVQ k+0(FP), BX\n\tANDQ $%d, BX\n", vec-1)
+	if elem == 4 {
+		fmt.Fprintf(w, "\tVMOVQ BX, X14\n\tVPBROADCASTD X14, Y14\n\tVMOVDQU dotIdx32<>(SB), Y15\n\tVPCMPGTD Y15, Y14, Y14\n")
+	} else {
+		fmt.Fprintf(w, "\tVMOVQ BX, X14\n\tVPBROADCASTQ X14, Y14\n\tVMOVDQU dotIdx64<>(SB), Y15\n\tVPCMPGTQ Y15, Y14, Y14\n")
+	}
+	fmt.Fprintf(w, "\tMOVQ out+24(FP), AX\n")
+	for pass := 0; pass < 2; pass++ {
+		lbl := fmt.Sprintf("%s_p%d", name, pass)
+		for i := 0; i < 8; i++ {
+			fmt.Fprintf(w, "\tVXORPS Y%d, Y%d, Y%d\n", i, i, i)
+		}
+		fmt.Fprintf(w, "\tMOVQ k+0(FP), CX\n\tXORQ DX, DX\n\tSHRQ $%d, CX\n\tJZ %s_tail\n", map[int]int{4: 3, 8: 2}[elem], lbl)
+		body := func(masked bool) {
+			for r := 0; r < 2; r++ {
+				if masked {
+					fmt.Fprintf(w, "\tVMASKMOV%s (%s)(DX*1), Y14, Y%d\n", ps, aRegs[2*pass+r], 8+r)
+				} else {
+					fmt.Fprintf(w, "\tVMOVUPS (%s)(DX*1), Y%d\n", aRegs[2*pass+r], 8+r)
+				}
+			}
+			for j := 0; j < 4; j++ {
+				if masked {
+					fmt.Fprintf(w, "\tVMASKMOV%s (%s)(DX*1), Y14, Y%d\n", ps, bRegs[j], 10+j)
+				} else {
+					fmt.Fprintf(w, "\tVMOVUPS (%s)(DX*1), Y%d\n", bRegs[j], 10+j)
+				}
+			}
+			for r := 0; r < 2; r++ {
+				for j := 0; j < 4; j++ {
+					fmt.Fprintf(w, "\tVFMADD231%s Y%d, Y%d, Y%d\n", ps, 10+j, 8+r, 4*r+j)
+				}
+			}
+		}
+		fmt.Fprintf(w, "%s_loop:\n", lbl)
+		body(false)
+		fmt.Fprintf(w, "\tADDQ $32, DX\n\tDECQ CX\n\tJNZ %s_loop\n", lbl)
+		fmt.Fprintf(w, "%s_tail:\n\tTESTQ BX, BX\n\tJZ %s_reduce\n", lbl, lbl)
+		body(true)
+		fmt.Fprintf(w, "%s_reduce:\n", lbl)
+		for acc := 0; acc < 8; acc++ {
+			idx := (2*pass+acc/4)*4 + acc%4
+			fmt.Fprintf(w, "\tVEXTRACTF128 $1, Y%d, X15\n\tVADD%s X15, X%d, X%d\n", acc, ps, acc, acc)
+			if elem == 4 {
+				fmt.Fprintf(w, "\tVPERMILPS $0x4E, X%d, X15\n\tVADDPS X15, X%d, X%d\n", acc, acc, acc)
+				fmt.Fprintf(w, "\tVPERMILPS $0xB1, X%d, X15\n\tVADDPS X15, X%d, X%d\n", acc, acc, acc)
+				fmt.Fprintf(w, "\tVMOVSS X%d, %d(AX)\n", acc, 4*idx)
+			} else {
+				fmt.Fprintf(w, "\tVPERMILPD $1, X%d, X15\n\tVADDPD X15, X%d, X%d\n", acc, acc, acc)
+				fmt.Fprintf(w, "\tVMOVSD X%d, %d(AX)\n", acc, 8*idx)
+			}
+		}
+	}
+	fmt.Fprintf(w, "\tVZEROUPPER\n\tRET\n\n")
+}
+
+const dotIdxData = `// Lane indices for the AVX2 dot kernels' tail masks.
+DATA dotIdx32<>+0(SB)/4, $0
+DATA dotIdx32<>+4(SB)/4, $1
+DATA dotIdx32<>+8(SB)/4, $2
+DATA dotIdx32<>+12(SB)/4, $3
+DATA dotIdx32<>+16(SB)/4, $4
+DATA dotIdx32<>+20(SB)/4, $5
+DATA dotIdx32<>+24(SB)/4, $6
+DATA dotIdx32<>+28(SB)/4, $7
+GLOBL dotIdx32<>(SB), RODATA|NOPTR, $32
+DATA dotIdx64<>+0(SB)/8, $0
+DATA dotIdx64<>+8(SB)/8, $1
+DATA dotIdx64<>+16(SB)/8, $2
+DATA dotIdx64<>+24(SB)/8, $3
+GLOBL dotIdx64<>(SB), RODATA|NOPTR, $32
+
+`
+
 type armKernel struct {
 	name string
 	elem int // 4 or 8
@@ -259,6 +352,9 @@ func main() {
 	genX86(&x, x86Kernel{name: "kernD4x12AVX2B", elem: 8, vec: 32, reg: "Y", mr: 4, nv: 3, fma: "VFMADD231PD", bcast: "VBROADCASTSD", strideB: true})
 	genDotAVX512(&x, "dotS4x4AVX512", 4)
 	genDotAVX512(&x, "dotD4x4AVX512", 8)
+	x.WriteString(dotIdxData)
+	genDotAVX2(&x, "dotS4x4AVX2", 4)
+	genDotAVX2(&x, "dotD4x4AVX2", 8)
 	must(os.WriteFile("kernels_amd64.s", x.Bytes(), 0o644))
 
 	var a bytes.Buffer
