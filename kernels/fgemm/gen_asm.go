@@ -277,9 +277,10 @@ GLOBL dotIdx64<>(SB), RODATA|NOPTR, $32
 `
 
 type armKernel struct {
-	name string
-	elem int // 4 or 8
-	mr   int
+	name    string
+	elem    int // 4 or 8
+	mr      int
+	strideB bool // B read in place with row stride ldb (extra argument)
 }
 
 // genARM writes an MR x 8 (float32) or MR x 4 (float64) NEON kernel: two
@@ -294,10 +295,19 @@ func genARM(w *bytes.Buffer, k armKernel) {
 	b0 := fmt.Sprintf("V%d.%s", 2*k.mr, arr)
 	b1 := fmt.Sprintf("V%d.%s", 2*k.mr+1, arr)
 	av := fmt.Sprintf("V%d.%s", 2*k.mr+2, arr)
-	fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int, load bool)\n", k.name, map[int]string{4: "float32", 8: "float64"}[k.elem])
-	fmt.Fprintf(w, "// C[0:%d, 0:%d] (+)= A panel (kc x %d, packed by column) * B panel (kc x %d);\n", k.mr, nr, k.mr, nr)
-	fmt.Fprintf(w, "// C is read only when load is true.\n")
-	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-41\n", k.name)
+	tname := map[int]string{4: "float32", 8: "float64"}[k.elem]
+	if k.strideB {
+		fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int, load bool, ldb int)\n", k.name, tname)
+		fmt.Fprintf(w, "// C[0:%d, 0:%d] (+)= A panel (kc x %d, packed by column) * B[0:kc, 0:%d] (row stride ldb);\n", k.mr, nr, k.mr, nr)
+		fmt.Fprintf(w, "// C is read only when load is true.\n")
+		fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-56\n", k.name)
+		fmt.Fprintf(w, "\tMOVD ldb+48(FP), R7\n\tLSL $%d, R7, R7\n", map[int]int{4: 2, 8: 3}[k.elem])
+	} else {
+		fmt.Fprintf(w, "// func %s(kc int, a, b, c *%s, ldc int, load bool)\n", k.name, tname)
+		fmt.Fprintf(w, "// C[0:%d, 0:%d] (+)= A panel (kc x %d, packed by column) * B panel (kc x %d);\n", k.mr, nr, k.mr, nr)
+		fmt.Fprintf(w, "// C is read only when load is true.\n")
+		fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-41\n", k.name)
+	}
 	fmt.Fprintf(w, "\tMOVD kc+0(FP), R2\n\tMOVD a+8(FP), R0\n\tMOVD b+16(FP), R1\n\tMOVD c+24(FP), R3\n\tMOVD ldc+32(FP), R4\n")
 	fmt.Fprintf(w, "\tLSL $%d, R4, R4\n", map[int]int{4: 2, 8: 3}[k.elem])
 	fmt.Fprintf(w, "\tMOVBU load+40(FP), R6\n\tCBNZ R6, %s_load\n", k.name)
@@ -319,7 +329,11 @@ func genARM(w *bytes.Buffer, k armKernel) {
 	fmt.Fprintf(w, "%s_start:\n", k.name)
 	fmt.Fprintf(w, "\tCBZ R2, %s_store\n", k.name)
 	fmt.Fprintf(w, "%s_loop:\n", k.name)
-	fmt.Fprintf(w, "\tVLD1.P 32(R1), [%s, %s]\n", b0, b1)
+	if k.strideB {
+		fmt.Fprintf(w, "\tVLD1 (R1), [%s, %s]\n\tADD R7, R1, R1\n", b0, b1)
+	} else {
+		fmt.Fprintf(w, "\tVLD1.P 32(R1), [%s, %s]\n", b0, b1)
+	}
 	for i := 0; i < k.mr; i++ {
 		fmt.Fprintf(w, "\tVLD1R.P %d(R0), [%s]\n", k.elem, av)
 		fmt.Fprintf(w, "\tVFMLA %s, %s, %s\n", b0, av, acc(i, 0))
@@ -361,6 +375,8 @@ func main() {
 	a.WriteString(header)
 	genARM(&a, armKernel{name: "kernS8x8NEON", elem: 4, mr: 8})
 	genARM(&a, armKernel{name: "kernD8x4NEON", elem: 8, mr: 8})
+	genARM(&a, armKernel{name: "kernS8x8NEONB", elem: 4, mr: 8, strideB: true})
+	genARM(&a, armKernel{name: "kernD8x4NEONB", elem: 8, mr: 8, strideB: true})
 	must(os.WriteFile("kernels_arm64.s", a.Bytes(), 0o644))
 }
 
