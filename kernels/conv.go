@@ -8,13 +8,13 @@ import (
 	"unsafe"
 )
 
-// ConvShape describes a 2-D convolution on NHWC int8 input.
+// ConvShape describes a 2-D convolution on NHWC int8 input (dilation 1, one group).
 type ConvShape struct {
-	InH, InW, InC                        int
-	OutC                                 int
-	KH, KW                               int
-	StrideH, StrideW                     int
-	PadTop, PadLeft, PadBottom, PadRight int
+	InH, InW, InC                        int // input height, width and channels
+	OutC                                 int // output channels
+	KH, KW                               int // kernel height and width
+	StrideH, StrideW                     int // strides (>= 1)
+	PadTop, PadLeft, PadBottom, PadRight int // zero-point padding on each side
 }
 
 // OutH returns the output height (InH + PadTop + PadBottom - KH) / StrideH + 1.

@@ -21,13 +21,14 @@ import (
 // An exporter turns float per-group scales s[j][g] into this form with sCh[j] = max_g s[j][g] /
 // Smax and scales[j][g] = round(s[j][g] / sCh[j]) (for example Smax = 255: 8-bit sub-scales).
 // Integer group scales keep the runtime integer-only; the price is the rounding of the
-// sub-scales, which the exporter can report (it is about 0.2% relative for 8-bit sub-scales).
+// sub-scales, at most 0.5/scales[j][g] relative (0.2% for the largest group of a row with
+// Smax = 255, more for groups with much smaller scales), which the exporter can report.
 type PackedInt4 struct {
 	n, k, group, groups int
 	w                   []int8  // row-major N x K values (portable path)
 	scales              []int32 // N x groups
 	sums                []int32 // sum_g scales[j][g] * sum_k w[j][k]
-	panel               []byte  // SIMD layout (see pack4Panel), nil without SIMD
+	panel               []byte  // SIMD layout (see packPanel), nil without SIMD
 	pscales             []int32 // scales transposed per tile: [tile][group][panelN]
 }
 
