@@ -23,9 +23,12 @@ func sdotGemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
 //go:noescape
 func sdotGemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
 
-var neonKernels = simdKernels{mr: 2, wideN: 16, wide: smull2x16, narrow: smull2x16}
+//go:noescape
+func requantNEON(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 
-var neonDotKernels = simdKernels{mr: 4, wideN: 16, wide: sdot4x16, narrow: sdot4x16, gemv: sdotGemv, gemv4: sdotGemv4}
+var neonKernels = simdKernels{mr: 2, wideN: 16, wide: smull2x16, narrow: smull2x16, requant: requantNEON}
+
+var neonDotKernels = simdKernels{mr: 4, wideN: 16, wide: sdot4x16, narrow: sdot4x16, gemv: sdotGemv, gemv4: sdotGemv4, requant: requantNEON}
 
 func archImpls() []*impl {
 	l := []*impl{newSIMDImpl("neon", &neonKernels)} // Advanced SIMD is mandatory on arm64

@@ -368,3 +368,72 @@ sdotGemv4_block:
 	B sdotGemv4_tile
 sdotGemv4_done:
 	RET
+
+// func requantNEON(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+// quant.Requantize on rows x n values (n a positive multiple of 4; strides in elements), four
+// per step in two 64-bit halves: SMULL(2) gives acc*m0 exactly, ADD the rounding constant
+// 2^(total-1), SSHL by -total (an arithmetic right shift per lane), SQXTN(2) saturates to int32;
+// then clamp(s, lo-zp, hi-zp) + zp in int32 (the caller guarantees both bounds fit), narrow, store.
+// Channel chunks of 4 outer (constants once), rows inner.
+TEXT ·requantNEON(SB), NOSPLIT, $0-88
+	MOVD zp+64(FP), R0
+	MOVD lo+72(FP), R1
+	SUB R0, R1, R1
+	MOVD hi+80(FP), R2
+	SUB R0, R2, R2
+	WORD $0x4e040c1c // DUP V28.4S, W0
+	WORD $0x4e040c3d // DUP V29.4S, W1
+	WORD $0x4e040c5e // DUP V30.4S, W2
+	MOVD $31, R0
+	WORD $0x4e080c1b // DUP V27.2D, X0
+	MOVD $1, R0
+	WORD $0x4e080c1a // DUP V26.2D, X0
+	MOVD dst+0(FP), R10
+	MOVD src+16(FP), R11
+	MOVD m0+40(FP), R8
+	MOVD sh+48(FP), R9
+	MOVD n+56(FP), R12
+	MOVD ldd+8(FP), R13
+	MOVD lds+24(FP), R14
+	LSL $2, R14, R14       // src stride in bytes
+requantNEON_chunk:
+	VLD1.P 16(R8), [V16.S4]
+	VLD1.P 16(R9), [V17.S4]
+	WORD $0x0f20a632 // SSHLL V18.2D, V17.2S, #0
+	WORD $0x4f20a633 // SSHLL2 V19.2D, V17.4S, #0
+	WORD $0x6efb8652 // SUB V18.2D, V18.2D, V27.2D
+	WORD $0x6efb8673 // SUB V19.2D, V19.2D, V27.2D
+	WORD $0x4efa8654 // ADD V20.2D, V18.2D, V26.2D
+	WORD $0x4efa8675 // ADD V21.2D, V19.2D, V26.2D
+	WORD $0x6ee0ba94 // NEG V20.2D, V20.2D
+	WORD $0x6ee0bab5 // NEG V21.2D, V21.2D
+	WORD $0x6ef44756 // USHL V22.2D, V26.2D, V20.2D
+	WORD $0x6ef54757 // USHL V23.2D, V26.2D, V21.2D
+	MOVD R10, R3
+	MOVD R11, R4
+	MOVD rows+32(FP), R5
+requantNEON_row:
+	VLD1 (R4), [V0.S4]
+	WORD $0x0eb0c001 // SMULL V1.2D, V0.2S, V16.2S
+	WORD $0x4eb0c002 // SMULL2 V2.2D, V0.4S, V16.4S
+	WORD $0x4ef68421 // ADD V1.2D, V1.2D, V22.2D
+	WORD $0x4ef78442 // ADD V2.2D, V2.2D, V23.2D
+	WORD $0x4ef24421 // SSHL V1.2D, V1.2D, V18.2D
+	WORD $0x4ef34442 // SSHL V2.2D, V2.2D, V19.2D
+	WORD $0x0ea14823 // SQXTN V3.2S, V1.2D
+	WORD $0x4ea14843 // SQXTN2 V3.4S, V2.2D
+	WORD $0x4ebd6463 // SMAX V3.4S, V3.4S, V29.4S
+	WORD $0x4ebe6c63 // SMIN V3.4S, V3.4S, V30.4S
+	WORD $0x4ebc8463 // ADD V3.4S, V3.4S, V28.4S
+	WORD $0x0e612864 // XTN V4.4H, V3.4S
+	WORD $0x0e212884 // XTN V4.8B, V4.8H
+	FMOVS F4, (R3)
+	ADD R13, R3, R3
+	ADD R14, R4, R4
+	SUBS $1, R5, R5
+	BNE requantNEON_row
+	ADD $4, R10, R10
+	ADD $16, R11, R11
+	SUBS $4, R12, R12
+	BNE requantNEON_chunk
+	RET

@@ -15,6 +15,24 @@ def ushr4(d, n): return W(0x6F0C0400 | n << 5 | d, f"USHR V{d}.16B, V{n}.16B, #4
 def movi0f(d): return W(0x4F00E5E0 | d, f"MOVI V{d}.16B, #15")
 def subv(d, n, m): return W(0x6EA08400 | m << 16 | n << 5 | d, f"SUB V{d}.4S, V{n}.4S, V{m}.4S")
 def mulv(d, n, m): return W(0x4EA09C00 | m << 16 | n << 5 | d, f"MUL V{d}.4S, V{n}.4S, V{m}.4S")
+def smull2d(d, n, m): return W(0x0EA0C000 | m << 16 | n << 5 | d, f"SMULL V{d}.2D, V{n}.2S, V{m}.2S")
+def smull2d2(d, n, m): return W(0x4EA0C000 | m << 16 | n << 5 | d, f"SMULL2 V{d}.2D, V{n}.4S, V{m}.4S")
+def add2d(d, n, m): return W(0x4EE08400 | m << 16 | n << 5 | d, f"ADD V{d}.2D, V{n}.2D, V{m}.2D")
+def sub2d(d, n, m): return W(0x6EE08400 | m << 16 | n << 5 | d, f"SUB V{d}.2D, V{n}.2D, V{m}.2D")
+def sshl2d(d, n, m): return W(0x4EE04400 | m << 16 | n << 5 | d, f"SSHL V{d}.2D, V{n}.2D, V{m}.2D")
+def ushl2d(d, n, m): return W(0x6EE04400 | m << 16 | n << 5 | d, f"USHL V{d}.2D, V{n}.2D, V{m}.2D")
+def neg2d(d, n): return W(0x6EE0B800 | n << 5 | d, f"NEG V{d}.2D, V{n}.2D")
+def sxtl(d, n): return W(0x0F20A400 | n << 5 | d, f"SSHLL V{d}.2D, V{n}.2S, #0")
+def sxtl2(d, n): return W(0x4F20A400 | n << 5 | d, f"SSHLL2 V{d}.2D, V{n}.4S, #0")
+def sqxtn(d, n): return W(0x0EA14800 | n << 5 | d, f"SQXTN V{d}.2S, V{n}.2D")
+def sqxtn2(d, n): return W(0x4EA14800 | n << 5 | d, f"SQXTN2 V{d}.4S, V{n}.2D")
+def smax4s(d, n, m): return W(0x4EA06400 | m << 16 | n << 5 | d, f"SMAX V{d}.4S, V{n}.4S, V{m}.4S")
+def smin4s(d, n, m): return W(0x4EA06C00 | m << 16 | n << 5 | d, f"SMIN V{d}.4S, V{n}.4S, V{m}.4S")
+def add4s(d, n, m): return W(0x4EA08400 | m << 16 | n << 5 | d, f"ADD V{d}.4S, V{n}.4S, V{m}.4S")
+def xtn4h(d, n): return W(0x0E612800 | n << 5 | d, f"XTN V{d}.4H, V{n}.4S")
+def xtn8b(d, n): return W(0x0E212800 | n << 5 | d, f"XTN V{d}.8B, V{n}.8H")
+def dup4s(d, r): return W(0x4E040C00 | r << 5 | d, f"DUP V{d}.4S, W{r}")
+def dup2d(d, r): return W(0x4E080C00 | r << 5 | d, f"DUP V{d}.2D, X{r}")
 def addp(d, n, m): return W(0x4EA0BC00 | m << 16 | n << 5 | d, f"ADDP V{d}.4S, V{n}.4S, V{m}.4S")
 
 out = []
@@ -222,5 +240,58 @@ P("""	SUBS $1, R12, R12
 	SUB $1, R4, R4
 	B sdotGemv4_tile
 sdotGemv4_done:
+	RET""")
+P("""
+// func requantNEON(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+// quant.Requantize on rows x n values (n a positive multiple of 4; strides in elements), four
+// per step in two 64-bit halves: SMULL(2) gives acc*m0 exactly, ADD the rounding constant
+// 2^(total-1), SSHL by -total (an arithmetic right shift per lane), SQXTN(2) saturates to int32;
+// then clamp(s, lo-zp, hi-zp) + zp in int32 (the caller guarantees both bounds fit), narrow, store.
+// Channel chunks of 4 outer (constants once), rows inner.
+TEXT ·requantNEON(SB), NOSPLIT, $0-88
+	MOVD zp+64(FP), R0
+	MOVD lo+72(FP), R1
+	SUB R0, R1, R1
+	MOVD hi+80(FP), R2
+	SUB R0, R2, R2""")
+P(dup4s(28, 0)); P(dup4s(29, 1)); P(dup4s(30, 2))
+P("\tMOVD $31, R0"); P(dup2d(27, 0))
+P("\tMOVD $1, R0"); P(dup2d(26, 0))
+P("""	MOVD dst+0(FP), R10
+	MOVD src+16(FP), R11
+	MOVD m0+40(FP), R8
+	MOVD sh+48(FP), R9
+	MOVD n+56(FP), R12
+	MOVD ldd+8(FP), R13
+	MOVD lds+24(FP), R14
+	LSL $2, R14, R14       // src stride in bytes
+requantNEON_chunk:
+	VLD1.P 16(R8), [V16.S4]
+	VLD1.P 16(R9), [V17.S4]""")
+P(sxtl(18, 17)); P(sxtl2(19, 17))
+P(sub2d(18, 18, 27)); P(sub2d(19, 19, 27))      # shift - 31 = -total
+P(add2d(20, 18, 26)); P(add2d(21, 19, 26))      # -(total - 1)
+P(neg2d(20, 20)); P(neg2d(21, 21))              # total - 1
+P(ushl2d(22, 26, 20)); P(ushl2d(23, 26, 21))    # 1 << (total - 1)
+P("""	MOVD R10, R3
+	MOVD R11, R4
+	MOVD rows+32(FP), R5
+requantNEON_row:
+	VLD1 (R4), [V0.S4]""")
+P(smull2d(1, 0, 16)); P(smull2d2(2, 0, 16))
+P(add2d(1, 1, 22)); P(add2d(2, 2, 23))
+P(sshl2d(1, 1, 18)); P(sshl2d(2, 2, 19))
+P(sqxtn(3, 1)); P(sqxtn2(3, 2))
+P(smax4s(3, 3, 29)); P(smin4s(3, 3, 30)); P(add4s(3, 3, 28))
+P(xtn4h(4, 3)); P(xtn8b(4, 4))
+P("""	FMOVS F4, (R3)
+	ADD R13, R3, R3
+	ADD R14, R4, R4
+	SUBS $1, R5, R5
+	BNE requantNEON_row
+	ADD $4, R10, R10
+	ADD $16, R11, R11
+	SUBS $4, R12, R12
+	BNE requantNEON_chunk
 	RET""")
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'neon_arm64.s'), 'w').write("\n".join(out)+"\n")
