@@ -33,8 +33,8 @@
 // and nothing saturates. The AVX2 path multiplies the same bytes, zero-extended, by
 // activations sign-extended to int16 with VPMADDWD (VPMADDUBSW would saturate). arm64 stores
 // the weights as they are and uses SDOT, or SMULL/SMLAL into int16 (exact because weights are
-// at most 127 in magnitude) followed by SADALP. The epilogue is vectorised on amd64 (64-bit
-// products, the exact TFLite single rounding) and checked against quant.Requantize.
+// at most 127 in magnitude) followed by SADALP. The epilogue is vectorised on amd64 and arm64
+// (64-bit products, the exact TFLite single rounding) and checked against quant.Requantize.
 //
 // Batch-1 rows (m <= 2) take a GEMV kernel that streams several weight tiles at once.
 // Conv2DInt8 builds patch rows from a zero-point-padded copy of the image; with AVX-512 and
