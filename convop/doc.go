@@ -30,6 +30,8 @@
 // so a training step allocates no large buffers in these ops. One graph
 // must not be run by two machines at the same time.
 //
-// Images are split between goroutines (up to GOMAXPROCS) when there is
-// enough work. float32 and float64 tensors are supported.
+// Images (and, for ReLU and MaxPool2D, element ranges) are split between
+// goroutines (up to GOMAXPROCS) when there is enough work. float32 and
+// float64 tensors are supported; float32 element-wise passes use AVX2 on
+// amd64 (the purego build tag forces plain Go).
 package convop

@@ -202,6 +202,10 @@ func col2imFlat[T float32 | float64](g *geom, col, dx []T) {
 				zeroPad(row, g.w, yLo, yHi, xLo, xHi)
 				src := row[dLo:dHi]
 				dst := plane[sLo : sLo+len(src)]
+				if s32, ok := any(src).([]float32); ok {
+					addTo32(any(dst).([]float32), s32) // AVX2 where available
+					continue
+				}
 				for k, v := range src {
 					dst[k] += v
 				}

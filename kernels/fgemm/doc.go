@@ -20,7 +20,7 @@
 //	other: portable Go (4x4)
 //
 // Products with at most two rows of tiles (m <= 2*MR) and B not transposed
-// read B in place instead of packing it (on amd64), since packing would
+// read B in place instead of packing it (amd64 and arm64), since packing would
 // be a large part of their work; such thin products are what a
 // convolution's forward pass computes per image.
 //
