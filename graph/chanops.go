@@ -33,9 +33,13 @@ type chanOp struct {
 	kind  chanKind
 	axis  int
 	shape tensor.Shape // shape of the full-size tensor
+	// last is the output of the previous Do, reused by the next one: TapeMachine.Reset drops its
+	// registers, so without it every op allocates its output on every step. A node's value is
+	// therefore overwritten by the next run. Every node gets its own *chanOp.
+	last *tensor.Dense
 }
 
-func (op chanOp) Arity() int {
+func (op *chanOp) Arity() int {
 	switch op.kind {
 	case chAffine:
 		return 3
@@ -45,7 +49,7 @@ func (op chanOp) Arity() int {
 	return 1
 }
 
-func (op chanOp) Type() hm.Type {
+func (op *chanOp) Type() hm.Type {
 	a := hm.TypeVariable('a')
 	full := G.TensorType{Dims: len(op.shape), Of: a}
 	vec := G.TensorType{Dims: 1, Of: a}
@@ -62,27 +66,27 @@ func (op chanOp) Type() hm.Type {
 	return hm.NewFnType(vec, full)
 }
 
-func (op chanOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+func (op *chanOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	if op.kind == chSum || op.kind == chDot {
 		return tensor.Shape{op.shape[op.axis]}, nil
 	}
 	return op.shape.Clone(), nil
 }
 
-func (op chanOp) ReturnsPtr() bool     { return false }
-func (op chanOp) CallsExtern() bool    { return false }
-func (op chanOp) OverwritesInput() int { return -1 }
-func (op chanOp) String() string {
+func (op *chanOp) ReturnsPtr() bool     { return false }
+func (op *chanOp) CallsExtern() bool    { return false }
+func (op *chanOp) OverwritesInput() int { return -1 }
+func (op *chanOp) String() string {
 	return fmt.Sprintf("%s{axis %d, %v}", chanNames[op.kind], op.axis, op.shape)
 }
-func (op chanOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
-func (op chanOp) Hashcode() uint32 {
+func (op *chanOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
+func (op *chanOp) Hashcode() uint32 {
 	h := fnv.New32a()
 	op.WriteHash(h)
 	return h.Sum32()
 }
 
-func (op chanOp) dims() (outer, c, inner int) {
+func (op *chanOp) dims() (outer, c, inner int) {
 	outer, inner = 1, 1
 	for i, d := range op.shape {
 		switch {
@@ -95,7 +99,7 @@ func (op chanOp) dims() (outer, c, inner int) {
 	return outer, op.shape[op.axis], inner
 }
 
-func (op chanOp) Do(vals ...G.Value) (G.Value, error) {
+func (op *chanOp) Do(vals ...G.Value) (G.Value, error) {
 	if len(vals) != op.Arity() {
 		return nil, fmt.Errorf("%v: %d inputs", op, len(vals))
 	}
@@ -104,11 +108,27 @@ func (op chanOp) Do(vals ...G.Value) (G.Value, error) {
 		return nil, fmt.Errorf("%v: input is %T, not a tensor", op, vals[0])
 	}
 	s, _ := op.InferShape()
-	out := tensor.New(tensor.Of(in0.Dtype()), tensor.WithShape(s...))
-	return op.UsePreallocDo(out, vals...)
+	out := op.last
+	if out == nil || out.Dtype() != in0.Dtype() || !out.Shape().Eq(s) || aliases(out, vals) {
+		out = tensor.New(tensor.Of(in0.Dtype()), tensor.WithShape(s...))
+	}
+	v, err := op.UsePreallocDo(out, vals...)
+	if d, ok := v.(*tensor.Dense); ok && err == nil {
+		op.last = d
+	}
+	return v, err
 }
 
-func (op chanOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error) {
+func aliases(out *tensor.Dense, vals []G.Value) bool {
+	for _, v := range vals {
+		if t, ok := v.(*tensor.Dense); ok && t == out {
+			return true
+		}
+	}
+	return false
+}
+
+func (op *chanOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error) {
 	out, ok := prealloc.(tensor.Tensor)
 	if !ok {
 		return nil, fmt.Errorf("%v: prealloc is %T", op, prealloc)
@@ -156,7 +176,7 @@ func dataOf[F float32 | float64](vals []G.Value) ([][]F, error) {
 	return out, nil
 }
 
-func chanKernel[F float32 | float64](op chanOp, out []F, in [][]F) {
+func chanKernel[F float32 | float64](op *chanOp, out []F, in [][]F) {
 	outer, C, inner := op.dims()
 	switch op.kind {
 	case chAffine, chScale, chShift:
@@ -215,7 +235,7 @@ func chanKernel[F float32 | float64](op chanOp, out []F, in [][]F) {
 	}
 }
 
-func (op chanOp) DiffWRT(n int) []bool {
+func (op *chanOp) DiffWRT(n int) []bool {
 	r := make([]bool, n)
 	for i := range r {
 		r[i] = true
@@ -223,20 +243,18 @@ func (op chanOp) DiffWRT(n int) []bool {
 	return r
 }
 
-func (op chanOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	full := op
+func (op *chanOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	red := chanOp{kind: chSum, axis: op.axis, shape: op.shape}
 	dot := chanOp{kind: chDot, axis: op.axis, shape: op.shape}
 	scale := chanOp{kind: chScale, axis: op.axis, shape: op.shape}
-	_ = full
 	var out G.Nodes
 	var err error
-	app := func(o chanOp, in ...*G.Node) *G.Node {
+	app := func(o chanOp, in ...*G.Node) *G.Node { // a fresh *chanOp (own buffer) per node
 		if err != nil {
 			return nil
 		}
 		var n *G.Node
-		n, err = G.ApplyOp(o, in...)
+		n, err = G.ApplyOp(&chanOp{kind: o.kind, axis: o.axis, shape: o.shape.Clone()}, in...)
 		return n
 	}
 	switch op.kind {
@@ -257,7 +275,7 @@ func (op chanOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 }
 
 func applyChan(kind chanKind, axis int, full tensor.Shape, in ...*G.Node) (*G.Node, error) {
-	return G.ApplyOp(chanOp{kind: kind, axis: axis, shape: full.Clone()}, in...)
+	return G.ApplyOp(&chanOp{kind: kind, axis: axis, shape: full.Clone()}, in...)
 }
 
 // ChanAffine returns x*a[c] + b[c] where c indexes axis of x (a and b are vectors of length x.Shape()[axis]).

@@ -43,8 +43,13 @@
 // Gorgonia's BatchNorm op, whose TapeMachine resets running statistics; running statistics are
 // updated outside the graph by [Net.UpdateRunningStats].
 //
-// The convolution is [Conv2dImpl] (Gorgonia's Conv2d by default), so a faster op can be swapped
-// in; grouped and depthwise convolutions call it once per group.
+// The per-channel ops of this package keep their last output tensor and reuse it on the next run
+// (TapeMachine.Reset drops its registers), so a node's value is overwritten by the next run: copy
+// what you need to keep. This cut a BN CNN training step from 36 MB to 7 MB of allocations.
+//
+// The convolution is [Conv2dImpl] (Gorgonia's Conv2d by default), so a faster op (package
+// convop) can be swapped in; grouped and depthwise convolutions call it once per group.
+// [MaxPool2DImpl] and [ReLUImpl] are swappable the same way.
 //
 // Gorgonia v0.9.18 facts this package works around: InverseSqrt has a wrong derivative (we use
 // 1/Sqrt); AveragePool2D divides by the input width (we ship our own average pool); an op that
