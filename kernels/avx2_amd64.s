@@ -701,3 +701,58 @@ avx2g4_done:
 	VZEROUPPER
 	RET
 
+
+// func dwRowAVX2(acc *int32, src *int8, w *int16, bias *int32, c16, cs, kh, kw, rowStride, pixStride, ow int)
+// One output row of a depthwise convolution on a zero-point-padded NHWC image with cs channels:
+// for each of the ow pixels (src advancing by pixStride bytes) and each block of 16 of the
+// first c16 channels (c16 a positive multiple of 16), acc[ox*cs+ch] = bias[ch] + sum over the
+// kh x kw taps of x*w (weights [tap][cs] int16). Products of sign-extended values are exact in
+// 16 bits (|x*w| <= 128*128), then widened to int32.
+TEXT ·dwRowAVX2(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ rowStride+64(FP), BX
+	MOVQ pixStride+72(FP), DX
+	MOVQ ow+80(FP), R13
+dw_pixel:
+	XORQ R15, R15             // channel offset
+dw_block:
+	MOVQ bias+24(FP), R14
+	VMOVDQU (R14)(R15*4), Y0
+	VMOVDQU 32(R14)(R15*4), Y1
+	LEAQ (SI)(R15*1), R11     // tap source
+	MOVQ w+16(FP), R12
+	LEAQ (R12)(R15*2), R12    // tap weights
+	MOVQ kh+48(FP), R9
+dw_kh:
+	MOVQ R11, AX
+	MOVQ kw+56(FP), R10
+dw_kw:
+	VPMOVSXBW (AX), Y2
+	VPMULLW (R12), Y2, Y2
+	VPMOVSXWD X2, Y3
+	VEXTRACTI128 $1, Y2, X4
+	VPMOVSXWD X4, Y4
+	VPADDD Y3, Y0, Y0
+	VPADDD Y4, Y1, Y1
+	MOVQ cs+40(FP), R8
+	ADDQ R8, AX
+	LEAQ (R12)(R8*2), R12
+	DECQ R10
+	JNZ dw_kw
+	ADDQ BX, R11
+	DECQ R9
+	JNZ dw_kh
+	VMOVDQU Y0, (DI)(R15*4)
+	VMOVDQU Y1, 32(DI)(R15*4)
+	ADDQ $16, R15
+	CMPQ R15, c16+32(FP)
+	JLT dw_block
+	MOVQ cs+40(FP), R8
+	LEAQ (DI)(R8*4), DI
+	ADDQ DX, SI
+	DECQ R13
+	JNZ dw_pixel
+	VZEROUPPER
+	RET
+

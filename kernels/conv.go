@@ -252,6 +252,10 @@ func DepthwiseConv2DInt8(dst, src []int8, batch int, s ConvShape, inZero int8, w
 	if len(w) != s.KH*s.KW*s.InC {
 		panic(fmt.Sprintf("kernels: DepthwiseConv2DInt8: len(w) = %d, want KH*KW*InC = %d", len(w), s.KH*s.KW*s.InC))
 	}
+	if p := current.Load(); p.depthwise != nil {
+		p.depthwise(dst, src, batch, s, inZero, w, bias, rq)
+		return
+	}
 	depthwise(dst, src, batch, s, inZero, w, bias, rq)
 }
 

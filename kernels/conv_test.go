@@ -110,9 +110,15 @@ func testConv2D(t *testing.T) {
 	}
 }
 
+var depthwiseShapes = append(append([]ConvShape{}, convShapes...),
+	ConvShape{InH: 9, InW: 11, InC: 32, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	ConvShape{InH: 10, InW: 7, InC: 37, KH: 3, KW: 3, StrideH: 2, StrideW: 2, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	ConvShape{InH: 6, InW: 6, InC: 16, KH: 5, KW: 5, StrideH: 1, StrideW: 1, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2},
+)
+
 func TestDepthwise(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
-	for si, s := range convShapes {
+	for si, s := range depthwiseShapes {
 		s.OutC = s.InC
 		batch := 2
 		src := make([]int8, batch*s.InH*s.InW*s.InC)
@@ -121,12 +127,25 @@ func TestDepthwise(t *testing.T) {
 		fillInt8(r, w, fillRandom, true)
 		rq := randomRequant(r, s.InC, s.KH*s.KW)
 		inZero := int8(r.IntN(256) - 128)
-		want := refRequant(refConv(src, batch, s, inZero, w, nil, true), s.InC, rq)
-		got := make([]int8, len(want))
-		DepthwiseConv2DInt8(got, src, batch, s, inZero, w, nil, rq)
-		for i := range got {
-			if got[i] != want[i] {
-				t.Fatalf("shape %d: index %d got %d want %d", si, i, got[i], want[i])
+		var bias []int32
+		if si%2 == 0 {
+			bias = make([]int32, s.InC)
+			for i := range bias {
+				bias[i] = int32(r.IntN(20000) - 10000)
+			}
+		}
+		want := refRequant(refConv(src, batch, s, inZero, w, bias, true), s.InC, rq)
+		for _, p := range allImpls() {
+			got := make([]int8, len(want))
+			if p.depthwise != nil {
+				p.depthwise(got, src, batch, s, inZero, w, bias, rq)
+			} else {
+				depthwise(got, src, batch, s, inZero, w, bias, rq)
+			}
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("%s shape %d: index %d got %d want %d", p.name, si, i, got[i], want[i])
+				}
 			}
 		}
 	}

@@ -24,6 +24,8 @@ type impl struct {
 	// requant, if not nil, applies the epilogue to rows of n values (a vector version of
 	// requantRow); RequantizeInt32 uses it.
 	requant func(dst []int8, src []int32, n int, rq *Requant)
+	// depthwise, if not nil, computes DepthwiseConv2DInt8 (arguments already checked).
+	depthwise func(dst, src []int8, batch int, s ConvShape, inZero int8, w []int8, bias []int32, rq *Requant)
 	// conv2DDirect, if not nil, computes Conv2DInt8 for non-pointwise shapes (its own patch
 	// layout; scratch as documented by Conv2DScratchLen).
 	conv2DDirect func(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant, scratch []int8)

@@ -199,3 +199,30 @@ func BenchmarkCrossover(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDepthwise: a MobileNet-style depthwise layer, 56x56x64, 3x3, stride 1, padding 1.
+func BenchmarkDepthwise(b *testing.B) {
+	s := ConvShape{InH: 56, InW: 56, InC: 64, OutC: 64, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}
+	r := rand.New(rand.NewPCG(6, 6))
+	src := make([]int8, s.InH*s.InW*s.InC)
+	fillInt8(r, src, fillRandom, false)
+	w := make([]int8, 9*s.InC)
+	fillInt8(r, w, fillRandom, true)
+	rq := randomRequant(r, s.InC, 9)
+	dst := make([]int8, s.OutH()*s.OutW()*s.OutC)
+	for _, p := range impls {
+		b.Run(p.name, func(b *testing.B) {
+			cpu := startThreadCPU(b)
+			for range b.N {
+				if p.depthwise != nil {
+					p.depthwise(dst, src, 1, s, 3, w, nil, rq)
+				} else {
+					depthwise(dst, src, 1, s, 3, w, nil, rq)
+				}
+			}
+			if ns := cpu.nanos(); ns > 0 {
+				b.ReportMetric(float64(ns)/float64(b.N), "cpu-ns/op")
+			}
+		})
+	}
+}

@@ -26,6 +26,9 @@ type simdKernels struct {
 	// sum read from the accumulator tile.
 	convKernel  func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)
 	requantCorr func(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64, corr *int32, cs int)
+	// dwRow, if not nil, computes one output row of a depthwise convolution for channel
+	// counts that are multiples of 16 (dwRowAVX2); see simdKernels.depthwise.
+	dwRow func(acc *int32, src *int8, w *int16, bias *int32, c16, cs, kh, kw, rowStride, pixStride, ow int)
 	// sumRows, if not nil, stores the sums of rows x n signed bytes (stride lda) in dst.
 	sumRows func(dst *int32, a *int8, lda int, rows int, n int)
 	// sext16, if not nil, converts n int8 values to int16 (n a positive multiple of 16): the
@@ -49,6 +52,7 @@ func newSIMDImpl(name string, k *simdKernels) *impl {
 			k.gemm(nil, dst, ldd, a, lda, m, w, bias, rq, j0, j1)
 		},
 		conv2DDirect: k.conv,
+		depthwise:    k.depthwiseOrPortable(),
 		requant: func(dst []int8, src []int32, n int, rq *Requant) {
 			k.requantRows(dst, n, src, n, len(src)/n, n, rq, 0)
 		},
@@ -468,4 +472,64 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 func (rq *Requant) int32Safe() bool {
 	lo, hi := int64(rq.Min)-int64(rq.ZeroPoint), int64(rq.Max)-int64(rq.ZeroPoint)
 	return lo >= math.MinInt32 && hi <= math.MaxInt32 && lo <= math.MaxInt32 && hi >= math.MinInt32
+}
+
+func (k *simdKernels) depthwiseOrPortable() func(dst, src []int8, batch int, s ConvShape, inZero int8, w []int8, bias []int32, rq *Requant) {
+	if k.dwRow == nil {
+		return nil
+	}
+	return k.depthwise
+}
+
+// depthwise runs DepthwiseConv2DInt8 with the dwRow kernel on a zero-point-padded copy of each
+// image: one call per output row for the channels in blocks of 16, the remaining channels in
+// Go, then the vector epilogue on the row. Weights are widened to int16 once per call.
+func (k *simdKernels) depthwise(dst, src []int8, batch int, s ConvShape, inZero int8, w []int8, bias []int32, rq *Requant) {
+	c := s.InC
+	c16 := c &^ 15
+	if c16 == 0 {
+		depthwise(dst, src, batch, s, inZero, w, bias, rq)
+		return
+	}
+	oh, ow := s.OutH(), s.OutW()
+	pw := s.InW + s.PadLeft + s.PadRight
+	taps := s.KH * s.KW
+	sc := simdPool.Get().(*simdScratch)
+	defer simdPool.Put(sc)
+	if cap(sc.a16) < taps*c {
+		sc.a16 = make([]int16, taps*c)
+	}
+	w16 := sc.a16[:taps*c]
+	for i, v := range w {
+		w16[i] = int16(v)
+	}
+	sc.off = growI32(sc.off, c)
+	b := sc.off
+	clear(b)
+	if bias != nil {
+		copy(b, bias)
+	}
+	sc.acc = growI32(sc.acc, ow*c)
+	acc := sc.acc
+	for n := 0; n < batch; n++ {
+		pad, bp := paddedImage(src[n*s.InH*s.InW*c:(n+1)*s.InH*s.InW*c], s, inZero, 0)
+		for oy := 0; oy < oh; oy++ {
+			row := pad[oy*s.StrideH*pw*c:]
+			k.dwRow(&acc[0], &row[0], &w16[0], &b[0], c16, c, s.KH, s.KW, pw*c, s.StrideW*c, ow)
+			for ox := 0; ox < ow && c16 < c; ox++ {
+				for ch := c16; ch < c; ch++ {
+					t := b[ch]
+					for kh := 0; kh < s.KH; kh++ {
+						for kw := 0; kw < s.KW; kw++ {
+							x := row[(kh*pw+ox*s.StrideW+kw)*c+ch]
+							t += int32(x) * int32(w[(kh*s.KW+kw)*c+ch])
+						}
+					}
+					acc[ox*c+ch] = t
+				}
+			}
+			k.requantRows(dst[((n*oh+oy)*ow)*c:], c, acc, c, ow, c, rq, 0)
+		}
+		padPool.Put(bp)
+	}
 }
