@@ -38,3 +38,5 @@
 //
 // The package imports only the standard library and golang.org/x/sys.
 package fgemm
+
+//go:generate go run gen_asm.go
