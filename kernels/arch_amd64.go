@@ -97,19 +97,19 @@ var avx512Kernels = simdKernels{
 	mr: 8, wideN: 48,
 	wide: vnni8x48, narrow: vnni8x16, gemv: vnniGemv,
 	sum: sumInt8AVX512, sumRows: sumRowsAVX512, requant: requantAVX512NoCorr, gemv4: vnniGemv4,
-	requantCorr: requantAVX512, convKernel: vnniConv8x16, dwRow: dwRowAVX2,
+	requantCorr: requantAVX512, convKernel: vnniConv8x16, dwRow16: dwRowAVX2,
 }
 
 var avxvnniKernels = simdKernels{
 	mr: 6, wideN: 16,
 	wide: avxvnni6x16, narrow: avxvnni6x16, gemv: avxvnniGemv,
-	sum: sumInt8AVX2, requant: requantAVX2, gemv4: avx2Gemv4, dwRow: dwRowAVX2,
+	sum: sumInt8AVX2, requant: requantAVX2, gemv4: avx2Gemv4, dwRow16: dwRowAVX2,
 }
 
 var avx2Kernels = simdKernels{
 	mr: 4, wideN: 16,
 	wide: avx2Wide, narrow: avx2Wide, gemv: avx2Gemv,
-	sum: sumInt8AVX2, sext16: sext16AVX2, requant: requantAVX2, gemv4: avx2Gemv4, dwRow: dwRowAVX2,
+	sum: sumInt8AVX2, sext16: sext16AVX2, requant: requantAVX2, gemv4: avx2Gemv4, dwRow16: dwRowAVX2,
 }
 
 // avx2Wide adapts avx2x4x16 (int16 activations, see simdKernels.sext16) to the kernel type.

@@ -26,9 +26,12 @@ func sdotGemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *
 //go:noescape
 func requantNEON(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 
-var neonKernels = simdKernels{mr: 2, wideN: 16, wide: smull2x16, narrow: smull2x16, requant: requantNEON}
+//go:noescape
+func dwRowNEON(acc *int32, src *int8, w *int8, bias *int32, c16, cs, kh, kw, rowStride, pixStride, ow int)
 
-var neonDotKernels = simdKernels{mr: 4, wideN: 16, wide: sdot4x16, narrow: sdot4x16, gemv: sdotGemv, gemv4: sdotGemv4, requant: requantNEON}
+var neonKernels = simdKernels{mr: 2, wideN: 16, wide: smull2x16, narrow: smull2x16, requant: requantNEON, dwRow8: dwRowNEON}
+
+var neonDotKernels = simdKernels{mr: 4, wideN: 16, wide: sdot4x16, narrow: sdot4x16, gemv: sdotGemv, gemv4: sdotGemv4, requant: requantNEON, dwRow8: dwRowNEON}
 
 func archImpls() []*impl {
 	l := []*impl{newSIMDImpl("neon", &neonKernels)} // Advanced SIMD is mandatory on arm64

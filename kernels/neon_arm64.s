@@ -437,3 +437,57 @@ requantNEON_row:
 	SUBS $4, R12, R12
 	BNE requantNEON_chunk
 	RET
+
+// func dwRowNEON(acc *int32, src *int8, w *int8, bias *int32, c16, cs, kh, kw, rowStride, pixStride, ow int)
+// One output row of a depthwise convolution on a zero-point-padded NHWC image with cs channels
+// (see dwRowAVX2): 16 channels at a time, SMULL/SMULL2 products in int16 (exact, |x*w| <=
+// 128*128), widened into the int32 accumulators with SADDW/SADDW2.
+TEXT ·dwRowNEON(SB), NOSPLIT, $0-88
+	MOVD acc+0(FP), R0
+	MOVD src+8(FP), R1
+	MOVD w+16(FP), R2
+	MOVD bias+24(FP), R3
+	MOVD c16+32(FP), R4
+	MOVD cs+40(FP), R5
+	MOVD kh+48(FP), R6
+	MOVD kw+56(FP), R7
+	MOVD rowStride+64(FP), R8
+	MOVD pixStride+72(FP), R9
+	MOVD ow+80(FP), R10
+dwNEON_pixel:
+	MOVD $0, R11
+dwNEON_block:
+	ADD R11<<2, R3, R17
+	VLD1 (R17), [V0.S4, V1.S4, V2.S4, V3.S4]
+	ADD R11, R1, R12
+	ADD R11, R2, R13
+	MOVD R6, R14
+dwNEON_kh:
+	MOVD R12, R16
+	MOVD R7, R15
+dwNEON_kw:
+	VLD1 (R16), [V4.B16]
+	VLD1 (R13), [V5.B16]
+	WORD $0x0e25c086 // SMULL V6.8H, V4.8B, V5.8B
+	WORD $0x4e25c087 // SMULL2 V7.8H, V4.16B, V5.16B
+	WORD $0x0e661000 // SADDW V0.4S, V0.4S, V6.4H
+	WORD $0x4e661021 // SADDW2 V1.4S, V1.4S, V6.8H
+	WORD $0x0e671042 // SADDW V2.4S, V2.4S, V7.4H
+	WORD $0x4e671063 // SADDW2 V3.4S, V3.4S, V7.8H
+	ADD R5, R16, R16
+	ADD R5, R13, R13
+	SUBS $1, R15, R15
+	BNE dwNEON_kw
+	ADD R8, R12, R12
+	SUBS $1, R14, R14
+	BNE dwNEON_kh
+	ADD R11<<2, R0, R17
+	VST1 [V0.S4, V1.S4, V2.S4, V3.S4], (R17)
+	ADD $16, R11, R11
+	CMP R4, R11
+	BLT dwNEON_block
+	ADD R5<<2, R0, R0
+	ADD R9, R1, R1
+	SUBS $1, R10, R10
+	BNE dwNEON_pixel
+	RET

@@ -26,9 +26,11 @@ type simdKernels struct {
 	// sum read from the accumulator tile.
 	convKernel  func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)
 	requantCorr func(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64, corr *int32, cs int)
-	// dwRow, if not nil, computes one output row of a depthwise convolution for channel
-	// counts that are multiples of 16 (dwRowAVX2); see simdKernels.depthwise.
-	dwRow func(acc *int32, src *int8, w *int16, bias *int32, c16, cs, kh, kw, rowStride, pixStride, ow int)
+	// dwRow16 or dwRow8, if not nil, computes one output row of a depthwise convolution for
+	// the first c16 channels (a multiple of 16), with weights widened to int16 (dwRowAVX2) or
+	// as they are (dwRowNEON); see simdKernels.depthwise.
+	dwRow16 func(acc *int32, src *int8, w *int16, bias *int32, c16, cs, kh, kw, rowStride, pixStride, ow int)
+	dwRow8  func(acc *int32, src *int8, w *int8, bias *int32, c16, cs, kh, kw, rowStride, pixStride, ow int)
 	// sumRows, if not nil, stores the sums of rows x n signed bytes (stride lda) in dst.
 	sumRows func(dst *int32, a *int8, lda int, rows int, n int)
 	// sext16, if not nil, converts n int8 values to int16 (n a positive multiple of 16): the
@@ -475,7 +477,7 @@ func (rq *Requant) int32Safe() bool {
 }
 
 func (k *simdKernels) depthwiseOrPortable() func(dst, src []int8, batch int, s ConvShape, inZero int8, w []int8, bias []int32, rq *Requant) {
-	if k.dwRow == nil {
+	if k.dwRow16 == nil && k.dwRow8 == nil {
 		return nil
 	}
 	return k.depthwise
@@ -496,12 +498,15 @@ func (k *simdKernels) depthwise(dst, src []int8, batch int, s ConvShape, inZero 
 	taps := s.KH * s.KW
 	sc := simdPool.Get().(*simdScratch)
 	defer simdPool.Put(sc)
-	if cap(sc.a16) < taps*c {
-		sc.a16 = make([]int16, taps*c)
-	}
-	w16 := sc.a16[:taps*c]
-	for i, v := range w {
-		w16[i] = int16(v)
+	var w16 []int16
+	if k.dwRow16 != nil {
+		if cap(sc.a16) < taps*c {
+			sc.a16 = make([]int16, taps*c)
+		}
+		w16 = sc.a16[:taps*c]
+		for i, v := range w {
+			w16[i] = int16(v)
+		}
 	}
 	sc.off = growI32(sc.off, c)
 	b := sc.off
@@ -515,7 +520,11 @@ func (k *simdKernels) depthwise(dst, src []int8, batch int, s ConvShape, inZero 
 		pad, bp := paddedImage(src[n*s.InH*s.InW*c:(n+1)*s.InH*s.InW*c], s, inZero, 0)
 		for oy := 0; oy < oh; oy++ {
 			row := pad[oy*s.StrideH*pw*c:]
-			k.dwRow(&acc[0], &row[0], &w16[0], &b[0], c16, c, s.KH, s.KW, pw*c, s.StrideW*c, ow)
+			if w16 != nil {
+				k.dwRow16(&acc[0], &row[0], &w16[0], &b[0], c16, c, s.KH, s.KW, pw*c, s.StrideW*c, ow)
+			} else {
+				k.dwRow8(&acc[0], &row[0], &w[0], &b[0], c16, c, s.KH, s.KW, pw*c, s.StrideW*c, ow)
+			}
 			for ox := 0; ox < ow && c16 < c; ox++ {
 				for ch := c16; ch < c; ch++ {
 					t := b[ch]

@@ -33,6 +33,8 @@ def xtn4h(d, n): return W(0x0E612800 | n << 5 | d, f"XTN V{d}.4H, V{n}.4S")
 def xtn8b(d, n): return W(0x0E212800 | n << 5 | d, f"XTN V{d}.8B, V{n}.8H")
 def dup4s(d, r): return W(0x4E040C00 | r << 5 | d, f"DUP V{d}.4S, W{r}")
 def dup2d(d, r): return W(0x4E080C00 | r << 5 | d, f"DUP V{d}.2D, X{r}")
+def saddw(d, n, m): return W(0x0E601000 | m << 16 | n << 5 | d, f"SADDW V{d}.4S, V{n}.4S, V{m}.4H")
+def saddw2(d, n, m): return W(0x4E601000 | m << 16 | n << 5 | d, f"SADDW2 V{d}.4S, V{n}.4S, V{m}.8H")
 def addp(d, n, m): return W(0x4EA0BC00 | m << 16 | n << 5 | d, f"ADDP V{d}.4S, V{n}.4S, V{m}.4S")
 
 out = []
@@ -293,5 +295,55 @@ P("""	FMOVS F4, (R3)
 	ADD $16, R11, R11
 	SUBS $4, R12, R12
 	BNE requantNEON_chunk
+	RET""")
+P("""
+// func dwRowNEON(acc *int32, src *int8, w *int8, bias *int32, c16, cs, kh, kw, rowStride, pixStride, ow int)
+// One output row of a depthwise convolution on a zero-point-padded NHWC image with cs channels
+// (see dwRowAVX2): 16 channels at a time, SMULL/SMULL2 products in int16 (exact, |x*w| <=
+// 128*128), widened into the int32 accumulators with SADDW/SADDW2.
+TEXT ·dwRowNEON(SB), NOSPLIT, $0-88
+	MOVD acc+0(FP), R0
+	MOVD src+8(FP), R1
+	MOVD w+16(FP), R2
+	MOVD bias+24(FP), R3
+	MOVD c16+32(FP), R4
+	MOVD cs+40(FP), R5
+	MOVD kh+48(FP), R6
+	MOVD kw+56(FP), R7
+	MOVD rowStride+64(FP), R8
+	MOVD pixStride+72(FP), R9
+	MOVD ow+80(FP), R10
+dwNEON_pixel:
+	MOVD $0, R11
+dwNEON_block:
+	ADD R11<<2, R3, R17
+	VLD1 (R17), [V0.S4, V1.S4, V2.S4, V3.S4]
+	ADD R11, R1, R12
+	ADD R11, R2, R13
+	MOVD R6, R14
+dwNEON_kh:
+	MOVD R12, R16
+	MOVD R7, R15
+dwNEON_kw:
+	VLD1 (R16), [V4.B16]
+	VLD1 (R13), [V5.B16]""")
+P(smull(6, 4, 5)); P(smull2(7, 4, 5))
+P(saddw(0, 0, 6)); P(saddw2(1, 1, 6)); P(saddw(2, 2, 7)); P(saddw2(3, 3, 7))
+P("""	ADD R5, R16, R16
+	ADD R5, R13, R13
+	SUBS $1, R15, R15
+	BNE dwNEON_kw
+	ADD R8, R12, R12
+	SUBS $1, R14, R14
+	BNE dwNEON_kh
+	ADD R11<<2, R0, R17
+	VST1 [V0.S4, V1.S4, V2.S4, V3.S4], (R17)
+	ADD $16, R11, R11
+	CMP R4, R11
+	BLT dwNEON_block
+	ADD R5<<2, R0, R0
+	ADD R9, R1, R1
+	SUBS $1, R10, R10
+	BNE dwNEON_pixel
 	RET""")
 open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'neon_arm64.s'), 'w').write("\n".join(out)+"\n")
