@@ -54,3 +54,20 @@ func ExampleGEMMInt4() {
 	fmt.Println(acc)
 	// Output: [14 -4]
 }
+
+// A 3x3 single-channel image convolved with a 2x2 kernel of ones (stride 1, no padding),
+// input zero point 0, output multiplier 1 (M0 = 2^30, Shift = 1).
+func ExampleConv2DInt8() {
+	s := kernels.ConvShape{InH: 3, InW: 3, InC: 1, OutC: 1, KH: 2, KW: 2, StrideH: 1, StrideW: 1}
+	w, err := kernels.PackInt8([]int8{1, 1, 1, 1}, 1, s.K())
+	if err != nil {
+		panic(err)
+	}
+	rq := &kernels.Requant{M0: []int32{1 << 30}, Shift: []int32{1}, Min: -128, Max: 127}
+	src := []int8{1, 2, 3, 4, 5, 6, 7, 8, 9}
+	dst := make([]int8, s.OutH()*s.OutW())
+	scratch := make([]int8, kernels.Conv2DScratchLen(s)) // reusable across calls
+	kernels.Conv2DInt8(dst, src, 1, s, 0, w, nil, rq, scratch)
+	fmt.Println(dst)
+	// Output: [12 16 24 28]
+}
