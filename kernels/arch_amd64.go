@@ -58,6 +58,9 @@ func avxvnni6x16Evex(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff
 func avxvnniGemvEvex(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
 
 //go:noescape
+func avx2x6x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+//go:noescape
 func avx2x4x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
 //go:noescape
@@ -107,9 +110,14 @@ var avxvnniKernels = simdKernels{
 }
 
 var avx2Kernels = simdKernels{
-	mr: 4, wideN: 16,
-	wide: avx2Wide, narrow: avx2Wide, gemv: avx2Gemv,
+	mr: 6, wideN: 16,
+	wide: avx2Wide6, narrow: avx2Wide6, gemv: avx2Gemv,
 	sum: sumInt8AVX2, sext16: sext16AVX2, requant: requantAVX2, gemv4: avx2Gemv4, dwRow16: dwRowAVX2,
+}
+
+// avx2Wide6 adapts avx2x6x16 (int16 activations) to the kernel type.
+func avx2Wide6(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int) {
+	avx2x6x16((*int16)(unsafe.Pointer(a)), lda, w, ts, kg, off, roff, c, ldc)
 }
 
 // avx2Wide adapts avx2x4x16 (int16 activations, see simdKernels.sext16) to the kernel type.

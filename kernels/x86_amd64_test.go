@@ -148,6 +148,7 @@ func BenchmarkMicroKernel(b *testing.B) {
 		{"avx512vnni-8x16", x.HasAVX512VNNI, 8, 16, vnni8x16},
 		{"avxvnni-evex-twin-6x16", x.HasAVX512VNNI && x.HasAVX512VL, 6, 16, avxvnni6x16Evex},
 		{"avx2-4x16", x.HasAVX2, 4, 16, avx2Wide},
+		{"avx2-6x16", x.HasAVX2, 6, 16, avx2Wide6},
 	} {
 		if !k.ok {
 			continue
