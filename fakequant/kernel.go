@@ -9,6 +9,14 @@ import (
 // Element kernels, generic over the graph's float type. They call package quant for the rounding
 // rule and the quantize/dequantize formula; nothing here re-implements either.
 
+// roundF is quant.Round in a form the compiler inlines into the element loops: the contract's
+// rule is math.Round (half away from zero), and for float32 v the float64 round trip is exact, so
+// roundF(v) == roundF(v) for every v (TestRoundFMatchesQuant checks it, and the kernels'
+// exactness tests compare whole outputs with quant.FakeQuantizeValue). quant.Round itself is
+// generic with a type switch and is not inlined: calling it per element cost about a third of
+// the forward.
+func roundF[F quant.Float](v F) F { return F(math.Round(float64(v))) }
+
 // nonFinite reports whether x is NaN or +-Inf (x-x is NaN exactly then).
 func nonFinite[F quant.Float](x F) bool { return x-x != 0 }
 
@@ -37,7 +45,7 @@ func fqRun[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, q
 				return start + i
 			}
 			v := xi / s
-			r := quant.Round(v)
+			r := roundF(v)
 			e := r - v
 			if r < lo {
 				r, e = lo, auxLow
@@ -55,7 +63,7 @@ func fqRun[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, q
 			return i
 		}
 		v := xi / s
-		r := quant.Round(v)
+		r := roundF(v)
 		e := r - v
 		if r < lo {
 			r, e = lo, auxLow
@@ -84,7 +92,7 @@ func fqRunMinMax[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, q
 			mx = xi
 		}
 		v := xi / s
-		r := quant.Round(v)
+		r := roundF(v)
 		e := r - v
 		if r < lo {
 			r, e = lo, auxLow
@@ -111,7 +119,7 @@ func fqRows[F quant.Float](x, y, aux []F, s, lo, hi []F) int {
 				return r + j
 			}
 			v := xi / s[j]
-			q := quant.Round(v)
+			q := roundF(v)
 			e := q - v
 			if q < lo[j] {
 				q, e = lo[j], auxLow
@@ -313,7 +321,7 @@ func bwdRun[F quant.Float](x, gy, gx []F, start, end, stride int, s F, z, qmin, 
 			}
 			g0, g1 := gys[i], gys[i+1]
 			v0, v1 := x0/s, x1/s
-			r0, r1 := quant.Round(v0), quant.Round(v1)
+			r0, r1 := roundF(v0), roundF(v1)
 			if r0 < lo {
 				sumLo += float64(g0)
 				g0 = 0
@@ -341,7 +349,7 @@ func bwdRun[F quant.Float](x, gy, gx []F, start, end, stride int, s F, z, qmin, 
 			}
 			g := gys[i]
 			v := xi / s
-			r := quant.Round(v)
+			r := roundF(v)
 			if r < lo {
 				sumLo += float64(g)
 				g = 0
@@ -361,7 +369,7 @@ func bwdRun[F quant.Float](x, gy, gx []F, start, end, stride int, s F, z, qmin, 
 			}
 			g := gy[i]
 			v := xi / s
-			r := quant.Round(v)
+			r := roundF(v)
 			switch {
 			case r < lo:
 				sumLo += float64(g)
@@ -400,7 +408,7 @@ func bwdRows[F quant.Float](x, gy, gx []F, s, lo, hi []F, plain bool, ds, clip [
 			}
 			g := gys[j]
 			v := xi / s[j]
-			rv := quant.Round(v)
+			rv := roundF(v)
 			switch {
 			case rv < lo[j]:
 				ds[j] += float64(g) * float64(lo[j])

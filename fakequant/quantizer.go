@@ -363,13 +363,13 @@ func (q *Quantizer) InitFromInput() error {
 	return q.InitLSQ(v)
 }
 
-// fixedZero is the zero point of an asymmetric LSQ quantizer without a learned offset: the middle of
-// the range rounded toward qmin for signed ranges (0 for [-2^(b-1), 2^(b-1)-1]) and qmin for unsigned.
+// fixedZero is the zero point of an LSQ quantizer without a learned offset: 0 for the symmetric
+// schemes (SymmetricNarrow, PACT) and for AsymmetricSigned, qmin for AsymmetricUnsigned (also 0).
 func (q *Quantizer) fixedZero() int32 {
-	if q.cfg.Scheme == AsymmetricSigned {
-		return 0
+	if q.cfg.Scheme == AsymmetricUnsigned && !q.cfg.Symmetric() {
+		return q.rng.Min
 	}
-	return q.rng.Min
+	return 0
 }
 
 func (q *Quantizer) paramsFromRange(lo, hi float64) (quant.Params, error) {
@@ -448,10 +448,7 @@ func (q *Quantizer) computeParams(pv []G.Value) error {
 				q.zps[i] = zeroFromOffset(z, q.rng.Min, q.rng.Max)
 			}
 		} else {
-			z := int32(0)
-			if !q.cfg.Symmetric() {
-				z = q.fixedZero()
-			}
+			z := q.fixedZero()
 			for i := range q.zps {
 				q.zps[i] = z
 			}

@@ -1,0 +1,118 @@
+package fakequant
+
+import (
+	"math"
+	"testing"
+
+	"github.com/qatgo/qatgo/quant"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// TestSetRange checks the parameters Params reports after SetRange against hand-computed scales
+// and zero points for every method and scheme. The first rows are the regression for
+// SetRange on a learned-scale symmetric quantizer, which failed with "zero point -7 invalid"
+// because the fixed zero point of SymmetricNarrow was taken as qmin instead of 0.
+func TestSetRange(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cfg    Config
+		lo, hi []float64
+		want   []quant.Params
+	}{
+		{"lsq-symmetric-4bit", Config{Bits: 4}, []float64{-1.4}, []float64{0.7}, []quant.Params{{Scale: 0.2}}},
+		{"lsq-symmetric-8bit-per-channel", Config{Bits: 8, Granularity: PerChannel},
+			[]float64{-1.27, -0.5}, []float64{0.5, 2.54}, []quant.Params{{Scale: 0.01}, {Scale: 0.02}}},
+		{"lsq-asymmetric-signed", Config{Bits: 8, Scheme: AsymmetricSigned}, []float64{-2.54}, []float64{1}, []quant.Params{{Scale: 0.02}}},
+		{"lsq-asymmetric-unsigned", Config{Bits: 8, Scheme: AsymmetricUnsigned}, []float64{0}, []float64{5.1}, []quant.Params{{Scale: 0.02}}},
+		{"lsq+-offset", Config{Bits: 8, Scheme: AsymmetricSigned, LearnOffset: true}, []float64{-1}, []float64{1.55},
+			[]quant.Params{{Scale: 0.01, ZeroPoint: -28}}}, // 2.55/255; -128 - round(-1/0.01)
+		{"pact-4bit", Config{Bits: 4, Method: PACT}, []float64{-3}, []float64{1.5}, []quant.Params{{Scale: 0.1}}},
+		{"observed-symmetric", Config{Bits: 8, Method: Observed}, []float64{-0.635}, []float64{0.2}, []quant.Params{{Scale: 0.005}}},
+		{"observed-asymmetric", Config{Bits: 8, Method: Observed, Scheme: AsymmetricSigned}, []float64{-1}, []float64{1.55},
+			[]quant.Params{{Scale: 0.01, ZeroPoint: -28}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, dt := range dtypes {
+				cfg := tc.cfg
+				cfg.Name = "q"
+				g := G.NewGraph()
+				x := G.NewMatrix(g, dt, G.WithShape(2, 4), G.WithName("x"))
+				q, err := New(g, x, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := q.SetRange(tc.lo, tc.hi); err != nil {
+					t.Fatalf("%v: SetRange: %v", dt, err)
+				}
+				ps, err := q.Params()
+				if err != nil {
+					t.Fatalf("%v: Params: %v", dt, err)
+				}
+				if len(ps) != len(tc.want) {
+					t.Fatalf("%v: %d params, want %d", dt, len(ps), len(tc.want))
+				}
+				for i, p := range ps {
+					w := tc.want[i]
+					// LSQ keeps log(scale) in the graph's dtype: float32 costs about 1e-7 relative.
+					if p.ZeroPoint != w.ZeroPoint || math.Abs(float64(p.Scale-w.Scale)) > 1e-5*float64(w.Scale) {
+						t.Errorf("%v: slice %d: got %+v, want %+v", dt, i, p, w)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSetRangeErrors checks that bad ranges are reported as errors, not panics or silent state.
+func TestSetRangeErrors(t *testing.T) {
+	g := G.NewGraph()
+	x := G.NewMatrix(g, tensor.Float32, G.WithShape(2, 4), G.WithName("x"))
+	q, err := New(g, x, Config{Name: "q", Bits: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		lo, hi []float64
+	}{
+		{"length", []float64{-1, -1}, []float64{1, 1}},
+		{"nan", []float64{math.NaN()}, []float64{1}},
+		{"inf", []float64{-1}, []float64{math.Inf(1)}},
+		{"empty", []float64{1}, []float64{-1}},
+	} {
+		if err := q.SetRange(tc.lo, tc.hi); err == nil {
+			t.Errorf("%s: SetRange(%v, %v) gave no error", tc.name, tc.lo, tc.hi)
+		}
+	}
+}
+
+// TestRoundFMatchesQuant checks the kernels' inlined rounding against quant.Round bit for bit on
+// ties, the float32 integer threshold 2^23, signed zeros, non-finite values and random bit patterns.
+func TestRoundFMatchesQuant(t *testing.T) {
+	edges := []float64{0, math.Copysign(0, -1), 0.5, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997,
+		1 << 22, 1<<22 + 0.5, 1<<23 - 0.5, 1 << 23, 1<<23 + 1, -(1<<23 - 0.5), 1e30, -1e30,
+		math.SmallestNonzeroFloat32, math.MaxFloat32, math.Inf(1), math.Inf(-1), math.NaN()}
+	same32 := func(v float32) bool {
+		a, b := roundF(v), quant.Round(v)
+		return math.Float32bits(a) == math.Float32bits(b) || (a != a && b != b)
+	}
+	same64 := func(v float64) bool {
+		a, b := roundF(v), quant.Round(v)
+		return math.Float64bits(a) == math.Float64bits(b) || (a != a && b != b)
+	}
+	for _, v := range edges {
+		if !same32(float32(v)) {
+			t.Errorf("float32 %v: roundF %v, quant.Round %v", float32(v), roundF(float32(v)), quant.Round(float32(v)))
+		}
+		if !same64(v) {
+			t.Errorf("float64 %v: roundF %v, quant.Round %v", v, roundF(v), quant.Round(v))
+		}
+	}
+	for i := uint32(0); i < 1<<20; i++ {
+		b := i*4099 + i>>7 // spreads over all exponents and both signs
+		if v := math.Float32frombits(b); !same32(v) {
+			t.Fatalf("float32 bits %#x (%v): roundF %v, quant.Round %v", b, v, roundF(v), quant.Round(v))
+		}
+	}
+}
