@@ -286,6 +286,9 @@ func Decode(b []byte) (*Model, error) {
 		if kind != uint32(i+1) || flags != 0 || res != 0 {
 			return nil, fmt.Errorf("%w: section %d: kind %d flags %#x reserved %#x, want kind %d and zeros", ErrFormat, i, kind, flags, res, i+1)
 		}
+		if off%align == 0 && off >= prevEnd && (off > uint64(len(b)) || n > uint64(len(b))-off) {
+			return nil, fmt.Errorf("%w: %s section at offset %d length %d ends past the end of the %d-byte file (file truncated?)", ErrFormat, names[i], off, n, len(b))
+		}
 		if off%align != 0 || off < prevEnd || off > uint64(len(b)) || n > uint64(len(b))-off {
 			return nil, fmt.Errorf("%w: %s section at offset %d length %d outside the %d-byte file or misplaced", ErrFormat, names[i], off, n, len(b))
 		}

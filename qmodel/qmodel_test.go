@@ -195,8 +195,8 @@ func TestDecodeCorruptFiles(t *testing.T) {
 		{"garbage", garbage, "bad magic"},
 		{"magic only", []byte(Magic), "shorter than"},
 		{"truncated header", valid[:100], "shorter than"},
-		{"truncated in metadata", valid[:headerCRCEnd+20], "outside"},
-		{"truncated in data", valid[:len(valid)-1], "outside"},
+		{"truncated in metadata", valid[:headerCRCEnd+20], "file truncated?"},
+		{"truncated in data", valid[:len(valid)-1], "file truncated?"},
 		{"trailing bytes", append(append([]byte(nil), valid...), 0), "trailing"},
 		{"bad magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), "bad magic"},
 		{"future version", mod(func(b []byte) []byte { b[8] = 2; fixCRCs(b); return b }), "version 2"},
@@ -210,7 +210,12 @@ func TestDecodeCorruptFiles(t *testing.T) {
 			binary.LittleEndian.PutUint64(b[headerFixed+3*sectionEntry+16:], 1<<40)
 			fixCRCs(b)
 			return b
-		}), "outside"},
+		}), "past the end"},
+		{"section offset out of file", mod(func(b []byte) []byte {
+			binary.LittleEndian.PutUint64(b[headerFixed+3*sectionEntry+8:], 1<<40)
+			fixCRCs(b)
+			return b
+		}), "past the end"},
 		{"unaligned section", mod(func(b []byte) []byte {
 			binary.LittleEndian.PutUint64(b[headerFixed+1*sectionEntry+8:], 1+binary.LittleEndian.Uint64(b[headerFixed+1*sectionEntry+8:]))
 			fixCRCs(b)
