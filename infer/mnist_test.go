@@ -294,6 +294,15 @@ func TestInputErrors(t *testing.T) {
 		}
 	}
 
+	// A wrong call does not grow the session's buffers (no allocation sized by a bad batch).
+	before := s.batch
+	if _, err := s.RunUint8(img, MaxBatch); err == nil {
+		t.Error("input of 2 images accepted for batch MaxBatch")
+	}
+	if s.batch != before {
+		t.Errorf("a rejected call grew the output buffers from %d to %d samples", before, s.batch)
+	}
+
 	// A float-input model rejects NaN and uint8 input.
 	b := qmodel.NewBuilder("f")
 	x := b.Input("x", qmodel.Float32, []int{2}, nil)

@@ -248,10 +248,8 @@ func (s *Session) split(batch int) int {
 	return nw
 }
 
-func (s *Session) ensure(batch int) error {
-	if batch < 1 || batch > MaxBatch {
-		return fmt.Errorf("infer: batch %d outside [1,%d]", batch, MaxBatch)
-	}
+// ensure grows the gathered outputs to hold batch samples (1 <= batch <= MaxBatch).
+func (s *Session) ensure(batch int) {
 	if batch > s.batch {
 		s.outF = make([]float32, s.md.outN*batch)
 		if s.md.int8Out >= 0 {
@@ -259,7 +257,6 @@ func (s *Session) ensure(batch int) error {
 		}
 		s.batch = batch
 	}
-	return nil
 }
 
 // i8buf returns tensor t's buffer in lane ln (n elements per sample) for the current micro-batch.
@@ -476,13 +473,16 @@ func (s *Session) Int8Tensor(name string) ([]int8, quant.Params, error) {
 	return s.lanes[0].i8buf(s, t, tt.NumElements()), params(tt), nil
 }
 
+// checkLen checks the batch size and the input length, then grows the output buffers: a wrong
+// call allocates nothing.
 func (s *Session) checkLen(n, batch int) error {
-	if err := s.ensure(batch); err != nil {
-		return err
+	if batch < 1 || batch > MaxBatch {
+		return fmt.Errorf("infer: batch %d outside [1,%d]", batch, MaxBatch)
 	}
 	if want := s.md.inN * batch; n != want {
 		return fmt.Errorf("infer: input has %d values, want batch %d x %d (per-sample shape %v)", n, batch, s.md.inN, s.md.qm.Tensors[s.md.input].Shape)
 	}
+	s.ensure(batch)
 	return nil
 }
 
