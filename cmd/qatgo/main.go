@@ -96,14 +96,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		printUsage(stderr)
 		return exitUsage
 	}
-	fs := newFlagSet(c, stderr)
+	// The flag package prints -h's usage and parse errors to one writer: collect them, then send
+	// the help a user asked for to stdout (exit 0) and a usage error to stderr (exit 2).
+	var flagOut strings.Builder
+	fs := newFlagSet(c, &flagOut)
 	run := c.setup(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			io.WriteString(stdout, flagOut.String())
 			return exitOK
 		}
-		return exitUsage // the flag package has printed the error and the usage
+		io.WriteString(stderr, flagOut.String())
+		return exitUsage
 	}
+	fs.SetOutput(stderr)
 	err := run(e, fs.Args())
 	var ue usageError
 	switch {

@@ -79,7 +79,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		code int
-		want string // in stdout+stderr
+		want string // in stdout on success (help included), in stderr otherwise
 	}{
 		{nil, exitUsage, "commands:"},
 		{[]string{"help"}, exitOK, "inspect"},
@@ -103,8 +103,12 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"eval", model}, exitFailure, "784"},
 	} {
 		code, o, e := runMain(tc.args...)
-		if code != tc.code || !strings.Contains(o+e, tc.want) {
-			t.Errorf("qatgo %q: exit %d, want %d; output lacks %q:\n%s%s", tc.args, code, tc.code, tc.want, o, e)
+		got, quiet, stream := o, e, "stdout"
+		if tc.code != exitOK {
+			got, quiet, stream = e, o, "stderr"
+		}
+		if code != tc.code || !strings.Contains(got, tc.want) || quiet != "" {
+			t.Errorf("qatgo %q: exit %d, want %d; %s lacks %q or the other stream is not empty:\nstdout: %s\nstderr: %s", tc.args, code, tc.code, stream, tc.want, o, e)
 		}
 	}
 }
