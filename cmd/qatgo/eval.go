@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -58,16 +59,10 @@ func eval(e *env, modelPath, dir string, n, batch, threads int) error {
 	if md.InputSize() != 784 {
 		return fmt.Errorf("model input %v has %d elements; MNIST images have 784 (28x28x1)", md.InputShape(), md.InputSize())
 	}
-	if dir == "" {
-		if dir, err = mnist.Locate(); err != nil {
-			return fmt.Errorf("cannot find the MNIST files (%w); pass -dir or set %s", err, mnist.EnvDir)
-		}
-	}
-	test, err := mnist.LoadFiles(filepath.Join(dir, mnist.TestImagesFile), filepath.Join(dir, mnist.TestLabelsFile))
+	test, err := mnistTestSet(dir, n)
 	if err != nil {
 		return err
 	}
-	test = test.Subset(n)
 	total := test.Len()
 	outN := md.OutputSize()
 	s := md.NewSessionWith(infer.SessionOptions{Threads: threads})
@@ -109,4 +104,24 @@ func eval(e *env, modelPath, dir string, n, batch, threads int) error {
 	}
 	fmt.Fprintln(e.stdout)
 	return nil
+}
+
+// mnistTestSet loads the first n MNIST test images (all for n == 0) from dir, or from the
+// directory mnist.Locate finds when dir is empty.
+func mnistTestSet(dir string, n int) (*mnist.Set, error) {
+	if dir == "" {
+		var err error
+		if dir, err = mnist.Locate(); err != nil {
+			return nil, fmt.Errorf("cannot find the MNIST files (%w); pass -dir or set %s", err, mnist.EnvDir)
+		}
+	}
+	test, err := mnist.LoadFiles(filepath.Join(dir, mnist.TestImagesFile), filepath.Join(dir, mnist.TestLabelsFile))
+	if err != nil {
+		return nil, err
+	}
+	test = test.Subset(n)
+	if test.Len() == 0 {
+		return nil, errors.New("the MNIST test set is empty")
+	}
+	return test, nil
 }

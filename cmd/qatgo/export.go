@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/qatgo/qatgo/data/mnist"
 	"github.com/qatgo/qatgo/export"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/qat"
@@ -55,8 +53,8 @@ records its QConfig name, used when -qconfig is empty; QConfigs with overrides n
 			softmax := fs.Bool("softmax", false, "append an integer Softmax to the output")
 			parity := fs.Int("parity", 1000, "MNIST test images for the parity check (0: skip it)")
 			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
-			minW1 := fs.Float64("min-within1", export.DefaultThresholds.MinWithin1, "minimum share of elements within 1 LSB per layer")
-			minAgree := fs.Float64("min-agree", export.DefaultThresholds.MinAgreement, "minimum share of agreeing predictions")
+			minW1 := fs.Float64("min-within1", export.DefaultThresholds.MinWithin1, "minimum share of elements within 1 LSB per layer (0: no check)")
+			minAgree := fs.Float64("min-agree", export.DefaultThresholds.MinAgreement, "minimum share of agreeing predictions (0: no check)")
 			maxLSB := fs.Int("max-lsb", 0, "largest allowed difference in LSB anywhere (0: no limit)")
 			maxLocal := fs.Int("max-local-lsb", 0, "largest allowed difference of a layer alone, on the fake-quant inputs (0: no limit)")
 			force := fs.Bool("force", false, "write the model even when the parity check fails")
@@ -72,6 +70,13 @@ records its QConfig name, used when -qconfig is empty; QConfigs with overrides n
 				}
 				if *maxLSB < 0 || *maxLocal < 0 {
 					return usagef("-max-lsb and -max-local-lsb must be >= 0")
+				}
+				// export.Thresholds reads a zero share as "the default"; here 0 means what the
+				// user wrote: no check, which Thresholds spells as a negative share.
+				for _, v := range []*float64{minW1, minAgree} {
+					if *v == 0 {
+						*v = -1
+					}
 				}
 				return runExport(e, exportArgs{ckpt: args[0], model: *model, qconfig: *qconf, out: *out, uint8: *u8,
 					softmax: *softmax, parity: *parity, dir: *dir, force: *force,
@@ -113,6 +118,10 @@ func runExport(e *env, a exportArgs) error {
 		}
 	} else if qc, err = qat.Preset(a.qconfig); err != nil {
 		return usagef("%v", err)
+	} else if rec, err := qat.Preset(ck.Meta["qconfig"]); err == nil && rec.Name != qc.Name {
+		// The restore keeps the defaults of quantizer state the checkpoint lacks, so a QConfig
+		// other than the training one gives a model that parity (if not skipped) will reject.
+		fmt.Fprintf(e.stderr, "qatgo export: warning: the checkpoint was trained with QConfig %s, exporting with %s\n", rec.Name, qc.Name)
 	}
 	if a.out == "" {
 		a.out = strings.ToLower(a.model + "-" + qc.Name + ".qm")
@@ -170,19 +179,9 @@ func runExport(e *env, a exportArgs) error {
 
 // mnistTest returns the first n MNIST test images as float32 pixel/255 (NCHW) and their labels.
 func mnistTest(dir string, n int) ([]float32, []int, error) {
-	var err error
-	if dir == "" {
-		if dir, err = mnist.Locate(); err != nil {
-			return nil, nil, fmt.Errorf("cannot find the MNIST files (%w); pass -dir or set %s", err, mnist.EnvDir)
-		}
-	}
-	test, err := mnist.LoadFiles(filepath.Join(dir, mnist.TestImagesFile), filepath.Join(dir, mnist.TestLabelsFile))
+	test, err := mnistTestSet(dir, n)
 	if err != nil {
 		return nil, nil, err
-	}
-	test = test.Subset(n)
-	if test.Len() == 0 {
-		return nil, nil, errors.New("the MNIST test set is empty")
 	}
 	idx := make([]int, test.Len())
 	for i := range idx {

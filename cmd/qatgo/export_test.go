@@ -80,8 +80,8 @@ func TestExportCommand(t *testing.T) {
 		{[]string{"export", "-parity", "0", ck}, exitUsage, "-qconfig"}, // calibrated: the checkpoint records the observed twin
 		{[]string{"export", "-model", "nope", ck}, exitUsage, `unknown model "nope"`},
 		{[]string{"export", "-qconfig", "w9", ck}, exitUsage, "unknown preset"},
-		{[]string{"export", "-qconfig", "w4a4", "-parity", "0", ck}, exitFailure, "4-bit"},
 		{[]string{"export", "-parity", "-1", ck}, exitUsage, "-parity"},
+		{[]string{"export", "-qconfig", "w8a8", "-min-agree", "1.5", ck}, exitUsage, "-min-agree must be in [0,1]"},
 	} {
 		code, _, stderr := runMain(tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {
@@ -90,5 +90,20 @@ func TestExportCommand(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ggml-cnn-w4a4-lsq.qm")); err == nil {
 		t.Error("a failed export wrote a file")
+	}
+
+	// A -qconfig other than the preset the checkpoint records gets a warning.
+	c, err := graph.LoadCheckpoint(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Meta["qconfig"] = "W4A4-LSQ"
+	other := filepath.Join(dir, "w4a4.bin")
+	if err := graph.SaveCheckpoint(other, c); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runMain("export", "-qconfig", "w8a8", "-parity", "0", "-o", filepath.Join(dir, "w.qm"), other)
+	if code != exitOK || !strings.Contains(stderr, "warning: the checkpoint was trained with QConfig W4A4-LSQ, exporting with W8A8") {
+		t.Errorf("mismatched QConfig: exit %d, stderr %q", code, stderr)
 	}
 }
