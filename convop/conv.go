@@ -33,7 +33,8 @@ func (p params) geom(x, w tensor.Shape) geom {
 // means {1, 1}); it is a drop-in replacement for
 // gorgonia.Conv2d(x, w, kernelShape, pad, stride, []int{1, 1}) with the
 // kernel shape taken from w. It returns an error for shapes that do not
-// fit, negative padding or non-positive strides.
+// fit, negative padding or non-positive strides. The output node's value
+// is overwritten in place by the machine's next run (see the package doc).
 //
 // When x is a leaf of the graph (an input such as a batch of images, not
 // the output of another op) the gradient with respect to x is not built:

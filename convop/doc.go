@@ -21,14 +21,23 @@
 // each way instead of several (they dominate a small CNN's step once the
 // convolutions are fast).
 //
-// Buffers: every op implements UsePreallocDo, and because
-// TapeMachine.Reset forgets its registers, each op also keeps the output
-// tensor of its last Do and writes the next result into it (unless it is
-// one of the inputs). A node's value is therefore overwritten by the next
-// run, as register reuse already does inside a run; copy values you want
-// to keep across runs. Scratch buffers (im2col columns) come from a pool,
-// so a training step allocates no large buffers in these ops. One graph
-// must not be run by two machines at the same time.
+// Buffers and the lifetime of values: every op implements
+// gorgonia.UsePreallocDoer, but that alone does not make a training loop
+// allocation-free. TapeMachine reuses register buffers only within one run:
+// TapeMachine.Reset clears its registers, so the next RunAll would hand the
+// ops no buffer and every output would be allocated again each step (this
+// is what the design handbook's "UsePreallocDo lets TapeMachine reuse output
+// buffers" leaves out). Each op therefore also keeps the output tensor of
+// its last Do and writes the next result into it (unless it is one of the
+// op's inputs). Scratch buffers (im2col columns) come from a sync.Pool, so
+// a training step allocates no large buffers in these ops.
+//
+// The consequence for callers: the Value of a node built by this package
+// (for example the logits read after RunAll) is valid only until the next
+// run of the machine, which overwrites it in place. Copy a value (for
+// example with tensor.Dense.Clone) to keep it across runs. One graph must
+// not be run by two machines at the same time, and an op must not be shared
+// between graphs.
 //
 // Images (and, for ReLU and MaxPool2D, element ranges) are split between
 // goroutines (up to GOMAXPROCS) when there is enough work. float32 and

@@ -5,7 +5,6 @@ import (
 
 	"github.com/qatgo/qatgo/fakequant"
 	"github.com/qatgo/qatgo/graph"
-	"github.com/qatgo/qatgo/quant"
 	G "gorgonia.org/gorgonia"
 )
 
@@ -96,7 +95,11 @@ func (q *lmQuant) initLSQ() error {
 		if fq.Config().Method != fakequant.LSQ {
 			continue
 		}
-		v32, ok := fq.In.Value().Data().([]float32)
+		in := fq.In.Value()
+		if in == nil {
+			return fmt.Errorf("%s: input has no value: run a forward pass with the quantizers disabled first", name)
+		}
+		v32, ok := in.Data().([]float32)
 		if !ok {
 			return fmt.Errorf("%s: input has no float32 value", name)
 		}
@@ -112,21 +115,8 @@ func (q *lmQuant) initLSQ() error {
 		if err != nil {
 			return err
 		}
-		// SetRange would do, but fakequant's SetRange gives an LSQ symmetric quantizer the zero
-		// point qmin (fixedZero ignores SymmetricNarrow), so build the parameters here.
-		ps := make([]quant.Params, len(lo))
-		for i := range ps {
-			if fq.Config().Symmetric() {
-				ps[i], err = quant.SymmetricParams(lo[i], hi[i], fq.Range())
-			} else {
-				ps[i], err = quant.AsymmetricParams(lo[i], hi[i], fq.Range())
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-		}
-		if err := fq.SetParams(ps); err != nil {
-			return err
+		if err := fq.SetRange(lo, hi); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
 	return nil
