@@ -40,7 +40,9 @@ func LSQInitScale(v []float64, l Layout, qp int) ([]float32, error) {
 // Momentum 0, an exponential moving average (PyTorch's MovingAverageMinMaxObserver) with Momentum m
 // in (0, 1]: lo <- lo + m*(batchLo - lo). The first batch sets the range. Frozen, it ignores data.
 type MinMaxObserver struct {
-	Layout   Layout
+	// Layout says which elements share a slice (one min/max per slice).
+	Layout Layout
+	// Momentum is the EMA factor: 0 keeps the running min/max, m in (0, 1] averages.
 	Momentum float64
 	lo, hi   []float64
 	seen     bool

@@ -280,6 +280,7 @@ func (r *Rotation) OrthogonalityError() float64 {
 // update is computed in float64 with an LU solve (O(n^3), for rotations of up to a few thousand
 // rows) and stored in R's dtype.
 type CayleySGD struct {
+	// LR is the learning rate lr of the Cayley step.
 	LR float64
 }
 

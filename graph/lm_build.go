@@ -33,9 +33,9 @@ type RotateFunc func(x *G.Node, seed uint64) (*G.Node, error)
 // LMNet is an LM lowered to a Gorgonia graph for a fixed batch: token ids in, logits and the
 // mean next-token cross-entropy out.
 type LMNet struct {
-	LM   *LM
-	Opts LMOptions
-	G    *G.ExprGraph
+	LM   *LM          // the model the graph was built from
+	Opts LMOptions    // the options it was built with
+	G    *G.ExprGraph // the graph
 	// IDs [Batch*Ctx] holds token ids as floats (bound to IDVal); Target [Batch*Ctx, Vocab] the
 	// one-hot next tokens (bound to TargetVal). SetBatch fills both.
 	IDs, Target      *G.Node

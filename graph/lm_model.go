@@ -58,7 +58,7 @@ func (c *LMConfig) defaults() error {
 type LMLinear struct {
 	Name    string // e.g. "blk0.attn.wq"; its weight is "<Name>.weight"
 	Input   string // activation site name, e.g. "blk0.attn.in"
-	In, Out int
+	In, Out int    // input and output features
 }
 
 // LM is a Llama-style decoder-only transformer (Touvron et al. 2023): token embedding, Layers
@@ -82,9 +82,9 @@ type LMLinear struct {
 // matmuls and residual adds stay in float (as in llama.cpp's and SmoothQuant's W8A8 LLM
 // pipelines for the products of two activations).
 type LM struct {
-	Name   string
-	Config LMConfig
-	Dtype  tensor.Dtype
+	Name   string       // the name given to NewLM
+	Config LMConfig     // the hyper-parameters it was created with
+	Dtype  tensor.Dtype // float32 or float64
 
 	params  []*Param
 	byName  map[string]*Param

@@ -60,15 +60,15 @@ func (o *Options) defaults() error {
 // File is one selected file of a corpus.
 type File struct {
 	Path string // relative to Corpus.Root ("." for a single-file corpus)
-	Size int
-	Val  bool // held out for validation
+	Size int    // bytes
+	Val  bool   // held out for validation
 }
 
 // Corpus is the selected text, split into training and validation bytes.
 type Corpus struct {
-	Root       string
+	Root       string // the folder or file the corpus was read from
 	Files      []File // in path order
-	Train, Val []byte
+	Train, Val []byte // the training and the held-out files, concatenated in path order
 }
 
 // ErrNoText is returned when no file qualifies.
@@ -277,9 +277,9 @@ func (ByteTokenizer) VocabSize() int { return 256 }
 // Sampler draws training batches: Batch sequences of Ctx tokens starting at random offsets of a
 // token stream, with the next tokens as targets. Batch i depends only on (Seed, i).
 type Sampler struct {
-	Tokens     []int
-	Batch, Ctx int
-	Seed       uint64
+	Tokens     []int  // the token stream
+	Batch, Ctx int    // sequences per batch and tokens per sequence
+	Seed       uint64 // with the batch index, selects the offsets
 }
 
 // NewSampler checks that tokens hold at least one window of ctx+1 tokens.

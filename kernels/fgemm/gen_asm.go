@@ -374,7 +374,7 @@ func main() {
 	x.WriteString(dotIdxData)
 	genDotAVX2(&x, "dotS4x4AVX2", 4)
 	genDotAVX2(&x, "dotD4x4AVX2", 8)
-	must(os.WriteFile("kernels_amd64.s", x.Bytes(), 0o644))
+	must(writeAtomic("kernels_amd64.s", x.Bytes()))
 
 	var a bytes.Buffer
 	a.WriteString(header)
@@ -382,11 +382,36 @@ func main() {
 	genARM(&a, armKernel{name: "kernD8x4NEON", elem: 8, mr: 8})
 	genARM(&a, armKernel{name: "kernS8x8NEONB", elem: 4, mr: 8, strideB: true})
 	genARM(&a, armKernel{name: "kernD8x4NEONB", elem: 8, mr: 8, strideB: true})
-	must(os.WriteFile("kernels_arm64.s", a.Bytes(), 0o644))
+	must(writeAtomic("kernels_arm64.s", a.Bytes()))
+}
+
+// writeAtomic writes data to a temporary file next to name and renames it over name, so that an
+// interrupted run never leaves a truncated assembly file behind.
+func writeAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(".", name+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Chmod(tmp, 0o644)
+	}
+	if werr == nil {
+		werr = os.Rename(tmp, name)
+	}
+	if werr != nil {
+		os.Remove(tmp)
+	}
+	return werr
 }
 
 func must(err error) {
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, "gen_asm:", err)
+		os.Exit(1)
 	}
 }
