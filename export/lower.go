@@ -657,8 +657,19 @@ func (lw *lowerer) channelAffine(g graph.Group, l *graph.Layer, x layout, base s
 		if g.Act != "" {
 			return 0, fmt.Errorf("%w: layer %q: fused activation after a standalone BatchNorm", ErrUnsupported, l.Name)
 		}
-		get := func(r graph.Role) []float32 { return lw.m.LayerParam(l.Name, r).Value.Data().([]float32) }
-		gamma, beta, mean, rv := get(graph.RoleGamma), get(graph.RoleBeta), get(graph.RoleRunningMean), get(graph.RoleRunningVar)
+		var ps [4][]float32
+		for i, r := range []graph.Role{graph.RoleGamma, graph.RoleBeta, graph.RoleRunningMean, graph.RoleRunningVar} {
+			p := lw.m.LayerParam(l.Name, r)
+			if p == nil {
+				return 0, fmt.Errorf("export: BatchNorm %q has no %s", l.Name, r)
+			}
+			v, ok := p.Value.Data().([]float32)
+			if !ok || len(v) != c {
+				return 0, fmt.Errorf("export: BatchNorm %q %s has shape %v, want %d float32 channels", l.Name, r, p.Value.Shape(), c)
+			}
+			ps[i] = v
+		}
+		gamma, beta, mean, rv := ps[0], ps[1], ps[2], ps[3]
 		b = make([]float32, c)
 		for i := range a {
 			a[i] = gamma[i] / float32(math.Sqrt(float64(rv[i]+float32(l.Eps))))

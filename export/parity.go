@@ -43,7 +43,8 @@ type Report struct {
 	IntAccuracy  float64 // accuracy of the integer runtime
 }
 
-// Thresholds decide whether a Report passes. The zero value means the defaults.
+// Thresholds decide whether a Report passes. The zero value means the defaults; a negative
+// MinWithin1 or MinAgreement turns that check off.
 type Thresholds struct {
 	// MinWithin1 is the minimum share of elements within 1 LSB for every layer (default 0.99).
 	MinWithin1 float64
