@@ -113,10 +113,8 @@ type convOp struct {
 var (
 	_ G.SDOp            = (*convOp)(nil)
 	_ G.UsePreallocDoer = (*convOp)(nil)
-	_ G.Op              = (*convInputGradOp)(nil)
-	_ G.UsePreallocDoer = (*convInputGradOp)(nil)
-	_ G.Op              = (*convKernelGradOp)(nil)
-	_ G.UsePreallocDoer = (*convKernelGradOp)(nil)
+	_ G.Op              = (*convGradOp)(nil)
+	_ G.UsePreallocDoer = (*convGradOp)(nil)
 	_ fmt.Stringer      = (*convOp)(nil)
 )
 
@@ -200,142 +198,108 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 	var dx *G.Node
 	if op.diffInput {
 		var err error
-		if dx, err = G.ApplyOp(&convInputGradOp{params: op.params, xShape: x.Shape().Clone()}, w, grad); err != nil {
+		if dx, err = G.ApplyOp(&convGradOp{params: op.params, wrt: wrtInput, shape: x.Shape().Clone()}, w, grad); err != nil {
 			return nil, err
 		}
 	}
-	dw, err := G.ApplyOp(&convKernelGradOp{params: op.params, wShape: w.Shape().Clone()}, x, grad)
+	dw, err := G.ApplyOp(&convGradOp{params: op.params, wrt: wrtKernel, shape: w.Shape().Clone()}, x, grad)
 	if err != nil {
 		return nil, err
 	}
 	return G.Nodes{dx, dw}, nil
 }
 
-// convInputGradOp is dx = conv^T(w, dy); inputs w and dy.
-type convInputGradOp struct {
+// gradWRT selects which gradient of Conv2d a convGradOp computes.
+type gradWRT bool
+
+const (
+	wrtInput  gradWRT = false // dx = col2im(W^T * dy); inputs w and dy
+	wrtKernel gradWRT = true  // dw = sum over images of dy * im2col(x)^T; inputs x and dy
+)
+
+// convGradOp is one of the two gradients of Conv2d. Its first input is the
+// forward input the gradient does not take (w for wrtInput, x for
+// wrtKernel), its second dy; shape is the shape of the result (x's or w's).
+type convGradOp struct {
 	params
-	xShape tensor.Shape
-	out    outBuf
+	wrt   gradWRT
+	shape tensor.Shape
+	out   outBuf
 }
 
-func (op *convInputGradOp) Arity() int           { return 2 }
-func (op *convInputGradOp) Type() hm.Type        { return fourDType() }
-func (op *convInputGradOp) ReturnsPtr() bool     { return false }
-func (op *convInputGradOp) CallsExtern() bool    { return false }
-func (op *convInputGradOp) OverwritesInput() int { return -1 }
-func (op *convInputGradOp) Hashcode() uint32     { return hashOf(op) }
-func (op *convInputGradOp) String() string {
-	return fmt.Sprintf("qatgo.Conv2dInputGrad{%v x=%v}", op.params, op.xShape)
-}
-func (op *convInputGradOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "qatgo.Conv2dInputGrad{%d,%d,%d,%d,%d,%d,%v}", op.kh, op.kw, op.padH, op.padW, op.strideH, op.strideW, op.xShape)
+func (op *convGradOp) name() string {
+	if op.wrt == wrtKernel {
+		return "Conv2dKernelGrad"
+	}
+	return "Conv2dInputGrad"
 }
 
-func (op *convInputGradOp) InferShape(inputs ...G.DimSizer) (tensor.Shape, error) {
-	return op.xShape.Clone(), nil
+func (op *convGradOp) Arity() int           { return 2 }
+func (op *convGradOp) Type() hm.Type        { return fourDType() }
+func (op *convGradOp) ReturnsPtr() bool     { return false }
+func (op *convGradOp) CallsExtern() bool    { return false }
+func (op *convGradOp) OverwritesInput() int { return -1 }
+func (op *convGradOp) Hashcode() uint32     { return hashOf(op) }
+func (op *convGradOp) String() string {
+	return fmt.Sprintf("qatgo.%s{%v shape=%v}", op.name(), op.params, op.shape)
+}
+func (op *convGradOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "qatgo.%s{%d,%d,%d,%d,%d,%d,%v}", op.name(), op.kh, op.kw, op.padH, op.padW, op.strideH, op.strideW, op.shape)
 }
 
-func (op *convInputGradOp) Do(inputs ...G.Value) (G.Value, error) { return op.do(nil, inputs) }
+func (op *convGradOp) InferShape(inputs ...G.DimSizer) (tensor.Shape, error) {
+	return op.shape.Clone(), nil
+}
 
-// UsePreallocDo computes the input gradient into prealloc.
-func (op *convInputGradOp) UsePreallocDo(prealloc G.Value, inputs ...G.Value) (G.Value, error) {
+func (op *convGradOp) Do(inputs ...G.Value) (G.Value, error) { return op.do(nil, inputs) }
+
+// UsePreallocDo computes the gradient into prealloc.
+func (op *convGradOp) UsePreallocDo(prealloc G.Value, inputs ...G.Value) (G.Value, error) {
 	if prealloc == nil {
 		return nil, fmt.Errorf("convop: nil prealloc")
 	}
 	return op.do(prealloc, inputs)
 }
 
-func (op *convInputGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
+func (op *convGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	ts, err := tensors(2, inputs)
 	if err != nil {
 		return nil, err
 	}
-	w, dy := ts[0], ts[1]
+	other, dy := ts[0], ts[1]
+	xs, ws := op.shape, other.Shape()
+	if op.wrt == wrtKernel {
+		xs, ws = other.Shape(), op.shape
+	}
 	fwd := convOp{params: op.params}
-	want, err := fwd.InferShape(op.xShape, w.Shape())
+	want, err := fwd.InferShape(xs, ws)
 	if err != nil {
 		return nil, err
 	}
 	if !want.Eq(dy.Shape()) {
-		return nil, fmt.Errorf("convop: Conv2dInputGrad: dy is %v, want %v", dy.Shape(), want)
+		return nil, fmt.Errorf("convop: %s: dy is %v, want %v", op.name(), dy.Shape(), want)
 	}
-	dx, err := op.out.output(prealloc, w.Dtype(), op.xShape, ts)
+	res, err := op.out.output(prealloc, other.Dtype(), op.shape, ts)
 	if err != nil {
 		return nil, err
 	}
-	g := op.geom(op.xShape, w.Shape())
-	n := op.xShape[0]
-	switch w.Dtype() {
+	g := op.geom(xs, ws)
+	switch other.Dtype() {
 	case tensor.Float32:
-		inputGrad(&g, n, w.Data().([]float32), dy.Data().([]float32), dx.Data().([]float32))
+		backward(&g, xs[0], op.wrt, other.Data().([]float32), dy.Data().([]float32), res.Data().([]float32))
 	case tensor.Float64:
-		inputGrad(&g, n, w.Data().([]float64), dy.Data().([]float64), dx.Data().([]float64))
+		backward(&g, xs[0], op.wrt, other.Data().([]float64), dy.Data().([]float64), res.Data().([]float64))
 	}
-	return dx, nil
+	return res, nil
 }
 
-// convKernelGradOp is dw = sum over images of dy * im2col(x)^T; inputs x
-// and dy.
-type convKernelGradOp struct {
-	params
-	wShape tensor.Shape
-	out    outBuf
-}
-
-func (op *convKernelGradOp) Arity() int           { return 2 }
-func (op *convKernelGradOp) Type() hm.Type        { return fourDType() }
-func (op *convKernelGradOp) ReturnsPtr() bool     { return false }
-func (op *convKernelGradOp) CallsExtern() bool    { return false }
-func (op *convKernelGradOp) OverwritesInput() int { return -1 }
-func (op *convKernelGradOp) Hashcode() uint32     { return hashOf(op) }
-func (op *convKernelGradOp) String() string {
-	return fmt.Sprintf("qatgo.Conv2dKernelGrad{%v w=%v}", op.params, op.wShape)
-}
-func (op *convKernelGradOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "qatgo.Conv2dKernelGrad{%d,%d,%d,%d,%d,%d,%v}", op.kh, op.kw, op.padH, op.padW, op.strideH, op.strideW, op.wShape)
-}
-
-func (op *convKernelGradOp) InferShape(inputs ...G.DimSizer) (tensor.Shape, error) {
-	return op.wShape.Clone(), nil
-}
-
-func (op *convKernelGradOp) Do(inputs ...G.Value) (G.Value, error) { return op.do(nil, inputs) }
-
-// UsePreallocDo computes the kernel gradient into prealloc.
-func (op *convKernelGradOp) UsePreallocDo(prealloc G.Value, inputs ...G.Value) (G.Value, error) {
-	if prealloc == nil {
-		return nil, fmt.Errorf("convop: nil prealloc")
+// backward runs inputGrad (other = w) or kernelGrad (other = x) for n images.
+func backward[T float32 | float64](g *geom, n int, wrt gradWRT, other, dy, res []T) {
+	if wrt == wrtKernel {
+		kernelGrad(g, n, other, dy, res)
+	} else {
+		inputGrad(g, n, other, dy, res)
 	}
-	return op.do(prealloc, inputs)
-}
-
-func (op *convKernelGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
-	ts, err := tensors(2, inputs)
-	if err != nil {
-		return nil, err
-	}
-	x, dy := ts[0], ts[1]
-	fwd := convOp{params: op.params}
-	want, err := fwd.InferShape(x.Shape(), op.wShape)
-	if err != nil {
-		return nil, err
-	}
-	if !want.Eq(dy.Shape()) {
-		return nil, fmt.Errorf("convop: Conv2dKernelGrad: dy is %v, want %v", dy.Shape(), want)
-	}
-	dw, err := op.out.output(prealloc, x.Dtype(), op.wShape, ts)
-	if err != nil {
-		return nil, err
-	}
-	g := op.geom(x.Shape(), op.wShape)
-	n := x.Shape()[0]
-	switch x.Dtype() {
-	case tensor.Float32:
-		kernelGrad(&g, n, x.Data().([]float32), dy.Data().([]float32), dw.Data().([]float32))
-	case tensor.Float64:
-		kernelGrad(&g, n, x.Data().([]float64), dy.Data().([]float64), dw.Data().([]float64))
-	}
-	return dw, nil
 }
 
 // tensors checks the inputs: count, dense, same float dtype, 4-D; views

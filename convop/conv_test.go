@@ -291,14 +291,17 @@ func TestHash(t *testing.T) {
 	if (&convOp{params: base}).Hashcode() == (&convOp{params: base, diffInput: true}).Hashcode() {
 		t.Fatal("hash ignores diffInput")
 	}
-	a := &convInputGradOp{params: base, xShape: tensor.Shape{1, 2, 3, 4}}
-	b := &convInputGradOp{params: base, xShape: tensor.Shape{1, 2, 3, 5}}
+	a := &convGradOp{params: base, wrt: wrtInput, shape: tensor.Shape{1, 2, 3, 4}}
+	b := &convGradOp{params: base, wrt: wrtInput, shape: tensor.Shape{1, 2, 3, 5}}
 	if a.Hashcode() == b.Hashcode() {
 		t.Fatal("input grad hash ignores the input shape")
 	}
-	c := &convKernelGradOp{params: base, wShape: tensor.Shape{1, 2, 3, 3}}
+	c := &convGradOp{params: base, wrt: wrtKernel, shape: tensor.Shape{1, 2, 3, 3}}
 	if c.Hashcode() == a.Hashcode() || c.Hashcode() == (&convOp{params: base}).Hashcode() {
 		t.Fatal("different ops share a hash")
+	}
+	if d := (&convGradOp{params: base, wrt: wrtKernel, shape: a.shape}); d.Hashcode() == a.Hashcode() {
+		t.Fatal("input and kernel gradient of the same shape share a hash")
 	}
 }
 
