@@ -40,16 +40,7 @@ func (op *fqOp) Type() hm.Type {
 	return hm.NewFnType(append(ts, xt)...)
 }
 
-func (op *fqOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	if len(in) == 0 {
-		return nil, fmt.Errorf("fakequant: %s: no input shape", op.q.cfg.Name)
-	}
-	s, ok := in[0].(tensor.Shape)
-	if !ok {
-		return nil, fmt.Errorf("fakequant: %s: input shape %v is not a tensor.Shape", op.q.cfg.Name, in[0])
-	}
-	return s.Clone(), nil
-}
+func (op *fqOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) { return op.q.inputShape(in) }
 
 func (op *fqOp) Do(vals ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, vals...) }
 
@@ -127,16 +118,7 @@ func (op *fqGradOp) Type() hm.Type {
 	return hm.NewFnType(append(ts, xt, xt)...)
 }
 
-func (op *fqGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	if len(in) == 0 {
-		return nil, fmt.Errorf("fakequant: %s: no input shape", op.q.cfg.Name)
-	}
-	s, ok := in[0].(tensor.Shape)
-	if !ok {
-		return nil, fmt.Errorf("fakequant: %s: input shape %v is not a tensor.Shape", op.q.cfg.Name, in[0])
-	}
-	return s.Clone(), nil
-}
+func (op *fqGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) { return op.q.inputShape(in) }
 
 func (op *fqGradOp) Do(vals ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, vals...) }
 
@@ -246,4 +228,16 @@ func hashOf(op hashWriter) uint32 {
 	h := fnv.New32a()
 	op.WriteHash(h)
 	return h.Sum32()
+}
+
+// inputShape is the InferShape of both ops: the shape of the first input (x).
+func (q *Quantizer) inputShape(in []G.DimSizer) (tensor.Shape, error) {
+	if len(in) == 0 {
+		return nil, fmt.Errorf("fakequant: %s: no input shape", q.cfg.Name)
+	}
+	s, ok := in[0].(tensor.Shape)
+	if !ok {
+		return nil, fmt.Errorf("fakequant: %s: input shape %v is not a tensor.Shape", q.cfg.Name, in[0])
+	}
+	return s.Clone(), nil
 }

@@ -87,6 +87,16 @@ func newPartial(k int) partial {
 		lo: make([]float64, k), hi: make([]float64, k)}
 }
 
+// fold widens slice k's observed range [lo[k], hi[k]] to include [mn, mx].
+func (p *partial) fold(k int, mn, mx float64) {
+	if mn < p.lo[k] {
+		p.lo[k] = mn
+	}
+	if mx > p.hi[k] {
+		p.hi[k] = mx
+	}
+}
+
 func (p *partial) reset(observe bool) {
 	if observe {
 		for i := range p.lo {
@@ -134,6 +144,33 @@ func (j *job) run() {
 
 // contiguousRuns reports whether every run is a contiguous block of Block*Inner elements.
 func (l Layout) contiguousRuns() bool { return !l.PerInner || l.Inner == 1 }
+
+// eachRun calls f(start, end, stride, k) for the runs of one slice k that make up elements
+// [a, b) (contiguous layouts) or the whole tensor (strided layouts, whose passes are not split),
+// and returns the first f result >= 0, or -1. Not for the rows layout.
+func (l Layout) eachRun(a, b int, f func(start, end, stride, k int) int) int {
+	if l.contiguousRuns() {
+		run := l.Block * l.Inner
+		for i := a; i < b; {
+			ri := i / run
+			end := min((ri+1)*run, b)
+			if bad := f(i, end, 1, l.runSlice(ri)); bad >= 0 {
+				return bad
+			}
+			i = end
+		}
+		return -1
+	}
+	for it := l.runs(); ; {
+		start, end, stride, k, ok := it.next()
+		if !ok {
+			return -1
+		}
+		if bad := f(start, end, stride, k); bad >= 0 {
+			return bad
+		}
+	}
+}
 
 // splitPoint returns where to split a pass over the tensor, or 0 for no split.
 func (q *Quantizer) splitPoint() int {
@@ -214,42 +251,22 @@ func (l Layout) runSlice(ri int) int {
 func fwdSpan[F quant.Float](q *Quantizer, x, y []F, p *typedParams[F], a, b int) int {
 	l := q.layout
 	r := q.rng
-	switch {
-	case l.rowsLayout():
+	if l.rowsLayout() {
 		bad := fqRows(x[a:b], y[a:b], p.aux[a:b], p.s, p.lo, p.hi)
 		if bad >= 0 {
 			return a + bad
 		}
 		return -1
-	case l.contiguousRuns():
-		run := l.Block * l.Inner
-		for i := a; i < b; {
-			ri := i / run
-			end := min((ri+1)*run, b)
-			k := l.runSlice(ri)
-			if bad := fqRun(x, y, p.aux, i, end, 1, p.s[k], q.zps[k], r.Min, r.Max); bad >= 0 {
-				return bad
-			}
-			i = end
-		}
-		return -1
 	}
-	for it := l.runs(); ; {
-		start, end, stride, k, ok := it.next()
-		if !ok {
-			return -1
-		}
-		if bad := fqRun(x, y, p.aux, start, end, stride, p.s[k], q.zps[k], r.Min, r.Max); bad >= 0 {
-			return bad
-		}
-	}
+	return l.eachRun(a, b, func(start, end, stride, k int) int {
+		return fqRun(x, y, p.aux, start, end, stride, p.s[k], q.zps[k], r.Min, r.Max)
+	})
 }
 
 // observeSpan folds the per-slice extrema of elements [a, b) into part.lo/hi.
 func observeSpan[F quant.Float](q *Quantizer, x []F, a, b int, part *partial) int {
 	l := q.layout
-	switch {
-	case l.rowsLayout():
+	if l.rowsLayout() {
 		c := l.C
 		lo, hi := part.lo[:c], part.hi[:c]
 		for r := a; r+c <= b; r += c {
@@ -267,83 +284,37 @@ func observeSpan[F quant.Float](q *Quantizer, x []F, a, b int, part *partial) in
 			}
 		}
 		return -1
-	case l.contiguousRuns():
-		run := l.Block * l.Inner
-		for i := a; i < b; {
-			ri := i / run
-			end := min((ri+1)*run, b)
-			k := l.runSlice(ri)
-			mn, mx, bad := minMaxRun(x, i, end, 1)
-			if bad >= 0 {
-				return bad
-			}
-			part.lo[k] = min(part.lo[k], float64(mn))
-			part.hi[k] = max(part.hi[k], float64(mx))
-			i = end
-		}
-		return -1
 	}
-	for it := l.runs(); ; {
-		start, end, stride, k, ok := it.next()
-		if !ok {
-			return -1
-		}
+	return l.eachRun(a, b, func(start, end, stride, k int) int {
 		mn, mx, bad := minMaxRun(x, start, end, stride)
-		if bad >= 0 {
-			return bad
+		if bad < 0 {
+			part.fold(k, float64(mn), float64(mx))
 		}
-		part.lo[k] = min(part.lo[k], float64(mn))
-		part.hi[k] = max(part.hi[k], float64(mx))
-	}
+		return bad
+	})
 }
 
 // auxBwdSpan is the backward of elements [a, b) from the aux codes; sums go to part.
 func auxBwdSpan[F quant.Float](q *Quantizer, gy, gx []F, p *typedParams[F], a, b int, plain bool, part *partial) {
 	l := q.layout
-	switch {
-	case l.rowsLayout():
+	if l.rowsLayout() {
 		auxBwdRows(p.aux[a:b], gy[a:b], gx[a:b], p.lo, p.hi, plain, part.ds, part.clip)
 		return
-	case l.contiguousRuns():
-		run := l.Block * l.Inner
-		for i := a; i < b; {
-			ri := i / run
-			end := min((ri+1)*run, b)
-			k := l.runSlice(ri)
-			s := auxBwdRun(p.aux, gy, gx, i, end, 1, p.lo[k], p.hi[k], plain)
-			part.ds[k] += s.ds
-			part.clip[k] += s.clip
-			part.high[k] += s.high
-			i = end
-		}
-		return
 	}
-	for it := l.runs(); ; {
-		start, end, stride, k, ok := it.next()
-		if !ok {
-			return
-		}
+	l.eachRun(a, b, func(start, end, stride, k int) int {
 		s := auxBwdRun(p.aux, gy, gx, start, end, stride, p.lo[k], p.hi[k], plain)
 		part.ds[k] += s.ds
 		part.clip[k] += s.clip
 		part.high[k] += s.high
-	}
+		return -1
+	})
 }
 
 // fwdObserveSpan is fwdSpan that also folds the per-slice extrema of [a, b) into part.lo/hi.
 func fwdObserveSpan[F quant.Float](q *Quantizer, x, y []F, p *typedParams[F], a, b int, part *partial) int {
 	l := q.layout
 	r := q.rng
-	fold := func(k int, mn, mx F) {
-		if f := float64(mn); f < part.lo[k] {
-			part.lo[k] = f
-		}
-		if f := float64(mx); f > part.hi[k] {
-			part.hi[k] = f
-		}
-	}
-	switch {
-	case l.rowsLayout():
+	if l.rowsLayout() {
 		if bad := observeSpan(q, x, a, b, part); bad >= 0 {
 			return bad
 		}
@@ -351,30 +322,12 @@ func fwdObserveSpan[F quant.Float](q *Quantizer, x, y []F, p *typedParams[F], a,
 			return a + bad
 		}
 		return -1
-	case l.contiguousRuns():
-		run := l.Block * l.Inner
-		for i := a; i < b; {
-			ri := i / run
-			end := min((ri+1)*run, b)
-			k := l.runSlice(ri)
-			mn, mx, bad := fqRunMinMax(x, y, p.aux, i, end, 1, p.s[k], q.zps[k], r.Min, r.Max)
-			if bad >= 0 {
-				return bad
-			}
-			fold(k, mn, mx)
-			i = end
-		}
-		return -1
 	}
-	for it := l.runs(); ; {
-		start, end, stride, k, ok := it.next()
-		if !ok {
-			return -1
-		}
+	return l.eachRun(a, b, func(start, end, stride, k int) int {
 		mn, mx, bad := fqRunMinMax(x, y, p.aux, start, end, stride, p.s[k], q.zps[k], r.Min, r.Max)
-		if bad >= 0 {
-			return bad
+		if bad < 0 {
+			part.fold(k, float64(mn), float64(mx))
 		}
-		fold(k, mn, mx)
-	}
+		return bad
+	})
 }
