@@ -346,6 +346,15 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(build(t, b)); err == nil || !strings.Contains(err.Error(), "is its input") {
 		t.Errorf("output==input model: %v", err)
 	}
+	// A 64 KB file whose 256x256 kernel slides over a 4096x4096 image: Load must refuse the
+	// 1 TB patch buffer rather than let NewSession run out of memory.
+	b = qmodel.NewBuilder("huge-im2col")
+	x = b.Input("x", qmodel.Int8, []int{4096, 4096, 1}, qmodel.PerTensor(1, 0))
+	b.Output(b.Conv2D("conv", x, qmodel.Weights{Values: make([]int8, 1<<16), Shape: []int{1, 256, 256, 1}, Scales: []float32{1}},
+		nil, qmodel.Conv2DOptions{}, quant.Params{Scale: 1}))
+	if _, err := Load(build(t, b)); err == nil || !strings.Contains(err.Error(), "patch buffer") {
+		t.Errorf("huge im2col model: %v", err)
+	}
 	if _, err := LoadFile("/nonexistent/model.qm"); err == nil {
 		t.Error("missing file loaded")
 	}

@@ -288,8 +288,17 @@ func (md *Model) compileLinear(s *step, op *qmodel.Op) error {
 	if s.w, err = kernels.PackInt8(wv, n, k); err != nil {
 		return err
 	}
-	if l := kernels.Conv2DScratchLen(s.cs); l > md.scratchN {
-		md.scratchN = l
+	l := kernels.Conv2DScratchLen(s.cs)
+	if l > MaxScratchBytes {
+		// A small file can describe a convolution whose patch matrix is terabytes (a huge kernel
+		// sliding over a large input): refuse it here rather than fail in NewSession.
+		return fmt.Errorf("convolution %dx%dx%d -> %dx%dx%d with a %dx%d kernel needs a %d-byte patch buffer, more than the runtime's limit of %d",
+			s.cs.InH, s.cs.InW, s.cs.InC, s.cs.OutH(), s.cs.OutW(), n, s.cs.KH, s.cs.KW, l, MaxScratchBytes)
 	}
+	md.scratchN = max(md.scratchN, l)
 	return nil
 }
+
+// MaxScratchBytes bounds the per-session scratch buffer of a convolution (its im2col patch
+// matrix, kernels.Conv2DScratchLen); Load rejects models that need more.
+const MaxScratchBytes = 1 << 28
