@@ -35,3 +35,29 @@ func TestReportCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestPermuteCHW checks the layout change against a hand-written case and the round trip.
+func TestPermuteCHW(t *testing.T) {
+	// Two examples of shape (C=2, H=1, W=3): channel planes [a0 a1 a2][b0 b1 b2].
+	chw := []float32{1, 2, 3, 10, 20, 30, 4, 5, 6, 40, 50, 60}
+	want := []float32{1, 10, 2, 20, 3, 30, 4, 40, 5, 50, 6, 60}
+	shape := []int{2, 1, 3}
+	got := toNHWC(chw, 2, shape)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("toNHWC = %v, want %v", got, want)
+		}
+	}
+	if h := hwcOrder(chw[:6], shape); h[1] != 10 || h[4] != 3 {
+		t.Errorf("hwcOrder = %v", h)
+	}
+	back := toNCHW(got, 2, shape)
+	for i := range chw {
+		if back[i] != chw[i] {
+			t.Fatalf("toNCHW(toNHWC(x)) = %v, want %v", back, chw)
+		}
+	}
+	if v := toNHWC([]float32{1, 2}, 1, []int{2}); v[0] != 1 || v[1] != 2 {
+		t.Errorf("vector copy = %v", v)
+	}
+}

@@ -473,8 +473,19 @@ func (lw *lowerer) clampLow(name string, in qmodel.TensorID, shape []int, final 
 	return id
 }
 
-// weights quantizes the folded weights of a group with its trained weight quantizer.
-func (lw *lowerer) weights(g graph.Group, f *Folded) ([]int8, []float32, bool, error) {
+// weights folds the group (Fold) and quantizes its folded weights with the trained weight
+// quantizer: the folded parameters, the integer weights, their scales and whether they are int4.
+func (lw *lowerer) weights(g graph.Group) (*Folded, []int8, []float32, bool, error) {
+	f, err := Fold(lw.m, g)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	q, scales, int4, err := lw.quantWeights(g, f)
+	return f, q, scales, int4, err
+}
+
+// quantWeights quantizes the folded weights f of a group with its trained weight quantizer.
+func (lw *lowerer) quantWeights(g graph.Group, f *Folded) ([]int8, []float32, bool, error) {
 	site := g.Op + ".weight"
 	sp, ok := lw.sp[site]
 	if !ok {
@@ -558,11 +569,7 @@ func (lw *lowerer) conv(g graph.Group, l *graph.Layer, x layout, name string, ou
 		return 0, fmt.Errorf("%w: layer %q needs a (C,H,W) input", ErrUnsupported, l.Name)
 	}
 	inC := l.InShape[0]
-	f, err := Fold(lw.m, g)
-	if err != nil {
-		return 0, err
-	}
-	q, scales, int4, err := lw.weights(g, f)
+	f, q, scales, int4, err := lw.weights(g)
 	if err != nil {
 		return 0, err
 	}
@@ -605,11 +612,7 @@ func (lw *lowerer) linear(g graph.Group, l *graph.Layer, x layout, name string, 
 	if len(x.shape) != 1 {
 		return 0, fmt.Errorf("%w: layer %q needs a vector input", ErrUnsupported, l.Name)
 	}
-	f, err := Fold(lw.m, g)
-	if err != nil {
-		return 0, err
-	}
-	q, scales, int4, err := lw.weights(g, f)
+	f, q, scales, int4, err := lw.weights(g)
 	if err != nil {
 		return 0, err
 	}
@@ -716,16 +719,7 @@ func (lw *lowerer) channelAffine(g graph.Group, l *graph.Layer, x layout, base s
 }
 
 // hwcOrder permutes a (C,H,W)-ordered vector to (H,W,C) order.
-func hwcOrder(v []float32, chw []int) []float32 {
-	c, hw := chw[0], chw[1]*chw[2]
-	out := make([]float32, len(v))
-	for cc := 0; cc < c; cc++ {
-		for i := 0; i < hw; i++ {
-			out[i*c+cc] = v[cc*hw+i]
-		}
-	}
-	return out
-}
+func hwcOrder(v []float32, chw []int) []float32 { return permuteCHW(v, 1, chw, true) }
 
 // avgPool lowers average pooling. When the output keeps the input's parameters it is an
 // AvgPool2D; otherwise (the usual case: the pool's output has its own trained quantizer) it is a

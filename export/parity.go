@@ -339,39 +339,30 @@ func argmax(v []float32) int {
 }
 
 // toNHWC converts a batch of (C,H,W) examples to (H,W,C); other shapes are copied.
-func toNHWC(x []float32, batch int, shape []int) []float32 {
-	out := make([]float32, len(x))
-	if len(shape) != 3 {
-		copy(out, x)
-		return out
-	}
-	c, h, w := shape[0], shape[1], shape[2]
-	n := c * h * w
-	for b := 0; b < batch; b++ {
-		src, dst := x[b*n:(b+1)*n], out[b*n:(b+1)*n]
-		for cc := 0; cc < c; cc++ {
-			for i := 0; i < h*w; i++ {
-				dst[i*c+cc] = src[cc*h*w+i]
-			}
-		}
-	}
-	return out
-}
+func toNHWC(x []float32, batch int, shape []int) []float32 { return permuteCHW(x, batch, shape, true) }
 
 // toNCHW reverses toNHWC.
-func toNCHW(x []float32, batch int, shape []int) []float32 {
+func toNCHW(x []float32, batch int, shape []int) []float32 { return permuteCHW(x, batch, shape, false) }
+
+// permuteCHW moves a batch of examples of a 3-D shape (C,H,W) between (C,H,W) and (H,W,C)
+// order: to (H,W,C) when toHWC, back otherwise. Other shapes are copied.
+func permuteCHW(x []float32, batch int, shape []int, toHWC bool) []float32 {
 	out := make([]float32, len(x))
 	if len(shape) != 3 {
 		copy(out, x)
 		return out
 	}
-	c, h, w := shape[0], shape[1], shape[2]
-	n := c * h * w
+	c, hw := shape[0], shape[1]*shape[2]
+	n := c * hw
 	for b := 0; b < batch; b++ {
 		src, dst := x[b*n:(b+1)*n], out[b*n:(b+1)*n]
 		for cc := 0; cc < c; cc++ {
-			for i := 0; i < h*w; i++ {
-				dst[cc*h*w+i] = src[i*c+cc]
+			for i := 0; i < hw; i++ {
+				if toHWC {
+					dst[i*c+cc] = src[cc*hw+i]
+				} else {
+					dst[cc*hw+i] = src[i*c+cc]
+				}
 			}
 		}
 	}
