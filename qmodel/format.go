@@ -480,7 +480,7 @@ func WriteFile(path string, m *Model) (err error) {
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("qmodel: %w", err)
+		return fmt.Errorf("qmodel: cannot write %s: %w", path, err)
 	}
 	defer func() {
 		if err != nil {

@@ -157,6 +157,10 @@ func TestWriteReadFile(t *testing.T) {
 	if _, err := ReadFile(filepath.Join(dir, "missing.qm")); err == nil {
 		t.Fatal("missing file read")
 	}
+	nowhere := filepath.Join(dir, "no-such-dir", "m.qm")
+	if err := WriteFile(nowhere, m); err == nil || !strings.Contains(err.Error(), "cannot write "+nowhere) {
+		t.Errorf("write into a missing directory: %v, want an error naming %s", err, nowhere)
+	}
 }
 
 // fixCRCs recomputes every checksum so that a test can exercise the validation behind them.
