@@ -34,57 +34,66 @@ const (
 // For finite x it computes clamp(quant.Round(x/s), qmin-z, qmax-z) * s (+0 turns -0 into 0), which
 // equals quant.FakeQuantizeValue(x, s, z, qmin, qmax) bit for bit: q - z is the clamped rounded
 // quotient, an integer exactly representable in F. The tests check this equality on edge cases.
+// z must lie in [qmin, qmax] (see clipBounds).
 func fqRun[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, qmax int32) int {
 	lo, hi := F(qmin-z), F(qmax-z)
+	vlo, vhi := clipBounds(lo, hi)
 	if stride == 1 {
 		xs := x[start:end]
 		ys, as := y[start:end], aux[start:end]
 		ys, as = ys[:len(xs)], as[:len(xs)]
 		for i, xi := range xs {
+			v := xi / s
+			if v > vlo && v < vhi { // inside (and not NaN)
+				r := roundF(v)
+				ys[i], as[i] = (r+0)*s, r-v
+				continue
+			}
 			if xi-xi != 0 {
 				return start + i
 			}
-			v := xi / s
-			r := roundF(v)
-			e := r - v
-			if r < lo {
-				r, e = lo, auxLow
-			} else if r > hi {
-				r, e = hi, auxHigh
+			if v < 0 {
+				ys[i], as[i] = lo*s, auxLow
+			} else {
+				ys[i], as[i] = hi*s, auxHigh
 			}
-			ys[i] = (r + 0) * s
-			as[i] = e
 		}
 		return -1
 	}
 	for i := start; i < end; i += stride {
 		xi := x[i]
+		v := xi / s
+		if v > vlo && v < vhi {
+			r := roundF(v)
+			y[i], aux[i] = (r+0)*s, r-v
+			continue
+		}
 		if xi-xi != 0 {
 			return i
 		}
-		v := xi / s
-		r := roundF(v)
-		e := r - v
-		if r < lo {
-			r, e = lo, auxLow
-		} else if r > hi {
-			r, e = hi, auxHigh
+		if v < 0 {
+			y[i], aux[i] = lo*s, auxLow
+		} else {
+			y[i], aux[i] = hi*s, auxHigh
 		}
-		y[i] = (r + 0) * s
-		aux[i] = e
 	}
 	return -1
 }
 
+// clipBounds returns the bounds on v = x/s of the elements that are not clipped: lo <= Round(v) <= hi
+// exactly when vlo < v < vhi. It needs lo <= 0 <= hi (a zero point inside [qmin, qmax], which
+// every parameter path guarantees): then Round(v) < lo iff v <= lo-0.5 and Round(v) > hi iff
+// v >= hi+0.5, because ties round away from zero, and lo-0.5, hi+0.5 are exact in F. NaN fails
+// both comparisons, so one test finds the clipped and the non-finite elements.
+func clipBounds[F quant.Float](lo, hi F) (vlo, vhi F) { return lo - 0.5, hi + 0.5 }
+
 // fqRunMinMax is fqRun that also returns the min and max of the run's inputs (single-pass observer).
 func fqRunMinMax[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, qmax int32) (mn, mx F, bad int) {
 	lo, hi := F(qmin-z), F(qmax-z)
+	vlo, vhi := clipBounds(lo, hi)
 	mn, mx = x[start], x[start]
 	for i := start; i < end; i += stride {
 		xi := x[i]
-		if xi-xi != 0 {
-			return 0, 0, i
-		}
 		if xi < mn {
 			mn = xi
 		}
@@ -92,15 +101,19 @@ func fqRunMinMax[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, q
 			mx = xi
 		}
 		v := xi / s
-		r := roundF(v)
-		e := r - v
-		if r < lo {
-			r, e = lo, auxLow
-		} else if r > hi {
-			r, e = hi, auxHigh
+		if v > vlo && v < vhi {
+			r := roundF(v)
+			y[i], aux[i] = (r+0)*s, r-v
+			continue
 		}
-		y[i] = (r + 0) * s
-		aux[i] = e
+		if xi-xi != 0 {
+			return 0, 0, i
+		}
+		if v < 0 {
+			y[i], aux[i] = lo*s, auxLow
+		} else {
+			y[i], aux[i] = hi*s, auxHigh
+		}
 	}
 	return mn, mx, -1
 }
@@ -115,19 +128,20 @@ func fqRows[F quant.Float](x, y, aux []F, s, lo, hi []F) int {
 		xs, ys, as := x[r:r+c], y[r:r+c], aux[r:r+c]
 		for j := range xs {
 			xi := xs[j]
+			v := xi / s[j]
+			if vlo, vhi := clipBounds(lo[j], hi[j]); v > vlo && v < vhi {
+				q := roundF(v)
+				ys[j], as[j] = (q+0)*s[j], q-v
+				continue
+			}
 			if xi-xi != 0 {
 				return r + j
 			}
-			v := xi / s[j]
-			q := roundF(v)
-			e := q - v
-			if q < lo[j] {
-				q, e = lo[j], auxLow
-			} else if q > hi[j] {
-				q, e = hi[j], auxHigh
+			if v < 0 {
+				ys[j], as[j] = lo[j]*s[j], auxLow
+			} else {
+				ys[j], as[j] = hi[j]*s[j], auxHigh
 			}
-			ys[j] = (q + 0) * s[j]
-			as[j] = e
 		}
 	}
 	return -1
