@@ -25,7 +25,7 @@ opt-in profiler at batch -batch.`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			batch := fs.Int("batch", 256, "batch size of the throughput and per-op measurements")
 			dur := fs.Duration("time", time.Second, "duration of each measurement")
-			threads := fs.Int("threads", 0, "goroutines that split a batch, and kernel threads (0: GOMAXPROCS)")
+			threads := threadsFlag(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -36,15 +36,12 @@ opt-in profiler at batch -batch.`,
 				if *dur <= 0 {
 					return usagef("-time must be positive, got %v", *dur)
 				}
-				if *threads < 0 {
-					return usagef("-threads must be >= 0, got %d", *threads)
+				nt, restore, err := threads()
+				if err != nil {
+					return err
 				}
-				if *threads > 0 {
-					defer kernels.SetMaxThreads(kernels.SetMaxThreads(*threads))
-				} else {
-					*threads = runtime.GOMAXPROCS(0)
-				}
-				return bench(e, args[0], *batch, *dur, *threads)
+				defer restore()
+				return bench(e, args[0], *batch, *dur, nt)
 			}
 		},
 	})

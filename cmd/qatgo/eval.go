@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/qatgo/qatgo/data/mnist"
@@ -26,7 +25,7 @@ and the prediction is the largest output.`,
 			n := fs.Int("n", 0, "evaluate only the first n test images (0: all)")
 			batch := fs.Int("batch", 256, "batch size")
 			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
-			threads := fs.Int("threads", 0, "goroutines that split a batch, and kernel threads (0: GOMAXPROCS)")
+			threads := threadsFlag(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -37,15 +36,12 @@ and the prediction is the largest output.`,
 				if *n < 0 {
 					return usagef("-n must be >= 0, got %d", *n)
 				}
-				if *threads < 0 {
-					return usagef("-threads must be >= 0, got %d", *threads)
+				nt, restore, err := threads()
+				if err != nil {
+					return err
 				}
-				if *threads > 0 {
-					defer kernels.SetMaxThreads(kernels.SetMaxThreads(*threads))
-				} else {
-					*threads = runtime.GOMAXPROCS(0)
-				}
-				return eval(e, args[0], *dir, *n, *batch, *threads)
+				defer restore()
+				return eval(e, args[0], *dir, *n, *batch, nt)
 			}
 		},
 	})

@@ -19,8 +19,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/qatgo/qatgo/kernels"
 )
 
 // command is one subcommand. run receives the arguments after the command name; it returns a
@@ -165,4 +168,21 @@ func needArgs(args []string, names ...string) error {
 		return usagef("unexpected arguments %q", args[len(names):])
 	}
 	return nil
+}
+
+// threadsFlag defines -threads on fs. The function it returns checks the value, applies it to
+// package kernels (kernels.SetMaxThreads) and returns the thread count (GOMAXPROCS for 0) and a
+// function that restores the kernels' previous setting.
+func threadsFlag(fs *flag.FlagSet) func() (n int, restore func(), err error) {
+	t := fs.Int("threads", 0, "goroutines that split a batch, and kernel threads (0: GOMAXPROCS)")
+	return func() (int, func(), error) {
+		switch {
+		case *t < 0:
+			return 0, nil, usagef("-threads must be >= 0, got %d", *t)
+		case *t == 0:
+			return runtime.GOMAXPROCS(0), func() {}, nil
+		}
+		prev := kernels.SetMaxThreads(*t)
+		return *t, func() { kernels.SetMaxThreads(prev) }, nil
+	}
 }

@@ -100,6 +100,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{[]string{"run", "-k", "0", model, garbage}, exitUsage, "-k must be at least 1"},
 		{[]string{"bench", "-batch", "0", model}, exitUsage, "-batch must be"},
 		{[]string{"eval", "-n", "-1", model}, exitUsage, "-n must be"},
+		{[]string{"eval", "-threads", "-1", model}, exitUsage, "-threads must be >= 0"},
+		{[]string{"bench", "-threads", "-2", model}, exitUsage, "-threads must be >= 0"},
 		{[]string{"eval", model}, exitFailure, "784"},
 	} {
 		code, o, e := runMain(tc.args...)
