@@ -74,10 +74,10 @@ func conv2d(x, w *G.Node, pad, stride []int, diffInput bool) (*G.Node, error) {
 		return nil, fmt.Errorf("convop: x %v and w %v must both have 4 dimensions", xs, ws)
 	}
 	if x.Dtype() != w.Dtype() {
-		return nil, fmt.Errorf("convop: x is %v, w is %v", x.Dtype(), w.Dtype())
+		return nil, fmt.Errorf("convop: x is %v, w is %v (both must have the same dtype)", x.Dtype(), w.Dtype())
 	}
 	if x.Dtype() != tensor.Float32 && x.Dtype() != tensor.Float64 {
-		return nil, fmt.Errorf("convop: unsupported dtype %v", x.Dtype())
+		return nil, fmt.Errorf("convop: unsupported dtype %v (want float32 or float64)", x.Dtype())
 	}
 	if xs[1] != ws[1] {
 		return nil, fmt.Errorf("convop: x has %d channels, w expects %d", xs[1], ws[1])

@@ -38,7 +38,7 @@ func MaxPool2D(x *G.Node, kernel tensor.Shape, pad, stride []int) (*G.Node, erro
 		return nil, fmt.Errorf("convop: MaxPool2D: x has shape %v, want 4 dimensions", x.Shape())
 	}
 	if dt := x.Dtype(); dt != tensor.Float32 && dt != tensor.Float64 {
-		return nil, fmt.Errorf("convop: MaxPool2D: unsupported dtype %v", dt)
+		return nil, fmt.Errorf("convop: MaxPool2D: unsupported dtype %v (want float32 or float64)", dt)
 	}
 	op := &maxPoolOp{params: params{kh: kernel[0], kw: kernel[1], padH: pad[0], padW: pad[1], strideH: stride[0], strideW: stride[1]}, state: new(poolState)}
 	if _, err := op.InferShape(x.Shape()); err != nil {

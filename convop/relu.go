@@ -17,7 +17,7 @@ import (
 // float32 or float64 tensor of any shape.
 func ReLU(x *G.Node) (*G.Node, error) {
 	if dt := x.Dtype(); dt != tensor.Float32 && dt != tensor.Float64 {
-		return nil, fmt.Errorf("convop: ReLU: unsupported dtype %v", dt)
+		return nil, fmt.Errorf("convop: ReLU: unsupported dtype %v (want float32 or float64)", dt)
 	}
 	return G.ApplyOp(&reluOp{dims: x.Shape().Dims()}, x)
 }

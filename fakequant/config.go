@@ -190,7 +190,7 @@ func (c Config) Validate() error {
 	case !(c.Momentum >= 0 && c.Momentum <= 1):
 		return fmt.Errorf("%w: %s: Momentum %v outside [0,1]", ErrConfig, c.Name, c.Momentum)
 	case !(c.InitScale >= 0) || c.InitScale > 1e30:
-		return fmt.Errorf("%w: %s: InitScale %v", ErrConfig, c.Name, c.InitScale)
+		return fmt.Errorf("%w: %s: InitScale %v (want 0 for the default or a finite positive scale)", ErrConfig, c.Name, c.InitScale)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ func LSQInitScale(v []float64, l Layout, qp int) ([]float32, error) {
 		return nil, fmt.Errorf("fakequant: LSQInitScale: %d values for a layout of %d", len(v), l.Len())
 	}
 	if qp < 1 {
-		return nil, fmt.Errorf("fakequant: LSQInitScale: Qp %d", qp)
+		return nil, fmt.Errorf("fakequant: LSQInitScale: Qp %d (want >= 1: Config.Qp())", qp)
 	}
 	sum := make([]float64, l.Slices())
 	for i, x := range v {

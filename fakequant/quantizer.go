@@ -216,7 +216,7 @@ func (q *Quantizer) Params() ([]quant.Params, error) {
 // ObserverRange returns copies of the observed per-slice [min, max] (Observed only).
 func (q *Quantizer) ObserverRange() (lo, hi []float64, err error) {
 	if q.cfg.Method != Observed {
-		return nil, nil, fmt.Errorf("fakequant: %s: not an observed quantizer", q.cfg.Name)
+		return nil, nil, fmt.Errorf("fakequant: %s: not an observed quantizer (use Params for learned parameters)", q.cfg.Name)
 	}
 	if !q.obsInit {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNotCalibrated, q.cfg.Name)
@@ -234,7 +234,7 @@ func (q *Quantizer) ObserverRange() (lo, hi []float64, err error) {
 func (q *Quantizer) SetParams(ps []quant.Params) error {
 	k := q.layout.Slices()
 	if len(ps) != k {
-		return fmt.Errorf("fakequant: %s: %d params for %d slices", q.cfg.Name, len(ps), k)
+		return fmt.Errorf("fakequant: %s: %d params for %d slices (give one per slice, Layout().Slices())", q.cfg.Name, len(ps), k)
 	}
 	for i, p := range ps {
 		if !(p.Scale >= quant.MinScale) || math.IsInf(float64(p.Scale), 0) {
@@ -284,7 +284,7 @@ func (q *Quantizer) SetParams(ps []quant.Params) error {
 func (q *Quantizer) SetRange(lo, hi []float64) error {
 	k := q.layout.Slices()
 	if len(lo) != k || len(hi) != k {
-		return fmt.Errorf("fakequant: %s: ranges of length %d/%d for %d slices", q.cfg.Name, len(lo), len(hi), k)
+		return fmt.Errorf("fakequant: %s: ranges of length %d/%d for %d slices (give one per slice, Layout().Slices())", q.cfg.Name, len(lo), len(hi), k)
 	}
 	if q.cfg.Method == Observed {
 		for i := range lo {
@@ -323,7 +323,7 @@ func (q *Quantizer) SetRange(lo, hi []float64) error {
 // learned parameters: InitLSQ returns an error for them.
 func (q *Quantizer) InitLSQ(v tensor.Tensor) error {
 	if q.cfg.Method == Observed {
-		return fmt.Errorf("fakequant: %s: InitLSQ on an observed quantizer", q.cfg.Name)
+		return fmt.Errorf("fakequant: %s: InitLSQ on an observed quantizer (it has no learned parameters: use SetRange or let it observe data)", q.cfg.Name)
 	}
 	if !v.Shape().Eq(tensor.Shape(q.layout.Shape)) {
 		return fmt.Errorf("fakequant: %s: InitLSQ shape %v, want %v", q.cfg.Name, v.Shape(), q.layout.Shape)
@@ -358,7 +358,7 @@ func (q *Quantizer) InitLSQ(v tensor.Tensor) error {
 func (q *Quantizer) InitFromInput() error {
 	v, ok := q.In.Value().(tensor.Tensor)
 	if !ok || v == nil {
-		return fmt.Errorf("fakequant: %s: input node has no tensor value", q.cfg.Name)
+		return fmt.Errorf("fakequant: %s: input node has no tensor value (run the graph once with the quantizer disabled, or use InitLSQ)", q.cfg.Name)
 	}
 	return q.InitLSQ(v)
 }

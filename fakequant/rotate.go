@@ -84,7 +84,7 @@ func Hadamard(x *G.Node, seed uint64) (*HadamardRotation, error) {
 		return nil, errors.New("fakequant: Hadamard needs a node of rank >= 1")
 	}
 	if dt := x.Dtype(); dt != tensor.Float32 && dt != tensor.Float64 {
-		return nil, fmt.Errorf("fakequant: Hadamard: dtype %v", dt)
+		return nil, fmt.Errorf("fakequant: Hadamard: dtype %v (want float32 or float64)", dt)
 	}
 	shape := x.Shape()
 	n := shape[len(shape)-1]
@@ -212,10 +212,10 @@ type Rotation struct {
 // Hadamard matrix of seed when n is a power of two and to the identity otherwise.
 func NewRotation(g *G.ExprGraph, dt tensor.Dtype, n int, name string, seed uint64) (*Rotation, error) {
 	if n < 1 {
-		return nil, fmt.Errorf("fakequant: rotation size %d", n)
+		return nil, fmt.Errorf("fakequant: rotation size %d (want >= 1)", n)
 	}
 	if dt != tensor.Float32 && dt != tensor.Float64 {
-		return nil, fmt.Errorf("fakequant: rotation dtype %v", dt)
+		return nil, fmt.Errorf("fakequant: rotation dtype %v (want float32 or float64)", dt)
 	}
 	var init []float64
 	if n&(n-1) == 0 {

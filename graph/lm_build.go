@@ -51,7 +51,7 @@ type LMNet struct {
 func (m *LM) Build(o LMOptions) (*LMNet, error) {
 	c := m.Config
 	if o.Batch < 1 {
-		return nil, fmt.Errorf("graph: LM batch size %d", o.Batch)
+		return nil, fmt.Errorf("graph: LM batch size %d (want >= 1)", o.Batch)
 	}
 	N := o.Batch * c.Ctx
 	n := &LMNet{LM: m, Opts: o, G: G.NewGraph(), Params: map[string]*G.Node{}, Acts: map[string]*G.Node{},

@@ -52,7 +52,7 @@ func (o *Options) defaults() error {
 		o.ValFraction = 0.1
 	}
 	if o.MaxBytes < 0 || o.MaxFileBytes < 0 || !(o.ValFraction > 0 && o.ValFraction < 1) {
-		return fmt.Errorf("text: invalid options %+v", *o)
+		return fmt.Errorf("text: invalid options %+v (MaxBytes and MaxFileBytes must be >= 0, ValFraction in (0, 1))", *o)
 	}
 	return nil
 }
@@ -88,7 +88,7 @@ func GoRoot() (string, error) {
 	if r := runtime.GOROOT(); r != "" {
 		return r, nil
 	}
-	return "", errors.New("text: cannot find GOROOT (no go command, no $GOROOT)")
+	return "", errors.New("text: cannot find GOROOT (no go command, no $GOROOT): set GOROOT or give a text file or folder")
 }
 
 // LoadGoSource loads the deterministic subset of the Go standard library source described in the
@@ -285,7 +285,7 @@ type Sampler struct {
 // NewSampler checks that tokens hold at least one window of ctx+1 tokens.
 func NewSampler(tokens []int, batch, ctx int, seed uint64) (*Sampler, error) {
 	if batch < 1 || ctx < 1 {
-		return nil, fmt.Errorf("text: batch %d, ctx %d", batch, ctx)
+		return nil, fmt.Errorf("text: batch %d, ctx %d (both must be positive)", batch, ctx)
 	}
 	if len(tokens) < ctx+1 {
 		return nil, fmt.Errorf("text: %d tokens are too few for windows of %d", len(tokens), ctx+1)
