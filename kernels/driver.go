@@ -1,6 +1,9 @@
 package kernels
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // parallelMinMACs is the problem size (multiply-adds) below which a call stays on the calling
 // goroutine. BenchmarkCrossover (AVX-512 VNNI, 2 cores shared with other jobs) found two
@@ -15,17 +18,28 @@ const (
 	colBlock = 256
 )
 
-var zeroBias sync.Pool
+// zeroBuf is a shared, never written buffer of zeros that stands in for a nil bias.
+var zeroBuf atomic.Pointer[[]int32]
 
-func biasOrZero(bias []int32, n int) ([]int32, func()) {
+// zerosInt32 returns n zeros from zeroBuf (read-only; allocates only to grow it).
+func zerosInt32(n int) []int32 {
+	for {
+		p := zeroBuf.Load()
+		if p != nil && len(*p) >= n {
+			return (*p)[:n]
+		}
+		b := make([]int32, max(n, 1024))
+		if zeroBuf.CompareAndSwap(p, &b) {
+			return b[:n]
+		}
+	}
+}
+
+func biasOrZero(bias []int32, n int) []int32 {
 	if bias != nil {
-		return bias, func() {}
+		return bias
 	}
-	if b, ok := zeroBias.Get().(*[]int32); ok && len(*b) >= n {
-		return (*b)[:n], func() { zeroBias.Put(b) }
-	}
-	b := make([]int32, n)
-	return b, func() { zeroBias.Put(&b) }
+	return zerosInt32(n)
 }
 
 var accPool sync.Pool
@@ -39,12 +53,31 @@ func getAcc(n int) *[]int32 {
 	return &b
 }
 
-// tiles splits an m x n problem into row blocks and column blocks and calls fn for each, in
-// parallel when the problem is large enough.
-func tiles(m, n, k int, fn func(i0, i1, j0, j1 int)) {
+// tiler computes the block of rows [i0,i1) and columns [j0,j1) of a GEMM-like problem.
+// Implementations are pooled structs holding the operands (no closures: a closure handed to
+// the worker pool escapes and costs an allocation per call).
+type tiler interface{ tile(i0, i1, j0, j1 int) }
+
+// tileSplit turns task indices into tiles for parallelFor.
+type tileSplit struct {
+	t                tiler
+	m, n, rb, cb, nc int
+}
+
+func (s *tileSplit) runTask(i int) {
+	r, c := i/s.nc, i%s.nc
+	s.t.tile(r*s.rb, min((r+1)*s.rb, s.m), c*s.cb, min((c+1)*s.cb, s.n))
+}
+
+var splitPool = sync.Pool{New: func() any { return new(tileSplit) }}
+
+// tiles splits an m x n problem into row blocks and column blocks and calls t.tile for each,
+// in parallel when the problem is large enough.
+func tiles(m, n, k int, t tiler) {
 	rb := rowBlock
 	cb := n
-	if m*n*k >= parallelMinMACs {
+	par := m*n*k >= parallelMinMACs
+	if par {
 		// Enough work for several tasks: keep rows in blocks, split columns when there are
 		// few rows (GEMV-like shapes) so both cores get work.
 		if m < 2*rowBlock {
@@ -60,59 +93,77 @@ func tiles(m, n, k int, fn func(i0, i1, j0, j1 int)) {
 	nr := (m + rb - 1) / rb
 	nc := (n + cb - 1) / cb
 	if nr*nc == 1 {
-		fn(0, m, 0, n)
+		t.tile(0, m, 0, n)
 		return
 	}
-	parallelForOrSerial(m*n*k >= parallelMinMACs, nr*nc, func(t int) {
-		r, c := t/nc, t%nc
-		fn(r*rb, min((r+1)*rb, m), c*cb, min((c+1)*cb, n))
-	})
+	if !par {
+		for r := 0; r < nr; r++ {
+			for c := 0; c < nc; c++ {
+				t.tile(r*rb, min((r+1)*rb, m), c*cb, min((c+1)*cb, n))
+			}
+		}
+		return
+	}
+	s := splitPool.Get().(*tileSplit)
+	*s = tileSplit{t: t, m: m, n: n, rb: rb, cb: cb, nc: nc}
+	parallelFor(nr*nc, s)
+	s.t = nil
+	splitPool.Put(s)
 }
 
-func parallelForOrSerial(par bool, n int, fn func(int)) {
-	if par {
-		parallelFor(n, fn)
-		return
-	}
-	for i := 0; i < n; i++ {
-		fn(i)
-	}
+// gemmTiles is the tiler of gemmInt32 and gemmInt8.
+type gemmTiles struct {
+	p     *impl
+	dst32 []int32
+	dst8  []int8
+	ldd   int
+	a     []int8
+	lda   int
+	w     *PackedInt8
+	bias  []int32
+	rq    *Requant
 }
 
-func gemmInt32(p *impl, dst []int32, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32) {
-	if m == 0 {
-		return
-	}
-	bias, done := biasOrZero(bias, w.n)
-	defer done()
-	tiles(m, w.n, w.k, func(i0, i1, j0, j1 int) {
-		p.gemm32(dst[i0*ldd+j0:], ldd, a[i0*lda:], lda, i1-i0, w, bias, j0, j1)
-	})
-}
+var gemmTilesPool = sync.Pool{New: func() any { return new(gemmTiles) }}
 
-func gemmInt8(p *impl, dst []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant) {
-	if m == 0 {
-		return
-	}
-	bias, done := biasOrZero(bias, w.n)
-	defer done()
-	if p.gemm8 != nil {
-		tiles(m, w.n, w.k, func(i0, i1, j0, j1 int) {
-			p.gemm8(dst[i0*ldd+j0:], ldd, a[i0*lda:], lda, i1-i0, w, bias, rq, j0, j1)
-		})
-		return
-	}
-	tiles(m, w.n, w.k, func(i0, i1, j0, j1 int) {
+func (g *gemmTiles) tile(i0, i1, j0, j1 int) {
+	p, ldd, lda := g.p, g.ldd, g.lda
+	switch {
+	case g.dst32 != nil:
+		p.gemm32(g.dst32[i0*ldd+j0:], ldd, g.a[i0*lda:], lda, i1-i0, g.w, g.bias, j0, j1)
+	case p.gemm8 != nil:
+		p.gemm8(g.dst8[i0*ldd+j0:], ldd, g.a[i0*lda:], lda, i1-i0, g.w, g.bias, g.rq, j0, j1)
+	default:
 		// Accumulate the tile in int32, then run the reference epilogue on it while it is
 		// still in cache.
 		nc := j1 - j0
 		bp := getAcc((i1 - i0) * nc)
 		acc := *bp
-		p.gemm32(acc, nc, a[i0*lda:], lda, i1-i0, w, bias, j0, j1)
+		p.gemm32(acc, nc, g.a[i0*lda:], lda, i1-i0, g.w, g.bias, j0, j1)
+		rq := g.rq
 		sub := Requant{M0: rq.M0[j0:j1], Shift: rq.Shift[j0:j1], ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}
 		for i := i0; i < i1; i++ {
-			requantRow(dst[i*ldd+j0:i*ldd+j1], acc[(i-i0)*nc:(i-i0+1)*nc], &sub)
+			requantRow(g.dst8[i*ldd+j0:i*ldd+j1], acc[(i-i0)*nc:(i-i0+1)*nc], &sub)
 		}
 		accPool.Put(bp)
-	})
+	}
+}
+
+func runGEMM(p *impl, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant) {
+	if m == 0 {
+		return
+	}
+	g := gemmTilesPool.Get().(*gemmTiles)
+	*g = gemmTiles{p: p, dst32: dst32, dst8: dst8, ldd: ldd, a: a, lda: lda, w: w, bias: biasOrZero(bias, w.n), rq: rq}
+	tiles(m, w.n, w.k, g)
+	*g = gemmTiles{}
+	gemmTilesPool.Put(g)
+}
+
+func gemmInt32(p *impl, dst []int32, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32) {
+	runGEMM(p, dst, nil, ldd, a, lda, m, w, bias, nil)
+}
+
+func gemmInt8(p *impl, dst []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant) {
+	runGEMM(p, nil, dst, ldd, a, lda, m, w, bias, rq)
 }

@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"sync"
 )
 
 // PackedInt4 is an N x K matrix of 4-bit weights in the narrow range [-7, 7] (two per byte in
@@ -152,8 +153,7 @@ func GEMMInt4(dst []int8, ldd int, a []int8, lda, m int, w *PackedInt4, bias []i
 	checkGEMM4("GEMMInt4", len(dst), ldd, a, lda, m, w, bias)
 	rq.check(w.n, "GEMMInt4")
 	p := current.Load()
-	bias, done := biasOrZero(bias, w.n)
-	defer done()
+	bias = biasOrZero(bias, w.n)
 	bp := getAcc(w.n)
 	for i := 0; i < m; i++ {
 		gemv4(p, *bp, a[i*lda:i*lda+w.k], w, bias)
@@ -166,8 +166,7 @@ func GEMMInt4(dst []int8, ldd int, a []int8, lda, m int, w *PackedInt4, bias []i
 func GEMMInt4Int32(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt4, bias []int32) {
 	checkGEMM4("GEMMInt4Int32", len(dst), ldd, a, lda, m, w, bias)
 	p := current.Load()
-	bias, done := biasOrZero(bias, w.n)
-	defer done()
+	bias = biasOrZero(bias, w.n)
 	for i := 0; i < m; i++ {
 		gemv4(p, dst[i*ldd:i*ldd+w.n], a[i*lda:i*lda+w.k], w, bias)
 	}
@@ -181,9 +180,26 @@ func gemv4(p *impl, dst []int32, a []int8, w *PackedInt4, bias []int32) {
 		return
 	}
 	chunks := (w.n + colBlock - 1) / colBlock
-	parallelFor(chunks, func(t int) {
-		p.gemv4(dst, a, w, bias, t*colBlock, min((t+1)*colBlock, w.n))
-	})
+	t := int4Pool.Get().(*int4Chunks)
+	*t = int4Chunks{p: p, dst: dst, a: a, w: w, bias: bias}
+	parallelFor(chunks, t)
+	*t = int4Chunks{}
+	int4Pool.Put(t)
+}
+
+// int4Chunks is the parallel task of gemv4: chunk t is channels [t*colBlock, (t+1)*colBlock).
+type int4Chunks struct {
+	p    *impl
+	dst  []int32
+	a    []int8
+	w    *PackedInt4
+	bias []int32
+}
+
+var int4Pool = sync.Pool{New: func() any { return new(int4Chunks) }}
+
+func (c *int4Chunks) runTask(t int) {
+	c.p.gemv4(c.dst, c.a, c.w, c.bias, t*colBlock, min((t+1)*colBlock, c.w.n))
 }
 
 // gemv4Portable: dst[j] = acc[j] for j0 <= j < j1 (dst indexed by j).

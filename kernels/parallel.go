@@ -15,12 +15,19 @@ var (
 	poolSize int
 )
 
+// tasker is a unit of parallel work: runTask(i) for i in [0, n) must write disjoint memory.
+// Callers pass pointers to pooled structs (not closures), so that starting a parallel loop
+// allocates nothing.
+type tasker interface{ runTask(i int) }
+
 type parJob struct {
 	n    int64
 	next atomic.Int64
-	fn   func(i int)
+	t    tasker
 	wg   sync.WaitGroup
 }
+
+var jobPool = sync.Pool{New: func() any { return new(parJob) }}
 
 func (j *parJob) run() {
 	for {
@@ -28,7 +35,7 @@ func (j *parJob) run() {
 		if i >= j.n {
 			return
 		}
-		j.fn(int(i))
+		j.t.runTask(int(i))
 	}
 }
 
@@ -55,9 +62,9 @@ func SetMaxThreads(n int) int {
 	return int(maxThreads.Swap(int32(max(n, 0))))
 }
 
-// parallelFor runs fn(0..n-1), spreading the indices over the calling goroutine and idle
-// pool workers. Tasks must write disjoint memory.
-func parallelFor(n int, fn func(i int)) {
+// parallelFor runs t.runTask(0..n-1), spreading the indices over the calling goroutine and
+// idle pool workers. Tasks must write disjoint memory. It allocates nothing in steady state.
+func parallelFor(n int, t tasker) {
 	poolOnce.Do(startPool)
 	helpers := min(poolSize, n-1)
 	if lim := int(maxThreads.Load()); lim > 0 {
@@ -65,11 +72,13 @@ func parallelFor(n int, fn func(i int)) {
 	}
 	if helpers <= 0 {
 		for i := 0; i < n; i++ {
-			fn(i)
+			t.runTask(i)
 		}
 		return
 	}
-	j := &parJob{n: int64(n), fn: fn}
+	j := jobPool.Get().(*parJob)
+	j.n, j.t = int64(n), t
+	j.next.Store(0)
 	for h := 0; h < helpers; h++ {
 		j.wg.Add(1)
 		select {
@@ -80,4 +89,6 @@ func parallelFor(n int, fn func(i int)) {
 	}
 	j.run()
 	j.wg.Wait()
+	j.t = nil
+	jobPool.Put(j)
 }

@@ -302,8 +302,7 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 	roff := sc.roff
 	clear(roff)
 	clear(col[m*kp:])
-	bias, done := biasOrZero(bias, w.n)
-	defer done()
+	bias = biasOrZero(bias, w.n)
 	np := (w.n + panelN - 1) / panelN * panelN
 	sc.off = growI32(sc.off, np+k.wideN)
 	off := sc.off
@@ -329,12 +328,32 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 		if k.sext16 != nil {
 			a, lda = k.widen(wsc, col, kp, m, kp, kp), 2*kp
 		}
-		tiles(m, w.n, w.k, func(i0, i1, j0, j1 int) {
-			sc := simdPool.Get().(*simdScratch)
-			k.compute(sc, nil, out[i0*s.OutC+j0:], s.OutC, a[i0*lda:], lda, m+simdMaxMR, nil, roff[i0:], i1-i0, w, off[j0:], rq, j0, j1)
-			simdPool.Put(sc)
-		})
+		ct := convTilesPool.Get().(*convTiles)
+		*ct = convTiles{k: k, out: out, outC: s.OutC, a: a, lda: lda, m: m, roff: roff, w: w, off: off, rq: rq}
+		tiles(m, w.n, w.k, ct)
+		*ct = convTiles{}
+		convTilesPool.Put(ct)
 	}
+}
+
+// convTiles is the tiler of simdKernels.conv over the patch matrix of one image.
+type convTiles struct {
+	k         *simdKernels
+	out       []int8
+	outC      int
+	a         []int8
+	lda, m    int
+	roff, off []int32
+	w         *PackedInt8
+	rq        *Requant
+}
+
+var convTilesPool = sync.Pool{New: func() any { return new(convTiles) }}
+
+func (c *convTiles) tile(i0, i1, j0, j1 int) {
+	sc := simdPool.Get().(*simdScratch)
+	c.k.compute(sc, nil, c.out[i0*c.outC+j0:], c.outC, c.a[i0*c.lda:], c.lda, c.m+simdMaxMR, nil, c.roff[i0:], i1-i0, c.w, c.off[j0:], c.rq, j0, j1)
+	simdPool.Put(sc)
 }
 
 // simdMaxMR bounds the rows per micro-tile of every SIMD path.
@@ -410,8 +429,7 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 	oh, ow, n := s.OutH(), s.OutW(), w.n
 	ncp := (n + panelN - 1) / panelN * panelN
 	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
-	lda, kgs := s.StrideW*c, pw*c
-	ts := s.KH * 4 * panelN
+	lda := s.StrideW * c
 	need := ph*pw*c + 8*lda + 8
 	sc := simdPool.Get().(*simdScratch)
 	defer simdPool.Put(sc)
@@ -436,37 +454,69 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 			copy(pad[((y+s.PadTop)*pw+s.PadLeft)*c:], img[y*s.InW*c:(y+1)*s.InW*c])
 		}
 		out := dst[b*oh*ow*n : (b+1)*oh*ow*n]
-		parallelForOrSerial(par, oh, func(oy int) {
-			asc := simdPool.Get().(*simdScratch)
-			asc.acc = growI32(asc.acc, simdMaxMR*ncp)
-			asc.off = growI32(asc.off, panelN) // epilogue tail buffer
-			acc := asc.acc
-			base := oy * s.StrideH * pw * c
-			for ox0 := 0; ox0 < ow; ox0 += simdMaxMR {
-				rows := min(simdMaxMR, ow-ox0)
-				a := &pad[base+ox0*lda]
-				for t := 0; t < ncp/panelN; t++ {
-					k.convKernel(a, lda, &panel[t*ts], ts, s.KH, &off[t*panelN], &roff[0], &acc[t*panelN], ncp*4, kgs)
-				}
-				d := out[(oy*ow+ox0)*n:]
-				if n8 > 0 {
-					k.requantCorr(&d[0], n, &acc[0], ncp, rows, &rq.M0[0], &rq.Shift[0], n8, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max), &acc[n], ncp)
-				}
-				if n8 < n {
-					sub := Requant{M0: rq.M0[n8:], Shift: rq.Shift[n8:], ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}
-					tmp := asc.off[:n-n8]
-					for r := 0; r < rows; r++ {
-						corr := 128 * acc[r*ncp+n]
-						for j := n8; j < n; j++ {
-							tmp[j-n8] = acc[r*ncp+j] - corr
-						}
-						requantRow(d[r*n+n8:r*n+n], tmp, &sub)
-					}
-				}
+		ir := implicitPool.Get().(*implicitRows)
+		*ir = implicitRows{k: k, s: s, pad: pad, out: out, panel: panel, off: off, roff: roff, rq: rq, ncp: ncp, n8: n8}
+		if par {
+			parallelFor(oh, ir)
+		} else {
+			for oy := 0; oy < oh; oy++ {
+				ir.runTask(oy)
 			}
-			simdPool.Put(asc)
-		})
+		}
+		*ir = implicitRows{}
+		implicitPool.Put(ir)
 	}
+}
+
+// implicitRows is the parallel task of convImplicit: task oy computes output row oy of one
+// image.
+type implicitRows struct {
+	k         *simdKernels
+	s         ConvShape
+	pad, out  []int8
+	panel     []int8
+	off, roff []int32
+	rq        *Requant
+	ncp, n8   int
+}
+
+var implicitPool = sync.Pool{New: func() any { return new(implicitRows) }}
+
+func (ir *implicitRows) runTask(oy int) {
+	k, s, pad, out, panel, off, roff, rq, ncp, n8 := ir.k, ir.s, ir.pad, ir.out, ir.panel, ir.off, ir.roff, ir.rq, ir.ncp, ir.n8
+	c, n := s.InC, s.OutC
+	ow := s.OutW()
+	pw := s.InW + s.PadLeft + s.PadRight
+	lda, kgs := s.StrideW*c, pw*c
+	ts := s.KH * 4 * panelN
+	asc := simdPool.Get().(*simdScratch)
+	asc.acc = growI32(asc.acc, simdMaxMR*ncp)
+	asc.off = growI32(asc.off, panelN) // epilogue tail buffer
+	acc := asc.acc
+	base := oy * s.StrideH * pw * c
+	for ox0 := 0; ox0 < ow; ox0 += simdMaxMR {
+		rows := min(simdMaxMR, ow-ox0)
+		a := &pad[base+ox0*lda]
+		for t := 0; t < ncp/panelN; t++ {
+			k.convKernel(a, lda, &panel[t*ts], ts, s.KH, &off[t*panelN], &roff[0], &acc[t*panelN], ncp*4, kgs)
+		}
+		d := out[(oy*ow+ox0)*n:]
+		if n8 > 0 {
+			k.requantCorr(&d[0], n, &acc[0], ncp, rows, &rq.M0[0], &rq.Shift[0], n8, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max), &acc[n], ncp)
+		}
+		if n8 < n {
+			sub := Requant{M0: rq.M0[n8:], Shift: rq.Shift[n8:], ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}
+			tmp := asc.off[:n-n8]
+			for r := 0; r < rows; r++ {
+				corr := 128 * acc[r*ncp+n]
+				for j := n8; j < n; j++ {
+					tmp[j-n8] = acc[r*ncp+j] - corr
+				}
+				requantRow(d[r*n+n8:r*n+n], tmp, &sub)
+			}
+		}
+	}
+	simdPool.Put(asc)
 }
 
 // int32Safe reports whether Min-ZeroPoint and Max-ZeroPoint fit in int32, the condition of the
