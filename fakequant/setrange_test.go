@@ -1,6 +1,7 @@
 package fakequant
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -115,4 +116,30 @@ func TestRoundFMatchesQuant(t *testing.T) {
 			t.Fatalf("float32 bits %#x (%v): roundF %v, quant.Round %v", b, v, roundF(v), quant.Round(v))
 		}
 	}
+}
+
+// ExampleQuantizer_SetRange calibrates 4-bit learned-scale (LSQ) weights from the per-channel
+// min/max of their values: the scale is max|w|/7 per channel and the zero point 0.
+func ExampleQuantizer_SetRange() {
+	g := G.NewGraph()
+	w := G.NewMatrix(g, tensor.Float64, G.WithShape(2, 3), G.WithName("fc.w"),
+		G.WithValue(tensor.New(tensor.WithShape(2, 3), tensor.WithBacking([]float64{0.7, -0.35, 0.1, 1.4, 0.2, -0.9}))))
+	q, err := New(g, w, Config{Name: "fc.w", Bits: 4, Granularity: PerChannel, Axis: 0})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	o := NewMinMaxObserver(q.Layout(), 0)
+	if err := o.Observe(w.Value().Data().([]float64)); err != nil {
+		fmt.Println(err)
+		return
+	}
+	lo, hi, _ := o.Range()
+	if err := q.SetRange(lo, hi); err != nil {
+		fmt.Println(err)
+		return
+	}
+	ps, _ := q.Params()
+	fmt.Printf("%.3f %d, %.3f %d\n", ps[0].Scale, ps[0].ZeroPoint, ps[1].Scale, ps[1].ZeroPoint)
+	// Output: 0.100 0, 0.200 0
 }
