@@ -220,6 +220,12 @@ func TestNoAllocsAfterWarmup(t *testing.T) {
 			t.Errorf("batch %d: %.1f allocations per run after warm-up, %.1f of them in kernels: the interpreter allocates", batch, allocs, k)
 		}
 	}
+	// The pooled single-sample API reuses its sessions too.
+	img := randImages(6, 1)
+	md.PredictUint8(img)
+	if allocs, k := testing.AllocsPerRun(20, func() { md.PredictUint8(img) }), kernelAllocs(md, 1); allocs > k {
+		t.Errorf("PredictUint8: %.1f allocations per call after warm-up, %.1f of them in kernels", allocs, k)
+	}
 }
 
 func TestConcurrentUse(t *testing.T) {
