@@ -150,11 +150,14 @@ func maxPool2x2x8(dst, src []int8, batch int, st *step) {
 }
 
 // roundDiv returns num/den rounded half away from zero (den > 0), the rounding rule of quant.Round.
+// It works in int64 so that num = MinInt32 (a window of 2^24 values of -128, which the model
+// limits allow) does not overflow on negation.
 func roundDiv(num, den int32) int32 {
-	if num >= 0 {
-		return (num + den/2) / den
+	n, d := int64(num), int64(den)
+	if n >= 0 {
+		return int32((n + d/2) / d)
 	}
-	return -((-num + den/2) / den)
+	return int32(-((-n + d/2) / d))
 }
 
 // avgPool averages the valid part of each window (TFLite's rule: padding is not counted) with the
