@@ -194,3 +194,12 @@ func (c QConfig) Describe(m *graph.Model) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Bits returns the bit width configured at a site after overrides (0 for a float site).
+func (c QConfig) Bits(m *graph.Model, s graph.Site) int {
+	sp := c.spec(m, s)
+	if sp.Float {
+		return 0
+	}
+	return sp.Bits
+}

@@ -188,7 +188,7 @@ func run(o options) error {
 	ft.Close()
 	floatTime := time.Since(st)
 	floatAcc := ft.History[len(ft.History)-1].TestAcc
-	rows := []row{{o.model, "fp32", "float", floatAcc, modelSize(m, 32, 32), floatTime}}
+	rows := []row{{o.model, "fp32", "float", floatAcc, modelSize(m, nil), floatTime}}
 	curves := []curve{{name: "float", t: ft}}
 	var floatState graph.Checkpoint
 	m.SaveState(&floatState)
@@ -199,6 +199,9 @@ func run(o options) error {
 		if b != 8 {
 			ptqCfg = qat.QConfig{Name: fmt.Sprintf("W%dA%d", b, b), Weight: qat.Spec{Bits: b}, Act: qat.Spec{Bits: b}}
 		}
+		if b == 2 { // as the QAT run: first and last layers at 8 bits
+			ptqCfg = ptqCfg.FirstLast8(m)
+		}
 		st = time.Now()
 		p, err := qat.Calibrate(m, ptqCfg, train, o.calib, o.batch, o.seed)
 		if err != nil {
@@ -208,7 +211,7 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		rows = append(rows, row{o.model, fmt.Sprintf("W%dA%d", b, b), "PTQ", acc, modelSize(m, b, b), time.Since(st)})
+		rows = append(rows, row{o.model, fmt.Sprintf("W%dA%d", b, b), "PTQ", acc, modelSize(m, &ptqCfg), time.Since(st)})
 		log.WithFields(logrus.Fields{"bits": b, "acc": fmt.Sprintf("%.4f", acc)}).Info("PTQ done")
 
 		// 3. QAT from the float checkpoint
@@ -241,7 +244,7 @@ func run(o options) error {
 		}
 		qt.Close()
 		acc = qt.History[len(qt.History)-1].TestAcc
-		rows = append(rows, row{o.model, fmt.Sprintf("W%dA%d", b, b), method, acc, modelSize(m, b, b), time.Since(st)})
+		rows = append(rows, row{o.model, fmt.Sprintf("W%dA%d", b, b), method, acc, modelSize(m, &qc), time.Since(st)})
 		curves = append(curves, curve{name: fmt.Sprintf("QAT W%dA%d", b, b), offset: float64(o.epochs), t: qt,
 			start: &plotter.XY{X: float64(o.epochs), Y: 100 * floatAcc}})
 
@@ -287,25 +290,29 @@ func run(o options) error {
 	return nil
 }
 
-// modelSize estimates the exported payload: BN folded, weights at wbits (packed), int32 biases,
-// float32 per-channel scales; activation parameters (scale + zero point) per requantizing group.
-// For the float model (32) weights and biases are float32.
-func modelSize(m *graph.Model, wbits, abits int) int {
+// modelSize estimates the exported payload: BN folded, weights at their configured bit width
+// (packed), int32 biases, float32 per-channel scales; activation parameters (scale + zero point)
+// per quantized activation site. With c == nil (float) weights and biases are float32.
+func modelSize(m *graph.Model, c *qat.QConfig) int {
 	n := 0
-	for _, g := range m.Groups() {
-		if g.Weighted() {
-			w := m.LayerParam(g.Op, graph.RoleWeight).Value.Shape()
-			out := w[0]
-			nw := w.TotalSize()
-			if wbits == 32 {
-				n += 4*nw + 4*out
-				continue
+	for _, s := range m.Sites() {
+		if s.Kind != graph.SiteWeight {
+			if c != nil && c.Bits(m, s) > 0 {
+				n += 8
 			}
-			n += (nw*wbits+7)/8 + 4*out + 4*out
+			continue
 		}
-		if g.Requantizes() && wbits != 32 {
-			n += 8
+		w := m.LayerParam(s.Group, graph.RoleWeight).Value.Shape()
+		out, nw := w[0], w.TotalSize()
+		bits := 32
+		if c != nil {
+			bits = c.Bits(m, s)
 		}
+		if bits == 0 || bits == 32 {
+			n += 4*nw + 4*out
+			continue
+		}
+		n += (nw*bits+7)/8 + 4*out + 4*out
 	}
 	return n
 }
