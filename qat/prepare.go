@@ -2,7 +2,6 @@ package qat
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/qatgo/qatgo/fakequant"
 	"github.com/qatgo/qatgo/graph"
@@ -328,11 +327,10 @@ func f64Tensor(v []float64) *tensor.Dense {
 	return tensor.New(tensor.WithShape(len(v)), tensor.WithBacking(append([]float64(nil), v...)))
 }
 
-// InitFromCalibration initialises the quantizers of nq from data it has seen: for LSQ sites the
-// scale (and offset) from the observed range of a calibration pass (ranges from calib, a graph
-// of an Observed twin config that ran on the same batches), for Observed sites the ranges
-// themselves. Weight LSQ sites use the LSQ initialisation 2*mean|w|/sqrt(Qp) of the current
-// (folded) weight value when ranges are missing.
+// initLSQ initialises the learned quantizers (LSQ, PACT) of nq: weight sites with the LSQ rule
+// 2*mean|w|/sqrt(Qp) on the current value of their input (the folded weight; the graph must have
+// run), activation sites from the observed [lo, hi] ranges of a calibration pass (SetRange), or
+// with the LSQ rule on their current input when no range was recorded.
 func (p *Prepared) initLSQ(nq *NetQuant, ranges map[string][2][]float64) error {
 	for name, q := range nq.Qs {
 		st := p.state[name]
@@ -358,5 +356,3 @@ func (p *Prepared) initLSQ(nq *NetQuant, ranges map[string][2][]float64) error {
 	}
 	return nil
 }
-
-var _ = math.Inf

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -588,7 +587,5 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 	t.Close() // rebuild graphs with the restored state
 	return nil
 }
-
-var _ io.Writer
 
 func newVM(n *graph.Net) G.VM { return G.NewTapeMachine(n.G) }
