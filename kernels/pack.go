@@ -26,6 +26,30 @@ type PackedInt8 struct {
 	panel  []int8  // tiled layout for the SIMD paths (nil without SIMD)
 	sums   []int32 // sum_k w[n][k]
 	conv   atomic.Pointer[convPanel]
+	w2     atomic.Pointer[[]int64] // channel pairs for the portable path, built on first use
+}
+
+// pairs returns the weights of the portable GEMM (portable.go), building them on first use
+// (the portable path may be selected only at run time): for channel pair q,
+// pairs()[q*K+k] = w[2q][k] + w[2q+1][k]<<32, the missing channel of an odd N reading as 0.
+// Safe for concurrent use.
+func (p *PackedInt8) pairs() []int64 {
+	if b := p.w2.Load(); b != nil {
+		return *b
+	}
+	nq := (p.n + 1) / 2
+	b := make([]int64, nq*p.k)
+	for q := 0; q < nq; q++ {
+		for kk := 0; kk < p.k; kk++ {
+			v := int64(p.w[2*q*p.k+kk])
+			if 2*q+1 < p.n {
+				v += int64(p.w[(2*q+1)*p.k+kk]) << 32
+			}
+			b[q*p.k+kk] = v
+		}
+	}
+	p.w2.Store(&b)
+	return b
 }
 
 // convPanel is the weight layout of the implicit convolution (simd.go, convImplicit): K
