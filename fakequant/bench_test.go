@@ -144,6 +144,7 @@ func BenchmarkFakeQuantOp(b *testing.B) {
 	}{
 		{"per-tensor", Config{Name: "fq", Bits: 8, InitScale: 0.05}},
 		{"per-channel", Config{Name: "fq", Bits: 8, InitScale: 0.05, Granularity: PerChannel, Axis: 0}},
+		{"per-channel-last-axis", Config{Name: "fq", Bits: 8, InitScale: 0.05, Granularity: PerChannel, Axis: 1}},
 		{"observed-ema", Config{Name: "fq", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.01}},
 		{"observed-ema-single-pass", Config{Name: "fq", Bits: 8, Scheme: AsymmetricSigned, Method: Observed, Momentum: 0.01, SinglePass: true}},
 	} {
