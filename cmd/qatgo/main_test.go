@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/png"
@@ -171,6 +173,7 @@ func TestRunInputFormats(t *testing.T) {
 		{"pgm P5", write("x.pgm", append([]byte("P5 3 2 255\n"), pix...)), nil, exitOK, "1     2      p2"},
 		{"pgm P2", write("x2.pgm", []byte(p2.String())), nil, exitOK, "1     2      p2"},
 		{"pgm maxval 15", write("x3.pgm", []byte("P2 3 2 15 0 1 15 2 3 4")), nil, exitOK, "1     2      p2"},
+		{"raw starting like a PGM", write("p5.raw", []byte{'P', '5', 1, 2, 3, 4}), nil, exitOK, "1     0      p0"},
 		{"invert", write("y.raw", pix), []string{"-invert"}, exitOK, "1     0      p0"},
 		{"top-k", write("z.raw", pix), []string{"-k", "6"}, exitOK, "6     0      p0"},
 		{"wrong raw size", write("short.raw", pix[:5]), nil, exitFailure, "has 5 bytes but the model input [2 3 1] needs 6"},
@@ -179,6 +182,7 @@ func TestRunInputFormats(t *testing.T) {
 		{"truncated pgm", write("bad.pgm", []byte("P5 3 2 255\n\x01\x02")), nil, exitFailure, "3x2 pixels expected, only 2 bytes left"},
 		{"16-bit pgm", write("deep.pgm", []byte("P5 3 2 65535\n")), nil, exitFailure, "16-bit PGM is not supported"},
 		{"missing input", filepath.Join(dir, "none.png"), nil, exitFailure, "no such file"},
+		{"png bomb header", write("huge.png", hugePNGHeader(t)), nil, exitFailure, "image is 100000x100000, the model expects 3x2"},
 	} {
 		args := append(append([]string{"run"}, tc.args...), model, tc.file)
 		code, o, e := runMain(args...)
@@ -267,4 +271,18 @@ func FuzzDecodePGM(f *testing.F) {
 			t.Fatalf("image %v with %d pixels", b, len(img.Pix))
 		}
 	})
+}
+
+// hugePNGHeader returns the start of a PNG whose header declares a 100000x100000 image (its data
+// is missing): the size check must come from the header, before any decoding.
+func hugePNGHeader(t *testing.T) []byte {
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()[:33] // signature and IHDR chunk
+	binary.BigEndian.PutUint32(b[16:], 100000)
+	binary.BigEndian.PutUint32(b[20:], 100000)
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	return b
 }

@@ -136,24 +136,40 @@ func readInput(path string, shape []int, size int) ([]byte, error) {
 	} else if len(shape) == 2 {
 		h, w, c = shape[0], shape[1], 1
 	}
+	isPNG := bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n"))
+	isPGM := bytes.HasPrefix(data, []byte("P5")) || bytes.HasPrefix(data, []byte("P2"))
+	// Raw bytes may start with "P5" or "P2" by chance: a file of exactly the input size that does
+	// not parse as PGM is taken as raw.
+	rawOK := len(data) == size
+	if (isPNG || isPGM && !rawOK) && (h == 0 || (c != 1 && c != 3)) {
+		return nil, fmt.Errorf("%s is an image, but the model input shape %v is not an image [H W 1] or [H W 3]: pass raw bytes", path, shape)
+	}
 	var img image.Image
 	switch {
-	case bytes.HasPrefix(data, []byte("\x89PNG\r\n\x1a\n")):
+	case isPNG:
+		// Check the size in the header first: a small compressed file can hold a huge image.
+		cfg, err := png.DecodeConfig(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if cfg.Width != w || cfg.Height != h {
+			return nil, fmt.Errorf("%s: image is %dx%d, the model expects %dx%d (width x height): resize it first", path, cfg.Width, cfg.Height, w, h)
+		}
 		if img, err = png.Decode(bytes.NewReader(data)); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-	case bytes.HasPrefix(data, []byte("P5")) || bytes.HasPrefix(data, []byte("P2")):
+	case isPGM && (h > 0 && (c == 1 || c == 3) || !rawOK):
 		if img, err = decodePGM(data); err != nil {
+			if rawOK {
+				return data, nil
+			}
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	default:
-		if len(data) != size {
+		if !rawOK {
 			return nil, fmt.Errorf("%s: not a PNG or PGM image, and as raw bytes it has %d bytes but the model input %v needs %d", path, len(data), shape, size)
 		}
 		return data, nil
-	}
-	if h == 0 || (c != 1 && c != 3) {
-		return nil, fmt.Errorf("model input shape %v is not an image [H W 1] or [H W 3]: pass raw bytes", shape)
 	}
 	b := img.Bounds()
 	if b.Dx() != w || b.Dy() != h {
