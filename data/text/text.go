@@ -294,7 +294,8 @@ func NewSampler(tokens []int, batch, ctx int, seed uint64) (*Sampler, error) {
 }
 
 // Next returns batch number step: x and y of length Batch*Ctx (row-major [Batch][Ctx]) with
-// y[i] the token after x[i].
+// y[i] the token after x[i]. It panics when the fields break NewSampler's checks (a Sampler
+// built as a literal with Batch or Ctx < 1, or fewer than Ctx+1 tokens): build it with NewSampler.
 func (s *Sampler) Next(step int64) (x, y []int) {
 	rng := rand.New(rand.NewPCG(s.Seed, uint64(step)))
 	x, y = make([]int, s.Batch*s.Ctx), make([]int, s.Batch*s.Ctx)
