@@ -18,6 +18,9 @@
 // activations stay in cache), optionally split over several goroutines (SessionOptions.Threads).
 // After the first call at a given batch size (or a larger one) the interpreter does not allocate;
 // TestNoAllocsAfterWarmup checks it and reports allocations made inside package kernels.
+// Memory is bounded by the model: activations by qmodel's limits (MaxActivationElements,
+// MaxTotalActivations per sample), a convolution's patch buffer by MaxScratchBytes (Load rejects
+// larger ones), constants by the file size. A call with a wrong input allocates nothing.
 //
 // # Profiling
 //
