@@ -217,6 +217,27 @@ func TestLMSmoothQuant(t *testing.T) {
 	if _, err := m.SmoothQuant(st, 1.5); err == nil {
 		t.Fatal("alpha 1.5: no error")
 	}
+	// Bad statistics for the last site in order: an error, and no parameter changed (the
+	// earlier sites' folds are not applied).
+	snapshot := map[string][]float64{}
+	for _, p := range m.Params() {
+		snapshot[p.Name] = slices.Clone(p.Value.Data().([]float64))
+	}
+	for _, bad := range []float64{math.NaN(), math.Inf(1), -1} {
+		st3 := map[string][]float64{}
+		for k, v := range st {
+			st3[k] = slices.Clone(v)
+		}
+		st3["head.in"][0] = bad
+		if _, err := m.SmoothQuant(st3, 0.5); err == nil {
+			t.Fatalf("head.in statistic %v: no error", bad)
+		}
+		for _, p := range m.Params() {
+			if !slices.Equal(snapshot[p.Name], p.Value.Data().([]float64)) {
+				t.Fatalf("statistic %v: SmoothQuant failed but changed %s", bad, p.Name)
+			}
+		}
+	}
 }
 
 type recordQuant struct {

@@ -34,13 +34,15 @@ func (m *LM) smoothFold(site string) (gain, rows string, err error) {
 //
 //	s_j = max|X_j|^alpha / max|W_.j|^(1-alpha)
 //
-// (max over the columns j of every weight reading the site; s_j = 1 where either maximum is 0),
-// multiplies those weight columns by s_j and divides the producer of X_j by s_j, so the model
-// computes the same function in exact arithmetic: the preceding RMSNorm gain for attention, MLP
-// and head inputs, the output rows of wv for the wo input (attention mixes v channels
-// separately) and the output rows of w3 for the w2 input (silu(a)*b is linear in b). Sites
-// absent from actMax are left alone. It returns the scales applied per site. alpha is in [0,1]
-// (0.5 balances the maxima of X/s and W*s channel by channel).
+// (max over the columns j of every weight reading the site; s_j = 1 where either maximum is 0;
+// s_j clamped to [1e-5, 1e5]), multiplies those weight columns by s_j and divides the producer
+// of X_j by s_j, so the model computes the same function in exact arithmetic: the preceding
+// RMSNorm gain for attention, MLP and head inputs, the output rows of wv for the wo input
+// (attention mixes v channels separately) and the output rows of w3 for the w2 input
+// (silu(a)*b is linear in b). Sites absent from actMax are left alone. It returns the scales
+// applied per site. alpha is in [0,1] (0.5 balances the maxima of X/s and W*s channel by
+// channel). Statistics of the wrong length, negative or non-finite are an error, and then no
+// parameter has been changed.
 func (m *LM) SmoothQuant(actMax map[string][]float64, alpha float64) (map[string][]float64, error) {
 	if !(alpha >= 0 && alpha <= 1) {
 		return nil, fmt.Errorf("graph: SmoothQuant alpha %v outside [0,1]", alpha)
@@ -49,7 +51,12 @@ func (m *LM) SmoothQuant(actMax map[string][]float64, alpha float64) (map[string
 	for _, l := range m.linears {
 		readers[l.Input] = append(readers[l.Input], l)
 	}
-	out := map[string][]float64{}
+	// Compute every site's scales first, so that bad statistics leave the model untouched.
+	type fold struct {
+		site, gain, rows string
+		s                []float64
+	}
+	var folds []fold
 	for _, site := range sortedKeys(readers) {
 		xm, ok := actMax[site]
 		if !ok {
@@ -58,7 +65,12 @@ func (m *LM) SmoothQuant(actMax map[string][]float64, alpha float64) (map[string
 		ls := readers[site]
 		in := ls[0].In
 		if len(xm) != in {
-			return nil, fmt.Errorf("graph: SmoothQuant: site %q has %d statistics for %d channels", site, len(xm), in)
+			return nil, fmt.Errorf("graph: SmoothQuant: site %q has %d statistics for %d channels (pass LMNet.AccumAbsMax's output)", site, len(xm), in)
+		}
+		for j, v := range xm {
+			if !(v >= 0) || math.IsInf(v, 0) {
+				return nil, fmt.Errorf("graph: SmoothQuant: site %q channel %d: max|x| is %v (want finite and >= 0; check the calibration data)", site, j, v)
+			}
 		}
 		gain, rows, err := m.smoothFold(site)
 		if err != nil {
@@ -74,22 +86,28 @@ func (m *LM) SmoothQuant(actMax map[string][]float64, alpha float64) (map[string
 		s := make([]float64, in)
 		for j := range s {
 			s[j] = 1
-			if xm[j] > 0 && wm[j] > 0 && !math.IsInf(xm[j], 0) {
+			if xm[j] > 0 && wm[j] > 0 {
 				s[j] = math.Pow(xm[j], alpha) / math.Pow(wm[j], 1-alpha)
 				s[j] = min(max(s[j], 1e-5), 1e5)
 			}
 		}
-		for _, l := range ls {
+		folds = append(folds, fold{site, gain, rows, s})
+	}
+	out := map[string][]float64{}
+	for _, f := range folds {
+		s := f.s
+		in := len(s)
+		for _, l := range readers[f.site] {
 			scaleParam(m.byName[l.Name+".weight"], func(i int) float64 { return s[i%in] })
 		}
-		if gain != "" {
-			scaleParam(m.byName[gain], func(i int) float64 { return 1 / s[i] })
+		if f.gain != "" {
+			scaleParam(m.byName[f.gain], func(i int) float64 { return 1 / s[i] })
 		} else {
-			p := m.byName[rows]
+			p := m.byName[f.rows]
 			cols := p.Value.Shape()[1]
 			scaleParam(p, func(i int) float64 { return 1 / s[i/cols] })
 		}
-		out[site] = s
+		out[f.site] = s
 	}
 	return out, nil
 }
