@@ -162,6 +162,9 @@ type lowerer struct {
 	sp  map[string]qat.SiteParams
 	b   *qmodel.Builder
 	act map[string]layout // by layer name (and graph.InputName)
+	// orders is flatOrders(m): the one statement of which vectors keep a (C,H,W) order, shared
+	// with Parity
+	orders map[string][]int
 	// clamps maps the op names of clampLow's identity convolutions to their site's tensor name
 	clamps map[string]string
 }
@@ -182,7 +185,7 @@ func LowerParams(m *graph.Model, sp map[string]qat.SiteParams, opt Options) (*qm
 	if name == "" {
 		name = m.Name
 	}
-	lw := &lowerer{opt: opt, m: m, sp: sp, b: qmodel.NewBuilder(name), act: map[string]layout{}, clamps: map[string]string{}}
+	lw := &lowerer{opt: opt, m: m, sp: sp, b: qmodel.NewBuilder(name), act: map[string]layout{}, clamps: map[string]string{}, orders: flatOrders(m)}
 	lw.b.SetProducer(Producer)
 	if opt.Labels != nil {
 		lw.b.SetLabels(opt.Labels)
@@ -260,8 +263,9 @@ func cutSuffix(s, suf string) (string, bool) {
 }
 
 // flatOrders returns, for every layer whose output is a vector in a different element order in
-// the runtime than in training, the (C,H,W) shape it was flattened from (see layout.chw). It
-// follows the propagation rules of the lowering.
+// the runtime than in training, the (C,H,W) shape it was flattened from (see layout.chw): a
+// Flatten of a (C,H,W) tensor with C > 1 and H*W > 1 starts one, Dropout, Add, BatchNorm and
+// ReLU/ReLU6 pass it on, every other layer ends it. The lowering and Parity both read it.
 func flatOrders(m *graph.Model) map[string][]int {
 	out := map[string][]int{}
 	for _, l := range m.Layers {
@@ -387,10 +391,8 @@ func (lw *lowerer) group(g graph.Group) error {
 	case graph.KindFlatten:
 		y := x
 		y.shape = slices.Clone(l.OutShape)
+		y.chw = lw.orders[g.Out]
 		if len(x.shape) == 3 {
-			if x.shape[0] > 1 && x.shape[1]*x.shape[2] > 1 {
-				y.chw = slices.Clone(x.shape)
-			}
 			y.id = lw.b.Reshape(l.Name, x.id, l.OutShape)
 		}
 		lw.act[g.Out] = y
@@ -416,7 +418,7 @@ func (lw *lowerer) group(g graph.Group) error {
 	if hi != nil {
 		name, out = l.Name+"/q", *hi
 	}
-	y := layout{shape: slices.Clone(lw.m.Layer(g.Out).OutShape), p: final}
+	y := layout{shape: slices.Clone(lw.m.Layer(g.Out).OutShape), chw: lw.orders[g.Out], p: final}
 	switch g.Kind {
 	case graph.KindConv2d:
 		y.id, err = lw.conv(g, l, x, name, out)
@@ -432,10 +434,8 @@ func (lw *lowerer) group(g graph.Group) error {
 		if !slices.Equal(x.chw, x2.chw) {
 			return fail("inputs %q and %q have different element orders", l.Inputs[0], l.Inputs[1])
 		}
-		y.chw = x.chw
 		y.id = lw.b.Add(name, x.id, x2.id, actOf(g.Act), out)
 	case graph.KindBatchNorm, graph.KindReLU, graph.KindReLU6:
-		y.chw = x.chw
 		y.id, err = lw.channelAffine(g, l, x, name, out)
 	default:
 		return fail("no integer lowering for a standalone %s (supported: conv2d/linear [+batchnorm] [+relu/relu6], add [+relu/relu6], batchnorm, relu, relu6, maxpool2d, avgpool2d, globalavgpool, flatten, dropout)", g.Kind)
