@@ -30,22 +30,29 @@ type PackedInt8 struct {
 }
 
 // pairs returns the weights of the portable GEMM (portable.go), building them on first use
-// (the portable path may be selected only at run time): for channel pair q,
-// pairs()[q*K+k] = w[2q][k] + w[2q+1][k]<<32, the missing channel of an odd N reading as 0.
+// (the portable path may be selected only at run time). Channel pair q holds channels 2q and
+// 2q+1 as w[2q][k] + w[2q+1][k]<<32 (the missing channel of an odd N reads as 0). The first
+// 4*nq pairs (nq = pairs/4) are interleaved by groups of four: pair 4g+t at depth k is at
+// [4g*K + 4k + t]; the remaining pairs follow, one after the other: pair q at [q*K + k].
 // Safe for concurrent use.
 func (p *PackedInt8) pairs() []int64 {
 	if b := p.w2.Load(); b != nil {
 		return *b
 	}
-	nq := (p.n + 1) / 2
-	b := make([]int64, nq*p.k)
-	for q := 0; q < nq; q++ {
+	np := (p.n + 1) / 2
+	nq := np / 4
+	b := make([]int64, np*p.k)
+	for q := 0; q < np; q++ {
 		for kk := 0; kk < p.k; kk++ {
 			v := int64(p.w[2*q*p.k+kk])
 			if 2*q+1 < p.n {
 				v += int64(p.w[(2*q+1)*p.k+kk]) << 32
 			}
-			b[q*p.k+kk] = v
+			if q < 4*nq {
+				b[(q&^3)*p.k+4*kk+q&3] = v
+			} else {
+				b[q*p.k+kk] = v
+			}
 		}
 	}
 	p.w2.Store(&b)
