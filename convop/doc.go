@@ -35,9 +35,13 @@
 // The consequence for callers: the Value of a node built by this package
 // (for example the logits read after RunAll) is valid only until the next
 // run of the machine, which overwrites it in place. Copy a value (for
-// example with tensor.Dense.Clone) to keep it across runs. One graph must
-// not be run by two machines at the same time, and an op must not be shared
-// between graphs.
+// example with tensor.Dense.Clone) to keep it across runs. Within a run,
+// TapeMachine also hands the register of a node that has no readers left
+// to a later op, whose UsePreallocDo then writes into that node's tensor:
+// an intermediate node's Value can already hold another node's result when
+// RunAll returns (Gorgonia's TraceExec machine option binds copies
+// instead). One graph must not be run by two machines at the same time,
+// and an op must not be shared between graphs.
 //
 // Images (and, for ReLU and MaxPool2D, element ranges) are split between
 // goroutines (up to GOMAXPROCS) when there is enough work. float32 and
