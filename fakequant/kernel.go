@@ -9,14 +9,6 @@ import (
 // Element kernels, generic over the graph's float type. They call package quant for the rounding
 // rule and the quantize/dequantize formula; nothing here re-implements either.
 
-// roundF is quant.Round in a form the compiler inlines into the element loops: the contract's
-// rule is math.Round (half away from zero), and for float32 v the float64 round trip is exact, so
-// roundF(v) == roundF(v) for every v (TestRoundFMatchesQuant checks it, and the kernels'
-// exactness tests compare whole outputs with quant.FakeQuantizeValue). quant.Round itself is
-// generic with a type switch and is not inlined: calling it per element cost about a third of
-// the forward.
-func roundF[F quant.Float](v F) F { return F(math.Round(float64(v))) }
-
 // nonFinite reports whether x is NaN or +-Inf (x-x is NaN exactly then).
 func nonFinite[F quant.Float](x F) bool { return x-x != 0 }
 
@@ -45,7 +37,7 @@ func fqRun[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, q
 		for i, xi := range xs {
 			v := xi / s
 			if v > vlo && v < vhi { // inside (and not NaN)
-				r := roundF(v)
+				r := quant.Round(v)
 				ys[i], as[i] = (r+0)*s, r-v
 				continue
 			}
@@ -64,7 +56,7 @@ func fqRun[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, q
 		xi := x[i]
 		v := xi / s
 		if v > vlo && v < vhi {
-			r := roundF(v)
+			r := quant.Round(v)
 			y[i], aux[i] = (r+0)*s, r-v
 			continue
 		}
@@ -102,7 +94,7 @@ func fqRunMinMax[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, q
 		}
 		v := xi / s
 		if v > vlo && v < vhi {
-			r := roundF(v)
+			r := quant.Round(v)
 			y[i], aux[i] = (r+0)*s, r-v
 			continue
 		}
@@ -130,7 +122,7 @@ func fqRows[F quant.Float](x, y, aux []F, s, lo, hi []F) int {
 			xi := xs[j]
 			v := xi / s[j]
 			if vlo, vhi := clipBounds(lo[j], hi[j]); v > vlo && v < vhi {
-				q := roundF(v)
+				q := quant.Round(v)
 				ys[j], as[j] = (q+0)*s[j], q-v
 				continue
 			}
@@ -335,7 +327,7 @@ func bwdRun[F quant.Float](x, gy, gx []F, start, end, stride int, s F, z, qmin, 
 			}
 			g0, g1 := gys[i], gys[i+1]
 			v0, v1 := x0/s, x1/s
-			r0, r1 := roundF(v0), roundF(v1)
+			r0, r1 := quant.Round(v0), quant.Round(v1)
 			if r0 < lo {
 				sumLo += float64(g0)
 				g0 = 0
@@ -363,7 +355,7 @@ func bwdRun[F quant.Float](x, gy, gx []F, start, end, stride int, s F, z, qmin, 
 			}
 			g := gys[i]
 			v := xi / s
-			r := roundF(v)
+			r := quant.Round(v)
 			if r < lo {
 				sumLo += float64(g)
 				g = 0
@@ -383,7 +375,7 @@ func bwdRun[F quant.Float](x, gy, gx []F, start, end, stride int, s F, z, qmin, 
 			}
 			g := gy[i]
 			v := xi / s
-			r := roundF(v)
+			r := quant.Round(v)
 			switch {
 			case r < lo:
 				sumLo += float64(g)
@@ -422,7 +414,7 @@ func bwdRows[F quant.Float](x, gy, gx []F, s, lo, hi []F, plain bool, ds, clip [
 			}
 			g := gys[j]
 			v := xi / s[j]
-			rv := roundF(v)
+			rv := quant.Round(v)
 			switch {
 			case rv < lo[j]:
 				ds[j] += float64(g) * float64(lo[j])

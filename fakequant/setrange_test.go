@@ -88,36 +88,6 @@ func TestSetRangeErrors(t *testing.T) {
 	}
 }
 
-// TestRoundFMatchesQuant checks the kernels' inlined rounding against quant.Round bit for bit on
-// ties, the float32 integer threshold 2^23, signed zeros, non-finite values and random bit patterns.
-func TestRoundFMatchesQuant(t *testing.T) {
-	edges := []float64{0, math.Copysign(0, -1), 0.5, -0.5, 1.5, -1.5, 2.5, 0.49999997, -0.49999997,
-		1 << 22, 1<<22 + 0.5, 1<<23 - 0.5, 1 << 23, 1<<23 + 1, -(1<<23 - 0.5), 1e30, -1e30,
-		math.SmallestNonzeroFloat32, math.MaxFloat32, math.Inf(1), math.Inf(-1), math.NaN()}
-	same32 := func(v float32) bool {
-		a, b := roundF(v), quant.Round(v)
-		return math.Float32bits(a) == math.Float32bits(b) || (a != a && b != b)
-	}
-	same64 := func(v float64) bool {
-		a, b := roundF(v), quant.Round(v)
-		return math.Float64bits(a) == math.Float64bits(b) || (a != a && b != b)
-	}
-	for _, v := range edges {
-		if !same32(float32(v)) {
-			t.Errorf("float32 %v: roundF %v, quant.Round %v", float32(v), roundF(float32(v)), quant.Round(float32(v)))
-		}
-		if !same64(v) {
-			t.Errorf("float64 %v: roundF %v, quant.Round %v", v, roundF(v), quant.Round(v))
-		}
-	}
-	for i := uint32(0); i < 1<<20; i++ {
-		b := i*4099 + i>>7 // spreads over all exponents and both signs
-		if v := math.Float32frombits(b); !same32(v) {
-			t.Fatalf("float32 bits %#x (%v): roundF %v, quant.Round %v", b, v, roundF(v), quant.Round(v))
-		}
-	}
-}
-
 // ExampleQuantizer_SetRange calibrates 4-bit learned-scale (LSQ) weights from the per-channel
 // min/max of their values: the scale is max|w|/7 per channel and the zero point 0.
 func ExampleQuantizer_SetRange() {

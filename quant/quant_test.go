@@ -185,23 +185,36 @@ func TestInt4RoundTrip(t *testing.T) {
 	}
 }
 
-func TestRoundFloat32MatchesMathRound(t *testing.T) {
-	check := func(x float32) {
+func TestRoundMatchesMathRound(t *testing.T) {
+	check32 := func(x float32) {
 		want := float32(math.Round(float64(x)))
 		got := Round(x)
 		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
 			t.Fatalf("Round(%v [%08x]) = %v, math.Round gives %v", x, math.Float32bits(x), got, want)
 		}
 	}
-	for _, x := range []float32{0, float32(math.Copysign(0, -1)), 0.5, -0.5, 0.49999997, -0.49999997, 1.5, 2.5,
-		8388607.5, -8388607.5, 8388608, 1 << 30, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()),
-		math.SmallestNonzeroFloat32, math.MaxFloat32} {
-		check(x)
+	check64 := func(x float64) {
+		want := math.Round(x)
+		got := Round(x)
+		if math.Float64bits(got) != math.Float64bits(want) && !(got != got && want != want) {
+			t.Fatalf("Round(%v [%016x]) = %v, math.Round gives %v", x, math.Float64bits(x), got, want)
+		}
+	}
+	edges := []float64{0, math.Copysign(0, -1), 0.5, -0.5, 0.49999997, -0.49999997, 0.49999999999999994,
+		-0.49999999999999994, 1.5, 2.5, 8388607.5, -8388607.5, 8388608, 1 << 30, 1<<52 - 0.5, -(1<<52 - 0.5),
+		1 << 52, 1<<53 + 2, math.Inf(1), math.Inf(-1), math.NaN(), math.SmallestNonzeroFloat64,
+		math.SmallestNonzeroFloat32, math.MaxFloat32, math.MaxFloat64}
+	for _, x := range edges {
+		check64(x)
+		check32(float32(x))
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	for i := 0; i < 2_000_000; i++ {
-		check(math.Float32frombits(rng.Uint32()))
-		check(float32(rng.NormFloat64() * 300))
+	for i := 0; i < 1_000_000; i++ {
+		check32(math.Float32frombits(rng.Uint32()))
+		check32(float32(rng.NormFloat64() * 300))
+		check64(math.Float64frombits(rng.Uint64()))
+		check64(rng.NormFloat64() * 300)
+		check64(float64(rng.Int64N(1<<40)) / 4) // many exact .5 and .25 fractions
 	}
 }
 
@@ -211,11 +224,26 @@ func BenchmarkRoundFloat32(b *testing.B) {
 	for i := range xs {
 		xs[i] = float32(rng.NormFloat64() * 100)
 	}
-	var s float32
-	for b.Loop() {
-		for _, x := range xs {
-			s += Round(x)
+	b.Run("Round", func(b *testing.B) {
+		for b.Loop() {
+			for i, x := range xs {
+				xs[i] = Round(x) + 0.25
+			}
 		}
-	}
-	_ = s
+	})
+	b.Run("math.Round", func(b *testing.B) {
+		for b.Loop() {
+			for i, x := range xs {
+				xs[i] = float32(math.Round(float64(x))) + 0.25
+			}
+		}
+	})
+	q := make([]int32, len(xs))
+	b.Run("QuantizeValue", func(b *testing.B) {
+		for b.Loop() {
+			for i, x := range xs {
+				q[i] = QuantizeValue(x, 0.37, 3, -128, 127)
+			}
+		}
+	})
 }
