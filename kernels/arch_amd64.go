@@ -64,6 +64,9 @@ func avx2x6x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int
 func avx2x4x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
 //go:noescape
+func avx2Conv6x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)
+
+//go:noescape
 func requantAVX2(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 
 //go:noescape
@@ -113,6 +116,12 @@ var avx2Kernels = simdKernels{
 	mr: 6, wideN: 16,
 	wide: avx2Wide6, narrow: avx2Wide6, gemv: avx2Gemv,
 	sum: sumInt8AVX2, sext16: sext16AVX2, requant: requantAVX2, gemv4: avx2Gemv4, dwRow16: dwRowAVX2,
+	convKernel: avx2Conv6,
+}
+
+// avx2Conv6 adapts avx2Conv6x16 (int16 activations, widened padded image) to the kernel type.
+func avx2Conv6(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int) {
+	avx2Conv6x16((*int16)(unsafe.Pointer(a)), lda, w, ts, kg, off, roff, c, ldc, kgs)
 }
 
 // avx2Wide6 adapts avx2x6x16 (int16 activations) to the kernel type.

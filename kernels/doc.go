@@ -37,8 +37,9 @@
 // (64-bit products, the exact TFLite single rounding) and checked against quant.Requantize.
 //
 // Batch-1 rows (m <= 2) take a GEMV kernel that streams several weight tiles at once.
-// Conv2DInt8 builds patch rows from a zero-point-padded copy of the image; with AVX-512 and
-// KW*InC <= 4 (first layers) it skips the patches and reads the padded image in place. int4
+// Conv2DInt8 builds patch rows from a zero-point-padded copy of the image; with AVX-512 or
+// AVX2 and KW*InC <= 4 (first layers) it skips the patches and reads the padded image in place
+// (AVX2: widened to int16 once per image). int4
 // weights (PackInt4) are unpacked from nibbles inside the GEMV loop. DepthwiseConv2DInt8 runs
 // one vector call per output row (AVX2 or NEON) on the padded image, 16 channels at a time.
 //

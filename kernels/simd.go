@@ -20,10 +20,11 @@ type simdKernels struct {
 	// where weights are stored as w+128 and the kernels need roff = -128*sum(row); nil on arm64
 	// (signed weights, no correction).
 	sum func(p *int8, n int) int32
-	// convKernel and requantCorr, if not nil, run convolutions with KW*InC <= 4 as an implicit
-	// GEMM straight from the padded image (convImplicit): convKernel is the 8x16 micro-kernel
-	// with a K-group stride argument, requantCorr the epilogue subtracting 128 times a per-row
-	// sum read from the accumulator tile.
+	// convKernel, if not nil, runs convolutions with KW*InC <= 4 as an implicit GEMM straight
+	// from the padded image (convImplicit): the mr x 16 micro-kernel with a K-group stride
+	// argument, reading int8 activations, or int16 ones on paths with sext16 (AVX2).
+	// requantCorr, if not nil, is the epilogue subtracting 128 times a per-row sum read from
+	// the accumulator tile; without it convImplicit subtracts in Go and runs requant.
 	convKernel  func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)
 	requantCorr func(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64, corr *int32, cs int)
 	// dwRow16 or dwRow8, if not nil, computes one output row of a depthwise convolution for
@@ -433,8 +434,20 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 	need := ph*pw*c + 8*lda + 8
 	sc := simdPool.Get().(*simdScratch)
 	defer simdPool.Put(sc)
-	sc.apad = growI8(sc.apad, need)
-	pad := sc.apad
+	// The padded image: int8, or int16 on paths whose kernels take widened activations
+	// (sext16, AVX2), viewed as bytes.
+	var pad []int8
+	var pad16 []int16
+	if k.sext16 != nil {
+		if cap(sc.a16) < need {
+			sc.a16 = make([]int16, need)
+		}
+		pad16 = sc.a16[:need]
+		pad = unsafe.Slice((*int8)(unsafe.Pointer(&pad16[0])), 2*need)
+	} else {
+		sc.apad = growI8(sc.apad, need)
+		pad = sc.apad
+	}
 	sc.off = growI32(sc.off, ncp+simdMaxMR)
 	off, roff := sc.off[:ncp], sc.off[ncp:ncp+simdMaxMR]
 	clear(off)
@@ -448,10 +461,23 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 	}
 	par := batch*oh*ow*n*s.K() >= parallelMinMACs
 	for b := 0; b < batch; b++ {
-		fill(pad, inZero)
 		img := src[b*s.InH*s.InW*c:]
-		for y := 0; y < s.InH; y++ {
-			copy(pad[((y+s.PadTop)*pw+s.PadLeft)*c:], img[y*s.InW*c:(y+1)*s.InW*c])
+		if pad16 != nil {
+			z := int16(inZero)
+			for i := range pad16 {
+				pad16[i] = z
+			}
+			for y := 0; y < s.InH; y++ {
+				row := pad16[((y+s.PadTop)*pw+s.PadLeft)*c:]
+				for i, v := range img[y*s.InW*c : (y+1)*s.InW*c] {
+					row[i] = int16(v)
+				}
+			}
+		} else {
+			fill(pad, inZero)
+			for y := 0; y < s.InH; y++ {
+				copy(pad[((y+s.PadTop)*pw+s.PadLeft)*c:], img[y*s.InW*c:(y+1)*s.InW*c])
+			}
 		}
 		out := dst[b*oh*ow*n : (b+1)*oh*ow*n]
 		ir := implicitPool.Get().(*implicitRows)
@@ -489,18 +515,35 @@ func (ir *implicitRows) runTask(oy int) {
 	pw := s.InW + s.PadLeft + s.PadRight
 	lda, kgs := s.StrideW*c, pw*c
 	ts := s.KH * 4 * panelN
+	mr := k.mr
+	esz := 1 // bytes per activation in pad
+	if k.sext16 != nil {
+		esz = 2
+	}
 	asc := simdPool.Get().(*simdScratch)
-	asc.acc = growI32(asc.acc, simdMaxMR*ncp)
+	asc.acc = growI32(asc.acc, mr*ncp)
 	asc.off = growI32(asc.off, panelN) // epilogue tail buffer
 	acc := asc.acc
 	base := oy * s.StrideH * pw * c
-	for ox0 := 0; ox0 < ow; ox0 += simdMaxMR {
-		rows := min(simdMaxMR, ow-ox0)
-		a := &pad[base+ox0*lda]
+	for ox0 := 0; ox0 < ow; ox0 += mr {
+		rows := min(mr, ow-ox0)
+		a := &pad[(base+ox0*lda)*esz]
 		for t := 0; t < ncp/panelN; t++ {
-			k.convKernel(a, lda, &panel[t*ts], ts, s.KH, &off[t*panelN], &roff[0], &acc[t*panelN], ncp*4, kgs)
+			k.convKernel(a, lda*esz, &panel[t*ts], ts, s.KH, &off[t*panelN], &roff[0], &acc[t*panelN], ncp*4, kgs*esz)
 		}
 		d := out[(oy*ow+ox0)*n:]
+		if k.requantCorr == nil {
+			// Subtract the compensation here, then the plain epilogue.
+			for r := 0; r < rows; r++ {
+				ar := acc[r*ncp : r*ncp+n+1]
+				corr := 128 * ar[n]
+				for j := range ar[:n] {
+					ar[j] -= corr
+				}
+			}
+			k.requantRows(d, n, acc, ncp, rows, n, rq, 0)
+			continue
+		}
 		if n8 > 0 {
 			k.requantCorr(&d[0], n, &acc[0], ncp, rows, &rq.M0[0], &rq.Shift[0], n8, int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max), &acc[n], ncp)
 		}

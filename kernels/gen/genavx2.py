@@ -167,30 +167,45 @@ P("\tADDQ $32, R15\n\tCMPQ R15, $64\n\tJLT avx2x4x16_pass\n\tVZEROUPPER\n\tRET\n
 
 # ---- AVX2 6x16: two passes of 6 rows x 8 columns (fewer weight conversions per product).
 rows6b = ["(SI)", "(SI)(BX*1)", "(SI)(BX*2)", "(DX)", "(SI)(BX*4)", "(DX)(BX*2)"]
-P("// func avx2x6x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)")
-P("// As avx2x4x16 with 6 rows: accumulators Y0..Y11, weights Y12/Y13, broadcast Y14, product Y15.")
-P("TEXT ·avx2x6x16(SB), NOSPLIT, $0-72")
-P("\tMOVQ lda+8(FP), BX\n\tMOVQ off+40(FP), DI\n\tMOVQ roff+48(FP), R14\n\tMOVQ c+56(FP), CX\n\tMOVQ ldc+64(FP), R12")
-P("\tXORQ R15, R15")
-P("avx2x6x16_pass:")
-P("\tMOVQ a+0(FP), SI\n\tLEAQ (SI)(BX*2), DX\n\tADDQ BX, DX\n\tMOVQ w+16(FP), R9\n\tLEAQ (R9)(R15*1), R9\n\tMOVQ kg+32(FP), R13")
-for i in range(12):
-    P(f"\tVPXOR Y{i}, Y{i}, Y{i}")
-P("avx2x6x16_loop:")
-P("\tVPMOVZXBW (R9), Y12\n\tVPMOVZXBW 16(R9), Y13")
-for r in range(6):
-    P(f"\tVPBROADCASTQ {rows6b[r]}, Y14")
-    P(f"\tVPMADDWD Y12, Y14, Y15\n\tVPADDD Y15, Y{2*r}, Y{2*r}")
-    P(f"\tVPMADDWD Y13, Y14, Y15\n\tVPADDD Y15, Y{2*r+1}, Y{2*r+1}")
-P("\tADDQ $8, SI\n\tADDQ $8, DX\n\tADDQ $64, R9\n\tDECQ R13\n\tJNZ avx2x6x16_loop")
-P("\tMOVQ CX, R8\n\tVMOVDQU (DI)(R15*1), Y13")
-for r in range(6):
-    P(f"\tVPHADDD Y{2*r+1}, Y{2*r}, Y12\n\tVPERMQ $0xd8, Y12, Y12")
-    P(f"\tVPBROADCASTD {4*r}(R14), Y14\n\tVPADDD Y13, Y14, Y14\n\tVPADDD Y14, Y12, Y12")
-    P("\tVMOVDQU Y12, (R8)(R15*1)")
-    if r < 5:
-        P("\tADDQ R12, R8")
-P("\tADDQ $32, R15\n\tCMPQ R15, $64\n\tJLT avx2x6x16_pass\n\tVZEROUPPER\n\tRET\n")
+def avx2_6x16(name, conv):
+    """6x16 AVX2 kernel; conv: the K groups of a row are kgs bytes apart (implicit convolution)
+    instead of contiguous."""
+    if conv:
+        P(f"// func {name}(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)")
+        P("// avx2x6x16 with the K groups of each row kgs bytes apart (rows of the zero-point-padded,")
+        P("// int16-widened image; see simdKernels.convImplicit).")
+        P(f"TEXT ·{name}(SB), NOSPLIT, $0-80")
+    else:
+        P(f"// func {name}(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)")
+        P("// As avx2x4x16 with 6 rows: accumulators Y0..Y11, weights Y12/Y13, broadcast Y14, product Y15.")
+        P(f"TEXT ·{name}(SB), NOSPLIT, $0-72")
+    P("\tMOVQ lda+8(FP), BX\n\tMOVQ off+40(FP), DI\n\tMOVQ roff+48(FP), R14\n\tMOVQ c+56(FP), CX\n\tMOVQ ldc+64(FP), R12")
+    if conv:
+        P("\tMOVQ kgs+72(FP), AX")
+    P("\tXORQ R15, R15")
+    P(f"{name}_pass:")
+    P("\tMOVQ a+0(FP), SI\n\tLEAQ (SI)(BX*2), DX\n\tADDQ BX, DX\n\tMOVQ w+16(FP), R9\n\tLEAQ (R9)(R15*1), R9\n\tMOVQ kg+32(FP), R13")
+    for i in range(12):
+        P(f"\tVPXOR Y{i}, Y{i}, Y{i}")
+    P(f"{name}_loop:")
+    P("\tVPMOVZXBW (R9), Y12\n\tVPMOVZXBW 16(R9), Y13")
+    for r in range(6):
+        P(f"\tVPBROADCASTQ {rows6b[r]}, Y14")
+        P(f"\tVPMADDWD Y12, Y14, Y15\n\tVPADDD Y15, Y{2*r}, Y{2*r}")
+        P(f"\tVPMADDWD Y13, Y14, Y15\n\tVPADDD Y15, Y{2*r+1}, Y{2*r+1}")
+    step = "AX" if conv else "$8"
+    P(f"\tADDQ {step}, SI\n\tADDQ {step}, DX\n\tADDQ $64, R9\n\tDECQ R13\n\tJNZ {name}_loop")
+    P("\tMOVQ CX, R8\n\tVMOVDQU (DI)(R15*1), Y13")
+    for r in range(6):
+        P(f"\tVPHADDD Y{2*r+1}, Y{2*r}, Y12\n\tVPERMQ $0xd8, Y12, Y12")
+        P(f"\tVPBROADCASTD {4*r}(R14), Y14\n\tVPADDD Y13, Y14, Y14\n\tVPADDD Y14, Y12, Y12")
+        P("\tVMOVDQU Y12, (R8)(R15*1)")
+        if r < 5:
+            P("\tADDQ R12, R8")
+    P(f"\tADDQ $32, R15\n\tCMPQ R15, $64\n\tJLT {name}_pass\n\tVZEROUPPER\n\tRET\n")
+
+avx2_6x16("avx2x6x16", False)
+avx2_6x16("avx2Conv6x16", True)
 
 P('''// func sext16AVX2(dst *int16, src *int8, n int)
 // dst[i] = int16(src[i]) for n values, n a positive multiple of 16.
