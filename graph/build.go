@@ -326,18 +326,39 @@ func (n *Net) batchNorm(l *Layer, x *G.Node) (*G.Node, error) {
 func (n *Net) foldedBN(l, bn *Layer, y, wscale *G.Node) (*G.Node, error) {
 	beta, rm := n.param(bn.Name, RoleBeta), n.param(bn.Name, RoleRunningMean)
 	if n.Opts.Train && !n.Opts.FreezeBN {
-		// y/wscale is the conv with the unscaled (quantized) weight; normalising it with batch
-		// statistics equals conv(x, q(W*gamma/sigma_r)) * sigma_r/sigma_b + beta - gamma*mean_b/sigma_b.
-		yo, err := ChanScale(y, G.Must(G.Inverse(wscale)), 1)
+		// yo = y/wscale (+ conv bias) is the conv with the unscaled (quantized) weight; normalising
+		// it with its batch statistics gives
+		//   conv(x, q(W*gamma/sigma_r)) * sigma_r/sigma_b + beta - gamma*mean_b/sigma_b.
+		// The statistics of yo follow exactly from those of y (mean/wscale + bias, var/wscale^2),
+		// so y is normalised directly: no extra full-size pass for the rescaling.
+		meanY, varY, yc, count, err := n.batchStats(bn, y)
+		if err != nil {
+			return nil, err
+		}
+		invW, err := G.Inverse(wscale)
+		if err != nil {
+			return nil, err
+		}
+		mean := G.Must(G.HadamardProd(meanY, invW))
+		if l.Bias {
+			mean = G.Must(G.Add(mean, n.param(l.Name, RoleBias)))
+		}
+		variance := G.Must(G.HadamardProd(varY, G.Must(G.Square(invW))))
+		n.BN = append(n.BN, BNStat{Layer: bn.Name, Mean: mean, Var: variance, Count: count})
+		sb, err := G.Sqrt(G.Must(G.Add(variance, n.constant(bn.Eps))))
+		if err != nil {
+			return nil, err
+		}
+		a, err := G.HadamardDiv(G.Must(G.HadamardProd(n.param(bn.Name, RoleGamma), invW)), sb)
 		if err != nil {
 			return nil, err
 		}
 		if l.Bias {
-			if yo, err = ChanShift(yo, n.param(l.Name, RoleBias), 1); err != nil {
-				return nil, err
-			}
+			// A conv bias before BN cancels in training (its true gradient is 0); keep it on the
+			// loss path with weight 0 so G.Grad still accepts it as a parameter.
+			beta = G.Must(G.Add(beta, G.Must(G.HadamardProd(n.param(l.Name, RoleBias), n.constant(0)))))
 		}
-		return n.batchNorm(bn, yo)
+		return ChanAffine(yc, a, beta, 1)
 	}
 	// beta + (bias - mean_r) * gamma/sigma_r
 	shift := G.Must(G.Neg(rm))
