@@ -142,9 +142,7 @@ func (g *gemmTiles) tile(i0, i1, j0, j1 int) {
 		p.gemm32(acc, nc, g.a[i0*lda:], lda, i1-i0, g.w, g.bias, j0, j1)
 		rq := g.rq
 		sub := Requant{M0: rq.M0[j0:j1], Shift: rq.Shift[j0:j1], ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}
-		for i := i0; i < i1; i++ {
-			requantRow(g.dst8[i*ldd+j0:i*ldd+j1], acc[(i-i0)*nc:(i-i0+1)*nc], &sub)
-		}
+		requantRows(g.dst8[i0*ldd+j0:], ldd, acc, nc, i1-i0, nc, &sub)
 		accPool.Put(bp)
 	}
 }

@@ -95,23 +95,30 @@ func RequantizeInt32(dst []int8, src []int32, n int, rq *Requant) {
 		p.requant(dst, src, n, rq)
 		return
 	}
-	for i := 0; i < len(src); i += n {
-		requantRow(dst[i:i+n], src[i:i+n], rq)
-	}
+	requantRows(dst, n, src, n, len(src)/n, n, rq)
 }
 
 // requantRow is the reference epilogue on one row of accumulators; it is the only place where
-// the kernels turn int32 into int8 and it calls quant directly.
-//
-// It is quant.Requantize with the clamp written with min/max (branch-free): the clamp of a
-// fused ReLU is taken about half of the time at random, and a mispredicted branch per
-// element cost more than the multiplication (TestRequantizeInt32 compares with quant.Requantize).
+// the kernels turn int32 into int8 and it calls quant directly (see requantRows).
 func requantRow(dst []int8, src []int32, rq *Requant) {
-	m0, sh := rq.M0[:len(src)], rq.Shift[:len(src)]
-	dst = dst[:len(src)]
+	requantRows(dst, len(src), src, len(src), 1, len(src), rq)
+}
+
+// requantRows applies the reference epilogue to rows x n accumulators (strides lds and ldd;
+// channel j of every row uses rq.M0[j], rq.Shift[j]). It is quant.Requantize with the clamp
+// written with min/max (branch-free): the clamp of a fused ReLU is taken about half of the
+// time at random, and a mispredicted branch per element cost more than the multiplication
+// (TestRequantizeInt32 compares with quant.Requantize).
+func requantRows(dst []int8, ldd int, src []int32, lds int, rows, n int, rq *Requant) {
+	m0, sh := rq.M0[:n], rq.Shift[:n]
 	zp, lo, hi := int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max)
-	for j, acc := range src {
-		v := int64(quant.MultiplyByQuantizedMultiplier(acc, m0[j], sh[j])) + zp
-		dst[j] = int8(min(max(v, lo), hi))
+	for r := 0; r < rows; r++ {
+		s := src[r*lds : r*lds+n]
+		d := dst[r*ldd : r*ldd+n]
+		d, m0, sh := d[:len(s)], m0[:len(s)], sh[:len(s)]
+		for j, acc := range s {
+			v := int64(quant.MultiplyByQuantizedMultiplier(acc, m0[j], sh[j])) + zp
+			d[j] = int8(min(max(v, lo), hi))
+		}
 	}
 }

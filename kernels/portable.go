@@ -41,6 +41,10 @@ func gemm32Portable(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt8, b
 		q := q0
 		for ; q < min(q1, 4*nq); q += 4 {
 			s0, s1, s2, s3 := dot1x4(a0, wq[q*k:(q+4)*k])
+			if j := 2 * q; j+8 <= j1 {
+				store8(d0[j-j0:j-j0+8], bias[j:j+8], s0, s1, s2, s3)
+				continue
+			}
 			store2(d0, bias, 2*q, j0, j1, s0)
 			store2(d0, bias, 2*q+2, j0, j1, s1)
 			store2(d0, bias, 2*q+4, j0, j1, s2)
@@ -68,6 +72,19 @@ func store2(d []int32, bias []int32, j, j0, j1 int, t int64) {
 	if j+1 < j1 {
 		d[j+1-j0] = hi + bias[j+1]
 	}
+}
+
+// store8 decodes four two-lane sums into d[0:8] (plus bias).
+func store8(d, bias []int32, s0, s1, s2, s3 int64) {
+	d, bias = d[:8], bias[:8]
+	l, h := split2(s0)
+	d[0], d[1] = l+bias[0], h+bias[1]
+	l, h = split2(s1)
+	d[2], d[3] = l+bias[2], h+bias[3]
+	l, h = split2(s2)
+	d[4], d[5] = l+bias[4], h+bias[5]
+	l, h = split2(s3)
+	d[6], d[7] = l+bias[6], h+bias[7]
 }
 
 // dot1x4 returns the two-lane dot products of row a with the four interleaved pair columns
