@@ -43,6 +43,9 @@
 // weights (PackInt4) are unpacked from nibbles inside the GEMV loop. DepthwiseConv2DInt8 runs
 // one vector call per output row (AVX2 or NEON) on the padded image, 16 channels at a time.
 //
+// The assembly files (*_amd64.s, *_arm64.s) are written by gen_asm.go: run go generate
+// after changing it.
+//
 // # Errors and panics
 //
 // PackInt8 and PackInt4 validate their input and return errors. Shape mismatches in the compute
@@ -55,3 +58,5 @@
 // GOMAXPROCS); small ones run on the calling goroutine. All functions are safe for concurrent use
 // as long as distinct calls write distinct dst buffers.
 package kernels
+
+//go:generate go run gen_asm.go
