@@ -117,7 +117,10 @@ func requantRows(dst []int8, ldd int, src []int32, lds int, rows, n int, rq *Req
 		d := dst[r*ldd : r*ldd+n]
 		d, m0, sh := d[:len(s)], m0[:len(s)], sh[:len(s)]
 		for j, acc := range s {
-			v := int64(quant.MultiplyByQuantizedMultiplier(acc, m0[j], sh[j])) + zp
+			// The clamp is a no-op for valid multipliers (Requant.check); it lets the compiler
+			// prove 31-shift in [1, 62] and drop the guards of the variable shifts.
+			shift := min(max(sh[j], quant.MinShift), quant.MaxShift)
+			v := int64(quant.MultiplyByQuantizedMultiplier(acc, m0[j], shift)) + zp
 			d[j] = int8(min(max(v, lo), hi))
 		}
 	}
