@@ -36,6 +36,10 @@
 // at most 127 in magnitude) followed by SADALP. The epilogue is vectorised on amd64 and arm64
 // (64-bit products, the exact TFLite single rounding) and checked against quant.Requantize.
 //
+// The portable path multiplies two output channels per 64-bit product: the weights of a
+// channel pair are packed as w0 + w1<<32 (built on first use), and the two int32 dot products
+// are read back exactly from the int64 sum (portable.go).
+//
 // Batch-1 rows (m <= 2) take a GEMV kernel that streams several weight tiles at once.
 // Conv2DInt8 builds patch rows from a zero-point-padded copy of the image; with AVX-512 or
 // AVX2 and KW*InC <= 4 (first layers) it skips the patches and reads the padded image in place
@@ -56,7 +60,10 @@
 //
 // Large problems are split over output tiles and run on a bounded pool of goroutines (at most
 // GOMAXPROCS); small ones run on the calling goroutine. All functions are safe for concurrent use
-// as long as distinct calls write distinct dst buffers.
+// as long as distinct calls write distinct dst buffers. After a warm-up call (which may build
+// lazily packed weight layouts and fill internal pools), the compute functions allocate
+// nothing: work is handed to the pool as pooled task structs, not closures (TestNoAllocs; a
+// Conv2DInt8 call needs a caller scratch buffer for this).
 package kernels
 
 //go:generate go run gen_asm.go
