@@ -284,9 +284,7 @@ func (n *Net) batchStats(l *Layer, x *G.Node) (mean, variance, xc *G.Node, count
 	if xc, err = ChanShift(x, G.Must(G.Neg(mean)), 1); err != nil {
 		return
 	}
-	// ChanSum(Square) rather than ChanDot(xc, xc): Gorgonia's symbolic differentiation does not
-	// sum the gradients of an op that takes the same node twice.
-	if variance, err = ChanSum(G.Must(G.Square(xc)), 1); err != nil {
+	if variance, err = ChanDot(xc, xc, 1); err != nil {
 		return
 	}
 	variance, err = G.HadamardProd(variance, inv)

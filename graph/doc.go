@@ -52,9 +52,8 @@
 // [MaxPool2DImpl] and [ReLUImpl] are swappable the same way.
 //
 // Gorgonia v0.9.18 facts this package works around: InverseSqrt has a wrong derivative (we use
-// 1/Sqrt); AveragePool2D divides by the input width (we ship our own average pool); an op that
-// takes the same node twice gets only one of its gradients (we never do that); Dropout seeds
-// itself from the clock (we feed seeded masks).
+// 1/Sqrt); AveragePool2D divides by the input width (we ship our own average pool); Dropout
+// seeds itself from the clock (we feed seeded masks).
 //
 // # Checkpoints
 //
