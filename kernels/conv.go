@@ -157,9 +157,10 @@ func paddedImage(img []int8, s ConvShape, inZero int8, slack int) ([]int8, *[]in
 	c := s.InC
 	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
 	need := ph*pw*c + slack
+	hw := highWater(&hwm8, need)
 	bp, _ := padPool.Get().(*[]int8)
 	if bp == nil || cap(*bp) < need {
-		b := make([]int8, need)
+		b := make([]int8, need, hw)
 		bp = &b
 	}
 	pad := (*bp)[:need]

@@ -45,12 +45,32 @@ func biasOrZero(bias []int32, n int) []int32 {
 var accPool sync.Pool
 
 func getAcc(n int) *[]int32 {
+	c := highWater(&hwm32, n)
 	if b, ok := accPool.Get().(*[]int32); ok && cap(*b) >= n {
 		*b = (*b)[:n]
 		return b
 	}
-	b := make([]int32, n)
+	b := make([]int32, n, c)
 	return &b
+}
+
+// Pooled buffers (accPool, padPool, simdScratch) are shared by calls of every shape, so a
+// buffer grown for one shape may be handed to a call with a larger one. Growing them to the
+// largest length requested so far (per element type) makes the sizes converge after one
+// warm-up run, also when concurrent calls create extra pooled objects.
+var hwm8, hwm16, hwm32 atomic.Int64
+
+// highWater records n in h and returns the largest length recorded so far.
+func highWater(h *atomic.Int64, n int) int {
+	for {
+		c := h.Load()
+		if int64(n) <= c {
+			return int(c)
+		}
+		if h.CompareAndSwap(c, int64(n)) {
+			return n
+		}
+	}
 }
 
 // tiler computes the block of rows [i0,i1) and columns [j0,j1) of a GEMM-like problem.

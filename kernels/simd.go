@@ -77,15 +77,25 @@ type simdScratch struct {
 var simdPool = sync.Pool{New: func() any { return new(simdScratch) }}
 
 func growI8(b []int8, n int) []int8 {
+	c := highWater(&hwm8, n)
 	if cap(b) < n {
-		return make([]int8, n)
+		return make([]int8, n, c)
+	}
+	return b[:n]
+}
+
+func growI16(b []int16, n int) []int16 {
+	c := highWater(&hwm16, n)
+	if cap(b) < n {
+		return make([]int16, n, c)
 	}
 	return b[:n]
 }
 
 func growI32(b []int32, n int) []int32 {
+	c := highWater(&hwm32, n)
 	if cap(b) < n {
-		return make([]int32, n)
+		return make([]int32, n, c)
 	}
 	return b[:n]
 }
@@ -201,10 +211,8 @@ func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m
 // simdMaxMR zero rows, viewed as bytes (row stride 2*kp bytes).
 func (k *simdKernels) widen(sc *simdScratch, a []int8, lda, m, depth, kp int) []int8 {
 	n := (m + simdMaxMR) * kp
-	if cap(sc.a16) < n {
-		sc.a16 = make([]int16, n)
-	}
-	a16 := sc.a16[:n]
+	sc.a16 = growI16(sc.a16, n)
+	a16 := sc.a16
 	if lda == kp && depth == kp {
 		// Contiguous rows (patch matrices): one call over all of them.
 		t := m * kp
@@ -439,10 +447,8 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 	var pad []int8
 	var pad16 []int16
 	if k.sext16 != nil {
-		if cap(sc.a16) < need {
-			sc.a16 = make([]int16, need)
-		}
-		pad16 = sc.a16[:need]
+		sc.a16 = growI16(sc.a16, need)
+		pad16 = sc.a16
 		pad = unsafe.Slice((*int8)(unsafe.Pointer(&pad16[0])), 2*need)
 	} else {
 		sc.apad = growI8(sc.apad, need)
@@ -593,10 +599,8 @@ func (k *simdKernels) depthwise(dst, src []int8, batch int, s ConvShape, inZero 
 	defer simdPool.Put(sc)
 	var w16 []int16
 	if k.dwRow16 != nil {
-		if cap(sc.a16) < taps*c {
-			sc.a16 = make([]int16, taps*c)
-		}
-		w16 = sc.a16[:taps*c]
+		sc.a16 = growI16(sc.a16, taps*c)
+		w16 = sc.a16
 		for i, v := range w {
 			w16[i] = int16(v)
 		}
