@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 	"unsafe"
 )
 
@@ -158,10 +157,9 @@ func paddedImage(img []int8, s ConvShape, inZero int8, slack int) ([]int8, *[]in
 	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
 	need := ph*pw*c + slack
 	hw := highWater(&hwm8, need)
-	bp, _ := padPool.Get().(*[]int8)
-	if bp == nil || cap(*bp) < need {
-		b := make([]int8, need, hw)
-		bp = &b
+	bp := padPool.Get()
+	if cap(*bp) < need {
+		*bp = make([]int8, need, hw)
 	}
 	pad := (*bp)[:need]
 	fill(pad, inZero)
@@ -193,7 +191,7 @@ func copyShort(dst, src []int8) {
 	binary.LittleEndian.PutUint64(d[n-8:n], binary.LittleEndian.Uint64(s[n-8:n]))
 }
 
-var padPool sync.Pool
+var padPool freeList[[]int8]
 
 // im2colSmall is im2colRows for KW*InC <= 8 (the first layer of image models, InC = 1 or 3):
 // the image is copied once into a buffer with the padding filled with inZero, then every

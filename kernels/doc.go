@@ -61,9 +61,11 @@
 // Large problems are split over output tiles and run on a bounded pool of goroutines (at most
 // GOMAXPROCS); small ones run on the calling goroutine. All functions are safe for concurrent use
 // as long as distinct calls write distinct dst buffers. After a warm-up call (which may build
-// lazily packed weight layouts and fill internal pools), the compute functions allocate
-// nothing: work is handed to the pool as pooled task structs, not closures (TestNoAllocs; a
-// Conv2DInt8 call needs a caller scratch buffer for this).
+// lazily packed weight layouts and fill internal free lists), the compute functions allocate
+// nothing: work is handed to the goroutines as reused task structs, not closures, and scratch
+// buffers come from free lists that, unlike sync.Pool, are never emptied by the garbage
+// collector (TestNoAllocs; a Conv2DInt8 call needs a caller scratch buffer for this). The
+// free lists keep their largest buffers for the life of the process.
 package kernels
 
 //go:generate go run gen_asm.go

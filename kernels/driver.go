@@ -1,7 +1,6 @@
 package kernels
 
 import (
-	"sync"
 	"sync/atomic"
 )
 
@@ -42,19 +41,19 @@ func biasOrZero(bias []int32, n int) []int32 {
 	return zerosInt32(n)
 }
 
-var accPool sync.Pool
+var accPool freeList[[]int32]
 
 func getAcc(n int) *[]int32 {
 	c := highWater(&hwm32, n)
-	if b, ok := accPool.Get().(*[]int32); ok && cap(*b) >= n {
-		*b = (*b)[:n]
-		return b
+	b := accPool.Get()
+	if cap(*b) < n {
+		*b = make([]int32, n, c)
 	}
-	b := make([]int32, n, c)
-	return &b
+	*b = (*b)[:n]
+	return b
 }
 
-// Pooled buffers (accPool, padPool, simdScratch) are shared by calls of every shape, so a
+// Pooled buffers (accPool, padPool, simdScratch; see freeList) are shared by calls of every shape, so a
 // buffer grown for one shape may be handed to a call with a larger one. Growing them to the
 // largest length requested so far (per element type) makes the sizes converge after one
 // warm-up run, also when concurrent calls create extra pooled objects.
@@ -89,7 +88,7 @@ func (s *tileSplit) runTask(i int) {
 	s.t.tile(r*s.rb, min((r+1)*s.rb, s.m), c*s.cb, min((c+1)*s.cb, s.n))
 }
 
-var splitPool = sync.Pool{New: func() any { return new(tileSplit) }}
+var splitPool = freeList[tileSplit]{}
 
 // tiles splits an m x n problem into row blocks and column blocks and calls t.tile for each,
 // in parallel when the problem is large enough.
@@ -124,7 +123,7 @@ func tiles(m, n, k int, t tiler) {
 		}
 		return
 	}
-	s := splitPool.Get().(*tileSplit)
+	s := splitPool.Get()
 	*s = tileSplit{t: t, m: m, n: n, rb: rb, cb: cb, nc: nc}
 	parallelFor(nr*nc, s)
 	s.t = nil
@@ -144,7 +143,7 @@ type gemmTiles struct {
 	rq    *Requant
 }
 
-var gemmTilesPool = sync.Pool{New: func() any { return new(gemmTiles) }}
+var gemmTilesPool = freeList[gemmTiles]{}
 
 func (g *gemmTiles) tile(i0, i1, j0, j1 int) {
 	p, ldd, lda := g.p, g.ldd, g.lda
@@ -171,7 +170,7 @@ func runGEMM(p *impl, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int,
 	if m == 0 {
 		return
 	}
-	g := gemmTilesPool.Get().(*gemmTiles)
+	g := gemmTilesPool.Get()
 	*g = gemmTiles{p: p, dst32: dst32, dst8: dst8, ldd: ldd, a: a, lda: lda, w: w, bias: biasOrZero(bias, w.n), rq: rq}
 	tiles(m, w.n, w.k, g)
 	*g = gemmTiles{}

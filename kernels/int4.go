@@ -3,7 +3,6 @@ package kernels
 import (
 	"fmt"
 	"math"
-	"sync"
 )
 
 // PackedInt4 is an N x K matrix of 4-bit weights in the narrow range [-7, 7] (two per byte in
@@ -180,7 +179,7 @@ func gemv4(p *impl, dst []int32, a []int8, w *PackedInt4, bias []int32) {
 		return
 	}
 	chunks := (w.n + colBlock - 1) / colBlock
-	t := int4Pool.Get().(*int4Chunks)
+	t := int4Pool.Get()
 	*t = int4Chunks{p: p, dst: dst, a: a, w: w, bias: bias}
 	parallelFor(chunks, t)
 	*t = int4Chunks{}
@@ -196,7 +195,7 @@ type int4Chunks struct {
 	bias []int32
 }
 
-var int4Pool = sync.Pool{New: func() any { return new(int4Chunks) }}
+var int4Pool = freeList[int4Chunks]{}
 
 func (c *int4Chunks) runTask(t int) {
 	c.p.gemv4(c.dst, c.a, c.w, c.bias, t*colBlock, min((t+1)*colBlock, c.w.n))

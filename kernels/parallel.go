@@ -27,7 +27,7 @@ type parJob struct {
 	wg   sync.WaitGroup
 }
 
-var jobPool = sync.Pool{New: func() any { return new(parJob) }}
+var jobPool = freeList[parJob]{}
 
 func (j *parJob) run() {
 	for {
@@ -76,7 +76,7 @@ func parallelFor(n int, t tasker) {
 		}
 		return
 	}
-	j := jobPool.Get().(*parJob)
+	j := jobPool.Get()
 	j.n, j.t = int64(n), t
 	j.next.Store(0)
 	for h := 0; h < helpers; h++ {

@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"math"
-	"sync"
 	"unsafe"
 )
 
@@ -74,7 +73,7 @@ type simdScratch struct {
 	acc  []int32 // mr x ncp int32 results (int8 output or partial tiles)
 }
 
-var simdPool = sync.Pool{New: func() any { return new(simdScratch) }}
+var simdPool = freeList[simdScratch]{}
 
 func growI8(b []int8, n int) []int8 {
 	c := highWater(&hwm8, n)
@@ -164,7 +163,7 @@ func (k *simdKernels) requantRows(dst []int8, ldd int, acc []int32, lda, rows, n
 // gemm computes rows [0,m) and columns [j0,j1) (j0 a multiple of panelN) into dst32 (int32,
 // no epilogue) or dst8 (with rq); both are indexed from column j0.
 func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, rq *Requant, j0, j1 int) {
-	sc := simdPool.Get().(*simdScratch)
+	sc := simdPool.Get()
 	defer simdPool.Put(sc)
 	kp := w.kp
 	nc := j1 - j0
@@ -306,7 +305,7 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 		scratch = make([]int8, need)
 	}
 	col := scratch[:need]
-	sc := simdPool.Get().(*simdScratch)
+	sc := simdPool.Get()
 	sc.roff = growI32(sc.roff, m+simdMaxMR)
 	roff := sc.roff
 	clear(roff)
@@ -317,7 +316,7 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 	off := sc.off
 	copy(off, bias)
 	clear(off[w.n:])
-	wsc := simdPool.Get().(*simdScratch) // holds the widened patches (sext16 paths)
+	wsc := simdPool.Get() // holds the widened patches (sext16 paths)
 	defer simdPool.Put(wsc)
 	defer simdPool.Put(sc)
 	inImg, outImg := s.InH*s.InW*s.InC, m*s.OutC
@@ -337,7 +336,7 @@ func (k *simdKernels) conv(dst, src []int8, batch int, s ConvShape, inZero int8,
 		if k.sext16 != nil {
 			a, lda = k.widen(wsc, col, kp, m, kp, kp), 2*kp
 		}
-		ct := convTilesPool.Get().(*convTiles)
+		ct := convTilesPool.Get()
 		*ct = convTiles{k: k, out: out, outC: s.OutC, a: a, lda: lda, m: m, roff: roff, w: w, off: off, rq: rq}
 		tiles(m, w.n, w.k, ct)
 		*ct = convTiles{}
@@ -357,10 +356,10 @@ type convTiles struct {
 	rq        *Requant
 }
 
-var convTilesPool = sync.Pool{New: func() any { return new(convTiles) }}
+var convTilesPool = freeList[convTiles]{}
 
 func (c *convTiles) tile(i0, i1, j0, j1 int) {
-	sc := simdPool.Get().(*simdScratch)
+	sc := simdPool.Get()
 	c.k.compute(sc, nil, c.out[i0*c.outC+j0:], c.outC, c.a[i0*c.lda:], c.lda, c.m+simdMaxMR, nil, c.roff[i0:], i1-i0, c.w, c.off[j0:], c.rq, j0, j1)
 	simdPool.Put(sc)
 }
@@ -408,7 +407,7 @@ func (k *simdKernels) int4(dst []int32, a []int8, w *PackedInt4, bias []int32, j
 		gemv4Portable(dst, a, w, bias, j0, j1)
 		return
 	}
-	sc := simdPool.Get().(*simdScratch)
+	sc := simdPool.Get()
 	defer simdPool.Put(sc)
 	g, groups := w.group, w.groups
 	nc := j1 - j0
@@ -440,7 +439,7 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
 	lda := s.StrideW * c
 	need := ph*pw*c + 8*lda + 8
-	sc := simdPool.Get().(*simdScratch)
+	sc := simdPool.Get()
 	defer simdPool.Put(sc)
 	// The padded image: int8, or int16 on paths whose kernels take widened activations
 	// (sext16, AVX2), viewed as bytes.
@@ -486,7 +485,7 @@ func (k *simdKernels) convImplicit(dst, src []int8, batch int, s ConvShape, inZe
 			}
 		}
 		out := dst[b*oh*ow*n : (b+1)*oh*ow*n]
-		ir := implicitPool.Get().(*implicitRows)
+		ir := implicitPool.Get()
 		*ir = implicitRows{k: k, s: s, pad: pad, out: out, panel: panel, off: off, roff: roff, rq: rq, ncp: ncp, n8: n8}
 		if par {
 			parallelFor(oh, ir)
@@ -512,7 +511,7 @@ type implicitRows struct {
 	ncp, n8   int
 }
 
-var implicitPool = sync.Pool{New: func() any { return new(implicitRows) }}
+var implicitPool = freeList[implicitRows]{}
 
 func (ir *implicitRows) runTask(oy int) {
 	k, s, pad, out, panel, off, roff, rq, ncp, n8 := ir.k, ir.s, ir.pad, ir.out, ir.panel, ir.off, ir.roff, ir.rq, ir.ncp, ir.n8
@@ -526,7 +525,7 @@ func (ir *implicitRows) runTask(oy int) {
 	if k.sext16 != nil {
 		esz = 2
 	}
-	asc := simdPool.Get().(*simdScratch)
+	asc := simdPool.Get()
 	asc.acc = growI32(asc.acc, mr*ncp)
 	asc.off = growI32(asc.off, panelN) // epilogue tail buffer
 	acc := asc.acc
@@ -595,7 +594,7 @@ func (k *simdKernels) depthwise(dst, src []int8, batch int, s ConvShape, inZero 
 	oh, ow := s.OutH(), s.OutW()
 	pw := s.InW + s.PadLeft + s.PadRight
 	taps := s.KH * s.KW
-	sc := simdPool.Get().(*simdScratch)
+	sc := simdPool.Get()
 	defer simdPool.Put(sc)
 	var w16 []int16
 	if k.dwRow16 != nil {
