@@ -105,23 +105,29 @@ func requantRow(dst []int8, src []int32, rq *Requant) {
 }
 
 // requantRows applies the reference epilogue to rows x n accumulators (strides lds and ldd;
-// channel j of every row uses rq.M0[j], rq.Shift[j]). It is quant.Requantize with the clamp
-// written with min/max (branch-free): the clamp of a fused ReLU is taken about half of the
-// time at random, and a mispredicted branch per element cost more than the multiplication
-// (TestRequantizeInt32 compares with quant.Requantize).
+// channel j of every row uses rq.M0[j], rq.Shift[j]). It is quant.Requantize with the multiplier
+// constants prepared once per block of channels (quant.PreparedMultiplier) instead of once per
+// element, and the clamp written with min/max (branch-free): the clamp of a fused ReLU is taken
+// about half of the time at random, and a mispredicted branch per element cost more than the
+// multiplication (TestRequantizeInt32 compares with quant.Requantize).
 func requantRows(dst []int8, ldd int, src []int32, lds int, rows, n int, rq *Requant) {
-	m0, sh := rq.M0[:n], rq.Shift[:n]
+	const block = 64
+	var prep [block]quant.PreparedMultiplier
 	zp, lo, hi := int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max)
-	for r := 0; r < rows; r++ {
-		s := src[r*lds : r*lds+n]
-		d := dst[r*ldd : r*ldd+n]
-		d, m0, sh := d[:len(s)], m0[:len(s)], sh[:len(s)]
-		for j, acc := range s {
-			// The clamp is a no-op for valid multipliers (Requant.check); it lets the compiler
-			// prove 31-shift in [1, 62] and drop the guards of the variable shifts.
-			shift := min(max(sh[j], quant.MinShift), quant.MaxShift)
-			v := int64(quant.MultiplyByQuantizedMultiplier(acc, m0[j], shift)) + zp
-			d[j] = int8(min(max(v, lo), hi))
+	for c0 := 0; c0 < n; c0 += block {
+		c1 := min(c0+block, n)
+		p := prep[:c1-c0]
+		for j := range p {
+			p[j] = quant.Multiplier{M0: rq.M0[c0+j], Shift: rq.Shift[c0+j]}.Prepare()
+		}
+		for r := 0; r < rows; r++ {
+			s := src[r*lds+c0 : r*lds+c1]
+			d := dst[r*ldd+c0 : r*ldd+c1]
+			d, p := d[:len(s)], p[:len(s)]
+			for j, acc := range s {
+				v := int64(p[j].Apply(acc)) + zp
+				d[j] = int8(min(max(v, lo), hi))
+			}
 		}
 	}
 }

@@ -54,16 +54,31 @@ func (m Multiplier) Valid() bool {
 // MultiplyByQuantizedMultiplier returns round(acc * M0 / 2^(31-shift)) with ties rounded toward
 // +inf, computed exactly in 64 bits (TFLite single-rounding semantics). It is the reference that
 // every requantization kernel must reproduce bit for bit. The result saturates to int32.
+// shift must lie in [MinShift, MaxShift] (QuantizeMultiplier guarantees it); values outside are
+// clamped to that range.
 func MultiplyByQuantizedMultiplier(acc int32, m0, shift int32) int32 {
-	total := uint(31 - shift) // in [1, 62] for valid multipliers
-	r := (int64(acc)*int64(m0) + int64(1)<<(total-1)) >> total
-	if r > math.MaxInt32 {
-		return math.MaxInt32
-	}
-	if r < math.MinInt32 {
-		return math.MinInt32
-	}
-	return int32(r)
+	return Multiplier{M0: m0, Shift: shift}.Prepare().Apply(acc)
+}
+
+// PreparedMultiplier is a Multiplier with its rounding constant and right shift computed once, for
+// kernels that apply one multiplier to many accumulators. Apply is MultiplyByQuantizedMultiplier:
+// the formula exists only here.
+type PreparedMultiplier struct {
+	m0, round int64
+	right     uint64
+}
+
+// Prepare precomputes the constants of MultiplyByQuantizedMultiplier for m. A shift outside
+// [MinShift, MaxShift] is clamped to that range.
+func (m Multiplier) Prepare() PreparedMultiplier {
+	total := uint64(31 - min(max(m.Shift, MinShift), MaxShift)) // in [1, 62]
+	return PreparedMultiplier{m0: int64(m.M0), round: int64(1) << (total - 1), right: total}
+}
+
+// Apply returns round(acc * M0 / 2^(31-Shift)) with ties toward +inf, saturated to int32.
+func (p PreparedMultiplier) Apply(acc int32) int32 {
+	r := (int64(acc)*p.m0 + p.round) >> (p.right & 63)
+	return int32(min(max(r, math.MinInt32), math.MaxInt32))
 }
 
 // Requantize maps an int32 accumulator to an output level:
