@@ -2,6 +2,9 @@ package qat
 
 import (
 	"fmt"
+	"io"
+	"math"
+	"strings"
 
 	"github.com/qatgo/qatgo/fakequant"
 	"github.com/qatgo/qatgo/graph"
@@ -255,7 +258,10 @@ func (p *Prepared) Params(nq *NetQuant, site string) (SiteParams, error) {
 }
 
 // SaveState stores the quantizer state in c under "quant/<site>.<field>": learnables (shared
-// tensors) and observer ranges, plus enabled/frozen flags in Meta.
+// tensors) and observer ranges (or fixed parameters), plus per-site flags in
+// Meta["quant/<site>.flags"]: "enabled=<bool> frozen=<bool> method=<method> state=<bool>", where
+// state says whether the site's learnables or observer state were stored (false for an observer
+// that has seen no data or learnables of a model whose graph was never built).
 func (p *Prepared) SaveState(c *graph.Checkpoint) {
 	for _, l := range p.Learnables() {
 		c.Put("quant/"+l.Name, l.Value)
@@ -281,44 +287,177 @@ func (p *Prepared) SaveState(c *graph.Checkpoint) {
 	}
 	c.Meta["qconfig"] = p.Config.Name
 	for _, st := range p.state {
-		c.Meta["quant/"+st.site.Name+".flags"] = fmt.Sprintf("enabled=%v frozen=%v", st.enabled, st.frozen)
+		if !st.on {
+			c.Meta["quant/"+st.site.Name+".flags"] = fmt.Sprintf("enabled=%v frozen=%v", st.enabled, st.frozen)
+			continue
+		}
+		c.Meta["quant/"+st.site.Name+".flags"] = fmt.Sprintf("enabled=%v frozen=%v method=%v state=%v",
+			st.enabled, st.frozen, st.cfg.Method, st.hasState())
 	}
+}
+
+// hasState reports whether the site has state that SaveState stores.
+func (st *siteState) hasState() bool {
+	switch st.cfg.Method {
+	case fakequant.Observed:
+		return st.hasObs || st.fixed != nil
+	case fakequant.PACT:
+		return st.alpha != nil
+	}
+	return st.logScale != nil && (!st.cfg.LearnOffset || st.offset != nil)
+}
+
+// siteFlags is the parsed Meta["quant/<site>.flags"].
+type siteFlags struct {
+	enabled, frozen bool
+	method          string // "" in checkpoints written before the method was recorded
+	state           bool   // the checkpoint holds the site's state (always assumed for old checkpoints)
+}
+
+func parseSiteFlags(f string) (siteFlags, error) {
+	fl := siteFlags{state: true}
+	n, err := fmt.Sscanf(f, "enabled=%t frozen=%t method=%s state=%t", &fl.enabled, &fl.frozen, &fl.method, &fl.state)
+	switch {
+	case n == 2 && err == io.ErrUnexpectedEOF: // older checkpoints: enabled and frozen only
+		if strings.TrimSpace(f) != fmt.Sprintf("enabled=%v frozen=%v", fl.enabled, fl.frozen) {
+			return fl, fmt.Errorf("malformed flags %q", f)
+		}
+		fl.method, fl.state = "", true
+		return fl, nil
+	case err != nil:
+		return fl, fmt.Errorf("malformed flags %q: %v", f, err)
+	}
+	if want := fmt.Sprintf("enabled=%v frozen=%v method=%s state=%v", fl.enabled, fl.frozen, fl.method, fl.state); strings.TrimSpace(f) != want {
+		return fl, fmt.Errorf("malformed flags %q", f)
+	}
+	return fl, nil
+}
+
+// f64Data returns the float64 data of checkpoint tensor name, or an error when it is missing or
+// not a non-empty float64 vector.
+func f64Data(c *graph.Checkpoint, name string) ([]float64, error) {
+	t, ok := c.Tensors[name]
+	if !ok {
+		return nil, fmt.Errorf("missing %q", name)
+	}
+	d, ok := t.Data().([]float64)
+	if !ok || t.Dims() != 1 || len(d) == 0 {
+		return nil, fmt.Errorf("%q is not a non-empty float64 vector (%v %v)", name, t.Dtype(), t.Shape())
+	}
+	return d, nil
 }
 
 // LoadState restores what SaveState stored. Learnables are restored into the shared tensors when
 // they exist, otherwise kept until the first graph is built (pending).
+//
+// Every quantized site must have its flags and, unless they say the site had no state when it
+// was saved, the state its method needs (LSQ: log_scale, and offset with LearnOffset; PACT: alpha;
+// Observed: obs_lo and obs_hi, or fixed_scale and fixed_zp). A site saved with another method, a
+// missing or malformed entry is an error that names the site; on error p may be partly restored.
 func (p *Prepared) LoadState(c *graph.Checkpoint) error {
 	for _, s := range p.Sites {
 		st := p.state[s.Name]
-		for _, f := range []struct {
-			suf string
-			t   **tensor.Dense
-		}{{".log_scale", &st.logScale}, {".offset", &st.offset}, {".alpha", &st.alpha}} {
-			t, ok := c.Tensors["quant/"+s.Name+f.suf]
-			if !ok {
-				continue
+		if err := st.load(c); err != nil {
+			return fmt.Errorf("qat: %s: quantizer %q: %w", p.Config.Name, s.Name, err)
+		}
+	}
+	return nil
+}
+
+func (st *siteState) load(c *graph.Checkpoint) error {
+	name := st.site.Name
+	f, ok := c.Meta["quant/"+name+".flags"]
+	if !ok {
+		if !st.on {
+			return nil
+		}
+		return fmt.Errorf("checkpoint has no state for this quantizer (missing %q; a float checkpoint or another QConfig?)", "quant/"+name+".flags")
+	}
+	fl, err := parseSiteFlags(f)
+	if err != nil {
+		return err
+	}
+	st.enabled, st.frozen = fl.enabled, fl.frozen
+	if !st.on {
+		return nil
+	}
+	if fl.method != "" && fl.method != st.cfg.Method.String() {
+		return fmt.Errorf("checkpoint was trained with method %s, the QConfig says %v", fl.method, st.cfg.Method)
+	}
+	var required []string
+	switch st.cfg.Method {
+	case fakequant.LSQ:
+		required = []string{".log_scale"}
+		if st.cfg.LearnOffset {
+			required = append(required, ".offset")
+		}
+	case fakequant.PACT:
+		required = []string{".alpha"}
+	}
+	for _, f := range []struct {
+		suf string
+		t   **tensor.Dense
+	}{{".log_scale", &st.logScale}, {".offset", &st.offset}, {".alpha", &st.alpha}} {
+		key := "quant/" + name + f.suf
+		t, ok := c.Tensors[key]
+		if !ok {
+			for _, r := range required {
+				if r == f.suf && fl.state {
+					return fmt.Errorf("missing %q", key)
+				}
 			}
-			if *f.t == nil {
-				*f.t = t.Clone().(*tensor.Dense)
-			} else if err := c.CopyTo("quant/"+s.Name+f.suf, *f.t); err != nil {
-				return err
+			continue
+		}
+		if *f.t == nil {
+			*f.t = t.Clone().(*tensor.Dense)
+		} else if err := c.CopyTo(key, *f.t); err != nil {
+			return err
+		}
+	}
+	if st.cfg.Method != fakequant.Observed {
+		return nil
+	}
+	_, hasLo := c.Tensors["quant/"+name+".obs_lo"]
+	_, hasHi := c.Tensors["quant/"+name+".obs_hi"]
+	_, hasSc := c.Tensors["quant/"+name+".fixed_scale"]
+	_, hasZp := c.Tensors["quant/"+name+".fixed_zp"]
+	if hasLo || hasHi {
+		lo, err := f64Data(c, "quant/"+name+".obs_lo")
+		if err != nil {
+			return err
+		}
+		hi, err := f64Data(c, "quant/"+name+".obs_hi")
+		if err != nil {
+			return err
+		}
+		if len(lo) != len(hi) {
+			return fmt.Errorf("obs_lo has %d values, obs_hi %d", len(lo), len(hi))
+		}
+		st.lo, st.hi = append([]float64(nil), lo...), append([]float64(nil), hi...)
+		st.hasObs = true
+	}
+	if hasSc || hasZp {
+		sc, err := f64Data(c, "quant/"+name+".fixed_scale")
+		if err != nil {
+			return err
+		}
+		zp, err := f64Data(c, "quant/"+name+".fixed_zp")
+		if err != nil {
+			return err
+		}
+		if len(sc) != len(zp) {
+			return fmt.Errorf("fixed_scale has %d values, fixed_zp %d", len(sc), len(zp))
+		}
+		st.fixed = nil
+		for i, v := range sc {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < quant.MinScale || zp[i] != math.Trunc(zp[i]) || math.Abs(zp[i]) > 1<<31 {
+				return fmt.Errorf("fixed parameter %d: bad scale %v or zero point %v", i, v, zp[i])
 			}
+			st.fixed = append(st.fixed, quant.Params{Scale: float32(v), ZeroPoint: int32(zp[i])})
 		}
-		if lo, ok := c.Tensors["quant/"+s.Name+".obs_lo"]; ok {
-			st.lo = append([]float64(nil), lo.Data().([]float64)...)
-			st.hi = append([]float64(nil), c.Tensors["quant/"+s.Name+".obs_hi"].Data().([]float64)...)
-			st.hasObs = true
-		}
-		if sc, ok := c.Tensors["quant/"+s.Name+".fixed_scale"]; ok {
-			zp := c.Tensors["quant/"+s.Name+".fixed_zp"].Data().([]float64)
-			st.fixed = nil
-			for i, v := range sc.Data().([]float64) {
-				st.fixed = append(st.fixed, quant.Params{Scale: float32(v), ZeroPoint: int32(zp[i])})
-			}
-		}
-		if f, ok := c.Meta["quant/"+s.Name+".flags"]; ok {
-			fmt.Sscanf(f, "enabled=%t frozen=%t", &st.enabled, &st.frozen)
-		}
+	}
+	if !hasLo && !hasHi && !hasSc && !hasZp && fl.state {
+		return fmt.Errorf("missing %q and %q (or fixed_scale and fixed_zp)", "quant/"+name+".obs_lo", "quant/"+name+".obs_hi")
 	}
 	return nil
 }
