@@ -10,14 +10,45 @@ import (
 
 // LoadPrepared restores a trained model from a checkpoint written by qat.Trainer.SaveCheckpoint
 // (or graph.SaveCheckpoint after Model.SaveState and Prepared.SaveState): m must be a freshly
-// built model of the same architecture (the checkpoint stores tensors, not the architecture) and
-// c the QConfig it was trained with. The parameters are loaded into m.
+// built model of the same architecture and c the QConfig it was trained with (Restore reads both
+// from the checkpoint). The parameters are loaded into m.
 func LoadPrepared(path string, m *graph.Model, c qat.QConfig) (*qat.Prepared, error) {
 	ck, err := graph.LoadCheckpoint(path)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	if name := ck.Meta["model"]; name != "" && name != m.Name {
+	return restore(path, ck, m, c)
+}
+
+// Restore restores a trained model from a checkpoint written by qat (see LoadPrepared) with the
+// architecture and QConfig the checkpoint records (qat.NewModel of its model name,
+// qat.CheckpointQConfig); a non-nil m or c overrides them (m must then be a freshly built model
+// of the checkpoint's architecture).
+func Restore(path string, m *graph.Model, c *qat.QConfig) (*qat.Prepared, error) {
+	ck, err := graph.LoadCheckpoint(path)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if m == nil {
+		name := ck.Meta[qat.MetaModel]
+		if name == "" {
+			return nil, fmt.Errorf("export: checkpoint %s does not name its model", path)
+		}
+		if m, err = qat.NewModel(name, 1); err != nil {
+			return nil, fmt.Errorf("export: checkpoint %s: %w", path, err)
+		}
+	}
+	var qc qat.QConfig
+	if c != nil {
+		qc = *c
+	} else if qc, err = qat.CheckpointQConfig(ck); err != nil {
+		return nil, fmt.Errorf("export: checkpoint %s: %w", path, err)
+	}
+	return restore(path, ck, m, qc)
+}
+
+func restore(path string, ck *graph.Checkpoint, m *graph.Model, c qat.QConfig) (*qat.Prepared, error) {
+	if name := ck.Meta[qat.MetaModel]; name != "" && name != m.Name {
 		return nil, fmt.Errorf("export: checkpoint %s holds model %q, not %q", path, name, m.Name)
 	}
 	if err := m.LoadState(ck); err != nil {

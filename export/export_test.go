@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -653,6 +654,24 @@ func TestFromCheckpoint(t *testing.T) {
 		if !slices.Equal(a, b) {
 			t.Fatalf("%s: checkpoint export differs from the live export", qc.Name)
 		}
+		// Restore reads the QConfig from the checkpoint (and the architecture, for qat's models).
+		p3, err := Restore(path, smallCNN(98), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(p3.Config, qc) {
+			t.Fatalf("restored QConfig %+v, want %+v", p3.Config, qc)
+		}
+		fromRestore, err := Lower(p3, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := qmodel.Encode(fromRestore); err != nil || !slices.Equal(a, c) {
+			t.Fatalf("%s: Restore export differs from the live export (%v)", qc.Name, err)
+		}
+		if _, err := Restore(path, nil, nil); err == nil || !strings.Contains(err.Error(), "unknown model") {
+			t.Fatalf("Restore of an architecture qat does not know: %v", err)
+		}
 		rep, err := Parity(p2, fromCk, data.x[:32*288], 32)
 		if err != nil {
 			t.Fatal(err)
@@ -667,8 +686,9 @@ func TestFromCheckpoint(t *testing.T) {
 	if err := initQuant(p); err != nil {
 		t.Fatal(err)
 	}
-	ck := &graph.Checkpoint{Meta: map[string]string{"model": "other"}}
+	ck := &graph.Checkpoint{}
 	m.SaveState(ck)
+	ck.Meta["model"] = "other"
 	path := filepath.Join(t.TempDir(), "ck.bin")
 	if err := graph.SaveCheckpoint(path, ck); err != nil {
 		t.Fatal(err)

@@ -82,8 +82,12 @@ func (c *Checkpoint) Float32s(name string) []float32 {
 }
 
 // SaveState stores a copy of every model parameter (including BN running statistics) under
-// "param/<name>".
+// "param/<name>", and the model's name (its architecture) in Meta["model"].
 func (m *Model) SaveState(c *Checkpoint) {
+	if c.Meta == nil {
+		c.Meta = map[string]string{}
+	}
+	c.Meta["model"] = m.Name
 	for _, p := range m.params {
 		c.Put("param/"+p.Name, p.Value)
 	}

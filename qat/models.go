@@ -1,6 +1,10 @@
 package qat
 
 import (
+	"fmt"
+	"sort"
+	"strings"
+
 	"github.com/qatgo/qatgo/graph"
 	"gorgonia.org/tensor"
 )
@@ -39,4 +43,30 @@ func BNCNN(seed uint64) *graph.Model {
 	m.Flatten("flatten")
 	m.Linear("fc", 10, true)
 	return m
+}
+
+// models are the architectures of this package by graph.Model.Name.
+var models = map[string]func(uint64) *graph.Model{
+	"ggml-cnn": GGMLCNN,
+	"bn-cnn":   BNCNN,
+}
+
+// ModelNames lists the architectures NewModel builds, sorted.
+func ModelNames() []string {
+	n := make([]string, 0, len(models))
+	for k := range models {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// NewModel builds the architecture of this package whose graph.Model.Name is name (as recorded
+// in checkpoints under MetaModel), initialised from seed.
+func NewModel(name string, seed uint64) (*graph.Model, error) {
+	mk, ok := models[name]
+	if !ok {
+		return nil, fmt.Errorf("qat: unknown model %q (known: %s)", name, strings.Join(ModelNames(), ", "))
+	}
+	return mk(seed), nil
 }

@@ -1,6 +1,7 @@
 package qat
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -258,7 +259,8 @@ func (p *Prepared) Params(nq *NetQuant, site string) (SiteParams, error) {
 }
 
 // SaveState stores the quantizer state in c under "quant/<site>.<field>": learnables (shared
-// tensors) and observer ranges (or fixed parameters), plus per-site flags in
+// tensors) and observer ranges (or fixed parameters), the QConfig (name under MetaQConfigName,
+// JSON under MetaQConfig, see CheckpointQConfig), the model name (MetaModel), and per-site flags in
 // Meta["quant/<site>.flags"]: "enabled=<bool> frozen=<bool> method=<method> state=<bool>", where
 // state says whether the site's learnables or observer state were stored (false for an observer
 // that has seen no data or learnables of a model whose graph was never built).
@@ -285,7 +287,11 @@ func (p *Prepared) SaveState(c *graph.Checkpoint) {
 	if c.Meta == nil {
 		c.Meta = map[string]string{}
 	}
-	c.Meta["qconfig"] = p.Config.Name
+	c.Meta[MetaQConfigName] = p.Config.Name
+	if j, err := json.Marshal(p.Config); err == nil { // cannot fail: plain fields and known methods
+		c.Meta[MetaQConfig] = string(j)
+	}
+	c.Meta[MetaModel] = p.Model.Name
 	for _, st := range p.state {
 		if !st.on {
 			c.Meta["quant/"+st.site.Name+".flags"] = fmt.Sprintf("enabled=%v frozen=%v", st.enabled, st.frozen)

@@ -10,7 +10,8 @@ import (
 
 // ObservedTwin returns c with every quantized site switched to an observer: weights track their
 // current per-channel min/max (momentum 1), activations keep the running min/max over the
-// calibration batches (momentum 0). Bit widths and overrides are kept.
+// calibration batches (momentum 0). Bit widths and overrides are kept; the name gets
+// ObservedSuffix.
 func ObservedTwin(c QConfig) QConfig {
 	conv := func(s Spec, weight bool) Spec {
 		s.Method, s.LearnOffset = fakequant.Observed, false
@@ -20,7 +21,10 @@ func ObservedTwin(c QConfig) QConfig {
 		}
 		return s
 	}
-	out := QConfig{Name: c.Name + "-observed", Weight: conv(c.Weight, true), Act: conv(c.Act, false), Overrides: map[string]Override{}}
+	out := QConfig{Name: c.Name + ObservedSuffix, Weight: conv(c.Weight, true), Act: conv(c.Act, false)}
+	if len(c.Overrides) > 0 {
+		out.Overrides = map[string]Override{}
+	}
 	for k, o := range c.Overrides {
 		var n Override
 		if o.Weight != nil {

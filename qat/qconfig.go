@@ -1,6 +1,8 @@
 package qat
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -29,7 +31,8 @@ type Spec struct {
 
 // Override replaces the weight and/or activation spec of one group (by layer name).
 type Override struct {
-	Weight, Act *Spec
+	Weight *Spec `json:"weight,omitempty"`
+	Act    *Spec `json:"act,omitempty"`
 }
 
 // QConfig is the per-layer quantization configuration that Prepare applies.
@@ -38,10 +41,10 @@ type Override struct {
 // (including the model input) are asymmetric signed with a zero point. Overrides are keyed by the
 // name of any layer of a fusion group (usually the conv/linear) or "input".
 type QConfig struct {
-	Name      string
-	Weight    Spec
-	Act       Spec
-	Overrides map[string]Override
+	Name      string              `json:"name"`
+	Weight    Spec                `json:"weight"`
+	Act       Spec                `json:"act"`
+	Overrides map[string]Override `json:"overrides,omitempty"`
 }
 
 // W8A8 is the TFLite-style int8 preset: 8-bit per-channel symmetric weights with the current
@@ -76,26 +79,126 @@ func W2A2() QConfig {
 
 // W4A4Observed is 4-bit weights and activations with observers (the PTQ counterpart of W4A4LSQ).
 func W4A4Observed() QConfig {
-	return QConfig{Name: "W4A4",
+	return QConfig{Name: "W4A4-obs",
 		Weight: Spec{Bits: 4, Method: fakequant.Observed, Momentum: 1},
 		Act:    Spec{Bits: 4, Method: fakequant.Observed, Momentum: 0.1}}
 }
 
-// Preset returns the preset with the given name (case-insensitive): w8a8, w4a8, w4a4, w4a4-obs, w2a2.
+// ObservedSuffix ends the name of the observed twin of a QConfig (see ObservedTwin).
+const ObservedSuffix = "-observed"
+
+// Preset returns the preset with the given name (case-insensitive): w8a8, w4a8 (w4a8-lsq),
+// w4a4 (w4a4-lsq), w4a4-obs, w2a2 (w2a2-lsq); any of them followed by "-observed" is its
+// ObservedTwin (what Calibrate uses). For every preset c, Preset(c.Name) returns c, also for
+// ObservedTwin(c); QConfigs with overrides (e.g. FirstLast8) are not presets: store them with
+// MarshalJSON (Prepared.SaveState does).
 func Preset(name string) (QConfig, error) {
-	switch strings.ToLower(name) {
+	n := strings.ToLower(name)
+	if base, ok := strings.CutSuffix(n, ObservedSuffix); ok {
+		c, err := Preset(base)
+		if err != nil {
+			return QConfig{}, err
+		}
+		return ObservedTwin(c), nil
+	}
+	switch n {
 	case "w8a8":
 		return W8A8(), nil
 	case "w4a8", "w4a8-lsq":
 		return W4A8LSQ(), nil
 	case "w4a4", "w4a4-lsq":
 		return W4A4LSQ(), nil
-	case "w4a4-obs", "w4a4-observed":
+	case "w4a4-obs":
 		return W4A4Observed(), nil
 	case "w2a2", "w2a2-lsq":
 		return W2A2(), nil
 	}
-	return QConfig{}, fmt.Errorf("qat: unknown preset %q (w8a8, w4a8, w4a4, w4a4-obs, w2a2)", name)
+	return QConfig{}, fmt.Errorf("qat: unknown preset %q (w8a8, w4a8, w4a4, w4a4-obs, w2a2, each optionally with %q)", name, ObservedSuffix)
+}
+
+// specJSON is the JSON form of Spec: the method by name.
+type specJSON struct {
+	Bits        int     `json:"bits"`
+	Method      string  `json:"method"`
+	PerTensor   bool    `json:"per_tensor,omitempty"`
+	LearnOffset bool    `json:"learn_offset,omitempty"`
+	Momentum    float64 `json:"momentum,omitempty"`
+	Float       bool    `json:"float,omitempty"`
+}
+
+// MarshalJSON encodes s with the method by name ("lsq", "observed", "pact").
+func (s Spec) MarshalJSON() ([]byte, error) {
+	return json.Marshal(specJSON{Bits: s.Bits, Method: s.Method.String(), PerTensor: s.PerTensor,
+		LearnOffset: s.LearnOffset, Momentum: s.Momentum, Float: s.Float})
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote; an unknown method or field is an error.
+func (s *Spec) UnmarshalJSON(b []byte) error {
+	var j specJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&j); err != nil {
+		return err
+	}
+	var m fakequant.Method
+	switch j.Method {
+	case fakequant.LSQ.String():
+		m = fakequant.LSQ
+	case fakequant.Observed.String():
+		m = fakequant.Observed
+	case fakequant.PACT.String():
+		m = fakequant.PACT
+	default:
+		return fmt.Errorf("qat: unknown quantizer method %q", j.Method)
+	}
+	*s = Spec{Bits: j.Bits, Method: m, PerTensor: j.PerTensor, LearnOffset: j.LearnOffset, Momentum: j.Momentum, Float: j.Float}
+	return nil
+}
+
+// ParseQConfig decodes a QConfig from its JSON form (json.Marshal of a QConfig), rejecting
+// unknown fields and trailing data.
+func ParseQConfig(b []byte) (QConfig, error) {
+	var c QConfig
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&c); err != nil {
+		return QConfig{}, fmt.Errorf("qat: QConfig JSON: %w", err)
+	}
+	if d.More() {
+		return QConfig{}, fmt.Errorf("qat: QConfig JSON: trailing data")
+	}
+	if c.Name == "" {
+		return QConfig{}, fmt.Errorf("qat: QConfig JSON: no name")
+	}
+	if len(c.Overrides) == 0 {
+		c.Overrides = nil
+	}
+	return c, nil
+}
+
+// Checkpoint metadata keys written by Prepared.SaveState (and graph.Model.SaveState for the model).
+const (
+	MetaQConfigName = "qconfig"      // QConfig.Name
+	MetaQConfig     = "qconfig_json" // the whole QConfig as JSON (ParseQConfig)
+	MetaModel       = "model"        // graph.Model.Name, the architecture (see Model)
+)
+
+// CheckpointQConfig returns the QConfig a checkpoint was written with: the JSON QConfig when
+// present, else the preset named by its "qconfig" entry (checkpoints written before the JSON was
+// stored). A checkpoint without either (a float checkpoint) is an error.
+func CheckpointQConfig(c *graph.Checkpoint) (QConfig, error) {
+	if j, ok := c.Meta[MetaQConfig]; ok {
+		return ParseQConfig([]byte(j))
+	}
+	name, ok := c.Meta[MetaQConfigName]
+	if !ok || name == "" {
+		return QConfig{}, fmt.Errorf("qat: the checkpoint has no QConfig (a float checkpoint?)")
+	}
+	qc, err := Preset(name)
+	if err != nil {
+		return QConfig{}, fmt.Errorf("qat: the checkpoint's QConfig %q is not a preset and it holds no QConfig JSON", name)
+	}
+	return qc, nil
 }
 
 // With returns a copy of c with an override for the group containing layer.

@@ -1,6 +1,9 @@
 package qat
 
 import (
+	"encoding/json"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/qatgo/qatgo/fakequant"
@@ -55,5 +58,74 @@ func TestQConfigPresetsAndOverrides(t *testing.T) {
 	bad.Weight.Bits = 9
 	if _, err := Prepare(m, bad); err == nil {
 		t.Error("9-bit weights accepted")
+	}
+}
+
+// Every preset and its observed twin round-trips through its name (Preset(c.Name) == c) and
+// through JSON; names are unique; a QConfig with overrides round-trips through JSON and a
+// checkpoint (CheckpointQConfig).
+func TestQConfigNamesAndJSONRoundTrip(t *testing.T) {
+	var all []QConfig
+	for _, c := range []QConfig{W8A8(), W4A8LSQ(), W4A4LSQ(), W4A4Observed(), W2A2()} {
+		all = append(all, c, ObservedTwin(c))
+	}
+	seen := map[string]bool{}
+	for _, c := range all {
+		if seen[strings.ToLower(c.Name)] {
+			t.Errorf("name %q used twice", c.Name)
+		}
+		seen[strings.ToLower(c.Name)] = true
+		got, err := Preset(c.Name)
+		if err != nil || !reflect.DeepEqual(got, c) {
+			t.Errorf("Preset(%q) = %+v, %v; want %+v", c.Name, got, err, c)
+		}
+		j, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, err := ParseQConfig(j); err != nil || !reflect.DeepEqual(back, c) {
+			t.Errorf("JSON %s -> %+v, %v", j, back, err)
+		}
+	}
+	if c, _ := Preset("w4a4"); c.Weight.Method != fakequant.LSQ {
+		t.Error("w4a4 is not LSQ")
+	}
+	if c, _ := Preset("w4a4-obs"); c.Weight.Method != fakequant.Observed || c.Name != "W4A4-obs" {
+		t.Errorf("w4a4-obs: %+v", c)
+	}
+
+	m := BNCNN(1)
+	pact := Spec{Bits: 4, Method: fakequant.PACT}
+	fl := Spec{Float: true}
+	c := W4A4LSQ().FirstLast8(m).With("conv2", Override{Act: &pact}).With("conv3", Override{Weight: &fl})
+	p, err := Prepare(m, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ck graph.Checkpoint
+	p.SaveState(&ck)
+	back, err := CheckpointQConfig(&ck)
+	if err != nil || !reflect.DeepEqual(back, c) {
+		t.Fatalf("CheckpointQConfig = %+v, %v; want %+v", back, err, c)
+	}
+	if back.Describe(m) != c.Describe(m) || ck.Meta[MetaModel] != "bn-cnn" {
+		t.Errorf("restored config describes\n%s\nwant\n%s (model %q)", back.Describe(m), c.Describe(m), ck.Meta[MetaModel])
+	}
+	// old checkpoints: the preset name only
+	old := graph.Checkpoint{Meta: map[string]string{MetaQConfigName: "W8A8-observed"}}
+	if got, err := CheckpointQConfig(&old); err != nil || !reflect.DeepEqual(got, ObservedTwin(W8A8())) {
+		t.Errorf("name-only checkpoint: %+v, %v", got, err)
+	}
+	for _, bad := range []graph.Checkpoint{
+		{},
+		{Meta: map[string]string{MetaQConfigName: "W4A4-LSQ-fl8"}},
+		{Meta: map[string]string{MetaQConfig: `{"name":"x","weight":{"bits":4,"method":"magic"}}`}},
+		{Meta: map[string]string{MetaQConfig: `{"name":"x","weight":{"bits":4,"method":"lsq","extra":1}}`}},
+		{Meta: map[string]string{MetaQConfig: `{"name":"x"} {}`}},
+		{Meta: map[string]string{MetaQConfig: `{"weight":{"bits":4,"method":"lsq"}}`}},
+	} {
+		if got, err := CheckpointQConfig(&bad); err == nil {
+			t.Errorf("%v accepted: %+v", bad.Meta, got)
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/qatgo/qatgo/export"
@@ -15,21 +14,7 @@ import (
 	"github.com/qatgo/qatgo/quant"
 )
 
-// exportModels are the architectures `qatgo export` can rebuild (a checkpoint stores tensors,
-// not the architecture), by the model name that qat.Trainer records in its checkpoints.
-var exportModels = map[string]func(uint64) *graph.Model{
-	"ggml-cnn": qat.GGMLCNN,
-	"bn-cnn":   qat.BNCNN,
-}
-
-func exportModelNames() string {
-	var n []string
-	for k := range exportModels {
-		n = append(n, k)
-	}
-	sort.Strings(n)
-	return strings.Join(n, ", ")
-}
+func exportModelNames() string { return strings.Join(qat.ModelNames(), ", ") }
 
 func init() {
 	register(&command{
@@ -43,11 +28,12 @@ the integer runtime first run on MNIST test images and must agree: per layer, th
 within 1 LSB must reach -min-within1 and the predictions must agree on -min-agree of the images;
 otherwise nothing is written (unless -force) and the exit status is 1.
 
-Models: ` + exportModelNames() + `. QConfig presets: w8a8, w4a8, w4a4, w4a4-obs, w2a2 (the checkpoint
-records its QConfig name, used when -qconfig is empty; QConfigs with overrides need -qconfig).`,
+Models: ` + exportModelNames() + `. The checkpoint records its model and its whole QConfig (overrides
+included), used unless -model or -qconfig override them. QConfig presets: w8a8, w4a8, w4a4, w4a4-obs,
+w2a2, each optionally with -observed (the observed twin that calibration uses).`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
-			model := fs.String("model", "", "architecture (default: the checkpoint's model name)")
-			qconf := fs.String("qconfig", "", "QConfig preset the model was trained with (default: the checkpoint's)")
+			model := fs.String("model", "", "architecture, overriding the checkpoint's model name")
+			qconf := fs.String("qconfig", "", "QConfig preset, overriding the QConfig the checkpoint records")
 			out := fs.String("o", "", "output model file (default: <model>-<qconfig>.qm)")
 			u8 := fs.Bool("uint8", false, "uint8 model input (image bytes, real = byte/255) instead of float32")
 			softmax := fs.Bool("softmax", false, "append an integer Softmax to the output")
@@ -103,24 +89,20 @@ func runExport(e *env, a exportArgs) error {
 			return usagef("the checkpoint does not name its model: pass -model (%s)", exportModelNames())
 		}
 	}
-	mk, ok := exportModels[a.model]
-	if !ok {
+	m, err := qat.NewModel(a.model, 1)
+	if err != nil {
 		return usagef("unknown model %q (known: %s)", a.model, exportModelNames())
 	}
 	var qc qat.QConfig
 	if a.qconfig == "" {
-		name := ck.Meta["qconfig"]
-		if name == "" {
-			return usagef("the checkpoint has no quantizer state (a float checkpoint?): train with QAT or calibrate first, or pass -qconfig")
-		}
-		if qc, err = qat.Preset(name); err != nil {
-			return usagef("the checkpoint's QConfig %q is not a preset: pass -qconfig with the preset it was made from", name)
+		if qc, err = qat.CheckpointQConfig(ck); err != nil {
+			return usagef("%v: train with QAT or calibrate first, or pass -qconfig", err)
 		}
 	} else if qc, err = qat.Preset(a.qconfig); err != nil {
 		return usagef("%v", err)
-	} else if rec, err := qat.Preset(ck.Meta["qconfig"]); err == nil && rec.Name != qc.Name {
-		// The restore keeps the defaults of quantizer state the checkpoint lacks, so a QConfig
-		// other than the training one gives a model that parity (if not skipped) will reject.
+	} else if rec, err := qat.CheckpointQConfig(ck); err == nil && rec.Name != qc.Name {
+		// The restore rejects quantizer state of another method, but observer ranges of
+		// another bit width are accepted: say so.
 		fmt.Fprintf(e.stderr, "qatgo export: warning: the checkpoint was trained with QConfig %s, exporting with %s\n", rec.Name, qc.Name)
 	}
 	if a.out == "" {
@@ -133,7 +115,7 @@ func runExport(e *env, a exportArgs) error {
 	if a.uint8 {
 		opt.Uint8Input = &quant.Params{Scale: 1.0 / 255}
 	}
-	p, qm, err := export.FromCheckpoint(a.ckpt, mk(1), qc, opt)
+	p, qm, err := export.FromCheckpoint(a.ckpt, m, qc, opt)
 	if err != nil {
 		return err
 	}

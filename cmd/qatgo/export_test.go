@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/qatgo/qatgo/data/mnist"
+	"github.com/qatgo/qatgo/fakequant"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/qat"
@@ -77,7 +79,7 @@ func TestExportCommand(t *testing.T) {
 	}{
 		{[]string{"export"}, exitUsage, "missing CHECKPOINT"},
 		{[]string{"export", filepath.Join(dir, "missing.bin")}, exitFailure, "no such file"},
-		{[]string{"export", "-parity", "0", ck}, exitUsage, "-qconfig"}, // calibrated: the checkpoint records the observed twin
+		{[]string{"export", "-parity", "0", "-qconfig", "w4a4", "-o", filepath.Join(dir, "x.qm"), ck}, exitFailure, `quantizer "input": checkpoint was trained with method observed`},
 		{[]string{"export", "-model", "nope", ck}, exitUsage, `unknown model "nope"`},
 		{[]string{"export", "-qconfig", "w9", ck}, exitUsage, "unknown preset"},
 		{[]string{"export", "-parity", "-1", ck}, exitUsage, "-parity"},
@@ -92,18 +94,76 @@ func TestExportCommand(t *testing.T) {
 		t.Error("a failed export wrote a file")
 	}
 
-	// A -qconfig other than the preset the checkpoint records gets a warning.
-	c, err := graph.LoadCheckpoint(ck)
+	// Without -qconfig and -model the checkpoint's own (the calibrated observed twin, not a
+	// plain preset) are used and the model equals the one exported with the explicit preset.
+	auto := filepath.Join(dir, "auto.qm")
+	code, stdout, stderr = runMain("export", "-uint8", "-parity", "0", "-o", auto, ck)
+	if code != exitOK || strings.Contains(stderr, "warning") {
+		t.Fatalf("export with the checkpoint's QConfig: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	ma, mb := decodeFile(t, auto), decodeFile(t, out)
+	if ma.Meta["qconfig"] != "W8A8-observed" || len(ma.Tensors) != len(mb.Tensors) {
+		t.Fatalf("auto export: qconfig %q, %d tensors (-qconfig w8a8: %d)", ma.Meta["qconfig"], len(ma.Tensors), len(mb.Tensors))
+	}
+	for i := range ma.Tensors {
+		if !bytes.Equal(ma.Tensors[i].Data, mb.Tensors[i].Data) {
+			t.Errorf("tensor %s differs between the auto and the -qconfig w8a8 export", ma.Tensors[i].Name)
+		}
+	}
+
+	// A -qconfig other than the QConfig the checkpoint records gets a warning.
+	code, _, stderr = runMain("export", "-qconfig", "w8a8", "-parity", "0", "-o", filepath.Join(dir, "w.qm"), ck)
+	if code != exitOK || !strings.Contains(stderr, "warning: the checkpoint was trained with QConfig W8A8-observed, exporting with W8A8") {
+		t.Errorf("mismatched QConfig: exit %d, stderr %q", code, stderr)
+	}
+
+	// A checkpoint with a per-layer override exports with it, without flags.
+	m := qat.GGMLCNN(2)
+	w8 := qat.Spec{Bits: 8, Method: fakequant.Observed, Momentum: 1}
+	a8 := qat.Spec{Bits: 8, Method: fakequant.Observed}
+	cfg := qat.W4A4Observed().With("conv1", qat.Override{Weight: &w8, Act: &a8})
+	p, err := qat.Calibrate(m, cfg, noise28{}, 2, 16, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Meta["qconfig"] = "W4A4-LSQ"
-	other := filepath.Join(dir, "w4a4.bin")
-	if err := graph.SaveCheckpoint(other, c); err != nil {
+	c := &graph.Checkpoint{}
+	m.SaveState(c)
+	p.SaveState(c)
+	ovr := filepath.Join(dir, "override.bin")
+	if err := graph.SaveCheckpoint(ovr, c); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr = runMain("export", "-qconfig", "w8a8", "-parity", "0", "-o", filepath.Join(dir, "w.qm"), other)
-	if code != exitOK || !strings.Contains(stderr, "warning: the checkpoint was trained with QConfig W4A4-LSQ, exporting with W8A8") {
-		t.Errorf("mismatched QConfig: exit %d, stderr %q", code, stderr)
+	code, stdout, stderr = runMain("export", "-parity", "0", "-o", filepath.Join(dir, "o.qm"), ovr)
+	if code != exitOK {
+		t.Fatalf("export with overrides: exit %d\n%s\n%s", code, stdout, stderr)
 	}
+	om := decodeFile(t, filepath.Join(dir, "o.qm"))
+	// conv1 (overridden) keeps 8-bit weights, conv2 and fc are 4-bit.
+	dt := map[string]qmodel.DType{}
+	for _, tn := range om.Tensors {
+		if strings.HasSuffix(tn.Name, "/weights") {
+			dt[tn.Name] = tn.DType
+		}
+	}
+	if len(dt) != 3 {
+		t.Fatalf("weights %v", dt)
+	}
+	for name, d := range dt {
+		if want := qmodel.Int4; (d == qmodel.Int8) != strings.HasPrefix(name, "conv1") || (d != qmodel.Int8 && d != want) {
+			t.Errorf("%s: %v", name, d)
+		}
+	}
+}
+
+func decodeFile(t *testing.T, path string) *qmodel.Model {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := qmodel.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
