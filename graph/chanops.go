@@ -183,19 +183,15 @@ func chanKernel[F float32 | float64](op *chanOp, out []F, in [][]F) {
 		x := in[0]
 		for o := 0; o < outer; o++ {
 			for c := 0; c < C; c++ {
-				a, b := F(1), F(0)
-				switch op.kind {
-				case chAffine:
-					a, b = in[1][c], in[2][c]
-				case chScale:
-					a = in[1][c]
-				case chShift:
-					b = in[1][c]
-				}
 				base := (o*C + c) * inner
 				xs, ys := x[base:base+inner], out[base:base+inner]
-				for i, v := range xs {
-					ys[i] = v*a + b
+				switch op.kind {
+				case chAffine:
+					affine(ys, xs, in[1][c], in[2][c])
+				case chScale:
+					scale(ys, xs, in[1][c])
+				default:
+					shift(ys, xs, in[1][c])
 				}
 			}
 		}
@@ -207,18 +203,11 @@ func chanKernel[F float32 | float64](op *chanOp, out []F, in [][]F) {
 		for o := 0; o < outer; o++ {
 			for c := 0; c < C; c++ {
 				base := (o*C + c) * inner
-				var s F
 				if op.kind == chSum {
-					for _, v := range x[base : base+inner] {
-						s += v
-					}
+					out[c] += sum(x[base : base+inner])
 				} else {
-					ys := in[1][base : base+inner]
-					for i, v := range x[base : base+inner] {
-						s += v * ys[i]
-					}
+					out[c] += dot(x[base:base+inner], in[1][base:base+inner])
 				}
-				out[c] += s
 			}
 		}
 	case chBcast:
@@ -233,6 +222,74 @@ func chanKernel[F float32 | float64](op *chanOp, out []F, in [][]F) {
 			}
 		}
 	}
+}
+
+// The slice kernels below are unrolled by four with the bounds checks hoisted out of the loop
+// (the reslicing proves every index in range) and, for the reductions, four independent
+// accumulators, so the loops are not bound by the latency of one chain of additions.
+
+func affine[F float32 | float64](ys, xs []F, a, b F) {
+	ys = ys[:len(xs)]
+	for len(xs) >= 4 && len(ys) >= 4 {
+		ys[0], ys[1], ys[2], ys[3] = xs[0]*a+b, xs[1]*a+b, xs[2]*a+b, xs[3]*a+b
+		xs, ys = xs[4:], ys[4:]
+	}
+	for i, x := range xs {
+		ys[i] = x*a + b
+	}
+}
+
+func scale[F float32 | float64](ys, xs []F, a F) {
+	ys = ys[:len(xs)]
+	for len(xs) >= 4 && len(ys) >= 4 {
+		ys[0], ys[1], ys[2], ys[3] = xs[0]*a, xs[1]*a, xs[2]*a, xs[3]*a
+		xs, ys = xs[4:], ys[4:]
+	}
+	for i, x := range xs {
+		ys[i] = x * a
+	}
+}
+
+func shift[F float32 | float64](ys, xs []F, b F) {
+	ys = ys[:len(xs)]
+	for len(xs) >= 4 && len(ys) >= 4 {
+		ys[0], ys[1], ys[2], ys[3] = xs[0]+b, xs[1]+b, xs[2]+b, xs[3]+b
+		xs, ys = xs[4:], ys[4:]
+	}
+	for i, x := range xs {
+		ys[i] = x + b
+	}
+}
+
+func sum[F float32 | float64](xs []F) F {
+	var s0, s1, s2, s3 F
+	for len(xs) >= 4 {
+		s0 += xs[0]
+		s1 += xs[1]
+		s2 += xs[2]
+		s3 += xs[3]
+		xs = xs[4:]
+	}
+	for _, x := range xs {
+		s0 += x
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func dot[F float32 | float64](xs, ys []F) F {
+	ys = ys[:len(xs)]
+	var s0, s1, s2, s3 F
+	for len(xs) >= 4 && len(ys) >= 4 {
+		s0 += xs[0] * ys[0]
+		s1 += xs[1] * ys[1]
+		s2 += xs[2] * ys[2]
+		s3 += xs[3] * ys[3]
+		xs, ys = xs[4:], ys[4:]
+	}
+	for i, x := range xs {
+		s0 += x * ys[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 func (op *chanOp) DiffWRT(n int) []bool {
