@@ -607,9 +607,14 @@ func TestParityFailsNamingLayer(t *testing.T) {
 	if !errors.Is(err, ErrParity) || !strings.Contains(err.Error(), `"conv3.out"`) {
 		t.Fatalf("Check: %v\n%v", err, rep)
 	}
-	// a permissive threshold passes the same report's earlier layers but still checks agreement
-	if err := rep.Check(Thresholds{MinWithin1: 1e-9, MinAgreement: 1e-9}); err != nil {
+	// a permissive per-layer threshold passes every layer (also the corrupted one), and the
+	// agreement is still checked (how many predictions of the corrupted model agree is luck:
+	// require all of them to see the check fire, none to see it pass)
+	if err := rep.Check(Thresholds{MinWithin1: 1e-9, MinAgreement: -1}); err != nil {
 		t.Fatalf("permissive thresholds: %v", err)
+	}
+	if err := rep.Check(Thresholds{MinWithin1: 1e-9, MinAgreement: 1}); !errors.Is(err, ErrParity) || !strings.Contains(err.Error(), "predictions agree") {
+		t.Fatalf("agreement 1 with a corrupted layer: %v", err)
 	}
 }
 

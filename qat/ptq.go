@@ -10,11 +10,11 @@ import (
 
 // ObservedTwin returns c with every quantized site switched to an observer: weights track their
 // current per-channel min/max (momentum 1), activations keep the running min/max over the
-// calibration batches (momentum 0). Bit widths and overrides are kept; the name gets
+// calibration batches (momentum 0), in two passes (no SinglePass). Bit widths and overrides are kept; the name gets
 // ObservedSuffix.
 func ObservedTwin(c QConfig) QConfig {
 	conv := func(s Spec, weight bool) Spec {
-		s.Method, s.LearnOffset = fakequant.Observed, false
+		s.Method, s.LearnOffset, s.SinglePass = fakequant.Observed, false, false
 		s.Momentum = 0
 		if weight {
 			s.Momentum = 1

@@ -25,6 +25,10 @@ type Spec struct {
 	LearnOffset bool
 	// Momentum of the Observed EMA (0: running min/max over all batches; 1: the current batch).
 	Momentum float64
+	// SinglePass (Observed only, meant for an EMA with a small Momentum) quantizes each batch with
+	// the range from before it while the same sweep updates the observer: one pass over the tensor
+	// instead of two (fakequant.Config.SinglePass). The presets set it on activations.
+	SinglePass bool
 	// Float disables quantization at these sites.
 	Float bool
 }
@@ -49,11 +53,11 @@ type QConfig struct {
 
 // W8A8 is the TFLite-style int8 preset: 8-bit per-channel symmetric weights with the current
 // min/max, 8-bit asymmetric activations with an EMA observer (momentum 0.1: QAT runs here are
-// short), all Observed.
+// short; single pass: each batch uses the range from before it), all Observed.
 func W8A8() QConfig {
 	return QConfig{Name: "W8A8",
 		Weight: Spec{Bits: 8, Method: fakequant.Observed, Momentum: 1},
-		Act:    Spec{Bits: 8, Method: fakequant.Observed, Momentum: 0.1}}
+		Act:    Spec{Bits: 8, Method: fakequant.Observed, Momentum: 0.1, SinglePass: true}}
 }
 
 // W4A8LSQ is 4-bit per-channel LSQ weights with 8-bit LSQ+ activations.
@@ -81,7 +85,7 @@ func W2A2() QConfig {
 func W4A4Observed() QConfig {
 	return QConfig{Name: "W4A4-obs",
 		Weight: Spec{Bits: 4, Method: fakequant.Observed, Momentum: 1},
-		Act:    Spec{Bits: 4, Method: fakequant.Observed, Momentum: 0.1}}
+		Act:    Spec{Bits: 4, Method: fakequant.Observed, Momentum: 0.1, SinglePass: true}}
 }
 
 // ObservedSuffix ends the name of the observed twin of a QConfig (see ObservedTwin).
@@ -123,13 +127,14 @@ type specJSON struct {
 	PerTensor   bool    `json:"per_tensor,omitempty"`
 	LearnOffset bool    `json:"learn_offset,omitempty"`
 	Momentum    float64 `json:"momentum,omitempty"`
+	SinglePass  bool    `json:"single_pass,omitempty"`
 	Float       bool    `json:"float,omitempty"`
 }
 
 // MarshalJSON encodes s with the method by name ("lsq", "observed", "pact").
 func (s Spec) MarshalJSON() ([]byte, error) {
 	return json.Marshal(specJSON{Bits: s.Bits, Method: s.Method.String(), PerTensor: s.PerTensor,
-		LearnOffset: s.LearnOffset, Momentum: s.Momentum, Float: s.Float})
+		LearnOffset: s.LearnOffset, Momentum: s.Momentum, SinglePass: s.SinglePass, Float: s.Float})
 }
 
 // UnmarshalJSON decodes what MarshalJSON wrote; an unknown method or field is an error.
@@ -151,7 +156,7 @@ func (s *Spec) UnmarshalJSON(b []byte) error {
 	default:
 		return fmt.Errorf("qat: unknown quantizer method %q", j.Method)
 	}
-	*s = Spec{Bits: j.Bits, Method: m, PerTensor: j.PerTensor, LearnOffset: j.LearnOffset, Momentum: j.Momentum, Float: j.Float}
+	*s = Spec{Bits: j.Bits, Method: m, PerTensor: j.PerTensor, LearnOffset: j.LearnOffset, Momentum: j.Momentum, SinglePass: j.SinglePass, Float: j.Float}
 	return nil
 }
 
@@ -265,7 +270,8 @@ func (c QConfig) fqConfig(m *graph.Model, s graph.Site) (fakequant.Config, bool,
 	if sp.Float || sp.Bits == 0 {
 		return fakequant.Config{}, false, nil
 	}
-	fc := fakequant.Config{Name: s.Name, Bits: sp.Bits, Method: sp.Method, Momentum: sp.Momentum}
+	fc := fakequant.Config{Name: s.Name, Bits: sp.Bits, Method: sp.Method, Momentum: sp.Momentum,
+		SinglePass: sp.SinglePass && sp.Method == fakequant.Observed}
 	if s.Kind == graph.SiteWeight {
 		fc.Scheme = fakequant.SymmetricNarrow
 		if !sp.PerTensor {
