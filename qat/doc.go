@@ -49,6 +49,18 @@
 // offsets from the ranges an observer pass records on CalibBatches batches, weight LSQ scales with
 // the LSQ rule 2*mean|w|/sqrt(Qp) on the folded weights, observers from the same pass.
 //
+// # Presets and checkpoints
+//
+// Every preset has a unique name and Preset(c.Name) returns c: W8A8, W4A8-LSQ, W4A4-LSQ,
+// W4A4-obs, W2A2-LSQ, and for each its observed twin "<name>-observed" (ObservedTwin, what
+// Calibrate prepares). Prepared.SaveState records the whole QConfig as JSON (overrides included,
+// MetaQConfig), its name (MetaQConfigName) and the model name (MetaModel) in the checkpoint's
+// metadata, next to the quantizer state and per-site flags (enabled, frozen, method, whether
+// state was stored). CheckpointQConfig and NewModel rebuild both, so an exporter needs no flags.
+// Prepared.LoadState returns an error naming the site when the checkpoint lacks state the QConfig
+// needs (a float checkpoint, a site trained with another method, a missing obs_lo/obs_hi or
+// log_scale) or holds malformed state, instead of keeping default scales.
+//
 // # Post-training quantization
 //
 // Calibrate runs the observed twin of a QConfig (every site an observer: per-channel current
