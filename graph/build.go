@@ -35,6 +35,16 @@ type Quantizer interface {
 	Quantize(s Site, x *G.Node) (*G.Node, error)
 }
 
+// BiasQuantizer is an optional extension of Quantizer. When Options.Quant implements it, Build
+// passes the bias that the integer runtime adds to the int32 accumulator of a weighted group
+// through QuantizeBias: for groups without BatchNorm, and for folded BatchNorm when it uses running
+// statistics (evaluation, after the BN freeze; with batch statistics the bias changes every batch
+// and stays float). in is the activation site feeding the group, w its weight site, wq the
+// fake-quantized weight node and b the bias vector (one value per output channel).
+type BiasQuantizer interface {
+	QuantizeBias(in, w Site, wq, b *G.Node) (*G.Node, error)
+}
+
 // Options select how Build lowers a model to a Gorgonia graph.
 type Options struct {
 	Batch int  // batch size (the graph's static leading dimension)
@@ -73,6 +83,8 @@ type Net struct {
 	Sites  map[string]*G.Node   // fake-quantizer output node by site name
 	BN     []BNStat             // training-mode BatchNorm statistics
 	Masks  map[string]*maskNode // dropout masks by layer name
+
+	actSite map[string]string // layer name -> the activation site its output is quantized by
 }
 
 type maskNode struct {
@@ -90,7 +102,7 @@ func (m *Model) Build(o Options) (*Net, error) {
 		return nil, fmt.Errorf("graph: batch size %d", o.Batch)
 	}
 	n := &Net{Model: m, Opts: o, G: G.NewGraph(), Nodes: map[string]*G.Node{}, Params: map[string]*G.Node{},
-		Sites: map[string]*G.Node{}, Masks: map[string]*maskNode{}}
+		Sites: map[string]*G.Node{}, Masks: map[string]*maskNode{}, actSite: map[string]string{InputName: InputName}}
 	xs := append([]int{o.Batch}, m.Input...)
 	n.XVal = tensor.New(tensor.Of(m.Dtype), tensor.WithShape(xs...))
 	n.X = G.NewTensor(n.G, m.Dtype, len(xs), G.WithShape(xs...), G.WithName(m.Name+"/"+InputName), G.WithValue(n.XVal))
@@ -179,10 +191,21 @@ func (n *Net) buildGroup(g Group, sites map[string]Site) error {
 			if err != nil {
 				return err
 			}
+			qb := func(b *G.Node) (*G.Node, error) { return b, nil }
+			if bq, ok := o.Quant.(BiasQuantizer); ok && o.Quant != nil {
+				in, okIn := sites[n.actSite[l.Inputs[0]]]
+				if okIn {
+					wsite, wq := sites[g.Op+".weight"], w
+					qb = func(b *G.Node) (*G.Node, error) { return bq.QuantizeBias(in, wsite, wq, b) }
+				}
+			}
 			if fold {
-				out, err = n.foldedBN(l, bn, out, wscale)
+				out, err = n.foldedBN(l, bn, out, wscale, qb)
 			} else if l.Bias {
-				out, err = ChanShift(out, n.param(l.Name, RoleBias), 1)
+				var b *G.Node
+				if b, err = qb(n.param(l.Name, RoleBias)); err == nil {
+					out, err = ChanShift(out, b, 1)
+				}
 			}
 		case KindBatchNorm:
 			out, err = n.batchNorm(l, in[0])
@@ -229,6 +252,10 @@ func (n *Net) buildGroup(g Group, sites map[string]Site) error {
 			n.Nodes[g.BN] = out
 		}
 	}
+	act := ""
+	if first := m.Layer(g.Layers[0]); len(first.Inputs) > 0 {
+		act = n.actSite[first.Inputs[0]]
+	}
 	if o.Quant != nil && g.Requantizes() {
 		s := sites[g.Op+".out"]
 		q, err := o.Quant.Quantize(s, n.Nodes[g.Out])
@@ -237,6 +264,10 @@ func (n *Net) buildGroup(g Group, sites map[string]Site) error {
 		}
 		n.Sites[s.Name] = q
 		n.Nodes[g.Out] = q
+		act = s.Name
+	}
+	for _, name := range g.Layers {
+		n.actSite[name] = act
 	}
 	return nil
 }
@@ -321,7 +352,7 @@ func (n *Net) batchNorm(l *Layer, x *G.Node) (*G.Node, error) {
 
 // foldedBN finishes a folded conv/linear+BN whose (possibly quantized) weight was scaled by
 // wscale = gamma/sigma_running: y is conv(x, W*wscale).
-func (n *Net) foldedBN(l, bn *Layer, y, wscale *G.Node) (*G.Node, error) {
+func (n *Net) foldedBN(l, bn *Layer, y, wscale *G.Node, qb func(*G.Node) (*G.Node, error)) (*G.Node, error) {
 	beta, rm := n.param(bn.Name, RoleBeta), n.param(bn.Name, RoleRunningMean)
 	if n.Opts.Train && !n.Opts.FreezeBN {
 		// yo = y/wscale (+ conv bias) is the conv with the unscaled (quantized) weight; normalising
@@ -365,6 +396,9 @@ func (n *Net) foldedBN(l, bn *Layer, y, wscale *G.Node) (*G.Node, error) {
 	}
 	b, err := G.Add(beta, G.Must(G.HadamardProd(shift, wscale)))
 	if err != nil {
+		return nil, err
+	}
+	if b, err = qb(b); err != nil {
 		return nil, err
 	}
 	return ChanShift(y, b, 1)

@@ -49,6 +49,9 @@ type QConfig struct {
 	Weight    Spec                `json:"weight"`
 	Act       Spec                `json:"act"`
 	Overrides map[string]Override `json:"overrides,omitempty"`
+	// BiasQuant: simulate the runtime's int32 bias in the fake-quant forward (see
+	// NetQuant.QuantizeBias); the zero value BiasAuto does for weights below 8 bits.
+	BiasQuant BiasMode `json:"bias_quant,omitempty"`
 }
 
 // W8A8 is the TFLite-style int8 preset: 8-bit per-channel symmetric weights with the current

@@ -98,6 +98,7 @@ func TestQConfigNamesAndJSONRoundTrip(t *testing.T) {
 	pact := Spec{Bits: 4, Method: fakequant.PACT}
 	fl := Spec{Float: true}
 	c := W4A4LSQ().FirstLast8(m).With("conv2", Override{Act: &pact}).With("conv3", Override{Weight: &fl})
+	c.BiasQuant = BiasOff
 	p, err := Prepare(m, c)
 	if err != nil {
 		t.Fatal(err)

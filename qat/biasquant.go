@@ -1,0 +1,189 @@
+package qat
+
+import (
+	"errors"
+	"fmt"
+	"hash"
+	"hash/fnv"
+
+	"github.com/chewxy/hm"
+	"github.com/qatgo/qatgo/fakequant"
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/quant"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// BiasMode selects whether the fake-quant graph simulates the int32 bias of the integer runtime.
+type BiasMode int
+
+const (
+	// BiasAuto simulates bias quantization for groups whose weights have fewer than 8 bits, where
+	// the bias scale s_in*s_w[c] is coarse enough to matter.
+	BiasAuto BiasMode = iota
+	// BiasOn simulates bias quantization for every quantized weighted group.
+	BiasOn
+	// BiasOff keeps biases float in the fake-quant graph.
+	BiasOff
+)
+
+// QuantizeBias implements graph.BiasQuantizer: when the QConfig's BiasQuant asks for it and both
+// the input activation and the weight of the group are quantized, the bias b gets the forward
+//
+//	b_q[c] = Round(b[c] / s_b[c]) * s_b[c],   s_b[c] = s_in * s_w[c]
+//
+// with a straight-through gradient (db = dL/db_q), where s_w[c] is the weight scale the exporter
+// stores: a channel whose integer levels use at most half of the storage range (int8: 127, int4:
+// 7) is stored with scale s_w/k, k = storage/max|level| (export.Options.NoWeightRescale off, the
+// default). The scales are read when the node runs; while an activation observer is still
+// updating in single-pass mode (its range lags one batch) or a quantizer is disabled, the bias
+// passes through unchanged.
+func (nq *NetQuant) QuantizeBias(in, w graph.Site, wq, b *G.Node) (*G.Node, error) {
+	stW, stIn := nq.p.state[w.Name], nq.p.state[in.Name]
+	qw, qin := nq.Qs[w.Name], nq.Qs[in.Name]
+	if stW == nil || stIn == nil || !stW.on || !stIn.on || qw == nil || qin == nil {
+		return b, nil
+	}
+	switch nq.p.Config.BiasQuant {
+	case BiasOff:
+		return b, nil
+	case BiasAuto:
+		if stW.cfg.Bits >= 8 {
+			return b, nil
+		}
+	}
+	return G.ApplyOp(&biasQuantOp{in: qin, w: qw, bits: stW.cfg.Bits, shape: b.Shape().Clone(), wshape: wq.Shape().Clone(), name: w.Name}, b, wq)
+}
+
+// biasQuantOp is (b, wq) -> b_q; differentiable with respect to b only (straight through).
+type biasQuantOp struct {
+	in, w         *fakequant.Quantizer
+	bits          int
+	shape, wshape tensor.Shape
+	name          string
+}
+
+func (op *biasQuantOp) Arity() int { return 2 }
+func (op *biasQuantOp) Type() hm.Type {
+	a := hm.TypeVariable('a')
+	return hm.NewFnType(G.TensorType{Dims: 1, Of: a}, G.TensorType{Dims: len(op.wshape), Of: a}, G.TensorType{Dims: 1, Of: a})
+}
+func (op *biasQuantOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.shape.Clone(), nil }
+func (op *biasQuantOp) ReturnsPtr() bool                               { return false }
+func (op *biasQuantOp) CallsExtern() bool                              { return false }
+func (op *biasQuantOp) OverwritesInput() int                           { return -1 }
+func (op *biasQuantOp) String() string                                 { return "BiasQuant{" + op.name + "}" }
+func (op *biasQuantOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "BiasQuant{%s %d %v %v %p %p}", op.name, op.bits, op.shape, op.wshape, op.in, op.w)
+}
+func (op *biasQuantOp) Hashcode() uint32 {
+	h := fnv.New32a()
+	op.WriteHash(h)
+	return h.Sum32()
+}
+func (op *biasQuantOp) DiffWRT(n int) []bool { return []bool{true, false}[:n] }
+func (op *biasQuantOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	return G.Nodes{grad, nil}, nil
+}
+
+func (op *biasQuantOp) Do(vals ...G.Value) (G.Value, error) {
+	if len(vals) != 2 {
+		return nil, fmt.Errorf("qat: %v: %d inputs", op, len(vals))
+	}
+	b, ok1 := vals[0].(*tensor.Dense)
+	wq, ok2 := vals[1].(*tensor.Dense)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("qat: %v: inputs %T, %T", op, vals[0], vals[1])
+	}
+	out := b.Clone().(*tensor.Dense)
+	s, err := op.scales(wq)
+	if err != nil || s == nil {
+		return out, err
+	}
+	switch d := out.Data().(type) {
+	case []float32:
+		for c := range d {
+			d[c] = float32(roundTo(float64(d[c]), s[c]))
+		}
+	case []float64:
+		for c := range d {
+			d[c] = roundTo(d[c], s[c])
+		}
+	default:
+		return nil, fmt.Errorf("qat: %v: dtype %v", op, out.Dtype())
+	}
+	return out, nil
+}
+
+// roundTo rounds v to a multiple of the bias scale bs exactly as the exporter computes the int32
+// bias (quant.Round of v/bs in float64) and returns the real value of that integer.
+func roundTo(v float64, bs float32) float64 {
+	return quant.Round(v/float64(bs)) * float64(bs)
+}
+
+// scales returns s_in*s_w[c] per output channel, as the exporter computes the bias scale, or nil
+// when the bias should pass through.
+func (op *biasQuantOp) scales(wq *tensor.Dense) ([]float32, error) {
+	if !op.in.Enabled() || !op.w.Enabled() || (op.in.Config().SinglePass && !op.in.Frozen()) {
+		return nil, nil
+	}
+	pin, err := op.in.Params()
+	if err == nil && len(pin) != 1 {
+		err = fmt.Errorf("qat: %v: %d input scales", op, len(pin))
+	}
+	if err != nil {
+		if errors.Is(err, fakequant.ErrNotCalibrated) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	pw, err := op.w.Params()
+	if err != nil {
+		if errors.Is(err, fakequant.ErrNotCalibrated) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	C := op.shape[0]
+	if len(pw) != 1 && len(pw) != C {
+		return nil, fmt.Errorf("qat: %v: %d weight scales for %d channels", op, len(pw), C)
+	}
+	// wq holds the fake-quantized weight level*s_w: dividing by s_w gives the level back
+	wv := make([]float32, wq.Shape().TotalSize())
+	switch d := wq.Data().(type) {
+	case []float32:
+		copy(wv, d)
+	case []float64:
+		for i, v := range d {
+			wv[i] = float32(v)
+		}
+	}
+	rng := op.w.Range()
+	storage := int8(127)
+	if op.bits <= 4 {
+		storage = 7
+	}
+	per := len(wv) / len(pw)
+	sw := make([]float32, len(pw))
+	for j, p := range pw {
+		m := int8(0)
+		for _, v := range wv[j*per : (j+1)*per] {
+			q := int8(quant.QuantizeValue(v, p.Scale, 0, rng.Min, rng.Max))
+			m = max(m, q, -q)
+		}
+		sw[j] = p.Scale
+		if m != 0 && m <= storage/2 {
+			k := storage / m
+			sw[j] = float32(float64(p.Scale) / float64(k))
+		}
+	}
+	out := make([]float32, C)
+	for c := range out {
+		s := sw[0]
+		if len(sw) > 1 {
+			s = sw[c]
+		}
+		out[c] = float32(float64(pin[0].Scale) * float64(s))
+	}
+	return out, nil
+}
