@@ -519,20 +519,17 @@ func (lw *lowerer) quantWeights(g graph.Group, f *Folded) ([]int8, []float32, bo
 	}
 	int4 := sp.Bits <= 4
 	if !lw.opt.NoWeightRescale {
-		storage := int8(127)
-		if int4 {
-			storage = 7
-		}
+		storage := quant.WeightStorageMax(sp.Bits)
 		n := len(q) / len(scales) // weights per scale
 		for c := range scales {
 			m := int8(0)
 			for _, v := range q[c*n : (c+1)*n] {
 				m = max(m, v, -v)
 			}
-			if m == 0 || m > storage/2 {
+			k := int8(quant.WeightRescale(int32(m), storage)) // the same reals on a k times finer grid
+			if k == 1 {
 				continue
 			}
-			k := storage / m // the same reals on a k times finer grid: w*s = (w*k)*(s/k)
 			for i := c * n; i < (c+1)*n; i++ {
 				q[i] *= k
 			}

@@ -159,23 +159,17 @@ func (op *biasQuantOp) scales(wq *tensor.Dense) ([]float32, error) {
 		}
 	}
 	rng := op.w.Range()
-	storage := int8(127)
-	if op.bits <= 4 {
-		storage = 7
-	}
+	storage := quant.WeightStorageMax(op.bits)
 	per := len(wv) / len(pw)
 	sw := make([]float32, len(pw))
 	for j, p := range pw {
-		m := int8(0)
+		m := int32(0)
 		for _, v := range wv[j*per : (j+1)*per] {
-			q := int8(quant.QuantizeValue(v, p.Scale, 0, rng.Min, rng.Max))
+			q := quant.QuantizeValue(v, p.Scale, 0, rng.Min, rng.Max)
 			m = max(m, q, -q)
 		}
-		sw[j] = p.Scale
-		if m != 0 && m <= storage/2 {
-			k := storage / m
-			sw[j] = float32(float64(p.Scale) / float64(k))
-		}
+		// the exporter's rescale (export.Options.NoWeightRescale off)
+		sw[j] = float32(float64(p.Scale) / float64(quant.WeightRescale(m, storage)))
 	}
 	out := make([]float32, C)
 	for c := range out {

@@ -247,3 +247,20 @@ func BenchmarkRoundFloat32(b *testing.B) {
 		}
 	})
 }
+
+func TestWeightRescale(t *testing.T) {
+	for _, tc := range []struct{ m, storage, want int32 }{
+		{0, 127, 1}, {127, 127, 1}, {64, 127, 1}, {63, 127, 2}, {1, 127, 127}, {3, 127, 42},
+		{7, 7, 1}, {4, 7, 1}, {3, 7, 2}, {1, 7, 7}, {2, 7, 3},
+	} {
+		if got := WeightRescale(tc.m, tc.storage); got != tc.want {
+			t.Errorf("WeightRescale(%d, %d) = %d, want %d", tc.m, tc.storage, got, tc.want)
+		}
+		if k := WeightRescale(tc.m, tc.storage); tc.m*k > tc.storage {
+			t.Errorf("WeightRescale(%d, %d) = %d overflows storage", tc.m, tc.storage, k)
+		}
+	}
+	if WeightStorageMax(4) != 7 || WeightStorageMax(2) != 7 || WeightStorageMax(8) != 127 || WeightStorageMax(5) != 127 {
+		t.Fatal("WeightStorageMax")
+	}
+}

@@ -40,3 +40,25 @@ func checkBits(bits int) {
 		panic(fmt.Sprintf("quant: bit width %d outside 2..8", bits)) // programmer error
 	}
 }
+
+// WeightStorageMax is the largest magnitude a weight level of the given bit width is stored with
+// in a model file: 7 for packed int4 (bits <= 4), 127 for int8 (bits 5..8).
+func WeightStorageMax(bits int) int32 {
+	if bits <= 4 {
+		return 7
+	}
+	return 127
+}
+
+// WeightRescale returns the factor k by which the exporter multiplies a channel's integer weight
+// levels (and divides its scale) so that they fill the storage range: the same reals, w*s =
+// (w*k)*(s/k), on a k times finer grid, which gives the int32 bias a k times finer scale
+// s_in*s/k. It is storageMax/maxAbsLevel (integer division) when the levels use at most half of
+// the storage range, and 1 otherwise (also for an all-zero channel). The fake-quant graph's bias
+// simulation uses the same factor, so training and export round biases alike.
+func WeightRescale(maxAbsLevel, storageMax int32) int32 {
+	if maxAbsLevel <= 0 || maxAbsLevel > storageMax/2 {
+		return 1
+	}
+	return storageMax / maxAbsLevel
+}
