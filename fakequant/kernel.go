@@ -34,7 +34,8 @@ func fqRun[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, qmin, q
 		xs := x[start:end]
 		ys, as := y[start:end], aux[start:end]
 		ys, as = ys[:len(xs)], as[:len(xs)]
-		for i, xi := range xs {
+		for i := fqRunFast(xs, ys, as, s, lo, hi); i < len(xs); i++ {
+			xi := xs[i]
 			v := xi / s
 			if v > vlo && v < vhi { // inside (and not NaN)
 				r := quant.Round(v)
@@ -84,7 +85,13 @@ func fqRunMinMax[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, q
 	lo, hi := F(qmin-z), F(qmax-z)
 	vlo, vhi := clipBounds(lo, hi)
 	mn, mx = x[start], x[start]
-	for i := start; i < end; i += stride {
+	i0 := start
+	if stride == 1 {
+		if a, b, n := fqRunMinMaxFast(x[start:end], y[start:end], aux[start:end], s, lo, hi); n > 0 {
+			mn, mx, i0 = a, b, start+n
+		}
+	}
+	for i := i0; i < end; i += stride {
 		xi := x[i]
 		if xi < mn {
 			mn = xi

@@ -1,0 +1,21 @@
+//go:build amd64 && !purego
+
+package fakequant
+
+import "golang.org/x/sys/cpu"
+
+// useAVX2 selects the AVX2 float32 forward kernels (fq_amd64.s).
+var useAVX2 = cpu.X86.HasAVX2
+
+// fqRunAVX2 fake-quantizes x[i] into y[i], aux[i] for i < n rounded down to a multiple of 8, with
+// k = {vlo, vhi, lo*s, hi*s} broadcast to 8 lanes, exactly like fqRun's stride-1 loop. It stops
+// before the first 8-element block holding a non-finite input and returns how many elements it did.
+//
+//go:noescape
+func fqRunAVX2(x, y, aux *float32, n int, s float32, k *[4][8]float32) int
+
+// fqRunMinMaxAVX2 is fqRunAVX2 that also folds the inputs it processed into the per-lane running
+// min mm[0] and max mm[1] (lane replaced only when x < lane, resp. x > lane).
+//
+//go:noescape
+func fqRunMinMaxAVX2(x, y, aux *float32, n int, s float32, k *[4][8]float32, mm *[2][8]float32) int

@@ -1,0 +1,123 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// AVX2 float32 fake-quant forward, stride 1, one (s, lo, hi). Each 8-lane block:
+//   non-finite check: x-x unordered -> stop before the block (Go finishes it and reports the index)
+//   v = x/s; t = trunc(v); f = v-t (exact); r = t + (|f| >= 0.5 ? copysign(1, v) : 0)
+//   (quant.Round: half away from zero), yin = (r+0)*s, ain = r-v
+//   inside = v > vlo && v < vhi; clipped: v < 0 ? (ylo, -2) : (yhi, 2)
+// k points at four 8-lane vectors: vlo, vhi, ylo, yhi (offsets 0, 32, 64, 96).
+
+// Constants: Y5 sign mask, Y6 0.5, Y7 1.0, Y8 +0, Y9 2.0, Y0 s.
+#define FQ_SETUP \
+	MOVL $0x80000000, AX \
+	VMOVD AX, X5 \
+	VBROADCASTSS X5, Y5 \
+	MOVL $0x3f000000, AX \
+	VMOVD AX, X6 \
+	VBROADCASTSS X6, Y6 \
+	MOVL $0x3f800000, AX \
+	VMOVD AX, X7 \
+	VBROADCASTSS X7, Y7 \
+	VXORPS Y8, Y8, Y8 \
+	MOVL $0x40000000, AX \
+	VMOVD AX, X9 \
+	VBROADCASTSS X9, Y9 \
+	VBROADCASTSS s+32(FP), Y0
+
+// FQ_BODY: x block in Y10 (already checked finite); stores y and aux at index BX.
+#define FQ_BODY \
+	VDIVPS Y0, Y10, Y11 \
+	VROUNDPS $3, Y11, Y12 \
+	VSUBPS Y12, Y11, Y13 \
+	VANDNPS Y13, Y5, Y13 \
+	VCMPPS $0x1d, Y6, Y13, Y13 \
+	VANDPS Y11, Y5, Y14 \
+	VORPS Y7, Y14, Y14 \
+	VANDPS Y14, Y13, Y13 \
+	VADDPS Y13, Y12, Y12 \
+	VSUBPS Y11, Y12, Y13 \
+	VADDPS Y8, Y12, Y12 \
+	VMULPS Y0, Y12, Y12 \
+	VCMPPS $0x11, Y8, Y11, Y14 \
+	VMOVUPS 96(R8), Y15 \
+	VBLENDVPS Y14, 64(R8), Y15, Y15 \
+	VANDPS Y14, Y5, Y14 \
+	VORPS Y9, Y14, Y14 \
+	VCMPPS $0x1e, (R8), Y11, Y3 \
+	VCMPPS $0x11, 32(R8), Y11, Y4 \
+	VANDPS Y4, Y3, Y3 \
+	VBLENDVPS Y3, Y12, Y15, Y15 \
+	VBLENDVPS Y3, Y13, Y14, Y14 \
+	VMOVUPS Y15, (DI)(BX*4) \
+	VMOVUPS Y14, (DX)(BX*4)
+
+// func fqRunAVX2(x, y, aux *float32, n int, s float32, k *[4][8]float32) int
+TEXT ·fqRunAVX2(SB), NOSPLIT, $0-56
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ aux+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVQ k+40(FP), R8
+	ANDQ $-8, CX
+	FQ_SETUP
+	XORQ BX, BX
+	CMPQ BX, CX
+	JGE  done
+
+loop:
+	VMOVUPS (SI)(BX*4), Y10
+	VSUBPS  Y10, Y10, Y13
+	VCMPPS  $3, Y13, Y13, Y13
+	VMOVMSKPS Y13, AX
+	TESTL   AX, AX
+	JNZ     done
+	FQ_BODY
+	ADDQ $8, BX
+	CMPQ BX, CX
+	JLT  loop
+
+done:
+	MOVQ BX, ret+48(FP)
+	VZEROUPPER
+	RET
+
+// func fqRunMinMaxAVX2(x, y, aux *float32, n int, s float32, k *[4][8]float32, mm *[2][8]float32) int
+// mm holds the running per-lane min (mm[0]) and max (mm[1]) in and out: lane = (lane < x) ? lane : x
+// with the sequential rule "replace only when x < mn" (x > mx).
+TEXT ·fqRunMinMaxAVX2(SB), NOSPLIT, $0-64
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ aux+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVQ k+40(FP), R8
+	MOVQ mm+48(FP), R9
+	ANDQ $-8, CX
+	FQ_SETUP
+	VMOVUPS (R9), Y1
+	VMOVUPS 32(R9), Y2
+	XORQ BX, BX
+	CMPQ BX, CX
+	JGE  mmdone
+
+mmloop:
+	VMOVUPS (SI)(BX*4), Y10
+	VSUBPS  Y10, Y10, Y13
+	VCMPPS  $3, Y13, Y13, Y13
+	VMOVMSKPS Y13, AX
+	TESTL   AX, AX
+	JNZ     mmdone
+	VMINPS  Y1, Y10, Y1
+	VMAXPS  Y2, Y10, Y2
+	FQ_BODY
+	ADDQ $8, BX
+	CMPQ BX, CX
+	JLT  mmloop
+
+mmdone:
+	VMOVUPS Y1, (R9)
+	VMOVUPS Y2, 32(R9)
+	MOVQ BX, ret+56(FP)
+	VZEROUPPER
+	RET
