@@ -19,3 +19,10 @@ func fqRunAVX2(x, y, aux *float32, n int, s float32, k *[4][8]float32) int
 //
 //go:noescape
 func fqRunMinMaxAVX2(x, y, aux *float32, n int, s float32, k *[4][8]float32, mm *[2][8]float32) int
+
+// fqRowsAVX2 fake-quantizes n elements viewed as rows of c (c a multiple of 8; n a multiple of c,
+// or n = c for one row's prefix), column j with s[j], lo[j], hi[j], exactly like fqRows. It stops
+// before the first 8-element block holding a non-finite input and returns how many it did.
+//
+//go:noescape
+func fqRowsAVX2(x, y, aux, s, lo, hi *float32, n, c int) int

@@ -121,3 +121,84 @@ mmdone:
 	MOVQ BX, ret+56(FP)
 	VZEROUPPER
 	RET
+
+// func fqRowsAVX2(x, y, aux, s, lo, hi *float32, n, c int) int
+// Rows of c elements (c a multiple of 8, n a multiple of 8 and of c or n = c): element j of each row
+// uses s[j], lo[j], hi[j] (vlo = lo-0.5, vhi = hi+0.5, clipped outputs lo*s, hi*s, as fqRows).
+// Stops before the first block holding a non-finite input; returns the elements done.
+TEXT ·fqRowsAVX2(SB), NOSPLIT, $0-72
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ aux+16(FP), DX
+	MOVQ s+24(FP), R8
+	MOVQ lo+32(FP), R9
+	MOVQ hi+40(FP), R10
+	MOVQ n+48(FP), CX
+	MOVQ c+56(FP), R12
+	ANDQ $-8, CX
+	MOVL $0x80000000, AX
+	VMOVD AX, X5
+	VBROADCASTSS X5, Y5
+	MOVL $0x3f000000, AX
+	VMOVD AX, X6
+	VBROADCASTSS X6, Y6
+	MOVL $0x3f800000, AX
+	VMOVD AX, X7
+	VBROADCASTSS X7, Y7
+	VXORPS Y8, Y8, Y8
+	MOVL $0x40000000, AX
+	VMOVD AX, X9
+	VBROADCASTSS X9, Y9
+	XORQ BX, BX
+	XORQ R11, R11
+
+rloop:
+	CMPQ BX, CX
+	JGE  rdone
+	VMOVUPS (SI)(BX*4), Y10
+	VSUBPS  Y10, Y10, Y13
+	VCMPPS  $3, Y13, Y13, Y13
+	VMOVMSKPS Y13, AX
+	TESTL   AX, AX
+	JNZ     rdone
+	VMOVUPS (R8)(R11*4), Y0
+	VMOVUPS (R9)(R11*4), Y1
+	VMOVUPS (R10)(R11*4), Y2
+	VDIVPS  Y0, Y10, Y11        // v = x/s
+	VSUBPS  Y6, Y1, Y3          // vlo = lo-0.5
+	VCMPPS  $0x1e, Y3, Y11, Y3  // v > vlo
+	VADDPS  Y6, Y2, Y4          // vhi = hi+0.5
+	VCMPPS  $0x11, Y4, Y11, Y4  // v < vhi
+	VANDPS  Y4, Y3, Y3          // inside
+	VMULPS  Y0, Y1, Y1          // lo*s
+	VMULPS  Y0, Y2, Y2          // hi*s
+	VROUNDPS $3, Y11, Y12       // t = trunc(v)
+	VSUBPS  Y12, Y11, Y13       // f = v-t
+	VANDNPS Y13, Y5, Y13        // |f|
+	VCMPPS  $0x1d, Y6, Y13, Y13 // |f| >= 0.5
+	VANDPS  Y11, Y5, Y14
+	VORPS   Y7, Y14, Y14        // copysign(1, v)
+	VANDPS  Y14, Y13, Y13
+	VADDPS  Y13, Y12, Y12       // r
+	VSUBPS  Y11, Y12, Y13       // r-v
+	VADDPS  Y8, Y12, Y12        // r+0
+	VMULPS  Y0, Y12, Y12        // (r+0)*s
+	VCMPPS  $0x11, Y8, Y11, Y14 // v < 0
+	VBLENDVPS Y14, Y1, Y2, Y15  // v < 0 ? lo*s : hi*s
+	VANDPS  Y14, Y5, Y14
+	VORPS   Y9, Y14, Y14        // v < 0 ? -2 : 2
+	VBLENDVPS Y3, Y12, Y15, Y15
+	VBLENDVPS Y3, Y13, Y14, Y14
+	VMOVUPS Y15, (DI)(BX*4)
+	VMOVUPS Y14, (DX)(BX*4)
+	ADDQ $8, BX
+	ADDQ $8, R11
+	CMPQ R11, R12
+	JLT  rloop
+	XORQ R11, R11
+	JMP  rloop
+
+rdone:
+	MOVQ BX, ret+64(FP)
+	VZEROUPPER
+	RET

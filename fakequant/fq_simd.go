@@ -77,3 +77,20 @@ func fqRunMinMaxFast[F quant.Float](xs, ys, as []F, s, lo, hi F) (mn, mx F, done
 	}
 	return mn, mx, done
 }
+
+// fqRowsFast runs the vector kernel for fqRows (float32, len(s) >= 8). With len(s) a multiple of 8
+// it does the whole of x (len(x) a multiple of len(s)); otherwise x is one row and it does the
+// row's first len(s)&^7 columns. It returns the number of leading elements of x it wrote.
+func fqRowsFast[F quant.Float](x, y, aux, s, lo, hi []F) int {
+	c := len(s)
+	if !useAVX2 || unsafe.Sizeof(s[0]) != 4 || c < fqSIMDMin || len(x) < c {
+		return 0
+	}
+	n, cc := len(x)-len(x)%c, c
+	if c%8 != 0 {
+		n, cc = c&^7, c&^7
+	}
+	y, aux, lo, hi = y[:n], aux[:n], lo[:c], hi[:c]
+	p := func(v []F) *float32 { return (*float32)(unsafe.Pointer(&v[0])) }
+	return fqRowsAVX2(p(x), p(y), p(aux), p(s), p(lo), p(hi), n, cc)
+}

@@ -123,9 +123,18 @@ func fqRunMinMax[F quant.Float](x, y, aux []F, start, end, stride int, s F, z, q
 func fqRows[F quant.Float](x, y, aux []F, s, lo, hi []F) int {
 	c := len(s)
 	lo, hi = lo[:c], hi[:c]
-	for r := 0; r+c <= len(x); r += c {
+	r0, j0 := 0, 0
+	if c%8 == 0 && c > 0 {
+		done := fqRowsFast(x[:len(x)-len(x)%c], y, aux, s, lo, hi) // whole rows, then the Go loop
+		r0, j0 = done-done%c, done%c
+	}
+	for r := r0; r+c <= len(x); r += c {
 		xs, ys, as := x[r:r+c], y[r:r+c], aux[r:r+c]
-		for j := range xs {
+		j := j0
+		if c%8 != 0 {
+			j = fqRowsFast(xs, ys, as, s, lo, hi) // this row's first c&^7 columns
+		}
+		for j0 = 0; j < c; j++ {
 			xi := xs[j]
 			v := xi / s[j]
 			if vlo, vhi := clipBounds(lo[j], hi[j]); v > vlo && v < vhi {
