@@ -355,13 +355,17 @@ func (t *Trainer) Fit(train, test Dataset) error {
 	}
 	y := make([]int, B)
 	idx := make([]int, B)
-	tensors := t.tensorsByName()
+	// tensors is rebuilt only when the training graph is (tensorsRun records which graph it
+	// reflects), not every step; nil forces it at the start of each epoch, after evaluation.
+	var tensors map[string]*tensor.Dense
+	var tensorsRun *netRun
 	stop := c.Epochs
 	if c.StopAfter > 0 {
 		stop = min(stop, t.Epoch+c.StopAfter)
 	}
 	for t.Epoch < stop {
 		ep := t.Epoch
+		tensorsRun = nil
 		perm := rand.New(rand.NewPCG(c.Seed, uint64(ep))).Perm(train.Len())
 		start := time.Now()
 		var sumLoss float64
@@ -371,8 +375,9 @@ func (t *Trainer) Fit(train, test Dataset) error {
 			if err := t.ensureTrain(); err != nil {
 				return err
 			}
-			if len(tensors) != len(t.tensorsByName()) {
-				tensors = t.tensorsByName()
+			if t.train != tensorsRun {
+				// a rebuilt graph (BN freeze) may have created quantizer state
+				tensors, tensorsRun = t.tensorsByName(), t.train
 			}
 			r := t.train
 			copy(idx, perm[s*int64(B):(s+1)*int64(B)])
