@@ -131,17 +131,7 @@ func NewLM(name string, c LMConfig, dtype tensor.Dtype, seed uint64) (*LM, error
 
 func (m *LM) newParam(layer string, r Role, shape []int, init func() float64) *Param {
 	p := &Param{Name: layer + "." + string(r), Layer: layer, Role: r, Trainable: true,
-		Value: tensor.New(tensor.Of(m.Dtype), tensor.WithShape(shape...))}
-	switch d := p.Value.Data().(type) {
-	case []float32:
-		for i := range d {
-			d[i] = float32(init())
-		}
-	case []float64:
-		for i := range d {
-			d[i] = init()
-		}
-	}
+		Value: initTensor(m.Dtype, shape, init)}
 	m.params = append(m.params, p)
 	m.byName[p.Name] = p
 	return p

@@ -271,10 +271,11 @@ func (l *Layer) inferShape() error {
 	return nil
 }
 
-func (m *Model) newParam(l *Layer, r Role, shape []int, trainable bool, init func() float64) {
-	p := &Param{Name: l.Name + "." + string(r), Layer: l.Name, Role: r, Trainable: trainable,
-		Value: tensor.New(tensor.Of(m.Dtype), tensor.WithShape(shape...))}
-	switch d := p.Value.Data().(type) {
+// initTensor returns a new tensor of dtype (Float32 or Float64) and shape whose elements are
+// successive values of init.
+func initTensor(dt tensor.Dtype, shape []int, init func() float64) *tensor.Dense {
+	t := tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+	switch d := t.Data().(type) {
 	case []float32:
 		for i := range d {
 			d[i] = float32(init())
@@ -284,6 +285,12 @@ func (m *Model) newParam(l *Layer, r Role, shape []int, trainable bool, init fun
 			d[i] = init()
 		}
 	}
+	return t
+}
+
+func (m *Model) newParam(l *Layer, r Role, shape []int, trainable bool, init func() float64) {
+	p := &Param{Name: l.Name + "." + string(r), Layer: l.Name, Role: r, Trainable: trainable,
+		Value: initTensor(m.Dtype, shape, init)}
 	l.Params = append(l.Params, p.Name)
 	m.params = append(m.params, p)
 	m.byName[p.Name] = p
