@@ -53,13 +53,19 @@ func checkGEMM(fn string, ldst, ldd int, a []int8, lda, m int, w *PackedInt8, bi
 	if w == nil {
 		panic("kernels: " + fn + ": nil weights")
 	}
+	checkGEMMDims(fn, ldst, ldd, a, lda, m, w.k, w.n, bias)
+}
+
+// checkGEMMDims panics unless a (m x k, stride lda), dst (m x n, stride ldd, length ldst) and
+// bias (nil or n) fit: the shape checks common to GEMMInt8 and GEMMInt4.
+func checkGEMMDims(fn string, ldst, ldd int, a []int8, lda, m, k, n int, bias []int32) {
 	if m < 0 {
 		panic(fmt.Sprintf("kernels: %s: m = %d < 0", fn, m))
 	}
-	checkMatrix("a", fn, len(a), lda, m, w.k)
-	checkMatrix("dst", fn, ldst, ldd, m, w.n)
-	if bias != nil && len(bias) != w.n {
-		panic(fmt.Sprintf("kernels: %s: len(bias) = %d, want N = %d", fn, len(bias), w.n))
+	checkMatrix("a", fn, len(a), lda, m, k)
+	checkMatrix("dst", fn, ldst, ldd, m, n)
+	if bias != nil && len(bias) != n {
+		panic(fmt.Sprintf("kernels: %s: len(bias) = %d, want N = %d", fn, len(bias), n))
 	}
 }
 

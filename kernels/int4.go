@@ -135,14 +135,7 @@ func checkGEMM4(fn string, ldst, ldd int, a []int8, lda, m int, w *PackedInt4, b
 	if w == nil {
 		panic("kernels: " + fn + ": nil weights")
 	}
-	if m < 0 {
-		panic(fmt.Sprintf("kernels: %s: m = %d < 0", fn, m))
-	}
-	checkMatrix("a", fn, len(a), lda, m, w.k)
-	checkMatrix("dst", fn, ldst, ldd, m, w.n)
-	if bias != nil && len(bias) != w.n {
-		panic(fmt.Sprintf("kernels: %s: len(bias) = %d, want N = %d", fn, len(bias), w.n))
-	}
+	checkGEMMDims(fn, ldst, ldd, a, lda, m, w.k, w.n, bias)
 }
 
 // GEMMInt4 computes, for i < m and j < N, dst[i*ldd+j] = epilogue(acc) with acc as in the
