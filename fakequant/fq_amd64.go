@@ -26,3 +26,17 @@ func fqRunMinMaxAVX2(x, y, aux *float32, n int, s float32, k *[4][8]float32, mm 
 //
 //go:noescape
 func fqRowsAVX2(x, y, aux, s, lo, hi *float32, n, c int) int
+
+// auxBwdAVX2 is auxBwdRun's stride-1 loop over n rounded down to a multiple of 8: it writes gx and
+// adds per-lane float64 partial sums into sums[0] (g*a inside), sums[1] (g clipped low) and
+// sums[2] (g clipped high). It returns the elements done.
+//
+//go:noescape
+func auxBwdAVX2(aux, gy, gx *float32, n int, plain bool, sums *[3][8]float64) int
+
+// minMaxAVX2 folds x[:n] (n rounded down to a multiple of 8) into the per-lane running min mm[0]
+// and max mm[1]. It stops before the first 8-element block holding a non-finite value and returns
+// the elements done.
+//
+//go:noescape
+func minMaxAVX2(x *float32, n int, mm *[2][8]float32) int

@@ -202,3 +202,117 @@ rdone:
 	MOVQ BX, ret+64(FP)
 	VZEROUPPER
 	RET
+
+// func auxBwdAVX2(aux, gy, gx *float32, n int, plain bool, sums *[3][8]float64) int
+// Backward from the aux codes for n rounded down to a multiple of 8: a > 1 clipped high, a < -1
+// clipped low (ordered compares: NaN counts as inside, as in Go); gx = g inside or with plain, +0
+// when clipped. Per-lane float64 sums (lanes 0-3 from the low half, 4-7 from the high half) are
+// added into sums[0] (float64(g*a) inside), sums[1] (g clipped low), sums[2] (g clipped high).
+// Masked-out lanes add +0, which leaves a sum that started at +0 unchanged.
+TEXT ·auxBwdAVX2(SB), NOSPLIT, $0-56
+	MOVQ aux+0(FP), SI
+	MOVQ gy+8(FP), DI
+	MOVQ gx+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVBLZX plain+32(FP), AX
+	MOVQ sums+40(FP), R8
+	ANDQ $-8, CX
+	VPCMPEQD Y15, Y15, Y15 // all ones: clipped lanes zero gx
+	TESTL AX, AX
+	JZ   bwdsetup
+	VXORPS Y15, Y15, Y15 // plain: gx = gy everywhere
+
+bwdsetup:
+	MOVL $0x3f800000, AX
+	VMOVD AX, X0
+	VBROADCASTSS X0, Y0 // 1.0
+	MOVL $0xbf800000, AX
+	VMOVD AX, X1
+	VBROADCASTSS X1, Y1 // -1.0
+	VMOVUPD (R8), Y2
+	VMOVUPD 32(R8), Y3
+	VMOVUPD 64(R8), Y4
+	VMOVUPD 96(R8), Y5
+	VMOVUPD 128(R8), Y6
+	VMOVUPD 160(R8), Y7
+	XORQ BX, BX
+	CMPQ BX, CX
+	JGE  bwddone
+
+bwdloop:
+	VMOVUPS (SI)(BX*4), Y8      // a
+	VMOVUPS (DI)(BX*4), Y9      // g
+	VCMPPS  $0x1e, Y0, Y8, Y10  // a > 1
+	VCMPPS  $0x11, Y1, Y8, Y11  // a < -1
+	VORPS   Y11, Y10, Y12       // clipped
+	VMULPS  Y8, Y9, Y13         // g*a
+	VANDNPS Y13, Y12, Y13       // inside ? g*a : +0
+	VANDPS  Y9, Y10, Y10        // high ? g : +0
+	VANDPS  Y9, Y11, Y11        // low ? g : +0
+	VANDPS  Y15, Y12, Y12       // clipped and not plain
+	VANDNPS Y9, Y12, Y14        // gx
+	VMOVUPS Y14, (DX)(BX*4)
+	VCVTPS2PD X13, Y14
+	VADDPD  Y14, Y2, Y2
+	VEXTRACTF128 $1, Y13, X13
+	VCVTPS2PD X13, Y13
+	VADDPD  Y13, Y3, Y3
+	VCVTPS2PD X11, Y14
+	VADDPD  Y14, Y4, Y4
+	VEXTRACTF128 $1, Y11, X11
+	VCVTPS2PD X11, Y11
+	VADDPD  Y11, Y5, Y5
+	VCVTPS2PD X10, Y14
+	VADDPD  Y14, Y6, Y6
+	VEXTRACTF128 $1, Y10, X10
+	VCVTPS2PD X10, Y10
+	VADDPD  Y10, Y7, Y7
+	ADDQ $8, BX
+	CMPQ BX, CX
+	JLT  bwdloop
+
+bwddone:
+	VMOVUPD Y2, (R8)
+	VMOVUPD Y3, 32(R8)
+	VMOVUPD Y4, 64(R8)
+	VMOVUPD Y5, 96(R8)
+	VMOVUPD Y6, 128(R8)
+	VMOVUPD Y7, 160(R8)
+	MOVQ BX, ret+48(FP)
+	VZEROUPPER
+	RET
+
+// func minMaxAVX2(x *float32, n int, mm *[2][8]float32) int
+// Per-lane running min mm[0] and max mm[1] over x[:n] (n rounded down to a multiple of 8), lane
+// replaced only when x < lane (x > lane). Stops before the first block holding a non-finite value
+// and returns the elements done.
+TEXT ·minMaxAVX2(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVQ mm+16(FP), R9
+	ANDQ $-8, CX
+	VMOVUPS (R9), Y1
+	VMOVUPS 32(R9), Y2
+	XORQ BX, BX
+	CMPQ BX, CX
+	JGE  mxdone
+
+mxloop:
+	VMOVUPS (SI)(BX*4), Y10
+	VSUBPS  Y10, Y10, Y13
+	VCMPPS  $3, Y13, Y13, Y13
+	VMOVMSKPS Y13, AX
+	TESTL   AX, AX
+	JNZ     mxdone
+	VMINPS  Y1, Y10, Y1
+	VMAXPS  Y2, Y10, Y2
+	ADDQ $8, BX
+	CMPQ BX, CX
+	JLT  mxloop
+
+mxdone:
+	VMOVUPS Y1, (R9)
+	VMOVUPS Y2, 32(R9)
+	MOVQ BX, ret+24(FP)
+	VZEROUPPER
+	RET

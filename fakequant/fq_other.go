@@ -12,3 +12,7 @@ func fqRunMinMaxAVX2(x, y, aux *float32, n int, s float32, k *[4][8]float32, mm 
 }
 
 func fqRowsAVX2(x, y, aux, s, lo, hi *float32, n, c int) int { return 0 }
+
+func auxBwdAVX2(aux, gy, gx *float32, n int, plain bool, sums *[3][8]float64) int { return 0 }
+
+func minMaxAVX2(x *float32, n int, mm *[2][8]float32) int { return 0 }

@@ -163,7 +163,8 @@ func auxBwdRun[F quant.Float](aux, gy, gx []F, start, end, stride int, lo, hi F,
 		as := aux[start:end]
 		gys, gxs := gy[start:end], gx[start:end]
 		gys, gxs = gys[:len(as)], gxs[:len(as)]
-		i := 0
+		var i int
+		sumIn0, sumLo, sumHi, i = auxBwdFast(as, gys, gxs, plain)
 		for ; i+1 < len(as); i += 2 {
 			a0, a1 := as[i], as[i+1]
 			g0, g1 := gys[i], gys[i+1]
@@ -264,6 +265,27 @@ func minMaxRun[F quant.Float](x []F, start, end, stride int) (lo, hi F, bad int)
 	lo, hi = x[start], x[start]
 	if stride == 1 {
 		xs := x[start:end]
+		if mn, mx, done := minMaxFast(xs); done > 0 {
+			for i := done; i < len(xs); i++ {
+				a := xs[i]
+				if a-a != 0 {
+					return 0, 0, start + i
+				}
+				if a < mn {
+					mn = a
+				}
+				if a > mx {
+					mx = a
+				}
+			}
+			if mn == 0 {
+				mn = pairFirstZero(xs)
+			}
+			if mx == 0 {
+				mx = pairFirstZero(xs)
+			}
+			return mn, mx, -1
+		}
 		lo1, hi1 := lo, hi
 		i := 0
 		for ; i+1 < len(xs); i += 2 {
