@@ -149,17 +149,6 @@ func maxPool2x2x8(dst, src []int8, batch int, st *step) {
 	}
 }
 
-// roundDiv returns num/den rounded half away from zero (den > 0), the rounding rule of quant.Round.
-// It works in int64 so that num = MinInt32 (a window of 2^24 values of -128, which the model
-// limits allow) does not overflow on negation.
-func roundDiv(num, den int32) int32 {
-	n, d := int64(num), int64(den)
-	if n >= 0 {
-		return int32((n + d/2) / d)
-	}
-	return int32(-((-n + d/2) / d))
-}
-
 // avgPool averages the valid part of each window (TFLite's rule: padding is not counted) with the
 // quotient rounded half away from zero, then clamps.
 func avgPool(dst, src []int8, batch int, st *step, acc []int32) {
@@ -182,7 +171,7 @@ func avgPool(dst, src []int8, batch int, st *step, acc []int32) {
 				n := int32((y1 - y0) * (x1 - x0))
 				o := dst[((b*st.oh+oy)*st.ow+ox)*c:][:c]
 				for i, a := range acc {
-					o[i] = int8(quant.Clamp(roundDiv(a, n), st.lo, st.hi))
+					o[i] = int8(quant.Clamp(quant.RoundDiv(a, n), st.lo, st.hi))
 				}
 			}
 		}

@@ -11,6 +11,17 @@ type Float interface{ ~float32 | ~float64 }
 // into callers' loops (a version built on math.Trunc measured slower inside the fake-quant loops).
 func Round[F Float](x F) F { return F(math.Round(float64(x))) }
 
+// RoundDiv returns num/den rounded half away from zero (the rule of Round, in integers), for
+// den > 0: the integer average of the runtime's AvgPool2D. It works in int64, so that num =
+// MinInt32 does not overflow on negation. den <= 0 is programmer misuse (division by zero panics).
+func RoundDiv(num, den int32) int32 {
+	n, d := int64(num), int64(den)
+	if n >= 0 {
+		return int32((n + d/2) / d)
+	}
+	return int32(-((-n + d/2) / d))
+}
+
 // Clamp limits v to [lo, hi].
 func Clamp(v, lo, hi int32) int32 {
 	if v < lo {
