@@ -9,10 +9,10 @@ import (
 	"hash/crc32"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 
+	"github.com/qatgo/qatgo/qmodel"
 	"gorgonia.org/tensor"
 )
 
@@ -223,29 +223,9 @@ func SaveCheckpoint(path string, c *Checkpoint) error {
 	return WriteFileAtomic(path, b)
 }
 
-// WriteFileAtomic writes data to path via a synced temporary file and a rename.
-func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("graph: writing %s: %w", path, err)
-	}
-	return nil
-}
+// WriteFileAtomic writes data to path via a synced temporary file (mode 0644) and a rename; it is
+// qmodel.WriteFileAtomic, the module's one atomic writer.
+func WriteFileAtomic(path string, data []byte) error { return qmodel.WriteFileAtomic(path, data) }
 
 // LoadCheckpoint reads a checkpoint written by SaveCheckpoint.
 func LoadCheckpoint(path string) (*Checkpoint, error) {

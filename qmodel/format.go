@@ -471,13 +471,20 @@ func Decode(b []byte) (*Model, error) {
 	return m, nil
 }
 
-// WriteFile encodes m and writes it to path atomically: a temporary file in the same directory is
-// written, synced and renamed over path, so readers see either the old file or the complete new one.
-func WriteFile(path string, m *Model) (err error) {
+// WriteFile encodes m and writes it to path atomically (WriteFileAtomic).
+func WriteFile(path string, m *Model) error {
 	b, err := Encode(m)
 	if err != nil {
 		return err
 	}
+	return WriteFileAtomic(path, b)
+}
+
+// WriteFileAtomic writes data to path atomically: a temporary file in the same directory is
+// written, synced, given mode 0644 and renamed over path, so readers see either the old file or
+// the complete new one; the directory is then synced where supported to make the rename durable.
+// It is the one atomic writer of the module (graph.WriteFileAtomic calls it).
+func WriteFileAtomic(path string, data []byte) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("qmodel: cannot write %s: %w", path, err)
@@ -488,7 +495,7 @@ func WriteFile(path string, m *Model) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if _, err = f.Write(b); err != nil {
+	if _, err = f.Write(data); err != nil {
 		return fmt.Errorf("qmodel: write %s: %w", f.Name(), err)
 	}
 	if err = f.Sync(); err != nil {
