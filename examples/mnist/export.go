@@ -25,11 +25,10 @@ func exportAndRun(o options, m *graph.Model, p *qat.Prepared, test *mnist.Set, l
 		idx[i] = i
 	}
 	test.Batch(idx, x, make([]int, n))
-	qm, rep, err := export.Export(p, export.Options{Name: m.Name + "-w8a8"}, x, n, export.Thresholds{})
+	qm, _, err := export.Export(p, export.Options{Name: m.Name + "-w8a8"}, x, n, export.Thresholds{})
 	if err != nil {
 		return row{}, err
 	}
-	_ = rep
 	path := filepath.Join(o.out, m.Name+"-w8a8.qm")
 	if err := qmodel.WriteFile(path, qm); err != nil {
 		return row{}, err
