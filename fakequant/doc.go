@@ -115,6 +115,12 @@
 // input or parameters other than the forward's, it recomputes them. Tensors of 64K elements or
 // more are processed in two halves on two goroutines (a package worker), without allocating.
 //
+// On amd64 with AVX2 (not with the purego build tag) float32 element loops run as vector kernels:
+// the forward, the observer's min/max sweep and the backward's input gradient are bit-identical to
+// the portable Go loops. The LSQ scale/offset gradient sums add the same float64 terms but in 8
+// per-lane partial sums folded at the end, so they can differ from the Go loop's (already
+// two-accumulator) order in the last float64 bits.
+//
 // # Rotations
 //
 // Hadamard(x, seed) applies y = x R along the last axis with R = D H_n / sqrt(n) (n a power of two,
