@@ -551,7 +551,7 @@ func biasInt(op string, b []float32, inScale float32, wScales []float32) ([]int3
 		if len(wScales) > 1 {
 			s = wScales[c]
 		}
-		bs := float32(float64(inScale) * float64(s))
+		bs := quant.BiasScale(inScale, s)
 		r := quant.Round(float64(v) / float64(bs))
 		if math.IsNaN(r) || r > math.MaxInt32/2 || r < -math.MaxInt32/2 {
 			return nil, fmt.Errorf("export: layer %q: bias[%d] = %v is %v in units of its scale %g (outside the int32 accumulator's safe range)", op, c, v, r, bs)

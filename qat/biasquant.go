@@ -177,7 +177,7 @@ func (op *biasQuantOp) scales(wq *tensor.Dense) ([]float32, error) {
 		if len(sw) > 1 {
 			s = sw[c]
 		}
-		out[c] = float32(float64(pin[0].Scale) * float64(s))
+		out[c] = quant.BiasScale(pin[0].Scale, s)
 	}
 	return out, nil
 }

@@ -157,7 +157,7 @@ func (b *Builder) bias(name string, bias []int32, inScale float32, wScales []flo
 	}
 	scales := make([]float32, len(wScales))
 	for i, s := range wScales {
-		scales[i] = float32(float64(inScale) * float64(s))
+		scales[i] = quant.BiasScale(inScale, s)
 	}
 	q := PerChannel(0, scales)
 	if len(scales) == 1 {

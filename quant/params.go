@@ -55,3 +55,10 @@ func SymmetricParams(lo, hi float64, r Range) (Params, error) {
 	}
 	return Params{Scale: scale}, nil
 }
+
+// BiasScale returns the scale of an int32 bias entry: inScale*wScale computed in float64 and
+// rounded once to float32. The exporter quantizes biases with it, the model builder declares it,
+// and QAT's bias simulation rounds to it, so all three agree exactly.
+func BiasScale(inScale, wScale float32) float32 {
+	return float32(float64(inScale) * float64(wScale))
+}
