@@ -17,7 +17,13 @@ func LoadPrepared(path string, m *graph.Model, c qat.QConfig) (*qat.Prepared, er
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
-	return restore(path, ck, m, c)
+	return restore("checkpoint "+path, ck, m, c)
+}
+
+// PrepareCheckpoint is LoadPrepared for a checkpoint already in memory, for a caller that has
+// read its metadata (model name, QConfig) and should not read and decode the file a second time.
+func PrepareCheckpoint(ck *graph.Checkpoint, m *graph.Model, c qat.QConfig) (*qat.Prepared, error) {
+	return restore("checkpoint", ck, m, c)
 }
 
 // Restore restores a trained model from a checkpoint written by qat (see LoadPrepared) with the
@@ -44,22 +50,23 @@ func Restore(path string, m *graph.Model, c *qat.QConfig) (*qat.Prepared, error)
 	} else if qc, err = qat.CheckpointQConfig(ck); err != nil {
 		return nil, fmt.Errorf("export: checkpoint %s: %w", path, err)
 	}
-	return restore(path, ck, m, qc)
+	return restore("checkpoint "+path, ck, m, qc)
 }
 
-func restore(path string, ck *graph.Checkpoint, m *graph.Model, c qat.QConfig) (*qat.Prepared, error) {
+// restore loads ck into m and prepares it with c; src names the checkpoint in errors.
+func restore(src string, ck *graph.Checkpoint, m *graph.Model, c qat.QConfig) (*qat.Prepared, error) {
 	if name := ck.Meta[qat.MetaModel]; name != "" && name != m.Name {
-		return nil, fmt.Errorf("export: checkpoint %s holds model %q, not %q", path, name, m.Name)
+		return nil, fmt.Errorf("export: %s holds model %q, not %q", src, name, m.Name)
 	}
 	if err := m.LoadState(ck); err != nil {
-		return nil, fmt.Errorf("export: checkpoint %s: %w", path, err)
+		return nil, fmt.Errorf("export: %s: %w", src, err)
 	}
 	p, err := qat.Prepare(m, c)
 	if err != nil {
 		return nil, err
 	}
 	if err := p.LoadState(ck); err != nil {
-		return nil, fmt.Errorf("export: checkpoint %s: %w", path, err)
+		return nil, fmt.Errorf("export: %s: %w", src, err)
 	}
 	return p, nil
 }
