@@ -85,7 +85,7 @@ func runExport(e *env, a exportArgs) error {
 		return err
 	}
 	if a.model == "" {
-		if a.model = ck.Meta["model"]; a.model == "" {
+		if a.model = ck.Meta[qat.MetaModel]; a.model == "" {
 			return usagef("the checkpoint does not name its model: pass -model (%s)", exportModelNames())
 		}
 	}
@@ -115,7 +115,11 @@ func runExport(e *env, a exportArgs) error {
 	if a.uint8 {
 		opt.Uint8Input = &quant.Params{Scale: 1.0 / 255}
 	}
-	p, qm, err := export.FromCheckpoint(a.ckpt, m, qc, opt)
+	p, err := export.PrepareCheckpoint(ck, m, qc)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.ckpt, err)
+	}
+	qm, err := export.Lower(p, opt)
 	if err != nil {
 		return err
 	}
