@@ -88,8 +88,7 @@ func Fold(m *graph.Model, g graph.Group) (*Folded, error) {
 	eps := float32(bn.Eps)
 	a := make([]float32, out)
 	for c := range a {
-		sr := float32(math.Sqrt(float64(rv[c] + eps)))
-		a[c] = gamma[c] / sr
+		a[c] = bnScale(gamma[c], rv[c], eps)
 		if math.IsNaN(float64(a[c])) || math.IsInf(float64(a[c]), 0) {
 			return nil, fmt.Errorf("export: BatchNorm %q channel %d: gamma/sqrt(var+eps) = %v is not finite", g.BN, c, a[c])
 		}
@@ -109,4 +108,10 @@ func Fold(m *graph.Model, g graph.Group) (*Folded, error) {
 		f.Bias[c] = beta[c] + shift*a[c]
 	}
 	return f, nil
+}
+
+// bnScale returns a BatchNorm channel's scale gamma/sqrt(runningVar+eps) in the float32
+// operations of graph's simulated folding (Fold and a standalone BatchNorm's lowering share it).
+func bnScale(gamma, runningVar, eps float32) float32 {
+	return gamma / float32(math.Sqrt(float64(runningVar+eps)))
 }

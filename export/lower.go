@@ -672,7 +672,7 @@ func (lw *lowerer) channelAffine(g graph.Group, l *graph.Layer, x layout, base s
 		gamma, beta, mean, rv := ps[0], ps[1], ps[2], ps[3]
 		b = make([]float32, c)
 		for i := range a {
-			a[i] = gamma[i] / float32(math.Sqrt(float64(rv[i]+float32(l.Eps))))
+			a[i] = bnScale(gamma[i], rv[i], float32(l.Eps))
 			b[i] = beta[i] - mean[i]*a[i]
 		}
 		if x.chw != nil { // per-feature parameters of a (C,H,W)-ordered vector, runtime order (H,W,C)
