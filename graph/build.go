@@ -339,7 +339,8 @@ func (n *Net) batchNorm(l *Layer, x *G.Node) (*G.Node, error) {
 		return ChanAffine(xc, a, beta, 1)
 	}
 	rm, rv := n.param(l.Name, RoleRunningMean), n.param(l.Name, RoleRunningVar)
-	a, err := G.HadamardProd(gamma, G.Must(G.InverseSqrt(G.Must(G.Add(rv, eps)))))
+	// gamma / Sqrt(var+eps), the float32 operations export lowers a standalone BatchNorm with.
+	a, err := G.HadamardDiv(gamma, G.Must(G.Sqrt(G.Must(G.Add(rv, eps)))))
 	if err != nil {
 		return nil, err
 	}
