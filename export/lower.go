@@ -621,18 +621,7 @@ func (lw *lowerer) linear(g graph.Group, l *graph.Layer, x layout, name string, 
 		if c*h*w != k {
 			return 0, fmt.Errorf("export: layer %q: %d inputs, flattened from %v", l.Name, k, x.chw)
 		}
-		p := make([]int8, len(q))
-		for r := 0; r < n; r++ {
-			row, dst := q[r*k:(r+1)*k], p[r*k:(r+1)*k]
-			for hh := 0; hh < h; hh++ {
-				for ww := 0; ww < w; ww++ {
-					for cc := 0; cc < c; cc++ {
-						dst[(hh*w+ww)*c+cc] = row[cc*h*w+hh*w+ww]
-					}
-				}
-			}
-		}
-		q = p
+		q = permuteCHW(q, n, x.chw, true) // each of the n rows is one (C,H,W) example
 	}
 	bias, err := biasInt(l.Name, f.Bias, x.p.Scale, scales)
 	if err != nil {

@@ -346,8 +346,8 @@ func toNCHW(x []float32, batch int, shape []int) []float32 { return permuteCHW(x
 
 // permuteCHW moves a batch of examples of a 3-D shape (C,H,W) between (C,H,W) and (H,W,C)
 // order: to (H,W,C) when toHWC, back otherwise. Other shapes are copied.
-func permuteCHW(x []float32, batch int, shape []int, toHWC bool) []float32 {
-	out := make([]float32, len(x))
+func permuteCHW[T any](x []T, batch int, shape []int, toHWC bool) []T {
+	out := make([]T, len(x))
 	if len(shape) != 3 {
 		copy(out, x)
 		return out
