@@ -86,4 +86,3 @@ func BenchmarkMaxPool2x2Scalar(b *testing.B) {
 		maxPool2x2Scalar(dst, src, 1, st)
 	}
 }
-
