@@ -120,6 +120,25 @@ func requantRows(dst []int8, ldd int, src []int32, lds int, rows, n int, rq *Req
 	const block = 64
 	var prep [block]quant.PreparedMultiplier
 	zp, lo, hi := int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max)
+	if n <= block && lds == n && ldd == n {
+		// Contiguous rows of few channels (the common conv case): one flat loop with a wrapping
+		// channel index instead of re-slicing every short row.
+		p := prep[:n]
+		for j := range p {
+			p[j] = quant.Multiplier{M0: rq.M0[j], Shift: rq.Shift[j]}.Prepare()
+		}
+		s := src[:rows*n]
+		d := dst[:len(s)]
+		j := 0
+		for i, acc := range s {
+			v := int64(p[j].Apply(acc)) + zp
+			d[i] = int8(min(max(v, lo), hi))
+			if j++; j == n {
+				j = 0
+			}
+		}
+		return
+	}
 	for c0 := 0; c0 < n; c0 += block {
 		c1 := min(c0+block, n)
 		p := prep[:c1-c0]
