@@ -37,7 +37,8 @@ const (
 // 7) is stored with scale s_w/k, k = storage/max|level| (export.Options.NoWeightRescale off, the
 // default). The scales are read when the node runs; while an activation observer is still
 // updating in single-pass mode (its range lags one batch) or a quantizer is disabled, the bias
-// passes through unchanged.
+// passes through unchanged. With per-group or asymmetric weights (no per-channel bias scale) the
+// bias passes through under BiasAuto and BiasOn is an error.
 func (nq *NetQuant) QuantizeBias(in, w graph.Site, wq, b *G.Node) (*G.Node, error) {
 	stW, stIn := nq.p.state[w.Name], nq.p.state[in.Name]
 	qw, qin := nq.Qs[w.Name], nq.Qs[in.Name]
@@ -51,6 +52,13 @@ func (nq *NetQuant) QuantizeBias(in, w graph.Site, wq, b *G.Node) (*G.Node, erro
 		if stW.cfg.Bits >= 8 {
 			return b, nil
 		}
+	}
+	if stW.cfg.Granularity == fakequant.PerGroup || stW.cfg.Scheme != fakequant.SymmetricNarrow {
+		// one bias scale per output channel, s_in*s_w[c], needs symmetric per-channel/tensor weights
+		if nq.p.Config.BiasQuant == BiasOn {
+			return nil, fmt.Errorf("qat: %s: BiasOn needs symmetric per-channel or per-tensor weights (%v %v)", w.Name, stW.cfg.Scheme, stW.cfg.Granularity)
+		}
+		return b, nil
 	}
 	return G.ApplyOp(&biasQuantOp{in: qin, w: qw, bits: stW.cfg.Bits, shape: b.Shape().Clone(), wshape: wq.Shape().Clone(), name: w.Name}, b, wq)
 }

@@ -28,6 +28,7 @@ type Prepared struct {
 
 type siteState struct {
 	site graph.Site
+	spec Spec // after overrides
 	cfg  fakequant.Config
 	on   bool // quantized (false: the site stays float)
 
@@ -53,7 +54,7 @@ func Prepare(m *graph.Model, c QConfig) (*Prepared, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.state[s.Name] = &siteState{site: s, cfg: fc, on: on, enabled: true}
+		p.state[s.Name] = &siteState{site: s, spec: c.spec(m, s), cfg: fc, on: on, enabled: true}
 	}
 	for k := range c.Overrides {
 		if k != graph.InputName && m.Layer(k) == nil {
@@ -474,7 +475,8 @@ func f64Tensor(v []float64) *tensor.Dense {
 
 // initLSQ initialises the learned quantizers (LSQ, PACT) of nq: weight sites with the LSQ rule
 // 2*mean|w|/sqrt(Qp) on the current value of their input (the folded weight; the graph must have
-// run), activation sites from the observed [lo, hi] ranges of a calibration pass (SetRange), or
+// run; with a percentile or MSE Spec.Observer: SetRange with that observer's range of the
+// weight), activation sites from the observed [lo, hi] ranges of a calibration pass (SetRange), or
 // with the LSQ rule on their current input when no range was recorded.
 func (p *Prepared) initLSQ(nq *NetQuant, ranges map[string][2][]float64) error {
 	for name, q := range nq.Qs {
@@ -483,7 +485,7 @@ func (p *Prepared) initLSQ(nq *NetQuant, ranges map[string][2][]float64) error {
 			continue
 		}
 		if st.site.Kind == graph.SiteWeight {
-			if err := q.InitFromInput(); err != nil {
+			if err := initWeight(st.spec, q); err != nil {
 				return err
 			}
 			continue
@@ -500,4 +502,28 @@ func (p *Prepared) initLSQ(nq *NetQuant, ranges map[string][2][]float64) error {
 		}
 	}
 	return nil
+}
+
+// initWeight initialises a learned weight quantizer from its input value: the LSQ rule, or the range
+// of the spec's percentile or MSE observer.
+func initWeight(sp Spec, q *fakequant.Quantizer) error {
+	o, err := newRangeObserver(sp, q)
+	if err != nil || o == nil {
+		if err != nil {
+			return err
+		}
+		return q.InitFromInput()
+	}
+	v, err := inputFloats(q)
+	if err != nil {
+		return err
+	}
+	if err := o.Observe(v); err != nil {
+		return err
+	}
+	lo, hi, err := o.Range()
+	if err != nil {
+		return err
+	}
+	return q.SetRange(lo, hi)
 }

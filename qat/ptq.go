@@ -10,14 +10,20 @@ import (
 
 // ObservedTwin returns c with every quantized site switched to an observer: weights track their
 // current per-channel min/max (momentum 1), activations keep the running min/max over the
-// calibration batches (momentum 0), in two passes (no SinglePass). Bit widths and overrides are kept; the name gets
-// ObservedSuffix.
+// calibration batches (momentum 0; with ObserverEMA their EMA with the spec's momentum), in two
+// passes (no SinglePass). Bit widths, schemes, granularity, observer choices and overrides are
+// kept; the name gets ObservedSuffix.
 func ObservedTwin(c QConfig) QConfig {
 	conv := func(s Spec, weight bool) Spec {
 		s.Method, s.LearnOffset, s.SinglePass = fakequant.Observed, false, false
-		s.Momentum = 0
-		if weight {
+		switch {
+		case weight:
 			s.Momentum = 1
+			if s.Observer == ObserverEMA { // a weight does not change while calibrating
+				s.Observer = ObserverMinMax
+			}
+		case s.Observer != ObserverEMA:
+			s.Momentum = 0
 		}
 		return s
 	}
@@ -43,6 +49,8 @@ func ObservedTwin(c QConfig) QConfig {
 // Calibrate is post-training quantization: it prepares m with the observed twin of c, runs
 // batches mini-batches of train (a seeded random sample) through the evaluation graph (running
 // BN statistics, BN folded as export folds it) so the observers record ranges, then freezes them.
+// Sites whose Spec.Observer is ObserverPercentile or ObserverMSE take their range from that
+// observer on a sample of the values seen in those batches (weights: the folded weight).
 // No parameter changes.
 func Calibrate(m *graph.Model, c QConfig, train Dataset, batches, batchSize int, seed uint64) (*Prepared, error) {
 	p, err := Prepare(m, ObservedTwin(c))
@@ -67,6 +75,16 @@ func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*Net
 	}
 	vm := newVM(n)
 	defer vm.Close()
+	obs := map[string]rangeObserver{}
+	for name, q := range nq.Qs {
+		o, err := newRangeObserver(p.state[name].spec, q)
+		if err != nil {
+			return nil, fmt.Errorf("qat: site %q: %w", name, err)
+		}
+		if o != nil {
+			obs[name] = o
+		}
+	}
 	perm := rand.New(rand.NewPCG(seed, 0xca11b)).Perm(train.Len())
 	x := n.XVal.Data().([]float32)
 	idx := make([]int, B)
@@ -80,8 +98,31 @@ func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*Net
 		if err := vm.RunAll(); err != nil {
 			return nil, fmt.Errorf("qat: calibration batch %d: %w", b, err)
 		}
+		for name, o := range obs {
+			if p.state[name].site.Kind == graph.SiteWeight && b > 0 {
+				continue // the folded weight is the same in every evaluation batch
+			}
+			v, err := inputFloats(nq.Qs[name])
+			if err == nil {
+				err = o.Observe(v)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("qat: calibration batch %d: site %q: %w", b, name, err)
+			}
+		}
 	}
 	p.Sync(nq)
+	for name, o := range obs {
+		lo, hi, err := o.Range()
+		if err == nil {
+			err = nq.Qs[name].SetRange(lo, hi) // checks the range gives valid parameters
+		}
+		if err != nil {
+			return nil, fmt.Errorf("qat: calibration: site %q: %w", name, err)
+		}
+		st := p.state[name]
+		st.lo, st.hi, st.hasObs, st.fixed = lo, hi, true, nil
+	}
 	return nq, nil
 }
 

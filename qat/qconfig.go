@@ -19,9 +19,9 @@ type Spec struct {
 	Method fakequant.Method
 	// PerTensor uses one scale for a weight instead of one per output channel (weights only).
 	PerTensor bool
-	// LearnOffset learns the activation zero point (LSQ+; LSQ only). Activations are always
-	// asymmetric signed (the runtime's int8 contract); without a learned offset an LSQ activation
-	// keeps the zero point fixed at the middle of the range.
+	// LearnOffset learns the zero point (LSQ+; LSQ with an asymmetric scheme only, ignored at sites
+	// with the default symmetric weight scheme). Without a learned offset an LSQ asymmetric signed
+	// activation keeps the zero point fixed at the middle of the range.
 	LearnOffset bool
 	// Momentum of the Observed EMA (0: running min/max over all batches; 1: the current batch).
 	Momentum float64
@@ -31,6 +31,18 @@ type Spec struct {
 	SinglePass bool
 	// Float disables quantization at these sites.
 	Float bool
+	// Scheme chooses the integer range; SchemeDefault is symmetric narrow-range for weights and
+	// asymmetric signed for activations (the runtime's int8 contract; export expects it).
+	Scheme Scheme
+	// GroupSize > 0 gives weights one scale per GroupSize consecutive input channels of each output
+	// channel (fakequant.PerGroup along the weight's axis 1, the input dimension); the input size
+	// must be a multiple of it. Weights only; excludes PerTensor.
+	GroupSize int
+	// Observer chooses how ranges are found by Calibrate and by the Trainer's quantizer
+	// initialisation: min/max (default), EMA, percentile or MSE.
+	Observer Observer
+	// Percentile is the upper percentile of ObserverPercentile in (50, 100]; 0 means DefaultPercentile.
+	Percentile float64
 }
 
 // Override replaces the weight and/or activation spec of one group (by layer name).
@@ -41,8 +53,9 @@ type Override struct {
 
 // QConfig is the per-layer quantization configuration that Prepare applies.
 //
-// Weights are symmetric narrow-range, per output channel unless PerTensor; activations
-// (including the model input) are asymmetric signed with a zero point. Overrides are keyed by the
+// By default weights are symmetric narrow-range, per output channel unless PerTensor or GroupSize;
+// activations (including the model input) are asymmetric signed with a zero point (Spec.Scheme
+// changes either). Overrides are keyed by the
 // name of any layer of a fusion group (usually the conv/linear) or "input".
 type QConfig struct {
 	Name      string              `json:"name"`
@@ -132,12 +145,19 @@ type specJSON struct {
 	Momentum    float64 `json:"momentum,omitempty"`
 	SinglePass  bool    `json:"single_pass,omitempty"`
 	Float       bool    `json:"float,omitempty"`
+	Scheme      string  `json:"scheme,omitempty"`
+	GroupSize   int     `json:"group_size,omitempty"`
+	Observer    string  `json:"observer,omitempty"`
+	Percentile  float64 `json:"percentile,omitempty"`
 }
 
-// MarshalJSON encodes s with the method by name ("lsq", "observed", "pact").
+// MarshalJSON encodes s with the method by name ("lsq", "observed", "pact"), the scheme
+// ("symmetric", "asymmetric", "unsigned") and observer ("ema", "percentile", "mse") by name; default
+// options are omitted, so the presets encode as they did before these options existed.
 func (s Spec) MarshalJSON() ([]byte, error) {
 	return json.Marshal(specJSON{Bits: s.Bits, Method: s.Method.String(), PerTensor: s.PerTensor,
-		LearnOffset: s.LearnOffset, Momentum: s.Momentum, SinglePass: s.SinglePass, Float: s.Float})
+		LearnOffset: s.LearnOffset, Momentum: s.Momentum, SinglePass: s.SinglePass, Float: s.Float,
+		Scheme: s.Scheme.String(), GroupSize: s.GroupSize, Observer: s.Observer.String(), Percentile: s.Percentile})
 }
 
 // UnmarshalJSON decodes what MarshalJSON wrote; an unknown method or field is an error.
@@ -159,7 +179,16 @@ func (s *Spec) UnmarshalJSON(b []byte) error {
 	default:
 		return fmt.Errorf("qat: unknown quantizer method %q", j.Method)
 	}
-	*s = Spec{Bits: j.Bits, Method: m, PerTensor: j.PerTensor, LearnOffset: j.LearnOffset, Momentum: j.Momentum, SinglePass: j.SinglePass, Float: j.Float}
+	sc, err := parseScheme(j.Scheme)
+	if err != nil {
+		return err
+	}
+	ob, err := parseObserver(j.Observer)
+	if err != nil {
+		return err
+	}
+	*s = Spec{Bits: j.Bits, Method: m, PerTensor: j.PerTensor, LearnOffset: j.LearnOffset, Momentum: j.Momentum, SinglePass: j.SinglePass, Float: j.Float,
+		Scheme: sc, GroupSize: j.GroupSize, Observer: ob, Percentile: j.Percentile}
 	return nil
 }
 
@@ -275,15 +304,20 @@ func (c QConfig) fqConfig(m *graph.Model, s graph.Site) (fakequant.Config, bool,
 	}
 	fc := fakequant.Config{Name: s.Name, Bits: sp.Bits, Method: sp.Method, Momentum: sp.Momentum,
 		SinglePass: sp.SinglePass && sp.Method == fakequant.Observed}
-	if s.Kind == graph.SiteWeight {
-		fc.Scheme = fakequant.SymmetricNarrow
-		if !sp.PerTensor {
+	if err := sp.validate(s); err != nil {
+		return fc, false, fmt.Errorf("qat: %s site %q: %w", c.Name, s.Name, err)
+	}
+	weight := s.Kind == graph.SiteWeight
+	fc.Scheme = sp.Scheme.fq(weight)
+	if weight {
+		switch {
+		case sp.GroupSize > 0:
+			fc.Granularity, fc.Axis, fc.GroupSize = fakequant.PerGroup, 1, sp.GroupSize
+		case !sp.PerTensor:
 			fc.Granularity, fc.Axis = fakequant.PerChannel, s.Axis
 		}
-	} else {
-		fc.Scheme = fakequant.AsymmetricSigned
-		fc.LearnOffset = sp.LearnOffset && sp.Method == fakequant.LSQ
 	}
+	fc.LearnOffset = sp.LearnOffset && sp.Method == fakequant.LSQ && fc.Scheme != fakequant.SymmetricNarrow
 	if err := fc.Validate(); err != nil {
 		return fc, false, fmt.Errorf("qat: %s site %q: %w", c.Name, s.Name, err)
 	}
