@@ -22,7 +22,8 @@ type step struct {
 
 	// Conv2D / FullyConnected
 	w         *kernels.PackedInt8
-	dw        []int8 // depthwise weights in kernel layout [(kh*KW+kw)*C + c]
+	w4        *kernels.PackedInt4 // FullyConnected with int4 weights (then w is nil)
+	dw        []int8              // depthwise weights in kernel layout [(kh*KW+kw)*C + c]
 	depthwise bool
 	bias      []int32 // bias - zIn*rowsums
 	rq        kernels.Requant
@@ -262,6 +263,11 @@ func (md *Model) compileLinear(s *step, op *qmodel.Op) error {
 	}
 
 	if op.Kind == qmodel.OpFullyConnected {
+		if wt.DType == qmodel.Int4 && !disableInt4 {
+			if s.w4 = packInt4FC(wv, n, k); s.w4 != nil {
+				return nil
+			}
+		}
 		if s.w, err = kernels.PackInt8(wv, n, k); err != nil {
 			return err
 		}
@@ -297,6 +303,30 @@ func (md *Model) compileLinear(s *step, op *qmodel.Op) error {
 	}
 	md.scratchN = max(md.scratchN, l)
 	return nil
+}
+
+// disableInt4 makes Load unpack int4 FullyConnected weights to int8 (the reference path of the
+// tests). Only tests set it, never concurrently with Load.
+var disableInt4 bool
+
+// packInt4FC packs the int4 weights of a FullyConnected op for kernels.GEMMInt4 with one group
+// spanning K and group scale 1, so that the kernel's accumulator is exactly bias + sum a*w, the
+// same int32 as the int8 path. It returns nil when kernels.PackInt4 does not accept the weights
+// (K not a multiple of 8, a weight of -8, or K too large for its overflow bound); the caller then
+// uses the int8 path.
+func packInt4FC(wv []int8, n, k int) *kernels.PackedInt4 {
+	if k%8 != 0 {
+		return nil
+	}
+	ones := make([]int32, n)
+	for i := range ones {
+		ones[i] = 1
+	}
+	p, err := kernels.PackInt4(wv, n, k, k, ones)
+	if err != nil {
+		return nil
+	}
+	return p
 }
 
 // MaxScratchBytes bounds the per-session scratch buffer of a convolution (its im2col patch

@@ -568,6 +568,10 @@ func (s *Session) step(st *step, ln *lane) {
 			kernels.Conv2DInt8(dst, src, nb, st.cs, st.inZero, st.w, st.bias, &st.rq, ln.scratch)
 		}
 	case qmodel.OpFullyConnected:
+		if st.w4 != nil {
+			kernels.GEMMInt4(dst, st.outN, src, st.inN, nb, st.w4, st.bias, &st.rq)
+			return
+		}
 		kernels.GEMMInt8(dst, st.outN, src, st.inN, nb, st.w, st.bias, &st.rq)
 	case qmodel.OpMaxPool2D:
 		maxPool(dst, src, nb, st)
