@@ -5,27 +5,28 @@
 // Between the input Quantize and the output Dequantize every value is an integer: int8 activations,
 // int8 or int4 weights, int32 accumulators, requantization with the Q31 multipliers that qmodel
 // derives from the file's scales (quant.QuantizeMultiplier) and clamping, exactly as in package
-// quant. Conv2D and FullyConnected run on package kernels; the input zero point is folded into the bias at load (bias' = bias - zIn*RowSums), so the kernels see plain
-// int8 products. FullyConnected layers whose weights are int4 in the file keep them 4-bit: Load packs
-// them with kernels.PackInt4 (one group spanning K, group scale 1, so the accumulator is exactly
-// bias + sum a*w) and they run on kernels.GEMMInt4, which unpacks the nibbles in registers; the
-// result is bit-identical to the int8 path (TestInt4FCMatchesInt8 checks it on every kernels path).
-// Where PackInt4 does not apply (K not a multiple of 8, a weight of -8) and for Conv2D, int4
-// weights are unpacked to int8 at load. Lookup tables (uint8 Quantize, Softmax's exponentials) are
-// computed once at load.
+// quant. Conv2D and FullyConnected run on package kernels; the input zero point is folded into the
+// bias at load (bias' = bias - zIn*RowSums), so the kernels see plain int8 products. FullyConnected
+// layers whose weights are int4 in the file keep them 4-bit: Load packs them with kernels.PackInt4
+// (one group spanning K, group scale 1, so the accumulator is exactly bias + sum a*w) and they run
+// on kernels.GEMMInt4, which unpacks the nibbles in registers; the result is bit-identical to the
+// int8 path (TestInt4FCMatchesInt8 checks it on every kernels path). Where PackInt4 does not apply
+// (K not a multiple of 8, a weight of -8) and for Conv2D, int4 weights are unpacked to int8 at
+// load. Lookup tables (uint8 Quantize, Softmax's exponentials) are computed once at load.
 //
 // # Loading and buffers
 //
 // Load validates the model (qmodel.Model.Validate), packs the weights once (kernels.PackInt8 or
 // kernels.PackInt4), precomputes biases and requantization parameters and plans the activation
 // buffers: tensors whose lifetimes do not overlap share a buffer. A Session owns the buffers. It
-// runs a batch in micro-batches (a few samples through all ops at a time, sized by MicroBatchBytes so that their
-// activations stay in cache), optionally split over several goroutines (SessionOptions.Threads).
-// After the first call at a given batch size (or a larger one) the interpreter does not allocate;
-// TestNoAllocsAfterWarmup checks it and reports allocations made inside package kernels.
-// Memory is bounded by the model: activations by qmodel's limits (MaxActivationElements,
-// MaxTotalActivations per sample), a convolution's patch buffer by MaxScratchBytes (Load rejects
-// larger ones), constants by the file size. A call with a wrong input allocates nothing.
+// runs a batch in micro-batches (a few samples through all ops at a time, sized by MicroBatchBytes
+// so that their activations stay in cache), optionally split over several goroutines
+// (SessionOptions.Threads). After the first call at a given batch size (or a larger one) the
+// interpreter does not allocate; TestNoAllocsAfterWarmup checks it and reports allocations made
+// inside package kernels. Memory is bounded by the model: activations by qmodel's limits
+// (MaxActivationElements, MaxTotalActivations per sample), a convolution's patch buffer by
+// MaxScratchBytes (Load rejects larger ones), constants by the file size. A call with a wrong input
+// allocates nothing.
 //
 // # Profiling
 //
