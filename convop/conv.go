@@ -2,6 +2,7 @@ package convop
 
 import (
 	"fmt"
+	"github.com/qatgo/qatgo/internal/opbuf"
 	"hash"
 	"hash/fnv"
 	"runtime"
@@ -107,7 +108,7 @@ func fourDType() hm.Type {
 type convOp struct {
 	params
 	diffInput bool
-	out       outBuf
+	out       opbuf.Buffer
 }
 
 var (
@@ -170,7 +171,7 @@ func (op *convOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := op.out.output(prealloc, x.Dtype(), shp, ts)
+	y, err := op.out.Output(prealloc, x.Dtype(), shp, ts...)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +225,7 @@ type convGradOp struct {
 	params
 	wrt   gradWRT
 	shape tensor.Shape
-	out   outBuf
+	out   opbuf.Buffer
 }
 
 func (op *convGradOp) name() string {
@@ -279,7 +280,7 @@ func (op *convGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	if !want.Eq(dy.Shape()) {
 		return nil, fmt.Errorf("convop: %s: dy is %v, want %v", op.name(), dy.Shape(), want)
 	}
-	res, err := op.out.output(prealloc, other.Dtype(), op.shape, ts)
+	res, err := op.out.Output(prealloc, other.Dtype(), op.shape, ts...)
 	if err != nil {
 		return nil, err
 	}
@@ -315,44 +316,6 @@ func tensors(arity int, inputs []G.Value) ([]*tensor.Dense, error) {
 		}
 	}
 	return out, nil
-}
-
-// outBuf remembers the tensor an op's Do returned last, so that the next
-// Do can write into it instead of allocating: TapeMachine.Reset forgets all
-// registers, so without this every training step would allocate every
-// output again. The previous step's value of the node is overwritten, as a
-// TapeMachine does with registers inside one run.
-type outBuf struct {
-	last *tensor.Dense
-}
-
-// output returns prealloc if it is a dense tensor of the right dtype and
-// shape. With a nil prealloc it returns the tensor of the previous call if
-// it fits and does not share memory with an input, or a new tensor.
-func (b *outBuf) output(prealloc G.Value, dt tensor.Dtype, shp tensor.Shape, inputs []*tensor.Dense) (*tensor.Dense, error) {
-	if prealloc == nil {
-		if l := b.last; l != nil && l.Dtype() == dt && l.Shape().Eq(shp) && !aliases(l, inputs) {
-			return l, nil
-		}
-		b.last = tensor.New(tensor.Of(dt), tensor.WithShape(shp...))
-		return b.last, nil
-	}
-	d, ok := prealloc.(*tensor.Dense)
-	if !ok || d.Dtype() != dt || !d.Shape().Eq(shp) || d.IsMaterializable() || aliases(d, inputs) {
-		return nil, fmt.Errorf("convop: prealloc %v %v does not fit %v %v", prealloc.Dtype(), prealloc.Shape(), dt, shp)
-	}
-	return d, nil
-}
-
-// aliases reports whether t shares its first element with one of inputs.
-func aliases(t *tensor.Dense, inputs []*tensor.Dense) bool {
-	p := t.Uintptr()
-	for _, in := range inputs {
-		if in.Uintptr() == p {
-			return true
-		}
-	}
-	return false
 }
 
 // minParallelFlops is the work below which a convolution runs on one

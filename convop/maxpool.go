@@ -2,6 +2,7 @@ package convop
 
 import (
 	"fmt"
+	"github.com/qatgo/qatgo/internal/opbuf"
 	"hash"
 	"math"
 
@@ -57,7 +58,7 @@ type poolState struct {
 type maxPoolOp struct {
 	params
 	state *poolState
-	out   outBuf
+	out   opbuf.Buffer
 }
 
 var (
@@ -119,7 +120,7 @@ func (op *maxPoolOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	y, err := op.out.output(prealloc, x.Dtype(), shp, ts)
+	y, err := op.out.Output(prealloc, x.Dtype(), shp, ts...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +231,7 @@ type maxPoolGradOp struct {
 	params
 	xShape tensor.Shape
 	state  *poolState
-	out    outBuf
+	out    opbuf.Buffer
 }
 
 func (op *maxPoolGradOp) Arity() int           { return 2 }
@@ -269,7 +270,7 @@ func (op *maxPoolGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error)
 	if n := dy.Shape().TotalSize(); n != len(op.state.argmax) {
 		return nil, fmt.Errorf("convop: MaxPool2DGrad: dy has %d elements, the forward pass produced %d", n, len(op.state.argmax))
 	}
-	dx, err := op.out.output(prealloc, dy.Dtype(), op.xShape, ts)
+	dx, err := op.out.Output(prealloc, dy.Dtype(), op.xShape, ts...)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package convop
 
 import (
 	"fmt"
+	"github.com/qatgo/qatgo/internal/opbuf"
 	"hash"
 	"math"
 
@@ -24,7 +25,7 @@ func ReLU(x *G.Node) (*G.Node, error) {
 
 type reluOp struct {
 	dims int
-	out  outBuf
+	out  opbuf.Buffer
 }
 
 var (
@@ -71,7 +72,7 @@ func (op *reluOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 		return nil, err
 	}
 	x := xs[0]
-	y, err := op.out.output(prealloc, x.Dtype(), x.Shape(), xs)
+	y, err := op.out.Output(prealloc, x.Dtype(), x.Shape(), xs...)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +120,7 @@ func (op *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 // reluGradOp is dx = dy * (x >= 0); inputs x and dy.
 type reluGradOp struct {
 	dims int
-	out  outBuf
+	out  opbuf.Buffer
 }
 
 func (op *reluGradOp) Arity() int            { return 2 }
@@ -163,7 +164,7 @@ func (op *reluGradOp) do(prealloc G.Value, inputs []G.Value) (G.Value, error) {
 	if !x.Shape().Eq(dy.Shape()) {
 		return nil, fmt.Errorf("convop: ReLUGrad: x %v and dy %v differ", x.Shape(), dy.Shape())
 	}
-	dx, err := op.out.output(prealloc, x.Dtype(), x.Shape(), ts)
+	dx, err := op.out.Output(prealloc, x.Dtype(), x.Shape(), ts...)
 	if err != nil {
 		return nil, err
 	}

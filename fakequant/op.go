@@ -2,6 +2,7 @@ package fakequant
 
 import (
 	"fmt"
+	"github.com/qatgo/qatgo/internal/opbuf"
 	"hash"
 	"hash/fnv"
 
@@ -25,7 +26,7 @@ var (
 // method (LSQ: log-scale [, offset]; PACT: alpha; Observed: none).
 type fqOp struct {
 	q   *Quantizer
-	out *tensor.Dense // owned output buffer
+	out opbuf.Buffer // owned output buffer
 }
 
 func (op *fqOp) Arity() int { return 1 + op.q.numParams() }
@@ -49,7 +50,10 @@ func (op *fqOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error
 	if err != nil {
 		return nil, err
 	}
-	y := outBuffer(prealloc, &op.out, x.Dtype(), x.Shape())
+	y, err := op.out.Output(prealloc, x.Dtype(), x.Shape(), x)
+	if err != nil {
+		return nil, fmt.Errorf("fakequant: %v: %w", op, err)
+	}
 	if err := op.q.forward(x, y, vals[1:]); err != nil {
 		return nil, err
 	}
@@ -102,7 +106,7 @@ func (op *fqOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 // Inputs: the forward op's inputs followed by the output gradient.
 type fqGradOp struct {
 	q     *Quantizer
-	out   *tensor.Dense
+	out   opbuf.Buffer
 	stash [2][]float64 // parameter gradients of the last run, in parameter order
 }
 
@@ -131,7 +135,10 @@ func (op *fqGradOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, e
 	if !ok || gy.Dtype() != x.Dtype() || !gy.Shape().Eq(x.Shape()) {
 		return nil, fmt.Errorf("fakequant: %s: output gradient %T does not match input %v %v", op.q.cfg.Name, vals[len(vals)-1], x.Dtype(), x.Shape())
 	}
-	gx := outBuffer(prealloc, &op.out, x.Dtype(), x.Shape())
+	gx, err := op.out.Output(prealloc, x.Dtype(), x.Shape(), x, gy)
+	if err != nil {
+		return nil, fmt.Errorf("fakequant: %v: %w", op, err)
+	}
 	k := op.q.layout.Slices()
 	for i := 0; i < op.q.numParams(); i++ {
 		if len(op.stash[i]) != k {
@@ -158,7 +165,7 @@ func (op *fqGradOp) String() string   { return "FakeQuantGrad{" + op.q.cfg.Name 
 type stashOp struct {
 	g     *fqGradOp
 	which int
-	out   *tensor.Dense
+	out   opbuf.Buffer
 }
 
 func (op *stashOp) Arity() int { return 1 }
@@ -183,7 +190,10 @@ func (op *stashOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, er
 	if len(src) != k {
 		return nil, fmt.Errorf("fakequant: %s: parameter gradient read before the gradient op ran", op.g.q.cfg.Name)
 	}
-	out := outBuffer(prealloc, &op.out, vals[0].Dtype(), tensor.Shape{k})
+	out, err := op.out.Output(prealloc, vals[0].Dtype(), tensor.Shape{k})
+	if err != nil {
+		return nil, fmt.Errorf("fakequant: %v: %w", op, err)
+	}
 	switch out.Dtype() {
 	case tensor.Float32:
 		d := out.Float32s()
@@ -207,19 +217,6 @@ func (op *stashOp) WriteHash(h hash.Hash) {
 func (op *stashOp) Hashcode() uint32 { return hashOf(op) }
 func (op *stashOp) String() string {
 	return fmt.Sprintf("FakeQuantParamGrad{%s,%d}", op.g.q.cfg.Name, op.which)
-}
-
-// outBuffer returns prealloc when it is a dense tensor of the wanted dtype and shape, else the op's
-// own buffer *own (allocated on first use or when the shape changes).
-func outBuffer(prealloc G.Value, own **tensor.Dense, dt tensor.Dtype, shape tensor.Shape) *tensor.Dense {
-	if p, ok := prealloc.(*tensor.Dense); ok && p.Dtype() == dt && p.Shape().Eq(shape) && !p.IsView() {
-		return p
-	}
-	if o := *own; o != nil && o.Dtype() == dt && o.Shape().Eq(shape) {
-		return o
-	}
-	*own = tensor.New(tensor.Of(dt), tensor.WithShape(shape.Clone()...))
-	return *own
 }
 
 type hashWriter interface{ WriteHash(hash.Hash) }

@@ -3,6 +3,7 @@ package fakequant
 import (
 	"errors"
 	"fmt"
+	"github.com/qatgo/qatgo/internal/opbuf"
 	"hash"
 	"math"
 	"math/rand/v2"
@@ -109,7 +110,7 @@ type hadamardOp struct {
 	seed      uint64
 	id        uint64
 	transpose bool
-	out       *tensor.Dense
+	out       opbuf.Buffer
 }
 
 var (
@@ -141,7 +142,10 @@ func (op *hadamardOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value,
 	if !ok || x.IsView() || x.Shape().TotalSize()%op.n != 0 {
 		return nil, fmt.Errorf("fakequant: Hadamard: input %T is not a dense tensor with rows of %d", vals[0], op.n)
 	}
-	y := outBuffer(prealloc, &op.out, x.Dtype(), x.Shape())
+	y, err := op.out.Output(prealloc, x.Dtype(), x.Shape(), x)
+	if err != nil {
+		return nil, fmt.Errorf("fakequant: %v: %w", op, err)
+	}
 	switch x.Dtype() {
 	case tensor.Float32:
 		hadamardRows(x.Float32s(), y.Float32s(), op.signs, op.transpose)
