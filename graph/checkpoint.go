@@ -12,7 +12,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/internal/atomicfile"
 	"gorgonia.org/tensor"
 )
 
@@ -220,12 +220,11 @@ func SaveCheckpoint(path string, c *Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(path, b)
+	if err := atomicfile.Write(path, b); err != nil {
+		return fmt.Errorf("graph: save checkpoint: %w", err)
+	}
+	return nil
 }
-
-// WriteFileAtomic writes data to path via a synced temporary file (mode 0644) and a rename; it is
-// qmodel.WriteFileAtomic, the module's one atomic writer.
-func WriteFileAtomic(path string, data []byte) error { return qmodel.WriteFileAtomic(path, data) }
 
 // LoadCheckpoint reads a checkpoint written by SaveCheckpoint.
 func LoadCheckpoint(path string) (*Checkpoint, error) {

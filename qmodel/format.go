@@ -8,8 +8,9 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
+
+	"github.com/qatgo/qatgo/internal/atomicfile"
 )
 
 // Magic is the first 8 bytes of a model file.
@@ -482,37 +483,10 @@ func WriteFile(path string, m *Model) error {
 
 // WriteFileAtomic writes data to path atomically: a temporary file in the same directory is
 // written, synced, given mode 0644 and renamed over path, so readers see either the old file or
-// the complete new one; the directory is then synced where supported to make the rename durable.
-// It is the one atomic writer of the module (graph.WriteFileAtomic calls it).
-func WriteFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("qmodel: cannot write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("qmodel: write %s: %w", f.Name(), err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("qmodel: sync %s: %w", f.Name(), err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("qmodel: close %s: %w", f.Name(), err)
-	}
-	if err = os.Chmod(f.Name(), 0o644); err != nil {
+// the complete new one. It calls the module's one atomic writer (internal/atomicfile).
+func WriteFileAtomic(path string, data []byte) error {
+	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("qmodel: %w", err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("qmodel: %w", err)
-	}
-	if d, derr := os.Open(filepath.Dir(path)); derr == nil { // make the rename durable where supported
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/qatgo/qatgo/data/mnist"
 	"github.com/qatgo/qatgo/fastblas"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/internal/atomicfile"
 	"github.com/qatgo/qatgo/qat"
 	"github.com/sirupsen/logrus"
 	"gonum.org/v1/plot"
@@ -279,7 +280,7 @@ func run(o options) error {
 	fmt.Fprintf(&tab, "\ntrain images %d, test images %d, float epochs %d, QAT epochs %d, total %s\n",
 		train.Len(), test.Len(), o.epochs, o.qatEpochs, time.Since(startAll).Round(time.Second))
 	fmt.Print(tab.String())
-	if err := graph.WriteFileAtomic(filepath.Join(o.out, o.model+"-results.md"), tab.Bytes()); err != nil {
+	if err := atomicfile.Write(filepath.Join(o.out, o.model+"-results.md"), tab.Bytes()); err != nil {
 		return err
 	}
 	png := filepath.Join(o.out, o.model+"-curves.png")
@@ -375,5 +376,5 @@ func plotCurves(path string, curves []curve) error {
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(io.Writer(&buf)); err != nil {
 		return err
 	}
-	return graph.WriteFileAtomic(path, buf.Bytes())
+	return atomicfile.Write(path, buf.Bytes())
 }
