@@ -1,11 +1,9 @@
 package infer
 
 import (
-	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os/exec"
 	"reflect"
 	"strings"
 	"sync"
@@ -386,43 +384,6 @@ func TestBufferPlanReusesMemory(t *testing.T) {
 		t.Errorf("plan uses %d buffers of %d elements for %d tensors of %d elements: no reuse", len(md.plan.size), planned, acts, total)
 	}
 	t.Logf("%d tensors (%d elements per sample) in %d buffers (%d elements)", acts, total, len(md.plan.size), planned)
-}
-
-// TestDependencies enforces the deploy-path dependency rule.
-func TestDependencies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs go list")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}",
-		"github.com/qatgo/qatgo/infer", "github.com/qatgo/qatgo/qmodel", "github.com/qatgo/qatgo/kernels")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	allowed := []string{"golang.org/x/sys/", "github.com/qatgo/qatgo/quant", "github.com/qatgo/qatgo/qmodel",
-		"github.com/qatgo/qatgo/kernels", "github.com/qatgo/qatgo/infer", "github.com/qatgo/qatgo/internal/"}
-	n := 0
-	for _, p := range strings.Fields(string(out)) {
-		n++
-		ok := false
-		for _, a := range allowed {
-			if p == a || strings.HasPrefix(p, a+"/") || (strings.HasSuffix(a, "/") && strings.HasPrefix(p, a)) {
-				ok = true
-			}
-		}
-		if !ok {
-			t.Errorf("deploy path depends on %s", p)
-		}
-	}
-	if n < 4 {
-		t.Errorf("go list returned only %d non-standard packages: %q", n, out)
-	}
 }
 
 func TestThreadsMatchSingle(t *testing.T) {
