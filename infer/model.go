@@ -90,7 +90,7 @@ func Load(m *qmodel.Model) (*Model, error) {
 	md.steps = make([]step, len(m.Ops))
 	for i := range m.Ops {
 		if err := md.compile(&md.steps[i], &m.Ops[i]); err != nil {
-			return nil, fmt.Errorf("infer: op %d (%s %s): %w", i, m.Ops[i].Kind, m.Ops[i].Name, err)
+			return nil, fmt.Errorf("infer: op %d (%s %q): %w", i, m.Ops[i].Kind, m.Ops[i].Name, err)
 		}
 	}
 	md.first, md.last = 0, len(md.steps)

@@ -95,11 +95,7 @@ func (m *Model) Validate() error {
 	}
 	for i := range m.Ops {
 		if err := m.validateOp(i, defined); err != nil {
-			name := m.Ops[i].Name
-			if name == "" {
-				name = m.Ops[i].Kind.String()
-			}
-			return fmt.Errorf("qmodel: op %d (%s): %w", i, name, err)
+			return fmt.Errorf("qmodel: op %d (%v %q): %w", i, m.Ops[i].Kind, m.Ops[i].Name, err)
 		}
 	}
 	for i := range m.Tensors {

@@ -75,7 +75,7 @@ func bench(e *env, modelPath string, batch int, dur time.Duration, threads int) 
 	}
 	w := e.stdout
 	macs := modelMACs(md.QModel())
-	fmt.Fprintf(w, "model    %s (%d ops, %d multiply-accumulates per sample)\n", md.QModel().Name, md.NumOps(), macs)
+	fmt.Fprintf(w, "model    %s (%d ops, %d multiply-accumulates per sample)\n", safe(md.QModel().Name), md.NumOps(), macs)
 	fmt.Fprintf(w, "kernels  %s, GOMAXPROCS %d, %d threads, %s/%s\n", kernels.Path(), runtime.GOMAXPROCS(0), threads, runtime.GOOS, runtime.GOARCH)
 
 	// Batch-1 latency.
@@ -144,7 +144,7 @@ func bench(e *env, modelPath string, batch int, dur time.Duration, threads int) 
 		if total > 0 {
 			share = 100 * float64(p.Total) / float64(total)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.2f\t%.1f%%\t\n", i, p.Kind, p.Name, float64(p.Total.Nanoseconds())/1e3/float64(p.Calls*batch), share)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%.2f\t%.1f%%\t\n", i, p.Kind, safe(p.Name), float64(p.Total.Nanoseconds())/1e3/float64(p.Calls*batch), share)
 	}
 	tw.Flush()
 	return nil

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/qatgo/qatgo/data/mnist"
@@ -89,7 +88,7 @@ func eval(e *env, modelPath, dir string, n, batch, threads int) error {
 			}
 		}
 	}
-	fmt.Fprintf(e.stdout, "model     %s\n", md.QModel().Name)
+	fmt.Fprintf(e.stdout, "model     %s\n", safe(md.QModel().Name))
 	fmt.Fprintf(e.stdout, "accuracy  %.2f%% (%d/%d MNIST test images)\n", 100*float64(correct)/float64(total), correct, total)
 	fmt.Fprintf(e.stdout, "time      %.2f us/image (batch %d, %d threads, kernels %s)\n", float64(elapsed.Nanoseconds())/1e3/float64(total), batch, threads, kernels.Path())
 	fmt.Fprintf(e.stdout, "per class")
@@ -111,7 +110,7 @@ func mnistTestSet(dir string, n int) (*mnist.Set, error) {
 			return nil, fmt.Errorf("cannot find the MNIST files (%w); pass -dir or set %s", err, mnist.EnvDir)
 		}
 	}
-	test, err := mnist.LoadFiles(filepath.Join(dir, mnist.TestImagesFile), filepath.Join(dir, mnist.TestLabelsFile))
+	test, err := mnist.LoadTest(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -68,9 +68,9 @@ func inspect(e *env, path string, listTensors bool) error {
 		return err
 	}
 	w := e.stdout
-	fmt.Fprintf(w, "model     %s\n", m.Name)
+	fmt.Fprintf(w, "model     %s\n", safe(m.Name))
 	if m.Producer != "" {
-		fmt.Fprintf(w, "producer  %s\n", m.Producer)
+		fmt.Fprintf(w, "producer  %s\n", safe(m.Producer))
 	}
 	floatBytes, actElems := 0, 0
 	for i := range m.Tensors {
@@ -90,13 +90,13 @@ func inspect(e *env, path string, listTensors bool) error {
 	fmt.Fprintf(w, "activations %d elements per sample in %d tensors\n", actElems, len(m.Tensors)-countConst(m))
 	fmt.Fprintf(w, "compute   %d multiply-accumulates per sample\n", modelMACs(m))
 	for _, i := range m.Inputs {
-		fmt.Fprintf(w, "input     %s %s %s\n", m.Tensors[i].Name, tensorStr(&m.Tensors[i]), qparamStr(&m.Tensors[i]))
+		fmt.Fprintf(w, "input     %s %s %s\n", safe(m.Tensors[i].Name), tensorStr(&m.Tensors[i]), qparamStr(&m.Tensors[i]))
 	}
 	for _, i := range m.Outputs {
-		fmt.Fprintf(w, "output    %s %s %s\n", m.Tensors[i].Name, tensorStr(&m.Tensors[i]), qparamStr(&m.Tensors[i]))
+		fmt.Fprintf(w, "output    %s %s %s\n", safe(m.Tensors[i].Name), tensorStr(&m.Tensors[i]), qparamStr(&m.Tensors[i]))
 	}
 	if len(m.Labels) > 0 {
-		fmt.Fprintf(w, "labels    %s\n", strings.Join(m.Labels, " "))
+		fmt.Fprintf(w, "labels    %s\n", safeList(m.Labels))
 	}
 	keys := make([]string, 0, len(m.Meta))
 	for k := range m.Meta {
@@ -104,7 +104,7 @@ func inspect(e *env, path string, listTensors bool) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(w, "meta      %s = %s\n", k, m.Meta[k])
+		fmt.Fprintf(w, "meta      %s = %s\n", safe(k), safe(m.Meta[k]))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -151,7 +151,7 @@ func inspect(e *env, path string, listTensors bool) error {
 		if n := opMACs(m, op); n > 0 {
 			macs = fmt.Sprint(n)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i, op.Kind, op.Name, inStr, tensorStr(out), qparamStr(out), act, attrs, wts, wq, shift, macs)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i, op.Kind, safe(op.Name), inStr, tensorStr(out), qparamStr(out), act, attrs, wts, wq, shift, macs)
 	}
 	tw.Flush()
 	if listTensors {
@@ -164,7 +164,7 @@ func inspect(e *env, path string, listTensors bool) error {
 			if t.IsConst() {
 				kind = "constant"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", i, t.Name, tensorStr(t), kind, t.DType.DataSize(t.NumElements()), qparamStr(t))
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", i, safe(t.Name), tensorStr(t), kind, t.DType.DataSize(t.NumElements()), qparamStr(t))
 		}
 		tw.Flush()
 	}

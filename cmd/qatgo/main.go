@@ -170,6 +170,10 @@ func needArgs(args []string, names ...string) error {
 	return nil
 }
 
+// maxThreads is the largest -threads value accepted: 4 x runtime.NumCPU(). Each thread owns a
+// full set of activation buffers, so an absurd count would exhaust memory before doing any work.
+func maxThreads() int { return 4 * runtime.NumCPU() }
+
 // threadsFlag defines -threads on fs. The function it returns checks the value, applies it to
 // package kernels (kernels.SetMaxThreads) and returns the thread count (GOMAXPROCS for 0) and a
 // function that restores the kernels' previous setting.
@@ -179,6 +183,8 @@ func threadsFlag(fs *flag.FlagSet) func() (n int, restore func(), err error) {
 		switch {
 		case *t < 0:
 			return 0, nil, usagef("-threads must be >= 0, got %d", *t)
+		case *t > maxThreads():
+			return 0, nil, usagef("-threads %d is more than %d (4 x the %d CPUs): more goroutines than that only add memory and scheduling cost", *t, maxThreads(), runtime.NumCPU())
 		case *t == 0:
 			return runtime.GOMAXPROCS(0), func() {}, nil
 		}

@@ -108,7 +108,7 @@ func printTopK(e *env, md *infer.Model, out []float32, k int) {
 	for r, i := range idx[:k] {
 		label := "-"
 		if i < len(labels) {
-			label = labels[i]
+			label = safe(labels[i])
 		}
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%.4f\n", r+1, i, label, out[i])
 	}

@@ -99,22 +99,67 @@ func (s *Set) Batch(idx []int, x []float32, y []int) {
 	}
 }
 
-// Load reads the training and test sets from dir. An empty dir means [Locate].
+// Load reads the training and test sets from dir. An empty dir means [Locate]. Each file may be
+// present under its published name (e.g. t10k-images-idx3-ubyte.gz) or, uncompressed, under the name
+// without ".gz" ([FindFile]); either may hold gzip-compressed or plain bytes.
 func Load(dir string) (train, test *Set, err error) {
 	if dir == "" {
 		if dir, err = Locate(); err != nil {
 			return nil, nil, err
 		}
 	}
-	train, err = LoadFiles(filepath.Join(dir, TrainImagesFile), filepath.Join(dir, TrainLabelsFile))
-	if err != nil {
+	if train, err = LoadTrain(dir); err != nil {
 		return nil, nil, err
 	}
-	test, err = LoadFiles(filepath.Join(dir, TestImagesFile), filepath.Join(dir, TestLabelsFile))
-	if err != nil {
+	if test, err = LoadTest(dir); err != nil {
 		return nil, nil, err
 	}
 	return train, test, nil
+}
+
+// LoadTrain reads the training split (60,000 images for MNIST) from dir (empty: [Locate]).
+func LoadTrain(dir string) (*Set, error) { return loadSplit(dir, TrainImagesFile, TrainLabelsFile) }
+
+// LoadTest reads the test split (10,000 images for MNIST) from dir (empty: [Locate]).
+func LoadTest(dir string) (*Set, error) { return loadSplit(dir, TestImagesFile, TestLabelsFile) }
+
+func loadSplit(dir, images, labels string) (*Set, error) {
+	if dir == "" {
+		var err error
+		if dir, err = Locate(); err != nil {
+			return nil, err
+		}
+	}
+	ip, err := FindFile(dir, images)
+	if err != nil {
+		return nil, err
+	}
+	lp, err := FindFile(dir, labels)
+	if err != nil {
+		return nil, err
+	}
+	return LoadFiles(ip, lp)
+}
+
+// FindFile returns the path of the idx file name (one of the *File constants) in dir: dir/name if
+// it exists, else dir/name without its ".gz" suffix (the name of the unpacked file). The error names
+// both paths when neither exists.
+func FindFile(dir, name string) (string, error) {
+	p := filepath.Join(dir, name)
+	_, err := os.Stat(p)
+	if err == nil {
+		return p, nil
+	}
+	plain := strings.TrimSuffix(p, ".gz")
+	if plain != p {
+		if _, err2 := os.Stat(plain); err2 == nil {
+			return plain, nil
+		}
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("mnist: %w", err)
+	}
+	return "", fmt.Errorf("mnist: neither %s nor %s exists (set %s or pass a directory holding the idx files)", p, plain, EnvDir)
 }
 
 // LoadFiles reads one split from an images file and a labels file (gzip or plain) and checks
@@ -269,7 +314,7 @@ func Locate() (string, error) {
 
 func checkDir(d string) error {
 	for _, f := range []string{TrainImagesFile, TrainLabelsFile, TestImagesFile, TestLabelsFile} {
-		if _, err := os.Stat(filepath.Join(d, f)); err != nil {
+		if _, err := FindFile(d, f); err != nil {
 			return err
 		}
 	}
