@@ -9,7 +9,7 @@ import (
 	"sync"
 
 	"github.com/chewxy/hm"
-	"github.com/qatgo/qatgo/kernels/fgemm"
+	"github.com/qatgo/qatgo/fgemm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )

@@ -1,5 +1,5 @@
 // Package convop is a 2-D convolution for Gorgonia training graphs built on
-// the SIMD GEMM of github.com/qatgo/qatgo/kernels/fgemm.
+// the SIMD GEMM of github.com/qatgo/qatgo/fgemm.
 //
 // Conv2d has the semantics of gorgonia.Conv2d with dilation 1: input x is
 // NCHW (batch, channels, height, width), the kernel w is

@@ -1,5 +1,5 @@
 // Package fastblas is a gonum BLAS implementation whose level-3 Sgemm and
-// Dgemm run on the SIMD kernels of github.com/qatgo/qatgo/kernels/fgemm;
+// Dgemm run on the SIMD kernels of github.com/qatgo/qatgo/fgemm;
 // every other routine is gonum's pure Go implementation.
 //
 // Gorgonia (v0.9.18) and gorgonia.org/tensor (v0.9.24) each keep a package
@@ -14,7 +14,7 @@ package fastblas
 import (
 	"fmt"
 
-	"github.com/qatgo/qatgo/kernels/fgemm"
+	"github.com/qatgo/qatgo/fgemm"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 	G "gorgonia.org/gorgonia"

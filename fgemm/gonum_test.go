@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qatgo/qatgo/kernels/fgemm"
+	"github.com/qatgo/qatgo/fgemm"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 )
