@@ -29,6 +29,12 @@ type step struct {
 	rq        kernels.Requant
 	cs        kernels.ConvShape
 	inZero    int8
+	// fc, if not nil, runs this Conv2D as one fused pass (kernels.FusedConv) when the kernels
+	// path has a fused kernel; with pool set it also computes the following MaxPool2D (writing
+	// that op's output tensor poolOut) and the pool step is skipped.
+	fc      *kernels.FusedConv
+	pool    *step
+	poolOut int
 
 	// pools
 	h, wd, c, oh, ow, kh, kw, sh, sw, pt, pl int
@@ -110,8 +116,53 @@ func Load(m *qmodel.Model) (*Model, error) {
 			md.int8Out = -1
 		}
 	}
+	if err := md.fuse(); err != nil {
+		return nil, err
+	}
 	md.plan = md.makePlan(false)
 	return md, nil
+}
+
+// fuse prepares kernels.FusedConv for each Conv2D: with the following MaxPool2D when that pool
+// is 2x2 with stride 2, no padding and no clamp beyond the conv's, and is the only reader of the
+// conv output (which must not be a model output); alone otherwise, for convolutions of up to 64
+// output channels (larger ones run faster on the GEMM path).
+func (md *Model) fuse() error {
+	readers := make([]int, len(md.qm.Tensors))
+	for i := range md.steps {
+		st := &md.steps[i]
+		readers[st.in]++
+		if st.in2 >= 0 {
+			readers[st.in2]++
+		}
+	}
+	for i := range md.steps {
+		st := &md.steps[i]
+		if st.kind != qmodel.OpConv2D || st.depthwise || st.w == nil {
+			continue
+		}
+		var next *step
+		if i+1 < len(md.steps) {
+			next = &md.steps[i+1]
+		}
+		pool := next != nil && next.kind == qmodel.OpMaxPool2D && next.in == st.out && next.in2 < 0 &&
+			readers[st.out] == 1 && st.out != md.output && st.out != md.int8Out &&
+			next.kh == 2 && next.kw == 2 && next.sh == 2 && next.sw == 2 && next.pt == 0 && next.pl == 0 &&
+			next.oh == st.cs.OutH()/2 && next.ow == st.cs.OutW()/2 && next.c == st.cs.OutC &&
+			next.lo <= st.rq.Min && next.hi >= st.rq.Max
+		if !pool && st.cs.OutC > 64 {
+			continue
+		}
+		fc, err := kernels.NewFusedConv(st.cs, pool, st.inZero, st.w, st.bias, &st.rq)
+		if err != nil {
+			return fmt.Errorf("infer: op %s: %w", st.name, err)
+		}
+		st.fc = fc
+		if pool {
+			st.pool, st.poolOut = next, next.out
+		}
+	}
+	return nil
 }
 
 // LoadFile reads, validates and loads a model file.

@@ -92,9 +92,18 @@ func (md *Model) makePlan(keepAll bool) plan {
 	if m.Tensors[md.input].DType == qmodel.Int8 {
 		alloc(md.input)
 	}
+	early := make([]bool, len(m.Tensors)) // pool outputs written by a fused conv
 	for i := range md.steps {
 		st := &md.steps[i]
-		alloc(st.out)
+		if !early[st.out] {
+			alloc(st.out)
+		}
+		if st.pool != nil {
+			// The fused conv writes the pool's output: it must not share a buffer with the
+			// conv's input.
+			alloc(st.poolOut)
+			early[st.poolOut] = true
+		}
 		if last[st.out] < 0 {
 			release(st.out) // never read
 		}
@@ -150,6 +159,8 @@ type lane struct {
 	b0, nb  int // the current micro-batch
 	scratch []int8
 	acc     []int32
+	fsc     kernels.FusedScratch
+	skip    *step // a pool step computed by the fused conv before it
 }
 
 // SessionOptions configure NewSessionWith.
@@ -562,6 +573,14 @@ func (s *Session) step(st *step, ln *lane) {
 			f[i] = quant.DequantizeValue(int32(q), st.scale, st.zero)
 		}
 	case qmodel.OpConv2D:
+		if st.fc != nil && !s.keepAll && st.fc.Fused() {
+			if st.pool != nil {
+				dst = ln.i8buf(s, st.poolOut, st.pool.outN)
+				ln.skip = st.pool
+			}
+			st.fc.Run(dst, src, nb, &ln.fsc)
+			return
+		}
 		if st.depthwise {
 			kernels.DepthwiseConv2DInt8(dst, src, nb, st.cs, st.inZero, st.dw, st.bias, &st.rq)
 		} else {
@@ -574,6 +593,10 @@ func (s *Session) step(st *step, ln *lane) {
 		}
 		kernels.GEMMInt8(dst, st.outN, src, st.inN, nb, st.w, st.bias, &st.rq)
 	case qmodel.OpMaxPool2D:
+		if ln.skip == st {
+			ln.skip = nil
+			return
+		}
 		maxPool(dst, src, nb, st)
 	case qmodel.OpAvgPool2D:
 		avgPool(dst, src, nb, st, ln.acc[:st.c])

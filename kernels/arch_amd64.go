@@ -94,7 +94,9 @@ func archImpls() []*impl {
 		l = append(l, newSIMDImpl("avxvnni", &avxvnniKernels))
 	}
 	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL && x.HasAVX512VNNI {
-		l = append(l, newSIMDImpl("avx512vnni", &avx512Kernels))
+		p := newSIMDImpl("avx512vnni", &avx512Kernels)
+		p.convPool = convPoolVNNI
+		l = append(l, p)
 	}
 	return l
 }

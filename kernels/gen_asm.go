@@ -526,7 +526,140 @@ peak_loop:`)
 		F("\tVPDPBUSD Z30, Z31, Z%d", i)
 	}
 	P("\tDECQ CX\n\tJNZ peak_loop\n\tVZEROUPPER\n\tRET")
+	convPool512(a, true)
+	convPool512(a, false)
 	return a.text()
+}
+
+// convPool512 emits vnniConvPool (pool) or vnniConvRow (no pool): the fused convolution of
+// kernels.FusedConv on 8 output pixels x 16 channels per iteration, read in place from a
+// zero-point-padded image stored as u8 (a+128), with signed weights (so VPDPBUSD needs no row
+// correction: the 128*sum(w) term is folded into off), then the requantization epilogue and a
+// masked store of n <= 16 channels per pixel.
+//
+// Rows 0-3 of the tile are pixels a, a+lda, a+2*lda, a+3*lda, rows 4-7 the same from a+rs. The
+// pool kernel passes rs = one conv row down and reduces the tile to two pooled pixels: max of
+// rows {0,1,4,5} and {2,3,6,7} (max commutes with the monotone requantization, so pooling the
+// int32 accumulators is exact); it then advances a by 4*lda and dst by 2*ldo. The row kernel
+// passes rs = 4*lda, stores 8 pixels and advances by 8*lda and 8*ldo.
+func convPool512(a *asm, pool bool) {
+	P, F := a.P, a.F
+	name := "vnniConvRow"
+	if pool {
+		name = "vnniConvPool"
+	}
+	P("")
+	F("// func %s(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off, m0, sh *int32, zp, lo, hi int64, dst *int8, ldo, n, iters int)", name)
+	P("// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights); iters >= 1.")
+	F("TEXT ·%s(SB), NOSPLIT, $0-136", name)
+	P(`	MOVQ lda+8(FP), BX
+	MOVQ off+56(FP), AX
+	VMOVDQU32 (AX), Z16
+	MOVQ m0+64(FP), AX
+	VPMOVSXDQ (AX), Z17
+	VPMOVSXDQ 32(AX), Z18
+	MOVQ sh+72(FP), AX
+	VPMOVSXDQ (AX), Z19
+	VPMOVSXDQ 32(AX), Z20
+	MOVQ $31, AX
+	VPBROADCASTQ AX, Z31
+	VPSUBQ Z19, Z31, Z19    // total = 31 - shift
+	VPSUBQ Z20, Z31, Z20
+	MOVQ $1, AX
+	VPBROADCASTQ AX, Z31
+	VPSUBQ Z31, Z19, Z21
+	VPSLLVQ Z21, Z31, Z21   // round = 1 << (total-1)
+	VPSUBQ Z31, Z20, Z22
+	VPSLLVQ Z22, Z31, Z22
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z30
+	MOVQ lo+88(FP), DX
+	SUBQ AX, DX
+	VPBROADCASTD DX, Z23
+	MOVQ hi+96(FP), DX
+	SUBQ AX, DX
+	VPBROADCASTD DX, Z29
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14`)
+	F("%s_iter:", name)
+	for r := range 8 {
+		F("\tVMOVDQA32 Z16, Z%d", r)
+	}
+	P(`	MOVQ R13, SI
+	LEAQ (SI)(BX*2), DX
+	ADDQ BX, DX
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	LEAQ (R8)(BX*2), R10
+	ADDQ BX, R10
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11`)
+	F("%s_kh:", name)
+	P("\tMOVQ ng+40(FP), CX")
+	F("%s_g:", name)
+	P("\tVMOVDQU32 (R9), Z24")
+	rows := []string{"(SI)", "(SI)(BX*1)", "(SI)(BX*2)", "(DX)", "(R8)", "(R8)(BX*1)", "(R8)(BX*2)", "(R10)"}
+	for r := range 8 {
+		F("\tVPBROADCASTD %s, Z%d", rows[r], 25+r%4)
+		F("\tVPDPBUSD Z24, Z%d, Z%d", 25+r%4, r)
+	}
+	P("\tADDQ $4, SI\n\tADDQ $4, DX\n\tADDQ $4, R8\n\tADDQ $4, R10\n\tADDQ $64, R9")
+	F("\tDECQ CX\n\tJNZ %s_g", name)
+	P("\tADDQ R12, SI\n\tADDQ R12, DX\n\tADDQ R12, R8\n\tADDQ R12, R10")
+	F("\tDECQ R11\n\tJNZ %s_kh", name)
+	// requant emits the epilogue of accumulator zr into n bytes at mem (mask K1).
+	requant := func(zr int, mem string) {
+		F("\tVPMOVSXDQ Y%d, Z8", zr)
+		F("\tVEXTRACTI32X8 $1, Z%d, Y9", zr)
+		P(`	VPMOVSXDQ Y9, Z9
+	VPMULDQ Z17, Z8, Z8
+	VPMULDQ Z18, Z9, Z9
+	VPADDQ Z21, Z8, Z8
+	VPADDQ Z22, Z9, Z9
+	VPSRAVQ Z19, Z8, Z8
+	VPSRAVQ Z20, Z9, Z9
+	VPMOVSQD Z8, Y8         // saturate to int32
+	VPMOVSQD Z9, Y9
+	VINSERTI32X8 $1, Y9, Z8, Z8
+	VPMAXSD Z23, Z8, Z8
+	VPMINSD Z29, Z8, Z8
+	VPADDD Z30, Z8, Z8
+	VPMOVDB Z8, X8`)
+		F("\tVMOVDQU8 X8, K1, %s", mem)
+	}
+	if pool {
+		P(`	VPMAXSD Z1, Z0, Z0
+	VPMAXSD Z5, Z4, Z4
+	VPMAXSD Z4, Z0, Z0
+	VPMAXSD Z3, Z2, Z2
+	VPMAXSD Z7, Z6, Z6
+	VPMAXSD Z6, Z2, Z2`)
+		requant(0, "(DI)")
+		requant(2, "(DI)(R15*1)")
+		P("\tLEAQ (R13)(BX*4), R13\n\tLEAQ (DI)(R15*2), DI")
+	} else {
+		P("\tMOVQ DI, AX")
+		for r := range 8 {
+			requant(r, "(AX)")
+			P("\tADDQ R15, AX")
+		}
+		P("\tLEAQ (R13)(BX*8), R13\n\tMOVQ AX, DI")
+	}
+	F("\tDECQ R14\n\tJNZ %s_iter", name)
+	P("\tVZEROUPPER\n\tRET")
 }
 
 // ---- avx2_amd64.s

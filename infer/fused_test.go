@@ -1,0 +1,103 @@
+package infer
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/qatgo/qatgo/kernels"
+	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
+)
+
+// fusedCNN is a small CNN whose convolutions take every fused form: conv+ReLU+pool with an odd
+// pooled width and 17 channels (two channel tiles, a partial one), a conv without pool, a
+// strided conv, and a conv whose pool cannot be fused (its output is read twice).
+func fusedCNN(t testing.TB, seed uint64) *qmodel.Model {
+	r := rand.New(rand.NewPCG(seed, 7))
+	b := qmodel.NewBuilder("fused-cnn")
+	x := b.Input("image", qmodel.Uint8, []int{15, 11, 3}, qmodel.PerTensor(1.0/255, 0))
+	q := b.Quantize("quantize", x, quant.Params{Scale: 1.0 / 255, ZeroPoint: -128})
+	bias := func(n int) []int32 {
+		v := make([]int32, n)
+		for i := range v {
+			v[i] = int32(r.IntN(2001) - 1000)
+		}
+		return v
+	}
+	conv := func(name string, in qmodel.TensorID, inC, outC, k, stride, pad int, act qmodel.Activation) qmodel.TensorID {
+		return b.Conv2D(name, in, qmodel.Weights{Values: randInt8s(r, outC*k*k*inC, -127, 127), Shape: []int{outC, k, k, inC}, Scales: randScales(r, outC, 0.002, 0.006)},
+			bias(outC), qmodel.Conv2DOptions{StrideH: stride, StrideW: stride, PadTop: pad, PadLeft: pad, PadBottom: pad, PadRight: pad, Act: act},
+			quant.Params{Scale: 0.02, ZeroPoint: int32(r.IntN(40) - 128)})
+	}
+	c1 := conv("conv1", q, 3, 17, 3, 1, 1, qmodel.ActReLU)                     // 15x11x17
+	p1 := b.MaxPool2D("pool1", c1, qmodel.PoolOptions{KernelH: 2, KernelW: 2}) // 7x5x17
+	c2 := conv("conv2", p1, 17, 24, 3, 1, 1, qmodel.ActNone)                   // 7x5x24, no pool
+	c3 := conv("conv3", c2, 24, 8, 3, 2, 1, qmodel.ActReLU)                    // 4x3x8
+	p3 := b.MaxPool2D("pool3", c3, qmodel.PoolOptions{KernelH: 2, KernelW: 2})
+	f := b.Reshape("flatten", p3, []int{8 * 2 * 1})
+	d := b.FullyConnected("dense", f, qmodel.Weights{Values: randInt8s(r, 10*16, -127, 127), Shape: []int{10, 16}, Scales: randScales(r, 10, 0.001, 0.002)},
+		bias(10), qmodel.ActNone, quant.Params{Scale: 0.05, ZeroPoint: 0})
+	b.Output(b.Dequantize("logits", d))
+	return build(t, b)
+}
+
+// TestFusedMatchesOps checks, on every kernels path, that sessions running the fused
+// convolutions give exactly the outputs of a KeepIntermediate session (which runs every op on
+// its own), single- and multi-threaded, for the MNIST CNN and a CNN with odd shapes.
+func TestFusedMatchesOps(t *testing.T) {
+	defer kernels.SetPath(kernels.Path())
+	for _, tc := range []struct {
+		name string
+		m    *qmodel.Model
+	}{{"mnist", mnistCNN(t, 3)}, {"odd", fusedCNN(t, 4)}} {
+		md, err := Load(tc.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nFused := 0
+		for i := range md.steps {
+			if md.steps[i].fc != nil {
+				nFused++
+			}
+		}
+		if nFused < 2 {
+			t.Fatalf("%s: %d fused convolutions, want at least 2", tc.name, nFused)
+		}
+		const batch = 19
+		r := rand.New(rand.NewPCG(5, 6))
+		in := make([]byte, batch*md.InputSize())
+		for i := range in {
+			in[i] = byte(r.IntN(256))
+		}
+		ref := md.NewSessionWith(SessionOptions{KeepIntermediate: true})
+		want, err := ref.RunUint8(in, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append([]float32(nil), want...)
+		for _, p := range kernels.Paths() {
+			if err := kernels.SetPath(p); err != nil {
+				t.Fatal(err)
+			}
+			for _, threads := range []int{1, 2} {
+				s := md.NewSessionWith(SessionOptions{Threads: threads})
+				got, err := s.RunUint8(in, batch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("%s path %s threads %d: outputs differ from the op-by-op run", tc.name, p, threads)
+				}
+				one, err := s.RunUint8(in[:md.InputSize()], 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(one, want[:md.OutputSize()]) {
+					t.Errorf("%s path %s threads %d: batch-1 output differs", tc.name, p, threads)
+				}
+				s.Close()
+			}
+		}
+	}
+}

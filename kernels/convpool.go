@@ -1,0 +1,341 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"fmt"
+	"unsafe"
+
+	"github.com/qatgo/qatgo/quant"
+)
+
+// FusedConv is a convolution (Conv2DInt8) fused with its requantization epilogue and, optionally,
+// a following 2x2 max pool with stride 2 and no padding (the conv -> ReLU -> pool block of small
+// CNNs). It computes, per output row, only the accumulators that the row needs (no full-size
+// intermediate tensor) and requantizes after pooling: the requantization is monotone in the
+// accumulator (non-negative multipliers), so the maximum of the requantized values equals the
+// requantization of the maximum accumulator, and the result is bit-identical to Conv2DInt8
+// followed by the pool.
+//
+// A FusedConv is immutable after NewFusedConv and safe for concurrent use; each goroutine needs
+// its own FusedScratch.
+type FusedConv struct {
+	s      ConvShape
+	pool   bool
+	inZero int8
+	w      *PackedInt8
+	bias   []int32 // OutC values (zeros if the caller passed nil)
+	rq     Requant
+	oh, ow int // output height and width (pooled if pool)
+
+	// SIMD layout (amd64): ng K groups of 4 bytes per kernel row, signed weights in tiles of
+	// panelN channels [tile][kh][ng][panelN][4]; off = bias - 128*sum(w) (the activations are
+	// read as u8 = a+128); M0, Shift padded to whole tiles.
+	ng         int
+	panel      []int8
+	off        []int32
+	m0, shift  []int32
+	tileStride int
+}
+
+// FusedScratch holds the per-goroutine buffers of FusedConv.Run; the zero value is ready to use
+// (buffers grow on first use and are reused afterwards).
+type FusedScratch struct {
+	pad  []int8  // zero-point-padded image (u8 on the SIMD path)
+	acc  []int32 // accumulators of up to two conv rows (portable path)
+	conv []int8  // one unpooled conv output image (paths without a fused kernel)
+	col  []int8  // Conv2DInt8 scratch (paths without a fused kernel)
+	tail []int8  // partial last tile of a row
+}
+
+// NewFusedConv prepares the fused op for shape s (pool: a 2x2 stride-2 max pool follows, whose
+// output is floor(OutH/2) x floor(OutW/2)), input zero point inZero (padding reads as inZero),
+// weights w (OutC x KH*KW*InC, as for Conv2DInt8), bias (folded as for Conv2DInt8; may be nil)
+// and epilogue rq. The pool must not clamp beyond rq (fold its activation into rq.Min/Max).
+func NewFusedConv(s ConvShape, pool bool, inZero int8, w *PackedInt8, bias []int32, rq *Requant) (*FusedConv, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if w == nil || w.n != s.OutC || w.k != s.K() {
+		return nil, fmt.Errorf("kernels: NewFusedConv: weights must be OutC x KH*KW*InC = %d x %d", s.OutC, s.K())
+	}
+	if bias != nil && len(bias) != s.OutC {
+		return nil, fmt.Errorf("kernels: NewFusedConv: len(bias) = %d, want OutC = %d", len(bias), s.OutC)
+	}
+	if rq == nil || len(rq.M0) != s.OutC || len(rq.Shift) != s.OutC || rq.Min > rq.Max || rq.Min < -128 || rq.Max > 127 {
+		return nil, fmt.Errorf("kernels: NewFusedConv: requantization parameters do not match OutC = %d", s.OutC)
+	}
+	oh, ow := s.OutH(), s.OutW()
+	if pool {
+		oh, ow = oh/2, ow/2
+		if oh < 1 || ow < 1 {
+			return nil, fmt.Errorf("kernels: NewFusedConv: conv output %dx%d too small for a 2x2 pool", s.OutH(), s.OutW())
+		}
+	}
+	f := &FusedConv{s: s, pool: pool, inZero: inZero, w: w, oh: oh, ow: ow,
+		rq: Requant{M0: append([]int32(nil), rq.M0...), Shift: append([]int32(nil), rq.Shift...), ZeroPoint: rq.ZeroPoint, Min: rq.Min, Max: rq.Max}}
+	for c := range f.rq.M0 {
+		if !(quant.Multiplier{M0: f.rq.M0[c], Shift: f.rq.Shift[c]}).Valid() {
+			return nil, fmt.Errorf("kernels: NewFusedConv: invalid multiplier (M0=%d, Shift=%d) for channel %d", f.rq.M0[c], f.rq.Shift[c], c)
+		}
+	}
+	f.bias = make([]int32, s.OutC)
+	copy(f.bias, bias)
+	f.prepareSIMD()
+	return f, nil
+}
+
+// prepareSIMD builds the weight panel and padded epilogue constants of the SIMD kernels.
+func (f *FusedConv) prepareSIMD() {
+	s := f.s
+	kwc := s.KW * s.InC
+	f.ng = (kwc + 3) / 4
+	nt := (s.OutC + panelN - 1) / panelN
+	f.tileStride = s.KH * f.ng * 4 * panelN
+	f.panel = make([]int8, nt*f.tileStride)
+	f.off = make([]int32, nt*panelN)
+	f.m0 = make([]int32, nt*panelN)
+	f.shift = make([]int32, nt*panelN)
+	for j := 0; j < s.OutC; j++ {
+		t, c := j/panelN, j%panelN
+		var sum int32
+		for h := 0; h < s.KH; h++ {
+			for b := 0; b < kwc; b++ {
+				v := f.w.w[j*f.w.k+h*kwc+b]
+				sum += int32(v)
+				f.panel[t*f.tileStride+((h*f.ng+b/4)*panelN+c)*4+b%4] = v
+			}
+		}
+		f.off[j] = f.bias[j] - 128*sum
+		f.m0[j], f.shift[j] = f.rq.M0[j], f.rq.Shift[j]
+	}
+}
+
+// Shape returns the convolution's shape.
+func (f *FusedConv) Shape() ConvShape { return f.s }
+
+// Pooled reports whether the 2x2 max pool is fused.
+func (f *FusedConv) Pooled() bool { return f.pool }
+
+// OutH returns the output height (after the pool if pooled).
+func (f *FusedConv) OutH() int { return f.oh }
+
+// OutW returns the output width (after the pool if pooled).
+func (f *FusedConv) OutW() int { return f.ow }
+
+// Fused reports whether the selected kernels path runs the op in one pass. When it does not,
+// Run computes Conv2DInt8 into a scratch image and pools it in plain Go (same results): callers
+// with a faster pool of their own may prefer to run the two ops separately then.
+func (f *FusedConv) Fused() bool { return current.Load().convPool != nil }
+
+// Run computes batch images: src NHWC [batch][InH][InW][InC], dst NHWC [batch][OutH][OutW][OutC]
+// (OutH, OutW of f). sc must not be used concurrently.
+func (f *FusedConv) Run(dst, src []int8, batch int, sc *FusedScratch) {
+	s := f.s
+	if batch < 0 {
+		panic(fmt.Sprintf("kernels: FusedConv.Run: batch = %d < 0", batch))
+	}
+	if need := batch * s.InH * s.InW * s.InC; len(src) < need {
+		panic(fmt.Sprintf("kernels: FusedConv.Run: len(src) = %d < %d", len(src), need))
+	}
+	if need := batch * f.oh * f.ow * s.OutC; len(dst) < need {
+		panic(fmt.Sprintf("kernels: FusedConv.Run: len(dst) = %d < %d", len(dst), need))
+	}
+	if batch == 0 {
+		return
+	}
+	if p := current.Load(); p.convPool != nil {
+		p.convPool(f, dst, src, batch, sc)
+		return
+	}
+	f.runUnfused(dst, src, batch, sc)
+}
+
+// runUnfused is Run as Conv2DInt8 then the pool, image by image.
+func (f *FusedConv) runUnfused(dst, src []int8, batch int, sc *FusedScratch) {
+	s := f.s
+	if !f.pool {
+		sc.col = fcGrow8(sc.col, Conv2DScratchLen(s))
+		Conv2DInt8(dst, src, batch, s, f.inZero, f.w, f.bias, &f.rq, sc.col)
+		return
+	}
+	oh, ow, n := s.OutH(), s.OutW(), s.OutC
+	sc.col = fcGrow8(sc.col, Conv2DScratchLen(s))
+	sc.conv = fcGrow8(sc.conv, oh*ow*n)
+	inImg, outImg := s.InH*s.InW*s.InC, f.oh*f.ow*n
+	for b := 0; b < batch; b++ {
+		Conv2DInt8(sc.conv, src[b*inImg:(b+1)*inImg], 1, s, f.inZero, f.w, f.bias, &f.rq, sc.col)
+		o := dst[b*outImg : (b+1)*outImg]
+		for py := 0; py < f.oh; py++ {
+			r0, r1 := sc.conv[2*py*ow*n:], sc.conv[(2*py+1)*ow*n:]
+			for px := 0; px < f.ow; px++ {
+				d := o[(py*f.ow+px)*n : (py*f.ow+px+1)*n]
+				for j := range d {
+					i := 2*px*n + j
+					d[j] = max(r0[i], r0[i+n], r1[i], r1[i+n])
+				}
+			}
+		}
+	}
+}
+
+// paddedInto writes one image into pad ((InH+pads) x (InW+pads) x InC bytes, then slack bytes
+// of the border value) with the border holding inZero; with u8 every byte is stored as v^0x80
+// (v+128 read as unsigned). It returns the padded length.
+func (f *FusedConv) paddedInto(pad, img []int8, u8 bool) {
+	s := f.s
+	c := s.InC
+	pw := s.InW + s.PadLeft + s.PadRight
+	z := f.inZero
+	var x uint64
+	if u8 {
+		z ^= -128
+		x = 0x8080808080808080
+	}
+	zb := uint64(uint8(z)) * 0x0101010101010101
+	pb := unsafe.Slice((*byte)(unsafe.Pointer(&pad[0])), len(pad))
+	ib := unsafe.Slice((*byte)(unsafe.Pointer(&img[0])), s.InH*s.InW*c)
+	le := binary.LittleEndian
+	// Border: the top rows, the left/right margins and the bottom rows plus slack.
+	top := s.PadTop * pw * c
+	fillBytes(pb[:top+s.PadLeft*c], zb)
+	rowLen := s.InW * c
+	for y := 0; y < s.InH; y++ {
+		o := top + (y*pw+s.PadLeft)*c
+		row := ib[y*rowLen : (y+1)*rowLen]
+		d := pb[o : o+rowLen]
+		i := 0
+		for ; i+8 <= len(row); i += 8 {
+			le.PutUint64(d[i:], le.Uint64(row[i:])^x)
+		}
+		for ; i < len(row); i++ {
+			d[i] = row[i] ^ byte(x)
+		}
+		// Right margin of this row and left margin of the next.
+		e := o + rowLen
+		fillBytes(pb[e:e+(s.PadRight+s.PadLeft)*c], zb)
+	}
+	fillBytes(pb[top+(s.InH*pw+s.PadLeft)*c:], zb)
+}
+
+// fillBytes sets every byte of b to the byte replicated in v.
+func fillBytes(b []byte, v uint64) {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], v)
+	}
+	for ; i < len(b); i++ {
+		b[i] = byte(v)
+	}
+}
+
+// padLen returns the length of the padded image buffer including the slack that the SIMD
+// kernels may read past the last pixel (whole tiles of 8 pixels, whole K groups).
+func (f *FusedConv) padLen() int {
+	s := f.s
+	c := s.InC
+	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
+	return ph*pw*c + 16*s.StrideW*c + 4*f.ng + 64
+}
+
+func init() { portableImpl.convPool = convPoolPortable }
+
+// convPoolPortable is FusedConv.Run in plain Go: a direct convolution on the padded image with
+// the two-channels-per-multiplication dot products of the portable GEMM (no patch matrix), the
+// pool on the accumulators, then the reference epilogue on the pooled row.
+func convPoolPortable(f *FusedConv, dst, src []int8, batch int, sc *FusedScratch) {
+	s := f.s
+	c, n := s.InC, s.OutC
+	oh, ow := s.OutH(), s.OutW()
+	pw := s.InW + s.PadLeft + s.PadRight
+	sc.pad = fcGrow8(sc.pad, f.padLen())
+	pad := sc.pad
+	sc.acc = fcGrow32(sc.acc, 2*ow*n)
+	acc0, acc1 := sc.acc[:ow*n], sc.acc[ow*n:2*ow*n]
+	inImg, outImg := s.InH*s.InW*c, f.oh*f.ow*n
+	for b := 0; b < batch; b++ {
+		f.paddedInto(pad, src[b*inImg:(b+1)*inImg], false)
+		o := dst[b*outImg : (b+1)*outImg]
+		if !f.pool {
+			for oy := 0; oy < oh; oy++ {
+				f.convRowPortable(acc0, pad, oy, pw)
+				requantRows(o[oy*ow*n:], n, acc0, n, ow, n, &f.rq)
+			}
+			continue
+		}
+		for py := 0; py < f.oh; py++ {
+			f.convRowPortable(acc0, pad, 2*py, pw)
+			f.convRowPortable(acc1, pad, 2*py+1, pw)
+			for px := 0; px < f.ow; px++ {
+				d := acc0[px*n : px*n+n]
+				a, b2, e := acc0[2*px*n:], acc1[2*px*n:], acc1[(2*px+1)*n:]
+				a1 := acc0[(2*px+1)*n:]
+				for j := range d {
+					d[j] = max(a[j], a1[j], b2[j], e[j])
+				}
+			}
+			requantRows(o[py*f.ow*n:], n, acc0, n, f.ow, n, &f.rq)
+		}
+	}
+}
+
+// convRowPortable computes the accumulators (bias included) of conv output row oy into acc
+// (OutW x OutC) from the int8 padded image pad (row width pw pixels).
+func (f *FusedConv) convRowPortable(acc []int32, pad []int8, oy, pw int) {
+	s := f.s
+	c, n, k := s.InC, s.OutC, s.K()
+	kwc := s.KW * c
+	wq := f.w.pairs()
+	np := (n + 1) / 2
+	nq := np / 4
+	bias := f.bias
+	for ox := 0; ox < s.OutW(); ox++ {
+		base := (oy*s.StrideH*pw + ox*s.StrideW) * c
+		d := acc[ox*n : ox*n+n]
+		q := 0
+		for ; q < 4*nq; q += 4 {
+			var s0, s1, s2, s3 int64
+			wg := wq[q*k : (q+4)*k]
+			for h := 0; h < s.KH; h++ {
+				x := pad[base+h*pw*c : base+h*pw*c+kwc]
+				t0, t1, t2, t3 := dot1x4(x, wg[4*h*kwc:4*(h+1)*kwc])
+				s0, s1, s2, s3 = s0+t0, s1+t1, s2+t2, s3+t3
+			}
+			if j := 2 * q; j+8 <= n {
+				store8(d[j:j+8], bias[j:j+8], s0, s1, s2, s3)
+				continue
+			}
+			store2(d, bias, 2*q, 0, n, s0)
+			store2(d, bias, 2*q+2, 0, n, s1)
+			store2(d, bias, 2*q+4, 0, n, s2)
+			store2(d, bias, 2*q+6, 0, n, s3)
+		}
+		for ; q < np; q++ {
+			wa := wq[q*k : q*k+k]
+			var t int64
+			for h := 0; h < s.KH; h++ {
+				x := pad[base+h*pw*c : base+h*pw*c+kwc]
+				wr := wa[h*kwc : h*kwc+kwc]
+				for i, v := range x {
+					t += int64(v) * wr[i]
+				}
+			}
+			store2(d, bias, 2*q, 0, n, t)
+		}
+	}
+}
+
+// fcGrow8 returns b with length n, reallocated only when its capacity is too small.
+func fcGrow8(b []int8, n int) []int8 {
+	if cap(b) < n {
+		return make([]int8, n)
+	}
+	return b[:n]
+}
+
+// fcGrow32 is fcGrow8 for int32.
+func fcGrow32(b []int32, n int) []int32 {
+	if cap(b) < n {
+		return make([]int32, n)
+	}
+	return b[:n]
+}

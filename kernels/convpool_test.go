@@ -1,0 +1,172 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// fusedShapes adds shapes that exercise the fused kernels' edges: channel counts around the
+// 16-channel tile, several tiles, odd pooled widths, rows shorter than one 8-pixel tile, K
+// groups that end inside a pixel (KW*InC not a multiple of 4).
+var fusedShapes = append(append([]ConvShape{}, convShapes...),
+	ConvShape{InH: 7, InW: 7, InC: 32, OutC: 64, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	ConvShape{InH: 14, InW: 14, InC: 16, OutC: 32, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	ConvShape{InH: 13, InW: 11, InC: 3, OutC: 17, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	ConvShape{InH: 6, InW: 3, InC: 5, OutC: 16, KH: 2, KW: 3, StrideH: 1, StrideW: 1, PadLeft: 1, PadRight: 1},
+	ConvShape{InH: 10, InW: 22, InC: 1, OutC: 4, KH: 5, KW: 5, StrideH: 1, StrideW: 1, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2},
+)
+
+// refPool is the 2x2 stride-2 max pool of NHWC int8 images (floor of odd sizes).
+func refPool(src []int8, batch, h, w, c int) []int8 {
+	oh, ow := h/2, w/2
+	out := make([]int8, batch*oh*ow*c)
+	for b := 0; b < batch; b++ {
+		for y := 0; y < oh; y++ {
+			for x := 0; x < ow; x++ {
+				for ch := 0; ch < c; ch++ {
+					m := int8(-128)
+					for dy := 0; dy < 2; dy++ {
+						for dx := 0; dx < 2; dx++ {
+							m = max(m, src[((b*h+2*y+dy)*w+2*x+dx)*c+ch])
+						}
+					}
+					out[((b*oh+y)*ow+x)*c+ch] = m
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestFusedConv compares FusedConv on every path (the fused kernels where a path has them, the
+// composition of Conv2DInt8 and a pool otherwise) with the naive convolution, the reference
+// epilogue and a naive pool.
+func TestFusedConv(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	for si, s := range fusedShapes {
+		for _, kind := range []fillKind{fillRandom, fillMin, fillMax} {
+			for _, pool := range []bool{false, true} {
+				if pool && (s.OutH() < 2 || s.OutW() < 2) {
+					continue
+				}
+				batch := 1 + r.IntN(3)
+				src := make([]int8, 3+batch*s.InH*s.InW*s.InC)[3:] // unaligned
+				fillInt8(r, src, kind, false)
+				wraw := make([]int8, s.OutC*s.K())
+				fillInt8(r, wraw, kind, true)
+				w, err := PackInt8(wraw, s.OutC, s.K())
+				if err != nil {
+					t.Fatal(err)
+				}
+				inZero := int8(r.IntN(256) - 128)
+				if kind == fillMin {
+					inZero = -128
+				}
+				var bias []int32
+				if r.IntN(4) > 0 {
+					bias = make([]int32, s.OutC)
+					for i := range bias {
+						bias[i] = int32(r.IntN(2000) - 1000)
+					}
+				}
+				rq := randomRequant(r, s.OutC, s.K())
+				want := refRequant(refConv(src, batch, s, inZero, wraw, bias, false), s.OutC, rq)
+				if pool {
+					want = refPool(want, batch, s.OutH(), s.OutW(), s.OutC)
+				}
+				f, err := NewFusedConv(s, pool, inZero, w, bias, rq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := batch * f.OutH() * f.OutW() * s.OutC; n != len(want) {
+					t.Fatalf("shape %d: output size %d, want %d", si, n, len(want))
+				}
+				for _, p := range allImpls() {
+					got := make([]int8, len(want)+5)
+					for i := range got {
+						got[i] = 99
+					}
+					var sc FusedScratch
+					if p.convPool != nil {
+						p.convPool(f, got, src, batch, &sc)
+					} else {
+						f.runUnfused(got, src, batch, &sc)
+					}
+					for i := range want {
+						if got[i] != want[i] {
+							t.Fatalf("%s shape %d %+v pool %v fill %d: index %d got %d want %d", p.name, si, s, pool, kind, i, got[i], want[i])
+						}
+					}
+					for i := len(want); i < len(got); i++ {
+						if got[i] != 99 {
+							t.Fatalf("%s shape %d pool %v: wrote past the output (index %d)", p.name, si, pool, i)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestFusedConvErrors(t *testing.T) {
+	s := convShapes[0]
+	w, _ := PackInt8(make([]int8, s.OutC*s.K()), s.OutC, s.K())
+	rq := &Requant{M0: make([]int32, s.OutC), Shift: make([]int32, s.OutC), Min: -128, Max: 127}
+	tiny := ConvShape{InH: 2, InW: 3, InC: 1, OutC: 8, KH: 2, KW: 2, StrideH: 1, StrideW: 1}
+	wt, _ := PackInt8(make([]int8, 8*4), 8, 4)
+	bad := []struct {
+		s    ConvShape
+		pool bool
+		w    *PackedInt8
+		bias []int32
+		rq   *Requant
+	}{
+		{ConvShape{}, false, w, nil, rq},
+		{s, false, nil, nil, rq},
+		{s, false, w, make([]int32, 3), rq},
+		{s, false, w, nil, &Requant{M0: make([]int32, 2), Shift: make([]int32, 2)}},
+		{s, false, w, nil, &Requant{M0: make([]int32, s.OutC), Shift: make([]int32, s.OutC), Min: 5, Max: 4}},
+		{s, false, w, nil, &Requant{M0: append(make([]int32, s.OutC-1), -1), Shift: make([]int32, s.OutC), Min: -128, Max: 127}},
+		{tiny, true, wt, nil, rq},
+	}
+	for i, c := range bad {
+		if _, err := NewFusedConv(c.s, c.pool, 0, c.w, c.bias, c.rq); err == nil {
+			t.Errorf("case %d: no error", i)
+		}
+	}
+}
+
+// BenchmarkFusedConv compares the MNIST CNN's conv+pool blocks fused and as Conv2DInt8 plus pool
+// (the composition FusedConv falls back to), per image at batch 64.
+func BenchmarkFusedConv(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, s := range convShapes[:2] {
+		const batch = 64
+		src := make([]int8, batch*s.InH*s.InW*s.InC)
+		fillInt8(r, src, fillRandom, false)
+		wraw := make([]int8, s.OutC*s.K())
+		fillInt8(r, wraw, fillRandom, true)
+		w, _ := PackInt8(wraw, s.OutC, s.K())
+		rq := randomRequant(r, s.OutC, s.K())
+		f, err := NewFusedConv(s, true, -128, w, nil, rq)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst := make([]int8, batch*f.OutH()*f.OutW()*s.OutC)
+		var sc FusedScratch
+		name := fmt.Sprintf("%dx%dx%d-%d", s.InH, s.InW, s.InC, s.OutC)
+		b.Run(name+"/fused", func(b *testing.B) {
+			for range b.N {
+				f.Run(dst, src, batch, &sc)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/image")
+		})
+		b.Run(name+"/unfused", func(b *testing.B) {
+			for range b.N {
+				f.runUnfused(dst, src, batch, &sc)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/image")
+		})
+	}
+}
