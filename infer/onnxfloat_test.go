@@ -265,6 +265,7 @@ func floatONNX(m *qmodel.Model) ([]byte, error) {
 		}
 		return name0(t)
 	}
+	clipConsts := false
 	// act returns the name the op's node writes and a function that appends the activation
 	// node (after the op's node: ONNX nodes are in topological order).
 	act := func(out string, a qmodel.Activation) (string, func()) {
@@ -272,12 +273,15 @@ func floatONNX(m *qmodel.Model) ([]byte, error) {
 		case qmodel.ActReLU:
 			return out + "_pre", func() { g.node("Relu", []string{out + "_pre"}, out) }
 		case qmodel.ActReLU6:
+			if !clipConsts {
+				g.initF32("zero_f", nil, []float32{0})
+				g.initF32("six_f", nil, []float32{6})
+				clipConsts = true
+			}
 			return out + "_pre", func() { g.node("Clip", []string{out + "_pre", "zero_f", "six_f"}, out) }
 		}
 		return out, func() {}
 	}
-	g.initF32("zero_f", nil, []float32{0})
-	g.initF32("six_f", nil, []float32{6})
 	for _, op := range m.Ops {
 		x, o := op.Inputs[0], op.Outputs[0]
 		xt := &m.Tensors[x]

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// compare.js: qatgo's integer runtime beside onnxruntime (float32) on the same CNN, in one run.
+//
+//   cd bench/onnxruntime
+//   npm install --ignore-scripts onnxruntime-node@1.30.0
+//   node compare.js [MODEL.qm] [-time SECONDS]
+//
+// Without MODEL.qm it uses the random-weight copy of ggml's MNIST CNN from the infer tests; pass
+// an exported model (go run ./examples/mnist -model ggml, or the default bn model) to compare a
+// trained network. The float32 ONNX is written by a test-only helper of package infer
+// (TestWriteFloatONNX: the .qm's weights dequantized, NCHW) and checked against qatgo's outputs
+// before timing. onnxruntime runs with graph optimization level "all", intra-op threads 1 and 2,
+// sequential execution; qatgo runs `qatgo bench` with -threads 1 and 2. Batch-1 latency is the
+// median of single calls; onnxruntime-node's own per-call floor (an Identity model) is printed so
+// that it can be subtracted. Figures depend on machine load: compare ratios from one run.
+'use strict';
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { execFileSync } = require('child_process');
+const ort = require('onnxruntime-node');
+
+const args = process.argv.slice(2);
+let qm = '';
+let seconds = 1;
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '-time') seconds = Number(args[++i]);
+  else qm = path.resolve(args[i]);
+}
+const root = path.resolve(__dirname, '..', '..');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatgo-ort-'));
+
+function sh(cmd, argv, env) {
+  return execFileSync(cmd, argv, { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8' });
+}
+
+async function main() {
+  sh('go', ['test', '-count=1', '-run', '^TestWriteFloatONNX$', './infer'], { QATGO_ONNX_DIR: dir, QATGO_ONNX_FROM: qm });
+  const model = qm || path.join(dir, 'model.qm');
+  sh('go', ['build', '-o', path.join(dir, 'qatgo'), './cmd/qatgo']);
+
+  // Same network: onnxruntime on qatgo's reference inputs, against qatgo's outputs.
+  const ref = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8'));
+  const [h, w, c] = ref.shape;
+  const per = h * w * c;
+  const n = ref.pixels.length / per;
+  const outN = ref.outputs.length / n;
+  const x = new Float32Array(n * per); // NCHW
+  for (let b = 0; b < n; b++)
+    for (let y = 0; y < h; y++)
+      for (let xx = 0; xx < w; xx++)
+        for (let ch = 0; ch < c; ch++)
+          x[((b * c + ch) * h + y) * w + xx] = ref.scale * (ref.pixels[((b * h + y) * w + xx) * c + ch] - ref.zero);
+  const opts = (t) => ({ graphOptimizationLevel: 'all', intraOpNumThreads: t, interOpNumThreads: 1, executionMode: 'sequential' });
+  const s1 = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), opts(1));
+  const y = (await s1.run({ x: new ort.Tensor('float32', x, [n, c, h, w]) })).y.data;
+  let agree = 0, maxDiff = 0;
+  const argmax = (v, o) => { let k = 0; for (let j = 1; j < outN; j++) if (v[o + j] > v[o + k]) k = j; return k; };
+  for (let b = 0; b < n; b++) {
+    if (argmax(y, b * outN) === argmax(ref.outputs, b * outN)) agree++;
+    for (let j = 0; j < outN; j++) maxDiff = Math.max(maxDiff, Math.abs(y[b * outN + j] - ref.outputs[b * outN + j]));
+  }
+  console.log(`model ${model}`);
+  console.log(`check: onnxruntime f32 vs qatgo int8 on ${n} inputs: argmax agrees on ${agree}, max |diff| ${maxDiff.toFixed(3)}`);
+
+  const ms = seconds * 1000;
+  async function latency(sess, feeds) {
+    for (let i = 0; i < 50; i++) await sess.run(feeds);
+    const lat = [];
+    const end = Date.now() + ms;
+    while (Date.now() < end || lat.length < 10) {
+      const t0 = process.hrtime.bigint();
+      await sess.run(feeds);
+      lat.push(Number(process.hrtime.bigint() - t0) / 1e3);
+    }
+    lat.sort((a, b) => a - b);
+    return lat[Math.floor(lat.length / 2)];
+  }
+  async function throughput(sess, feeds, batch) {
+    await sess.run(feeds);
+    let runs = 0;
+    const t0 = process.hrtime.bigint();
+    const end = Date.now() + ms;
+    while (Date.now() < end || runs < 3) { await sess.run(feeds); runs++; }
+    return Number(process.hrtime.bigint() - t0) / 1e3 / (runs * batch);
+  }
+  const rows = [];
+  const idn = await ort.InferenceSession.create(path.join(dir, 'identity.onnx'), opts(1));
+  const floor = await latency(idn, { x: new ort.Tensor('float32', new Float32Array(1), [1, 1]) });
+  for (const t of [1, 2]) {
+    const sess = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), opts(t));
+    const one = { x: new ort.Tensor('float32', x.subarray(0, per), [1, c, h, w]) };
+    const big = new Float32Array(256 * per);
+    for (let i = 0; i < big.length; i++) big[i] = x[i % x.length];
+    const b256 = { x: new ort.Tensor('float32', big, [256, c, h, w]) };
+    const ortLat = await latency(sess, one);
+    const ortTp = await throughput(sess, b256, 256);
+    const out = sh(path.join(dir, 'qatgo'), ['bench', '-batch', '256', '-time', `${seconds}s`, '-threads', String(t), model]);
+    const p50 = Number(/batch 1\s+p50 ([\d.]+) us/.exec(out)[1]);
+    const tp = Number(/batch 256\s+([\d.]+) us\/image/.exec(out)[1]);
+    rows.push({ t, ortLat, ortTp, p50, tp });
+  }
+  console.log(`onnxruntime-node per-call floor (Identity, batch 1): ${floor.toFixed(2)} us\n`);
+  console.log('| threads | qatgo batch 256 us/image | ort f32 batch 256 us/image | ratio | qatgo batch-1 p50 us | ort f32 batch-1 p50 us (minus floor) |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const r of rows)
+    console.log(`| ${r.t} | ${r.tp.toFixed(2)} | ${r.ortTp.toFixed(2)} | ${(r.tp / r.ortTp).toFixed(2)} | ${r.p50.toFixed(2)} | ${r.ortLat.toFixed(2)} (${(r.ortLat - floor).toFixed(2)}) |`);
+  console.log(`\n2 threads / 1 thread throughput at batch 256: qatgo ${(rows[0].tp / rows[1].tp).toFixed(2)}x, ort ${(rows[0].ortTp / rows[1].ortTp).toFixed(2)}x`);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((e) => { console.error(e); fs.rmSync(dir, { recursive: true, force: true }); process.exit(1); });
