@@ -128,6 +128,9 @@ func Load(m *qmodel.Model) (*Model, error) {
 // conv output (which must not be a model output); alone otherwise, for convolutions of up to 64
 // output channels (larger ones run faster on the GEMM path).
 func (md *Model) fuse() error {
+	if disableFusion {
+		return nil
+	}
 	readers := make([]int, len(md.qm.Tensors))
 	for i := range md.steps {
 		st := &md.steps[i]
@@ -355,6 +358,10 @@ func (md *Model) compileLinear(s *step, op *qmodel.Op) error {
 	md.scratchN = max(md.scratchN, l)
 	return nil
 }
+
+// disableFusion makes Load keep every op on its own (the benchmarks' before/after comparison).
+// Only tests set it, never concurrently with Load.
+var disableFusion bool
 
 // disableInt4 makes Load unpack int4 FullyConnected weights to int8 (the reference path of the
 // tests). Only tests set it, never concurrently with Load.

@@ -42,7 +42,7 @@ type FusedConv struct {
 type FusedScratch struct {
 	pad  []int8  // zero-point-padded image (u8 on the SIMD path)
 	acc  []int32 // accumulators of up to two conv rows (portable path)
-	conv []int8  // one unpooled conv output image (paths without a fused kernel)
+	conv []int8  // one unpooled conv output image (paths without a fused kernel) or one row of patches (portable)
 	col  []int8  // Conv2DInt8 scratch (paths without a fused kernel)
 	tail []int8  // partial last tile of a row
 }
@@ -250,6 +250,8 @@ func convPoolPortable(f *FusedConv, dst, src []int8, batch int, sc *FusedScratch
 	sc.pad = fcGrow8(sc.pad, f.padLen())
 	pad := sc.pad
 	sc.acc = fcGrow32(sc.acc, 2*ow*n)
+	sc.conv = fcGrow8(sc.conv, ow*s.K()+8)
+	patch := sc.conv
 	acc0, acc1 := sc.acc[:ow*n], sc.acc[ow*n:2*ow*n]
 	inImg, outImg := s.InH*s.InW*c, f.oh*f.ow*n
 	for b := 0; b < batch; b++ {
@@ -257,14 +259,14 @@ func convPoolPortable(f *FusedConv, dst, src []int8, batch int, sc *FusedScratch
 		o := dst[b*outImg : (b+1)*outImg]
 		if !f.pool {
 			for oy := 0; oy < oh; oy++ {
-				f.convRowPortable(acc0, pad, oy, pw)
+				f.convRowPortable(acc0, patch, pad, oy, pw)
 				requantRows(o[oy*ow*n:], n, acc0, n, ow, n, &f.rq)
 			}
 			continue
 		}
 		for py := 0; py < f.oh; py++ {
-			f.convRowPortable(acc0, pad, 2*py, pw)
-			f.convRowPortable(acc1, pad, 2*py+1, pw)
+			f.convRowPortable(acc0, patch, pad, 2*py, pw)
+			f.convRowPortable(acc1, patch, pad, 2*py+1, pw)
 			for px := 0; px < f.ow; px++ {
 				d := acc0[px*n : px*n+n]
 				a, b2, e := acc0[2*px*n:], acc1[2*px*n:], acc1[(2*px+1)*n:]
@@ -279,49 +281,39 @@ func convPoolPortable(f *FusedConv, dst, src []int8, batch int, sc *FusedScratch
 }
 
 // convRowPortable computes the accumulators (bias included) of conv output row oy into acc
-// (OutW x OutC) from the int8 padded image pad (row width pw pixels).
-func (f *FusedConv) convRowPortable(acc []int32, pad []int8, oy, pw int) {
+// (OutW x OutC) from the int8 padded image pad (row width pw pixels): the row's patches are
+// gathered into patch (OutW x K) and multiplied by the portable GEMM.
+func (f *FusedConv) convRowPortable(acc []int32, patch, pad []int8, oy, pw int) {
 	s := f.s
-	c, n, k := s.InC, s.OutC, s.K()
+	c, k := s.InC, s.K()
 	kwc := s.KW * c
-	wq := f.w.pairs()
-	np := (n + 1) / 2
-	nq := np / 4
-	bias := f.bias
-	for ox := 0; ox < s.OutW(); ox++ {
-		base := (oy*s.StrideH*pw + ox*s.StrideW) * c
-		d := acc[ox*n : ox*n+n]
-		q := 0
-		for ; q < 4*nq; q += 4 {
-			var s0, s1, s2, s3 int64
-			wg := wq[q*k : (q+4)*k]
+	ow := s.OutW()
+	if kwc <= 8 {
+		// One 8-byte word per kernel row; each store spills past the kernel row into bytes
+		// that the next store (or the next pixel's) overwrites, and into patch's slack at the
+		// end; the loads stay inside pad's slack.
+		pb := unsafe.Slice((*byte)(unsafe.Pointer(&pad[0])), len(pad))
+		qb := unsafe.Slice((*byte)(unsafe.Pointer(&patch[0])), len(patch))
+		le := binary.LittleEndian
+		for ox := 0; ox < ow; ox++ {
+			base := (oy*s.StrideH*pw + ox*s.StrideW) * c
 			for h := 0; h < s.KH; h++ {
-				x := pad[base+h*pw*c : base+h*pw*c+kwc]
-				t0, t1, t2, t3 := dot1x4(x, wg[4*h*kwc:4*(h+1)*kwc])
-				s0, s1, s2, s3 = s0+t0, s1+t1, s2+t2, s3+t3
+				o := base + h*pw*c
+				le.PutUint64(qb[ox*k+h*kwc:], le.Uint64(pb[o:]))
 			}
-			if j := 2 * q; j+8 <= n {
-				store8(d[j:j+8], bias[j:j+8], s0, s1, s2, s3)
-				continue
-			}
-			store2(d, bias, 2*q, 0, n, s0)
-			store2(d, bias, 2*q+2, 0, n, s1)
-			store2(d, bias, 2*q+4, 0, n, s2)
-			store2(d, bias, 2*q+6, 0, n, s3)
 		}
-		for ; q < np; q++ {
-			wa := wq[q*k : q*k+k]
-			var t int64
-			for h := 0; h < s.KH; h++ {
-				x := pad[base+h*pw*c : base+h*pw*c+kwc]
-				wr := wa[h*kwc : h*kwc+kwc]
-				for i, v := range x {
-					t += int64(v) * wr[i]
-				}
-			}
-			store2(d, bias, 2*q, 0, n, t)
+		gemm32Portable(acc, s.OutC, patch, k, ow, f.w, f.bias, 0, s.OutC)
+		return
+	}
+	for ox := 0; ox < ow; ox++ {
+		base := (oy*s.StrideH*pw + ox*s.StrideW) * c
+		row := patch[ox*k : ox*k+k]
+		for h := 0; h < s.KH; h++ {
+			o := base + h*pw*c
+			copyShort(row[h*kwc:h*kwc+kwc], pad[o:o+kwc])
 		}
 	}
+	gemm32Portable(acc, s.OutC, patch, k, ow, f.w, f.bias, 0, s.OutC)
 }
 
 // fcGrow8 returns b with length n, reallocated only when its capacity is too small.
