@@ -23,6 +23,18 @@ func vnni8x48(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32
 func vnni8x16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
 //go:noescape
+func vnni8x48q(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int8, ldc int, ep *int64, zp, lo, hi int64)
+
+//go:noescape
+func vnni8x32(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+//go:noescape
+func vnni8x32q(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int8, ldc int, ep *int64, zp, lo, hi int64)
+
+//go:noescape
+func vnni8x16q(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int8, ldc int, ep *int64, zp, lo, hi int64)
+
+//go:noescape
 func vnniGemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
 
 //go:noescape
@@ -30,6 +42,9 @@ func vnniGemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *
 
 //go:noescape
 func peakVPDPBUSD(n int)
+
+//go:noescape
+func peakAVX2MADD(n int)
 
 //go:noescape
 func sumRowsAVX512(dst *int32, a *int8, lda int, rows int, n int)
@@ -103,7 +118,8 @@ func archImpls() []*impl {
 
 var avx512Kernels = simdKernels{
 	mr: 8, wideN: 48,
-	wide: vnni8x48, narrow: vnni8x16, gemv: vnniGemv,
+	wide: vnni8x48, narrow: vnni8x16, gemv: vnniGemv, wideQ: vnni8x48q, narrowQ: vnni8x16q,
+	mid: vnni8x32, midQ: vnni8x32q,
 	sum: sumInt8AVX512, sumRows: sumRowsAVX512, requant: requantAVX512NoCorr, gemv4: vnniGemv4,
 	requantCorr: requantAVX512, convKernel: vnniConv8x16, dwRow16: dwRowAVX2,
 }

@@ -672,6 +672,44 @@ avx2Conv6x16_loop:
 	VZEROUPPER
 	RET
 
+// func peakAVX2MADD(n int)
+// n iterations of 12 independent register-only VPMADDWD ymm + VPADDD pairs, the inner operation
+// of the AVX2 GEMM kernels (16 int16 multiply-adds per pair): the AVX2 peak for
+// BenchmarkPeakAVX2 (no memory traffic; accumulators Y0..Y11, products Y12/Y13).
+TEXT ·peakAVX2MADD(SB), NOSPLIT, $0-8
+	MOVQ n+0(FP), CX
+	VPXOR Y14, Y14, Y14
+	VPXOR Y15, Y15, Y15
+peakavx2_loop:
+	VPMADDWD Y14, Y15, Y12
+	VPADDD Y12, Y0, Y0
+	VPMADDWD Y14, Y15, Y13
+	VPADDD Y13, Y1, Y1
+	VPMADDWD Y14, Y15, Y12
+	VPADDD Y12, Y2, Y2
+	VPMADDWD Y14, Y15, Y13
+	VPADDD Y13, Y3, Y3
+	VPMADDWD Y14, Y15, Y12
+	VPADDD Y12, Y4, Y4
+	VPMADDWD Y14, Y15, Y13
+	VPADDD Y13, Y5, Y5
+	VPMADDWD Y14, Y15, Y12
+	VPADDD Y12, Y6, Y6
+	VPMADDWD Y14, Y15, Y13
+	VPADDD Y13, Y7, Y7
+	VPMADDWD Y14, Y15, Y12
+	VPADDD Y12, Y8, Y8
+	VPMADDWD Y14, Y15, Y13
+	VPADDD Y13, Y9, Y9
+	VPMADDWD Y14, Y15, Y12
+	VPADDD Y12, Y10, Y10
+	VPMADDWD Y14, Y15, Y13
+	VPADDD Y13, Y11, Y11
+	DECQ CX
+	JNZ peakavx2_loop
+	VZEROUPPER
+	RET
+
 // func sext16AVX2(dst *int16, src *int8, n int)
 // dst[i] = int16(src[i]) for n values, n a positive multiple of 16.
 TEXT ·sext16AVX2(SB), NOSPLIT, $0-24

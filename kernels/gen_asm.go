@@ -244,8 +244,11 @@ func gen512() string {
 			F("// c[r*ldc/4+j] = off[j] + roff[r] + sum_g dot(w tile, a[r][4g:4g+4]) for 8 rows and %d columns.", 16*nt)
 			prologue(name, 72)
 		}
+		if nt >= 2 {
+			P("\tLEAQ (R9)(AX*1), R10")
+		}
 		if nt == 3 {
-			P("\tLEAQ (R9)(AX*1), R10\n\tLEAQ (R10)(AX*1), R11")
+			P("\tLEAQ (R10)(AX*1), R11")
 		}
 		wregs := []string{"Z24", "Z25", "Z26"}[:nt]
 		wptr := []string{"R9", "R10", "R11"}[:nt]
@@ -294,8 +297,78 @@ func gen512() string {
 		P("\tVZEROUPPER\n\tRET\n")
 	}
 	kern("vnni8x48", 3, false, false)
+	kern("vnni8x32", 2, false, false)
 	kern("vnni8x16", 1, false, false)
 	kern("vnniConv8x16", 1, false, true)
+	// kernQ: kern (no broadcast register, contiguous K groups) with the requantization
+	// epilogue fused: the 8 x 16*nt int32 tile never leaves the registers.
+	kernQ := func(name string, nt int) {
+		F("// func %s(a *int8, lda int, w *byte, ts int, kg int, off *int32, roff *int32, c *int8, ldc int, ep *int64, zp, lo, hi int64)", name)
+		F("// As %s, then per column the epilogue of quant.Requantize from ep (per 8 columns: 8 M0, 8", strings.TrimSuffix(name, "q"))
+		P("// rounding constants 2^(30-shift), 8 right shifts 31-shift, as int64) and int8 stores to c")
+		P("// (row stride ldc bytes).")
+		prologue(name, 104)
+		if nt >= 2 {
+			P("\tLEAQ (R9)(AX*1), R10")
+		}
+		if nt == 3 {
+			P("\tLEAQ (R10)(AX*1), R11")
+		}
+		wregs := []string{"Z24", "Z25", "Z26"}[:nt]
+		wptr := []string{"R9", "R10", "R11"}[:nt]
+		for t := range nt {
+			F("\tVMOVDQU32 %d(DI), %s", 64*t, wregs[t])
+		}
+		for r := range 8 {
+			F("\tVPBROADCASTD %d(R14), Z27", 4*r)
+			for t := range nt {
+				F("\tVPADDD %s, Z27, Z%d", wregs[t], nt*r+t)
+			}
+		}
+		F("%s_loop:", name)
+		for t := range nt {
+			F("\tVMOVDQU32 (%s), %s", wptr[t], wregs[t])
+		}
+		for r := range 8 {
+			for t := range nt {
+				F("\tVPDPBUSD.BCST %s, %s, Z%d", rows[r], wregs[t], nt*r+t)
+			}
+		}
+		P("\tADDQ $4, SI\n\tADDQ $4, DX\n\tADDQ $4, R8")
+		for t := range nt {
+			F("\tADDQ $64, %s", wptr[t])
+		}
+		F("\tDECQ R13\n\tJNZ %s_loop", name)
+		P(`	MOVQ ep+72(FP), R10
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), DX
+	SUBQ AX, DX
+	VPBROADCASTD DX, Z29
+	MOVQ hi+96(FP), DX
+	SUBQ AX, DX
+	VPBROADCASTD DX, Z30`)
+		for r := range 8 {
+			for t := range nt {
+				z := nt*r + t
+				e := 2 * t * 192
+				F("\tVPMOVSXDQ Y%d, Z24\n\tVEXTRACTI32X8 $1, Z%d, Y25\n\tVPMOVSXDQ Y25, Z25", z, z)
+				F("\tVPMULDQ %d(R10), Z24, Z24\n\tVPMULDQ %d(R10), Z25, Z25", e, e+192)
+				F("\tVPADDQ %d(R10), Z24, Z24\n\tVPADDQ %d(R10), Z25, Z25", e+64, e+256)
+				F("\tVPSRAVQ %d(R10), Z24, Z24\n\tVPSRAVQ %d(R10), Z25, Z25", e+128, e+320)
+				P("\tVPMOVSQD Z24, Y24\n\tVPMOVSQD Z25, Y25\n\tVINSERTI32X8 $1, Y25, Z24, Z24")
+				P("\tVPMAXSD Z29, Z24, Z24\n\tVPMINSD Z30, Z24, Z24\n\tVPADDD Z31, Z24, Z24")
+				F("\tVPMOVDB Z24, %d(CX)", 16*t)
+			}
+			if r < 7 {
+				P("\tADDQ R12, CX")
+			}
+		}
+		P("\tVZEROUPPER\n\tRET\n")
+	}
+	kernQ("vnni8x48q", 3)
+	kernQ("vnni8x32q", 2)
+	kernQ("vnni8x16q", 1)
 
 	// GEMV: one row, 8 tiles at a time then single tiles.
 	P(`// func vnniGemv(a *int8, kg int, w *byte, ts int, nt int, off *int32, c *int32)
@@ -896,6 +969,20 @@ avxvnniGemv_done:
 	}
 	avx2x6x16("avx2x6x16", false)
 	avx2x6x16("avx2Conv6x16", true)
+
+	P(`// func peakAVX2MADD(n int)
+// n iterations of 12 independent register-only VPMADDWD ymm + VPADDD pairs, the inner operation
+// of the AVX2 GEMM kernels (16 int16 multiply-adds per pair): the AVX2 peak for
+// BenchmarkPeakAVX2 (no memory traffic; accumulators Y0..Y11, products Y12/Y13).
+TEXT ·peakAVX2MADD(SB), NOSPLIT, $0-8
+	MOVQ n+0(FP), CX
+	VPXOR Y14, Y14, Y14
+	VPXOR Y15, Y15, Y15
+peakavx2_loop:`)
+	for i := range 12 {
+		F("\tVPMADDWD Y14, Y15, Y%d\n\tVPADDD Y%d, Y%d, Y%d", 12+i%2, 12+i%2, i, i)
+	}
+	P("\tDECQ CX\n\tJNZ peakavx2_loop\n\tVZEROUPPER\n\tRET\n")
 
 	P(`// func sext16AVX2(dst *int16, src *int8, n int)
 // dst[i] = int16(src[i]) for n values, n a positive multiple of 16.

@@ -5,6 +5,8 @@ package kernels
 import (
 	"math"
 	"unsafe"
+
+	"github.com/qatgo/qatgo/quant"
 )
 
 // simdKernels is the set of micro-kernels of one SIMD path. All use the shared panel layout
@@ -14,7 +16,14 @@ type simdKernels struct {
 	wideN  int // columns of the wide kernel (a multiple of panelN)
 	wide   func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 	narrow func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int) // mr x panelN
-	gemv   func(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+	// wideQ and narrowQ, if not nil, are wide and narrow with the requantization epilogue
+	// fused (int8 stores; per-column constants from epTable).
+	// mid and midQ, if not nil, are the mr x 2*panelN kernels for a remainder of 32 columns
+	// (wideN = 48).
+	mid            func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+	midQ           func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int8, ldc int, ep *int64, zp, lo, hi int64)
+	wideQ, narrowQ func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int8, ldc int, ep *int64, zp, lo, hi int64)
+	gemv           func(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
 	// sum returns the sum of n signed bytes (n a positive multiple of 64). It is set on amd64,
 	// where weights are stored as w+128 and the kernels need roff = -128*sum(row); nil on arm64
 	// (signed weights, no correction).
@@ -71,6 +80,25 @@ type simdScratch struct {
 	roff []int32 // -128 * row sums
 	off  []int32 // column offsets, padded to whole tiles
 	acc  []int32 // mr x ncp int32 results (int8 output or partial tiles)
+	ep   []int64 // epilogue constants of the fused-requantization kernels (epTable)
+}
+
+// epTable stores, per 8 columns j0.. (nc columns, zero-padded to whole tiles of ncp), the
+// epilogue constants of quant.Requantize as int64 lanes: 8 M0, 8 rounding terms 2^(30-shift),
+// 8 right shifts 31-shift (shift clamped as quant.Multiplier.Prepare does).
+func epTable(ep []int64, rq *Requant, j0, nc, ncp int) {
+	for h := 0; h < ncp/8; h++ {
+		e := ep[h*24 : h*24+24]
+		for i := 0; i < 8; i++ {
+			j := h*8 + i
+			if j >= nc {
+				e[i], e[8+i], e[16+i] = 0, 1, 1
+				continue
+			}
+			total := int64(31 - min(max(rq.Shift[j0+j], quant.MinShift), quant.MaxShift))
+			e[i], e[8+i], e[16+i] = int64(rq.M0[j0+j]), int64(1)<<(total-1), total
+		}
+	}
 }
 
 var simdPool = freeList[simdScratch]{}
@@ -87,6 +115,13 @@ func growI16(b []int16, n int) []int16 {
 	c := highWater(&hwm16, n)
 	if cap(b) < n {
 		return make([]int16, n, c)
+	}
+	return b[:n]
+}
+
+func growI64(b []int64, n int) []int64 {
+	if cap(b) < n {
+		return make([]int64, n)
 	}
 	return b[:n]
 }
@@ -253,12 +288,27 @@ func (k *simdKernels) compute(sc *simdScratch, dst32 []int32, dst8 []int8, ldd i
 	sc.acc = growI32(sc.acc, mr*k.wideN)
 	acc := sc.acc
 	ldacc := k.wideN
+	// Whole int8 tiles run the kernels with the fused epilogue when there are enough rows to
+	// amortize the constants.
+	var ep []int64
+	if dst8 != nil && k.wideQ != nil && m >= 2*mr && rq.int32Safe() {
+		sc.ep = growI64(sc.ep, ncp/8*24)
+		ep = sc.ep
+		epTable(ep, rq, j0, nc, ncp)
+	}
+	zp, lo, hi := int64(0), int64(0), int64(0)
+	if rq != nil {
+		zp, lo, hi = int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max)
+	}
 	// Column panels outer (the weights of one panel stay in L1), row blocks inner.
 	for c := 0; c < ncp; {
 		width := panelN
-		kern := k.narrow
-		if c+k.wideN <= ncp {
-			width, kern = k.wideN, k.wide
+		kern, kq := k.narrow, k.narrowQ
+		switch {
+		case c+k.wideN <= ncp:
+			width, kern, kq = k.wideN, k.wide, k.wideQ
+		case k.mid != nil && c+2*panelN <= ncp:
+			width, kern, kq = 2*panelN, k.mid, k.midQ
 		}
 		wp := &panel[c/panelN*ts]
 		cols := min(width, nc-c)
@@ -273,6 +323,10 @@ func (k *simdKernels) compute(sc *simdScratch, dst32 []int32, dst8 []int8, ldd i
 			}
 			if dst32 != nil && rows == mr && cols == width {
 				kern(ap, ald, wp, ts, kg, &off[c], &roff[r0], &dst32[r0*ldd+c], ldd*4)
+				continue
+			}
+			if ep != nil && rows == mr && cols == width {
+				kq(ap, ald, wp, ts, kg, &off[c], &roff[r0], &dst8[r0*ldd+c], ldd, &ep[c/8*24], zp, lo, hi)
 				continue
 			}
 			kern(ap, ald, wp, ts, kg, &off[c], &roff[r0], &acc[0], ldacc*4)

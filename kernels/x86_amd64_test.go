@@ -191,6 +191,25 @@ func BenchmarkPeakVPDPBUSD(b *testing.B) {
 	}
 }
 
+// BenchmarkPeakAVX2 measures the AVX2 peak of the GEMM's inner operation: 12 independent
+// register-only VPMADDWD ymm + VPADDD pairs per iteration (16 multiply-adds each). Compare the
+// AVX2 GEMM with it in the same run: go test -run x -bench 'PeakAVX2|GEMM/avx2/' ./kernels
+func BenchmarkPeakAVX2(b *testing.B) {
+	if !cpu.X86.HasAVX2 {
+		b.Skip("no AVX2")
+	}
+	const n = 1 << 16
+	cpu := startThreadCPU(b)
+	for range b.N {
+		peakAVX2MADD(n)
+	}
+	ops := 12 * 16 * 2 * float64(n) * float64(b.N)
+	b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOPS")
+	if ns := cpu.nanos(); ns > 0 {
+		b.ReportMetric(ops/float64(ns), "GOPS-cpu")
+	}
+}
+
 func TestSumRowsAVX512(t *testing.T) {
 	if !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VNNI {
 		t.Skip("no AVX-512")
