@@ -61,6 +61,9 @@ func TestFusedMatchesOps(t *testing.T) {
 				nFused++
 			}
 		}
+		if tc.name == "mnist" && !md.steps[1].shiftedIn {
+			t.Fatalf("mnist: conv1 does not read the uint8 input directly")
+		}
 		if nFused < 2 {
 			t.Fatalf("%s: %d fused convolutions, want at least 2", tc.name, nFused)
 		}

@@ -35,6 +35,10 @@ type step struct {
 	fc      *kernels.FusedConv
 	pool    *step
 	poolOut int
+	// shiftedIn: this fused conv reads RunUint8's bytes directly (its input is the model's
+	// uint8 input through a Quantize whose table is u -> u-128, which skipQuant marks).
+	shiftedIn bool
+	skipQuant bool
 
 	// pools
 	h, wd, c, oh, ow, kh, kw, sh, sw, pt, pl int
@@ -164,8 +168,24 @@ func (md *Model) fuse() error {
 		if pool {
 			st.pool, st.poolOut = next, next.out
 		}
+		// A uint8 image quantized with zero point -128 and its own scale is the byte minus
+		// 128: the fused conv reads the bytes and the Quantize step is skipped.
+		if i == 1 && md.steps[0].kind == qmodel.OpQuantize && md.steps[0].table != nil && md.steps[0].in == md.input &&
+			md.steps[0].out == st.in && readers[st.in] == 1 && isShiftTable(md.steps[0].table) {
+			st.shiftedIn, md.steps[0].skipQuant = true, true
+		}
 	}
 	return nil
+}
+
+// isShiftTable reports whether t maps every byte u to u-128.
+func isShiftTable(t *[256]int8) bool {
+	for u, v := range t {
+		if v != int8(u-128) {
+			return false
+		}
+	}
+	return true
 }
 
 // LoadFile reads, validates and loads a model file.

@@ -544,7 +544,7 @@ func (s *Session) step(st *step, ln *lane) {
 		return
 	}
 	var src, dst []int8
-	if st.kind != qmodel.OpQuantize {
+	if st.kind != qmodel.OpQuantize && !st.shiftedIn {
 		src = ln.i8buf(s, st.in, st.inN)
 	}
 	if st.kind != qmodel.OpDequantize {
@@ -553,6 +553,9 @@ func (s *Session) step(st *step, ln *lane) {
 	nb := ln.nb
 	switch st.kind {
 	case qmodel.OpQuantize:
+		if st.skipQuant && s.inU != nil && !s.keepAll {
+			return // the fused conv reads the bytes
+		}
 		if st.table != nil {
 			u := s.inU[ln.b0*st.inN : (ln.b0+nb)*st.inN]
 			u = u[:len(dst)]
@@ -573,6 +576,17 @@ func (s *Session) step(st *step, ln *lane) {
 			f[i] = quant.DequantizeValue(int32(q), st.scale, st.zero)
 		}
 	case qmodel.OpConv2D:
+		if st.shiftedIn && s.inU != nil && !s.keepAll {
+			if st.pool != nil {
+				dst = ln.i8buf(s, st.poolOut, st.pool.outN)
+				ln.skip = st.pool
+			}
+			st.fc.RunShifted(dst, s.inU[ln.b0*st.inN:(ln.b0+nb)*st.inN], nb, &ln.fsc)
+			return
+		}
+		if st.shiftedIn {
+			src = ln.i8buf(s, st.in, st.inN)
+		}
 		if st.fc != nil && !s.keepAll && st.fc.Fused() {
 			if st.pool != nil {
 				dst = ln.i8buf(s, st.poolOut, st.pool.outN)

@@ -45,6 +45,7 @@ type FusedScratch struct {
 	conv []int8  // one unpooled conv output image (paths without a fused kernel) or one row of patches (portable)
 	col  []int8  // Conv2DInt8 scratch (paths without a fused kernel)
 	tail []int8  // partial last tile of a row
+	in   []int8  // RunShifted's converted input (paths without a fused kernel)
 }
 
 // NewFusedConv prepares the fused op for shape s (pool: a 2x2 stride-2 max pool follows, whose
@@ -144,10 +145,37 @@ func (f *FusedConv) Run(dst, src []int8, batch int, sc *FusedScratch) {
 		return
 	}
 	if p := current.Load(); p.convPool != nil {
-		p.convPool(f, dst, src, batch, sc)
+		p.convPool(f, dst, src, batch, false, sc)
 		return
 	}
 	f.runUnfused(dst, src, batch, sc)
+}
+
+// RunShifted is Run with the input given as bytes holding each int8 value plus 128 (its sign
+// bit flipped): a uint8 image quantized with zero point -128 and the image's own scale, which
+// the fused kernels read without a conversion pass.
+func (f *FusedConv) RunShifted(dst []int8, src []byte, batch int, sc *FusedScratch) {
+	s := f.s
+	in := batch * s.InH * s.InW * s.InC
+	if batch < 0 || len(src) < in {
+		panic(fmt.Sprintf("kernels: FusedConv.RunShifted: batch %d, len(src) = %d < %d", batch, len(src), in))
+	}
+	if need := batch * f.oh * f.ow * s.OutC; len(dst) < need {
+		panic(fmt.Sprintf("kernels: FusedConv.RunShifted: len(dst) = %d < %d", len(dst), need))
+	}
+	if batch == 0 {
+		return
+	}
+	s8 := unsafe.Slice((*int8)(unsafe.Pointer(&src[0])), in)
+	if p := current.Load(); p.convPool != nil {
+		p.convPool(f, dst, s8, batch, true, sc)
+		return
+	}
+	sc.in = fcGrow8(sc.in, in)
+	for i, v := range s8 {
+		sc.in[i] = v ^ -128
+	}
+	f.runUnfused(dst, sc.in, batch, sc)
 }
 
 // runUnfused is Run as Conv2DInt8 then the pool, image by image.
@@ -180,8 +208,8 @@ func (f *FusedConv) runUnfused(dst, src []int8, batch int, sc *FusedScratch) {
 
 // paddedInto writes one image into pad ((InH+pads) x (InW+pads) x InC bytes, then slack bytes
 // of the border value) with the border holding inZero; with u8 every byte is stored as v^0x80
-// (v+128 read as unsigned). It returns the padded length.
-func (f *FusedConv) paddedInto(pad, img []int8, u8 bool) {
+// (v+128 read as unsigned). With shifted, img holds the values with their sign bit flipped.
+func (f *FusedConv) paddedInto(pad, img []int8, u8, shifted bool) {
 	s := f.s
 	c := s.InC
 	pw := s.InW + s.PadLeft + s.PadRight
@@ -190,6 +218,9 @@ func (f *FusedConv) paddedInto(pad, img []int8, u8 bool) {
 	if u8 {
 		z ^= -128
 		x = 0x8080808080808080
+	}
+	if shifted {
+		x ^= 0x8080808080808080
 	}
 	zb := uint64(uint8(z)) * 0x0101010101010101
 	pb := unsafe.Slice((*byte)(unsafe.Pointer(&pad[0])), len(pad))
@@ -242,7 +273,7 @@ func init() { portableImpl.convPool = convPoolPortable }
 // convPoolPortable is FusedConv.Run in plain Go: a direct convolution on the padded image with
 // the two-channels-per-multiplication dot products of the portable GEMM (no patch matrix), the
 // pool on the accumulators, then the reference epilogue on the pooled row.
-func convPoolPortable(f *FusedConv, dst, src []int8, batch int, sc *FusedScratch) {
+func convPoolPortable(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch) {
 	s := f.s
 	c, n := s.InC, s.OutC
 	oh, ow := s.OutH(), s.OutW()
@@ -255,7 +286,7 @@ func convPoolPortable(f *FusedConv, dst, src []int8, batch int, sc *FusedScratch
 	acc0, acc1 := sc.acc[:ow*n], sc.acc[ow*n:2*ow*n]
 	inImg, outImg := s.InH*s.InW*c, f.oh*f.ow*n
 	for b := 0; b < batch; b++ {
-		f.paddedInto(pad, src[b*inImg:(b+1)*inImg], false)
+		f.paddedInto(pad, src[b*inImg:(b+1)*inImg], false, shifted)
 		o := dst[b*outImg : (b+1)*outImg]
 		if !f.pool {
 			for oy := 0; oy < oh; oy++ {

@@ -16,7 +16,7 @@ func vnniConvRow(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off, m0, sh *i
 // output row and tile of 16 channels one kernel call over the row (8 conv pixels per
 // iteration; pooled: 2 conv rows x 4 pixels -> 2 pooled pixels), the last partial iteration
 // into a small buffer.
-func convPoolVNNI(f *FusedConv, dst, src []int8, batch int, sc *FusedScratch) {
+func convPoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch) {
 	s := f.s
 	c, n := s.InC, s.OutC
 	pw := s.InW + s.PadLeft + s.PadRight
@@ -40,7 +40,7 @@ func convPoolVNNI(f *FusedConv, dst, src []int8, batch int, sc *FusedScratch) {
 		convRows = 2
 	}
 	for b := 0; b < batch; b++ {
-		f.paddedInto(pad, src[b*inImg:(b+1)*inImg], true)
+		f.paddedInto(pad, src[b*inImg:(b+1)*inImg], true, shifted)
 		pu := unsafe.Slice((*uint8)(unsafe.Pointer(&pad[0])), len(pad))
 		o := dst[b*outImg : (b+1)*outImg]
 		for y := 0; y < f.oh; y++ {

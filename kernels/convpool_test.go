@@ -89,7 +89,7 @@ func TestFusedConv(t *testing.T) {
 					}
 					var sc FusedScratch
 					if p.convPool != nil {
-						p.convPool(f, got, src, batch, &sc)
+						p.convPool(f, got, src, batch, false, &sc)
 					} else {
 						f.runUnfused(got, src, batch, &sc)
 					}
@@ -103,10 +103,68 @@ func TestFusedConv(t *testing.T) {
 							t.Fatalf("%s shape %d pool %v: wrote past the output (index %d)", p.name, si, pool, i)
 						}
 					}
+					if p.convPool != nil {
+						// The same input with its sign bits flipped (RunShifted).
+						flipped := make([]int8, len(src))
+						for i, v := range src {
+							flipped[i] = v ^ -128
+						}
+						clear(got)
+						p.convPool(f, got, flipped, batch, true, &sc)
+						for i := range want {
+							if got[i] != want[i] {
+								t.Fatalf("%s shape %d pool %v shifted: index %d got %d want %d", p.name, si, pool, i, got[i], want[i])
+							}
+						}
+					}
 				}
 			}
 		}
 	}
+}
+
+// TestFusedConvRunShifted checks RunShifted (bytes holding value+128) against Run on every
+// selectable path.
+func TestFusedConvRunShifted(t *testing.T) {
+	defer SetPath(Path())
+	r := rand.New(rand.NewPCG(41, 42))
+	for _, s := range []ConvShape{convShapes[0], fusedShapes[len(fusedShapes)-3]} {
+		const batch = 3
+		src := make([]int8, batch*s.InH*s.InW*s.InC)
+		fillInt8(r, src, fillRandom, false)
+		u := make([]byte, len(src))
+		for i, v := range src {
+			u[i] = byte(v) ^ 0x80
+		}
+		wraw := make([]int8, s.OutC*s.K())
+		fillInt8(r, wraw, fillRandom, true)
+		w, _ := PackInt8(wraw, s.OutC, s.K())
+		f, err := NewFusedConv(s, true, -128, w, nil, randomRequant(r, s.OutC, s.K()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]int8, batch*f.OutH()*f.OutW()*s.OutC)
+		got := make([]int8, len(want))
+		var sc FusedScratch
+		for _, p := range Paths() {
+			if err := SetPath(p); err != nil {
+				t.Fatal(err)
+			}
+			f.Run(want, src, batch, &sc)
+			f.RunShifted(got, u, batch, &sc)
+			if string(bytesOf8(got)) != string(bytesOf8(want)) {
+				t.Fatalf("path %s: RunShifted differs from Run", p)
+			}
+		}
+	}
+}
+
+func bytesOf8(v []int8) []byte {
+	b := make([]byte, len(v))
+	for i, x := range v {
+		b[i] = byte(x)
+	}
+	return b
 }
 
 func TestFusedConvErrors(t *testing.T) {

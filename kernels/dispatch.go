@@ -29,9 +29,10 @@ type impl struct {
 	// conv2DDirect, if not nil, computes Conv2DInt8 for non-pointwise shapes (its own patch
 	// layout; scratch as documented by Conv2DScratchLen).
 	conv2DDirect func(dst, src []int8, batch int, s ConvShape, inZero int8, w *PackedInt8, bias []int32, rq *Requant, scratch []int8)
-	// convPool, if not nil, runs FusedConv in one pass (arguments already checked); without
-	// it FusedConv.Run composes Conv2DInt8 and a plain-Go pool.
-	convPool func(f *FusedConv, dst, src []int8, batch int, sc *FusedScratch)
+	// convPool, if not nil, runs FusedConv in one pass (arguments already checked; with
+	// shifted, src holds the input with its sign bit flipped, see FusedConv.RunShifted);
+	// without it FusedConv.Run composes Conv2DInt8 and a plain-Go pool.
+	convPool func(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch)
 }
 
 // impls lists the paths this build can run on this CPU, portable first, best last.
