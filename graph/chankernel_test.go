@@ -8,7 +8,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// chanKernel (unrolled, four accumulators) against a direct per-element reference, for every
+// The per-channel kernels (unrolled, four accumulators) against a direct per-element reference, for every
 // kind, both axes and inner sizes that exercise the unrolled loop and its tails.
 func TestChanKernelMatchesReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -34,46 +34,46 @@ func TestChanKernelMatchesReference(t *testing.T) {
 			}
 			ch := func(i int) int { return i / inner % C }
 			for _, tc := range []struct {
-				kind chanKind
-				in   [][]float64
-				ref  func() []float64
+				op  floatKernelOp
+				in  [][]float64
+				ref func() []float64
 			}{
-				{chAffine, [][]float64{x, a, b}, func() []float64 {
+				{newChanAffine(axis, shape), [][]float64{x, a, b}, func() []float64 {
 					r := make([]float64, full)
 					for i := range r {
 						r[i] = x[i]*a[ch(i)] + b[ch(i)]
 					}
 					return r
 				}},
-				{chScale, [][]float64{x, a}, func() []float64 {
+				{newChanScale(axis, shape), [][]float64{x, a}, func() []float64 {
 					r := make([]float64, full)
 					for i := range r {
 						r[i] = x[i] * a[ch(i)]
 					}
 					return r
 				}},
-				{chShift, [][]float64{x, b}, func() []float64 {
+				{newChanShift(axis, shape), [][]float64{x, b}, func() []float64 {
 					r := make([]float64, full)
 					for i := range r {
 						r[i] = x[i] + b[ch(i)]
 					}
 					return r
 				}},
-				{chSum, [][]float64{x}, func() []float64 {
+				{newChanSum(axis, shape), [][]float64{x}, func() []float64 {
 					r := make([]float64, C)
 					for i := range x {
 						r[ch(i)] += x[i]
 					}
 					return r
 				}},
-				{chDot, [][]float64{x, y}, func() []float64 {
+				{newChanDot(axis, shape), [][]float64{x, y}, func() []float64 {
 					r := make([]float64, C)
 					for i := range x {
 						r[ch(i)] += x[i] * y[i]
 					}
 					return r
 				}},
-				{chBcast, [][]float64{a}, func() []float64 {
+				{newChanBcast(axis, shape), [][]float64{a}, func() []float64 {
 					r := make([]float64, full)
 					for i := range r {
 						r[i] = a[ch(i)]
@@ -81,13 +81,15 @@ func TestChanKernelMatchesReference(t *testing.T) {
 					return r
 				}},
 			} {
-				op := &chanOp{kind: tc.kind, axis: axis, shape: shape}
+				op := tc.op
 				want := tc.ref()
 				got := make([]float64, len(want))
 				for i := range got {
 					got[i] = math.NaN() // every element must be written
 				}
-				chanKernel(op, got, tc.in)
+				if err := op.kernel64(got, tc.in); err != nil {
+					t.Fatal(err)
+				}
 				for i := range want {
 					if math.Abs(got[i]-want[i]) > 1e-12*(1+math.Abs(want[i])) {
 						t.Fatalf("%v outer %d inner %d: [%d] = %v, want %v", op, outer, inner, i, got[i], want[i])

@@ -8,8 +8,14 @@ import (
 	"gorgonia.org/tensor"
 )
 
+// kernelOp is a custom op of this package with its UsePreallocDo.
+type kernelOp interface {
+	floatKernelOp
+	UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error)
+}
+
 // benchOp times one op's forward kernel on float32 tensors with a reused output buffer.
-func benchOp(b *testing.B, op *lmOp, in ...*tensor.Dense) {
+func benchOp(b *testing.B, op kernelOp, in ...*tensor.Dense) {
 	vals := make([]G.Value, len(in))
 	for i, t := range in {
 		vals[i] = t
@@ -39,20 +45,19 @@ func BenchmarkLMOps(b *testing.B) {
 		d[i] = float32(rng.IntN(V))
 	}
 	x := randDense32(rng, B*T, H*hd)
-	cos, sin := ropeTables(T, hd, 10000)
 	b.Run("embedding-gather", func(b *testing.B) {
-		benchOp(b, &lmOp{kind: lmGather, vocab: V, dim: H * hd, n: B * T}, randDense32(rng, V, H*hd), ids)
+		benchOp(b, newEmbeddingOp(V, H*hd, B*T), randDense32(rng, V, H*hd), ids)
 	})
 	b.Run("embedding-scatter", func(b *testing.B) {
-		benchOp(b, &lmOp{kind: lmScatter, vocab: V, dim: H * hd, n: B * T}, x, ids)
+		benchOp(b, newEmbeddingGradOp(V, H*hd, B*T), x, ids)
 	})
 	b.Run("split-heads-rope", func(b *testing.B) {
-		benchOp(b, &lmOp{kind: lmSplit, batch: B, seq: T, heads: H, hd: hd, base: 10000, cos: cos, sin: sin}, x)
+		benchOp(b, &splitHeadsOp{headsLayout: newHeadsLayout(B, T, H, hd, 10000)}, x)
 	})
 	b.Run("causal-softmax", func(b *testing.B) {
-		benchOp(b, &lmOp{kind: lmSoftmax, m: B * H, seq: T, scale: 0.25}, randDense32(rng, B*H, T, T))
+		benchOp(b, newCausalSoftmaxOp(B*H, T, 0.25), randDense32(rng, B*H, T, T))
 	})
 	b.Run("causal-softmax-grad", func(b *testing.B) {
-		benchOp(b, &lmOp{kind: lmSoftmaxGrad, m: B * H, seq: T, scale: 0.25}, randDense32(rng, B*H, T, T), randDense32(rng, B*H, T, T))
+		benchOp(b, newCausalSoftmaxGradOp(B*H, T, 0.25), randDense32(rng, B*H, T, T), randDense32(rng, B*H, T, T))
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/chewxy/hm"
 	"github.com/qatgo/qatgo/fakequant"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/internal/opbuf"
 	"github.com/qatgo/qatgo/quant"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -69,6 +70,9 @@ type biasQuantOp struct {
 	bits          int
 	shape, wshape tensor.Shape
 	name          string
+	out           opbuf.Buffer
+	// scratch of scales, reused from run to run: the weight as float32, s_w per scale, s_b per channel
+	wv, sw, sb []float32
 }
 
 func (op *biasQuantOp) Arity() int { return 2 }
@@ -94,27 +98,34 @@ func (op *biasQuantOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, e
 	return G.Nodes{grad, nil}, nil
 }
 
-func (op *biasQuantOp) Do(vals ...G.Value) (G.Value, error) {
+func (op *biasQuantOp) Do(vals ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, vals...) }
+
+func (op *biasQuantOp) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error) {
 	if len(vals) != 2 {
 		return nil, fmt.Errorf("qat: %v: %d inputs", op, len(vals))
 	}
 	b, ok1 := vals[0].(*tensor.Dense)
 	wq, ok2 := vals[1].(*tensor.Dense)
-	if !ok1 || !ok2 {
+	if !ok1 || !ok2 || !b.Shape().Eq(op.shape) {
 		return nil, fmt.Errorf("qat: %v: inputs %T, %T", op, vals[0], vals[1])
 	}
-	out := b.Clone().(*tensor.Dense)
+	out, err := op.out.Output(prealloc, b.Dtype(), op.shape, b, wq)
+	if err != nil {
+		return nil, fmt.Errorf("qat: %v: %w", op, err)
+	}
 	s, err := op.scales(wq)
-	if err != nil || s == nil {
-		return out, err
+	if err != nil {
+		return nil, err
 	}
 	switch d := out.Data().(type) {
 	case []float32:
-		for c := range d {
+		copy(d, b.Data().([]float32))
+		for c := range d[:len(s)] { // s is nil while the bias passes through
 			d[c] = float32(roundTo(float64(d[c]), s[c]))
 		}
 	case []float64:
-		for c := range d {
+		copy(d, b.Data().([]float64))
+		for c := range d[:len(s)] { // s is nil while the bias passes through
 			d[c] = roundTo(d[c], s[c])
 		}
 	default:
@@ -157,7 +168,8 @@ func (op *biasQuantOp) scales(wq *tensor.Dense) ([]float32, error) {
 		return nil, fmt.Errorf("qat: %v: %d weight scales for %d channels", op, len(pw), C)
 	}
 	// wq holds the fake-quantized weight level*s_w: dividing by s_w gives the level back
-	wv := make([]float32, wq.Shape().TotalSize())
+	op.wv = resize(op.wv, wq.Shape().TotalSize())
+	wv := op.wv
 	switch d := wq.Data().(type) {
 	case []float32:
 		copy(wv, d)
@@ -169,7 +181,8 @@ func (op *biasQuantOp) scales(wq *tensor.Dense) ([]float32, error) {
 	rng := op.w.Range()
 	storage := quant.WeightStorageMax(op.bits)
 	per := len(wv) / len(pw)
-	sw := make([]float32, len(pw))
+	op.sw = resize(op.sw, len(pw))
+	sw := op.sw
 	for j, p := range pw {
 		m := int32(0)
 		for _, v := range wv[j*per : (j+1)*per] {
@@ -179,7 +192,8 @@ func (op *biasQuantOp) scales(wq *tensor.Dense) ([]float32, error) {
 		// the exporter's rescale (export.Options.NoWeightRescale off)
 		sw[j] = float32(float64(p.Scale) / float64(quant.WeightRescale(m, storage)))
 	}
-	out := make([]float32, C)
+	op.sb = resize(op.sb, C)
+	out := op.sb
 	for c := range out {
 		s := sw[0]
 		if len(sw) > 1 {
@@ -188,4 +202,12 @@ func (op *biasQuantOp) scales(wq *tensor.Dense) ([]float32, error) {
 		out[c] = quant.BiasScale(pin[0].Scale, s)
 	}
 	return out, nil
+}
+
+// resize returns s with length n, reusing its array when it is large enough.
+func resize(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
 }
