@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/qatgo/qatgo/internal/gradcheck"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -216,19 +217,10 @@ func TestNumericalGradients(t *testing.T) {
 					t.Fatalf("y[%d] = %g, direct %g", i, y[i], v)
 				}
 			}
-			const h = 1e-5
 			check := func(name string, p []float64, grad []float64) {
-				for i := range p {
-					old := p[i]
-					p[i] = old + h
-					lp := loss()
-					p[i] = old - h
-					lm := loss()
-					p[i] = old
-					num := (lp - lm) / (2 * h)
-					if math.Abs(num-grad[i]) > 1e-6*(1+math.Abs(num)) {
-						t.Fatalf("d%s[%d] = %g, numerical %g", name, i, grad[i], num)
-					}
+				num := gradcheck.Numerical(p, 1e-5, loss)
+				if err := gradcheck.Compare("d"+name, grad, num, gradcheck.Tolerance{Rel: 1e-6, Abs: 1e-6}); err != nil {
+					t.Fatal(err)
 				}
 			}
 			check("x", x, dx)

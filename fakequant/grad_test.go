@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/qatgo/qatgo/internal/gradcheck"
 	"github.com/qatgo/qatgo/quant"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -35,22 +36,6 @@ func (sg *surrogate) cost(x, theta, z []float64) float64 {
 		c += sg.w[i] * y
 	}
 	return c
-}
-
-// numGrad returns central differences of f with respect to each element of v.
-func numGrad(v []float64, eps float64, f func() float64) []float64 {
-	g := make([]float64, len(v))
-	for i := range v {
-		old := v[i]
-		h := eps * math.Max(1, math.Abs(old))
-		v[i] = old + h
-		fp := f()
-		v[i] = old - h
-		fm := f()
-		v[i] = old
-		g[i] = (fp - fm) / (2 * h)
-	}
-	return g
 }
 
 func closeTo(got, want, rel, abs float64) bool {
@@ -189,7 +174,7 @@ func checkGradients(t *testing.T, rng *rand.Rand, dt tensor.Dtype, shape []int, 
 	}
 	// input gradient
 	gx := grad(t, h.x)
-	nx := numGrad(xs, 1e-6, f)
+	nx := gradcheck.Numerical(xs, 1e-6, f)
 	for i := range gx {
 		want := nx[i]
 		if cfg.Grad == PlainSTE {
@@ -214,7 +199,7 @@ func checkGradients(t *testing.T, rng *rand.Rand, dt tensor.Dtype, shape []int, 
 			node = h.q.Alpha
 		}
 		gt := grad(t, node)
-		nt := numGrad(theta, 1e-6, f)
+		nt := gradcheck.Numerical(theta, 1e-6, f)
 		for i := range gt {
 			if !closeTo(gt[i], gscale*nt[i], rel, abs*gscale) {
 				t.Fatalf("d%s[%d] = %v, surrogate %v (g=%v)", node.Name(), i, gt[i], gscale*nt[i], gscale)
@@ -222,7 +207,7 @@ func checkGradients(t *testing.T, rng *rand.Rand, dt tensor.Dtype, shape []int, 
 		}
 		if h.q.Offset != nil {
 			gz := grad(t, h.q.Offset)
-			nz := numGrad(z, 1e-6, f)
+			nz := gradcheck.Numerical(z, 1e-6, f)
 			for i := range gz {
 				if !closeTo(gz[i], gscale*nz[i], rel, abs*gscale) {
 					t.Fatalf("doffset[%d] = %v, surrogate %v", i, gz[i], gscale*nz[i])

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/qatgo/qatgo/internal/gradcheck"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -107,7 +108,7 @@ func TestHadamardForwardAndGradient(t *testing.T) {
 			}
 			return c
 		}
-		num := numGrad(xs, 1e-6, f)
+		num := gradcheck.Numerical(xs, 1e-6, f)
 		gx := grad(t, x)
 		for i := range num {
 			if math.Abs(gx[i]-num[i]) > 1e-6+tol*10 {
@@ -163,7 +164,7 @@ func TestRotationGradient(t *testing.T) {
 			}
 			return c
 		}
-		num := numGrad(R, 1e-6, f)
+		num := gradcheck.Numerical(R, 1e-6, f)
 		gr := grad(t, rot.R)
 		tol := 1e-6
 		if dt == tensor.Float32 {

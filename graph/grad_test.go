@@ -1,10 +1,10 @@
 package graph
 
 import (
-	"math"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/qatgo/qatgo/internal/gradcheck"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -69,22 +69,12 @@ func run(t *testing.T, vm G.VM, loss *G.Node) float64 {
 	return loss.Value().Data().(float64)
 }
 
-// checkGrad compares analytic gradients with central differences at a sample of coordinates.
+// checkGrad compares analytic gradients with central differences at every coordinate of vals.
 func checkGrad(t *testing.T, name string, vals []float64, grad []float64, vm G.VM, loss *G.Node) {
 	t.Helper()
-	const h = 1e-6
-	idx := []int{0, len(vals) - 1, len(vals) / 2, len(vals) / 3, (2 * len(vals)) / 3}
-	for _, i := range idx {
-		old := vals[i]
-		vals[i] = old + h
-		lp := run(t, vm, loss)
-		vals[i] = old - h
-		lm := run(t, vm, loss)
-		vals[i] = old
-		num := (lp - lm) / (2 * h)
-		if d := math.Abs(num - grad[i]); d > 1e-5*math.Max(1, math.Abs(num)) {
-			t.Errorf("%s[%d]: analytic %.8g numerical %.8g", name, i, grad[i], num)
-		}
+	num := gradcheck.Numerical(vals, gradcheck.DefaultEps, func() float64 { return run(t, vm, loss) })
+	if err := gradcheck.Compare(name, grad, num, gradcheck.Tolerance{Rel: 1e-5, Abs: 1e-5}); err != nil {
+		t.Error(err)
 	}
 }
 
