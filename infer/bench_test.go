@@ -2,12 +2,14 @@ package infer
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/qatgo/qatgo/kernels"
 	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
 )
 
 // BenchmarkMNISTCNN measures the ggml MNIST CNN architecture in int8 (random weights) at batch 1
@@ -15,12 +17,16 @@ import (
 // 118 us/image). The "ops" variants run every op on its own (no fused convolutions), as before
 // the fusion, for a before/after ratio within one run.
 func BenchmarkMNISTCNN(b *testing.B) {
-	md, err := Load(mnistCNN(b, 1))
+	benchCNN(b, mnistCNN)
+}
+
+func benchCNN(b *testing.B, mk func(testing.TB, uint64) *qmodel.Model) {
+	md, err := Load(mk(b, 1))
 	if err != nil {
 		b.Fatal(err)
 	}
 	disableFusion = true
-	unfused, err := Load(mnistCNN(b, 1))
+	unfused, err := Load(mk(b, 1))
 	disableFusion = false
 	if err != nil {
 		b.Fatal(err)
@@ -55,6 +61,37 @@ func BenchmarkMNISTCNN(b *testing.B) {
 			b.Logf("kernels path %s", kernels.Path())
 		})
 	}
+}
+
+// bnCNN is the architecture of the default MNIST example (qat.BNCNN) with random weights, as
+// export lowers it (BatchNorm folded into the convolutions): three 3x3 conv+ReLU blocks of 16,
+// 32 and 64 channels, max pooling after the first two, dense 3136->10. About 2M MACs per image.
+func bnCNN(t testing.TB, seed uint64) *qmodel.Model {
+	r := rand.New(rand.NewPCG(seed, 98))
+	b := qmodel.NewBuilder("bn-cnn-random")
+	x := b.Input("image", qmodel.Uint8, []int{28, 28, 1}, qmodel.PerTensor(1.0/255, 0))
+	q := b.Quantize("quantize", x, quant.Params{Scale: 1.0 / 255, ZeroPoint: -128})
+	conv := func(name string, in qmodel.TensorID, inC, outC int) qmodel.TensorID {
+		bias := make([]int32, outC)
+		for i := range bias {
+			bias[i] = int32(r.IntN(2001) - 1000)
+		}
+		return b.Conv2D(name, in, qmodel.Weights{Values: randInt8s(r, outC*9*inC, -127, 127), Shape: []int{outC, 3, 3, inC}, Scales: randScales(r, outC, 0.001, 0.004)},
+			bias, qmodel.Conv2DOptions{PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1, Act: qmodel.ActReLU}, quant.Params{Scale: 0.02, ZeroPoint: -128})
+	}
+	p1 := b.MaxPool2D("pool1", conv("conv1", q, 1, 16), qmodel.PoolOptions{KernelH: 2, KernelW: 2})
+	p2 := b.MaxPool2D("pool2", conv("conv2", p1, 16, 32), qmodel.PoolOptions{KernelH: 2, KernelW: 2})
+	c3 := conv("conv3", p2, 32, 64)
+	f := b.Reshape("flatten", c3, []int{7 * 7 * 64})
+	d := b.FullyConnected("fc", f, qmodel.Weights{Values: randInt8s(r, 10*3136, -127, 127), Shape: []int{10, 3136}, Scales: randScales(r, 10, 0.0005, 0.001)},
+		nil, qmodel.ActNone, quant.Params{Scale: 0.05, ZeroPoint: 0})
+	b.Output(b.Dequantize("logits", d))
+	return build(t, b)
+}
+
+// BenchmarkBNCNN is BenchmarkMNISTCNN for the default example's BN CNN architecture.
+func BenchmarkBNCNN(b *testing.B) {
+	benchCNN(b, bnCNN)
 }
 
 // TestWriteMNISTCNN writes the random-weight MNIST CNN to the file named by QATGO_WRITE_MNIST_CNN

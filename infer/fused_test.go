@@ -44,13 +44,13 @@ func fusedCNN(t testing.TB, seed uint64) *qmodel.Model {
 
 // TestFusedMatchesOps checks, on every kernels path, that sessions running the fused
 // convolutions give exactly the outputs of a KeepIntermediate session (which runs every op on
-// its own), single- and multi-threaded, for the MNIST CNN and a CNN with odd shapes.
+// its own), single- and multi-threaded, for the MNIST CNN, the BN CNN and a CNN with odd shapes.
 func TestFusedMatchesOps(t *testing.T) {
 	defer kernels.SetPath(kernels.Path())
 	for _, tc := range []struct {
 		name string
 		m    *qmodel.Model
-	}{{"mnist", mnistCNN(t, 3)}, {"odd", fusedCNN(t, 4)}} {
+	}{{"mnist", mnistCNN(t, 3)}, {"bn", bnCNN(t, 2)}, {"odd", fusedCNN(t, 4)}} {
 		md, err := Load(tc.m)
 		if err != nil {
 			t.Fatal(err)

@@ -21,13 +21,17 @@ import (
 // by hand (no generated types).
 
 // TestWriteFloatONNX writes the files into the directory named by QATGO_ONNX_DIR, from the .qm
-// named by QATGO_ONNX_FROM (default: the random-weight MNIST CNN of these tests).
+// named by QATGO_ONNX_FROM (default: the random-weight MNIST CNN of these tests, or with
+// QATGO_ONNX_MODEL=bn the random-weight BN CNN).
 func TestWriteFloatONNX(t *testing.T) {
 	dir := os.Getenv("QATGO_ONNX_DIR")
 	if dir == "" {
 		t.Skip("set QATGO_ONNX_DIR=dir (and optionally QATGO_ONNX_FROM=model.qm) to write the ONNX files")
 	}
 	m := mnistCNN(t, 1)
+	if os.Getenv("QATGO_ONNX_MODEL") == "bn" {
+		m = bnCNN(t, 1)
+	}
 	if from := os.Getenv("QATGO_ONNX_FROM"); from != "" {
 		var err error
 		if m, err = qmodel.ReadFile(from); err != nil {

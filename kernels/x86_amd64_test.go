@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"sync"
 	"testing"
 
 	"golang.org/x/sys/cpu"
@@ -188,6 +190,30 @@ func BenchmarkPeakVPDPBUSD(b *testing.B) {
 	b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOPS")
 	if ns := cpu.nanos(); ns > 0 {
 		b.ReportMetric(ops/float64(ns), "GOPS-cpu")
+	}
+}
+
+// BenchmarkPeakVPDPBUSDThreads runs the register-only VPDPBUSD loop on 1 and 2 goroutines at
+// once: the ratio of the two GOPS figures is how much a second thread can add on this machine
+// (below 2 when the CPUs share execution units, as SMT siblings do, or are busy with other work).
+func BenchmarkPeakVPDPBUSDThreads(b *testing.B) {
+	if !cpu.X86.HasAVX512VNNI {
+		b.Skip("no AVX-512 VNNI")
+	}
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads%d", threads), func(b *testing.B) {
+			const n = 1 << 16
+			var wg sync.WaitGroup
+			for range b.N {
+				wg.Add(threads)
+				for range threads {
+					go func() { peakVPDPBUSD(n); wg.Done() }()
+				}
+				wg.Wait()
+			}
+			ops := float64(threads) * 24 * 64 * 2 * float64(n) * float64(b.N)
+			b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOPS")
+		})
 	}
 }
 

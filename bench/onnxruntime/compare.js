@@ -3,9 +3,10 @@
 //
 //   cd bench/onnxruntime
 //   npm install --ignore-scripts onnxruntime-node@1.30.0
-//   node compare.js [MODEL.qm] [-time SECONDS]
+//   node compare.js [MODEL.qm] [-model ggml|bn] [-time SECONDS]
 //
-// Without MODEL.qm it uses the random-weight copy of ggml's MNIST CNN from the infer tests; pass
+// Without MODEL.qm it uses a random-weight copy of ggml's MNIST CNN from the infer tests (or with
+// -model bn of the default example's BN CNN, BatchNorm folded); pass
 // an exported model (go run ./examples/mnist -model ggml, or the default bn model) to compare a
 // trained network. The float32 ONNX is written by a test-only helper of package infer
 // (TestWriteFloatONNX: the .qm's weights dequantized, NCHW) and checked against qatgo's outputs
@@ -23,8 +24,10 @@ const ort = require('onnxruntime-node');
 const args = process.argv.slice(2);
 let qm = '';
 let seconds = 1;
+let arch = 'ggml';
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '-time') seconds = Number(args[++i]);
+  else if (args[i] === '-model') arch = args[++i];
   else qm = path.resolve(args[i]);
 }
 const root = path.resolve(__dirname, '..', '..');
@@ -35,7 +38,7 @@ function sh(cmd, argv, env) {
 }
 
 async function main() {
-  sh('go', ['test', '-count=1', '-run', '^TestWriteFloatONNX$', './infer'], { QATGO_ONNX_DIR: dir, QATGO_ONNX_FROM: qm });
+  sh('go', ['test', '-count=1', '-run', '^TestWriteFloatONNX$', './infer'], { QATGO_ONNX_DIR: dir, QATGO_ONNX_FROM: qm, QATGO_ONNX_MODEL: arch });
   const model = qm || path.join(dir, 'model.qm');
   sh('go', ['build', '-o', path.join(dir, 'qatgo'), './cmd/qatgo']);
 
