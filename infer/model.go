@@ -74,8 +74,9 @@ type Model struct {
 	int8In      int
 	int8Out     int
 	pool        sync.Pool
-	maxPoolC    int  // largest channel count of an AvgPool2D (session accumulator size)
-	plan        plan // shared activation-buffer plan
+	maxPoolC    int                // largest channel count of an AvgPool2D (session accumulator size)
+	plan        plan               // shared activation-buffer plan
+	fusedProbe  *kernels.FusedConv // any of the fused convolutions (nil if none), for Fused()
 }
 
 // Load validates m and prepares it for execution. The returned Model does not reference m's
@@ -165,6 +166,7 @@ func (md *Model) fuse() error {
 			return fmt.Errorf("infer: op %s: %w", st.name, err)
 		}
 		st.fc = fc
+		md.fusedProbe = fc
 		if pool {
 			st.pool, st.poolOut = next, next.out
 		}

@@ -161,6 +161,7 @@ type lane struct {
 	acc     []int32
 	fsc     kernels.FusedScratch
 	skip    *step // a pool step computed by the fused conv before it
+	fused   bool  // the fused convolutions run in one pass in this micro-batch (see runLane)
 }
 
 // SessionOptions configure NewSessionWith.
@@ -362,6 +363,9 @@ func (s *Session) runLane(ln *lane, j job) {
 				dst[i] = int8(quant.QuantizeValue(v, p.Scale, p.ZeroPoint, -128, 127))
 			}
 		}
+		// Whether the kernels path fuses, read once per micro-batch so that every step of it
+		// agrees even if kernels.SetPath runs meanwhile.
+		ln.fused = !s.keepAll && md.fusedProbe != nil && md.fusedProbe.Fused()
 		// Ops.
 		if s.prof == nil {
 			for i := j.from; i < j.to; i++ {
@@ -553,7 +557,7 @@ func (s *Session) step(st *step, ln *lane) {
 	nb := ln.nb
 	switch st.kind {
 	case qmodel.OpQuantize:
-		if st.skipQuant && s.inU != nil && !s.keepAll {
+		if st.skipQuant && s.inU != nil && ln.fused {
 			return // the fused conv reads the bytes
 		}
 		if st.table != nil {
@@ -576,7 +580,7 @@ func (s *Session) step(st *step, ln *lane) {
 			f[i] = quant.DequantizeValue(int32(q), st.scale, st.zero)
 		}
 	case qmodel.OpConv2D:
-		if st.shiftedIn && s.inU != nil && !s.keepAll {
+		if st.shiftedIn && s.inU != nil && ln.fused {
 			if st.pool != nil {
 				dst = ln.i8buf(s, st.poolOut, st.pool.outN)
 				ln.skip = st.pool
@@ -587,7 +591,7 @@ func (s *Session) step(st *step, ln *lane) {
 		if st.shiftedIn {
 			src = ln.i8buf(s, st.in, st.inN)
 		}
-		if st.fc != nil && !s.keepAll && st.fc.Fused() {
+		if st.fc != nil && ln.fused {
 			if st.pool != nil {
 				dst = ln.i8buf(s, st.poolOut, st.pool.outN)
 				ln.skip = st.pool

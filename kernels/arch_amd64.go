@@ -103,10 +103,14 @@ func archImpls() []*impl {
 	var l []*impl
 	x := &cpu.X86
 	if x.HasAVX2 {
-		l = append(l, newSIMDImpl("avx2", &avx2Kernels))
+		p := newSIMDImpl("avx2", &avx2Kernels)
+		p.convPool = convPoolAVX2
+		l = append(l, p)
 	}
 	if x.HasAVX2 && x.HasAVXVNNI {
-		l = append(l, newSIMDImpl("avxvnni", &avxvnniKernels))
+		p := newSIMDImpl("avxvnni", &avxvnniKernels)
+		p.convPool = convPoolAVXVNNI
+		l = append(l, p)
 	}
 	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL && x.HasAVX512VNNI {
 		p := newSIMDImpl("avx512vnni", &avx512Kernels)

@@ -35,6 +35,13 @@ type FusedConv struct {
 	off        []int32
 	m0, shift  []int32
 	tileStride int
+	// AVX2 / AVX-VNNI layouts, in groups of 8 channels: VNNI [g8][kh][ng][8][4] signed bytes
+	// (off as above); AVX2 [g8][kh][ng2][8][2] int16 pairs with ng2 = ceil(KW*InC/2), offsets
+	// the plain bias (int16 activations, no u8 shift).
+	panel8, panel16   []int8
+	stride8, stride16 int
+	ng2               int
+	bias16            []int32
 }
 
 // FusedScratch holds the per-goroutine buffers of FusedConv.Run; the zero value is ready to use
@@ -108,6 +115,27 @@ func (f *FusedConv) prepareSIMD() {
 		}
 		f.off[j] = f.bias[j] - 128*sum
 		f.m0[j], f.shift[j] = f.rq.M0[j], f.rq.Shift[j]
+	}
+	n8 := (s.OutC + 7) / 8
+	f.ng2 = (kwc + 1) / 2
+	f.stride8 = s.KH * f.ng * 32
+	f.stride16 = s.KH * f.ng2 * 32
+	f.panel8 = make([]int8, n8*f.stride8)
+	p16 := make([]int16, n8*f.stride16/2)
+	f.bias16 = make([]int32, n8*8)
+	copy(f.bias16, f.bias)
+	for j := 0; j < s.OutC; j++ {
+		t, c := j/8, j%8
+		for h := 0; h < s.KH; h++ {
+			for b := 0; b < kwc; b++ {
+				v := f.w.w[j*f.w.k+h*kwc+b]
+				f.panel8[t*f.stride8+((h*f.ng+b/4)*8+c)*4+b%4] = v
+				p16[t*f.stride16/2+((h*f.ng2+b/2)*8+c)*2+b%2] = int16(v)
+			}
+		}
+	}
+	if len(p16) > 0 {
+		f.panel16 = unsafe.Slice((*int8)(unsafe.Pointer(&p16[0])), 2*len(p16))
 	}
 }
 

@@ -63,3 +63,104 @@ func convPoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *Fu
 		}
 	}
 }
+
+//go:noescape
+func avx2ConvPool(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off *int32, dst *int32, ldo, iters int)
+
+//go:noescape
+func avx2ConvRow(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off *int32, dst *int32, ldo, iters int)
+
+//go:noescape
+func avxvnniConvPool(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off *int32, dst *int32, ldo, iters int)
+
+//go:noescape
+func avxvnniConvRow(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off *int32, dst *int32, ldo, iters int)
+
+// convPoolAVX2 and convPoolAVXVNNI are FusedConv.Run on the AVX2 and AVX-VNNI paths.
+func convPoolAVX2(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch) {
+	convPoolAVX(f, dst, src, batch, shifted, sc, false)
+}
+
+func convPoolAVXVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch) {
+	convPoolAVX(f, dst, src, batch, shifted, sc, true)
+}
+
+// convPoolAVX runs the 8-pixel x 8-channel kernels per output row and group of 8 channels into
+// an int32 row (pooled in the kernel), then the AVX2 epilogue on the row. The image is padded as
+// u8 (VNNI) or widened to int16 (AVX2).
+func convPoolAVX(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch, vnni bool) {
+	s := f.s
+	c, n := s.InC, s.OutC
+	pw := s.InW + s.PadLeft + s.PadRight
+	esz := 2 // bytes per padded activation
+	panel, stride, ng, off := f.panel16, f.stride16, f.ng2, f.bias16
+	kern, per := avx2ConvRow, 8 // output pixels per iteration
+	if f.pool {
+		kern, per = avx2ConvPool, 2
+	}
+	if vnni {
+		esz, panel, stride, ng, off = 1, f.panel8, f.stride8, f.ng, f.off
+		kern = avxvnniConvRow
+		if f.pool {
+			kern = avxvnniConvPool
+		}
+	}
+	lda, kgs := s.StrideW*c*esz, pw*c*esz
+	rowStep := s.StrideH * pw * c * esz
+	rs := 4 * lda
+	if f.pool {
+		rs = rowStep
+	}
+	plen := f.padLen()
+	sc.pad = fcGrow8(sc.pad, 3*plen) // AVX2: int16 image, then the int8 one it is widened from
+	n8 := (n + 7) / 8
+	ldo := n8 * 8 // int32 per output pixel in the accumulator row
+	sc.acc = fcGrow32(sc.acc, (f.ow+per)*ldo)
+	acc := sc.acc
+	full, rem := f.ow/per, f.ow%per
+	iters := full
+	if rem > 0 {
+		iters++ // the accumulator row has room for the partial last iteration
+	}
+	convRows := 1
+	if f.pool {
+		convRows = 2
+	}
+	n4 := n &^ 3
+	var tailRq Requant
+	if n4 < n {
+		tailRq = Requant{M0: f.rq.M0[n4:], Shift: f.rq.Shift[n4:], ZeroPoint: f.rq.ZeroPoint, Min: f.rq.Min, Max: f.rq.Max}
+	}
+	zp, lo, hi := int64(f.rq.ZeroPoint), int64(f.rq.Min), int64(f.rq.Max)
+	inImg, outImg := s.InH*s.InW*c, f.oh*f.ow*n
+	for b := 0; b < batch; b++ {
+		img := src[b*inImg : (b+1)*inImg]
+		if vnni {
+			f.paddedInto(sc.pad[:plen], img, true, shifted)
+		} else {
+			p8 := sc.pad[2*plen : 3*plen]
+			f.paddedInto(p8, img, false, shifted)
+			p16 := unsafe.Slice((*int16)(unsafe.Pointer(&sc.pad[0])), plen)
+			n16 := plen &^ 15
+			sext16AVX2(&p16[0], &p8[0], n16)
+			for i := n16; i < plen; i++ {
+				p16[i] = int16(p8[i])
+			}
+		}
+		pu := unsafe.Slice((*uint8)(unsafe.Pointer(&sc.pad[0])), len(sc.pad))
+		o := dst[b*outImg : (b+1)*outImg]
+		for y := 0; y < f.oh; y++ {
+			a := y * convRows * rowStep
+			for t := 0; t < n8; t++ {
+				kern(&pu[a], lda, rs, &panel[t*stride], s.KH, ng, kgs, &off[t*8], &acc[t*8], ldo*4, iters)
+			}
+			d := o[y*f.ow*n : (y+1)*f.ow*n]
+			if n4 > 0 {
+				requantAVX2(&d[0], n, &acc[0], ldo, f.ow, &f.m0[0], &f.shift[0], n4, zp, lo, hi)
+			}
+			if n4 < n {
+				requantRows(d[n4:], n, acc[n4:], ldo, f.ow, n-n4, &tailRq)
+			}
+		}
+	}
+}

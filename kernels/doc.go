@@ -47,6 +47,14 @@
 // weights (PackInt4) are unpacked from nibbles inside the GEMV loop. DepthwiseConv2DInt8 runs
 // one vector call per output row (AVX2 or NEON) on the padded image, 16 channels at a time.
 //
+// FusedConv runs a convolution with its epilogue and an optional following 2x2 max pool in one
+// pass over each image (the conv -> ReLU -> pool blocks of small CNNs): the kernels read the
+// zero-point-padded image in place (AVX-512 VNNI and AVX-VNNI as u8 = a+128 with signed
+// weights, so 128*sum(w) folds into the bias and no row sums are needed; AVX2 widened to
+// int16), pool the int32 accumulators (exact: the requantization is monotone) and requantize
+// only the pooled values, in registers on AVX-512. With AVX-512 the GEMM also requantizes
+// inside its micro-kernels for whole tiles.
+//
 // The assembly files (*_amd64.s, *_arm64.s) are written by gen_asm.go: run go generate
 // after changing it.
 //

@@ -983,6 +983,10 @@ peakavx2_loop:`)
 		F("\tVPMADDWD Y14, Y15, Y%d\n\tVPADDD Y%d, Y%d, Y%d", 12+i%2, 12+i%2, i, i)
 	}
 	P("\tDECQ CX\n\tJNZ peakavx2_loop\n\tVZEROUPPER\n\tRET\n")
+	for _, vnni := range []bool{false, true} {
+		convAVX(a, vnni, true)
+		convAVX(a, vnni, false)
+	}
 
 	P(`// func sext16AVX2(dst *int16, src *int8, n int)
 // dst[i] = int16(src[i]) for n values, n a positive multiple of 16.
@@ -1720,4 +1724,90 @@ dwNEON_kw:
 	BNE dwNEON_pixel
 	RET`)
 	return a.text()
+}
+
+// convAVX emits the fused convolution kernels of the AVX2 and AVX-VNNI paths
+// (kernels.FusedConv): 8 output pixels x 8 channels per iteration (Y0..Y7), read in place from
+// the zero-point-padded image, the int32 accumulators (pooled: the max over the 2x2 windows, as
+// in convPool512) stored to dst for the Go driver's requantization. vnni: u8 image (a+128),
+// signed weights, VPDPBUSD (VEX, BYTE-encoded); otherwise: int16 image, int16 weight pairs,
+// VPMADDWD + VPADDD. Either way one K group is 4 bytes of the image and 32 bytes of weights.
+func convAVX(a *asm, vnni, pool bool) {
+	P, F := a.P, a.F
+	name := "avx2Conv"
+	if vnni {
+		name = "avxvnniConv"
+	}
+	if pool {
+		name += "Pool"
+	} else {
+		name += "Row"
+	}
+	P("")
+	F("// func %s(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off *int32, dst *int32, ldo, iters int)", name)
+	P("// ldo: bytes between output pixels in dst; iters >= 1.")
+	F("TEXT ·%s(SB), NOSPLIT, $0-88", name)
+	P(`	MOVQ lda+8(FP), BX
+	MOVQ off+56(FP), AX
+	VMOVDQU (AX), Y15
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12
+	MOVQ a+0(FP), R13
+	MOVQ dst+64(FP), DI
+	MOVQ ldo+72(FP), R15
+	MOVQ iters+80(FP), R14`)
+	F("%s_iter:", name)
+	for r := range 8 {
+		F("\tVMOVDQA Y15, Y%d", r)
+	}
+	P(`	MOVQ R13, SI
+	LEAQ (SI)(BX*2), DX
+	ADDQ BX, DX
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	LEAQ (R8)(BX*2), R10
+	ADDQ BX, R10
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11`)
+	F("%s_kh:", name)
+	P("\tMOVQ ng+40(FP), CX")
+	F("%s_g:", name)
+	P("\tVMOVDQU (R9), Y8")
+	rows := []string{"(SI)", "(SI)(BX*1)", "(SI)(BX*2)", "(DX)", "(R8)", "(R8)(BX*1)", "(R8)(BX*2)", "(R10)"}
+	for r := range 8 {
+		b := 9 + r%4
+		F("\tVPBROADCASTD %s, Y%d", rows[r], b)
+		if vnni {
+			P(vpdpbusd(r, b, 8))
+		} else {
+			p := 13 + r%2
+			F("\tVPMADDWD Y8, Y%d, Y%d\n\tVPADDD Y%d, Y%d, Y%d", b, p, p, r, r)
+		}
+	}
+	P("\tADDQ $4, SI\n\tADDQ $4, DX\n\tADDQ $4, R8\n\tADDQ $4, R10\n\tADDQ $32, R9")
+	F("\tDECQ CX\n\tJNZ %s_g", name)
+	P("\tADDQ R12, SI\n\tADDQ R12, DX\n\tADDQ R12, R8\n\tADDQ R12, R10")
+	F("\tDECQ R11\n\tJNZ %s_kh", name)
+	if pool {
+		P(`	VPMAXSD Y1, Y0, Y0
+	VPMAXSD Y5, Y4, Y4
+	VPMAXSD Y4, Y0, Y0
+	VPMAXSD Y3, Y2, Y2
+	VPMAXSD Y7, Y6, Y6
+	VPMAXSD Y6, Y2, Y2
+	VMOVDQU Y0, (DI)
+	VMOVDQU Y2, (DI)(R15*1)
+	LEAQ (R13)(BX*4), R13
+	LEAQ (DI)(R15*2), DI`)
+	} else {
+		P("\tMOVQ DI, AX")
+		for r := range 8 {
+			F("\tVMOVDQU Y%d, (AX)\n\tADDQ R15, AX", r)
+		}
+		P("\tLEAQ (R13)(BX*8), R13\n\tMOVQ AX, DI")
+	}
+	F("\tDECQ R14\n\tJNZ %s_iter", name)
+	P("\tVZEROUPPER\n\tRET")
 }
