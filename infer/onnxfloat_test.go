@@ -50,7 +50,8 @@ func TestWriteFloatONNX(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "identity.onnx"), identityONNX(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Reference inputs (uint8 pixels) and qatgo's float outputs.
+	// Reference inputs (pixels; float32 inputs of float-input models get pixel/255) and
+	// qatgo's float outputs. The ONNX model's input is the float value of each pixel.
 	md, err := Load(m)
 	if err != nil {
 		t.Fatal(err)
@@ -63,21 +64,29 @@ func TestWriteFloatONNX(t *testing.T) {
 			px[i] = byte(r.IntN(256))
 		}
 	}
-	out, err := md.NewSession().RunUint8(px, n)
+	in := &m.Tensors[md.input]
+	ref := struct {
+		Shape   []int     `json:"shape"`  // per-sample NHWC
+		Inputs  []float32 `json:"inputs"` // the float value of each input element
+		Outputs []float32 `json:"outputs"`
+	}{Shape: in.Shape, Inputs: make([]float32, len(px))}
+	var out []float32
+	if md.InputType() == qmodel.Uint8 {
+		p := params(in)
+		for i, v := range px {
+			ref.Inputs[i] = p.Scale * float32(int32(v)-p.ZeroPoint)
+		}
+		out, err = md.NewSession().RunUint8(px, n)
+	} else {
+		for i, v := range px {
+			ref.Inputs[i] = float32(v) / 255
+		}
+		out, err = md.NewSession().Run(ref.Inputs, n)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := &m.Tensors[md.input]
-	ref := struct {
-		Shape   []int     `json:"shape"` // per-sample NHWC
-		Scale   float32   `json:"scale"` // float input = scale*(u8 - zero)
-		Zero    int32     `json:"zero"`
-		Pixels  []int     `json:"pixels"`
-		Outputs []float32 `json:"outputs"`
-	}{in.Shape, params(in).Scale, params(in).ZeroPoint, make([]int, len(px)), out}
-	for i, v := range px {
-		ref.Pixels[i] = int(v)
-	}
+	ref.Outputs = out
 	b, err := json.Marshal(ref)
 	if err != nil {
 		t.Fatal(err)

@@ -359,9 +359,7 @@ func (s *Session) runLane(ln *lane, j job) {
 		case j.kind == runFloat && md.inType == qmodel.Int8:
 			p := params(&md.qm.Tensors[md.input])
 			dst := ln.i8buf(s, md.input, md.inN)
-			for i, v := range s.inF[ln.b0*md.inN : (ln.b0+ln.nb)*md.inN] {
-				dst[i] = int8(quant.QuantizeValue(v, p.Scale, p.ZeroPoint, -128, 127))
-			}
+			kernels.QuantizeFloat32(dst, s.inF[ln.b0*md.inN:(ln.b0+ln.nb)*md.inN], p.Scale, p.ZeroPoint, -128, 127)
 		}
 		// Whether the kernels path fuses, read once per micro-batch so that every step of it
 		// agrees even if kernels.SetPath runs meanwhile.
@@ -411,9 +409,11 @@ func (s *Session) Run(input []float32, batch int) ([]float32, error) {
 	if err := s.checkLen(len(input), batch); err != nil {
 		return nil, err
 	}
-	for i, v := range input {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, fmt.Errorf("%w (element %d = %v)", errNonFinite, i, v)
+	if !kernels.AllFinite(input) {
+		for i, v := range input {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("%w (element %d = %v)", errNonFinite, i, v)
+			}
 		}
 	}
 	s.inF = input
@@ -569,10 +569,7 @@ func (s *Session) step(st *step, ln *lane) {
 			return
 		}
 		f := ln.f32buf(s, st.in, st.inN)
-		f = f[:len(dst)]
-		for i, x := range f {
-			dst[i] = int8(quant.QuantizeValue(x, st.scale, st.zero, -128, 127))
-		}
+		kernels.QuantizeFloat32(dst, f[:len(dst)], st.scale, st.zero, -128, 127)
 	case qmodel.OpDequantize:
 		f := ln.f32buf(s, st.out, st.outN)
 		f = f[:len(src)]

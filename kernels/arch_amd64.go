@@ -99,6 +99,12 @@ func avx2Gemv(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
 //go:noescape
 func sumInt8AVX2(p *int8, n int) int32
 
+//go:noescape
+func quantizeF32AVX2(dst *int8, src *float32, n int, scale float32, zp, lo, hi float32)
+
+//go:noescape
+func allFiniteAVX2(src *float32, n int) bool
+
 func archImpls() []*impl {
 	var l []*impl
 	x := &cpu.X86
@@ -116,6 +122,9 @@ func archImpls() []*impl {
 		p := newSIMDImpl("avx512vnni", &avx512Kernels)
 		p.convPool = convPoolVNNI
 		l = append(l, p)
+	}
+	for _, p := range l { // every x86 path has AVX2
+		p.quantF32, p.allFinite = quantizeF32AVX2, allFiniteAVX2
 	}
 	return l
 }

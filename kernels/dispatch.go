@@ -33,6 +33,10 @@ type impl struct {
 	// shifted, src holds the input with its sign bit flipped, see FusedConv.RunShifted);
 	// without it FusedConv.Run composes Conv2DInt8 and a plain-Go pool.
 	convPool func(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch)
+	// quantF32 and allFinite, if not nil, are the vector loops of QuantizeFloat32 (finite
+	// input) and AllFinite on n values, n a positive multiple of 8.
+	quantF32  func(dst *int8, src *float32, n int, scale, zp, lo, hi float32)
+	allFinite func(src *float32, n int) bool
 }
 
 // impls lists the paths this build can run on this CPU, portable first, best last.

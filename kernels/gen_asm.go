@@ -987,6 +987,7 @@ peakavx2_loop:`)
 		convAVX(a, vnni, true)
 		convAVX(a, vnni, false)
 	}
+	quantF32AVX2(a)
 
 	P(`// func sext16AVX2(dst *int16, src *int8, n int)
 // dst[i] = int16(src[i]) for n values, n a positive multiple of 16.
@@ -1810,4 +1811,78 @@ func convAVX(a *asm, vnni, pool bool) {
 	}
 	F("\tDECQ R14\n\tJNZ %s_iter", name)
 	P("\tVZEROUPPER\n\tRET")
+}
+
+// quantF32AVX2 emits the float32 input quantization of the integer runtime (quant.QuantizeValue
+// for finite inputs) and the finiteness check of its inputs.
+func quantF32AVX2(a *asm) {
+	a.P(`
+// func quantizeF32AVX2(dst *int8, src *float32, n int, scale float32, zp, lo, hi float32)
+// dst[i] = clamp(round(src[i]/scale) + zp, lo, hi) for n values (n a positive multiple of 8),
+// round half away from zero, src finite (quant.QuantizeValue; the caller checks finiteness).
+// The float32 division is IEEE like Go's; r = trunc(t) plus sign(t) when |t - r| >= 0.5 (t - r
+// is exact); r + zp is exact below 2^24 and anything larger clamps anyway.
+TEXT ·quantizeF32AVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS scale+24(FP), Y8
+	VBROADCASTSS zp+28(FP), Y9
+	VBROADCASTSS lo+32(FP), Y10
+	VBROADCASTSS hi+36(FP), Y11
+	MOVL $0x80000000, AX
+	MOVQ AX, X12
+	VPBROADCASTD X12, Y12   // sign bit
+	MOVL $0x3f000000, AX
+	MOVQ AX, X13
+	VPBROADCASTD X13, Y13   // 0.5
+	MOVL $0x3f800000, AX
+	MOVQ AX, X14
+	VPBROADCASTD X14, Y14   // 1.0
+quantf32_loop:
+	VMOVUPS (SI), Y0
+	VDIVPS Y8, Y0, Y0       // t = x / scale
+	VROUNDPS $3, Y0, Y1     // r = trunc(t)
+	VSUBPS Y1, Y0, Y2       // d = t - r (exact)
+	VANDNPS Y2, Y12, Y2     // |d|
+	VCMPPS $5, Y13, Y2, Y2  // |d| >= 0.5 (not less than)
+	VANDPS Y12, Y0, Y3      // sign of t
+	VORPS Y14, Y3, Y3       // +-1
+	VANDPS Y2, Y3, Y3
+	VADDPS Y3, Y1, Y1       // rounded half away from zero
+	VADDPS Y9, Y1, Y1
+	VMAXPS Y10, Y1, Y1
+	VMINPS Y11, Y1, Y1
+	VCVTTPS2DQ Y1, Y1
+	VEXTRACTI128 $1, Y1, X2
+	VPACKSSDW X2, X1, X1
+	VPACKSSWB X1, X1, X1
+	MOVQ X1, (DI)
+	ADDQ $32, SI
+	ADDQ $8, DI
+	SUBQ $8, CX
+	JNZ quantf32_loop
+	VZEROUPPER
+	RET
+
+// func allFiniteAVX2(src *float32, n int) bool
+// Whether none of n float32 values (n a positive multiple of 8) is NaN or infinite: x*0 is 0 for
+// finite x and NaN otherwise.
+TEXT ·allFiniteAVX2(SB), NOSPLIT, $0-17
+	MOVQ src+0(FP), SI
+	MOVQ n+8(FP), CX
+	VXORPS Y1, Y1, Y1       // zero
+	VXORPS Y2, Y2, Y2       // accumulated unordered mask
+finite_loop:
+	VMULPS (SI), Y1, Y0
+	VCMPPS $3, Y0, Y0, Y0   // unordered: NaN
+	VORPS Y0, Y2, Y2
+	ADDQ $32, SI
+	SUBQ $8, CX
+	JNZ finite_loop
+	VMOVMSKPS Y2, AX
+	TESTL AX, AX
+	SETEQ ret+16(FP)
+	VZEROUPPER
+	RET`)
 }

@@ -46,14 +46,14 @@ async function main() {
   const ref = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8'));
   const [h, w, c] = ref.shape;
   const per = h * w * c;
-  const n = ref.pixels.length / per;
+  const n = ref.inputs.length / per;
   const outN = ref.outputs.length / n;
   const x = new Float32Array(n * per); // NCHW
   for (let b = 0; b < n; b++)
     for (let y = 0; y < h; y++)
       for (let xx = 0; xx < w; xx++)
         for (let ch = 0; ch < c; ch++)
-          x[((b * c + ch) * h + y) * w + xx] = ref.scale * (ref.pixels[((b * h + y) * w + xx) * c + ch] - ref.zero);
+          x[((b * c + ch) * h + y) * w + xx] = ref.inputs[((b * h + y) * w + xx) * c + ch];
   const opts = (t) => ({ graphOptimizationLevel: 'all', intraOpNumThreads: t, interOpNumThreads: 1, executionMode: 'sequential' });
   const s1 = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), opts(1));
   const y = (await s1.run({ x: new ort.Tensor('float32', x, [n, c, h, w]) })).y.data;
