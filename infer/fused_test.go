@@ -104,3 +104,23 @@ func TestFusedMatchesOps(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeConvNotFused checks that a convolution above maxFusedMACs keeps the GEMM path (which
+// splits one image over the kernel threads) and that a small one is fused.
+func TestLargeConvNotFused(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	b := qmodel.NewBuilder("large")
+	x := b.Input("x", qmodel.Int8, []int{64, 64, 16}, qmodel.PerTensor(0.02, 0))
+	c := b.Conv2D("big", x, qmodel.Weights{Values: randInt8s(r, 64*9*16, -127, 127), Shape: []int{64, 3, 3, 16}, Scales: randScales(r, 64, 0.001, 0.002)},
+		nil, qmodel.Conv2DOptions{PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}, quant.Params{Scale: 0.05, ZeroPoint: 0})
+	small := b.Conv2D("small", c, qmodel.Weights{Values: randInt8s(r, 4*64, -127, 127), Shape: []int{4, 1, 1, 64}, Scales: randScales(r, 4, 0.001, 0.002)},
+		nil, qmodel.Conv2DOptions{StrideH: 8, StrideW: 8}, quant.Params{Scale: 0.05, ZeroPoint: 0})
+	b.Output(small)
+	md, err := Load(build(t, b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.steps[0].fc != nil || md.steps[1].fc == nil {
+		t.Errorf("fused: big %v, small %v; want only the small one", md.steps[0].fc != nil, md.steps[1].fc != nil)
+	}
+}

@@ -131,7 +131,8 @@ func Load(m *qmodel.Model) (*Model, error) {
 // fuse prepares kernels.FusedConv for each Conv2D: with the following MaxPool2D when that pool
 // is 2x2 with stride 2, no padding and no clamp beyond the conv's, and is the only reader of the
 // conv output (which must not be a model output); alone otherwise, for convolutions of up to 64
-// output channels (larger ones run faster on the GEMM path).
+// output channels (larger ones run faster on the GEMM path). Convolutions of more than
+// maxFusedMACs per image are not fused.
 func (md *Model) fuse() error {
 	if disableFusion {
 		return nil
@@ -159,6 +160,11 @@ func (md *Model) fuse() error {
 			next.oh == st.cs.OutH()/2 && next.ow == st.cs.OutW()/2 && next.c == st.cs.OutC &&
 			next.lo <= st.rq.Min && next.hi >= st.rq.Max
 		if !pool && st.cs.OutC > 64 {
+			continue
+		}
+		// FusedConv runs one image on one goroutine; the GEMM path splits large images over
+		// the kernel threads, so those keep it.
+		if st.cs.OutH()*st.cs.OutW()*st.cs.OutC*st.cs.K() > maxFusedMACs {
 			continue
 		}
 		fc, err := kernels.NewFusedConv(st.cs, pool, st.inZero, st.w, st.bias, &st.rq)
@@ -380,6 +386,10 @@ func (md *Model) compileLinear(s *step, op *qmodel.Op) error {
 	md.scratchN = max(md.scratchN, l)
 	return nil
 }
+
+// maxFusedMACs bounds the multiply-adds per image of a fused convolution (the kernels' threshold
+// for splitting a problem over threads).
+const maxFusedMACs = 1 << 22
 
 // disableFusion makes Load keep every op on its own (the benchmarks' before/after comparison).
 // Only tests set it, never concurrently with Load.
