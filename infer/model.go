@@ -121,9 +121,7 @@ func Load(m *qmodel.Model) (*Model, error) {
 			md.int8Out = -1
 		}
 	}
-	if err := md.fuse(); err != nil {
-		return nil, err
-	}
+	md.fuse()
 	md.plan = md.makePlan(false)
 	return md, nil
 }
@@ -133,9 +131,9 @@ func Load(m *qmodel.Model) (*Model, error) {
 // conv output (which must not be a model output); alone otherwise, for convolutions of up to 64
 // output channels (larger ones run faster on the GEMM path). Convolutions of more than
 // maxFusedMACs per image are not fused.
-func (md *Model) fuse() error {
+func (md *Model) fuse() {
 	if disableFusion {
-		return nil
+		return
 	}
 	readers := make([]int, len(md.qm.Tensors))
 	for i := range md.steps {
@@ -169,7 +167,7 @@ func (md *Model) fuse() error {
 		}
 		fc, err := kernels.NewFusedConv(st.cs, pool, st.inZero, st.w, st.bias, &st.rq)
 		if err != nil {
-			return fmt.Errorf("infer: op %s: %w", st.name, err)
+			continue // not expected for a validated model; the op-by-op path stays correct
 		}
 		st.fc = fc
 		md.fusedProbe = fc
@@ -183,7 +181,6 @@ func (md *Model) fuse() error {
 			st.shiftedIn, md.steps[0].skipQuant = true, true
 		}
 	}
-	return nil
 }
 
 // isShiftTable reports whether t maps every byte u to u-128.
