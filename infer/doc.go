@@ -14,6 +14,17 @@
 // (K not a multiple of 8, a weight of -8) and for Conv2D, int4 weights are unpacked to int8 at
 // load. Lookup tables (uint8 Quantize, Softmax's exponentials) are computed once at load.
 //
+// # Fused convolutions
+//
+// Load prepares a kernels.FusedConv for each Conv2D of up to 4M multiply-adds per image: together
+// with a following 2x2 stride-2 MaxPool2D when the pool is the conv output's only reader and clamps
+// no tighter than the conv, alone (up to 64 output channels) otherwise. On the kernels paths that
+// have fused kernels (AVX-512 VNNI, AVX-VNNI, AVX2, portable Go) a session then runs conv,
+// requantization, ReLU and pool in one pass per image and skips the pool step; a first conv fed
+// by a Quantize of the uint8 input that is the byte minus 128 reads the input bytes directly and
+// the Quantize step is skipped. Results are bit-identical to running the ops one by one
+// (TestFusedMatchesOps compares them on every path), which KeepIntermediate sessions do.
+//
 // # Loading and buffers
 //
 // Load validates the model (qmodel.Model.Validate), packs the weights once (kernels.PackInt8 or

@@ -71,3 +71,34 @@ func ExampleConv2DInt8() {
 	fmt.Println(dst)
 	// Output: [12 16 24 28]
 }
+
+// A 3x3 convolution with ReLU and a 2x2 max pool in one pass: a 4x4 one-channel image, two
+// output channels (an edge detector and a box filter), multiplier 1/8.
+func ExampleFusedConv() {
+	s := kernels.ConvShape{InH: 4, InW: 4, InC: 1, OutC: 2, KH: 3, KW: 3, StrideH: 1, StrideW: 1,
+		PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}
+	w, err := kernels.PackInt8([]int8{
+		-1, 0, 1, -1, 0, 1, -1, 0, 1, // horizontal gradient
+		1, 1, 1, 1, 1, 1, 1, 1, 1, // box
+	}, 2, 9)
+	if err != nil {
+		panic(err)
+	}
+	m, _ := quant.QuantizeMultiplier(0.125)
+	rq := &kernels.Requant{M0: []int32{m.M0, m.M0}, Shift: []int32{m.Shift, m.Shift}, ZeroPoint: 0, Min: 0, Max: 127} // ReLU
+	f, err := kernels.NewFusedConv(s, true, 0, w, nil, rq)
+	if err != nil {
+		panic(err)
+	}
+	img := []int8{
+		0, 0, 40, 40,
+		0, 0, 40, 40,
+		0, 0, 40, 40,
+		0, 0, 40, 40,
+	}
+	dst := make([]int8, f.OutH()*f.OutW()*2)
+	var sc kernels.FusedScratch
+	f.Run(dst, img, 1, &sc)
+	fmt.Println(f.OutH(), f.OutW(), dst)
+	// Output: 2 2 [15 15 15 30 15 15 15 30]
+}
