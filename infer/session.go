@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/qatgo/qatgo/kernels"
@@ -147,6 +148,9 @@ type Session struct {
 	outI8   []int8    // gathered int8 output of RunInt8
 	prof    []OpStat
 	ran     int // batch of the last successful run
+	// Multi-lane runs: lanes take chunks of chunk samples from next, up to runBatch.
+	chunk, runBatch int
+	next            atomic.Int64
 }
 
 // lane is the state of one goroutine of a session: activation buffers for one micro-batch (laid
@@ -155,7 +159,7 @@ type lane struct {
 	i8      [][]int8
 	f32     [][]float32
 	cap     int // samples the buffers hold
-	lo, hi  int // the lane's part of the batch in the current run
+	lo, hi  int // the batch range of a single-lane run (multi-lane runs take chunks, see Session.next)
 	b0, nb  int // the current micro-batch
 	scratch []int8
 	acc     []int32
@@ -170,9 +174,9 @@ type SessionOptions struct {
 	// Int8Tensor can return any activation after a run (for parity checks and debugging). Uses
 	// more memory and runs single-threaded without micro-batches.
 	KeepIntermediate bool
-	// Threads > 1 splits batches of at least 16 samples into contiguous parts of at least 8 that
-	// run on up to Threads goroutines: the caller's and Threads-1 workers owned by the session, each
-	// with its own buffers. Call Close when done: the workers live until then (an unclosed session
+	// Threads > 1 runs batches of at least 16 samples on up to Threads goroutines (the caller's
+	// and Threads-1 workers owned by the session, each with its own buffers), which take chunks
+	// of at least 8 samples from a shared counter until the batch is done. Call Close when done: the workers live until then (an unclosed session
 	// is never garbage collected). Results are identical to single-threaded runs. Profiling runs
 	// single-threaded.
 	Threads int
@@ -230,7 +234,7 @@ func (s *Session) Close() {
 	s.lanes = s.lanes[:1]
 }
 
-// minChunk is the smallest number of samples a worker goroutine gets.
+// minChunk is the smallest number of samples a lane takes at a time in multi-lane runs.
 const minChunk = 8
 
 // split assigns the batch to lanes, grows buffers where needed and returns the number of lanes used.
@@ -239,12 +243,21 @@ func (s *Session) split(batch int) int {
 	if s.keepAll || s.prof != nil || nw < 1 {
 		nw = 1
 	}
-	part := (batch + nw - 1) / nw
+	// Several lanes take chunks of the batch from a shared counter (a lane slowed down by other
+	// work on its core takes fewer); one lane runs the whole batch.
+	s.chunk, s.runBatch = 0, batch
+	if nw > 1 {
+		s.chunk = max(minChunk, min(s.mb, (batch+4*nw-1)/(4*nw)))
+		s.next.Store(0)
+	}
 	for l := 0; l < nw; l++ {
 		ln := &s.lanes[l]
-		ln.lo = min(l*part, batch)
-		ln.hi = min(ln.lo+part, batch)
-		if need := min(s.mb, ln.hi-ln.lo); need > ln.cap {
+		ln.lo, ln.hi = 0, batch
+		need := min(s.mb, batch)
+		if s.chunk > 0 {
+			need = min(s.mb, s.chunk)
+		}
+		if need > ln.cap {
 			ln.i8 = make([][]int8, len(s.plan.size))
 			ln.f32 = make([][]float32, len(s.plan.size))
 			for i, n := range s.plan.size {
@@ -347,10 +360,28 @@ func (s *Session) worker(l int, jobs <-chan job) {
 
 // runLane runs the lane's part of the batch, micro-batch by micro-batch: input in, steps, output out.
 func (s *Session) runLane(ln *lane, j job) {
+	for {
+		lo, hi := ln.lo, ln.hi
+		if s.chunk > 0 {
+			b := int(s.next.Add(int64(s.chunk))) - s.chunk
+			if b >= s.runBatch {
+				return
+			}
+			lo, hi = b, min(b+s.chunk, s.runBatch)
+		}
+		s.runRange(ln, j, lo, hi)
+		if s.chunk == 0 {
+			return
+		}
+	}
+}
+
+// runRange runs samples [lo, hi) on lane ln, micro-batch by micro-batch.
+func (s *Session) runRange(ln *lane, j job, lo, hi int) {
 	md := s.md
 	steps := md.steps
-	for b := ln.lo; b < ln.hi; b += s.mb {
-		ln.b0, ln.nb = b, min(s.mb, ln.hi-b)
+	for b := lo; b < hi; b += s.mb {
+		ln.b0, ln.nb = b, min(s.mb, hi-b)
 		// Input.
 		switch {
 		case j.kind == runInt8:
