@@ -64,6 +64,11 @@ func TestFusedMatchesOps(t *testing.T) {
 		if tc.name == "mnist" && !md.steps[1].shiftedIn {
 			t.Fatalf("mnist: conv1 does not read the uint8 input directly")
 		}
+		for i := range md.steps {
+			if st := &md.steps[i]; st.kind == qmodel.OpReshape && md.plan.slot[st.out] != md.plan.slot[st.in] {
+				t.Errorf("%s: reshape %s copies (output buffer %d, input %d)", tc.name, st.name, md.plan.slot[st.out], md.plan.slot[st.in])
+			}
+		}
 		if nFused < 2 {
 			t.Fatalf("%s: %d fused convolutions, want at least 2", tc.name, nFused)
 		}

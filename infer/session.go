@@ -96,6 +96,12 @@ func (md *Model) makePlan(keepAll bool) plan {
 	early := make([]bool, len(m.Tensors)) // pool outputs written by a fused conv
 	for i := range md.steps {
 		st := &md.steps[i]
+		if st.kind == qmodel.OpReshape && !keepAll && last[st.in] == i && p.slot[st.in] >= 0 &&
+			m.Tensors[st.in].DType == m.Tensors[st.out].DType {
+			// The reshape's output takes over its input's buffer: no copy (step checks).
+			p.slot[st.out] = p.slot[st.in]
+			continue
+		}
 		if !early[st.out] {
 			alloc(st.out)
 		}
@@ -649,6 +655,9 @@ func (s *Session) step(st *step, ln *lane) {
 	case qmodel.OpAdd:
 		add(dst, src, ln.i8buf(s, st.in2, st.inN), st)
 	case qmodel.OpReshape:
+		if len(dst) > 0 && &dst[0] == &src[0] {
+			return // the plan gave the output its input's buffer
+		}
 		copy(dst, src)
 	case qmodel.OpSoftmax:
 		softmax(dst, src, st)
