@@ -1,6 +1,7 @@
 package export
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/qatgo/qatgo/graph"
@@ -27,7 +28,8 @@ func PrepareCheckpoint(ck *graph.Checkpoint, m *graph.Model, c qat.QConfig) (*qa
 }
 
 // Restore restores a trained model from a checkpoint written by qat (see LoadPrepared) with the
-// architecture and QConfig the checkpoint records (qat.NewModel of its model name,
+// architecture and QConfig the checkpoint records (graph.FromCheckpoint, or for checkpoints
+// written before they recorded their architecture qat.NewModel of their model name;
 // qat.CheckpointQConfig); a non-nil m or c overrides them (m must then be a freshly built model
 // of the checkpoint's architecture).
 func Restore(path string, m *graph.Model, c *qat.QConfig) (*qat.Prepared, error) {
@@ -36,11 +38,7 @@ func Restore(path string, m *graph.Model, c *qat.QConfig) (*qat.Prepared, error)
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	if m == nil {
-		name := ck.Meta[qat.MetaModel]
-		if name == "" {
-			return nil, fmt.Errorf("export: checkpoint %s does not name its model", path)
-		}
-		if m, err = qat.NewModel(name, 1); err != nil {
+		if m, err = checkpointModel(ck); err != nil {
 			return nil, fmt.Errorf("export: checkpoint %s: %w", path, err)
 		}
 	}
@@ -83,4 +81,26 @@ func FromCheckpoint(path string, m *graph.Model, c qat.QConfig, opt Options) (*q
 		return p, nil, err
 	}
 	return p, qm, nil
+}
+
+// checkpointModel rebuilds the layer model a checkpoint records (graph.ModelFromCheckpoint), or
+// for older checkpoints the named model of package qat. Other networks (an LM) are not supported
+// by export yet.
+func checkpointModel(ck *graph.Checkpoint) (*graph.Model, error) {
+	n, err := graph.FromCheckpoint(ck)
+	if err == nil {
+		m, ok := n.(*graph.Model)
+		if !ok {
+			return nil, fmt.Errorf("it holds a %s model (%q): export to the integer runtime is not supported yet", n.Arch().Type, n.Arch().Name)
+		}
+		return m, nil
+	}
+	if !errors.Is(err, graph.ErrNoArch) {
+		return nil, err
+	}
+	name := ck.Meta[qat.MetaModel]
+	if name == "" {
+		return nil, errors.New("it records neither its architecture nor its model name")
+	}
+	return qat.NewModel(name, 1)
 }

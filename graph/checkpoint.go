@@ -82,12 +82,10 @@ func (c *Checkpoint) Float32s(name string) []float32 {
 }
 
 // SaveState stores a copy of every model parameter (including BN running statistics) under
-// "param/<name>", and the model's name (its architecture) in Meta["model"].
+// "param/<name>", the model's name in Meta["model"] and its architecture (JSON of Arch) in
+// Meta[MetaArch], so that FromCheckpoint rebuilds it.
 func (m *Model) SaveState(c *Checkpoint) {
-	if c.Meta == nil {
-		c.Meta = map[string]string{}
-	}
-	c.Meta["model"] = m.Name
+	putArch(c, m.Arch())
 	for _, p := range m.params {
 		c.Put("param/"+p.Name, p.Value)
 	}

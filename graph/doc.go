@@ -62,4 +62,16 @@
 // [Checkpoint] is a set of named float32/float64 tensors plus step, epoch, data-order seed and
 // string metadata; [SaveCheckpoint] writes it atomically (temp file, fsync, rename) in a
 // little-endian binary format that round-trips bit-exactly.
+//
+// Checkpoints are self-describing: SaveState (of a Model or an LM) records the architecture
+// ([Arch]: the layer list with kinds, inputs, attributes and shapes, or the LMConfig) as JSON under
+// Meta[MetaArch], and [FromCheckpoint] rebuilds the model from the checkpoint alone and loads its
+// parameters (no registry of named models; [ModelFromCheckpoint] for a layer model).
+//
+// # One model interface
+//
+// Both model types, [Model] (layers: CNNs, MLPs) and [LM] (a Llama-style transformer), implement
+// [Network]: architecture record, parameters, quantizer sites, fusion groups and checkpoint
+// state. Package qat prepares, calibrates and trains any Network; graph building stays with the
+// concrete type (an image batch to class scores, token windows to next-token logits).
 package graph

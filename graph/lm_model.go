@@ -175,8 +175,32 @@ func (m *LM) Sites() []Site {
 	return s
 }
 
-// SaveState stores a copy of every parameter under "param/<name>" (the graph.Model convention).
+// Groups returns one fusion group per linear (Kind KindLinear, Op the linear's name), in graph
+// order: the ops that own the LM's quantizer sites. The other layers (embedding, norms, attention
+// products, residual adds) stay float and form no group.
+func (m *LM) Groups() []Group {
+	gs := make([]Group, len(m.linears))
+	for i, l := range m.linears {
+		gs[i] = Group{Op: l.Name, Kind: KindLinear, Layers: []string{l.Name}, Out: l.Name}
+	}
+	return gs
+}
+
+// HasLayer reports whether name is a layer of the LM: a linear ("blk0.attn.wq", "head"), a norm
+// ("blk0.attn_norm", "norm") or the embedding ("tok_emb").
+func (m *LM) HasLayer(name string) bool {
+	for _, p := range m.params {
+		if p.Layer == name {
+			return true
+		}
+	}
+	return false
+}
+
+// SaveState stores a copy of every parameter under "param/<name>" (the graph.Model convention)
+// and the architecture under MetaArch.
 func (m *LM) SaveState(c *Checkpoint) {
+	putArch(c, m.Arch())
 	for _, p := range m.params {
 		c.Put("param/"+p.Name, p.Value)
 	}

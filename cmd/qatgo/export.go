@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/qatgo/qatgo/export"
@@ -21,14 +24,16 @@ func init() {
 		name:    "export",
 		args:    "CHECKPOINT",
 		summary: "lower a QAT checkpoint to an integer model file, with a parity check",
-		detail: `Rebuilds the model named in the checkpoint (or -model), restores its parameters and quantizer
+		detail: `Rebuilds the model the checkpoint records (its architecture; older checkpoints: the model
+it names; or -model), restores its parameters and quantizer
 state (a checkpoint written by qat.Trainer), folds BatchNorm, quantizes weights with the trained
 quantizers and writes the integer model (-o) atomically. Unless -parity 0, the fake-quant graph and
 the integer runtime first run on MNIST test images and must agree: per layer, the share of elements
 within 1 LSB must reach -min-within1 and the predictions must agree on -min-agree of the images;
 otherwise nothing is written (unless -force) and the exit status is 1.
 
-Models: ` + exportModelNames() + `. The checkpoint records its model and its whole QConfig (overrides
+Any model built with the library exports; a model whose input is not 28x28 MNIST images with 10
+classes is checked on uniform random inputs instead of MNIST. Named models (-model): ` + exportModelNames() + `. The checkpoint records its model and its whole QConfig (overrides
 included), used unless -model or -qconfig override them. QConfig presets: w8a8, w4a8, w4a4, w4a4-obs,
 w2a2, each optionally with -observed (the observed twin that calibration uses).`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
@@ -84,15 +89,11 @@ func runExport(e *env, a exportArgs) error {
 	if err != nil {
 		return err
 	}
-	if a.model == "" {
-		if a.model = ck.Meta[qat.MetaModel]; a.model == "" {
-			return usagef("the checkpoint does not name its model: pass -model (%s)", exportModelNames())
-		}
-	}
-	m, err := qat.NewModel(a.model, 1)
+	m, err := exportModel(ck, a.model)
 	if err != nil {
-		return usagef("unknown model %q (known: %s)", a.model, exportModelNames())
+		return err
 	}
+	a.model = m.Name
 	var qc qat.QConfig
 	if a.qconfig == "" {
 		if qc, err = qat.CheckpointQConfig(ck); err != nil {
@@ -109,7 +110,7 @@ func runExport(e *env, a exportArgs) error {
 		a.out = strings.ToLower(a.model + "-" + qc.Name + ".qm")
 	}
 	opt := export.Options{Softmax: a.softmax, Meta: map[string]string{"checkpoint": filepath.Base(a.ckpt), "qconfig": qc.Name}}
-	if a.model == "ggml-cnn" || a.model == "bn-cnn" {
+	if mnistShaped(m) {
 		opt.Labels = []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
 	}
 	if a.uint8 {
@@ -125,13 +126,20 @@ func runExport(e *env, a exportArgs) error {
 	}
 	var parityErr error
 	if a.parity > 0 {
-		x, y, err := mnistTest(a.dir, a.parity)
-		if err != nil {
-			return err
-		}
-		rep, err := export.ParityLabeled(p, qm, x, len(y), y)
-		if err != nil {
-			return err
+		var rep *export.Report
+		if mnistShaped(m) {
+			x, y, err := mnistTest(a.dir, a.parity)
+			if err != nil {
+				return err
+			}
+			if rep, err = export.ParityLabeled(p, qm, x, len(y), y); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(e.stderr, "qatgo export: input %v is not MNIST-shaped: parity check on %d uniform random inputs in [0,1)\n", m.Input, a.parity)
+			if rep, err = export.Parity(p, qm, uniformInputs(m.Input, a.parity), a.parity); err != nil {
+				return err
+			}
 		}
 		fmt.Fprint(e.stdout, rep)
 		if parityErr = rep.Check(a.th); parityErr != nil && !a.force {
@@ -161,6 +169,54 @@ func runExport(e *env, a exportArgs) error {
 		return fmt.Errorf("%w (written anyway: -force)", parityErr)
 	}
 	return nil
+}
+
+// exportModel returns the model of a checkpoint: the named architecture when name is set (a
+// -model override), else the architecture the checkpoint records (graph.FromCheckpoint: any model
+// built with the library), else, for checkpoints written before they recorded it, the named
+// model of package qat the checkpoint names.
+func exportModel(ck *graph.Checkpoint, name string) (*graph.Model, error) {
+	if name == "" {
+		n, err := graph.FromCheckpoint(ck)
+		switch {
+		case err == nil:
+			m, ok := n.(*graph.Model)
+			if !ok {
+				return nil, fmt.Errorf("the checkpoint holds a %s model (%q): its export to the integer runtime is not supported yet", n.Arch().Type, n.Arch().Name)
+			}
+			return m, nil
+		case !errors.Is(err, graph.ErrNoArch):
+			return nil, err
+		}
+		if name = ck.Meta[qat.MetaModel]; name == "" {
+			return nil, usagef("the checkpoint records neither its architecture nor its model name: pass -model (%s)", exportModelNames())
+		}
+	}
+	m, err := qat.NewModel(name, 1)
+	if err != nil {
+		return nil, usagef("unknown model %q (known: %s)", name, exportModelNames())
+	}
+	return m, nil
+}
+
+// mnistShaped reports whether m reads 28x28 grey images and gives 10 class scores.
+func mnistShaped(m *graph.Model) bool {
+	return slices.Equal(m.Input, []int{1, 28, 28}) && slices.Equal(m.OutShape(), []int{10})
+}
+
+// uniformInputs returns n deterministic pseudo-random examples of the per-example shape, uniform
+// in [0,1).
+func uniformInputs(shape []int, n int) []float32 {
+	per := 1
+	for _, d := range shape {
+		per *= d
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, n*per)
+	for i := range x {
+		x[i] = rng.Float32()
+	}
+	return x
 }
 
 // mnistTest returns the first n MNIST test images as float32 pixel/255 (NCHW) and their labels.
