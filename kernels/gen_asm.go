@@ -944,18 +944,34 @@ avxvnniGemv_done:
 		for i := range 12 {
 			F("\tVPXOR Y%d, Y%d, Y%d", i, i, i)
 		}
-		F("%s_loop:", name)
-		P("\tVPMOVZXBW (R9), Y12\n\tVPMOVZXBW 16(R9), Y13")
-		for r := range 6 {
-			F("\tVPBROADCASTQ %s, Y14", rows6[r])
-			F("\tVPMADDWD Y12, Y14, Y15\n\tVPADDD Y15, Y%d, Y%d", 2*r, 2*r)
-			F("\tVPMADDWD Y13, Y14, Y15\n\tVPADDD Y15, Y%d, Y%d", 2*r+1, 2*r+1)
+		// body emits one K group: activations at byte offset ao of each row, weights at wo.
+		body := func(ao, wo int) {
+			F("\tVPMOVZXBW %d(R9), Y12\n\tVPMOVZXBW %d(R9), Y13", wo, wo+16)
+			for r := range 6 {
+				row := rows6[r]
+				if ao != 0 {
+					row = fmt.Sprint(ao) + row
+				}
+				F("\tVPBROADCASTQ %s, Y14", row)
+				F("\tVPMADDWD Y12, Y14, Y15\n\tVPADDD Y15, Y%d, Y%d", 2*r, 2*r)
+				F("\tVPMADDWD Y13, Y14, Y15\n\tVPADDD Y15, Y%d, Y%d", 2*r+1, 2*r+1)
+			}
 		}
-		step := "$8"
 		if conv {
-			step = "AX"
+			F("%s_loop:", name)
+			body(0, 0)
+			F("\tADDQ AX, SI\n\tADDQ AX, DX\n\tADDQ $64, R9\n\tDECQ R13\n\tJNZ %s_loop", name)
+		} else {
+			// Two K groups per iteration; an odd count starts with one.
+			F("\tTESTQ $1, R13\n\tJZ %s_loop", name)
+			body(0, 0)
+			F("\tADDQ $8, SI\n\tADDQ $8, DX\n\tADDQ $64, R9\n\tDECQ R13\n\tJZ %s_done", name)
+			F("%s_loop:", name)
+			body(0, 0)
+			body(8, 64)
+			F("\tADDQ $16, SI\n\tADDQ $16, DX\n\tADDQ $128, R9\n\tSUBQ $2, R13\n\tJNZ %s_loop", name)
+			F("%s_done:", name)
 		}
-		F("\tADDQ %s, SI\n\tADDQ %s, DX\n\tADDQ $64, R9\n\tDECQ R13\n\tJNZ %s_loop", step, step, name)
 		P("\tMOVQ CX, R8\n\tVMOVDQU (DI)(R15*1), Y13")
 		for r := range 6 {
 			F("\tVPHADDD Y%d, Y%d, Y12\n\tVPERMQ $0xd8, Y12, Y12", 2*r+1, 2*r)
