@@ -230,6 +230,7 @@ func gen512() string {
 		P("\tMOVQ off+40(FP), DI\n\tMOVQ roff+48(FP), R14\n\tMOVQ c+56(FP), CX\n\tMOVQ ldc+64(FP), R12")
 		P("\tLEAQ (SI)(BX*2), DX\n\tADDQ BX, DX           // DX = row 3\n\tLEAQ (DX)(BX*2), R8\n\tADDQ BX, R8           // R8 = row 6")
 	}
+	var kernLoop func(name string, nt int, bc, kgs bool, wregs, wptr []string)
 	// kern: 8 rows x 16*nt columns; bc: broadcast into a register first; kgs: K groups of a
 	// row kgs bytes apart (implicit convolution).
 	kern := func(name string, nt int, bc, kgs bool) {
@@ -261,6 +262,22 @@ func gen512() string {
 				F("\tVPADDD %s, Z27, Z%d", wregs[t], nt*r+t)
 			}
 		}
+		if !bc && !kgs {
+			vnniLoop(a, name, nt, rows, wregs, wptr)
+		} else {
+			kernLoop(name, nt, bc, kgs, wregs, wptr)
+		}
+		for r := range 8 {
+			for t := range nt {
+				F("\tVMOVDQU32 Z%d, %d(CX)", nt*r+t, 64*t)
+			}
+			if r < 7 {
+				P("\tADDQ R12, CX")
+			}
+		}
+		P("\tVZEROUPPER\n\tRET\n")
+	}
+	kernLoop = func(name string, nt int, bc, kgs bool, wregs, wptr []string) {
 		F("%s_loop:", name)
 		for t := range nt {
 			F("\tVMOVDQU32 (%s), %s", wptr[t], wregs[t])
@@ -286,15 +303,6 @@ func gen512() string {
 			F("\tADDQ $64, %s", wptr[t])
 		}
 		F("\tDECQ R13\n\tJNZ %s_loop", name)
-		for r := range 8 {
-			for t := range nt {
-				F("\tVMOVDQU32 Z%d, %d(CX)", nt*r+t, 64*t)
-			}
-			if r < 7 {
-				P("\tADDQ R12, CX")
-			}
-		}
-		P("\tVZEROUPPER\n\tRET\n")
 	}
 	kern("vnni8x48", 3, false, false)
 	kern("vnni8x32", 2, false, false)
@@ -325,20 +333,7 @@ func gen512() string {
 				F("\tVPADDD %s, Z27, Z%d", wregs[t], nt*r+t)
 			}
 		}
-		F("%s_loop:", name)
-		for t := range nt {
-			F("\tVMOVDQU32 (%s), %s", wptr[t], wregs[t])
-		}
-		for r := range 8 {
-			for t := range nt {
-				F("\tVPDPBUSD.BCST %s, %s, Z%d", rows[r], wregs[t], nt*r+t)
-			}
-		}
-		P("\tADDQ $4, SI\n\tADDQ $4, DX\n\tADDQ $4, R8")
-		for t := range nt {
-			F("\tADDQ $64, %s", wptr[t])
-		}
-		F("\tDECQ R13\n\tJNZ %s_loop", name)
+		vnniLoop(a, name, nt, rows, wregs, wptr)
 		P(`	MOVQ ep+72(FP), R10
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
@@ -1901,4 +1896,41 @@ finite_loop:
 	SETEQ ret+16(FP)
 	VZEROUPPER
 	RET`)
+}
+
+// vnniLoop emits the K loop of the 8-row AVX-512 GEMM kernels (embedded-broadcast VPDPBUSD,
+// contiguous K groups) two groups per iteration; an odd count starts with one group.
+func vnniLoop(a *asm, name string, nt int, rows, wregs, wptr []string) {
+	P, F := a.P, a.F
+	group := func(ao, wo int) {
+		for t := range nt {
+			F("\tVMOVDQU32 %d(%s), %s", wo, wptr[t], wregs[t])
+		}
+		for r := range 8 {
+			row := rows[r]
+			if ao != 0 {
+				row = fmt.Sprint(ao) + row
+			}
+			for t := range nt {
+				F("\tVPDPBUSD.BCST %s, %s, Z%d", row, wregs[t], nt*r+t)
+			}
+		}
+	}
+	advance := func(ab, wb int) {
+		F("\tADDQ $%d, SI\n\tADDQ $%d, DX\n\tADDQ $%d, R8", ab, ab, ab)
+		for t := range nt {
+			F("\tADDQ $%d, %s", wb, wptr[t])
+		}
+	}
+	F("\tTESTQ $1, R13\n\tJZ %s_loop", name)
+	group(0, 0)
+	advance(4, 64)
+	F("\tDECQ R13\n\tJZ %s_done", name)
+	F("%s_loop:", name)
+	group(0, 0)
+	group(4, 64)
+	advance(8, 128)
+	F("\tSUBQ $2, R13\n\tJNZ %s_loop", name)
+	F("%s_done:", name)
+	_ = P
 }
