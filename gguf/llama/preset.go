@@ -1,0 +1,42 @@
+package llama
+
+import (
+	"fmt"
+
+	"github.com/qatgo/qatgo/fakequant"
+	"github.com/qatgo/qatgo/gguf"
+	"github.com/qatgo/qatgo/graph"
+	G "gorgonia.org/gorgonia"
+)
+
+// Preset is a graph.Quantizer whose fake quantization is llama.cpp's CPU arithmetic for weights
+// of type Type: every linear weight rounded as the GGUF file will store it (Q8_0, Q4_0: blocks of
+// 32 along the input dimension, fp16 scale, llama.cpp's reference rounding; F16: half
+// precision), and every linear input rounded as llama.cpp rounds it before the matmul (dynamic
+// Q8_0 per block of 32 with ties to even for Q8_0/Q4_0 weights, F16 for F16 weights). A model
+// trained or evaluated with Preset{T} and written by Encode with Type T computes the same
+// logits in llama.cpp (F32 KV cache, flash attention off) up to float summation order.
+type Preset struct {
+	Type gguf.TensorType
+}
+
+// Quantize implements graph.Quantizer.
+func (p Preset) Quantize(s graph.Site, x *G.Node) (*G.Node, error) {
+	var w, a fakequant.GGMLFormat
+	switch p.Type {
+	case gguf.F32:
+		return x, nil
+	case gguf.F16:
+		w, a = fakequant.GGMLF16, fakequant.GGMLF16
+	case gguf.Q8_0:
+		w, a = fakequant.GGMLWeightQ8_0, fakequant.GGMLActQ8_0
+	case gguf.Q4_0:
+		w, a = fakequant.GGMLWeightQ4_0, fakequant.GGMLActQ8_0
+	default:
+		return nil, fmt.Errorf("llama: no preset for %v (F32, F16, Q8_0, Q4_0)", p.Type)
+	}
+	if s.Kind == graph.SiteWeight {
+		return fakequant.GGMLFakeQuant(x, w)
+	}
+	return fakequant.GGMLFakeQuant(x, a)
+}
