@@ -74,8 +74,11 @@ type evalRun struct {
 }
 
 func newEvalRun(p *qat.Prepared, batch int) (*evalRun, error) {
-	if p == nil || p.Model == nil {
+	if p == nil || p.Net == nil {
 		return nil, errors.New("export: nil prepared model")
+	}
+	if p.Model == nil {
+		return nil, fmt.Errorf("export: a %s network (%q) cannot be exported to the integer runtime yet: only layer models (*graph.Model) are supported", p.Net.Arch().Type, p.Net.Arch().Name)
 	}
 	nq := p.Quantizer()
 	n, err := p.Model.Build(graph.Options{Batch: batch, Quant: nq, FoldBN: true, FreezeBN: true})

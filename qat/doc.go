@@ -3,6 +3,31 @@
 // runtime quantizes), simulated BatchNorm folding, a Trainer, and post-training calibration (PTQ)
 // for comparison.
 //
+// # One model path
+//
+// Prepare takes any graph.Network: a layer model (*graph.Model: CNNs, MLPs) or a transformer LM
+// (*graph.LM). Both list their quantizer sites, fusion groups and parameters the same way, so
+// the QConfig (presets, overrides keyed by layer name), the quantizer state, its checkpointing
+// and the optimizer are shared. Graph building and data differ, so training has two front ends
+// over the same optimizer, clipping, schedules and Loss: Trainer (image batches, classification,
+// BN folding, epochs) and LMTrainer (token windows, next-token prediction, rotations through
+// graph.LMOptions, a StepHook for learned rotations). LMRecipe gives the usual LLM QConfig
+// (grouped low-bit weights, wider head, per-tensor activations at every linear input).
+//
+// Optimizers: Adam with decoupled weight decay (AdamW, Loshchilov and Hutter 2019; Config.Beta2,
+// WeightDecay on the weights of the fusion groups only) or SGD with momentum; gradients clipped to
+// a global L2 norm (Config.ClipNorm, Pascanu et al. 2013); schedules const, cosine, step and
+// warm-up + cosine (WarmupCosineLR). Config.Loss replaces the default cross-entropy.
+//
+// # Who owns quantizer state
+//
+// The Prepared model is the one owner of quantizer state: per site its learnables (LSQ log-scale
+// and offset, PACT alpha: tensors that every graph built through the Prepared shares by
+// reference), its observer range or fixed parameters, and its enabled/frozen flags. A graph's
+// fakequant nodes are views: Apply pushes the owner's state into them when a graph is built or
+// reused, and Sync takes back what observers saw during a run (trainers call both). Checkpoints
+// save and restore only the owner (Prepared.SaveState/LoadState). Nothing else keeps a copy.
+//
 // # Where fake quantization goes
 //
 // Prepare attaches one fakequant.Quantizer per graph.Site of the model: the model input, the
@@ -63,7 +88,7 @@
 //
 // # Post-training quantization
 //
-// Calibrate runs the observed twin of a QConfig (every site an observer: per-channel current
+// Calibrate (and LMTrainer.Calibrate for an LM) runs the observed twin of a QConfig (every site an observer: per-channel current
 // min/max for weights, running min/max for activations) over a sample of training batches with
 // BN folded as export folds it, then freezes it; Evaluate measures any (model, Prepared) pair.
 package qat

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/qatgo/qatgo/graph"
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -22,11 +23,25 @@ type optimizer struct {
 	momentum    float64 // SGD momentum, Adam beta1
 	beta2, eps  float64
 	weightDecay float64
+	clip        float64 // global gradient norm limit (0: none)
+	scale       float64 // gradient factor of the current step (clipping), 1 without
 	t           int64 // number of updates applied (Adam bias correction)
 	m, v        map[string][]float32
 }
 
 func newOptimizer(kind string, momentum, wd float64) (*optimizer, error) {
+	return newOptimizerClip(kind, momentum, 0.999, wd, 0)
+}
+
+// newOptimizerClip is newOptimizer with Adam's beta2 (0 means 0.999) and a global gradient norm
+// limit clip (0: none).
+func newOptimizerClip(kind string, momentum, beta2, wd, clip float64) (*optimizer, error) {
+	if beta2 == 0 {
+		beta2 = 0.999
+	}
+	if beta2 < 0 || beta2 >= 1 || clip < 0 || wd < 0 {
+		return nil, fmt.Errorf("qat: optimizer beta2 %v (want [0,1)), clip %v, weight decay %v (want >= 0)", beta2, clip, wd)
+	}
 	kind = strings.ToLower(kind)
 	switch kind {
 	case Adam:
@@ -37,8 +52,41 @@ func newOptimizer(kind string, momentum, wd float64) (*optimizer, error) {
 	default:
 		return nil, fmt.Errorf("qat: unknown optimizer %q (adam, sgd)", kind)
 	}
-	return &optimizer{kind: kind, momentum: momentum, beta2: 0.999, eps: 1e-8, weightDecay: wd,
+	return &optimizer{kind: kind, momentum: momentum, beta2: beta2, eps: 1e-8, weightDecay: wd, clip: clip, scale: 1,
 		m: map[string][]float32{}, v: map[string][]float32{}}, nil
+}
+
+// GlobalNorm returns the L2 norm of all gradients together, sqrt(sum_i g_i^2).
+func GlobalNorm(grads ...[]float32) float64 {
+	var ss float64
+	for _, g := range grads {
+		for _, v := range g {
+			ss += float64(v) * float64(v)
+		}
+	}
+	return math.Sqrt(ss)
+}
+
+// ClipFactor returns the factor that scales gradients of global norm gnorm to at most limit
+// (Pascanu et al. 2013): limit/gnorm above the limit, else 1 (also for limit 0: no clipping).
+func ClipFactor(gnorm, limit float64) float64 {
+	if limit > 0 && gnorm > limit {
+		return limit / gnorm
+	}
+	return 1
+}
+
+// beginStep starts an optimizer step over the given gradients: it counts the step (Adam's bias
+// correction) and sets the clipping factor from their global norm, which it returns.
+func (o *optimizer) beginStep(grads [][]float32) float64 {
+	o.t++
+	o.scale = 1
+	if o.clip > 0 {
+		gn := GlobalNorm(grads...)
+		o.scale = ClipFactor(gn, o.clip)
+		return gn
+	}
+	return 0
 }
 
 // update applies one step with learning rate lr to w given gradient g. decay says whether weight
@@ -53,10 +101,14 @@ func (o *optimizer) update(name string, w, g []float32, lr float64, decay bool) 
 	if decay {
 		wd = o.weightDecay
 	}
+	sc := o.scale
+	if sc == 0 {
+		sc = 1
+	}
 	switch o.kind {
 	case SGD:
 		for i := range w {
-			gi := float64(g[i]) + wd*float64(w[i])
+			gi := float64(g[i])*sc + wd*float64(w[i])
 			mi := o.momentum*float64(m[i]) + gi
 			m[i] = float32(mi)
 			w[i] = float32(float64(w[i]) - lr*mi)
@@ -71,7 +123,7 @@ func (o *optimizer) update(name string, w, g []float32, lr float64, decay bool) 
 		c1 := 1 - math.Pow(b1, float64(o.t))
 		c2 := 1 - math.Pow(b2, float64(o.t))
 		for i := range w {
-			gi := float64(g[i])
+			gi := float64(g[i]) * sc
 			mi := b1*float64(m[i]) + (1-b1)*gi
 			vi := b2*float64(v[i]) + (1-b2)*gi*gi
 			m[i], v[i] = float32(mi), float32(vi)
@@ -116,11 +168,26 @@ const (
 	ConstLR  = "const"
 	CosineLR = "cosine"
 	StepLR   = "step"
+	// WarmupCosineLR rises linearly over Config.Warmup steps to LR, then decays along a cosine
+	// to MinLR at the last step (the usual transformer schedule).
+	WarmupCosineLR = "warmup-cosine"
 )
+
+// WarmupCosine is the WarmupCosineLR schedule: peak*(step+1)/warmup during the warm-up, then
+// min + (peak-min)*(1+cos(pi*p))/2 with p = (step-warmup)/(total-warmup).
+func WarmupCosine(peak, min float64, step, total, warmup int64) float64 {
+	if step < warmup {
+		return peak * float64(step+1) / float64(warmup)
+	}
+	p := float64(step-warmup) / float64(max(total-warmup, 1))
+	return min + (peak-min)*0.5*(1+math.Cos(math.Pi*p))
+}
 
 // lrAt returns the learning rate at step (0-based) of total steps.
 func lrAt(c *Config, step, total int64, stepsPerEpoch int64) float64 {
 	switch c.Schedule {
+	case WarmupCosineLR:
+		return WarmupCosine(c.LR, c.MinLR, step, total, c.Warmup)
 	case CosineLR:
 		if total <= 1 {
 			return c.LR
@@ -137,3 +204,19 @@ func lrAt(c *Config, step, total int64, stepsPerEpoch int64) float64 {
 }
 
 func f32s(t *tensor.Dense) []float32 { return t.Data().([]float32) }
+
+// Loss maps a model's output (class scores [N, K] or next-token logits [B*T, V]) and its target
+// (one-hot, same shape) to the scalar loss the trainer minimises. Any differentiable Gorgonia
+// expression will do.
+type Loss func(out, target *G.Node) (*G.Node, error)
+
+// CrossEntropy is the default Loss: the mean softmax cross-entropy over the rows, which is the
+// classification loss of a Model and the next-token loss of an LM (graph.CrossEntropy).
+func CrossEntropy(out, target *G.Node) (*G.Node, error) { return graph.CrossEntropy(out, target) }
+
+func (c *Config) loss() Loss {
+	if c.Loss != nil {
+		return c.Loss
+	}
+	return CrossEntropy
+}

@@ -64,3 +64,46 @@ func TestLRSchedules(t *testing.T) {
 		t.Errorf("constant LR %v", v)
 	}
 }
+
+// TestWarmupCosine checks the schedule at hand-computed points.
+func TestWarmupCosine(t *testing.T) {
+	for _, c := range []struct {
+		step int64
+		want float64
+	}{{0, 0.5}, {1, 1}, {2, 1}, {6, 0.1 + 0.9*0.5}, {10, 0.1}} {
+		if got := WarmupCosine(1, 0.1, c.step, 10, 2); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("step %d: %v, want %v", c.step, got, c.want)
+		}
+	}
+	cfg := Config{LR: 1, MinLR: 0.1, Schedule: WarmupCosineLR, Warmup: 2}
+	if got := lrAt(&cfg, 6, 10, 10); math.Abs(got-0.55) > 1e-12 {
+		t.Errorf("lrAt: %v", got)
+	}
+}
+
+// TestAdamWClippedFirstStep: after one step bias-corrected Adam moves each weight by lr*sign(g)
+// plus the decoupled decay lr*wd*w; clipping scales g (norm 5.02 -> 1) but not its sign.
+func TestAdamWClippedFirstStep(t *testing.T) {
+	o, err := newOptimizerClip(Adam, 0.9, 0.95, 0.1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := []float32{1, 1, -2}
+	g := []float32{3, -4, 0.5}
+	if gn := o.beginStep([][]float32{g}); math.Abs(gn-math.Sqrt(25.25)) > 1e-9 || math.Abs(o.scale-1/gn) > 1e-12 {
+		t.Fatalf("norm %v scale %v", gn, o.scale)
+	}
+	o.update("w", w, g, 0.01, true)
+	want := []float64{1 - 0.001 - 0.01, 1 - 0.001 + 0.01, -2 + 0.002 - 0.01}
+	for i := range w {
+		if math.Abs(float64(w[i])-want[i]) > 1e-6 {
+			t.Errorf("w[%d] = %v, want %v", i, w[i], want[i])
+		}
+	}
+	if ClipFactor(0.5, 1) != 1 || ClipFactor(4, 1) != 0.25 || ClipFactor(4, 0) != 1 {
+		t.Error("ClipFactor")
+	}
+	if _, err := newOptimizerClip(Adam, 0.9, 1.5, 0, 0); err == nil {
+		t.Error("beta2 1.5: no error")
+	}
+}

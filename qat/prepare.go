@@ -20,6 +20,10 @@ import (
 // parameters (LSQ log-scale and offset, PACT alpha) are shared tensors, and observer state is
 // carried between graphs by Sync/apply, so a training graph and an evaluation graph agree.
 type Prepared struct {
+	// Net is the prepared network: a *graph.Model or a *graph.LM (any graph.Network).
+	Net graph.Network
+	// Model is Net when it is a layer model (*graph.Model), nil otherwise (an LM): the view that
+	// BN folding, calibration on image data and export use.
 	Model  *graph.Model
 	Config QConfig
 	Sites  []graph.Site // all sites in graph order (including float ones)
@@ -42,13 +46,17 @@ type siteState struct {
 	frozen  bool
 }
 
-// Prepare applies c to m. It validates every site's configuration; the model itself is not
-// changed (its graphs are built with Prepared.Quantizer and FoldBN).
-func Prepare(m *graph.Model, c QConfig) (*Prepared, error) {
-	if err := m.Err(); err != nil {
-		return nil, err
+// Prepare applies c to a network (a *graph.Model or a *graph.LM). It validates every site's
+// configuration; the network itself is not changed (its graphs are built with
+// Prepared.Quantizer as their graph.Quantizer, and FoldBN for a Model).
+func Prepare(m graph.Network, c QConfig) (*Prepared, error) {
+	p := &Prepared{Net: m, Config: c, Sites: m.Sites(), state: map[string]*siteState{}}
+	if lm, ok := m.(*graph.Model); ok {
+		if err := lm.Err(); err != nil {
+			return nil, err
+		}
+		p.Model = lm
 	}
-	p := &Prepared{Model: m, Config: c, Sites: m.Sites(), state: map[string]*siteState{}}
 	for _, s := range p.Sites {
 		fc, on, err := c.fqConfig(m, s)
 		if err != nil {
@@ -57,7 +65,7 @@ func Prepare(m *graph.Model, c QConfig) (*Prepared, error) {
 		p.state[s.Name] = &siteState{site: s, spec: c.spec(m, s), cfg: fc, on: on, enabled: true}
 	}
 	for k := range c.Overrides {
-		if k != graph.InputName && m.Layer(k) == nil {
+		if k != graph.InputName && !m.HasLayer(k) {
 			return nil, fmt.Errorf("qat: %s: override for unknown layer %q", c.Name, k)
 		}
 	}
@@ -292,7 +300,7 @@ func (p *Prepared) SaveState(c *graph.Checkpoint) {
 	if j, err := json.Marshal(p.Config); err == nil { // cannot fail: plain fields and known methods
 		c.Meta[MetaQConfig] = string(j)
 	}
-	c.Meta[MetaModel] = p.Model.Name
+	c.Meta[MetaModel] = p.Net.Arch().Name
 	for _, st := range p.state {
 		if !st.on {
 			c.Meta["quant/"+st.site.Name+".flags"] = fmt.Sprintf("enabled=%v frozen=%v", st.enabled, st.frozen)

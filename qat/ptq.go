@@ -68,6 +68,9 @@ func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*Net
 	if batches < 1 || B < 1 {
 		return nil, fmt.Errorf("qat: calibration with %d batches of %d", batches, B)
 	}
+	if p.Model == nil {
+		return nil, fmt.Errorf("qat: calibration on image data needs a layer model (*graph.Model), not a %T (use CalibrateLM)", p.Net)
+	}
 	nq := p.Quantizer()
 	n, err := p.Model.Build(graph.Options{Batch: B, Quant: nq, FoldBN: true})
 	if err != nil {

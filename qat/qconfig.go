@@ -251,7 +251,7 @@ func (c QConfig) With(layer string, o Override) QConfig {
 
 // FirstLast8 returns c with the model input, the first and the last weighted group at 8 bits
 // (same methods), a common choice for low-bit models.
-func (c QConfig) FirstLast8(m *graph.Model) QConfig {
+func (c QConfig) FirstLast8(m graph.Network) QConfig {
 	var weighted []string
 	for _, g := range m.Groups() {
 		if g.Weighted() {
@@ -270,7 +270,7 @@ func (c QConfig) FirstLast8(m *graph.Model) QConfig {
 }
 
 // spec returns the spec for a site after overrides.
-func (c QConfig) spec(m *graph.Model, s graph.Site) Spec {
+func (c QConfig) spec(m graph.Network, s graph.Site) Spec {
 	sp := c.Act
 	if s.Kind == graph.SiteWeight {
 		sp = c.Weight
@@ -297,7 +297,7 @@ func (c QConfig) spec(m *graph.Model, s graph.Site) Spec {
 }
 
 // fqConfig converts a spec at a site to a fakequant.Config.
-func (c QConfig) fqConfig(m *graph.Model, s graph.Site) (fakequant.Config, bool, error) {
+func (c QConfig) fqConfig(m graph.Network, s graph.Site) (fakequant.Config, bool, error) {
 	sp := c.spec(m, s)
 	if sp.Float || sp.Bits == 0 {
 		return fakequant.Config{}, false, nil
@@ -325,7 +325,7 @@ func (c QConfig) fqConfig(m *graph.Model, s graph.Site) (fakequant.Config, bool,
 }
 
 // Describe lists every site with its effective setting, one per line (for logs and reports).
-func (c QConfig) Describe(m *graph.Model) string {
+func (c QConfig) Describe(m graph.Network) string {
 	var lines []string
 	for _, s := range m.Sites() {
 		fc, on, err := c.fqConfig(m, s)
@@ -342,7 +342,7 @@ func (c QConfig) Describe(m *graph.Model) string {
 }
 
 // Bits returns the bit width configured at a site after overrides (0 for a float site).
-func (c QConfig) Bits(m *graph.Model, s graph.Site) int {
+func (c QConfig) Bits(m graph.Network, s graph.Site) int {
 	sp := c.spec(m, s)
 	if sp.Float {
 		return 0

@@ -37,7 +37,13 @@ type Config struct {
 	Momentum  float64 // SGD momentum / Adam beta1 (default 0.9)
 	// WeightDecay applies to conv/linear weights (L2 for SGD, decoupled for Adam).
 	WeightDecay float64
-	Schedule    string  // ConstLR (default), CosineLR, StepLR
+	Schedule    string  // ConstLR (default), CosineLR, StepLR, WarmupCosineLR
+	Warmup      int64   // WarmupCosineLR: linear warm-up steps
+	Beta2       float64 // Adam beta2 (default 0.999; 0.95 is usual for transformers)
+	ClipNorm    float64 // clip gradients to this global L2 norm (0: no clipping)
+	// Loss turns the model output and the target into the scalar training loss (default
+	// CrossEntropy: classification for a Model, next-token prediction for an LM).
+	Loss Loss
 	StepEpochs  int     // StepLR period in epochs
 	StepGamma   float64 // StepLR factor (default 0.1)
 	Seed        uint64  // data order and dropout masks
@@ -163,7 +169,7 @@ func NewTrainer(m *graph.Model, p *Prepared, cfg Config) (*Trainer, error) {
 	if os := m.OutShape(); len(os) != 1 {
 		return nil, fmt.Errorf("qat: model output %v is not a vector of class scores", os)
 	}
-	opt, err := newOptimizer(cfg.Optimizer, cfg.Momentum, cfg.WeightDecay)
+	opt, err := newOptimizerClip(cfg.Optimizer, cfg.Momentum, cfg.Beta2, cfg.WeightDecay, cfg.ClipNorm)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +199,7 @@ func (t *Trainer) build(train, freezeBN bool, batch int) (*netRun, error) {
 	k := t.Model.OutShape()[0]
 	r.yVal = tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(batch, k))
 	y := G.NewMatrix(n.G, tensor.Float32, G.WithShape(batch, k), G.WithName(t.Model.Name+"/labels"), G.WithValue(r.yVal))
-	if r.loss, err = graph.CrossEntropy(n.Out, y); err != nil {
+	if r.loss, err = t.Cfg.loss()(n.Out, y); err != nil {
 		return nil, err
 	}
 	if train {
@@ -452,7 +458,13 @@ func (t *Trainer) trainStep(d Dataset, idx, y []int, lr float64, tensors map[str
 	if !r.freeze {
 		r.net.UpdateRunningStats()
 	}
-	t.opt.t++
+	gs := make([][]float32, 0, len(r.grads))
+	if t.opt.clip > 0 {
+		for _, g := range r.grads {
+			gs = append(gs, g.Value().Data().([]float32))
+		}
+	}
+	t.opt.beginStep(gs)
 	for name, g := range r.grads {
 		decay := false
 		if p := t.Model.Param(strings.TrimPrefix(name, "param/")); p != nil && strings.HasPrefix(name, "param/") {
