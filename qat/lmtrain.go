@@ -1,7 +1,7 @@
 package qat
 
 import (
-		"fmt"
+	"fmt"
 	"math"
 	"reflect"
 	"time"

@@ -25,7 +25,7 @@ type optimizer struct {
 	weightDecay float64
 	clip        float64 // global gradient norm limit (0: none)
 	scale       float64 // gradient factor of the current step (clipping), 1 without
-	t           int64 // number of updates applied (Adam bias correction)
+	t           int64   // number of updates applied (Adam bias correction)
 	m, v        map[string][]float32
 }
 

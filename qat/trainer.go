@@ -43,10 +43,10 @@ type Config struct {
 	ClipNorm    float64 // clip gradients to this global L2 norm (0: no clipping)
 	// Loss turns the model output and the target into the scalar training loss (default
 	// CrossEntropy: classification for a Model, next-token prediction for an LM).
-	Loss Loss
-	StepEpochs  int     // StepLR period in epochs
-	StepGamma   float64 // StepLR factor (default 0.1)
-	Seed        uint64  // data order and dropout masks
+	Loss       Loss
+	StepEpochs int     // StepLR period in epochs
+	StepGamma  float64 // StepLR factor (default 0.1)
+	Seed       uint64  // data order and dropout masks
 	// StopAfter ends Fit after this many epochs of the call (0: run to Epochs). The LR schedule
 	// still spans Epochs, so an interrupted run resumed from its checkpoint is the same run.
 	StopAfter int
