@@ -35,7 +35,11 @@ otherwise nothing is written (unless -force) and the exit status is 1.
 Any model built with the library exports; a model whose input is not 28x28 MNIST images with 10
 classes is checked on uniform random inputs instead of MNIST. Named models (-model): ` + exportModelNames() + `. The checkpoint records its model and its whole QConfig (overrides
 included), used unless -model or -qconfig override them. QConfig presets: w8a8, w4a8, w4a4, w4a4-obs,
-w2a2, each optionally with -observed (the observed twin that calibration uses).`,
+w2a2, each optionally with -observed (the observed twin that calibration uses).
+
+-format gguf writes a Llama-architecture language model checkpoint as a GGUF file for llama.cpp
+and ollama instead (-type f32, f16, q8_0 or q4_0; see gguf/llama): qatgo export -format gguf CKPT -o
+MODEL.gguf -type q8_0.`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			model := fs.String("model", "", "architecture, overriding the checkpoint's model name")
 			qconf := fs.String("qconfig", "", "QConfig preset, overriding the QConfig the checkpoint records")
@@ -49,7 +53,11 @@ w2a2, each optionally with -observed (the observed twin that calibration uses).`
 			maxLSB := fs.Int("max-lsb", 0, "largest allowed difference in LSB anywhere (0: no limit)")
 			maxLocal := fs.Int("max-local-lsb", 0, "largest allowed difference of a layer alone, on the fake-quant inputs (0: no limit)")
 			force := fs.Bool("force", false, "write the model even when the parity check fails")
+			ggufExport := ggufFlags(fs) // -format gguf, -type: export_gguf.go
 			return func(e *env, args []string) error {
+				if done, err := ggufExport(e, args, *out); done {
+					return err
+				}
 				if err := needArgs(args, "CHECKPOINT"); err != nil {
 					return err
 				}
