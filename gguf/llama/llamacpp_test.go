@@ -256,3 +256,61 @@ func greedyLM(t *testing.T, m *graph.LM, q graph.Quantizer, prompt []int, n int)
 	}
 	return out
 }
+
+// llamaQuantize quantizes in to out with llama.cpp's own quantizer (llama_model_quantize, every
+// weight to typ), through .ci/llamacpp/quantize.py, or skips the test without python3 or
+// node-llama-cpp.
+func llamaQuantize(t *testing.T, in, out, typ string) {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is not installed: calling llama.cpp's quantizer needs it (.ci/run installs it)")
+	}
+	if _, err := os.Stat(filepath.Join(llamaDir, "node_modules", "node-llama-cpp", "package.json")); err != nil {
+		t.Skipf("node-llama-cpp is not installed in %s (.ci/run installs it)", llamaDir)
+	}
+	cmd := exec.Command(py, filepath.Join(llamaDir, "quantize.py"), in, out, typ)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("llama.cpp quantize: %v\n%s", err, b)
+	}
+}
+
+// qatgo's Q8_0 and Q4_0 tensors are byte for byte those llama.cpp's quantizer writes from the
+// F32 export of the same model.
+func TestQuantizersMatchLlamaCpp(t *testing.T) {
+	w, err := FromLM(testLM(t, 6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	f32 := filepath.Join(dir, "f32.gguf")
+	if err := WriteFile(f32, w, EncodeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []gguf.TensorType{gguf.Q8_0, gguf.Q4_0} {
+		theirs := filepath.Join(dir, "llamacpp.gguf")
+		llamaQuantize(t, f32, theirs, typ.String())
+		a, err := gguf.ReadFile(theirs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := Encode(w, EncodeOptions{Type: typ, EmbedType: &typ})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ta := range a.Tensors {
+			tb := f.Tensor(ta.Name)
+			if tb == nil || ta.Type != tb.Type || !bytes.Equal(ta.Data, tb.Data) {
+				t.Fatalf("%v: tensor %s differs from llama.cpp's (%v vs %v)", typ, ta.Name, ta.Type, tb.Type)
+			}
+			if ta.Type == typ {
+				n++
+			}
+		}
+		if n != 2+7*w.Config.Layers || len(a.Tensors) != len(f.Tensors) {
+			t.Fatalf("%v: %d quantized tensors of %d", typ, n, len(a.Tensors))
+		}
+		t.Logf("%v: all %d tensors equal llama.cpp's bytes", typ, len(a.Tensors))
+	}
+}
