@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Quantizes a GGUF file with llama.cpp's own quantizer (llama_model_quantize of the libllama that
 node-llama-cpp ships), for qatgo's tests and its PTQ baseline. Usage:
-    quantize.py IN.gguf OUT.gguf FTYPE        FTYPE: q8_0 (7), q4_0 (2) or f16 (1)
-Every 2-D weight, token_embd and output included, gets the type ("pure"); norms stay F32."""
+    quantize.py IN.gguf OUT.gguf FTYPE [default]   FTYPE: q8_0 (7), q4_0 (2) or f16 (1)
+Every 2-D weight, token_embd and output included, gets the type ("pure"); norms stay F32. With
+"default", llama-quantize's own choices apply (e.g. a Q6_K output tensor for Q4_0)."""
 import ctypes, glob, os, sys
 
 FTYPES = {"f16": 1, "q4_0": 2, "q8_0": 7}
@@ -28,7 +29,8 @@ def main():
     llama.llama_model_quantize.restype = ctypes.c_uint32
     llama.llama_backend_init()
     p = llama.llama_model_quantize_default_params()
-    p.ftype, p.pure, p.nthread = ftype, True, 1
+    p.ftype, p.nthread = ftype, 1
+    p.pure = len(sys.argv) < 5 or sys.argv[4] != "default"
     rc = llama.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
     sys.exit(1 if rc else 0)
 

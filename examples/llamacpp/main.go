@@ -1,0 +1,273 @@
+// Command llamacpp compares, in llama.cpp itself, Q4_0 models of qatgo's tiny byte-level LM:
+// llama.cpp's own post-training Q4_0 (what users do today: quantize the f32 GGUF) against qatgo
+// QAT with the Q4_0 preset (llama.Preset: weights and matmul inputs fake-quantized exactly as
+// llama.cpp's CPU backend computes), as bits per byte that llama.cpp measures on held-out text.
+//
+//	go run ./examples/tinyllm -quick -runs ptq:w8a8 -gen 0 -ckpt /tmp/float.ckpt -out ""
+//	go run ./examples/llamacpp -ckpt /tmp/float.ckpt
+//
+// It fine-tunes two copies of the float checkpoint for -steps steps with the same data and
+// optimizer, one in float (the reference: QAT also trains) and one with the Q4_0 preset, writes
+// GGUF files to -out, quantizes the float one with llama.cpp's quantizer (.ci/llamacpp/quantize.py,
+// default and "pure" tensor types) and evaluates every file in llama.cpp through node-llama-cpp
+// (.ci/llamacpp/eval.mjs; install it there with npm ci --ignore-scripts --omit=optional).
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/qatgo/qatgo/data/text"
+	"github.com/qatgo/qatgo/gguf"
+	"github.com/qatgo/qatgo/gguf/llama"
+	"github.com/qatgo/qatgo/graph"
+	"github.com/sirupsen/logrus"
+	G "gorgonia.org/gorgonia"
+)
+
+type options struct {
+	ckpt, out, llamaDir string
+	steps, windows      int
+	lr                  float64
+	maxBytes            int
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.ckpt, "ckpt", filepath.Join(os.TempDir(), "qatgo-tinyllm-float.ckpt"), "float LM checkpoint (examples/tinyllm writes one)")
+	flag.StringVar(&o.out, "out", filepath.Join(os.TempDir(), "qatgo-llamacpp"), "directory for the GGUF files")
+	flag.StringVar(&o.llamaDir, "llamacpp", ".ci/llamacpp", "directory with node-llama-cpp, eval.mjs and quantize.py")
+	flag.IntVar(&o.steps, "steps", 200, "fine-tuning steps (float reference and QAT alike)")
+	flag.Float64Var(&o.lr, "lr", 3e-4, "Adam learning rate")
+	flag.IntVar(&o.windows, "windows", 64, "held-out windows of Ctx bytes to evaluate")
+	flag.IntVar(&o.maxBytes, "max-bytes", 1<<20, "corpus cap in bytes (as the tinyllm run that wrote the checkpoint)")
+	flag.Parse()
+	log := logrus.New()
+	if err := run(o, log); err != nil {
+		log.Error(err)
+		os.Exit(1)
+	}
+}
+
+func run(o options, log *logrus.Logger) error {
+	ck, err := graph.LoadCheckpoint(o.ckpt)
+	if err != nil {
+		return err
+	}
+	m, err := llama.LMFromCheckpoint(ck, "tinyllm")
+	if err != nil {
+		return err
+	}
+	corpus, err := text.LoadGoSource(text.Options{MaxBytes: o.maxBytes})
+	if err != nil {
+		return err
+	}
+	var tk text.ByteTokenizer
+	train, val := tk.Encode(corpus.Train), tk.Encode(corpus.Val)
+	C := m.Config.Ctx
+	var seqs [][]int
+	for i := 0; i+C <= len(val) && len(seqs) < o.windows; i += C {
+		seqs = append(seqs, val[i:i+C])
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	log.WithFields(logrus.Fields{"windows": len(seqs), "predictions": len(seqs) * (C - 1)}).Info("held-out text")
+	float, err := finetune(m, nil, train, o, log)
+	if err != nil {
+		return err
+	}
+	q4 := llama.Preset{Type: gguf.Q4_0}
+	qat, err := finetune(m, q4, train, o, log)
+	if err != nil {
+		return err
+	}
+	path := func(n string) string { return filepath.Join(o.out, n) }
+	write := func(lm *graph.LM, name string, t gguf.TensorType) error {
+		w, err := llama.FromLM(lm)
+		if err != nil {
+			return err
+		}
+		return llama.WriteFile(path(name), w, llama.EncodeOptions{Type: t})
+	}
+	if err := write(float, "float-f32.gguf", gguf.F32); err != nil {
+		return err
+	}
+	if err := write(qat, "qat-q4_0.gguf", gguf.Q4_0); err != nil {
+		return err
+	}
+	for _, mode := range []string{"default", "pure"} {
+		cmd := exec.Command("python3", filepath.Join(o.llamaDir, "quantize.py"), path("float-f32.gguf"), path("llamacpp-q4_0-"+mode+".gguf"), "q4_0", mode)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("llama.cpp quantize: %v\n%s", err, out)
+		}
+	}
+	qgFloat, err := qatgoBPB(float, nil, seqs)
+	if err != nil {
+		return err
+	}
+	qgQAT, err := qatgoBPB(qat, q4, seqs)
+	if err != nil {
+		return err
+	}
+	rows := []struct{ name, file string }{
+		{"float (f32 GGUF)", "float-f32.gguf"},
+		{"llama.cpp PTQ Q4_0 (llama-quantize defaults: Q6_K output)", "llamacpp-q4_0-default.gguf"},
+		{"llama.cpp PTQ Q4_0 (pure: every weight Q4_0)", "llamacpp-q4_0-pure.gguf"},
+		{"qatgo QAT, Q4_0 preset (F32 embedding)", "qat-q4_0.gguf"},
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nmodel (%d fine-tuning steps from %s)\tfile bytes\tbits/byte in llama.cpp\tvs float\tdecode tok/s (node-llama-cpp, 1 thread)\n", o.steps, filepath.Base(o.ckpt))
+	var base float64
+	for i, r := range rows {
+		res, err := evalLlama(o.llamaDir, path(r.file), seqs, 256)
+		if err != nil {
+			return err
+		}
+		bpb := bpbOf(res.LogProbs, seqs)
+		if i == 0 {
+			base = bpb
+		}
+		fi, _ := os.Stat(path(r.file))
+		fmt.Fprintf(tw, "%s\t%d\t%.4f\t%+.2f%%\t%.0f\n", r.name, fi.Size(), bpb, 100*(bpb/base-1), res.Timings.GenTokens/res.Timings.GenMS*1000)
+	}
+	tw.Flush()
+	fmt.Printf("\nqatgo's own forward on the same text: float %.4f, QAT Q4_0 fake-quant %.4f bits/byte\n", qgFloat, qgQAT)
+	return nil
+}
+
+func clone(m *graph.LM) (*graph.LM, error) {
+	c, err := graph.NewLM(m.Name, m.Config, m.Dtype, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range m.Params() {
+		copy(c.Param(p.Name).Value.Data().([]float32), p.Value.Data().([]float32))
+	}
+	return c, nil
+}
+
+// finetune trains a copy of m with quantizer q (nil: float) and Adam, batch 16.
+func finetune(m *graph.LM, q graph.Quantizer, train []int, o options, log *logrus.Logger) (*graph.LM, error) {
+	c, err := clone(m)
+	if err != nil {
+		return nil, err
+	}
+	net, err := c.Build(graph.LMOptions{Batch: 16, Quant: q})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := G.Grad(net.Loss, net.ParamNodes()...); err != nil {
+		return nil, err
+	}
+	vm := G.NewTapeMachine(net.G, G.BindDualValues(net.ParamNodes()...))
+	defer vm.Close()
+	solver := G.NewAdamSolver(G.WithLearnRate(o.lr), G.WithBeta1(0.9), G.WithBeta2(0.95))
+	s, err := text.NewSampler(train, 16, c.Config.Ctx, 12345)
+	if err != nil {
+		return nil, err
+	}
+	name := "float"
+	if q != nil {
+		name = "qat-q4_0"
+	}
+	for i := 0; i < o.steps; i++ {
+		x, y := s.Next(int64(i))
+		if err := net.SetBatch(x, y); err != nil {
+			return nil, err
+		}
+		if err := vm.RunAll(); err != nil {
+			return nil, err
+		}
+		if err := solver.Step(G.NodesToValueGrads(net.ParamNodes())); err != nil {
+			return nil, err
+		}
+		if (i+1)%50 == 0 || i+1 == o.steps {
+			log.WithFields(logrus.Fields{"run": name, "step": i + 1, "loss": fmt.Sprintf("%.4f", net.Loss.Value().Data())}).Info("fine-tuning")
+		}
+		vm.Reset()
+	}
+	return c, nil
+}
+
+func qatgoBPB(m *graph.LM, q graph.Quantizer, seqs [][]int) (float64, error) {
+	net, err := m.Build(graph.LMOptions{Batch: 1, Quant: q})
+	if err != nil {
+		return 0, err
+	}
+	vm := G.NewTapeMachine(net.G)
+	defer vm.Close()
+	V := m.Config.Vocab
+	var nll float64
+	n := 0
+	for _, s := range seqs {
+		if err := net.SetBatch(s, s); err != nil {
+			return 0, err
+		}
+		if err := vm.RunAll(); err != nil {
+			return 0, err
+		}
+		lg := net.Logits.Value().Data().([]float32)
+		for p := 0; p+1 < len(s); p++ {
+			row := lg[p*V : (p+1)*V]
+			mx := math.Inf(-1)
+			for _, v := range row {
+				mx = max(mx, float64(v))
+			}
+			var z float64
+			for _, v := range row {
+				z += math.Exp(float64(v) - mx)
+			}
+			nll -= float64(row[s[p+1]]) - mx - math.Log(z)
+			n++
+		}
+		vm.Reset()
+	}
+	return nll / float64(n) / math.Ln2, nil
+}
+
+type evalResult struct {
+	LogProbs [][][]float64 `json:"logprobs"`
+	Timings  struct {
+		GenTokens float64 `json:"gen_tokens"`
+		GenMS     float64 `json:"gen_ms"`
+	} `json:"timings"`
+}
+
+func evalLlama(dir, model string, seqs [][]int, gen int) (*evalResult, error) {
+	in, _ := json.Marshal(map[string]any{"model": model, "sequences": seqs,
+		"greedy": []map[string]any{{"prompt": seqs[0][:8], "n": gen}}})
+	cmd := exec.Command("node", "eval.mjs")
+	cmd.Dir = dir
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("llama.cpp on %s: %v\n%s", model, err, stderr.String())
+	}
+	var r evalResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func bpbOf(lp [][][]float64, seqs [][]int) float64 {
+	var nll float64
+	n := 0
+	for i, s := range seqs {
+		for p := 0; p+1 < len(s); p++ {
+			nll -= lp[i][p][s[p+1]]
+			n++
+		}
+	}
+	return nll / float64(n) / math.Ln2
+}
