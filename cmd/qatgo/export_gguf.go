@@ -78,8 +78,8 @@ func runExportGGUF(e *env, ckpt, out, typName string) error {
 	c := w.Config
 	fmt.Fprintf(e.stdout, "wrote %s: %d bytes, llama architecture (d=%d, %d layers, %d heads, ff %d, vocab %d, ctx %d), %v weights\n",
 		out, fi.Size(), c.Dim, c.Layers, c.Heads, c.Hidden, c.Vocab, c.Ctx, t)
-	for k := range ck.Meta {
-		if strings.HasPrefix(k, "quant/") || k == "qconfig" {
+	for k := range ck.Tensors {
+		if strings.HasPrefix(k, "quant/") {
 			fmt.Fprintf(e.stderr, "qatgo export: note: the checkpoint's quantizer state is not used; %v uses llama.cpp's own rounding (train with llama.Preset to match it)\n", t)
 			break
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/qatgo/qatgo/gguf"
 	"github.com/qatgo/qatgo/gguf/llama"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/qat"
 	"gorgonia.org/tensor"
 )
 
@@ -24,6 +25,9 @@ func lmCheckpoint(t *testing.T, meta map[string]string) (string, *graph.LM) {
 		c.Meta[k] = v
 	}
 	m.SaveState(c)
+	if meta["legacy"] != "" { // a checkpoint from before self-describing ones: Meta["config"] only
+		delete(c.Meta, graph.MetaArch)
+	}
 	path := filepath.Join(t.TempDir(), "lm.ckpt")
 	if err := graph.SaveCheckpoint(path, c); err != nil {
 		t.Fatal(err)
@@ -33,7 +37,11 @@ func lmCheckpoint(t *testing.T, meta map[string]string) (string, *graph.LM) {
 
 func TestExportGGUF(t *testing.T) {
 	ckpt, m := lmCheckpoint(t, nil)
-	for _, typ := range []string{"f32", "q8_0", "q4_0"} {
+	legacy, _ := lmCheckpoint(t, map[string]string{"legacy": "1"})
+	for _, typ := range []string{"f32", "q8_0", "q4_0", "legacy"} {
+		if typ == "legacy" {
+			ckpt, typ = legacy, "f32"
+		}
 		out := filepath.Join(t.TempDir(), "m.gguf")
 		var so, se bytes.Buffer
 		if code := Main([]string{"export", "-format", "gguf", ckpt, "-o", out, "-type", typ}, &so, &se); code != exitOK {
@@ -68,6 +76,12 @@ func TestExportGGUF(t *testing.T) {
 func TestExportGGUFErrors(t *testing.T) {
 	ckpt, _ := lmCheckpoint(t, nil)
 	rot, _ := lmCheckpoint(t, map[string]string{"hadamard_seed": "7"})
+	cnn := filepath.Join(t.TempDir(), "cnn.ckpt")
+	c := &graph.Checkpoint{}
+	qat.GGMLCNN(1).SaveState(c)
+	if err := graph.SaveCheckpoint(cnn, c); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(t.TempDir(), "x.gguf")
 	cases := []struct {
 		args []string
@@ -77,6 +91,7 @@ func TestExportGGUFErrors(t *testing.T) {
 		{[]string{"export", "-format", "gguf", "-type", "q5_k", ckpt, "-o", out}, exitUsage, "-type"},
 		{[]string{"export", "-format", "onnx", ckpt}, exitUsage, "-format"},
 		{[]string{"export", "-format", "gguf", rot, "-o", out}, exitFailure, "online rotations"},
+		{[]string{"export", "-format", "gguf", cnn, "-o", out}, exitFailure, "not a language model"},
 		{[]string{"export", "-format", "gguf", filepath.Join(t.TempDir(), "missing.ckpt")}, exitFailure, "missing.ckpt"},
 	}
 	for _, c := range cases {

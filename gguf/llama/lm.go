@@ -87,19 +87,31 @@ func (w *Weights) LM(name string) (*graph.LM, error) {
 	return m, nil
 }
 
-// LMFromCheckpoint rebuilds the LM a checkpoint holds: its config from Meta["config"] (the
-// "%+v" of graph.LMConfig that examples/tinyllm writes) and its parameters from "param/<name>".
-// A checkpoint that records an online rotation (Meta "hadamard_seed" or "rotation") is refused:
-// llama.cpp cannot run it.
+// LMFromCheckpoint rebuilds the LM a checkpoint holds: from its recorded architecture
+// (graph.FromCheckpoint, Meta["arch"]) or, for older checkpoints, from Meta["config"] (the "%+v"
+// of graph.LMConfig that examples/tinyllm wrote) and the parameters "param/<name>". name names
+// the LM when the checkpoint does not. A checkpoint that records an online rotation (Meta
+// "hadamard_seed", "rotation" or "rotate_seed") is refused: llama.cpp cannot run it.
 func LMFromCheckpoint(ck *graph.Checkpoint, name string) (*graph.LM, error) {
 	for _, k := range []string{"hadamard_seed", "rotation", "rotate_seed"} {
 		if v, ok := ck.Meta[k]; ok && v != "" {
 			return nil, fmt.Errorf("llama: the checkpoint uses online rotations (%s = %s) that llama.cpp cannot run; fold them into the weights first", k, v)
 		}
 	}
+	if _, ok := ck.Meta[graph.MetaArch]; ok {
+		n, err := graph.FromCheckpoint(ck)
+		if err != nil {
+			return nil, fmt.Errorf("llama: %w", err)
+		}
+		m, ok := n.(*graph.LM)
+		if !ok {
+			return nil, fmt.Errorf("llama: the checkpoint holds a %T, not a language model (graph.LM)", n)
+		}
+		return m, nil
+	}
 	s, ok := ck.Meta["config"]
 	if !ok {
-		return nil, fmt.Errorf("llama: the checkpoint has no LM config (Meta[\"config\"])")
+		return nil, fmt.Errorf("llama: the checkpoint records no LM (neither Meta[%q] nor Meta[\"config\"])", graph.MetaArch)
 	}
 	c, err := parseLMConfig(s)
 	if err != nil {
