@@ -15,7 +15,9 @@ import (
 // precision), and every linear input rounded as llama.cpp rounds it before the matmul (dynamic
 // Q8_0 per block of 32 with ties to even for Q8_0/Q4_0 weights, F16 for F16 weights). A model
 // trained or evaluated with Preset{T} and written by Encode with Type T computes the same
-// logits in llama.cpp (F32 KV cache, flash attention off) up to float summation order.
+// logits in llama.cpp (F32 KV cache, flash attention off) up to float summation order. Use it
+// as graph.LMOptions.Quant: in LM.Build, or in qat.NewLMTrainer's options with no Prepared (see
+// ExamplePreset). Its rounding has no state: nothing to calibrate, checkpoint or export.
 type Preset struct {
 	Type gguf.TensorType
 }
