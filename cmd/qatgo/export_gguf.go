@@ -65,6 +65,9 @@ func runExportGGUF(e *env, ckpt, out, typName string) error {
 	if err != nil {
 		return err
 	}
+	if w.Meta, err = llama.MetaOf(ck); err != nil { // an imported model's tokenizer
+		return err
+	}
 	if out == "" {
 		out = name + "-" + strings.ToLower(t.String()) + ".gguf"
 	}

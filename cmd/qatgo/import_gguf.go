@@ -1,0 +1,71 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/qatgo/qatgo/gguf/llama"
+	"github.com/qatgo/qatgo/graph"
+)
+
+func init() {
+	register(&command{
+		name:    "import",
+		args:    "MODEL",
+		summary: "read a model from another format (GGUF) into a qatgo checkpoint",
+		detail: `-format gguf (the default) reads a llama-architecture GGUF file (F32, F16, Q8_0 or Q4_0
+tensors, dequantized to float32) into a language-model checkpoint (-o) that qatgo trains, quantizes
+and exports: qatgo export -format gguf CKPT writes it back for llama.cpp, keeping the file's
+tokenizer metadata. Grouped-query attention (fewer key/value heads than heads) is not supported.`,
+		setup: func(fs *flag.FlagSet) func(*env, []string) error {
+			format := fs.String("format", "gguf", "input format: gguf")
+			out := fs.String("o", "", "output checkpoint (default: MODEL with the extension .ckpt)")
+			return func(e *env, args []string) error {
+				if len(args) > 1 { // allow flags after MODEL
+					if err := fs.Parse(args[1:]); err != nil {
+						return usagef("%v", err)
+					}
+					args = append(args[:1], fs.Args()...)
+				}
+				if err := needArgs(args, "MODEL"); err != nil {
+					return err
+				}
+				if strings.ToLower(*format) != "gguf" {
+					return usagef("-format %q: want gguf", *format)
+				}
+				return runImportGGUF(e, args[0], *out)
+			}
+		},
+	})
+}
+
+func runImportGGUF(e *env, path, out string) error {
+	w, err := llama.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	name := w.Name
+	if name == "" {
+		name = "gguf-import"
+	}
+	m, err := w.LM(name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	c := &graph.Checkpoint{Meta: map[string]string{"source": path}}
+	m.SaveState(c)
+	if err := llama.PutMeta(c, w); err != nil {
+		return err
+	}
+	if out == "" {
+		out = strings.TrimSuffix(path, ".gguf") + ".ckpt"
+	}
+	if err := graph.SaveCheckpoint(out, c); err != nil {
+		return err
+	}
+	cf := w.Config
+	fmt.Fprintf(e.stdout, "wrote %s: LM %q (d=%d, %d layers, %d heads, ff %d, vocab %d, ctx %d), %d parameters\n",
+		out, name, cf.Dim, cf.Layers, cf.Heads, cf.Hidden, cf.Vocab, cf.Ctx, m.NumParams())
+	return nil
+}
