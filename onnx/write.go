@@ -6,8 +6,8 @@ import (
 	"math"
 
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/internal/atomicfile"
 	"github.com/qatgo/qatgo/onnx/onnxpb"
-	"github.com/qatgo/qatgo/qmodel"
 	"google.golang.org/protobuf/proto"
 	"gorgonia.org/tensor"
 )
@@ -156,7 +156,7 @@ func WriteFile(path string, m *onnxpb.ModelProto) error {
 	if err != nil {
 		return fmt.Errorf("onnx: encoding %s: %w", path, err)
 	}
-	return qmodel.WriteFileAtomic(path, b)
+	return atomicfile.Write(path, b)
 }
 
 // denseFloat32 returns the elements of a float32 or float64 tensor as float32.
