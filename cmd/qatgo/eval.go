@@ -24,6 +24,7 @@ and the prediction is the largest output.`,
 			n := fs.Int("n", 0, "evaluate only the first n test images (0: all)")
 			batch := fs.Int("batch", 256, "batch size")
 			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
+			data := fs.String("data", "", "labelled test data: mnist, fashion (Fashion-MNIST) or a folder of idx files (overrides -dir)")
 			threads := threadsFlag(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
@@ -34,6 +35,13 @@ and the prediction is the largest output.`,
 				}
 				if *n < 0 {
 					return usagef("-n must be >= 0, got %d", *n)
+				}
+				if *data != "" {
+					d, err := mnist.DataDir(*data)
+					if err != nil {
+						return usagef("-data: %v", err)
+					}
+					*dir = d
 				}
 				nt, restore, err := threads()
 				if err != nil {

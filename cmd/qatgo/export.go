@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/qatgo/qatgo/data/mnist"
 	"github.com/qatgo/qatgo/export"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/qat"
@@ -48,6 +49,8 @@ MODEL.gguf -type q8_0.`,
 			softmax := fs.Bool("softmax", false, "append an integer Softmax to the output")
 			parity := fs.Int("parity", 1000, "MNIST test images for the parity check (0: skip it)")
 			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
+			data := fs.String("data", "", "labelled data for PTQ calibration (when the checkpoint has no quantizer state) and the parity check: mnist, fashion or a folder of idx files (overrides -dir)")
+			calib := fs.Int("calib-batches", 16, "PTQ calibration batches of 64 training images")
 			minW1 := fs.Float64("min-within1", export.DefaultThresholds.MinWithin1, "minimum share of elements within 1 LSB per layer (0: no check)")
 			minAgree := fs.Float64("min-agree", export.DefaultThresholds.MinAgreement, "minimum share of agreeing predictions (0: no check)")
 			maxLSB := fs.Int("max-lsb", 0, "largest allowed difference in LSB anywhere (0: no limit)")
@@ -77,7 +80,17 @@ MODEL.gguf -type q8_0.`,
 						*v = -1
 					}
 				}
-				return runExport(e, exportArgs{ckpt: args[0], model: *model, qconfig: *qconf, out: *out, uint8: *u8,
+				if *calib < 1 {
+					return usagef("-calib-batches must be >= 1, got %d", *calib)
+				}
+				if *data != "" {
+					d, err := mnist.DataDir(*data)
+					if err != nil {
+						return usagef("-data: %v", err)
+					}
+					*dir = d
+				}
+				return runExport(e, exportArgs{ckpt: args[0], data: *data, calib: *calib, model: *model, qconfig: *qconf, out: *out, uint8: *u8,
 					softmax: *softmax, parity: *parity, dir: *dir, force: *force,
 					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB, MaxLocalLSB: *maxLocal}})
 			}
@@ -87,6 +100,8 @@ MODEL.gguf -type q8_0.`,
 
 type exportArgs struct {
 	ckpt, model, qconfig, out, dir string
+	data                           string // -data as given ("" unless set); dir is resolved from it
+	calib                          int
 	uint8, softmax, force          bool
 	parity                         int
 	th                             export.Thresholds
@@ -103,9 +118,13 @@ func runExport(e *env, a exportArgs) error {
 	}
 	a.model = m.Name
 	var qc qat.QConfig
-	if a.qconfig == "" {
+	_, noState := qat.CheckpointQConfig(ck)
+	calibrate := noState != nil && a.data != ""
+	if a.qconfig == "" && calibrate {
+		qc, _ = qat.Preset("w8a8")
+	} else if a.qconfig == "" {
 		if qc, err = qat.CheckpointQConfig(ck); err != nil {
-			return usagef("%v: train with QAT or calibrate first, or pass -qconfig", err)
+			return usagef("%v: train with QAT or calibrate first (or pass -data to calibrate here), or pass -qconfig", err)
 		}
 	} else if qc, err = qat.Preset(a.qconfig); err != nil {
 		return usagef("%v", err)
@@ -117,15 +136,22 @@ func runExport(e *env, a exportArgs) error {
 	if a.out == "" {
 		a.out = strings.ToLower(a.model + "-" + qc.Name + ".qm")
 	}
-	opt := export.Options{Softmax: a.softmax, Meta: map[string]string{"checkpoint": filepath.Base(a.ckpt), "qconfig": qc.Name}}
+	opt := export.Options{Softmax: a.softmax || ck.Meta[MetaONNXSoftmax] == "true", Meta: map[string]string{"checkpoint": filepath.Base(a.ckpt), "qconfig": qc.Name}}
 	if mnistShaped(m) {
 		opt.Labels = []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+		if a.data == "fashion" || a.data == "fashion-mnist" {
+			opt.Labels = mnist.FashionLabels
+		}
 	}
 	if a.uint8 {
 		opt.Uint8Input = &quant.Params{Scale: 1.0 / 255}
 	}
-	p, err := export.PrepareCheckpoint(ck, m, qc)
-	if err != nil {
+	var p *qat.Prepared
+	if calibrate {
+		if p, err = calibrateCheckpoint(e, ck, m, qc, a.dir, a.calib); err != nil {
+			return fmt.Errorf("%s: %w", a.ckpt, err)
+		}
+	} else if p, err = export.PrepareCheckpoint(ck, m, qc); err != nil {
 		return fmt.Errorf("%s: %w", a.ckpt, err)
 	}
 	qm, err := export.Lower(p, opt)
@@ -241,4 +267,29 @@ func mnistTest(dir string, n int) ([]float32, []int, error) {
 	y := make([]int, len(idx))
 	test.Batch(idx, x, y)
 	return x, y, nil
+}
+
+// calibrateCheckpoint loads the float parameters of ck into m and runs PTQ calibration with qc on
+// batches of 64 training images from the idx files in dir.
+func calibrateCheckpoint(e *env, ck *graph.Checkpoint, m *graph.Model, qc qat.QConfig, dir string, batches int) (*qat.Prepared, error) {
+	if err := m.LoadState(ck); err != nil {
+		return nil, err
+	}
+	train, err := mnist.LoadTrain(dir)
+	if err != nil {
+		return nil, err
+	}
+	if n := train.Rows * train.Cols; n != shapeSize(m.Input) {
+		return nil, fmt.Errorf("model input %v has %d elements; the images in %s have %d", m.Input, shapeSize(m.Input), dir, n)
+	}
+	fmt.Fprintf(e.stderr, "qatgo export: no quantizer state in the checkpoint: PTQ calibration (%s) on %d x 64 training images from %s\n", qc.Name, batches, dir)
+	return qat.Calibrate(m, qc, train, batches, 64, 1)
+}
+
+func shapeSize(s []int) int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
 }

@@ -13,13 +13,19 @@ func init() {
 	register(&command{
 		name:    "import",
 		args:    "MODEL",
-		summary: "read a model from another format (GGUF) into a qatgo checkpoint",
+		summary: "read a model from another format (GGUF, ONNX) into a qatgo checkpoint",
 		detail: `-format gguf (the default) reads a llama-architecture GGUF file (F32, F16, Q8_0 or Q4_0
 tensors, dequantized to float32) into a language-model checkpoint (-o) that qatgo trains, quantizes
 and exports: qatgo export -format gguf CKPT writes it back for llama.cpp, keeping the file's
-tokenizer metadata. Grouped-query attention (fewer key/value heads than heads) is not supported.`,
+tokenizer metadata. Grouped-query attention (fewer key/value heads than heads) is not supported.
+
+-format onnx (the default for a .onnx file) reads a float ONNX model (opset 13 to 21, NCHW: Conv
+incl. grouped and depthwise, Gemm, MatMul, Add, Relu, Clip as ReLU6, MaxPool, AveragePool,
+GlobalAveragePool, BatchNormalization, Flatten, Reshape to 2-D, Softmax at the end) into a
+self-describing checkpoint for PTQ (qatgo export CKPT -data mnist), QAT and export. Anything the
+library cannot express is an error naming the operator, the node and the opset.`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
-			format := fs.String("format", "gguf", "input format: gguf")
+			format := fs.String("format", "", "input format: gguf or onnx (default: onnx for a .onnx file, else gguf)")
 			out := fs.String("o", "", "output checkpoint (default: MODEL with the extension .ckpt)")
 			return func(e *env, args []string) error {
 				if len(args) > 1 { // allow flags after MODEL
@@ -31,8 +37,19 @@ tokenizer metadata. Grouped-query attention (fewer key/value heads than heads) i
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
 				}
-				if strings.ToLower(*format) != "gguf" {
-					return usagef("-format %q: want gguf", *format)
+				f := strings.ToLower(*format)
+				if f == "" {
+					f = "gguf"
+					if strings.HasSuffix(strings.ToLower(args[0]), ".onnx") {
+						f = "onnx"
+					}
+				}
+				switch f {
+				case "onnx":
+					return runImport(e, args[0], *out)
+				case "gguf":
+				default:
+					return usagef("-format %q: want gguf or onnx", *format)
 				}
 				return runImportGGUF(e, args[0], *out)
 			}

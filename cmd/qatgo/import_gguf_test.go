@@ -65,7 +65,10 @@ func TestImportGGUFRoundTrip(t *testing.T) {
 			t.Errorf("metadata %s = %v (%T), want %v (%T)", k, got, got, v, v)
 		}
 	}
-	if code := Main([]string{"import", "-format", "onnx", src}, &so, &se); code != exitUsage {
-		t.Errorf("-format onnx: exit %d", code)
+	if code := Main([]string{"import", "-format", "tflite", src}, &so, &se); code != exitUsage {
+		t.Errorf("-format tflite: exit %d", code)
+	}
+	if code := Main([]string{"import", "-format", "onnx", src}, &so, &se); code != exitFailure || !strings.Contains(se.String(), "malformed") {
+		t.Errorf("-format onnx on a GGUF file: exit %d, %s", code, se.String())
 	}
 }
