@@ -13,6 +13,7 @@ import (
 	"github.com/qatgo/qatgo/data/mnist"
 	"github.com/qatgo/qatgo/export"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/onnx"
 	"github.com/qatgo/qatgo/qat"
 	"github.com/qatgo/qatgo/qmodel"
 	"github.com/qatgo/qatgo/quant"
@@ -90,7 +91,8 @@ MODEL.gguf -type q8_0.`,
 					}
 					*dir = d
 				}
-				return runExport(e, exportArgs{ckpt: args[0], data: *data, calib: *calib, model: *model, qconfig: *qconf, out: *out, uint8: *u8,
+				onnxOut := strings.EqualFold(fs.Lookup("format").Value.String(), "onnx")
+				return runExport(e, exportArgs{ckpt: args[0], data: *data, calib: *calib, onnx: onnxOut, model: *model, qconfig: *qconf, out: *out, uint8: *u8,
 					softmax: *softmax, parity: *parity, dir: *dir, force: *force,
 					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB, MaxLocalLSB: *maxLocal}})
 			}
@@ -102,6 +104,7 @@ type exportArgs struct {
 	ckpt, model, qconfig, out, dir string
 	data                           string // -data as given ("" unless set); dir is resolved from it
 	calib                          int
+	onnx                           bool // write the integer model as QDQ ONNX instead of a .qm
 	uint8, softmax, force          bool
 	parity                         int
 	th                             export.Thresholds
@@ -135,6 +138,9 @@ func runExport(e *env, a exportArgs) error {
 	}
 	if a.out == "" {
 		a.out = strings.ToLower(a.model + "-" + qc.Name + ".qm")
+		if a.onnx {
+			a.out = strings.TrimSuffix(a.out, ".qm") + ".onnx"
+		}
 	}
 	opt := export.Options{Softmax: a.softmax || ck.Meta[MetaONNXSoftmax] == "true", Meta: map[string]string{"checkpoint": filepath.Base(a.ckpt), "qconfig": qc.Name}}
 	if mnistShaped(m) {
@@ -180,7 +186,15 @@ func runExport(e *env, a exportArgs) error {
 			return fmt.Errorf("%w; nothing written (use -force to write anyway, or relax -min-within1/-min-agree)", parityErr)
 		}
 	}
-	if err := qmodel.WriteFile(a.out, qm); err != nil {
+	if a.onnx {
+		mp, err := onnx.FromQModel(qm)
+		if err != nil {
+			return err
+		}
+		if err := onnx.WriteFile(a.out, mp); err != nil {
+			return err
+		}
+	} else if err := qmodel.WriteFile(a.out, qm); err != nil {
 		return err
 	}
 	fi, err := os.Stat(a.out)

@@ -17,15 +17,15 @@ import (
 //
 //	qatgo export -format gguf CKPT -o MODEL.gguf [-type f32|f16|q8_0|q4_0]
 func ggufFlags(fs *flag.FlagSet) func(e *env, args []string, out string) (done bool, err error) {
-	format := fs.String("format", "qatgo", "output format: qatgo (integer model file) or gguf (llama.cpp/ollama; Llama-architecture language models)")
+	format := fs.String("format", "qatgo", "output format: qatgo (integer model file), onnx (the integer model as a QDQ ONNX graph for onnxruntime) or gguf (llama.cpp/ollama; Llama-architecture language models)")
 	typ := fs.String("type", "f32", "GGUF weight type with -format gguf: f32, f16, q8_0 or q4_0 (norms stay f32, the token embedding f32)")
 	return func(e *env, args []string, out string) (bool, error) {
 		switch strings.ToLower(*format) {
-		case "qatgo", "qm", "":
+		case "qatgo", "qm", "", "onnx":
 			return false, nil
 		case "gguf":
 		default:
-			return true, usagef("-format %q: want qatgo or gguf", *format)
+			return true, usagef("-format %q: want qatgo, onnx or gguf", *format)
 		}
 		if len(args) < 1 {
 			return true, usagef("missing CHECKPOINT")

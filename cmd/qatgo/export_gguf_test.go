@@ -89,7 +89,7 @@ func TestExportGGUFErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"export", "-format", "gguf", "-type", "q5_k", ckpt, "-o", out}, exitUsage, "-type"},
-		{[]string{"export", "-format", "onnx", ckpt}, exitUsage, "-format"},
+		{[]string{"export", "-format", "tflite", ckpt}, exitUsage, "-format"},
 		{[]string{"export", "-format", "gguf", rot, "-o", out}, exitFailure, "online rotations"},
 		{[]string{"export", "-format", "gguf", cnn, "-o", out}, exitFailure, "not a language model"},
 		{[]string{"export", "-format", "gguf", filepath.Join(t.TempDir(), "missing.ckpt")}, exitFailure, "missing.ckpt"},

@@ -60,6 +60,13 @@ func TestImportCalibrateEval(t *testing.T) {
 	if code, out, errs := runMain("eval", "-data", "mnist", "-n", "100", qm); code != 0 || !strings.Contains(out, "accuracy") {
 		t.Fatalf("eval: code %d\n%s\n%s", code, out, errs)
 	}
+	qdq := filepath.Join(dir, "m.onnx")
+	if code, out, errs := runMain("export", "-format", "onnx", "-data", "mnist", "-calib-batches", "2", "-parity", "100", "-o", qdq, ckpt); code != 0 {
+		t.Fatalf("export -format onnx: code %d\n%s\n%s", code, out, errs)
+	}
+	if mp, err := onnx.ReadFile(qdq); err != nil || len(mp.GetGraph().GetNode()) == 0 {
+		t.Fatalf("QDQ file: %v", err)
+	}
 	if code, _, errs := runMain("export", "-o", qm, ckpt); code == 0 || !strings.Contains(errs, "-data") {
 		t.Fatalf("export without quantizer state or -data: code %d, %s", code, errs)
 	}

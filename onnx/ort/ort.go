@@ -83,6 +83,9 @@ type Result struct {
 type Options struct {
 	Threads int // intra-op threads (default 1)
 	Runs    int // timed runs after one warm-up (0: run once, no timing)
+	// Optimized, when set, is where onnxruntime writes the model after its graph optimizations
+	// (to see which kernels it chose, e.g. QLinearConv for a QDQ Conv).
+	Optimized string
 }
 
 // Run runs the ONNX model file once on in (its first input) and returns its first output.
@@ -127,7 +130,7 @@ func (r *Runtime) Run(model string, in Input, o Options) (*Result, error) {
 		return nil, err
 	}
 	req, _ := json.Marshal(map[string]any{"model": abs, "input": inPath, "output": outPath, "type": typ,
-		"dims": in.Dims, "threads": max(1, o.Threads), "runs": o.Runs})
+		"dims": in.Dims, "threads": max(1, o.Threads), "runs": o.Runs, "optimized": o.Optimized})
 	for _, f := range []struct {
 		p string
 		b []byte

@@ -17,6 +17,7 @@ async function main() {
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
   };
+  if (req.optimized) opt.optimizedModelFilePath = req.optimized;
   const session = await ort.InferenceSession.create(req.model, opt);
   const buf = fs.readFileSync(req.input);
   const A = arrays[req.type];

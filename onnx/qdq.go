@@ -1,0 +1,267 @@
+package onnx
+
+import (
+	"fmt"
+
+	"github.com/qatgo/qatgo/onnx/onnxpb"
+	"github.com/qatgo/qatgo/qmodel"
+)
+
+// FromQModel writes an integer model as a standard QDQ ONNX graph (opset 13, NCHW): every int8
+// activation of the integer model is a QuantizeLinear output with its scale and zero point, and
+// every op reads DequantizeLinear of its inputs: Conv and Gemm with int8 weights (per output
+// channel, axis 0) and int32 biases (scale s_in*s_w[c]), the fused ReLU/ReLU6 as Relu/Clip
+// before the output QuantizeLinear, MaxPool, AveragePool, Add, Softmax; Reshape to a vector is
+// Transpose to NHWC then Flatten (the integer model flattens in HWC order). int4 weights are
+// stored as int8 (the same levels). onnxruntime fuses these patterns into its int8 kernels.
+//
+// The integer model must have one float32 input of shape [H,W,C] or [K] (a Quantize op) and one
+// output; a uint8 input is not supported.
+func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
+	if err := qm.Validate(); err != nil {
+		return nil, err
+	}
+	if len(qm.Inputs) != 1 || len(qm.Outputs) != 1 {
+		return nil, fmt.Errorf("onnx: model %q has %d inputs and %d outputs (want one each)", qm.Name, len(qm.Inputs), len(qm.Outputs))
+	}
+	b := newBuilder(qm.Name)
+	names := make([]string, len(qm.Tensors)) // ONNX value of each qmodel tensor (quantized: the Q output)
+	nchw := func(s []int) []int {
+		if len(s) == 3 {
+			return []int{s[2], s[0], s[1]}
+		}
+		return s
+	}
+	in := &qm.Tensors[qm.Inputs[0]]
+	if in.DType != qmodel.Float32 {
+		return nil, fmt.Errorf("onnx: model %q has a %v input; only float32 input is supported (export without -uint8)", qm.Name, in.DType)
+	}
+	b.input(InputName, onnxpb.TensorProto_FLOAT, nchw(in.Shape))
+	names[qm.Inputs[0]] = InputName
+	// ONNX names are unique per qmodel tensor: t<index>_<name>.
+	base := func(i int) string { return fmt.Sprintf("t%d_%s", i, qm.Tensors[i].Name) }
+	qp := map[int][2]string{}
+	qparams := func(i int) (string, string, error) {
+		if v, ok := qp[i]; ok {
+			return v[0], v[1], nil
+		}
+		t := &qm.Tensors[i]
+		if t.Quant == nil || len(t.Quant.Scales) != 1 || t.DType != qmodel.Int8 {
+			return "", "", fmt.Errorf("onnx: tensor %q is not a per-tensor int8 activation", t.Name)
+		}
+		s := b.scalarFloat(base(i)+".scale", t.Quant.Scales[0])
+		zp := b.int8Init(base(i)+".zero_point", nil, []int8{int8(t.Quant.ZeroPoints[0])})
+		qp[i] = [2]string{s, zp}
+		return s, zp, nil
+	}
+	// Every consumer gets its own DequantizeLinear: onnxruntime fuses a DQ -> op -> Q pattern into
+	// an int8 kernel only when the DQ has no other consumer.
+	ndq := 0
+	dq := func(i int) (string, error) {
+		s, zp, err := qparams(i)
+		if err != nil {
+			return "", err
+		}
+		ndq++
+		out := fmt.Sprintf("%s.dq%d", base(i), ndq)
+		b.node("DequantizeLinear", out, []string{names[i], s, zp}, []string{out})
+		return out, nil
+	}
+	q := func(x string, i int) error {
+		s, zp, err := qparams(i)
+		if err != nil {
+			return err
+		}
+		names[i] = base(i)
+		b.node("QuantizeLinear", names[i], []string{x, s, zp}, []string{names[i]})
+		return nil
+	}
+	act := func(x, name string, a qmodel.Activation) string {
+		switch a {
+		case qmodel.ActReLU:
+			b.node("Relu", name+".relu", []string{x}, []string{name + ".relu"})
+			return name + ".relu"
+		case qmodel.ActReLU6:
+			lo, hi := b.scalarFloat(name+".min", 0), b.scalarFloat(name+".max", 6)
+			b.node("Clip", name+".relu6", []string{x, lo, hi}, []string{name + ".relu6"})
+			return name + ".relu6"
+		}
+		return x
+	}
+	// weight returns DQ(weight) in ONNX layout and DQ(bias) (or "").
+	weights := func(op *qmodel.Op, inScale float32) (string, string, error) {
+		w := &qm.Tensors[op.Inputs[1]]
+		wn := base(op.Inputs[1])
+		wv, err := w.Int8Values()
+		if err != nil {
+			return "", "", err
+		}
+		if w.Quant == nil || w.Quant.Axis > 0 {
+			return "", "", fmt.Errorf("onnx: weight %q is not quantized per tensor or per output channel", w.Name)
+		}
+		shape := w.Shape
+		if len(shape) == 4 { // [O,KH,KW,I] -> [O,I,KH,KW]
+			o, kh, kw, ci := shape[0], shape[1], shape[2], shape[3]
+			t := make([]int8, len(wv))
+			for a := 0; a < o; a++ {
+				for y := 0; y < kh; y++ {
+					for x := 0; x < kw; x++ {
+						for c := 0; c < ci; c++ {
+							t[((a*ci+c)*kh+y)*kw+x] = wv[((a*kh+y)*kw+x)*ci+c]
+						}
+					}
+				}
+			}
+			wv, shape = t, []int{o, ci, kh, kw}
+		}
+		out := shape[0]
+		scales := w.Quant.Scales
+		if len(scales) == 1 {
+			scales = make([]float32, out)
+			for i := range scales {
+				scales[i] = w.Quant.Scales[0]
+			}
+		}
+		for _, z := range w.Quant.ZeroPoints {
+			if z != 0 {
+				return "", "", fmt.Errorf("onnx: weight %q has a nonzero zero point", w.Name)
+			}
+		}
+		wq := b.int8Init(wn, shape, wv)
+		ws := b.floatInit(wn+".scale", []int{out}, scales)
+		wz := b.int8Init(wn+".zero_point", []int{out}, make([]int8, out))
+		wd := wn + ".dq"
+		b.node("DequantizeLinear", wd, []string{wq, ws, wz}, []string{wd}, intAttr("axis", 0))
+		if len(op.Inputs) < 3 || op.Inputs[2] < 0 {
+			return wd, "", nil
+		}
+		bt := &qm.Tensors[op.Inputs[2]]
+		bn := base(op.Inputs[2])
+		bv, err := bt.Int32Values()
+		if err != nil {
+			return "", "", err
+		}
+		bs := make([]float32, out)
+		for i := range bs {
+			bs[i] = inScale * scales[i]
+			if bt.Quant != nil && len(bt.Quant.Scales) == out {
+				bs[i] = bt.Quant.Scales[i]
+			}
+		}
+		bq := b.int32Init(bn, []int{out}, bv)
+		bsn := b.floatInit(bn+".scale", []int{out}, bs)
+		bz := b.int32Init(bn+".zero_point", []int{out}, make([]int32, out))
+		bd := bn + ".dq"
+		b.node("DequantizeLinear", bd, []string{bq, bsn, bz}, []string{bd}, intAttr("axis", 0))
+		return wd, bd, nil
+	}
+	for k := range qm.Ops {
+		op := &qm.Ops[k]
+		name := fmt.Sprintf("op%d_%s_%s", k, op.Kind, op.Name)
+		o := op.Outputs[0]
+		switch op.Kind {
+		case qmodel.OpQuantize:
+			if err := q(names[op.Inputs[0]], o); err != nil {
+				return nil, err
+			}
+		case qmodel.OpDequantize:
+			x, err := dq(op.Inputs[0])
+			if err != nil {
+				return nil, err
+			}
+			names[o] = x
+		case qmodel.OpConv2D, qmodel.OpFullyConnected:
+			x, err := dq(op.Inputs[0])
+			if err != nil {
+				return nil, err
+			}
+			wd, bd, err := weights(op, qm.Tensors[op.Inputs[0]].Quant.Scales[0])
+			if err != nil {
+				return nil, err
+			}
+			ins := []string{x, wd}
+			if bd != "" {
+				ins = append(ins, bd)
+			}
+			y := name + ".f"
+			if op.Kind == qmodel.OpConv2D {
+				b.node("Conv", name, ins, []string{y}, intsAttr("strides", op.StrideH, op.StrideW),
+					intsAttr("pads", op.PadTop, op.PadLeft, op.PadBottom, op.PadRight), intAttr("group", max(1, op.Groups)))
+			} else {
+				b.node("Gemm", name, ins, []string{y}, intAttr("transB", 1))
+			}
+			if err := q(act(y, name, op.Act), o); err != nil {
+				return nil, err
+			}
+		case qmodel.OpMaxPool2D, qmodel.OpAvgPool2D:
+			x, err := dq(op.Inputs[0])
+			if err != nil {
+				return nil, err
+			}
+			kind := "MaxPool"
+			if op.Kind == qmodel.OpAvgPool2D {
+				kind = "AveragePool"
+			}
+			y := name + ".f"
+			b.node(kind, name, []string{x}, []string{y}, intsAttr("kernel_shape", op.KernelH, op.KernelW),
+				intsAttr("strides", op.StrideH, op.StrideW), intsAttr("pads", op.PadTop, op.PadLeft, op.PadBottom, op.PadRight))
+			if err := q(act(y, name, op.Act), o); err != nil {
+				return nil, err
+			}
+		case qmodel.OpAdd:
+			x, err := dq(op.Inputs[0])
+			if err != nil {
+				return nil, err
+			}
+			z, err := dq(op.Inputs[1])
+			if err != nil {
+				return nil, err
+			}
+			y := name + ".f"
+			b.node("Add", name, []string{x, z}, []string{y})
+			if err := q(act(y, name, op.Act), o); err != nil {
+				return nil, err
+			}
+		case qmodel.OpReshape:
+			src := &qm.Tensors[op.Inputs[0]]
+			dst := &qm.Tensors[o]
+			if len(dst.Shape) != 1 {
+				return nil, fmt.Errorf("onnx: op %q reshapes to %v (only to a vector)", name, dst.Shape)
+			}
+			x, err := dq(op.Inputs[0])
+			if err != nil {
+				return nil, err
+			}
+			if len(src.Shape) == 3 {
+				b.node("Transpose", name+".nhwc", []string{x}, []string{name + ".nhwc"}, intsAttr("perm", 0, 2, 3, 1))
+				x = name + ".nhwc"
+			}
+			y := name + ".f"
+			b.node("Flatten", name, []string{x}, []string{y}, intAttr("axis", 1))
+			if err := q(y, o); err != nil {
+				return nil, err
+			}
+		case qmodel.OpSoftmax:
+			x, err := dq(op.Inputs[0])
+			if err != nil {
+				return nil, err
+			}
+			y := name + ".f"
+			b.node("Softmax", name, []string{x}, []string{y}, intAttr("axis", -1))
+			if err := q(y, o); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("onnx: op %q of kind %v has no QDQ form", name, op.Kind)
+		}
+	}
+	out := qm.Outputs[0]
+	ot := &qm.Tensors[out]
+	et := onnxpb.TensorProto_FLOAT
+	if ot.DType == qmodel.Int8 {
+		et = onnxpb.TensorProto_INT8
+	}
+	b.node("Identity", OutputName, []string{names[out]}, []string{OutputName})
+	b.output(OutputName, et, nchw(ot.Shape))
+	return b.model(), nil
+}

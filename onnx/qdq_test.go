@@ -1,0 +1,160 @@
+package onnx
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/qatgo/qatgo/data/mnist"
+	"github.com/qatgo/qatgo/export"
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/infer"
+	"github.com/qatgo/qatgo/onnx/ort"
+	"github.com/qatgo/qatgo/qat"
+	"github.com/qatgo/qatgo/qmodel"
+)
+
+// qdqImages is how many MNIST test images TestQDQMatchesIntegerRuntime runs (the full set:
+// QATGO_QDQ_IMAGES=10000).
+const qdqImages = 1000
+
+// TestQDQMatchesIntegerRuntime calibrates (PTQ, W8A8) two CNNs on MNIST, lowers them to integer
+// models, writes those as QDQ ONNX and runs both onnxruntime (its int8 kernels) and qatgo's
+// integer runtime on MNIST test images: predictions must agree on >= 99.9% of the images and the
+// outputs must differ by at most 1 LSB of the output scale.
+func TestQDQMatchesIntegerRuntime(t *testing.T) {
+	rt := findORT(t)
+	dir, err := mnist.Locate()
+	if err != nil {
+		t.Skipf("MNIST not found: %v", err)
+	}
+	train, err := mnist.LoadTrain(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := mnist.LoadTest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := qdqImages
+	if s := os.Getenv("QATGO_QDQ_IMAGES"); s != "" {
+		if _, err := fmtSscan(s, &n); err != nil || n < 1 || n > test.Len() {
+			t.Fatalf("QATGO_QDQ_IMAGES=%q", s)
+		}
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	x := make([]float32, n*784)
+	y := make([]int, n)
+	test.Batch(idx, x, y)
+	ds, _, err := Import(dsNet(11, false), "dsnet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ggml := qat.GGMLCNN(4)
+	randomize(ggml, rand.New(rand.NewPCG(4, 4)))
+	for _, tc := range []struct {
+		name string
+		m    *graph.Model
+	}{{"ggml-cnn", ggml}, {"dsnet", ds}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := qat.Calibrate(tc.m, qat.W8A8(), train, 4, 64, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qm, err := export.Lower(p, export.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			agree, maxLSB := compareQDQ(t, rt, qm, x, n)
+			t.Logf("%s: %d images, predictions agree on %.2f%%, largest output difference %.3g LSB", tc.name, n, 100*agree, maxLSB)
+			if agree < 0.999 {
+				t.Errorf("predictions agree on %.2f%% of images, want >= 99.9%%", 100*agree)
+			}
+			if maxLSB > 1.001 {
+				t.Errorf("outputs differ by %.3g LSB, want <= 1", maxLSB)
+			}
+		})
+	}
+}
+
+// compareQDQ runs qm in the integer runtime and its QDQ ONNX form in onnxruntime on x and returns
+// the share of agreeing argmax predictions and the largest output difference in LSB.
+func compareQDQ(t *testing.T, rt *ort.Runtime, qm *qmodel.Model, x []float32, n int) (float64, float64) {
+	t.Helper()
+	mp, err := FromQModel(qm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "qdq.onnx")
+	if err := WriteFile(path, mp); err != nil {
+		t.Fatal(err)
+	}
+	md, err := infer.Load(qm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := md.NewSession()
+	defer s.Close()
+	want, err := s.Run(x, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := qm.Tensors[qm.Inputs[0]].Shape
+	dims := []int{n, 1, 28, 28}
+	if len(in) == 3 {
+		dims = []int{n, in[2], in[0], in[1]}
+	}
+	opt := filepath.Join(t.TempDir(), "optimized.onnx")
+	res, err := rt.Run(path, ort.Input{Data: x, Dims: dims}, ort.Options{Optimized: opt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	om, err := ReadFile(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := map[string]int{}
+	for _, nd := range om.GetGraph().GetNode() {
+		ops[nd.GetOpType()]++
+	}
+	t.Logf("onnxruntime's optimized graph: %v", ops)
+	// onnxruntime 1.30 fuses DQ -> Conv/Gemm -> Q into QLinearConv/QGemm; it leaves float the
+	// depthwise convolutions and a convolution followed by Clip (ReLU6) in these graphs, which
+	// then run on the dequantized values (results still within 1 LSB, checked below).
+	if ops["QLinearConv"] == 0 || ops["QGemm"] == 0 || ops["QLinearConv"] < ops["Conv"] {
+		t.Errorf("onnxruntime did not turn most QDQ convolutions and the dense layers into int8 kernels: %v", ops)
+	}
+	got := res.Float32
+	if len(got) != len(want) {
+		t.Fatalf("onnxruntime gave %d values, the integer runtime %d", len(got), len(want))
+	}
+	// the output scale: the quantized tensor the final Dequantize reads
+	var scale float32
+	for _, op := range qm.Ops {
+		if op.Kind == qmodel.OpDequantize && op.Outputs[0] == qm.Outputs[0] {
+			scale = qm.Tensors[op.Inputs[0]].Quant.Scales[0]
+		}
+	}
+	if scale == 0 {
+		t.Fatal("no output Dequantize")
+	}
+	k := len(want) / n
+	agree, worst := 0, 0.0
+	for i := 0; i < n; i++ {
+		if infer.Argmax(got[i*k:(i+1)*k]) == infer.Argmax(want[i*k:(i+1)*k]) {
+			agree++
+		}
+	}
+	for i := range got {
+		worst = math.Max(worst, math.Abs(float64(got[i]-want[i]))/float64(scale))
+	}
+	return float64(agree) / float64(n), worst
+}
+
+func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
