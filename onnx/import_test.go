@@ -11,6 +11,7 @@ import (
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/onnx/onnxpb"
 	"github.com/qatgo/qatgo/onnx/ort"
+	"github.com/qatgo/qatgo/onnx/testnets"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -42,7 +43,7 @@ func softmaxRows(x []float32, cols int) []float32 {
 func TestImportMatchesOnnxruntime(t *testing.T) {
 	rt := findORT(t)
 	for _, sm := range []bool{false, true} {
-		mp := dsNet(5, sm)
+		mp := testnets.DSNet(5, sm)
 		path := filepath.Join(t.TempDir(), "dsnet.onnx")
 		if err := WriteFile(path, mp); err != nil {
 			t.Fatal(err)
@@ -72,7 +73,7 @@ func TestImportMatchesOnnxruntime(t *testing.T) {
 // depthwise/pointwise conv, BN and linear becomes a layer, and the checkpoint round trip rebuilds
 // the same model.
 func TestImportKeepsEveryParameter(t *testing.T) {
-	m, _, err := Import(dsNet(5, false), "x")
+	m, _, err := Import(testnets.DSNet(5, false), "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +102,7 @@ func TestImportKeepsEveryParameter(t *testing.T) {
 // the node and the opset.
 func TestImportErrors(t *testing.T) {
 	edit := func(f func(*onnxpb.ModelProto)) *onnxpb.ModelProto {
-		m := dsNet(1, true)
+		m := testnets.DSNet(1, true)
 		f(m)
 		return m
 	}
@@ -135,7 +136,15 @@ func TestImportErrors(t *testing.T) {
 		}), []string{"Clip", "[0, 1]"}},
 		{"opset 11", edit(func(m *onnxpb.ModelProto) { m.OpsetImport[0].Version = proto.Int64(11) }), []string{"opset 11"}},
 		{"custom domain", edit(func(m *onnxpb.ModelProto) { findOp(m, "Relu").Domain = proto.String("com.microsoft") }), []string{"com.microsoft", "Relu"}},
-		{"short initializer", edit(func(m *onnxpb.ModelProto) { m.Graph.Initializer[0].FloatData = []float32{1} }), []string{"float values for dims"}},
+		{"short raw initializer", edit(func(m *onnxpb.ModelProto) { m.Graph.Initializer[0].RawData = m.Graph.Initializer[0].RawData[:5] }), []string{"raw bytes"}},
+		{"short float_data", edit(func(m *onnxpb.ModelProto) {
+			for _, in := range m.Graph.Initializer {
+				if len(in.FloatData) > 1 {
+					in.FloatData = in.FloatData[1:]
+					return
+				}
+			}
+		}), []string{"float values for dims"}},
 		{"missing input", edit(func(m *onnxpb.ModelProto) { findOp(m, "Relu").Input[0] = "nowhere" }), []string{"nowhere"}},
 		{"huge dims", edit(func(m *onnxpb.ModelProto) { m.Graph.Initializer[0].Dims = []int64{1 << 20, 1 << 20} }), []string{"elements"}},
 	} {
@@ -162,7 +171,7 @@ func TestImportErrors(t *testing.T) {
 // FuzzImport feeds arbitrary bytes to Unmarshal and Import: they must return an error or a model,
 // never panic or allocate far beyond the input (tensor sizes are checked against the data).
 func FuzzImport(f *testing.F) {
-	for _, m := range []*onnxpb.ModelProto{dsNet(1, true), dsNet(2, false)} {
+	for _, m := range []*onnxpb.ModelProto{testnets.DSNet(1, true), testnets.DSNet(2, false)} {
 		b, err := proto.Marshal(m)
 		if err != nil {
 			f.Fatal(err)

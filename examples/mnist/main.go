@@ -24,6 +24,7 @@ import (
 	"github.com/qatgo/qatgo/fastblas"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/internal/atomicfile"
+	"github.com/qatgo/qatgo/onnx"
 	"github.com/qatgo/qatgo/qat"
 	"github.com/sirupsen/logrus"
 	"gonum.org/v1/plot"
@@ -36,6 +37,7 @@ import (
 
 type options struct {
 	model       string
+	data        string
 	epochs      int
 	qatEpochs   int
 	bits        string
@@ -70,7 +72,8 @@ type curve struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.model, "model", "bn", "model: bn (CNN with BatchNorm) or ggml (ggml's MNIST CNN)")
+	flag.StringVar(&o.model, "model", "bn", "model: bn (CNN with BatchNorm), ggml (ggml's MNIST CNN) or onnx:FILE (a float ONNX model, imported; its weights are the starting point)")
+	flag.StringVar(&o.data, "data", "", "dataset: mnist (default), fashion (Fashion-MNIST, apt-get install dataset-fashion-mnist) or a folder of idx files")
 	flag.IntVar(&o.epochs, "epochs", 0, "float training epochs (default 3 for bn, 4 for ggml; 1 with -quick)")
 	flag.IntVar(&o.qatEpochs, "qat-epochs", 1, "QAT epochs per bit width")
 	flag.StringVar(&o.bits, "bits", "8,4", "comma-separated weight/activation bit widths for PTQ and QAT (8: W8A8 observers, 4: W4A4 LSQ, 2: W2A2 LSQ)")
@@ -142,13 +145,25 @@ func run(o options) error {
 		bits = append(bits, b)
 	}
 	var mk func(uint64) *graph.Model
-	switch o.model {
-	case "bn":
-		mk = qat.BNCNN
-	case "ggml":
-		mk = qat.GGMLCNN
+	switch {
+	case strings.HasPrefix(o.model, "onnx:"):
+		im, _, err := onnx.ImportFile(strings.TrimPrefix(o.model, "onnx:"))
+		if err != nil {
+			return err
+		}
+		mk = func(uint64) *graph.Model { return im }
+		o.model = im.Name
 	default:
-		return fmt.Errorf("-model %q: want bn or ggml", o.model)
+		if err := namedModel(o.model, &mk); err != nil {
+			return err
+		}
+	}
+	if o.data != "" {
+		d, err := mnist.DataDir(o.data)
+		if err != nil {
+			return err
+		}
+		o.dataDir = d
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
@@ -377,4 +392,17 @@ func plotCurves(path string, curves []curve) error {
 		return err
 	}
 	return atomicfile.Write(path, buf.Bytes())
+}
+
+// namedModel sets mk to the built-in architecture named by -model.
+func namedModel(name string, mk *func(uint64) *graph.Model) error {
+	switch name {
+	case "bn":
+		*mk = qat.BNCNN
+	case "ggml":
+		*mk = qat.GGMLCNN
+	default:
+		return fmt.Errorf("-model %q: want bn, ggml or onnx:FILE", name)
+	}
+	return nil
 }

@@ -1,6 +1,10 @@
-package onnx
+// Package testnets builds float ONNX models node by node with the onnxpb types, the way an exporter
+// of another framework writes them, independently of package onnx's writer: test and example inputs
+// for the importer (models that qatgo did not produce).
+package testnets
 
 import (
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 
@@ -42,7 +46,7 @@ func itoa(i int) string {
 	}
 }
 
-// init adds a float initializer; values float_data (not raw) to exercise the other encoding.
+// init adds a float initializer: raw_data for more than 64 values, float_data otherwise (both encodings).
 func (p *protoNet) init(dims []int64, f func(i int) float32) string {
 	n := 1
 	for _, d := range dims {
@@ -53,8 +57,13 @@ func (p *protoNet) init(dims []int64, f func(i int) float32) string {
 		v[i] = f(i)
 	}
 	name := p.name("w")
-	p.g.Initializer = append(p.g.Initializer, &onnxpb.TensorProto{Name: proto.String(name), Dims: dims,
-		DataType: proto.Int32(int32(onnxpb.TensorProto_FLOAT)), FloatData: v})
+	t := &onnxpb.TensorProto{Name: proto.String(name), Dims: dims, DataType: proto.Int32(int32(onnxpb.TensorProto_FLOAT))}
+	if n > 64 {
+		t.RawData = rawFloats(v)
+	} else {
+		t.FloatData = v
+	}
+	p.g.Initializer = append(p.g.Initializer, t)
 	return name
 }
 
@@ -89,12 +98,12 @@ func (p *protoNet) bn(x string, c int) string {
 
 func (p *protoNet) scalar(v float32) string { return p.init(nil, func(int) float32 { return v }) }
 
-// dsNet is a depthwise-separable residual CNN (MobileNet-like blocks with identity shortcuts) on
+// DSNet is a depthwise-separable residual CNN (MobileNet-like blocks with identity shortcuts) on
 // 1x28x28 input, written with ONNX operators the way PyTorch exports them: Conv+BN+Clip(0,6) stem,
 // two blocks of depthwise 3x3 + BN + Relu, pointwise 1x1 + BN, residual Add + Relu, MaxPool, a
 // strided conv, GlobalAveragePool, Reshape by a Constant shape, MatMul + Add, Relu, Gemm
 // (transB 0, alpha) and, when softmax is set, a final Softmax.
-func dsNet(seed uint64, softmax bool) *onnxpb.ModelProto {
+func DSNet(seed uint64, softmax bool) *onnxpb.ModelProto {
 	p := newProtoNet(seed, []int64{1, 28, 28})
 	x := p.node("Clip", []string{p.bn(p.conv("x", 1, 16, 3, 1, 1, 1, true), 16), p.scalar(0), p.scalar(6)})
 	for b := 0; b < 2; b++ {
@@ -120,4 +129,29 @@ func dsNet(seed uint64, softmax bool) *onnxpb.ModelProto {
 	p.g.Output = []*onnxpb.ValueInfoProto{{Name: proto.String(x)}}
 	return &onnxpb.ModelProto{IrVersion: proto.Int64(8), ProducerName: proto.String("hand-built test graph"),
 		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(17)}}, Graph: p.g}
+}
+
+func intAttr(name string, v int) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INT.Enum(), I: proto.Int64(int64(v))}
+}
+
+func intsAttr(name string, v ...int) *onnxpb.AttributeProto {
+	d := make([]int64, len(v))
+	for i, x := range v {
+		d[i] = int64(x)
+	}
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: d}
+}
+
+func floatAttr(name string, v float32) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_FLOAT.Enum(), F: proto.Float32(v)}
+}
+
+// rawFloats encodes float32 values as little-endian raw_data.
+func rawFloats(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return b
 }
