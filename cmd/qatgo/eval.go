@@ -48,13 +48,21 @@ and the prediction is the largest output.`,
 					return err
 				}
 				defer restore()
-				return eval(e, args[0], *dir, *n, *batch, nt)
+				set := "MNIST"
+				switch *data {
+				case "", "mnist":
+				case "fashion", "fashion-mnist":
+					set = "Fashion-MNIST"
+				default:
+					set = *dir
+				}
+				return eval(e, args[0], *dir, set, *n, *batch, nt)
 			}
 		},
 	})
 }
 
-func eval(e *env, modelPath, dir string, n, batch, threads int) error {
+func eval(e *env, modelPath, dir, set string, n, batch, threads int) error {
 	md, err := infer.LoadFile(modelPath)
 	if err != nil {
 		return err
@@ -97,7 +105,7 @@ func eval(e *env, modelPath, dir string, n, batch, threads int) error {
 		}
 	}
 	fmt.Fprintf(e.stdout, "model     %s\n", safe(md.QModel().Name))
-	fmt.Fprintf(e.stdout, "accuracy  %.2f%% (%d/%d MNIST test images)\n", 100*float64(correct)/float64(total), correct, total)
+	fmt.Fprintf(e.stdout, "accuracy  %.2f%% (%d/%d %s test images)\n", 100*float64(correct)/float64(total), correct, total, set)
 	fmt.Fprintf(e.stdout, "time      %.2f us/image (batch %d, %d threads, kernels %s)\n", float64(elapsed.Nanoseconds())/1e3/float64(total), batch, threads, kernels.Path())
 	fmt.Fprintf(e.stdout, "per class")
 	for c, pc := range perClass {
