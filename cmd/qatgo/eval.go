@@ -4,8 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/qatgo/qatgo/data/imagefolder"
 	"github.com/qatgo/qatgo/data/mnist"
 	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/kernels"
@@ -36,12 +38,17 @@ and the prediction is the largest output.`,
 				if *n < 0 {
 					return usagef("-n must be >= 0, got %d", *n)
 				}
+				folder := false
 				if *data != "" {
-					d, err := mnist.DataDir(*data)
-					if err != nil {
-						return usagef("-data: %v", err)
+					if folder = imagefolder.IsImageFolder(*data); folder {
+						*dir = *data
+					} else {
+						d, err := mnist.DataDir(*data)
+						if err != nil {
+							return usagef("-data: %v (or a folder with one sub-folder of images per class)", err)
+						}
+						*dir = d
 					}
-					*dir = d
 				}
 				nt, restore, err := threads()
 				if err != nil {
@@ -56,13 +63,16 @@ and the prediction is the largest output.`,
 				default:
 					set = *dir
 				}
-				return eval(e, args[0], *dir, set, *n, *batch, nt)
+				if folder {
+					set = "image-folder " + *dir
+				}
+				return eval(e, args[0], *dir, set, folder, *n, *batch, nt)
 			}
 		},
 	})
 }
 
-func eval(e *env, modelPath, dir, set string, n, batch, threads int) error {
+func eval(e *env, modelPath, dir, set string, folder bool, n, batch, threads int) error {
 	md, err := infer.LoadFile(modelPath)
 	if err != nil {
 		return err
@@ -70,8 +80,15 @@ func eval(e *env, modelPath, dir, set string, n, batch, threads int) error {
 	if md.InputSize() != 784 {
 		return fmt.Errorf("model input %v has %d elements; MNIST images have 784 (28x28x1)", md.InputShape(), md.InputSize())
 	}
-	test, err := mnistTestSet(dir, n)
-	if err != nil {
+	var test *mnist.Set
+	if folder {
+		var classes []string
+		if test, classes, err = imagefolder.Load(dir, 28, 28); err != nil {
+			return err
+		}
+		test = test.Subset(n)
+		fmt.Fprintf(e.stdout, "classes   %s (label order)\n", strings.Join(classes, ", "))
+	} else if test, err = mnistTestSet(dir, n); err != nil {
 		return err
 	}
 	total := test.Len()

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/qatgo/qatgo/data/mnist"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/onnx"
 	"github.com/qatgo/qatgo/qat"
@@ -60,6 +65,37 @@ func TestImportCalibrateEval(t *testing.T) {
 	if code, out, errs := runMain("eval", "-data", "mnist", "-n", "100", qm); code != 0 || !strings.Contains(out, "accuracy") {
 		t.Fatalf("eval: code %d\n%s\n%s", code, out, errs)
 	}
+	// The same 50 MNIST test images as an image folder (PNG, one folder per digit) evaluate the same.
+	imgs := filepath.Join(dir, "imgs")
+	test, err := mnist.LoadTest(mustLocate(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		cls := filepath.Join(imgs, fmt.Sprint(test.Labels[i]))
+		os.MkdirAll(cls, 0o755)
+		g := image.NewGray(image.Rect(0, 0, 28, 28))
+		copy(g.Pix, test.Image(i))
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, g); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(cls, fmt.Sprintf("%05d.png", i)), buf.Bytes(), 0o644)
+	}
+	_, want, _ := runMain("eval", "-data", "mnist", "-n", "50", qm)
+	code, got, errs := runMain("eval", "-data", imgs, qm)
+	acc := func(s string) string {
+		for _, l := range strings.Split(s, "\n") {
+			if strings.HasPrefix(l, "accuracy") {
+				return strings.Fields(l)[1] + strings.Fields(l)[2]
+			}
+		}
+		return "none"
+	}
+	// the folder reorders images by class, so compare the accuracy figures
+	if code != 0 || acc(got) != acc(want) || acc(got) == "none" {
+		t.Fatalf("eval on the image folder: code %d, %q vs MNIST %q\n%s", code, acc(got), acc(want), errs)
+	}
 	qdq := filepath.Join(dir, "m.onnx")
 	if code, out, errs := runMain("export", "-format", "onnx", "-data", "mnist", "-calib-batches", "2", "-parity", "100", "-o", qdq, ckpt); code != 0 {
 		t.Fatalf("export -format onnx: code %d\n%s\n%s", code, out, errs)
@@ -75,4 +111,13 @@ func TestImportCalibrateEval(t *testing.T) {
 	if code, _, errs := runMain("import", bad); code == 0 || !strings.Contains(errs, "malformed") {
 		t.Fatalf("import of garbage: code %d, %s", code, errs)
 	}
+}
+
+func mustLocate(t *testing.T) string {
+	t.Helper()
+	d, err := mnist.Locate()
+	if err != nil {
+		t.Skipf("MNIST not found: %v", err)
+	}
+	return d
 }
