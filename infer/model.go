@@ -85,6 +85,9 @@ func Load(m *qmodel.Model) (*Model, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
+	if m.IsLM() {
+		return nil, fmt.Errorf("infer: model %q is a language model: load it with LoadLM (qatgo generate, eval or bench), not Load", m.Name)
+	}
 	if len(m.Inputs) != 1 || len(m.Outputs) != 1 {
 		return nil, fmt.Errorf("infer: model has %d inputs and %d outputs; this runtime runs models with one of each", len(m.Inputs), len(m.Outputs))
 	}

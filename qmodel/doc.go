@@ -22,6 +22,13 @@
 // FullyConnected, pools and Add carry a fused activation (none, ReLU, ReLU6) that becomes the clamp
 // bounds of the output (ActivationRange).
 //
+// Language-model ops (lm.go): Embedding, RMSNorm, Linear, RoPE, Attention (causal, int8 KV cache with
+// per-head scales), SwiGLU, Hadamard and LMHead. Their activations are per token ([D]); a language
+// model has one int32 token-id input of shape [1] and one float32 logits output (LMHead's int32
+// accumulators through Dequantize). LM ops carry seven further attributes in the file (LMAttrs).
+// Validate bounds what they make a runtime allocate: context length (MaxContext), KV cache
+// (MaxKVCacheBytes), RoPE tables (MaxRoPETable), Hadamard blocks (MaxHadamard), group scales.
+//
 // # Requantization multipliers: one source of truth
 //
 // The file stores float32 scales only. The Q31 multipliers and shifts of the integer runtime are derived

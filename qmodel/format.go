@@ -140,6 +140,11 @@ func encode(m *Model) []byte {
 		for _, a := range op.attrs() {
 			ops.i32(int32(a))
 		}
+		if op.Kind.IsLM() {
+			for _, a := range op.LM.encode() {
+				ops.i32(a)
+			}
+		}
 	}
 
 	sections := [numSections][]byte{meta.b, tens.b, ops.b, data.b}
@@ -459,6 +464,13 @@ func Decode(b []byte) (*Model, error) {
 			a[j] = int(r.i32())
 		}
 		op.setAttrs(a)
+		if op.Kind.IsLM() {
+			var la [numLMAttrs]int32
+			for j := range la {
+				la[j] = r.i32()
+			}
+			op.LM.decode(la)
+		}
 	}
 	if r.err == nil && r.remaining() != 0 {
 		r.fail("%d unread bytes", r.remaining())

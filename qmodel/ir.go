@@ -235,6 +235,9 @@ func (k OpKind) String() string {
 	if k >= 1 && int(k) < len(opNames) {
 		return opNames[k]
 	}
+	if n, ok := lmOpName(k); ok {
+		return n
+	}
 	return fmt.Sprintf("op(%d)", uint8(k))
 }
 
@@ -275,6 +278,8 @@ type Op struct {
 	PadTop, PadLeft, PadBottom, PadRight int
 	KernelH, KernelW                     int
 	Groups                               int
+
+	LM LMAttrs // language-model ops only (lm.go)
 }
 
 // Model is an integer model. Inputs and Outputs are tensor indices of the model's inputs and

@@ -454,11 +454,13 @@ func seedFiles(t testing.TB) map[string][]byte {
 		t.Fatal(err)
 	}
 	smallEnc, _ := Encode(small)
+	lmEnc, _ := Encode(tinyLM(t))
 	flipped := append([]byte(nil), valid...)
 	flipped[len(flipped)/2] ^= 0xff
 	return map[string][]byte{
 		"valid-tiny":  valid,
 		"valid-fc":    smallEnc,
+		"valid-lm":    lmEnc,
 		"truncated":   valid[:len(valid)/3],
 		"bitflip":     flipped,
 		"header-only": valid[:headerCRCEnd],

@@ -87,9 +87,9 @@ func (m *Model) Validate() error {
 			return fmt.Errorf("qmodel: model input %q listed twice", t.Name)
 		}
 		switch t.DType {
-		case Float32, Uint8, Int8:
+		case Float32, Uint8, Int8, Int32:
 		default:
-			return fmt.Errorf("qmodel: model input %q has type %v (want float32, uint8 or int8)", t.Name, t.DType)
+			return fmt.Errorf("qmodel: model input %q has type %v (want float32, uint8, int8 or int32 token ids)", t.Name, t.DType)
 		}
 		defined[in] = true
 	}
@@ -116,7 +116,7 @@ func (m *Model) Validate() error {
 		}
 		seenOut[o] = true
 	}
-	return nil
+	return m.validateLM()
 }
 
 func checkString(what, s string) error {
@@ -221,6 +221,12 @@ func (m *Model) validateOp(i int, defined []bool) error {
 	if err := checkString("op name", op.Name); err != nil {
 		return err
 	}
+	if err := checkLMAttrsZero(op); err != nil {
+		return err
+	}
+	if op.Kind.IsLM() {
+		return m.validateLMOp(op, defined)
+	}
 	nIn, nOut := 1, 1
 	switch op.Kind {
 	case OpConv2D, OpFullyConnected:
@@ -303,7 +309,12 @@ func (m *Model) validateOp(i int, defined []bool) error {
 	case OpQuantize:
 		err = m.checkQuantize(in, out)
 	case OpDequantize:
-		if err = checkAct(in, "input", -1); err == nil {
+		if in.DType == Int32 {
+			err = checkInt32Act(in)
+		} else {
+			err = checkAct(in, "input", -1)
+		}
+		if err == nil {
 			if out.DType != Float32 {
 				err = fmt.Errorf("output %q is %v, want float32", out.Name, out.DType)
 			} else if !shapeEq(in.Shape, out.Shape) {
