@@ -25,7 +25,7 @@ import (
 // Smax = 255, more for groups with much smaller scales), which the exporter can report.
 type PackedInt4 struct {
 	n, k, group, groups int
-	w                   []int8  // row-major N x K values (portable path)
+	nib                 []byte  // row-major N x K nibbles (w+8), only when panel is nil
 	scales              []int32 // N x groups
 	sums                []int32 // sum_g scales[j][g] * sum_k w[j][k]
 	panel               []byte  // SIMD layout (see packPanel), nil without SIMD
@@ -55,7 +55,6 @@ func PackInt4(w []int8, n, k, group int, scales []int32) (*PackedInt4, error) {
 		return nil, fmt.Errorf("kernels: PackInt4: len(scales) = %d, want %d", len(scales), n*groups)
 	}
 	p := &PackedInt4{n: n, k: k, group: group, groups: groups}
-	p.w = make([]int8, n*k)
 	p.scales = make([]int32, n*groups)
 	p.sums = make([]int32, n)
 	for j := 0; j < n; j++ {
@@ -81,10 +80,16 @@ func PackInt4(w []int8, n, k, group int, scales []int32) (*PackedInt4, error) {
 		}
 		p.sums[j] = int32(sum)
 	}
-	copy(p.w, w)
 	copy(p.scales, scales)
+	// One 4-bit copy stays resident: the SIMD panel, or row-major nibbles without SIMD; the
+	// portable path reads whichever exists (at), so no int8 copy of the weights is kept.
 	if haveSIMD {
-		p.packPanel()
+		p.packPanel(w)
+	} else {
+		p.nib = make([]byte, (n*k+1)/2)
+		for i, v := range w {
+			p.nib[i/2] |= byte(v+8) << (4 * (i & 1))
+		}
 	}
 	return p, nil
 }
@@ -93,7 +98,7 @@ func PackInt4(w []int8, n, k, group int, scales []int32) (*PackedInt4, error) {
 // K, 64 bytes; byte c*4+b holds w[c][8q+b]+8 in its low nibble and w[c][8q+4+b]+8 in its high
 // nibble (offset binary, so the unpacked bytes are unsigned 1..15 and the kernels subtract 8
 // times the activation sums). Scales are transposed to [tile][group][panelN].
-func (p *PackedInt4) packPanel() {
+func (p *PackedInt4) packPanel(w []int8) {
 	np := (p.n + panelN - 1) / panelN * panelN
 	blocks := p.k / 8
 	p.panel = make([]byte, np/panelN*blocks*64)
@@ -104,8 +109,8 @@ func (p *PackedInt4) packPanel() {
 			for b := 0; b < 4; b++ {
 				lo, hi := byte(8), byte(8) // padding rows: weight 0
 				if j < p.n {
-					lo = byte(p.w[j*p.k+8*q+b] + 8)
-					hi = byte(p.w[j*p.k+8*q+4+b] + 8)
+					lo = byte(w[j*p.k+8*q+b] + 8)
+					hi = byte(w[j*p.k+8*q+4+b] + 8)
 				}
 				p.panel[(t*blocks+q)*64+c*4+b] = lo | hi<<4
 			}
@@ -116,6 +121,22 @@ func (p *PackedInt4) packPanel() {
 			}
 		}
 	}
+}
+
+// at returns weight (j, kk), decoded from the resident 4-bit layout.
+func (p *PackedInt4) at(j, kk int) int32 {
+	if p.panel == nil {
+		i := j*p.k + kk
+		return int32(p.nib[i/2]>>(4*(i&1))&15) - 8
+	}
+	b := p.panel[(j/panelN*(p.k/8)+kk/8)*64+(j%panelN)*4+kk&3]
+	return int32(b>>(4*((kk>>2)&1))&15) - 8
+}
+
+// ResidentBytes returns the memory the packed weights keep: the 4-bit weights (one copy), the
+// group scales and the row sums.
+func (p *PackedInt4) ResidentBytes() int64 {
+	return int64(len(p.panel)) + int64(len(p.nib)) + 4*int64(len(p.scales)+len(p.pscales)+len(p.sums))
 }
 
 // N returns the number of output channels.
@@ -200,9 +221,8 @@ func gemv4Portable(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 in
 		acc := bias[j]
 		for g := 0; g < w.groups; g++ {
 			var s int32
-			wr := w.w[j*w.k+g*w.group : j*w.k+(g+1)*w.group]
-			for kk, v := range wr {
-				s += int32(a[g*w.group+kk]) * int32(v)
+			for kk := g * w.group; kk < (g+1)*w.group; kk++ {
+				s += int32(a[kk]) * w.at(j, kk)
 			}
 			acc += w.scales[j*w.groups+g] * s
 		}

@@ -133,6 +133,16 @@ func PackInt8(w []int8, n, k int) (*PackedInt8, error) {
 	return p, nil
 }
 
+// ResidentBytes returns the memory the packed weights keep (row-major copy, SIMD panel, row sums
+// and the lazily built layouts built so far).
+func (p *PackedInt8) ResidentBytes() int64 {
+	n := int64(len(p.w)) + int64(len(p.panel)) + 4*int64(len(p.sums))
+	if b := p.w2.Load(); b != nil {
+		n += 8 * int64(len(*b))
+	}
+	return n
+}
+
 // N returns the number of output channels (rows of the weight matrix).
 func (p *PackedInt8) N() int { return p.n }
 

@@ -268,6 +268,9 @@ func checkHeads(a LMAttrs, n int, rope bool) error {
 	if a.Heads < 1 || a.HeadDim < 1 || a.Heads > n || a.HeadDim > n || a.Heads*a.HeadDim != n {
 		return fmt.Errorf("%d heads of %d elements do not tile %d", a.Heads, a.HeadDim, n)
 	}
+	if a.HeadDim > 1<<16 {
+		return fmt.Errorf("head dimension %d > %d (attention scores could overflow int32)", a.HeadDim, 1<<16)
+	}
 	if rope && a.HeadDim%2 != 0 {
 		return fmt.Errorf("RoPE needs an even head dimension, got %d", a.HeadDim)
 	}
