@@ -93,14 +93,22 @@ type lmLinear struct {
 	rq   kernels.Requant
 }
 
-// LoadLM validates m (a language model) and prepares it for generation. The returned LM does not
-// reference m's tensor data except int4/int8 embedding tables, which it keeps as stored.
-func LoadLM(m *qmodel.Model) (*LM, error) {
+// LoadLM validates m (a language model) and prepares it for generation, with the default options
+// (LoadLMWith). The returned LM does not reference m's tensor data except int4/int8 embedding
+// tables, which it keeps as stored.
+func LoadLM(m *qmodel.Model) (*LM, error) { return LoadLMWith(m, LoadOptions{}) }
+
+// LoadLMWith validates m (a language model), checks its per-token work (a full context) against
+// opt.MaxWork and prepares it for generation.
+func LoadLMWith(m *qmodel.Model, opt LoadOptions) (*LM, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
 	if !m.IsLM() {
 		return nil, fmt.Errorf("infer: model %q is not a language model (no Embedding op): run it with Load", m.Name)
+	}
+	if err := m.CheckWork(opt.MaxWork); err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
 	}
 	out := &m.Tensors[m.Outputs[0]]
 	if out.DType != qmodel.Float32 || len(out.Shape) != 1 {

@@ -324,7 +324,7 @@ func TestLoadErrors(t *testing.T) {
 	x = b.Input("x", qmodel.Int8, []int{4096, 4096, 1}, qmodel.PerTensor(1, 0))
 	b.Output(b.Conv2D("conv", x, qmodel.Weights{Values: make([]int8, 1<<16), Shape: []int{1, 256, 256, 1}, Scales: []float32{1}},
 		nil, qmodel.Conv2DOptions{}, quant.Params{Scale: 1}))
-	if _, err := Load(build(t, b)); err == nil || !strings.Contains(err.Error(), "patch buffer") {
+	if _, err := LoadWith(build(t, b), LoadOptions{MaxWork: -1}); err == nil || !strings.Contains(err.Error(), "patch buffer") {
 		t.Errorf("huge im2col model: %v", err)
 	}
 	if _, err := LoadFile("/nonexistent/model.qm"); err == nil {

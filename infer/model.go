@@ -79,14 +79,30 @@ type Model struct {
 	fusedProbe  *kernels.FusedConv // any of the fused convolutions (nil if none), for Fused()
 }
 
-// Load validates m and prepares it for execution. The returned Model does not reference m's
-// tensor data (weights are copied into packed form), so m may be discarded or changed afterwards.
-func Load(m *qmodel.Model) (*Model, error) {
+// LoadOptions configure LoadWith.
+type LoadOptions struct {
+	// MaxWork is the per-sample work budget (qmodel.Model.Work: multiply-accumulates, window reads
+	// and elements): a model that needs more is refused, since a small, valid file can describe
+	// hours of computation per sample. 0 means qmodel.DefaultMaxWork, a negative value no limit.
+	MaxWork int64
+}
+
+// Load validates m and prepares it for execution, with the default options (LoadWith). The
+// returned Model does not reference m's tensor data (weights are copied into packed form), so m
+// may be discarded or changed afterwards.
+func Load(m *qmodel.Model) (*Model, error) { return LoadWith(m, LoadOptions{}) }
+
+// LoadWith validates m, checks its per-sample work against opt.MaxWork and prepares it for
+// execution.
+func LoadWith(m *qmodel.Model, opt LoadOptions) (*Model, error) {
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("infer: %w", err)
 	}
 	if m.IsLM() {
 		return nil, fmt.Errorf("infer: model %q is a language model: load it with LoadLM (qatgo generate, eval or bench), not Load", m.Name)
+	}
+	if err := m.CheckWork(opt.MaxWork); err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
 	}
 	if len(m.Inputs) != 1 || len(m.Outputs) != 1 {
 		return nil, fmt.Errorf("infer: model has %d inputs and %d outputs; this runtime runs models with one of each", len(m.Inputs), len(m.Outputs))
@@ -196,13 +212,20 @@ func isShiftTable(t *[256]int8) bool {
 	return true
 }
 
-// LoadFile reads, validates and loads a model file.
-func LoadFile(path string) (*Model, error) {
+// LoadFile reads, validates and loads a model file with the default options.
+func LoadFile(path string) (*Model, error) { return LoadFileWith(path, LoadOptions{}) }
+
+// LoadFileWith reads, validates and loads a model file.
+func LoadFileWith(path string, opt LoadOptions) (*Model, error) {
 	m, err := qmodel.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return Load(m)
+	md, err := LoadWith(m, opt)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return md, nil
 }
 
 // QModel returns the model description that was loaded. Callers must not modify it.

@@ -26,6 +26,7 @@ opt-in profiler at batch -batch.`,
 			batch := fs.Int("batch", 256, "batch size of the throughput and per-op measurements")
 			dur := fs.Duration("time", time.Second, "duration of each measurement")
 			threads := threadsFlag(fs)
+			load := loadFlag(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -36,12 +37,16 @@ opt-in profiler at batch -batch.`,
 				if *dur <= 0 {
 					return usagef("-time must be positive, got %v", *dur)
 				}
+				lo, err := load()
+				if err != nil {
+					return err
+				}
 				nt, restore, err := threads()
 				if err != nil {
 					return err
 				}
 				defer restore()
-				return bench(e, args[0], *batch, *dur, nt)
+				return bench(e, args[0], *batch, *dur, nt, lo)
 			}
 		},
 	})
@@ -68,8 +73,8 @@ func runner(s *infer.Session, batch int) func() error {
 	}
 }
 
-func bench(e *env, modelPath string, batch int, dur time.Duration, threads int) error {
-	md, err := infer.LoadFile(modelPath)
+func bench(e *env, modelPath string, batch int, dur time.Duration, threads int, lo infer.LoadOptions) error {
+	md, err := infer.LoadFileWith(modelPath, lo)
 	if err != nil {
 		return err
 	}

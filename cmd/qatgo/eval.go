@@ -28,6 +28,7 @@ and the prediction is the largest output.`,
 			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
 			data := fs.String("data", "", "labelled test data: mnist, fashion (Fashion-MNIST) or a folder of idx files (overrides -dir)")
 			threads := threadsFlag(fs)
+			load := loadFlag(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -50,6 +51,10 @@ and the prediction is the largest output.`,
 						*dir = d
 					}
 				}
+				lo, err := load()
+				if err != nil {
+					return err
+				}
 				nt, restore, err := threads()
 				if err != nil {
 					return err
@@ -66,14 +71,14 @@ and the prediction is the largest output.`,
 				if folder {
 					set = "image-folder " + *dir
 				}
-				return eval(e, args[0], *dir, set, folder, *n, *batch, nt)
+				return eval(e, args[0], *dir, set, folder, *n, *batch, nt, lo)
 			}
 		},
 	})
 }
 
-func eval(e *env, modelPath, dir, set string, folder bool, n, batch, threads int) error {
-	md, err := infer.LoadFile(modelPath)
+func eval(e *env, modelPath, dir, set string, folder bool, n, batch, threads int, lo infer.LoadOptions) error {
+	md, err := infer.LoadFileWith(modelPath, lo)
 	if err != nil {
 		return err
 	}

@@ -123,3 +123,55 @@ func TestEvalUncompressedDir(t *testing.T) {
 		t.Errorf("eval -dir with uncompressed files: exit %d\n%s%s", code, o, e)
 	}
 }
+
+// poolBombFile writes a valid model of a few hundred bytes whose 2048x2048 max pool slides over a
+// 4096x4096 input: about 1.8e13 window reads per sample (issue 14, item 1).
+func poolBombFile(t *testing.T, dir string) string {
+	t.Helper()
+	b := qmodel.NewBuilder("pool-bomb")
+	x := b.Input("image", qmodel.Uint8, []int{4096, 4096, 1}, qmodel.PerTensor(1.0/255, 0))
+	q := b.Quantize("q", x, quant.Params{Scale: 1.0 / 255, ZeroPoint: -128})
+	p := b.MaxPool2D("p", q, qmodel.PoolOptions{KernelH: 2048, KernelW: 2048, StrideH: 1, StrideW: 1})
+	b.Output(b.Dequantize("y", p))
+	m, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "bomb.qm")
+	if err := qmodel.WriteFile(path, m); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestWorkBudgetFlag (issue 14, item 1): run, eval and bench refuse a model over the work budget
+// (exit 1, an error naming the op and the flag), -max-work moves the budget, and inspect reports
+// the work.
+func TestWorkBudgetFlag(t *testing.T) {
+	dir := t.TempDir()
+	bomb := poolBombFile(t, dir)
+	raw := filepath.Join(dir, "x.raw")
+	writeFile(t, raw, make([]byte, 4096*4096))
+	for _, args := range [][]string{{"run", bomb, raw}, {"eval", bomb}, {"bench", bomb}} {
+		code, _, e := runMain(args...)
+		if code != exitFailure || !strings.Contains(e, "work budget") || !strings.Contains(e, `MaxPool2D "p"`) || !strings.Contains(e, "-max-work") {
+			t.Errorf("%q: exit %d: %s", args, code, e)
+		}
+	}
+	linear := mnistLinear(t, dir) // 7840 MACs + 10 outputs + 784*2 quantize + 784*2 reshape + ...
+	img := filepath.Join(dir, "digit.raw")
+	writeFile(t, img, make([]byte, 784))
+	if code, _, e := runMain("run", "-max-work", "1000", linear, img); code != exitFailure || !strings.Contains(e, "work budget of 1000") {
+		t.Errorf("run -max-work 1000: exit %d: %s", code, e)
+	}
+	if code, _, e := runMain("run", "-max-work", "0", linear, img); code != exitOK {
+		t.Errorf("run -max-work 0 (no limit): exit %d: %s", code, e)
+	}
+	if code, _, e := runMain("bench", "-max-work", "-3", linear); code != exitUsage || !strings.Contains(e, "-max-work") {
+		t.Errorf("bench -max-work -3: exit %d: %s", code, e)
+	}
+	code, o, e := runMain("inspect", bomb)
+	if code != exitOK || !strings.Contains(o, "over the runtime's default budget") {
+		t.Errorf("inspect of the bomb: exit %d: %s%s", code, o, e)
+	}
+}

@@ -89,6 +89,12 @@ func inspect(e *env, path string, listTensors bool) error {
 	fmt.Fprintf(w, "weights   %d bytes (%d as float32: %.1fx smaller)\n", m.ConstBytes(), floatBytes, ratio)
 	fmt.Fprintf(w, "activations %d elements per sample in %d tensors\n", actElems, len(m.Tensors)-countConst(m))
 	fmt.Fprintf(w, "compute   %d multiply-accumulates per sample\n", modelMACs(m))
+	work, _ := m.Work()
+	fmt.Fprintf(w, "work      %d units per sample (multiply-accumulates + window reads + elements)", work.Total())
+	if work.Total() > qmodel.DefaultMaxWork {
+		fmt.Fprintf(w, ", over the runtime's default budget of %d: run, eval and bench need -max-work", qmodel.DefaultMaxWork)
+	}
+	fmt.Fprintln(w)
 	for _, i := range m.Inputs {
 		fmt.Fprintf(w, "input     %s %s %s\n", safe(m.Tensors[i].Name), tensorStr(&m.Tensors[i]), qparamStr(&m.Tensors[i]))
 	}

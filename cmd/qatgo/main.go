@@ -23,7 +23,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/kernels"
+	"github.com/qatgo/qatgo/qmodel"
 )
 
 // command is one subcommand. run receives the arguments after the command name; it returns a
@@ -168,6 +170,21 @@ func needArgs(args []string, names ...string) error {
 		return usagef("unexpected arguments %q", args[len(names):])
 	}
 	return nil
+}
+
+// loadFlag defines -max-work on fs. The function it returns checks the value and returns the
+// runtime's load options.
+func loadFlag(fs *flag.FlagSet) func() (infer.LoadOptions, error) {
+	w := fs.Int64("max-work", qmodel.DefaultMaxWork, "per-sample work budget: refuse models that need more multiply-accumulates + window reads + elements per sample (0: no limit)")
+	return func() (infer.LoadOptions, error) {
+		switch {
+		case *w < 0:
+			return infer.LoadOptions{}, usagef("-max-work must be >= 0 (0: no limit), got %d", *w)
+		case *w == 0:
+			return infer.LoadOptions{MaxWork: -1}, nil
+		}
+		return infer.LoadOptions{MaxWork: *w}, nil
+	}
 }
 
 // maxThreads is the largest -threads value accepted: 4 x runtime.NumCPU(). Each thread owns a

@@ -31,6 +31,7 @@ float32-input models. MNIST digits are white on black: use -invert for black-on-
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			k := fs.Int("k", 3, "number of classes to print")
 			invert := fs.Bool("invert", false, "invert pixel values (255-v) before running")
+			load := loadFlag(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL", "INPUT"); err != nil {
 					return err
@@ -38,7 +39,11 @@ float32-input models. MNIST digits are white on black: use -invert for black-on-
 				if *k < 1 {
 					return usagef("-k must be at least 1, got %d", *k)
 				}
-				return runOne(e, args[0], args[1], *k, *invert)
+				lo, err := load()
+				if err != nil {
+					return err
+				}
+				return runOne(e, args[0], args[1], *k, *invert, lo)
 			}
 		},
 	})
@@ -47,8 +52,8 @@ float32-input models. MNIST digits are white on black: use -invert for black-on-
 // maxInputFile bounds the size of an input file.
 const maxInputFile = 64 << 20
 
-func runOne(e *env, modelPath, inputPath string, k int, invert bool) error {
-	md, err := infer.LoadFile(modelPath)
+func runOne(e *env, modelPath, inputPath string, k int, invert bool, lo infer.LoadOptions) error {
+	md, err := infer.LoadFileWith(modelPath, lo)
 	if err != nil {
 		return err
 	}
