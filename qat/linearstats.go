@@ -156,14 +156,14 @@ func CollectLMStats(lm *graph.LM, o graph.LMOptions, batch func(i int) (ids, tar
 	for i := 0; i < n; i++ {
 		ids, tg := batch(i)
 		if err := net.SetBatch(ids, tg); err != nil {
-			return nil, fmt.Errorf("qat: calibration batch %d: %w", i, err)
+			return nil, fmt.Errorf("qat: calibration batch %d: %w", i, opError(err))
 		}
 		vm.Reset()
 		if err := vm.RunAll(); err != nil {
-			return nil, fmt.Errorf("qat: calibration batch %d: %w", i, err)
+			return nil, fmt.Errorf("qat: calibration batch %d: %w", i, opError(err))
 		}
 		if err := s.Observe(net.Acts); err != nil {
-			return nil, fmt.Errorf("qat: calibration batch %d: %w", i, err)
+			return nil, fmt.Errorf("qat: calibration batch %d: %w", i, opError(err))
 		}
 	}
 	return s, nil

@@ -150,7 +150,7 @@ func (r *lmRun) run(ids, targets []int) (float64, error) {
 	}
 	r.vm.Reset()
 	if err := r.vm.RunAll(); err != nil {
-		return 0, err
+		return 0, opError(err)
 	}
 	return scalar(r.loss), nil
 }

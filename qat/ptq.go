@@ -99,7 +99,7 @@ func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*Net
 		train.Batch(idx, x, y)
 		vm.Reset()
 		if err := vm.RunAll(); err != nil {
-			return nil, fmt.Errorf("qat: calibration batch %d: %w", b, err)
+			return nil, fmt.Errorf("qat: calibration batch %d: %w", b, opError(err))
 		}
 		for name, o := range obs {
 			if p.state[name].site.Kind == graph.SiteWeight && b > 0 {

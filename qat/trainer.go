@@ -298,7 +298,7 @@ func (r *netRun) feed(d Dataset, idx []int, y []int) {
 
 func (r *netRun) run() error {
 	r.vm.Reset()
-	return r.vm.RunAll()
+	return opError(r.vm.RunAll())
 }
 
 // correct counts argmax(logits) == y over the first n rows.
