@@ -10,7 +10,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 )
+
+// StaleAge is how old a temporary file of this package's naming pattern (".NAME.tmp*" beside
+// NAME) must be before a later Write to NAME removes it as left behind by a killed writer. A live
+// writer's temporary file is written and renamed within seconds; ten minutes keeps it safe.
+const StaleAge = 10 * time.Minute
 
 // Write writes data to path atomically: a temporary file in the same directory is written,
 // synced, given mode 0644 and renamed over path; the directory is then synced where supported to
@@ -45,5 +52,26 @@ func Write(path string, data []byte) (err error) {
 		d.Sync()
 		d.Close()
 	}
+	removeStale(path, time.Now().Add(-StaleAge))
 	return nil
+}
+
+// removeStale removes the temporary files ".BASE.tmp*" of path's directory (BASE = path's base
+// name) last modified before cutoff: those of writes to path that were killed before their
+// rename. Errors are ignored: the write itself has succeeded, and a file that cannot be removed
+// now is tried again on the next write.
+func removeStale(path string, cutoff time.Time) {
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }

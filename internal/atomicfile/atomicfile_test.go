@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestWrite(t *testing.T) {
@@ -68,5 +69,41 @@ func TestWriteKeepsOldFileOnFailure(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(path); string(got) != "old" {
 		t.Fatalf("unrelated file changed: %q", got)
+	}
+}
+
+// TestWriteRemovesStaleTemps: temporary files left by killed writes to the same target (older
+// than StaleAge) are removed by the next Write; a fresh one (a live writer's) and temporary files
+// of other targets stay.
+func TestWriteRemovesStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "model.qm")
+	old := time.Now().Add(-2 * StaleAge)
+	stale := filepath.Join(dir, ".model.qm.tmp123456")
+	fresh := filepath.Join(dir, ".model.qm.tmp654321")
+	other := filepath.Join(dir, ".other.qm.tmp111")
+	for _, p := range []string{stale, fresh, other} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{stale, other} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Write(path, []byte("model")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale temporary file still there (err %v)", err)
+	}
+	for _, p := range []string{fresh, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s removed: %v", filepath.Base(p), err)
+		}
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "model" {
+		t.Errorf("target %q, %v", got, err)
 	}
 }
