@@ -347,9 +347,15 @@ func (t *LMTrainer) Calibrate(ids, targets [][]int) error {
 	return nil
 }
 
-// SaveCheckpoint writes the LM's parameters and architecture, the quantizer state (when
-// prepared), the optimizer state and the step to path atomically.
+// SaveCheckpoint writes Checkpoint(meta) to path atomically.
 func (t *LMTrainer) SaveCheckpoint(path string, meta map[string]string) error {
+	return graph.SaveCheckpoint(path, t.Checkpoint(meta))
+}
+
+// Checkpoint returns the LM's parameters and architecture, the quantizer state (when prepared),
+// the optimizer state, the step and the metadata meta as a checkpoint, for a caller that adds
+// tensors of its own before saving it.
+func (t *LMTrainer) Checkpoint(meta map[string]string) *graph.Checkpoint {
 	c := &graph.Checkpoint{Step: t.Step, Seed: t.Cfg.Seed, Meta: map[string]string{}}
 	for k, v := range meta {
 		c.Meta[k] = v
@@ -362,7 +368,7 @@ func (t *LMTrainer) SaveCheckpoint(path string, meta map[string]string) error {
 		t.Prep.SaveState(c)
 	}
 	t.opt.save(c)
-	return graph.SaveCheckpoint(path, c)
+	return c
 }
 
 // LoadCheckpoint restores what SaveCheckpoint wrote (parameters, quantizer state, optimizer
@@ -383,8 +389,10 @@ func (t *LMTrainer) LoadCheckpoint(path string) error {
 			return err
 		}
 	}
-	if err := t.opt.load(c); err != nil {
-		return err
+	if _, ok := c.Meta["opt/t"]; ok { // a checkpoint without optimizer state restarts the moments
+		if err := t.opt.load(c); err != nil {
+			return err
+		}
 	}
 	t.Step = c.Step
 	t.Close()

@@ -7,6 +7,7 @@ import (
 	"github.com/qatgo/qatgo/data/text"
 	"github.com/qatgo/qatgo/fastblas"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/qat"
 	"github.com/sirupsen/logrus"
 	"gorgonia.org/tensor"
 )
@@ -29,43 +30,42 @@ func BenchmarkTrainStep(b *testing.B) {
 	cfg := graph.LMConfig{Vocab: 256, Dim: 64, Layers: 2, Heads: 4, Hidden: 128, Ctx: 64}
 	for _, c := range []struct {
 		name   string
-		q      *qspec
+		q      *qat.LMRecipe
 		rotate bool
 	}{
 		{"float", nil, false},
-		{"qat-w8a8", &qspec{wbits: 8, abits: 8, actMomentum: 0.05}, false},
-		{"qat-w4a8-g32-lsq", &qspec{wbits: 4, abits: 8, group: 32, headBits: 8, learnW: true, actMomentum: 0.05}, false},
-		{"qat-w4a8-g32-lsq-hadamard", &qspec{wbits: 4, abits: 8, group: 32, headBits: 8, learnW: true, actMomentum: 0.05}, true},
+		{"qat-w8a8", &qat.LMRecipe{WBits: 8, ABits: 8, ActMomentum: 0.05}, false},
+		{"qat-w4a8-g32-lsq", &qat.LMRecipe{WBits: 4, ABits: 8, Group: 32, HeadBits: 8, LearnW: true, ActMomentum: 0.05}, false},
+		{"qat-w4a8-g32-lsq-hadamard", &qat.LMRecipe{WBits: 4, ABits: 8, Group: 32, HeadBits: 8, LearnW: true, ActMomentum: 0.05}, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			lm, err := graph.NewLM("tinyllm", cfg, tensor.Float32, 1)
 			if err != nil {
 				b.Fatal(err)
 			}
-			var q *lmQuant
+			var p *qat.Prepared
 			if c.q != nil {
-				q = newQuant(*c.q, false)
+				if p, err = qat.Prepare(lm, c.q.QConfig()); err != nil {
+					b.Fatal(err)
+				}
 			}
 			var rot graph.RotateFunc
 			if c.rotate {
 				rot = hadamard
 			}
-			tr, err := newTrainRun(c.name, lm, q, rot, nil, 16, s, 0.05, log)
+			tr, err := qat.NewLMTrainer(lm, p, qat.Config{BatchSize: 16, LR: 1e-3, Beta2: 0.95, ClipNorm: 1, WeightDecay: 0.05, Logger: log},
+				graph.LMOptions{Rotate: rot, RotateSeed: rotateSeed})
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer tr.close()
+			defer tr.Close()
 			b.ReportAllocs()
 			i := int64(0)
 			for b.Loop() {
-				x, y := s.Next(i)
+				if _, err := tr.Fit(s.Next, 1, i); err != nil { // forward, backward, AdamW step
+					b.Fatal(err)
+				}
 				i++
-				if _, err := tr.forward(x, y); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := tr.opt.step(tr.params, 1e-3); err != nil {
-					b.Fatal(err)
-				}
 			}
 			b.ReportMetric(float64(16*64)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 		})

@@ -10,8 +10,8 @@ import (
 
 	"github.com/qatgo/qatgo/data/text"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/qat"
 	"github.com/sirupsen/logrus"
-	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -20,51 +20,14 @@ func TestParseRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(es) != 2 || es[0].qat || es[0].spec.learnW || !es[1].qat || !es[1].spec.learnW || !es[1].smooth || !es[1].rotate ||
-		es[1].spec.wbits != 4 || es[1].spec.abits != 8 {
+	if len(es) != 2 || es[0].qat || es[0].recipe.LearnW || !es[1].qat || !es[1].recipe.LearnW || !es[1].smooth || !es[1].rotate ||
+		es[1].recipe.WBits != 4 || es[1].recipe.ABits != 8 {
 		t.Fatalf("parsed %+v", es)
 	}
 	for _, bad := range []string{"ptq", "foo:w8a8", "ptq:8", "qat:w4a8:rotate"} {
 		if _, err := parseRuns(bad, options{}); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
-	}
-}
-
-func TestLRSchedule(t *testing.T) {
-	lr := lrAt(1, 0, 10, 2)
-	if lr != 0.5 {
-		t.Fatalf("warm-up lr %v", lr)
-	}
-	if l := lrAt(1, 10, 10, 2); math.Abs(l-0.1) > 1e-12 {
-		t.Fatalf("final lr %v, want 0.1", l)
-	}
-}
-
-// TestAdamWFirstStep: after one step, bias-corrected Adam moves each weight by lr*sign(g), after
-// the decoupled decay w -= lr*wd*w; clipping scales g but not the sign.
-func TestAdamWFirstStep(t *testing.T) {
-	g := G.NewGraph()
-	gv := tensor.New(tensor.WithShape(3), tensor.WithBacking([]float32{3, -4, 0.5}))
-	gn := G.NewVector(g, tensor.Float32, G.WithShape(3), G.WithName("g"), G.WithValue(gv))
-	p := &trainable{value: []float32{1, 1, -2}, grad: gn, decay: true}
-	a := adamW{beta1: 0.9, beta2: 0.95, eps: 1e-8, wd: 0.1, clip: 1}
-	norm, err := a.step([]*trainable{p}, 0.01)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if math.Abs(norm-math.Sqrt(9+16+0.25)) > 1e-6 {
-		t.Fatalf("grad norm %v", norm)
-	}
-	want := []float64{1 - 0.001 - 0.01, 1 - 0.001 + 0.01, -2 + 0.002 - 0.01}
-	for i, w := range p.value {
-		if math.Abs(float64(w)-want[i]) > 1e-6 {
-			t.Fatalf("w[%d] = %v, want %v", i, w, want[i])
-		}
-	}
-	gv.Data().([]float32)[0] = float32(math.NaN())
-	if _, err := a.step([]*trainable{p}, 0.01); err == nil {
-		t.Fatal("NaN gradient: no error")
 	}
 }
 
@@ -94,13 +57,28 @@ func TestPipelineSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// quantized checkpoints carry the weights and every site's scales
+	// quantized checkpoints are self-describing: the model, its QConfig and every site's state
+	// restore from the file alone
 	qc, err := graph.LoadCheckpoint(filepath.Join(dir, "out", "qat_w4a8_hadamard.ckpt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if qc.Meta["hadamard_seed"] == "" || len(qc.Float32s("quant/head.weight.scale")) != 256 ||
-		len(qc.Float32s("quant/blk0.mlp.w2.weight.scale")) != 16*32/8 || len(qc.Float32s("quant/blk1.attn.in.zero_point")) != 1 {
+	qn, err := graph.FromCheckpoint(qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qcfg, err := qat.CheckpointQConfig(qc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qp, err := qat.Prepare(qn, qcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := qp.LoadState(qc); err != nil {
+		t.Fatal(err)
+	}
+	if qc.Meta["hadamard_seed"] == "" || len(qc.Float32s("quant/blk0.mlp.w2.weight.log_scale")) != 16*32/8 {
 		t.Fatalf("quantized checkpoint: meta %v", qc.Meta)
 	}
 	// the saved float model beats the untrained one on this very regular text
@@ -117,12 +95,12 @@ func TestPipelineSmall(t *testing.T) {
 	var tk text.ByteTokenizer
 	xs, ys := text.Windows(tk.Encode([]byte(b.String())), 4, 16, 2)
 	loss := func(m *graph.LM) float64 {
-		e, err := newEvaluator(m, nil, nil, 4)
+		e, err := qat.NewLMTrainer(m, nil, qat.Config{BatchSize: 4, Logger: log}, graph.LMOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer e.close()
-		l, err := e.loss(xs, ys)
+		defer e.Close()
+		l, err := e.Evaluate(xs, ys)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,22 +127,20 @@ func TestLearnedRotationsKeepFunction(t *testing.T) {
 	s, _ := text.NewSampler(toks, 2, 8, 1)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	rots := newLearnedRotations(nil)
-	q := newQuant(qspec{wbits: 4, abits: 4, group: 8, headBits: 8, actMomentum: 0.05}, false)
-	tr, err := newTrainRun("spin", lm, q, nil, rots, 2, s, 0, log)
+	rots := newLearnedRotations(0.5)
+	p, err := qat.Prepare(lm, qat.LMRecipe{WBits: 4, ABits: 4, Group: 8, HeadBits: 8, ActMomentum: 0.05}.QConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.close()
-	start := rots.matrices()
-	for i := 0; i < 5; i++ {
-		x, y := s.Next(int64(i))
-		if _, err := tr.forward(x, y); err != nil {
-			t.Fatal(err)
-		}
-		if err := rots.step(0.5); err != nil {
-			t.Fatal(err)
-		}
+	cfg0 := qat.Config{BatchSize: 2, LR: 1e-9, Logger: log} // weights stay put: only the rotations move
+	tr, err := qat.NewLMTrainer(lm, p, cfg0, graph.LMOptions{Rotate: rots.rotate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Hook = rots
+	defer tr.Close()
+	if _, err := tr.Fit(s.Next, 5, 0); err != nil {
+		t.Fatal(err)
 	}
 	if e := rots.maxOrthogonalityError(); e > 1e-5 {
 		t.Fatalf("orthogonality error %g", e)
@@ -172,7 +148,7 @@ func TestLearnedRotationsKeepFunction(t *testing.T) {
 	moved := 0.0
 	for seed, m := range rots.matrices() {
 		for i := range m {
-			moved = max(moved, math.Abs(m[i]-start[seed][i]))
+			moved = max(moved, math.Abs(m[i]-rots.start[seed][i])) // start: the Hadamard matrices at creation
 		}
 	}
 	if math.Abs(moved-rots.maxDrift()) > 1e-12 {
@@ -183,12 +159,12 @@ func TestLearnedRotationsKeepFunction(t *testing.T) {
 	}
 	x, y := s.Next(99)
 	loss := func(rot graph.RotateFunc) float64 {
-		e, err := newEvaluator(lm, nil, rot, 2)
+		e, err := qat.NewLMTrainer(lm, nil, cfg0, graph.LMOptions{Rotate: rot})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer e.close()
-		l, err := e.run(x, y)
+		defer e.Close()
+		l, err := e.Evaluate([][]int{x}, [][]int{y})
 		if err != nil {
 			t.Fatal(err)
 		}

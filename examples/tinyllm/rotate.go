@@ -3,26 +3,54 @@ package main
 import (
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/qatgo/qatgo/fakequant"
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/qat"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
+
+// TODO(llmmethods): the rotations (Hadamard, learned Cayley, folding) move to package qat; this
+// file then shrinks to calls of those functions.
+
+// hadamard is the rotation the example uses: fakequant's randomised Hadamard transform.
+func hadamard(x *G.Node, seed uint64) (*G.Node, error) {
+	r, err := fakequant.Hadamard(x, seed)
+	if err != nil {
+		return nil, err
+	}
+	return r.Out, nil
+}
+
+// rotateSeed selects the rotations: site s uses seed rotateSeed ^ fnv64a(s) (graph.LMOptions).
+const rotateSeed = 0x51ab
 
 // learnedRotations is a graph.RotateFunc source with one learnable orthogonal matrix per
 // activation site (SpinQuant, Liu et al. 2024, trained here jointly with QAT): the site's input
 // and the weights that read it are multiplied by the same R, initialised to the site's randomised
 // Hadamard matrix (the "hadamard" rotation) and updated on the orthogonal group with CayleySGD.
 type learnedRotations struct {
-	rs    map[uint64]*fakequant.Rotation
-	order []uint64
-	fixed map[uint64][]float64 // evaluation: start from these matrices (by seed)
-	start map[uint64][]float64 // initial matrices
+	rs     map[uint64]*fakequant.Rotation
+	order  []uint64
+	start  map[uint64][]float64 // initial matrices
+	spinLR float64              // peak Cayley SGD learning rate
 }
 
-func newLearnedRotations(fixed map[uint64][]float64) *learnedRotations {
-	return &learnedRotations{rs: map[uint64]*fakequant.Rotation{}, fixed: fixed, start: map[uint64][]float64{}}
+var _ qat.StepHook = (*learnedRotations)(nil)
+
+func newLearnedRotations(spinLR float64) *learnedRotations {
+	return &learnedRotations{rs: map[uint64]*fakequant.Rotation{}, start: map[uint64][]float64{}, spinLR: spinLR}
 }
+
+// Nodes implements qat.StepHook: the rotation matrices, differentiated with the parameters.
+func (l *learnedRotations) Nodes() G.Nodes { return l.nodes() }
+
+// Step implements qat.StepHook: one Cayley SGD step at spinLR times the schedule's factor.
+func (l *learnedRotations) Step(lrFactor float64) error { return l.step(l.spinLR * lrFactor) }
 
 // rotate implements graph.RotateFunc: the first call with a seed creates the site's rotation in
 // x's graph, later calls (the site's weights) reuse it.
@@ -33,15 +61,6 @@ func (l *learnedRotations) rotate(x *G.Node, seed uint64) (*G.Node, error) {
 		var err error
 		if r, err = fakequant.NewRotation(x.Graph(), x.Dtype(), n, fmt.Sprintf("rotation.%x", seed), seed); err != nil {
 			return nil, err
-		}
-		if m, ok := l.fixed[seed]; ok {
-			if len(m) != n*n {
-				return nil, fmt.Errorf("rotation %x: %d values for %dx%d", seed, len(m), n, n)
-			}
-			d := r.R.Value().Data().([]float32)
-			for i := range d {
-				d[i] = float32(m[i])
-			}
 		}
 		l.rs[seed] = r
 		l.order = append(l.order, seed)
@@ -113,4 +132,28 @@ func fixedRotations(m map[uint64][]float64) func(x *G.Node, seed uint64) (*G.Nod
 		}
 		return G.Mul(x, G.NewConstant(tensor.New(tensor.WithShape(n, n), tensor.WithBacking(d))))
 	}
+}
+
+// saveQuantized writes the trainer's checkpoint of one run (weights after SmoothQuant, the
+// Prepared quantizer state, architecture and QConfig) to <out>/<run>.ckpt, plus the rotation:
+// Hadamard runs record its seed, spin runs each learned matrix as "rotation/<seed in hex>".
+func saveQuantized(o options, e exp, tr *qat.LMTrainer, rots *learnedRotations) error {
+	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
+		return err
+	}
+	c := tr.Checkpoint(map[string]string{"run": e.name, "method": e.method(), "bits": e.recipe.Bits()})
+	if e.rotate {
+		c.Meta["hadamard_seed"] = fmt.Sprint(rotateSeed)
+	}
+	if rots != nil {
+		for seed, m := range rots.matrices() {
+			r := make([]float32, len(m))
+			for i, v := range m {
+				r[i] = float32(v)
+			}
+			c.PutFloat32s(fmt.Sprintf("rotation/%x", seed), r) // row-major n x n, y = x R
+		}
+	}
+	name := strings.NewReplacer(":", "_", "/", "_").Replace(e.name) + ".ckpt"
+	return graph.SaveCheckpoint(filepath.Join(o.outDir, name), c)
 }
