@@ -70,8 +70,8 @@ const quickImages = 4000
 // that the int8 file is about 4x smaller than the float32 parameters and that int4 weights
 // (W4A8, calibrated on the same weights) are 8x smaller.
 //
-// The checkpoint is trained inside the test at a -quick-like size (800 training images, a few
-// seconds); set QATGO_EXPORT_CKPT to a W8A8 QAT checkpoint of bn-cnn or ggml-cnn (e.g. from
+// The checkpoint is trained inside the test at a -quick-like size (quickImages = 4,000 training
+// images, a few seconds); set QATGO_EXPORT_CKPT to a W8A8 QAT checkpoint of bn-cnn or ggml-cnn (e.g. from
 // examples/mnist) to measure a fully trained model instead:
 //
 //	QATGO_EXPORT_CKPT=out/bn-qat-w8a8/checkpoint.bin go test ./export -run MNISTExportParity -v

@@ -34,8 +34,10 @@ func fusedCNN(t testing.TB, seed uint64) *qmodel.Model {
 	p1 := b.MaxPool2D("pool1", c1, qmodel.PoolOptions{KernelH: 2, KernelW: 2}) // 7x5x17
 	c2 := conv("conv2", p1, 17, 24, 3, 1, 1, qmodel.ActNone)                   // 7x5x24, no pool
 	c3 := conv("conv3", c2, 24, 8, 3, 2, 1, qmodel.ActReLU)                    // 4x3x8
-	p3 := b.MaxPool2D("pool3", c3, qmodel.PoolOptions{KernelH: 2, KernelW: 2})
-	f := b.Reshape("flatten", p3, []int{8 * 2 * 1})
+	p3 := b.MaxPool2D("pool3", c3, qmodel.PoolOptions{KernelH: 2, KernelW: 2}) // 2x1x8
+	a3 := b.AvgPool2D("avg3", c3, qmodel.PoolOptions{KernelH: 2, KernelW: 2})  // conv3's second reader
+	s3 := b.Add("sum3", p3, a3, qmodel.ActNone, quant.Params{Scale: 0.03, ZeroPoint: -5})
+	f := b.Reshape("flatten", s3, []int{8 * 2 * 1})
 	d := b.FullyConnected("dense", f, qmodel.Weights{Values: randInt8s(r, 10*16, -127, 127), Shape: []int{10, 16}, Scales: randScales(r, 10, 0.001, 0.002)},
 		bias(10), qmodel.ActNone, quant.Params{Scale: 0.05, ZeroPoint: 0})
 	b.Output(b.Dequantize("logits", d))
@@ -63,6 +65,15 @@ func TestFusedMatchesOps(t *testing.T) {
 		}
 		if tc.name == "mnist" && !md.steps[1].shiftedIn {
 			t.Fatalf("mnist: conv1 does not read the uint8 input directly")
+		}
+		if tc.name == "odd" {
+			// conv1 takes its pool; conv3 runs fused alone, since its output has two readers.
+			for i := range md.steps {
+				st := &md.steps[i]
+				if (st.name == "conv1" || st.name == "conv3") && (st.fc == nil || (st.pool != nil) != (st.name == "conv1")) {
+					t.Fatalf("odd: %s fused %v, with pool %v", st.name, st.fc != nil, st.pool != nil)
+				}
+			}
 		}
 		for i := range md.steps {
 			if st := &md.steps[i]; st.kind == qmodel.OpReshape && md.plan.slot[st.out] != md.plan.slot[st.in] {

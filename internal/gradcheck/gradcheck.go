@@ -56,14 +56,20 @@ func NumericalAt(v []float64, idx []int, eps float64, f func() float64) []float6
 }
 
 // Sample returns n distinct indices below size spread over the range (the first, the last and
-// evenly spaced ones between), or all of them when size <= n.
+// evenly spaced ones between; only the first for n = 1, none for n <= 0), or all of them when
+// size <= n.
 func Sample(size, n int) []int {
-	if size <= n {
-		idx := make([]int, size)
+	switch {
+	case n <= 0:
+		return []int{}
+	case size <= n:
+		idx := make([]int, max(size, 0))
 		for i := range idx {
 			idx[i] = i
 		}
 		return idx
+	case n == 1:
+		return []int{0}
 	}
 	idx := make([]int, 0, n)
 	for k := 0; k < n; k++ {

@@ -73,6 +73,10 @@ func TestSample(t *testing.T) {
 		{3, 5, []int{0, 1, 2}},
 		{10, 4, []int{0, 3, 6, 9}},
 		{101, 5, []int{0, 25, 50, 75, 100}},
+		{10, 2, []int{0, 9}},
+		{10, 1, []int{0}},
+		{10, 0, []int{}},
+		{0, 1, []int{}},
 	} {
 		if got := Sample(tc.size, tc.n); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("Sample(%d, %d) = %v, want %v", tc.size, tc.n, got, tc.want)
