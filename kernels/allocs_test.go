@@ -79,6 +79,35 @@ func TestNoAllocs(t *testing.T) {
 		add(fmt.Sprintf("GEMMInt4 %dx%dx%d", m, n, k), func() { GEMMInt4(dst, n, a, k, m, w, nil, rq) })
 		add(fmt.Sprintf("GEMMInt4Int32 %dx%dx%d", m, n, k), func() { GEMMInt4Int32(dst32, n, a, k, m, w, nil) })
 	}
+	for _, s := range fusedShapes {
+		for _, pool := range []bool{false, true} {
+			if pool && (s.OutH() < 2 || s.OutW() < 2) {
+				continue
+			}
+			const batch = 2
+			src := make([]int8, batch*s.InH*s.InW*s.InC)
+			fillInt8(r, src, fillRandom, false)
+			u := make([]byte, len(src))
+			wraw := make([]int8, s.OutC*s.K())
+			fillInt8(r, wraw, fillRandom, true)
+			w, _ := PackInt8(wraw, s.OutC, s.K())
+			f, err := NewFusedConv(s, pool, -128, w, nil, randomRequant(r, s.OutC, s.K()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := make([]int8, batch*f.OutH()*f.OutW()*s.OutC)
+			var sc FusedScratch
+			add(fmt.Sprintf("FusedConv.Run %+v pool %v", s, pool), func() { f.Run(dst, src, batch, &sc) })
+			add(fmt.Sprintf("FusedConv.RunShifted %+v pool %v", s, pool), func() { f.RunShifted(dst, u, batch, &sc) })
+		}
+	}
+	fsrc := make([]float32, 789)
+	for i := range fsrc {
+		fsrc[i] = float32(r.NormFloat64())
+	}
+	fdst := make([]int8, len(fsrc))
+	add("QuantizeFloat32", func() { QuantizeFloat32(fdst, fsrc, 0.02, 3, -128, 127) })
+	add("AllFinite", func() { AllFinite(fsrc) })
 	saved, savedMin := current.Load(), parallelMinMACs
 	defer func() { current.Store(saved); parallelMinMACs = savedMin }()
 	for _, threaded := range []bool{false, true} {
