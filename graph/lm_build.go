@@ -230,38 +230,3 @@ func (n *LMNet) ParamNodes() G.Nodes {
 	}
 	return ns
 }
-
-// AccumAbsMax folds the per-channel maximum absolute value of every activation site of the last
-// run into dst (site name -> [In]), allocating entries as needed: the statistics SmoothQuant
-// needs.
-func (n *LMNet) AccumAbsMax(dst map[string][]float64) {
-	for site, node := range n.Acts {
-		v, ok := node.Value().(tensor.Tensor)
-		if !ok || v == nil {
-			continue
-		}
-		cols := node.Shape()[1]
-		mx := dst[site]
-		if mx == nil {
-			mx = make([]float64, cols)
-			dst[site] = mx
-		}
-		switch d := v.Data().(type) {
-		case []float32:
-			for i, x := range d {
-				mx[i%cols] = max(mx[i%cols], float64(abs32(x)))
-			}
-		case []float64:
-			for i, x := range d {
-				mx[i%cols] = max(mx[i%cols], max(x, -x))
-			}
-		}
-	}
-}
-
-func abs32(x float32) float32 {
-	if x < 0 {
-		return -x
-	}
-	return x
-}

@@ -86,6 +86,17 @@
 // needs (a float checkpoint, a site trained with another method, a missing obs_lo/obs_hi or
 // log_scale) or holds malformed state, instead of keeping default scales.
 //
+// # LLM methods
+//
+// They work on any model with linears that read named activation sites (LinearModel; *graph.LM
+// is one) and change only float weights, so export sees plain weights:
+//   - CollectLMStats gathers calibration statistics per activation site (LinearInputStats:
+//     max|X_j|, and X^T X for GPTQ) from the float graph;
+//   - SmoothQuant (Xiao et al. 2023) folds per-channel scales s_j = max|X_j|^a / max|W_j|^(1-a)
+//     into the weight columns and the site's producer (ChannelFoldModel: norm gain or weight rows);
+//   - GPTQ / GPTQLinears (Frantar et al. 2022) quantize weights with error feedback, beside
+//     round-to-nearest.
+//
 // # Post-training quantization
 //
 // Calibrate (and LMTrainer.Calibrate for an LM) runs the observed twin of a QConfig (every site an observer: per-channel current

@@ -400,7 +400,7 @@ func (t *LMTrainer) LoadCheckpoint(path string) error {
 }
 
 // Forward runs the evaluation graph (see Evaluate) on one batch and returns it with the batch's
-// loss: its Logits and activation statistics (LMNet.AccumAbsMax) are valid until the next run.
+// loss: its Logits are valid until the next run (CollectLMStats gathers activation statistics).
 func (t *LMTrainer) Forward(ids, targets []int) (*graph.LMNet, float64, error) {
 	if _, err := t.Evaluate([][]int{ids}, [][]int{targets}); err != nil {
 		return nil, 0, err

@@ -113,13 +113,10 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 	}
 	rows = append(rows, row{"float", "f32", floatLoss, floatDur})
 	log.WithFields(logrus.Fields{"val_loss": fmt.Sprintf("%.4f", floatLoss), "ppl": fmt.Sprintf("%.3f", math.Exp(floatLoss))}).Info("float")
-	stats := map[string][]float64{} // SmoothQuant statistics: per-channel max |x| at every linear input
-	for i := range calX {
-		net, _, err := ft.Forward(calX[i], calY[i])
-		if err != nil {
-			return nil, err
-		}
-		net.AccumAbsMax(stats)
+	// SmoothQuant statistics: per-channel max |x| at every linear input of the float model
+	stats, err := qat.CollectLMStats(lm, graph.LMOptions{Batch: o.batch}, func(i int) ([]int, []int) { return calX[i], calY[i] }, len(calX), false)
+	if err != nil {
+		return nil, err
 	}
 	var base graph.Checkpoint
 	lm.SaveState(&base)
@@ -153,7 +150,7 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 		start := time.Now()
 		lq := clone()
 		if e.smooth {
-			if _, err := lq.SmoothQuant(stats, o.alpha); err != nil { // TODO(llmmethods): qat's SmoothQuant once on main
+			if _, err := qat.SmoothQuant(lq, stats.AbsMax, o.alpha); err != nil {
 				return nil, err
 			}
 		}
