@@ -140,6 +140,7 @@ type OpStat struct {
 // (SessionOptions.Threads).
 type Session struct {
 	md      *Model
+	opt     SessionOptions
 	plan    plan
 	keepAll bool
 	mb      int        // micro-batch size in samples
@@ -186,6 +187,9 @@ type SessionOptions struct {
 	// is never garbage collected). Results are identical to single-threaded runs. Profiling runs
 	// single-threaded.
 	Threads int
+	// MaxBytes, when positive, bounds the bytes the session allocates for a batch (SessionBytes):
+	// a run whose batch needs more is refused with an error before anything is allocated.
+	MaxBytes int64
 }
 
 // MicroBatchBytes is the activation footprint that a micro-batch aims at (the sum of the planned
@@ -198,7 +202,7 @@ func (md *Model) NewSession() *Session { return md.NewSessionWith(SessionOptions
 
 // NewSessionWith returns a Session configured by opt.
 func (md *Model) NewSessionWith(opt SessionOptions) *Session {
-	s := &Session{md: md, plan: md.plan, keepAll: opt.KeepIntermediate, mb: MaxBatch}
+	s := &Session{md: md, plan: md.plan, keepAll: opt.KeepIntermediate, mb: MaxBatch, opt: opt}
 	if opt.KeepIntermediate {
 		s.plan = md.makePlan(true)
 	} else {
@@ -533,6 +537,11 @@ func (s *Session) checkLen(n, batch int) error {
 	}
 	if want := s.md.inN * batch; n != want {
 		return fmt.Errorf("infer: input has %d values, want batch %d x %d (per-sample shape %v)", n, batch, s.md.inN, s.md.qm.Tensors[s.md.input].Shape)
+	}
+	if s.opt.MaxBytes > 0 && batch > s.batch {
+		if need := s.md.SessionBytes(batch, s.opt); need > s.opt.MaxBytes {
+			return fmt.Errorf("infer: batch %d needs %d bytes of session buffers, more than the session's limit of %d (SessionOptions.MaxBytes): run smaller batches", batch, need, s.opt.MaxBytes)
+		}
 	}
 	s.ensure(batch)
 	return nil

@@ -27,6 +27,7 @@ opt-in profiler at batch -batch.`,
 			dur := fs.Duration("time", time.Second, "duration of each measurement")
 			threads := threadsFlag(fs)
 			load := loadFlag(fs)
+			memory := memoryFlag(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -41,12 +42,16 @@ opt-in profiler at batch -batch.`,
 				if err != nil {
 					return err
 				}
+				budget, err := memory()
+				if err != nil {
+					return err
+				}
 				nt, restore, err := threads()
 				if err != nil {
 					return err
 				}
 				defer restore()
-				return bench(e, args[0], *batch, *dur, nt, lo)
+				return bench(e, args[0], *batch, *dur, nt, lo, budget)
 			}
 		},
 	})
@@ -73,9 +78,12 @@ func runner(s *infer.Session, batch int) func() error {
 	}
 }
 
-func bench(e *env, modelPath string, batch int, dur time.Duration, threads int, lo infer.LoadOptions) error {
+func bench(e *env, modelPath string, batch int, dur time.Duration, threads int, lo infer.LoadOptions, budget int64) error {
 	md, err := infer.LoadFileWith(modelPath, lo)
 	if err != nil {
+		return err
+	}
+	if batch, err = fitBatch(e, md, batch, infer.SessionOptions{Threads: threads}, budget); err != nil {
 		return err
 	}
 	w := e.stdout

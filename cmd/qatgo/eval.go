@@ -29,6 +29,7 @@ and the prediction is the largest output.`,
 			data := fs.String("data", "", "labelled test data: mnist, fashion (Fashion-MNIST) or a folder of idx files (overrides -dir)")
 			threads := threadsFlag(fs)
 			load := loadFlag(fs)
+			memory := memoryFlag(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -55,6 +56,10 @@ and the prediction is the largest output.`,
 				if err != nil {
 					return err
 				}
+				budget, err := memory()
+				if err != nil {
+					return err
+				}
 				nt, restore, err := threads()
 				if err != nil {
 					return err
@@ -71,13 +76,13 @@ and the prediction is the largest output.`,
 				if folder {
 					set = "image-folder " + *dir
 				}
-				return eval(e, args[0], *dir, set, folder, *n, *batch, nt, lo)
+				return eval(e, args[0], *dir, set, folder, *n, *batch, nt, lo, budget)
 			}
 		},
 	})
 }
 
-func eval(e *env, modelPath, dir, set string, folder bool, n, batch, threads int, lo infer.LoadOptions) error {
+func eval(e *env, modelPath, dir, set string, folder bool, n, batch, threads int, lo infer.LoadOptions, budget int64) error {
 	md, err := infer.LoadFileWith(modelPath, lo)
 	if err != nil {
 		return err
@@ -97,6 +102,14 @@ func eval(e *env, modelPath, dir, set string, folder bool, n, batch, threads int
 		return err
 	}
 	total := test.Len()
+	// The loop allocates for min(batch, total) samples at most.
+	fit, err := fitBatch(e, md, min(batch, total), infer.SessionOptions{Threads: threads}, budget)
+	if err != nil {
+		return err
+	}
+	if fit < min(batch, total) {
+		batch = fit
+	}
 	outN := md.OutputSize()
 	s := md.NewSessionWith(infer.SessionOptions{Threads: threads})
 	defer s.Close()
