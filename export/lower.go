@@ -44,22 +44,40 @@ type Options struct {
 }
 
 // SiteParams returns the quantization parameters of every site of a prepared model, exactly as its
-// fake-quant evaluation graph uses them: it builds the evaluation graph (BN folded with running
-// statistics, activation observers frozen), runs it once on a zero batch so that Observed weight
-// quantizers see the current weights, and reads qat.Prepared.Params for each site.
-//
-// Observer state lives in the quantizers of the graph that trained; it reaches p when the trainer
-// syncs it (qat.Trainer.Evaluate and SaveCheckpoint do). Float sites are included with Float set.
+// fake-quant evaluation graph uses them, read from the state the prepared model owns (no graph
+// runs): each Observed weight site first observes the weight export writes (BN folded as Fold
+// does, bit-identical to what the graph's fake-quantizer sees), as one evaluation pass would; then
+// qat.Prepared.Params gives every site's scales and zero points. Float sites are included with
+// Float set.
 func SiteParams(p *qat.Prepared) (map[string]qat.SiteParams, error) {
-	r, err := newEvalRun(p, 1)
-	if err != nil {
-		return nil, err
+	if p == nil || p.Net == nil {
+		return nil, errors.New("export: nil prepared model")
 	}
-	defer r.close()
-	if err := r.run(); err != nil {
-		return nil, err
+	if p.Model == nil {
+		return nil, fmt.Errorf("export: a %s network (%q) cannot be exported to the integer runtime yet: only layer models (*graph.Model) are supported", p.Net.Arch().Type, p.Net.Arch().Name)
 	}
-	return r.params()
+	groups := map[string]graph.Group{}
+	for _, g := range p.Model.Groups() {
+		groups[g.Op] = g
+	}
+	out := map[string]qat.SiteParams{}
+	for _, s := range p.Sites {
+		if s.Kind == graph.SiteWeight {
+			f, err := Fold(p.Model, groups[s.Group])
+			if err != nil {
+				return nil, err
+			}
+			if err := p.ObserveWeight(s.Name, f.Shape, f.Weight); err != nil {
+				return nil, fmt.Errorf("export: weight of %q: %w", s.Group, err)
+			}
+		}
+		sp, err := p.Params(s.Name)
+		if err != nil {
+			return nil, fmt.Errorf("export: quantizer state of site %q (every quantizer needs trained or calibrated state: QAT, qat.Calibrate, or a QAT checkpoint): %w", s.Name, err)
+		}
+		out[s.Name] = sp
+	}
+	return out, nil
 }
 
 // evalRun is a fake-quant evaluation graph of a prepared model.
@@ -80,13 +98,10 @@ func newEvalRun(p *qat.Prepared, batch int) (*evalRun, error) {
 	if p.Model == nil {
 		return nil, fmt.Errorf("export: a %s network (%q) cannot be exported to the integer runtime yet: only layer models (*graph.Model) are supported", p.Net.Arch().Type, p.Net.Arch().Name)
 	}
-	nq := p.Quantizer()
+	nq := p.EvalQuantizer()
 	n, err := p.Model.Build(graph.Options{Batch: batch, Quant: nq, FoldBN: true, FreezeBN: true})
 	if err != nil {
 		return nil, fmt.Errorf("export: building the evaluation graph: %w", err)
-	}
-	if err := p.Apply(nq, true); err != nil {
-		return nil, fmt.Errorf("export: %w", err)
 	}
 	// Gorgonia's tape machine may compute an op in place in a dead input's register (an Add
 	// overwrites a site's value, for example); TraceExec with a watch list binds copies to the
@@ -114,18 +129,6 @@ func (r *evalRun) run() error {
 }
 
 func (r *evalRun) close() { r.vm.Close() }
-
-func (r *evalRun) params() (map[string]qat.SiteParams, error) {
-	out := map[string]qat.SiteParams{}
-	for _, s := range r.p.Sites {
-		sp, err := r.p.Params(r.nq, s.Name)
-		if err != nil {
-			return nil, fmt.Errorf("export: quantizer state of site %q: %w", s.Name, err)
-		}
-		out[s.Name] = sp
-	}
-	return out, nil
-}
 
 // Lower exports a prepared (QAT-trained or calibrated) model to an integer model: see SiteParams
 // for where the quantization parameters come from and LowerParams for the lowering. The model's

@@ -287,7 +287,7 @@ func ParityLabeled(p *qat.Prepared, qm *qmodel.Model, x []float32, n int, labels
 // chw is the (C,H,W) shape a vector site was flattened from when the runtime holds it in (H,W,C)
 // order (nil otherwise).
 func compareSite(r *evalRun, sess *infer.Session, s graph.Site, chw []int, data any, b, chunk int, a *siteStats) error {
-	sp, err := r.p.Params(r.nq, s.Name)
+	sp, err := r.p.Params(s.Name)
 	if err != nil {
 		return err
 	}

@@ -26,12 +26,13 @@ func (l Layout) rowsLayout() bool { return l.Inner == 1 && l.Block == 1 && !l.Pe
 
 // forward computes y = fake-quantize(x), first updating the observer (Observed, not frozen).
 func (q *Quantizer) forward(x, y *tensor.Dense, pv []G.Value) error {
-	if q.disabled {
+	st := q.st
+	if st.disabled {
 		copyDense(y, x)
 		return nil
 	}
-	observing := q.cfg.Method == Observed && !q.frozen && !q.fixed
-	lagged := observing && q.cfg.SinglePass && q.obsInit
+	observing := q.cfg.Method == Observed && !st.frozen && !st.fixed && !q.eval
+	lagged := observing && q.cfg.SinglePass && st.init
 	if observing && !lagged {
 		if bad := q.observe(x); bad >= 0 {
 			return q.nonFiniteErr(x, bad)
@@ -118,29 +119,14 @@ func (q *Quantizer) observe(x *tensor.Dense) int {
 }
 
 // foldBatch merges the batch extrema bLo/bHi into the observer state.
-func (q *Quantizer) foldBatch() {
-	m := q.cfg.Momentum
-	for k := range q.obsLo {
-		switch {
-		case !q.obsInit:
-			q.obsLo[k], q.obsHi[k] = q.bLo[k], q.bHi[k]
-		case m == 0:
-			q.obsLo[k] = min(q.obsLo[k], q.bLo[k])
-			q.obsHi[k] = max(q.obsHi[k], q.bHi[k])
-		default:
-			q.obsLo[k] += m * (q.bLo[k] - q.obsLo[k])
-			q.obsHi[k] += m * (q.bHi[k] - q.obsHi[k])
-		}
-	}
-	q.obsInit = true
-}
+func (q *Quantizer) foldBatch() { q.st.fold(q.cfg.Momentum, q.bLo, q.bHi) }
 
 // backward computes gx from gy and writes the parameter gradients into p0 (log-scale or alpha) and
 // p1 (offset).
 func (q *Quantizer) backward(x, gy, gx *tensor.Dense, pv []G.Value, p0, p1 []float64) error {
 	clear(p0)
 	clear(p1)
-	if q.disabled {
+	if q.st.disabled {
 		copyDense(gx, gy)
 		return nil
 	}

@@ -34,8 +34,8 @@ type Quantizer struct {
 	dtype  tensor.Dtype
 	id     uint64
 
-	disabled bool
-	frozen   bool
+	st   *State // persistent state (observer range, fixed params, flags), possibly shared
+	eval bool   // this graph only reads the observer state (SetEval)
 
 	// Parameters used by the last forward (length K).
 	scales []float32
@@ -55,11 +55,8 @@ type Quantizer struct {
 	job    job       // the second half of a split pass (see parallel.go)
 	alphas []float64 // PACT: floored alpha per slice
 
-	// Observed: observer state and the per-batch scratch.
-	obsInit      bool
-	fixed        bool // parameters set with SetParams; the observer is bypassed until Unfreeze
-	obsLo, obsHi []float64
-	bLo, bHi     []float64
+	// Observed: the per-batch scratch (the observer's range is in st).
+	bLo, bHi []float64
 
 	// scratch for the backward sums
 	sumDS, sumClip, sumHigh []float64
@@ -75,6 +72,15 @@ type Quantizer struct {
 // x has one (weights), else 1; LSQ+ offsets start at 0; PACT's alpha starts at cfg.InitScale*qmax
 // or 6. Call InitLSQ, InitFromInput, SetRange or SetParams to initialise from data.
 func New(g *G.ExprGraph, x *G.Node, cfg Config) (*Quantizer, error) {
+	return NewShared(g, x, cfg, NewState())
+}
+
+// NewShared is New with the persistent state st, which other quantizers (of other graphs of the
+// same model, with the same Config and number of slices) may share: see State.
+func NewShared(g *G.ExprGraph, x *G.Node, cfg Config, st *State) (*Quantizer, error) {
+	if st == nil {
+		return nil, fmt.Errorf("%w: %s: nil state", ErrConfig, cfg.Name)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -96,8 +102,11 @@ func New(g *G.ExprGraph, x *G.Node, cfg Config) (*Quantizer, error) {
 		return nil, err
 	}
 	k := layout.Slices()
+	if err := st.attach(cfg.Name, k); err != nil {
+		return nil, err
+	}
 	q := &Quantizer{
-		In: x, cfg: cfg, layout: layout, rng: cfg.Range(), xdims: x.Dims(), dtype: dt,
+		In: x, cfg: cfg, st: st, layout: layout, rng: cfg.Range(), xdims: x.Dims(), dtype: dt,
 		id:     lastID.Add(1),
 		scales: make([]float32, k), zps: make([]int32, k), fwdScales: make([]float32, k), fwdZps: make([]int32, k),
 		sumDS: make([]float64, k), sumClip: make([]float64, k), sumHigh: make([]float64, k), tmp: make([]float64, k),
@@ -138,7 +147,6 @@ func New(g *G.ExprGraph, x *G.Node, cfg Config) (*Quantizer, error) {
 		q.Alpha = G.NewVector(g, dt, G.WithShape(k), G.WithName(cfg.Name+".alpha"), G.WithValue(vecOf(dt, init)))
 		inputs = append(inputs, q.Alpha)
 	case Observed:
-		q.obsLo, q.obsHi = make([]float64, k), make([]float64, k)
 		q.bLo, q.bHi = make([]float64, k), make([]float64, k)
 	}
 	out, err := G.ApplyOpWithName(&fqOp{q: q}, cfg.Name+".fq", inputs...)
@@ -174,20 +182,29 @@ func (q *Quantizer) Learnables() G.Nodes {
 
 // Freeze stops observer updates: the node quantizes with its current parameters (evaluation,
 // after calibration). It has no effect on learned parameters, which change only through the solver.
-func (q *Quantizer) Freeze() { q.frozen = true }
+// The flag is part of the State, shared with the quantizers of other graphs.
+func (q *Quantizer) Freeze() { q.st.Freeze() }
 
 // Unfreeze resumes observer updates (and drops parameters fixed by SetParams for Observed).
-func (q *Quantizer) Unfreeze() { q.frozen, q.fixed = false, false }
+func (q *Quantizer) Unfreeze() { q.st.Unfreeze() }
 
 // Frozen reports whether observer updates are stopped.
-func (q *Quantizer) Frozen() bool { return q.frozen }
+func (q *Quantizer) Frozen() bool { return q.st.Frozen() }
 
 // SetEnabled switches fake quantization on or off. Disabled, the node passes its input through
-// (gradient too; parameter gradients are zero) and observers are not updated.
-func (q *Quantizer) SetEnabled(on bool) { q.disabled = !on }
+// (gradient too; parameter gradients are zero) and observers are not updated. The flag is part of
+// the State.
+func (q *Quantizer) SetEnabled(on bool) { q.st.SetEnabled(on) }
 
 // Enabled reports whether fake quantization is on.
-func (q *Quantizer) Enabled() bool { return !q.disabled }
+func (q *Quantizer) Enabled() bool { return q.st.Enabled() }
+
+// SetEval makes this quantizer (only this graph's) read the observer state without updating it:
+// an evaluation graph that shares its State with a training graph.
+func (q *Quantizer) SetEval(on bool) { q.eval = on }
+
+// State returns the quantizer's persistent state.
+func (q *Quantizer) State() *State { return q.st }
 
 // GradScale returns LSQ's gradient scale g = 1/sqrt(N*Qp) (1 with NoGradScale).
 func (q *Quantizer) GradScale() float64 {
@@ -218,10 +235,11 @@ func (q *Quantizer) ObserverRange() (lo, hi []float64, err error) {
 	if q.cfg.Method != Observed {
 		return nil, nil, fmt.Errorf("fakequant: %s: not an observed quantizer (use Params for learned parameters)", q.cfg.Name)
 	}
-	if !q.obsInit {
+	lo, hi, ok := q.st.Observed()
+	if !ok {
 		return nil, nil, fmt.Errorf("%w: %s", ErrNotCalibrated, q.cfg.Name)
 	}
-	return append([]float64(nil), q.obsLo...), append([]float64(nil), q.obsHi...), nil
+	return lo, hi, nil
 }
 
 // SetParams sets the K (scale, zero point) pairs. LSQ stores log(scale) and, with LearnOffset, the
@@ -268,12 +286,14 @@ func (q *Quantizer) SetParams(ps []quant.Params) error {
 	case Observed:
 		// Fix the parameters, and start the observer from the range they represent, so that after
 		// Unfreeze it continues from there.
+		st := q.st
 		for i, p := range ps {
 			q.scales[i], q.zps[i] = p.Scale, p.ZeroPoint
-			q.obsLo[i] = float64(p.Scale) * float64(q.rng.Min-p.ZeroPoint)
-			q.obsHi[i] = float64(p.Scale) * float64(q.rng.Max-p.ZeroPoint)
+			st.scales[i], st.zps[i] = p.Scale, p.ZeroPoint
+			st.lo[i] = float64(p.Scale) * float64(q.rng.Min-p.ZeroPoint)
+			st.hi[i] = float64(p.Scale) * float64(q.rng.Max-p.ZeroPoint)
 		}
-		q.fixed, q.frozen, q.obsInit = true, true, true
+		st.fixed, st.frozen, st.init = true, true, true
 	}
 	return nil
 }
@@ -292,9 +312,9 @@ func (q *Quantizer) SetRange(lo, hi []float64) error {
 				return err
 			}
 		}
-		copy(q.obsLo, lo)
-		copy(q.obsHi, hi)
-		q.obsInit, q.fixed = true, false
+		copy(q.st.lo, lo)
+		copy(q.st.hi, hi)
+		q.st.init, q.st.fixed = true, false
 		return nil
 	}
 	ps := make([]quant.Params, k)
@@ -373,13 +393,17 @@ func (q *Quantizer) fixedZero() int32 {
 }
 
 func (q *Quantizer) paramsFromRange(lo, hi float64) (quant.Params, error) {
-	if q.cfg.Method == PACT {
-		return quant.AsymmetricParams(0, max(hi, 0), q.rng)
+	return paramsFromRange(q.cfg, q.rng, lo, hi)
+}
+
+func paramsFromRange(cfg Config, r quant.Range, lo, hi float64) (quant.Params, error) {
+	if cfg.Method == PACT {
+		return quant.AsymmetricParams(0, max(hi, 0), r)
 	}
-	if q.cfg.Symmetric() {
-		return quant.SymmetricParams(lo, hi, q.rng)
+	if cfg.Symmetric() {
+		return quant.SymmetricParams(lo, hi, r)
 	}
-	return quant.AsymmetricParams(lo, hi, q.rng)
+	return quant.AsymmetricParams(lo, hi, r)
 }
 
 func (q *Quantizer) numParams() int {
@@ -471,14 +495,17 @@ func (q *Quantizer) computeParams(pv []G.Value) error {
 			q.zps[i] = 0
 		}
 	case Observed:
-		if q.fixed {
+		st := q.st
+		if st.fixed {
+			copy(q.scales, st.scales)
+			copy(q.zps, st.zps)
 			break
 		}
-		if !q.obsInit {
+		if !st.init {
 			return fmt.Errorf("%w: %s", ErrNotCalibrated, q.cfg.Name)
 		}
 		for i := range q.scales {
-			p, err := q.paramsFromRange(q.obsLo[i], q.obsHi[i])
+			p, err := q.paramsFromRange(st.lo[i], st.hi[i])
 			if err != nil {
 				return fmt.Errorf("fakequant: %s: slice %d: %w", q.cfg.Name, i, err)
 			}

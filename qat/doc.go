@@ -22,11 +22,13 @@
 // # Who owns quantizer state
 //
 // The Prepared model is the one owner of quantizer state: per site its learnables (LSQ log-scale
-// and offset, PACT alpha: tensors that every graph built through the Prepared shares by
-// reference), its observer range or fixed parameters, and its enabled/frozen flags. A graph's
-// fakequant nodes are views: Apply pushes the owner's state into them when a graph is built or
-// reused, and Sync takes back what observers saw during a run (trainers call both). Checkpoints
-// save and restore only the owner (Prepared.SaveState/LoadState). Nothing else keeps a copy.
+// and offset, PACT alpha: tensors that every graph built through the Prepared binds by
+// reference) and one fakequant.State (observer range or fixed parameters, enabled and frozen
+// flags) that the fakequant node of every graph reads and updates in place. Nothing is copied:
+// what a training graph's observers see, its evaluation graph (EvalQuantizer: activation
+// observers read-only) uses at once; checkpoints save and restore the owner
+// (Prepared.SaveState/LoadState); export reads Prepared.Params without running a graph, after
+// observing the final weights it writes (Prepared.ObserveWeight).
 //
 // # Where fake quantization goes
 //
@@ -35,8 +37,8 @@
 // range) and the output of every group that requantizes in the integer runtime (after its fused
 // ReLU/ReLU6; asymmetric signed with a zero point). Conv+BN+ReLU is one quantized op; MaxPool,
 // Flatten and Dropout pass quantization through. These are the sites export reads: for a graph
-// built through a Prepared model, Prepared.Params(nq, site) returns the scales and zero points
-// the fake-quant forward used, computed by the same quant functions the exporter calls.
+// built through a Prepared model, Prepared.Params(site) returns the scales and zero points
+// the fake-quant forward uses, computed by the same quant functions the exporter calls.
 //
 // # BatchNorm folding during QAT
 //

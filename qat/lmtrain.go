@@ -92,6 +92,9 @@ func (t *LMTrainer) build(train, eval bool) (*lmRun, error) {
 	r := &lmRun{}
 	if t.Prep != nil {
 		r.nq = t.Prep.Quantizer()
+		if eval {
+			r.nq = t.Prep.EvalQuantizer()
+		}
 		o.Quant = r.nq
 	}
 	n, err := t.LM.Build(o)
@@ -134,11 +137,6 @@ func (t *LMTrainer) build(train, eval bool) (*lmRun, error) {
 			return nil, fmt.Errorf("qat: gradients: %w", err)
 		}
 		r.grads = gs[:nParams]
-	}
-	if t.Prep != nil {
-		if err := t.Prep.Apply(r.nq, eval); err != nil {
-			return nil, err
-		}
 	}
 	r.vm = G.NewTapeMachine(n.G)
 	return r, nil
@@ -197,14 +195,10 @@ func (t *LMTrainer) InitQuantizers(ids, targets []int) error {
 		return err
 	}
 	r := t.train
-	for _, q := range r.nq.Qs {
-		q.SetEnabled(false)
-	}
-	if _, err := r.run(ids, targets); err != nil {
+	if err := t.Prep.whileDisabled(func() error { _, err := r.run(ids, targets); return err }); err != nil {
 		return err
 	}
 	for name, q := range r.nq.Qs {
-		st := t.Prep.state[name]
 		v, err := inputFloats(q)
 		if err != nil {
 			return err
@@ -217,9 +211,7 @@ func (t *LMTrainer) InitQuantizers(ids, targets []int) error {
 		if err != nil {
 			return fmt.Errorf("qat: site %q: %w", name, err)
 		}
-		if st.cfg.Method == fakequant.Observed {
-			st.lo, st.hi, st.hasObs = lo, hi, true
-		} else if err := q.SetRange(lo, hi); err != nil {
+		if err := q.SetRange(lo, hi); err != nil {
 			return fmt.Errorf("qat: site %q: %w", name, err)
 		}
 	}
@@ -227,7 +219,7 @@ func (t *LMTrainer) InitQuantizers(ids, targets []int) error {
 	for _, l := range t.Prep.Learnables() {
 		t.tensorsFor["quant/"+l.Name] = f32s(l.Value)
 	}
-	return t.Prep.Apply(r.nq, false)
+	return nil
 }
 
 // Fit takes steps optimizer steps on the batches first, first+1, ... of data; the learning
@@ -290,9 +282,6 @@ func (t *LMTrainer) Fit(data TokenBatches, steps, first int64) (time.Duration, e
 			}).Info("training")
 		}
 	}
-	if t.Prep != nil {
-		t.Prep.Sync(r.nq)
-	}
 	return time.Since(start), nil
 }
 
@@ -302,16 +291,9 @@ func (t *LMTrainer) Evaluate(ids, targets [][]int) (float64, error) {
 	if len(ids) == 0 || len(ids) != len(targets) {
 		return 0, fmt.Errorf("qat: LM evaluation on %d id and %d target batches", len(ids), len(targets))
 	}
-	if t.Prep != nil && t.train != nil {
-		t.Prep.Sync(t.train.nq)
-	}
 	if t.ev == nil {
 		var err error
 		if t.ev, err = t.build(false, true); err != nil {
-			return 0, err
-		}
-	} else if t.Prep != nil {
-		if err := t.Prep.Apply(t.ev.nq, true); err != nil {
 			return 0, err
 		}
 	}
@@ -342,7 +324,6 @@ func (t *LMTrainer) Calibrate(ids, targets [][]int) error {
 			return err
 		}
 	}
-	t.Prep.Sync(r.nq)
 	t.Prep.FreezeObservers(true)
 	return nil
 }
@@ -362,9 +343,6 @@ func (t *LMTrainer) Checkpoint(meta map[string]string) *graph.Checkpoint {
 	}
 	t.LM.SaveState(c)
 	if t.Prep != nil {
-		if t.train != nil {
-			t.Prep.Sync(t.train.nq)
-		}
 		t.Prep.SaveState(c)
 	}
 	t.opt.save(c)

@@ -137,12 +137,14 @@ func TestLoadStateMalformedCheckpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, st := range obs.state {
-		got := p.state[name]
-		if !slices.Equal(got.lo, st.lo) || !slices.Equal(got.hi, st.hi) || got.frozen != st.frozen || got.enabled != st.enabled || got.hasObs != st.hasObs {
-			t.Errorf("%s: loaded lo %v hi %v frozen %v enabled %v, saved %v %v %v %v", name, got.lo, got.hi, got.frozen, got.enabled, st.lo, st.hi, st.frozen, st.enabled)
+		got := p.state[name].fq
+		glo, ghi, gok := got.Observed()
+		slo, shi, sok := st.fq.Observed()
+		if !slices.Equal(glo, slo) || !slices.Equal(ghi, shi) || got.Frozen() != st.fq.Frozen() || got.Enabled() != st.fq.Enabled() || gok != sok {
+			t.Errorf("%s: loaded lo %v hi %v frozen %v enabled %v, saved %v %v %v %v", name, glo, ghi, got.Frozen(), got.Enabled(), slo, shi, st.fq.Frozen(), st.fq.Enabled())
 		}
 	}
-	if !p.state["conv.weight"].frozen {
+	if !p.state["conv.weight"].fq.Frozen() {
 		t.Error("frozen flag not restored (Calibrate freezes)")
 	}
 	q, _ := Prepare(m, W4A4LSQ())

@@ -15,10 +15,16 @@ import (
 )
 
 // Prepared is a model with a QConfig applied: one fake-quantizer per graph.Site (model input,
-// BN-folded conv/linear weights, outputs of fused groups after their activation). Graphs built
-// through it (Quantizer) get fake-quant nodes at exactly those sites; their learnable quantizer
-// parameters (LSQ log-scale and offset, PACT alpha) are shared tensors, and observer state is
-// carried between graphs by Sync/apply, so a training graph and an evaluation graph agree.
+// BN-folded conv/linear weights, outputs of fused groups after their activation).
+//
+// Ownership of quantizer state: the Prepared model is the single owner of every site's state.
+// Learnable parameters (LSQ log-scale and offset, PACT alpha) are tensors owned here and bound by
+// every graph built through Quantizer or EvalQuantizer; the rest (observer range, parameters
+// fixed by calibration, the enabled and frozen flags) is one fakequant.State per site, which the
+// fake-quant nodes of every graph read and update in place. Nothing is copied between graphs:
+// a training graph's observations are what its evaluation graph uses, SaveState writes the same
+// state to a checkpoint, LoadState restores it, and Params reads it for export without running a
+// graph.
 type Prepared struct {
 	// Net is the prepared network: a *graph.Model or a *graph.LM (any graph.Network).
 	Net graph.Network
@@ -36,14 +42,10 @@ type siteState struct {
 	cfg  fakequant.Config
 	on   bool // quantized (false: the site stays float)
 
-	// learnables shared by every graph (nil until the first graph is built)
+	// learnables shared by every graph (nil until the first graph is built or a checkpoint is loaded)
 	logScale, offset, alpha *tensor.Dense
-	// observer state (Observed)
-	lo, hi  []float64
-	hasObs  bool
-	fixed   []quant.Params // explicit params (SetParams) for Observed, nil otherwise
-	enabled bool
-	frozen  bool
+	// fq is the site's observer range, fixed parameters and flags, shared by every graph.
+	fq *fakequant.State
 }
 
 // Prepare applies c to a network (a *graph.Model or a *graph.LM). It validates every site's
@@ -62,7 +64,7 @@ func Prepare(m graph.Network, c QConfig) (*Prepared, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.state[s.Name] = &siteState{site: s, spec: c.spec(m, s), cfg: fc, on: on, enabled: true}
+		p.state[s.Name] = &siteState{site: s, spec: c.spec(m, s), cfg: fc, on: on, fq: fakequant.NewState()}
 	}
 	for k := range c.Overrides {
 		if k != graph.InputName && !m.HasLayer(k) {
@@ -75,13 +77,22 @@ func Prepare(m graph.Network, c QConfig) (*Prepared, error) {
 // NetQuant is the graph.Quantizer for one graph; it records the fakequant.Quantizer it created
 // at each site.
 type NetQuant struct {
-	p  *Prepared
-	Qs map[string]*fakequant.Quantizer
+	p    *Prepared
+	eval bool
+	Qs   map[string]*fakequant.Quantizer
 }
 
-// Quantizer returns a fresh graph.Quantizer for building one graph of the prepared model.
+// Quantizer returns a fresh graph.Quantizer for building one training (or calibration) graph of
+// the prepared model: its observers update the shared state.
 func (p *Prepared) Quantizer() *NetQuant {
 	return &NetQuant{p: p, Qs: map[string]*fakequant.Quantizer{}}
+}
+
+// EvalQuantizer returns a graph.Quantizer for an evaluation graph: its activation observers read
+// the shared state without updating it (weight observers keep tracking the current weights, as
+// export does).
+func (p *Prepared) EvalQuantizer() *NetQuant {
+	return &NetQuant{p: p, eval: true, Qs: map[string]*fakequant.Quantizer{}}
 }
 
 // Quantize implements graph.Quantizer.
@@ -93,10 +104,11 @@ func (nq *NetQuant) Quantize(s graph.Site, x *G.Node) (*G.Node, error) {
 	if !st.on {
 		return x, nil
 	}
-	q, err := fakequant.New(x.Graph(), x, st.cfg)
+	q, err := fakequant.NewShared(x.Graph(), x, st.cfg, st.fq)
 	if err != nil {
 		return nil, err
 	}
+	q.SetEval(nq.eval && s.Kind == graph.SiteActivation)
 	share := func(n *G.Node, dst **tensor.Dense) error {
 		if n == nil {
 			return nil
@@ -116,82 +128,40 @@ func (nq *NetQuant) Quantize(s graph.Site, x *G.Node) (*G.Node, error) {
 	if err := share(q.Alpha, &st.alpha); err != nil {
 		return nil, err
 	}
-	if err := st.apply(q); err != nil {
-		return nil, err
-	}
 	nq.Qs[s.Name] = q
 	return q.Out, nil
-}
-
-func (st *siteState) apply(q *fakequant.Quantizer) error {
-	if st.cfg.Method == fakequant.Observed {
-		switch {
-		case st.fixed != nil:
-			if err := q.SetParams(st.fixed); err != nil {
-				return err
-			}
-		case st.hasObs:
-			if err := q.SetRange(st.lo, st.hi); err != nil {
-				return err
-			}
-		}
-	}
-	q.SetEnabled(st.enabled)
-	if st.frozen {
-		q.Freeze()
-	} else {
-		q.Unfreeze()
-		if st.fixed != nil {
-			// Unfreeze dropped the fixed params: set them again (they stay until observed data changes them)
-			if err := q.SetParams(st.fixed); err != nil {
-				return err
-			}
-			q.Unfreeze()
-		}
-	}
-	return nil
-}
-
-// Sync copies the observer state of the quantizers of a (training) graph into the shared state.
-func (p *Prepared) Sync(nq *NetQuant) {
-	for name, q := range nq.Qs {
-		st := p.state[name]
-		if st.cfg.Method != fakequant.Observed {
-			continue
-		}
-		if lo, hi, err := q.ObserverRange(); err == nil {
-			st.lo, st.hi, st.hasObs, st.fixed = lo, hi, true, nil
-		}
-	}
-}
-
-// Apply pushes the shared state (observer ranges, enabled, frozen) into the quantizers of a graph.
-// evalMode freezes the activation observers regardless of the shared frozen flag (weight
-// observers keep tracking the current weights, as export will).
-func (p *Prepared) Apply(nq *NetQuant, evalMode bool) error {
-	for name, q := range nq.Qs {
-		st := p.state[name]
-		if err := st.apply(q); err != nil {
-			return err
-		}
-		if evalMode && st.site.Kind == graph.SiteActivation {
-			q.Freeze() // weight observers keep tracking the current weights
-		}
-	}
-	return nil
 }
 
 // SetEnabled turns every fake-quantizer on or off (the fake-quant enable delay).
 func (p *Prepared) SetEnabled(on bool) {
 	for _, st := range p.state {
-		st.enabled = on
+		st.fq.SetEnabled(on)
 	}
+}
+
+// whileDisabled runs fn with fake quantization off at every site, then restores each site's flag.
+func (p *Prepared) whileDisabled(fn func() error) error {
+	was := map[*siteState]bool{}
+	for _, st := range p.state {
+		was[st] = st.fq.Enabled()
+		st.fq.SetEnabled(false)
+	}
+	defer func() {
+		for st, on := range was {
+			st.fq.SetEnabled(on)
+		}
+	}()
+	return fn()
 }
 
 // FreezeObservers stops (or with false resumes) every observer.
 func (p *Prepared) FreezeObservers(frozen bool) {
 	for _, st := range p.state {
-		st.frozen = frozen
+		if frozen {
+			st.fq.Freeze()
+		} else if st.fq.Frozen() {
+			st.fq.Unfreeze()
+		}
 	}
 }
 
@@ -244,11 +214,12 @@ type SiteParams struct {
 	Float  bool           // the site is not quantized
 }
 
-// Params returns the current quantization parameters of a site, computed exactly as the
-// fake-quant forward computes them (through a quantizer of nq, which must come from a graph that
-// has run at least once for Observed sites). For weight sites the scales are those of the
-// BN-folded weight W*gamma/sigma_running.
-func (p *Prepared) Params(nq *NetQuant, site string) (SiteParams, error) {
+// Params returns the current quantization parameters of a site, computed from the state the
+// prepared model owns exactly as the fake-quant forward computes them, without running a graph:
+// learned sites from their learnable tensors, Observed sites from their observed range or fixed
+// parameters. An Observed weight site's range is that of the weights its graph saw last; an
+// exporter that writes other (final) weights observes them first with ObserveWeight.
+func (p *Prepared) Params(site string) (SiteParams, error) {
 	st, ok := p.state[site]
 	if !ok {
 		return SiteParams{}, fmt.Errorf("qat: unknown site %q", site)
@@ -256,15 +227,62 @@ func (p *Prepared) Params(nq *NetQuant, site string) (SiteParams, error) {
 	if !st.on {
 		return SiteParams{Site: st.site, Float: true}, nil
 	}
-	q, ok := nq.Qs[site]
-	if !ok {
-		return SiteParams{}, fmt.Errorf("qat: site %q has no quantizer in this graph", site)
+	var ps []quant.Params
+	var err error
+	switch st.cfg.Method {
+	case fakequant.Observed:
+		ps, err = st.fq.Params(st.cfg)
+	case fakequant.PACT:
+		if st.alpha == nil {
+			return SiteParams{}, fmt.Errorf("qat: site %q: no learned alpha yet (build a graph or load a checkpoint)", site)
+		}
+		ps, err = fakequant.LearnedParams(st.cfg, floats(st.alpha))
+	default:
+		if st.logScale == nil || (st.cfg.LearnOffset && st.offset == nil) {
+			return SiteParams{}, fmt.Errorf("qat: site %q: no learned scale yet (build a graph or load a checkpoint)", site)
+		}
+		ls := [][]float64{floats(st.logScale)}
+		if st.cfg.LearnOffset {
+			ls = append(ls, floats(st.offset))
+		}
+		ps, err = fakequant.LearnedParams(st.cfg, ls...)
 	}
-	ps, err := q.Params()
 	if err != nil {
 		return SiteParams{}, err
 	}
-	return SiteParams{Site: st.site, Bits: st.cfg.Bits, Range: q.Range(), Params: ps}, nil
+	return SiteParams{Site: st.site, Bits: st.cfg.Bits, Range: st.cfg.Range(), Params: ps}, nil
+}
+
+// ObserveWeight feeds the values w (shape shape, row-major; for a conv or linear with BatchNorm,
+// the folded weight) to an Observed weight site as one forward pass of its graph would, so that
+// Params describes exactly these weights. Learned and float sites are left alone.
+func (p *Prepared) ObserveWeight(site string, shape []int, w []float32) error {
+	st, ok := p.state[site]
+	if !ok {
+		return fmt.Errorf("qat: unknown site %q", site)
+	}
+	if !st.on || st.cfg.Method != fakequant.Observed {
+		return nil
+	}
+	if st.site.Kind != graph.SiteWeight {
+		return fmt.Errorf("qat: site %q is not a weight site", site)
+	}
+	return st.fq.Observe(st.cfg, shape, w)
+}
+
+// floats returns a float32 or float64 tensor's values as float64.
+func floats(t *tensor.Dense) []float64 {
+	switch d := t.Data().(type) {
+	case []float32:
+		out := make([]float64, len(d))
+		for i, v := range d {
+			out[i] = float64(v)
+		}
+		return out
+	case []float64:
+		return append([]float64(nil), d...)
+	}
+	return nil
 }
 
 // SaveState stores the quantizer state in c under "quant/<site>.<field>": learnables (shared
@@ -279,14 +297,14 @@ func (p *Prepared) SaveState(c *graph.Checkpoint) {
 	}
 	for _, s := range p.Sites {
 		st := p.state[s.Name]
-		if st.hasObs {
-			c.Put("quant/"+s.Name+".obs_lo", f64Tensor(st.lo))
-			c.Put("quant/"+s.Name+".obs_hi", f64Tensor(st.hi))
+		if lo, hi, ok := st.fq.Observed(); ok {
+			c.Put("quant/"+s.Name+".obs_lo", f64Tensor(lo))
+			c.Put("quant/"+s.Name+".obs_hi", f64Tensor(hi))
 		}
-		if st.fixed != nil {
-			sc := make([]float64, len(st.fixed))
-			zp := make([]float64, len(st.fixed))
-			for i, f := range st.fixed {
+		if fixed := st.fq.Fixed(); fixed != nil {
+			sc := make([]float64, len(fixed))
+			zp := make([]float64, len(fixed))
+			for i, f := range fixed {
 				sc[i], zp[i] = float64(f.Scale), float64(f.ZeroPoint)
 			}
 			c.Put("quant/"+s.Name+".fixed_scale", f64Tensor(sc))
@@ -303,11 +321,11 @@ func (p *Prepared) SaveState(c *graph.Checkpoint) {
 	c.Meta[MetaModel] = p.Net.Arch().Name
 	for _, st := range p.state {
 		if !st.on {
-			c.Meta["quant/"+st.site.Name+".flags"] = fmt.Sprintf("enabled=%v frozen=%v", st.enabled, st.frozen)
+			c.Meta["quant/"+st.site.Name+".flags"] = fmt.Sprintf("enabled=%v frozen=%v", st.fq.Enabled(), st.fq.Frozen())
 			continue
 		}
 		c.Meta["quant/"+st.site.Name+".flags"] = fmt.Sprintf("enabled=%v frozen=%v method=%v state=%v",
-			st.enabled, st.frozen, st.cfg.Method, st.hasState())
+			st.fq.Enabled(), st.fq.Frozen(), st.cfg.Method, st.hasState())
 	}
 }
 
@@ -315,7 +333,8 @@ func (p *Prepared) SaveState(c *graph.Checkpoint) {
 func (st *siteState) hasState() bool {
 	switch st.cfg.Method {
 	case fakequant.Observed:
-		return st.hasObs || st.fixed != nil
+		_, _, ok := st.fq.Observed()
+		return ok || st.fq.Fixed() != nil
 	case fakequant.PACT:
 		return st.alpha != nil
 	}
@@ -392,7 +411,12 @@ func (st *siteState) load(c *graph.Checkpoint) error {
 	if err != nil {
 		return err
 	}
-	st.enabled, st.frozen = fl.enabled, fl.frozen
+	st.fq.SetEnabled(fl.enabled)
+	if fl.frozen {
+		st.fq.Freeze()
+	} else if st.fq.Frozen() {
+		st.fq.Unfreeze()
+	}
 	if !st.on {
 		return nil
 	}
@@ -448,8 +472,9 @@ func (st *siteState) load(c *graph.Checkpoint) error {
 		if len(lo) != len(hi) {
 			return fmt.Errorf("obs_lo has %d values, obs_hi %d", len(lo), len(hi))
 		}
-		st.lo, st.hi = append([]float64(nil), lo...), append([]float64(nil), hi...)
-		st.hasObs = true
+		if err := st.fq.RestoreRange(lo, hi); err != nil {
+			return err
+		}
 	}
 	if hasSc || hasZp {
 		sc, err := f64Data(c, "quant/"+name+".fixed_scale")
@@ -463,12 +488,15 @@ func (st *siteState) load(c *graph.Checkpoint) error {
 		if len(sc) != len(zp) {
 			return fmt.Errorf("fixed_scale has %d values, fixed_zp %d", len(sc), len(zp))
 		}
-		st.fixed = nil
+		var fixed []quant.Params
 		for i, v := range sc {
 			if math.IsNaN(v) || math.IsInf(v, 0) || v < quant.MinScale || zp[i] != math.Trunc(zp[i]) || math.Abs(zp[i]) > 1<<31 {
 				return fmt.Errorf("fixed parameter %d: bad scale %v or zero point %v", i, v, zp[i])
 			}
-			st.fixed = append(st.fixed, quant.Params{Scale: float32(v), ZeroPoint: int32(zp[i])})
+			fixed = append(fixed, quant.Params{Scale: float32(v), ZeroPoint: int32(zp[i])})
+		}
+		if err := st.fq.RestoreFixed(fixed); err != nil {
+			return err
 		}
 	}
 	if !hasLo && !hasHi && !hasSc && !hasZp && fl.state {

@@ -114,7 +114,6 @@ func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*Net
 			}
 		}
 	}
-	p.Sync(nq)
 	for name, o := range obs {
 		lo, hi, err := o.Range()
 		if err == nil {
@@ -123,8 +122,6 @@ func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*Net
 		if err != nil {
 			return nil, fmt.Errorf("qat: calibration: site %q: %w", name, err)
 		}
-		st := p.state[name]
-		st.lo, st.hi, st.hasObs, st.fixed = lo, hi, true, nil
 	}
 	return nq, nil
 }
@@ -140,8 +137,8 @@ func observeRanges(m *graph.Model, p *Prepared, train Dataset, batches, B int, s
 	}
 	out := map[string][2][]float64{}
 	for name, st := range tw.state {
-		if st.hasObs {
-			out[name] = [2][]float64{st.lo, st.hi}
+		if lo, hi, ok := st.fq.Observed(); ok {
+			out[name] = [2][]float64{lo, hi}
 		}
 	}
 	return out, nil

@@ -163,7 +163,7 @@ func TestBNFoldSimulationEqualsExplicitFold(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := n.Out.Value().Data().([]float32)
-	sp, err := p.Params(nq, "conv.weight")
+	sp, err := p.Params("conv.weight")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,8 +85,7 @@ func TestSpecOptionsQuantizerState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nq, err := runObservers(p, randomSet{n: 32}, 1, 16, 1)
-	if err != nil {
+	if _, err := runObservers(p, randomSet{n: 32}, 1, 16, 1); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -99,7 +98,7 @@ func TestSpecOptionsQuantizerState(t *testing.T) {
 		{"input", 1, quant.Unsigned(4)},
 		{"conv.out", 1, quant.Unsigned(4)},
 	} {
-		sp, err := p.Params(nq, tc.site)
+		sp, err := p.Params(tc.site)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +112,7 @@ func TestSpecOptionsQuantizerState(t *testing.T) {
 	for _, v := range w[3*392 : 3*392+8] {
 		mx = math.Max(mx, math.Abs(float64(v)))
 	}
-	sp, _ := p.Params(nq, "fc.weight")
+	sp, _ := p.Params("fc.weight")
 	if got, want := float64(sp.Params[3*392/8].Scale), mx/7; math.Abs(got-want) > 1e-6*want {
 		t.Errorf("fc.weight group (3,0) scale %v, want max|w|/7 = %v", got, want)
 	}
@@ -261,21 +260,15 @@ func TestCalibrateObserversWithOutliers(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := p.state[graph.InputName]
-		if !st.hasObs || !st.frozen {
+		rlo, rhi, ok := st.fq.Observed()
+		if !ok || !st.fq.Frozen() {
 			t.Fatalf("%v: input site not calibrated/frozen", o)
 		}
-		nq := p.Quantizer()
-		if _, err := p.Model.Build(graph.Options{Batch: 4, Quant: nq, FoldBN: true}); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Apply(nq, true); err != nil {
-			t.Fatal(err)
-		}
-		sp, err := p.Params(nq, graph.InputName)
+		sp, err := p.Params(graph.InputName)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st.lo[0], st.hi[0], sp.Params[0].Scale
+		return rlo[0], rhi[0], sp.Params[0].Scale
 	}
 	_, mmHi, mmScale := calib(ObserverMinMax, 0)
 	if mmHi != 20 {
@@ -325,7 +318,7 @@ func TestInitWeightPercentile(t *testing.T) {
 	if err := p.initLSQ(nq, nil); err != nil {
 		t.Fatal(err)
 	}
-	sp, err := p.Params(nq, "fc.weight")
+	sp, err := p.Params("fc.weight")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -188,6 +188,9 @@ func (t *Trainer) build(train, freezeBN bool, batch int) (*netRun, error) {
 	r := &netRun{freeze: freezeBN}
 	if t.Prep != nil {
 		r.nq = t.Prep.Quantizer()
+		if !train {
+			r.nq = t.Prep.EvalQuantizer()
+		}
 		o.Quant = r.nq
 		o.FoldBN = !t.Cfg.NoFoldBN
 	}
@@ -226,11 +229,6 @@ func (t *Trainer) build(train, freezeBN bool, batch int) (*netRun, error) {
 			r.grads[name] = gs[i]
 		}
 	}
-	if t.Prep != nil {
-		if err := t.Prep.Apply(r.nq, !train); err != nil {
-			return nil, err
-		}
-	}
 	r.vm = G.NewTapeMachine(n.G)
 	return r, nil
 }
@@ -256,9 +254,6 @@ func (t *Trainer) ensureTrain() error {
 	if t.train != nil && t.train.freeze == freeze {
 		return nil
 	}
-	if t.train != nil && t.Prep != nil {
-		t.Prep.Sync(t.train.nq)
-	}
 	t.train.close()
 	var err error
 	t.train, err = t.build(true, freeze, t.Cfg.BatchSize)
@@ -271,16 +266,6 @@ func (t *Trainer) applySchedules() {
 	}
 	t.Prep.SetEnabled(t.Step >= t.Cfg.FakeQuantDelay)
 	t.Prep.FreezeObservers(t.Cfg.ObserverFreeze > 0 && t.Step >= t.Cfg.ObserverFreeze)
-	if t.train != nil {
-		// flags only; observer ranges stay in the live quantizers
-		for name, q := range t.train.nq.Qs {
-			st := t.Prep.state[name]
-			q.SetEnabled(st.enabled)
-			if st.frozen {
-				q.Freeze()
-			}
-		}
-	}
 }
 
 func (r *netRun) feed(d Dataset, idx []int, y []int) {
@@ -479,15 +464,8 @@ func (t *Trainer) trainStep(d Dataset, idx, y []int, lr float64, tensors map[str
 // Evaluate returns accuracy and mean loss of the model (fake-quantized when prepared) on d, using
 // running BN statistics and frozen activation observers.
 func (t *Trainer) Evaluate(d Dataset) (acc, loss float64, err error) {
-	if t.Prep != nil && t.train != nil {
-		t.Prep.Sync(t.train.nq)
-	}
 	if t.eval == nil {
 		if t.eval, err = t.build(false, true, t.Cfg.EvalBatch); err != nil {
-			return 0, 0, err
-		}
-	} else if t.Prep != nil {
-		if err := t.Prep.Apply(t.eval.nq, true); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -529,16 +507,13 @@ func (t *Trainer) initQuantizers(train Dataset) error {
 	// one forward/backward of the training graph with quantizers off gives every weight
 	// quantizer its input value (the folded weight)
 	r := t.train
-	for _, q := range r.nq.Qs {
-		q.SetEnabled(false)
-	}
 	y := make([]int, t.Cfg.BatchSize)
 	idx := make([]int, t.Cfg.BatchSize)
 	for i := range idx {
 		idx[i] = i % train.Len()
 	}
 	r.feed(train, idx, y)
-	if err := r.run(); err != nil {
+	if err := t.Prep.whileDisabled(r.run); err != nil {
 		return err
 	}
 	if err := t.Prep.initLSQ(r.nq, ranges); err != nil {
@@ -547,10 +522,12 @@ func (t *Trainer) initQuantizers(train Dataset) error {
 	for name, rg := range ranges {
 		st := t.Prep.state[name]
 		if st.cfg.Method == fakequant.Observed {
-			st.lo, st.hi, st.hasObs = rg[0], rg[1], true
+			if err := st.fq.RestoreRange(rg[0], rg[1]); err != nil {
+				return fmt.Errorf("qat: site %q: %w", name, err)
+			}
 		}
 	}
-	return t.Prep.Apply(r.nq, false)
+	return nil
 }
 
 // SaveCheckpoint writes model parameters, BN statistics, quantizer state, optimizer state, step,
@@ -559,9 +536,6 @@ func (t *Trainer) SaveCheckpoint(path string) error {
 	c := &graph.Checkpoint{Step: t.Step, Epoch: t.Epoch, Seed: t.Cfg.Seed, Meta: map[string]string{}}
 	t.Model.SaveState(c)
 	if t.Prep != nil {
-		if t.train != nil {
-			t.Prep.Sync(t.train.nq)
-		}
 		t.Prep.SaveState(c)
 	}
 	t.opt.save(c)
