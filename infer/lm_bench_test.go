@@ -1,0 +1,211 @@
+package infer
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qatgo/qatgo/fgemm"
+	"github.com/qatgo/qatgo/internal/lmref"
+	"github.com/qatgo/qatgo/kernels"
+	"github.com/qatgo/qatgo/qmodel"
+)
+
+// lmBenchConfigs are the models of BenchmarkLMDecode: the tiny default architecture and the
+// 15M-parameter configuration (d=288, 6 layers, 6 heads, hidden 768, context 256; byte vocabulary),
+// each at W8A8 (per-channel int8) and W4A8 (int4, groups of 32).
+var lmBenchConfigs = []struct {
+	name string
+	cfg  lmref.Config
+}{
+	{"tiny/w8a8", lmref.Tiny(8, 0)},
+	{"tiny/w4a8g32", lmref.Tiny(4, 32)},
+	{"stories15m/w8a8", lmref.Stories15M(8, 0)},
+	{"stories15m/w4a8g32", lmref.Stories15M(4, 32)},
+}
+
+var (
+	lmBenchModels  sync.Map // name -> *qmodel.Model
+	memBWOnce      sync.Once
+	memRead, memCp float64
+)
+
+func lmBenchModel(b *testing.B, name string, c lmref.Config) *qmodel.Model {
+	if m, ok := lmBenchModels.Load(name); ok {
+		return m.(*qmodel.Model)
+	}
+	m, err := lmref.RandomLM(c, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lmBenchModels.Store(name, m)
+	return m
+}
+
+// memBandwidth measures this machine's single-thread memory bandwidth in GB/s on a buffer far
+// larger than the caches (256 MiB): read (an unrolled sum over uint64 words) and copy (Go's copy,
+// counting the bytes read plus the bytes written). Best of three passes each, timed in thread CPU
+// time like the decoders (a shared memory bus still slows it when other jobs stream memory).
+func memBandwidth() (read, cp float64) {
+	memBWOnce.Do(func() {
+		const n = 256 << 20 / 8
+		src, dst := make([]uint64, n), make([]uint64, n)
+		for i := range src {
+			src[i] = uint64(i)
+		}
+		copy(dst, src)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		since := func(w time.Time, c time.Duration) float64 {
+			if c > 0 {
+				return (threadCPU() - c).Seconds()
+			}
+			return time.Since(w).Seconds()
+		}
+		var sink uint64
+		for range 3 {
+			w, c := time.Now(), threadCPU()
+			sink += sumWords(src)
+			memRead = max(memRead, float64(8*n)/since(w, c)/1e9)
+			w, c = time.Now(), threadCPU()
+			copy(dst, src)
+			memCp = max(memCp, float64(2*8*n)/since(w, c)/1e9)
+		}
+		if sink == 42 {
+			fmt.Print("")
+		}
+	})
+	return memRead, memCp
+}
+
+func sumWords(v []uint64) uint64 {
+	var s0, s1, s2, s3, s4, s5, s6, s7 uint64
+	for i := 0; i+8 <= len(v); i += 8 {
+		w := v[i : i+8 : i+8]
+		s0 += w[0]
+		s1 += w[1]
+		s2 += w[2]
+		s3 += w[3]
+		s4 += w[4]
+		s5 += w[5]
+		s6 += w[6]
+		s7 += w[7]
+	}
+	return s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7
+}
+
+// lmWeightTraffic returns the bytes of weights one decoded token reads: every packed linear
+// weight (with its scales and row sums) and one embedding row.
+func lmWeightTraffic(lm *LM) int64 {
+	var n int64
+	for i := range lm.steps {
+		st := &lm.steps[i]
+		switch {
+		case st.lin.w8 != nil:
+			n += st.lin.w8.ResidentBytes()
+		case st.lin.w4 != nil:
+			n += st.lin.w4.ResidentBytes()
+		case st.kind == qmodel.OpEmbedding:
+			n += int64(st.table.d)
+			if st.table.int4 {
+				n = n - int64(st.table.d) + int64(st.table.d+1)/2
+			}
+		}
+	}
+	return n
+}
+
+// BenchmarkLMDecode measures batch-1 decoding on one thread, in one run, of the integer runtime
+// (LMSession.Decode) and of the float32 decoder of the same model (lmref.Decoder: the same weights
+// dequantized, the same KV-cache algorithm, linear layers on fgemm), interleaved in chunks of 16
+// tokens so that both see the same machine load. One op is one integer token plus one float
+// token; times are the CPU time of the benchmark's locked OS thread where the platform has one
+// (Linux), so that time spent waiting for a core on a shared machine does not count (the ratio
+// in wall time is reported too, wall-x-float); the session and the decoder restart when the context is full, so the figures average
+// over all positions. Metrics: int-tok/s, float-tok/s, their ratio (x-float), the weight traffic
+// of the integer model per second (int-wGB/s: weight bytes per token times tokens/s; float-wGB/s
+// likewise) and the machine's single-thread memory bandwidth measured in the same process
+// (mem-read-GB/s, mem-copy-GB/s, on 256 MiB buffers).
+//
+//	go test ./infer -run '^$' -bench LMDecode -benchtime 2000x
+func BenchmarkLMDecode(b *testing.B) {
+	rd, cp := memBandwidth()
+	defer kernels.SetMaxThreads(kernels.SetMaxThreads(1))
+	defer fgemm.SetThreads(fgemm.SetThreads(1))
+	for _, bc := range lmBenchConfigs {
+		b.Run(bc.name, func(b *testing.B) {
+			m := lmBenchModel(b, bc.name, bc.cfg)
+			lm, err := LoadLM(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d, err := lmref.NewDecoder(m, lmref.DecoderOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := lm.NewSession()
+			ctx := lm.ContextLength()
+			r := rand.New(rand.NewPCG(2, 3))
+			toks := make([]int, ctx)
+			for i := range toks {
+				toks[i] = r.IntN(lm.Vocab())
+			}
+			runInt := func(n int) {
+				for range n {
+					if s.Pos() == ctx {
+						s.Reset()
+					}
+					if _, err := s.Decode(toks[s.Pos()]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			runFloat := func(n int) {
+				for range n {
+					if d.Pos() == ctx {
+						d.Reset()
+					}
+					if _, err := d.Decode(toks[d.Pos()]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			runInt(ctx)
+			runFloat(ctx)
+			s.Reset()
+			d.Reset()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			b.ReportAllocs()
+			b.ResetTimer()
+			var ti, tf, wi, wf time.Duration
+			for done := 0; done < b.N; {
+				c := min(16, b.N-done)
+				t0, c0 := time.Now(), threadCPU()
+				runInt(c)
+				t1, c1 := time.Now(), threadCPU()
+				runFloat(c)
+				t2, c2 := time.Now(), threadCPU()
+				wi, wf = wi+t1.Sub(t0), wf+t2.Sub(t1)
+				ti, tf = ti+c1-c0, tf+c2-c1
+				done += c
+			}
+			b.StopTimer()
+			if ti <= 0 || tf <= 0 { // no thread CPU clock here
+				ti, tf = wi, wf
+			}
+			b.ReportMetric(wi.Seconds()/wf.Seconds(), "wall-x-float")
+			it, ft := float64(b.N)/ti.Seconds(), float64(b.N)/tf.Seconds()
+			b.ReportMetric(it, "int-tok/s")
+			b.ReportMetric(ft, "float-tok/s")
+			b.ReportMetric(it/ft, "x-float")
+			b.ReportMetric(float64(lmWeightTraffic(lm))*it/1e9, "int-wGB/s")
+			b.ReportMetric(float64(d.WeightBytes)*ft/1e9, "float-wGB/s")
+			b.ReportMetric(rd, "mem-read-GB/s")
+			b.ReportMetric(cp, "mem-copy-GB/s")
+		})
+	}
+}
