@@ -197,7 +197,7 @@ func BenchmarkLMDecode(b *testing.B) {
 			if ti <= 0 || tf <= 0 { // no thread CPU clock here
 				ti, tf = wi, wf
 			}
-			b.ReportMetric(wi.Seconds()/wf.Seconds(), "wall-x-float")
+			b.ReportMetric(wf.Seconds()/wi.Seconds(), "wall-x-float")
 			it, ft := float64(b.N)/ti.Seconds(), float64(b.N)/tf.Seconds()
 			b.ReportMetric(it, "int-tok/s")
 			b.ReportMetric(ft, "float-tok/s")

@@ -266,46 +266,88 @@ func (e expScale) apply(d uint64) uint64 {
 // r = round(o*2^16/sum e_t) and out = clamp(zOut + round(r*sV[g]/(sOut*2^16))).
 // Error against float softmax attention over the same int8 cache: exponentials within 2^-19
 // absolute, the average within 2^-17 of a cache unit; at most 0.5 LSB + sV/sOut*(2^-12) in all.
-func attentionRow(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch []int32) {
+//
+// The loops read the cache in its storage order (one position after the other, for the scores
+// and for the weighted sum of the values, acc holding the hd int64 sums) and skip positions whose
+// exponential is 0; all sums are exact integers, so the result does not depend on the order
+// (attentionRowRef in the tests is the plain form it is checked against bit for bit).
+func attentionRow(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch []int32, acc []int64) {
 	a := st.att
 	hd, ms := a.hd, a.maxSeq
 	group := a.heads / a.kvHeads
 	n := pos + 1
 	scores := scratch[:n]
-	e64 := scratch[n : 2*n] // exponentials fit int32 (<= 2^20)
+	ex := scratch[n : 2*n] // exponentials fit int32 (<= 2^20)
 	qq := scratch[2*n : 2*n+hd]
+	o := acc[:hd]
 	for h := 0; h < a.heads; h++ {
 		g := h / group
-		for d := 0; d < hd; d++ {
-			qq[d] = int32(q[h*hd+d]) - a.zQ
+		for d, x := range q[h*hd : (h+1)*hd] {
+			qq[d] = int32(x) - a.zQ
 		}
-		kh := kc[g*ms*hd : (g*ms+n)*hd]
-		mx := int32(math.MinInt32)
-		for t := 0; t < n; t++ {
-			kr := kh[t*hd : (t+1)*hd]
-			var s int32
-			for d, kv := range kr {
-				s += qq[d] * int32(kv)
-			}
-			scores[t] = s
-			mx = max(mx, s)
-		}
+		mx := dotRowsInt8(scores, qq, kc[g*ms*hd:(g*ms+n)*hd])
+		ec := a.expC[g]
 		var sum int64
-		for t := 0; t < n; t++ {
-			e := exp2NegQ16(a.expC[g].apply(uint64(int64(mx) - int64(scores[t]))))
-			e64[t] = int32(e)
+		for t, s := range scores {
+			e := exp2NegQ16(ec.apply(uint64(int64(mx) - int64(s))))
+			ex[t] = int32(e)
 			sum += e
 		}
+		clear(o)
 		vh := vc[g*ms*hd : (g*ms+n)*hd]
-		y := dst[h*hd : (h+1)*hd]
-		for d := 0; d < hd; d++ {
-			var o int64
-			for t := 0; t < n; t++ {
-				o += int64(e64[t]) * int64(vh[t*hd+d])
+		for t, e := range ex {
+			if e == 0 {
+				continue
 			}
-			r := roundDiv64(o<<16, sum)
-			y[d] = out8(a.mo[g], int32(r), st.zOut)
+			axpyInt8(o, int64(e), vh[t*hd:(t+1)*hd])
 		}
+		y := dst[h*hd : (h+1)*hd]
+		y = y[:len(o)]
+		m, z := a.mo[g], st.zOut
+		for d, v := range o {
+			y[d] = out8(m, int32(roundDiv64(v<<16, sum)), z)
+		}
+	}
+}
+
+// dotRowsInt8 stores s[t] = sum_d q[d]*k[t*len(q)+d] for every row t of k (len(s) rows) and
+// returns the largest (exact int32: |q| <= 255, |k| <= 127, len(q) <= 2^15).
+func dotRowsInt8(s, q []int32, k []int8) int32 {
+	hd := len(q)
+	mx := int32(math.MinInt32)
+	for t := range s {
+		kr := k[t*hd : (t+1)*hd]
+		kr = kr[:len(q)]
+		var s0, s1, s2, s3 int32
+		d := 0
+		for ; d+4 <= len(kr); d += 4 {
+			s0 += q[d] * int32(kr[d])
+			s1 += q[d+1] * int32(kr[d+1])
+			s2 += q[d+2] * int32(kr[d+2])
+			s3 += q[d+3] * int32(kr[d+3])
+		}
+		for ; d < len(kr); d++ {
+			s0 += q[d] * int32(kr[d])
+		}
+		v := s0 + s1 + s2 + s3
+		s[t] = v
+		mx = max(mx, v)
+	}
+	return mx
+}
+
+// axpyInt8 adds e*v[d] to o[d] for d < len(o) (len(v) >= len(o)).
+func axpyInt8(o []int64, e int64, v []int8) {
+	v = v[:len(o)]
+	d := 0
+	for ; d+4 <= len(o); d += 4 {
+		o[d] += e * int64(v[d])
+		o[d+1] += e * int64(v[d+1])
+		o[d+2] += e * int64(v[d+2])
+		o[d+3] += e * int64(v[d+3])
+	}
+	for ; d < len(o); d++ {
+		o[d] += e * int64(v[d])
 	}
 }
 

@@ -175,7 +175,14 @@ func testAttentionRow(t *testing.T, r *rand.Rand, m *qmodel.Model, st *lmStep, o
 	pos := r.IntN(a.maxSeq)
 	q := randRow(r, st.inN)
 	got := make([]int8, st.outN)
-	attentionRow(got, q, st, kc, vc, pos, scratch)
+	attentionRow(got, q, st, kc, vc, pos, scratch, make([]int64, a.hd))
+	ref := make([]int8, st.outN)
+	attentionRowRef(ref, q, st, kc, vc, pos, scratch)
+	for i := range ref {
+		if got[i] != ref[i] {
+			t.Fatalf("%s at position %d: output %d = %d, plain form gives %d", st.name, pos, i, got[i], ref[i])
+		}
+	}
 	sQ, zQ := scaleZero(m, st.in)
 	sOut, zOut := scaleZero(m, st.out)
 	ks, _ := m.Tensors[op.Inputs[3]].Float32Values()
