@@ -57,7 +57,6 @@ func attentionRowRef(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch 
 	}
 }
 
-
 // TestAttentionRowMatchesPlain: the cache-order attention equals the plain form bit for bit, on
 // head sizes that are and are not multiples of 4, grouped KV heads, every position, and caches
 // and queries at the int8 extremes (where most exponentials underflow to 0 and are skipped).
