@@ -14,6 +14,7 @@ var deployPackages = []string{
 	"github.com/qatgo/qatgo/qmodel",
 	"github.com/qatgo/qatgo/kernels",
 	"github.com/qatgo/qatgo/infer",
+	"github.com/qatgo/qatgo/infer/textgen",
 }
 
 // deployAllowed reports whether the deploy path may import the non-standard package p: only

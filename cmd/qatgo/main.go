@@ -4,6 +4,7 @@
 //	qatgo run MODEL INPUT        classify a PNG/PGM image or raw bytes, print the top-k classes
 //	qatgo eval MODEL             accuracy on the MNIST test set
 //	qatgo bench MODEL            batch-1 latency (p50/p99), batch-N throughput, per-op time
+//	qatgo generate MODEL         stream text from a byte-level language model
 //	qatgo help [COMMAND]         usage
 //
 // Every command accepts -h. Exit status: 0 success, 1 a runtime failure (unreadable or invalid
@@ -41,6 +42,7 @@ type command struct {
 
 // env carries the standard streams, so that tests can run commands in-process.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
@@ -68,11 +70,17 @@ const (
 	exitUsage   = 2
 )
 
-func main() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(MainIO(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-// Main runs the command line args (without the program name) and returns the exit status.
+// Main runs the command line args (without the program name) with an empty standard input and
+// returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr}
+	return MainIO(args, strings.NewReader(""), stdout, stderr)
+}
+
+// MainIO is Main with the standard input given.
+func MainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		printUsage(stderr)
 		return exitUsage
