@@ -24,6 +24,24 @@ type LMOptions struct {
 	RotateSeed uint64
 }
 
+// LinearQuantizer is an optional extension of Quantizer for LMs. When LMOptions.Quant implements
+// it, LM.Build computes each linear as QuantizedLinear(xq, wq, weight) from the quantized input xq
+// [N, In] and quantized weight wq [Out, In] instead of xq wq^T, so that a quantizer can also
+// reproduce a target runtime's accumulation order (gguf/llama.Preset: llama.cpp's). It must
+// return xq wq^T up to float rounding, with that gradient.
+type LinearQuantizer interface {
+	QuantizedLinear(x, w *G.Node, weight Site) (*G.Node, error)
+}
+
+// ArithQuantizer is an optional extension of Quantizer for LMs. When LMOptions.Quant implements
+// it, LM.Build hands the float result ref of every RMSNorm and SwiGLU, with that op's inputs, to
+// it and uses the node it returns, so that a quantizer can substitute a target runtime's float32
+// arithmetic for the values (gguf/llama.Preset: llama.cpp's) while keeping ref's gradient.
+type ArithQuantizer interface {
+	RuntimeRMSNorm(ref, x, gain *G.Node, eps float64) (*G.Node, error)
+	RuntimeSwiGLU(ref, a, b *G.Node) (*G.Node, error)
+}
+
 // RotateFunc returns x rotated along its last axis by an orthogonal matrix R that depends only
 // on seed and the axis length: y = x R. It must be differentiable. Build calls it for each
 // activation site first and then, with the same seed, for each weight reading that site, so a
@@ -80,8 +98,14 @@ func (n *LMNet) build(sites map[string]Site) error {
 	if err != nil {
 		return err
 	}
+	arith, _ := n.Opts.Quant.(ArithQuantizer)
 	norm := func(x *G.Node, layer string) (*G.Node, error) {
-		return RMSNorm(x, n.Params[layer+".gain"], c.Eps)
+		g := n.Params[layer+".gain"]
+		y, err := RMSNorm(x, g, c.Eps)
+		if err != nil || arith == nil {
+			return y, err
+		}
+		return arith.RuntimeRMSNorm(y, x, g, c.Eps)
 	}
 	for i := 0; i < c.Layers; i++ {
 		b := fmt.Sprintf("blk%d", i)
@@ -115,6 +139,11 @@ func (n *LMNet) build(sites map[string]Site) error {
 		u, err := SwiGLU(a13[0], a13[1])
 		if err != nil {
 			return err
+		}
+		if arith != nil {
+			if u, err = arith.RuntimeSwiGLU(u, a13[0], a13[1]); err != nil {
+				return err
+			}
 		}
 		d, err := n.linears(sites, u, b+".mlp.w2")
 		if err != nil {
@@ -175,7 +204,12 @@ func (n *LMNet) linears(sites map[string]Site, x *G.Node, names ...string) ([]*G
 			}
 			n.Sites[ws] = w
 		}
-		if outs[i], err = LinearNoBias(x, w); err != nil {
+		if lq, ok := n.Opts.Quant.(LinearQuantizer); ok {
+			outs[i], err = lq.QuantizedLinear(x, w, sites[name+".weight"])
+		} else {
+			outs[i], err = LinearNoBias(x, w)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 	}

@@ -168,10 +168,13 @@ func TestLlamaCppF32Parity(t *testing.T) {
 }
 
 // A model QAT-trained briefly with the Q8_0 / Q4_0 preset gives in llama.cpp, from the file
-// written at that type, the log-probabilities of qatgo's fake-quant forward: to float rounding
-// (about 3e-6: the same arithmetic) except after a rare activation rounding that lands on the
-// other side of a rounding boundary because the two float summation orders differ by ~1e-7
-// relative; such a flip moves later positions through the KV cache by up to a few 1e-2. Greedy
+// written at that type, the log-probabilities of qatgo's fake-quant forward to float rounding
+// (about 2e-6). The preset reproduces llama.cpp's float32 arithmetic for the matmuls
+// (fakequant.GGMLLinear), RMSNorm and SwiGLU, so that every Q8_0 rounding of a matmul input sees
+// llama.cpp's value; the attention (RoPE, softmax, the F32 K/V products) is still Gorgonia's, and
+// an activation within one float32 rounding of a Q8_0 rounding boundary may go the other way,
+// which moves later positions through the KV cache by up to a few 1e-2 (measured: 3 of 576
+// positions over 8 sequences; llama.cpp's own AVX2 and AVX-512 builds differ at 1 of them). Greedy
 // continuations agree for 64 tokens, and the perplexity within 0.5%.
 func TestLlamaCppQuantizedParity(t *testing.T) {
 	for _, typ := range []gguf.TensorType{gguf.Q8_0, gguf.Q4_0} {
@@ -202,7 +205,7 @@ func TestLlamaCppQuantizedParity(t *testing.T) {
 					}
 				}
 				t.Logf("sequence %d: max |log p(llama.cpp) - log p(qatgo fake-quant)| = %.3g; %.0f%% of positions within 1e-3", i, worst, 100*within/float64(len(want)))
-				if within < 0.5*float64(len(want)) || worst > 0.1 {
+				if within < 0.95*float64(len(want)) || worst > 0.1 {
 					t.Errorf("sequence %d: llama.cpp and qatgo's fake-quant forward differ by up to %.3g, %.0f%% of positions within 1e-3", i, worst, 100*within/float64(len(want)))
 				}
 				for p := 0; p+1 < len(s); p++ {

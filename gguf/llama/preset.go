@@ -42,3 +42,35 @@ func (p Preset) Quantize(s graph.Site, x *G.Node) (*G.Node, error) {
 	}
 	return fakequant.GGMLFakeQuant(x, a)
 }
+
+// QuantizedLinear implements graph.LinearQuantizer: for Q8_0 and Q4_0 weights the linear sums
+// in llama.cpp's x86 order (fakequant.GGMLLinear), so that every later rounding of an
+// activation sees the float32 value llama.cpp sees; F32 and F16 use the plain product.
+func (p Preset) QuantizedLinear(x, w *G.Node, _ graph.Site) (*G.Node, error) {
+	switch p.Type {
+	case gguf.Q8_0:
+		return fakequant.GGMLLinear(x, w, fakequant.GGMLWeightQ8_0)
+	case gguf.Q4_0:
+		return fakequant.GGMLLinear(x, w, fakequant.GGMLWeightQ4_0)
+	}
+	return graph.LinearNoBias(x, w)
+}
+
+// RuntimeRMSNorm implements graph.ArithQuantizer: for Q8_0 and Q4_0 the value is llama.cpp's
+// float32 RMSNorm (fakequant.GGMLRMSNorm), so the Q8_0 rounding of the next matmul input sees
+// llama.cpp's values.
+func (p Preset) RuntimeRMSNorm(ref, x, gain *G.Node, eps float64) (*G.Node, error) {
+	if p.Type != gguf.Q8_0 && p.Type != gguf.Q4_0 {
+		return ref, nil
+	}
+	return fakequant.GGMLRMSNorm(ref, x, gain, eps)
+}
+
+// RuntimeSwiGLU implements graph.ArithQuantizer: for Q8_0 and Q4_0 the value is llama.cpp's
+// float32 SwiGLU (fakequant.GGMLSwiGLU).
+func (p Preset) RuntimeSwiGLU(ref, a, b *G.Node) (*G.Node, error) {
+	if p.Type != gguf.Q8_0 && p.Type != gguf.Q4_0 {
+		return ref, nil
+	}
+	return fakequant.GGMLSwiGLU(ref, a, b)
+}
