@@ -130,4 +130,10 @@
 // CayleySGD updates it with the Cayley transform R <- (I + lr/2 W)^-1 (I - lr/2 W) R,
 // W = G R^T - R G^T skew-symmetric (Li et al. 2020, as in SpinQuant), which keeps R orthogonal to
 // rounding error. Hand R to CayleySGD, not to an ordinary solver.
+//
+// Cayley(A) parameterises a rotation by an unconstrained square matrix instead:
+// Q = (I + S)^-1 (I - S) with S = (A - A^T)/2 is orthogonal for every A and differentiable, so A
+// trains with any optimizer (qat's learned rotations). WalshHadamard(x) is the orthonormal
+// H_n / sqrt(n) without random signs, the online transform the integer runtime runs;
+// RandomHadamardMatrix(n, seed) is the matrix Hadamard(x, seed) multiplies by.
 package fakequant

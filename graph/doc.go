@@ -74,4 +74,16 @@
 // [Network]: architecture record, parameters, quantizer sites, fusion groups and checkpoint
 // state. Package qat prepares, calibrates and trains any Network; graph building stays with the
 // concrete type (an image batch to class scores, token windows to next-token logits).
+//
+// # Equivalent rewrites of an LM
+//
+// Two rewrites change an LM's weights, not its function (exact arithmetic), to make it easier to
+// quantize. [LM.ChannelFold] names the producer of each activation site's channels (norm gain or
+// weight rows), into which qat.SmoothQuant folds per-channel scales. [LMRotations] are the
+// rotations of QuaRot / SpinQuant (residual R1 with the norm gains folded into the linears,
+// per-head R2 on values and attention output, online Walsh-Hadamard before w2): LM.Build
+// multiplies them into the weights inside the graph (LMOptions.Rotations: for learning them
+// and for quantizers that see rotated weights), [LM.FoldRotations] into the stored weights,
+// after which only the online Hadamard transforms remain in the graph (LMConfig.OnlineHadamard,
+// recorded in the architecture so that export lowers them to the runtime's Hadamard op).
 package graph

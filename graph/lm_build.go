@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 
+	"github.com/qatgo/qatgo/fakequant"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -22,6 +23,10 @@ type LMOptions struct {
 	Rotate RotateFunc
 	// RotateSeed selects the rotations: site s uses seed RotateSeed ^ fnv64a(s).
 	RotateSeed uint64
+	// Rotations, when set, multiplies the offline rotations of a rotated LM (QuaRot / SpinQuant:
+	// residual R1, per-head R2, online Hadamard before w2) into the weights inside the graph; see
+	// LMRotations and LM.FoldRotations. It excludes Rotate.
+	Rotations *LMRotations
 }
 
 // LinearQuantizer is an optional extension of Quantizer for LMs. When LMOptions.Quant implements
@@ -51,16 +56,20 @@ type RotateFunc func(x *G.Node, seed uint64) (*G.Node, error)
 // LMNet is an LM lowered to a Gorgonia graph for a fixed batch: token ids in, logits and the
 // mean next-token cross-entropy out.
 type LMNet struct {
-	LM   *LM          // the model the graph was built from
-	Opts LMOptions    // the options it was built with
-	G    *G.ExprGraph // the graph
+	LM   *LM       // the model the graph was built from
+	Opts LMOptions // the options it was built with
+	// rotated holds the weights as Opts.Rotations rotates them (by parameter name); ones is the
+	// gain of the norms whose gains the residual rotation folds into the linears.
+	rotated map[string]*G.Node
+	ones    *G.Node
+	G       *G.ExprGraph // the graph
 	// IDs [Batch*Ctx] holds token ids as floats (bound to IDVal); Target [Batch*Ctx, Vocab] the
 	// one-hot next tokens (bound to TargetVal). SetBatch fills both.
 	IDs, Target      *G.Node
 	IDVal, TargetVal *tensor.Dense
 	Logits, Loss     *G.Node            // [Batch*Ctx, Vocab] and the scalar mean cross-entropy
 	Params           map[string]*G.Node // parameter nodes by name, bound to Param.Value
-	Acts             map[string]*G.Node // activation at each activation site, before rotation and quantization
+	Acts             map[string]*G.Node // input of the linears at each activation site (after an online Hadamard), before Rotate and quantization
 	Sites            map[string]*G.Node // quantizer output node by site name (with Quant)
 	nRows            int
 }
@@ -82,6 +91,12 @@ func (m *LM) Build(o LMOptions) (*LMNet, error) {
 		s := p.Value.Shape()
 		n.Params[p.Name] = G.NewTensor(n.G, m.Dtype, s.Dims(), G.WithShape(s...), G.WithName(m.Name+"/"+p.Name), G.WithValue(p.Value))
 	}
+	if o.Rotations != nil && o.Rotate != nil {
+		return nil, fmt.Errorf("graph: LM options: Rotations and Rotate exclude each other")
+	}
+	if err := n.rotateWeights(); err != nil {
+		return nil, fmt.Errorf("graph: building LM %q: %w", m.Name, err)
+	}
 	sites := map[string]Site{}
 	for _, s := range m.Sites() {
 		sites[s.Name] = s
@@ -94,13 +109,13 @@ func (m *LM) Build(o LMOptions) (*LMNet, error) {
 
 func (n *LMNet) build(sites map[string]Site) error {
 	c := n.LM.Config
-	h, err := Embedding(n.Params["tok_emb.weight"], n.IDs)
+	h, err := Embedding(n.weight("tok_emb.weight"), n.IDs)
 	if err != nil {
 		return err
 	}
 	arith, _ := n.Opts.Quant.(ArithQuantizer)
 	norm := func(x *G.Node, layer string) (*G.Node, error) {
-		g := n.Params[layer+".gain"]
+		g := n.normGain(layer)
 		y, err := RMSNorm(x, g, c.Eps)
 		if err != nil || arith == nil {
 			return y, err
@@ -176,8 +191,13 @@ func (n *LMNet) siteSeed(site string) uint64 {
 // quantizers at the input and weight sites.
 func (n *LMNet) linears(sites map[string]Site, x *G.Node, names ...string) ([]*G.Node, error) {
 	site := n.LM.linears[n.linearIndex(names[0])].Input
-	n.Acts[site] = x
 	var err error
+	if n.onlineHadamard(site) {
+		if x, err = fakequant.WalshHadamard(x); err != nil {
+			return nil, fmt.Errorf("online Hadamard at %s: %w", site, err)
+		}
+	}
+	n.Acts[site] = x
 	if n.Opts.Rotate != nil {
 		if x, err = n.Opts.Rotate(x, n.siteSeed(site)); err != nil {
 			return nil, fmt.Errorf("rotating %s: %w", site, err)
@@ -191,7 +211,7 @@ func (n *LMNet) linears(sites map[string]Site, x *G.Node, names ...string) ([]*G
 	}
 	outs := make([]*G.Node, len(names))
 	for i, name := range names {
-		w := n.Params[name+".weight"]
+		w := n.weight(name + ".weight")
 		if n.Opts.Rotate != nil {
 			if w, err = n.Opts.Rotate(w, n.siteSeed(site)); err != nil {
 				return nil, fmt.Errorf("rotating %s.weight: %w", name, err)

@@ -18,7 +18,8 @@ type ChannelFold struct {
 // ChannelFold returns the producer of the LM activation site site (a Linears()[i].Input): the
 // preceding RMSNorm gain for attention, MLP and head inputs; the rows of wv for the wo input
 // (attention mixes value channels separately: output channel j is a convex combination of value
-// channel j); the rows of w3 for the w2 input (silu(a) * b is linear in b = x W3^T).
+// channel j); the rows of w3 for the w2 input (silu(a) * b is linear in b = x W3^T), unless
+// that input is rotated online (LMConfig.OnlineHadamard), which is an error.
 func (m *LM) ChannelFold(site string) (ChannelFold, error) {
 	switch {
 	case site == "head.in":
@@ -30,6 +31,9 @@ func (m *LM) ChannelFold(site string) (ChannelFold, error) {
 	case strings.HasSuffix(site, ".attn.wo.in"):
 		return ChannelFold{Rows: strings.TrimSuffix(site, ".wo.in") + ".wv.weight"}, nil
 	case strings.HasSuffix(site, ".mlp.w2.in"):
+		if m.Config.OnlineHadamard {
+			return ChannelFold{}, fmt.Errorf("graph: site %q is rotated online (OnlineHadamard): its channels have no linear producer", site)
+		}
 		return ChannelFold{Rows: strings.TrimSuffix(site, ".w2.in") + ".w3.weight"}, nil
 	}
 	return ChannelFold{}, fmt.Errorf("graph: LM has no activation site %q", site)

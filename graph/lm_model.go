@@ -29,6 +29,11 @@ type LMConfig struct {
 	Ctx      int     // context length: every batch is Batch sequences of Ctx tokens
 	RoPEBase float64 // rotary embedding base theta; 0 means 10000
 	Eps      float64 // RMSNorm epsilon; 0 means 1e-5
+	// OnlineHadamard: the input of every block's w2 is rotated online by the orthonormal
+	// Walsh-Hadamard transform H/sqrt(Hidden) (Hidden a power of two), and w2's weight holds
+	// W2 H/sqrt(Hidden). LM.FoldRotations sets it; an integer runtime runs the transform
+	// (qmodel's Hadamard op) between the SwiGLU product and w2.
+	OnlineHadamard bool
 }
 
 func (c *LMConfig) defaults() error {
@@ -46,6 +51,8 @@ func (c *LMConfig) defaults() error {
 		return fmt.Errorf("graph: LM config %+v: sizes must be positive", *c)
 	case c.Dim%c.Heads != 0 || (c.Dim/c.Heads)%2 != 0:
 		return fmt.Errorf("graph: LM config: Dim %d must split into %d heads of even size", c.Dim, c.Heads)
+	case c.OnlineHadamard && c.Hidden&(c.Hidden-1) != 0:
+		return fmt.Errorf("graph: LM config: OnlineHadamard needs a power-of-two Hidden, got %d", c.Hidden)
 	case !(c.RoPEBase > 0) || !(c.Eps > 0):
 		return fmt.Errorf("graph: LM config: RoPEBase %v and Eps %v must be positive", c.RoPEBase, c.Eps)
 	}
