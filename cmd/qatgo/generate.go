@@ -46,6 +46,7 @@ half the context), so -n can be any size.`,
 			stats := fs.Bool("stats", false, "print the prompt and generation speed to standard error")
 			threads := threadsFlag(fs)
 			load := loadFlag(fs)
+			memory := memoryFlag(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -63,6 +64,10 @@ half the context), so -n can be any size.`,
 					return usagef("-keep must be >= 0 (0: half the context), got %d", *keep)
 				}
 				lo, err := load()
+				if err != nil {
+					return err
+				}
+				budget, err := memory()
 				if err != nil {
 					return err
 				}
@@ -86,7 +91,7 @@ half the context), so -n can be any size.`,
 				}
 				return generate(e, args[0], text, genOptions{n: *n, echo: *echo, stats: *stats,
 					sampler: textgen.SamplerOptions{Temperature: *temp, TopK: *topk, Seed: s},
-					gen:     textgen.GeneratorOptions{Slide: *slide, Keep: *keep}}, lo)
+					gen:     textgen.GeneratorOptions{Slide: *slide, Keep: *keep}}, lo, budget)
 			}
 		},
 	})
@@ -99,7 +104,7 @@ type genOptions struct {
 	gen         textgen.GeneratorOptions
 }
 
-func generate(e *env, modelPath string, prompt []byte, o genOptions, lo infer.LoadOptions) error {
+func generate(e *env, modelPath string, prompt []byte, o genOptions, lo infer.LoadOptions, budget int64) error {
 	lm, err := loadLM("generate", modelPath, lo)
 	if err != nil {
 		return err
@@ -110,6 +115,9 @@ func generate(e *env, modelPath string, prompt []byte, o genOptions, lo infer.Lo
 	ctx := lm.ContextLength()
 	if o.gen.Keep > 0 && o.gen.Keep >= ctx && ctx > 1 {
 		return usagef("-keep %d must be below the model's context length %d", o.gen.Keep, ctx)
+	}
+	if o.gen.Session, err = lmSessionOptions(e, lm, infer.DefaultPrefillRows, budget); err != nil {
+		return err
 	}
 	smp, err := textgen.NewSampler(o.sampler)
 	if err != nil {
