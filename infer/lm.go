@@ -59,6 +59,7 @@ type lmStep struct {
 	block        int                        // Hadamard
 	deqFromInt8  bool
 	deqS         float32
+	addTab       *[2][256]int32 // Add: rescaled inputs ((q-z)<<AddLeftShift)*m of each int8 level
 }
 
 // embTable is an int8 or int4 embedding table kept as stored in the file (int4 stays packed).
@@ -232,6 +233,14 @@ func (lm *LM) compile(s *lmStep, op *qmodel.Op) error {
 		}
 		a.zA, a.zB, a.zOut = pa.ZeroPoint, pb.ZeroPoint, po.ZeroPoint
 		a.lo, a.hi = qmodel.ActivationRange(op.Act, po)
+		s.addTab = new([2][256]int32)
+		ma, mb := a.mA.Prepare(), a.mB.Prepare()
+		for q := -128; q < 128; q++ {
+			s.addTab[0][q+128] = ma.Apply((int32(q) - a.zA) << qmodel.AddLeftShift)
+			s.addTab[1][q+128] = mb.Apply((int32(q) - a.zB) << qmodel.AddLeftShift)
+		}
+		s.mult = prepared(a.mOut)
+		lm.weightBytes += 2 * 256 * 4
 	case qmodel.OpDequantize:
 		if in.DType == qmodel.Int32 {
 			s.deq = make([]float32, s.inN)
@@ -371,6 +380,7 @@ type attentionParams struct {
 	heads, kvHeads, hd, maxSeq int
 	zQ, zK, zV                 int32
 	mk, mv, mo                 []quant.PreparedMultiplier // per KV head
+	kTab, vTab                 [][256]int8                // per KV head: cache level of each int8 input
 	expC                       []expScale                 // per KV head
 	cacheIndex                 int                        // which KV cache of the session
 }
@@ -395,6 +405,13 @@ func (lm *LM) compileAttention(s *lmStep, op *qmodel.Op) error {
 			return err
 		}
 		a.mk, a.mv, a.mo = append(a.mk, prepared(mk)), append(a.mv, prepared(mv)), append(a.mo, prepared(mo))
+		var kt, vt [256]int8
+		for q := -128; q < 128; q++ {
+			kt[q+128] = int8(quant.Clamp(a.mk[h].Apply(int32(q)-a.zK), -127, 127))
+			vt[q+128] = int8(quant.Clamp(a.mv[h].Apply(int32(q)-a.zV), -127, 127))
+		}
+		a.kTab, a.vTab = append(a.kTab, kt), append(a.vTab, vt)
+		lm.weightBytes += 512
 		a.expC = append(a.expC, newExpScale(qmodel.AttentionExpScale(q.Quant.Scales[0], ks[h], a.hd)))
 	}
 	for i := range lm.steps {

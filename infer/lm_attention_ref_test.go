@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/qatgo/qatgo/internal/lmref"
+	"github.com/qatgo/qatgo/quant"
 )
 
 // attentionRowRef is the plain form of attentionRow (the one the runtime started with): causal attention of one query row at position pos over cache positions
@@ -65,8 +66,8 @@ func TestAttentionRowMatchesPlain(t *testing.T) {
 		{Vocab: 16, Dim: 24, Layers: 1, Heads: 4, KVHeads: 2, Hidden: 16, Ctx: 40, Bits: 8},
 		{Vocab: 16, Dim: 64, Layers: 1, Heads: 2, Hidden: 16, Ctx: 33, Bits: 8},
 	} {
-		lm, _ := loadRandomLM(t, c, 11)
 		r := rand.New(rand.NewPCG(7, 8))
+		lm := loadRandomLMZeroPoints(t, c, 11, r)
 		for si := range lm.steps {
 			st := &lm.steps[si]
 			a := st.att
@@ -100,6 +101,20 @@ func TestAttentionRowMatchesPlain(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// cacheWriteRef is the per-element form of cacheWrite: it stores k' and v' of one row at position pos, requantized to the per-head symmetric
+// int8 cache scales (clamped to [-127,127]).
+func cacheWriteRef(kc, vc, k, v []int8, a *attentionParams, pos int) {
+	hd, ms := a.hd, a.maxSeq
+	for g := 0; g < a.kvHeads; g++ {
+		kd := kc[(g*ms+pos)*hd : (g*ms+pos+1)*hd]
+		vd := vc[(g*ms+pos)*hd : (g*ms+pos+1)*hd]
+		for d := 0; d < hd; d++ {
+			kd[d] = int8(quant.Clamp(a.mk[g].Apply(int32(k[g*hd+d])-a.zK), -127, 127))
+			vd[d] = int8(quant.Clamp(a.mv[g].Apply(int32(v[g*hd+d])-a.zV), -127, 127))
 		}
 	}
 }

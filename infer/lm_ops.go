@@ -14,31 +14,46 @@ import (
 // out8 returns clamp(m(acc) + z) in int8 (computed in int64: no wrap-around).
 func out8(m quant.PreparedMultiplier, acc, z int32) int8 { return sat8(int64(m.Apply(acc)) + int64(z)) }
 
-func sat8(v int64) int8 {
-	if v < -128 {
-		return -128
-	}
-	if v > 127 {
-		return 127
-	}
-	return int8(v)
-}
+// sat8 clamps v to int8 (min/max: branch-free, the clamp is data-dependent).
+func sat8(v int64) int8 { return int8(min(max(v, -128), 127)) }
 
-// roundShift64 returns x / 2^s rounded half away from zero (s >= 1).
+// roundShift64 returns x / 2^s rounded half away from zero (s >= 1), without a branch on the
+// sign: (x + 2^(s-1) - [x < 0]) >> s (arithmetic shift) is floor((x+h)/2^s) for x >= 0 and
+// -floor((-x+h)/2^s) for x < 0.
 func roundShift64(x int64, s uint) int64 {
-	h := int64(1) << (s - 1)
-	if x >= 0 {
-		return (x + h) >> s
-	}
-	return -((-x + h) >> s)
+	return (x + int64(1)<<(s-1) + x>>63) >> s
 }
 
 // roundDiv64 returns num/den rounded half away from zero (den > 0).
 func roundDiv64(num, den int64) int64 {
-	if num >= 0 {
-		return (num + den/2) / den
+	m := num >> 63 // 0 or -1
+	a := (num ^ m) - m
+	q := (a + den/2) / den
+	return (q ^ m) - m
+}
+
+// divider divides non-negative integers below 2^63 by a fixed d > 0 without a division
+// instruction: inv = floor((2^64-1)/d), q0 = hi64(u*inv) is floor(u/d) or one less, and one
+// comparison of the remainder corrects it. Exact for every u < 2^63.
+type divider struct{ d, inv uint64 }
+
+func newDivider(d uint64) divider { return divider{d: d, inv: math.MaxUint64 / d} }
+
+// div returns floor(u/d).
+func (v divider) div(u uint64) uint64 {
+	q, _ := bits.Mul64(u, v.inv)
+	if u-q*v.d >= v.d {
+		q++
 	}
-	return -((-num + den/2) / den)
+	return q
+}
+
+// roundDiv returns num/d rounded half away from zero (|num| < 2^62), as roundDiv64.
+func (v divider) roundDiv(num int64) int64 {
+	m := num >> 63
+	a := uint64((num ^ m) - m)
+	q := int64(v.div(a + v.d/2))
+	return (q ^ m) - m
 }
 
 func sat32(v int64) int32 {
@@ -105,9 +120,10 @@ func rmsNormRow(dst, src []int8, st *lmStep) {
 		r = 1
 	}
 	sh := uint(16 + st.rms.shift)
+	dv := newDivider(uint64(r))
 	for i, q := range src[:d] {
 		x := int64(q) - int64(st.zIn)
-		t := sat32(roundDiv64(x<<sh, r))
+		t := sat32(dv.roundDiv(x << sh))
 		y := int64(st.perRow[i].Apply(t))
 		if st.sign[i] < 0 {
 			y = -y
@@ -304,8 +320,9 @@ func attentionRow(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch []i
 		y := dst[h*hd : (h+1)*hd]
 		y = y[:len(o)]
 		m, z := a.mo[g], st.zOut
+		dv := newDivider(uint64(sum)) // |v<<16| <= 2^20*2^16*127*MaxContext < 2^62
 		for d, v := range o {
-			y[d] = out8(m, int32(roundDiv64(v<<16, sum)), z)
+			y[d] = out8(m, int32(dv.roundDiv(v<<16)), z)
 		}
 	}
 }
@@ -352,15 +369,32 @@ func axpyInt8(o []int64, e int64, v []int8) {
 }
 
 // cacheWrite stores k' and v' of one row at position pos, requantized to the per-head symmetric
-// int8 cache scales (clamped to [-127,127]).
+// int8 cache scales (clamped to [-127,127]) through the per-head tables built at load.
 func cacheWrite(kc, vc, k, v []int8, a *attentionParams, pos int) {
 	hd, ms := a.hd, a.maxSeq
 	for g := 0; g < a.kvHeads; g++ {
 		kd := kc[(g*ms+pos)*hd : (g*ms+pos+1)*hd]
 		vd := vc[(g*ms+pos)*hd : (g*ms+pos+1)*hd]
-		for d := 0; d < hd; d++ {
-			kd[d] = int8(quant.Clamp(a.mk[g].Apply(int32(k[g*hd+d])-a.zK), -127, 127))
-			vd[d] = int8(quant.Clamp(a.mv[g].Apply(int32(v[g*hd+d])-a.zV), -127, 127))
+		kt, vt := &a.kTab[g], &a.vTab[g]
+		for d, x := range k[g*hd : (g+1)*hd] {
+			kd[d] = kt[uint8(x)^0x80]
 		}
+		for d, x := range v[g*hd : (g+1)*hd] {
+			vd[d] = vt[uint8(x)^0x80]
+		}
+	}
+}
+
+// lmAdd is the residual Add of the LM runtime: each int8 input level's rescaled value comes from
+// the table built at load (the same MultiplyByQuantizedMultiplier of (q-z)<<AddLeftShift that
+// the CNN runtime's add computes per element), the sum is requantized once.
+func lmAdd(dst, a, b []int8, st *lmStep) {
+	b = b[:len(a)]
+	dst = dst[:len(a)]
+	ta, tb := &st.addTab[0], &st.addTab[1]
+	m, z, lo, hi := st.mult, int64(st.add.zOut), int64(st.add.lo), int64(st.add.hi)
+	for i, x := range a {
+		v := int64(m.Apply(ta[uint8(x)^0x80]+tb[uint8(b[i])^0x80])) + z
+		dst[i] = int8(min(max(v, lo), hi))
 	}
 }

@@ -203,7 +203,7 @@ func (s *LMSession) run(toks []int) {
 			}
 		case qmodel.OpAdd:
 			a, b, dst := s.i8[st.in], s.i8[st.in2], s.i8[st.out]
-			add(dst[:rows*out], a[:rows*in], b[:rows*in], &st.add)
+			lmAdd(dst[:rows*out], a[:rows*in], b[:rows*in], st)
 		case qmodel.OpDequantize:
 			dst := s.f32[st.out][:rows*out]
 			if st.deqFromInt8 {
