@@ -93,7 +93,7 @@ func TestAttentionRowMatchesPlain(t *testing.T) {
 				}
 				pos := trial % a.maxSeq
 				got, want := make([]int8, st.outN), make([]int8, st.outN)
-				attentionRow(got, q, st, kc, vc, pos, scratch, make([]int64, a.hd))
+				attentionRow(got, q, st, kc, vc, pos, scratch, make([]int64, a.hd), make([]int16, a.hd))
 				attentionRowRef(want, q, st, kc, vc, pos, scratch)
 				for i := range want {
 					if got[i] != want[i] {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/qatgo/qatgo/internal/lmref"
+	"github.com/qatgo/qatgo/kernels"
 	"github.com/qatgo/qatgo/qmodel"
 )
 
@@ -182,4 +183,54 @@ func loadRandomLMZeroPoints(t testing.TB, c lmref.Config, seed uint64, r *rand.R
 		t.Fatal(err)
 	}
 	return lm
+}
+
+// TestLMDecodeSameOnEveryPath: prefill and decode give bit-identical logits on every kernel path
+// (portable Go first; SIMD GEMV, int4 GEMV and attention where this CPU and build have them), at
+// W8A8 and W4A8 g32, with head sizes that take the SIMD attention and one that does not.
+func TestLMDecodeSameOnEveryPath(t *testing.T) {
+	defer func() {
+		if err := kernels.SetPath(kernels.Paths()[len(kernels.Paths())-1]); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	for _, c := range []lmref.Config{
+		{Vocab: 64, Dim: 64, Layers: 2, Heads: 4, Hidden: 96, Ctx: 40, Bits: 8},
+		{Vocab: 64, Dim: 96, Layers: 1, Heads: 2, KVHeads: 1, Hidden: 64, Ctx: 40, Bits: 4, Group: 32},
+		{Vocab: 32, Dim: 24, Layers: 1, Heads: 4, Hidden: 32, Ctx: 20, Bits: 8},
+	} {
+		r := rand.New(rand.NewPCG(5, 5))
+		lm := loadRandomLMZeroPoints(t, c, 13, r)
+		toks := make([]int, c.Ctx)
+		for i := range toks {
+			toks[i] = r.IntN(c.Vocab)
+		}
+		var want []float32
+		for _, path := range kernels.Paths() {
+			if err := kernels.SetPath(path); err != nil {
+				t.Fatal(err)
+			}
+			s := lm.NewSession()
+			var got []float32
+			if err := s.PrefillEach(toks[:5], func(_ int, l []float32) { got = append(got, l...) }); err != nil {
+				t.Fatal(err)
+			}
+			for _, tk := range toks[5:] {
+				l, err := s.Decode(tk)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, l...)
+			}
+			if want == nil {
+				want = got
+				continue
+			}
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%+v: path %s logit %d = %g, %s gives %g", c, path, i, got[i], kernels.Paths()[0], want[i])
+				}
+			}
+		}
+	}
 }

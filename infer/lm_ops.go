@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 
+	"github.com/qatgo/qatgo/kernels"
 	"github.com/qatgo/qatgo/quant"
 )
 
@@ -283,25 +284,29 @@ func (e expScale) apply(d uint64) uint64 {
 // Error against float softmax attention over the same int8 cache: exponentials within 2^-19
 // absolute, the average within 2^-17 of a cache unit; at most 0.5 LSB + sV/sOut*(2^-12) in all.
 //
-// The loops read the cache in its storage order (one position after the other, for the scores
-// and for the weighted sum of the values, acc holding the hd int64 sums) and skip positions whose
-// exponential is 0; all sums are exact integers, so the result does not depend on the order
-// (attentionRowRef in the tests is the plain form it is checked against bit for bit).
-func attentionRow(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch []int32, acc []int64) {
+// The inner products run on kernels.AttentionScores and kernels.AttentionValues (SIMD where
+// available), over the cache in its storage order; acc holds the hd int64 sums and q16 the query
+// head minus its zero point. All sums are exact integers, so the result does not depend on the
+// order (attentionRowRef in the tests is the plain form it is checked against bit for bit).
+func attentionRow(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch []int32, acc []int64, q16 []int16) {
 	a := st.att
 	hd, ms := a.hd, a.maxSeq
 	group := a.heads / a.kvHeads
 	n := pos + 1
 	scores := scratch[:n]
-	ex := scratch[n : 2*n] // exponentials fit int32 (<= 2^20)
-	qq := scratch[2*n : 2*n+hd]
+	ex := scratch[n : 2*n] // exponentials: Q20, at most 2^20 = kernels.MaxAttentionWeight
+	qq := q16[:hd]
 	o := acc[:hd]
 	for h := 0; h < a.heads; h++ {
 		g := h / group
 		for d, x := range q[h*hd : (h+1)*hd] {
-			qq[d] = int32(x) - a.zQ
+			qq[d] = int16(int32(x) - a.zQ)
 		}
-		mx := dotRowsInt8(scores, qq, kc[g*ms*hd:(g*ms+n)*hd])
+		kernels.AttentionScores(scores, qq, kc[g*ms*hd:(g*ms+n)*hd])
+		mx := int32(math.MinInt32)
+		for _, s := range scores {
+			mx = max(mx, s)
+		}
 		ec := a.expC[g]
 		var sum int64
 		for t, s := range scores {
@@ -309,14 +314,7 @@ func attentionRow(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch []i
 			ex[t] = int32(e)
 			sum += e
 		}
-		clear(o)
-		vh := vc[g*ms*hd : (g*ms+n)*hd]
-		for t, e := range ex {
-			if e == 0 {
-				continue
-			}
-			axpyInt8(o, int64(e), vh[t*hd:(t+1)*hd])
-		}
+		kernels.AttentionValues(o, ex, vc[g*ms*hd:(g*ms+n)*hd])
 		y := dst[h*hd : (h+1)*hd]
 		y = y[:len(o)]
 		m, z := a.mo[g], st.zOut
@@ -324,47 +322,6 @@ func attentionRow(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch []i
 		for d, v := range o {
 			y[d] = out8(m, int32(dv.roundDiv(v<<16)), z)
 		}
-	}
-}
-
-// dotRowsInt8 stores s[t] = sum_d q[d]*k[t*len(q)+d] for every row t of k (len(s) rows) and
-// returns the largest (exact int32: |q| <= 255, |k| <= 127, len(q) <= 2^15).
-func dotRowsInt8(s, q []int32, k []int8) int32 {
-	hd := len(q)
-	mx := int32(math.MinInt32)
-	for t := range s {
-		kr := k[t*hd : (t+1)*hd]
-		kr = kr[:len(q)]
-		var s0, s1, s2, s3 int32
-		d := 0
-		for ; d+4 <= len(kr); d += 4 {
-			s0 += q[d] * int32(kr[d])
-			s1 += q[d+1] * int32(kr[d+1])
-			s2 += q[d+2] * int32(kr[d+2])
-			s3 += q[d+3] * int32(kr[d+3])
-		}
-		for ; d < len(kr); d++ {
-			s0 += q[d] * int32(kr[d])
-		}
-		v := s0 + s1 + s2 + s3
-		s[t] = v
-		mx = max(mx, v)
-	}
-	return mx
-}
-
-// axpyInt8 adds e*v[d] to o[d] for d < len(o) (len(v) >= len(o)).
-func axpyInt8(o []int64, e int64, v []int8) {
-	v = v[:len(o)]
-	d := 0
-	for ; d+4 <= len(o); d += 4 {
-		o[d] += e * int64(v[d])
-		o[d+1] += e * int64(v[d+1])
-		o[d+2] += e * int64(v[d+2])
-		o[d+3] += e * int64(v[d+3])
-	}
-	for ; d < len(o); d++ {
-		o[d] += e * int64(v[d])
 	}
 }
 

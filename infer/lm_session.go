@@ -37,6 +37,7 @@ type LMSession struct {
 	kc, vc  [][]int8
 	scratch []int32
 	acc64   []int64 // attention: int64 sums of one head
+	q16     []int16 // attention: one query head minus its zero point
 	toks    []int
 }
 
@@ -72,6 +73,7 @@ func (lm *LM) NewSessionWith(opt LMSessionOptions) *LMSession {
 	}
 	s.scratch = make([]int32, lm.scratchN)
 	s.acc64 = make([]int64, lm.maxHD)
+	s.q16 = make([]int16, lm.maxHD)
 	s.toks = make([]int, rows)
 	return s
 }
@@ -189,7 +191,7 @@ func (s *LMSession) run(toks []int) {
 			}
 			q, dst := s.i8[st.in], s.i8[st.out]
 			for r := 0; r < rows; r++ {
-				attentionRow(dst[r*out:(r+1)*out], q[r*in:(r+1)*in], st, kc, vc, s.pos+r, s.scratch, s.acc64)
+				attentionRow(dst[r*out:(r+1)*out], q[r*in:(r+1)*in], st, kc, vc, s.pos+r, s.scratch, s.acc64, s.q16)
 			}
 		case qmodel.OpSwiGLU:
 			g, u, dst := s.i8[st.in], s.i8[st.in2], s.i8[st.out]

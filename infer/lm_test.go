@@ -175,7 +175,7 @@ func testAttentionRow(t *testing.T, r *rand.Rand, m *qmodel.Model, st *lmStep, o
 	pos := r.IntN(a.maxSeq)
 	q := randRow(r, st.inN)
 	got := make([]int8, st.outN)
-	attentionRow(got, q, st, kc, vc, pos, scratch, make([]int64, a.hd))
+	attentionRow(got, q, st, kc, vc, pos, scratch, make([]int64, a.hd), make([]int16, a.hd))
 	ref := make([]int8, st.outN)
 	attentionRowRef(ref, q, st, kc, vc, pos, scratch)
 	for i := range ref {

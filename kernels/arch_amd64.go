@@ -125,6 +125,7 @@ func archImpls() []*impl {
 	}
 	for _, p := range l { // every x86 path has AVX2
 		p.quantF32, p.allFinite = quantizeF32AVX2, allFiniteAVX2
+		p.attnScores, p.attnValues = attnScoresAVX2, attnValuesAVX2
 	}
 	return l
 }

@@ -37,6 +37,10 @@ type impl struct {
 	// input) and AllFinite on n values, n a positive multiple of 8.
 	quantF32  func(dst *int8, src *float32, n int, scale, zp, lo, hi float32)
 	allFinite func(src *float32, n int) bool
+	// attnScores and attnValues, if not nil, are the loops of AttentionScores and
+	// AttentionValues for n > 0 positions and hd a positive multiple of 16.
+	attnScores func(s *int32, q *int16, k *int8, n, hd int)
+	attnValues func(o *int64, e *int32, v *int8, n, hd int)
 }
 
 // impls lists the paths this build can run on this CPU, portable first, best last.

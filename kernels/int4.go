@@ -170,7 +170,11 @@ func GEMMInt4(dst []int8, ldd int, a []int8, lda, m int, w *PackedInt4, bias []i
 	bp := getAcc(w.n)
 	for i := 0; i < m; i++ {
 		gemv4(p, *bp, a[i*lda:i*lda+w.k], w, bias)
-		requantRow(dst[i*ldd:i*ldd+w.n], *bp, rq)
+		if p.requant != nil { // the path's vector epilogue (RequantizeInt32)
+			p.requant(dst[i*ldd:i*ldd+w.n], *bp, w.n, rq)
+		} else {
+			requantRow(dst[i*ldd:i*ldd+w.n], *bp, rq)
+		}
 	}
 	accPool.Put(bp)
 }

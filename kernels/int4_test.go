@@ -74,16 +74,24 @@ func TestInt4AllPaths(t *testing.T) {
 					}
 				}
 			}
-			// The public entry points, with the epilogue and two rows.
+			// The public entry points, with the epilogue and two rows, on every path.
 			rq := randomRequant(r, c.n, c.k*64)
 			a2 := append(append([]int8{}, a...), a...)
-			got8 := make([]int8, 2*c.n)
-			GEMMInt4(got8, c.n, a2, c.k, 2, p, bias, rq)
 			want8 := refRequant(append(append([]int32{}, want...), want...), c.n, rq)
-			for i := range got8 {
-				if got8[i] != want8[i] {
-					t.Fatalf("GEMMInt4: [%d] got %d want %d", i, got8[i], want8[i])
+			for _, path := range Paths() {
+				if err := SetPath(path); err != nil {
+					t.Fatal(err)
 				}
+				got8 := make([]int8, 2*c.n)
+				GEMMInt4(got8, c.n, a2, c.k, 2, p, bias, rq)
+				for i := range got8 {
+					if got8[i] != want8[i] {
+						t.Fatalf("GEMMInt4 (%s): [%d] got %d want %d", path, i, got8[i], want8[i])
+					}
+				}
+			}
+			if err := SetPath(Paths()[len(Paths())-1]); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
