@@ -41,9 +41,13 @@ type DecoderOptions struct {
 	// micro-kernel) instead of W [N][K] (fgemm's dot-product kernel, the faster one for a
 	// single row on amd64).
 	Transposed bool
+	// AttentionGEMM runs the two products of attention (scores K·q and the weighted sum pᵀV of
+	// each head) as fgemm.Sgemm calls instead of plain float32 loops.
+	AttentionGEMM bool
 }
 
 type dop struct {
+	attGEMM  bool
 	op       *qmodel.Op
 	wt       []float32
 	n, k     int
@@ -113,6 +117,7 @@ func NewDecoder(m *qmodel.Model, opt DecoderOptions) (*Decoder, error) {
 			n := op.LM.KVHeads * op.LM.MaxSeq * op.LM.HeadDim
 			o.kc, o.vc = make([]float32, n), make([]float32, n)
 			o.p = make([]float32, op.LM.MaxSeq)
+			o.attGEMM = opt.AttentionGEMM
 		case qmodel.OpSwiGLU, qmodel.OpHadamard, qmodel.OpAdd, qmodel.OpDequantize:
 		default:
 			return nil, fmt.Errorf("lmref: op %v not supported", op.Kind)
@@ -231,16 +236,23 @@ func (d *Decoder) attention(o *dop, q, k, v, out []float32) {
 		qh := q[h*hd : (h+1)*hd]
 		kh := o.kc[g*ms*hd : (g*ms+n)*hd]
 		mx := float32(math.Inf(-1))
-		for t := range p {
-			kr := kh[t*hd : (t+1)*hd]
-			kr = kr[:len(qh)]
-			var s float32
-			for j, x := range qh {
-				s += x * kr[j]
+		if o.attGEMM {
+			fgemm.Sgemm(false, true, 1, n, hd, scale, qh, hd, kh, hd, 0, p, n)
+			for _, s := range p {
+				mx = max(mx, s)
 			}
-			s *= scale
-			p[t] = s
-			mx = max(mx, s)
+		} else {
+			for t := range p {
+				kr := kh[t*hd : (t+1)*hd]
+				kr = kr[:len(qh)]
+				var s float32
+				for j, x := range qh {
+					s += x * kr[j]
+				}
+				s *= scale
+				p[t] = s
+				mx = max(mx, s)
+			}
 		}
 		var sum float32
 		for t, s := range p {
@@ -250,8 +262,12 @@ func (d *Decoder) attention(o *dop, q, k, v, out []float32) {
 		}
 		inv := 1 / sum
 		y := out[h*hd : (h+1)*hd]
-		clear(y)
 		vh := o.vc[g*ms*hd : (g*ms+n)*hd]
+		if o.attGEMM {
+			fgemm.Sgemm(false, false, 1, hd, n, inv, p, n, vh, hd, 0, y, hd)
+			continue
+		}
+		clear(y)
 		for t, e := range p {
 			w := e * inv
 			vr := vh[t*hd : (t+1)*hd]

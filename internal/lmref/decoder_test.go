@@ -52,12 +52,12 @@ func TestDecoderMatchesFloat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tr := range []bool{false, true} {
+		for _, opt := range []DecoderOptions{{}, {Transposed: true}, {AttentionGEMM: true}} {
 			ref, err := NewFloat(m)
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := NewDecoder(m, DecoderOptions{Transposed: tr})
+			d, err := NewDecoder(m, opt)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -78,7 +78,7 @@ func TestDecoderMatchesFloat(t *testing.T) {
 				}
 				for j := range want {
 					if e := math.Abs(float64(got[j]) - float64(want[j])); e > 1e-4*scale+1e-6 {
-						t.Fatalf("%+v transposed=%v token %d logit %d: %g, reference %g", c, tr, i, j, got[j], want[j])
+						t.Fatalf("%+v %+v token %d logit %d: %g, reference %g", c, opt, i, j, got[j], want[j])
 					}
 				}
 			}
