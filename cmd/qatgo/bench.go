@@ -21,7 +21,13 @@ func init() {
 		summary: "measure batch-1 latency (p50/p99), batch-N throughput and the time per op",
 		detail: `Inputs are random (the integer runtime's speed does not depend on the values). Each
 measurement runs for about -time after a warm-up. The per-op breakdown comes from the runtime's
-opt-in profiler at batch -batch.`,
+opt-in profiler at batch -batch.
+
+For a language model, bench measures prefill (a full context of random tokens run in batches of
+-batch rows, capped at the context length) and batch-1 decode: one token at a time at every
+position from 1 to the end of the context (then the context is reset), with the time of each
+token; p50/p99 are over those tokens. It also prints the memory the weights, the KV cache and
+a session need.`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			batch := fs.Int("batch", 256, "batch size of the throughput and per-op measurements")
 			dur := fs.Duration("time", time.Second, "duration of each measurement")
@@ -79,9 +85,16 @@ func runner(s *infer.Session, batch int) func() error {
 }
 
 func bench(e *env, modelPath string, batch int, dur time.Duration, threads int, lo infer.LoadOptions, budget int64) error {
-	md, err := infer.LoadFileWith(modelPath, lo)
+	m, err := qmodel.ReadFile(modelPath)
 	if err != nil {
 		return err
+	}
+	if m.IsLM() {
+		return benchLM(e, m, batch, dur, threads, lo, budget)
+	}
+	md, err := infer.LoadWith(m, lo)
+	if err != nil {
+		return fmt.Errorf("%s: %w", modelPath, err)
 	}
 	if batch, err = fitBatch(e, md, batch, infer.SessionOptions{Threads: threads}, budget); err != nil {
 		return err
