@@ -88,9 +88,17 @@ func inspect(e *env, path string, listTensors bool) error {
 	}
 	fmt.Fprintf(w, "weights   %d bytes (%d as float32: %.1fx smaller)\n", m.ConstBytes(), floatBytes, ratio)
 	fmt.Fprintf(w, "activations %d elements per sample in %d tensors\n", actElems, len(m.Tensors)-countConst(m))
-	fmt.Fprintf(w, "compute   %d multiply-accumulates per sample\n", modelMACs(m))
+	per := "sample"
+	if m.IsLM() {
+		per = "token (attention's grow with the position and are not counted)"
+	}
+	fmt.Fprintf(w, "compute   %d multiply-accumulates per %s\n", modelMACs(m), per)
 	work, _ := m.Work()
-	fmt.Fprintf(w, "work      %d units per sample (multiply-accumulates + window reads + elements)", work.Total())
+	workPer := "sample"
+	if m.IsLM() {
+		workPer = "token at a full context"
+	}
+	fmt.Fprintf(w, "work      %d units per %s (multiply-accumulates + window reads + elements)", work.Total(), workPer)
 	if work.Total() > qmodel.DefaultMaxWork {
 		fmt.Fprintf(w, ", over the runtime's default budget of %d: run, eval and bench need -max-work", qmodel.DefaultMaxWork)
 	}
@@ -111,6 +119,9 @@ func inspect(e *env, path string, listTensors bool) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(w, "meta      %s = %s\n", safe(k), safe(m.Meta[k]))
+	}
+	if m.IsLM() {
+		inspectLM(w, m)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -149,8 +160,11 @@ func inspect(e *env, path string, listTensors bool) error {
 				shift = fmt.Sprintf("%d..%d", lo, hi)
 			}
 		}
+		if op.Kind.IsLM() {
+			attrs, wts, wq, shift = lmOpColumns(m, op)
+		}
 		inStr := tensorStr(in)
-		if op.Kind == qmodel.OpAdd {
+		if op.Kind == qmodel.OpAdd || op.Kind == qmodel.OpSwiGLU {
 			inStr += " + " + tensorStr(&m.Tensors[op.Inputs[1]])
 		}
 		macs := "-"
@@ -177,9 +191,12 @@ func inspect(e *env, path string, listTensors bool) error {
 	return nil
 }
 
-// opMACs returns the multiply-accumulates per sample of a Conv2D or FullyConnected op (0 otherwise).
+// opMACs returns the multiply-accumulates per sample (per token for a language model) of a
+// Conv2D, FullyConnected, Linear or LMHead op (0 otherwise).
 func opMACs(m *qmodel.Model, op *qmodel.Op) int {
-	if op.Kind != qmodel.OpConv2D && op.Kind != qmodel.OpFullyConnected {
+	switch op.Kind {
+	case qmodel.OpConv2D, qmodel.OpFullyConnected, qmodel.OpLinear, qmodel.OpLMHead:
+	default:
 		return 0
 	}
 	w := &m.Tensors[op.Inputs[1]]
