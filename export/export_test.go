@@ -579,6 +579,9 @@ func TestUnsupported(t *testing.T) {
 func initQuant(p *qat.Prepared) error {
 	m := p.Model
 	d := newSynth(16, m.Input[0], m.Input[1], m.Input[2], 1)
+	for i := range d.y { // labels within the model's classes (the trainer rejects others)
+		d.y[i] %= m.OutShape()[0]
+	}
 	tr, err := qat.NewTrainer(m, p, qat.Config{Epochs: 1, BatchSize: 8, EvalBatch: 8, Logger: quiet(), CalibBatches: 1, StopAfter: 1})
 	if err != nil {
 		return err

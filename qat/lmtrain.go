@@ -58,6 +58,9 @@ type lmRun struct {
 
 // NewLMTrainer returns a trainer of lm (float when p is nil; otherwise p must prepare lm).
 func NewLMTrainer(lm *graph.LM, p *Prepared, cfg Config, opts graph.LMOptions) (*LMTrainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.defaults()
 	if p != nil && p.Net != graph.Network(lm) {
 		return nil, fmt.Errorf("qat: the Prepared model is not this LM")

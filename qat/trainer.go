@@ -159,6 +159,9 @@ func (r *netRun) close() {
 
 // NewTrainer returns a trainer for m (float when p is nil).
 func NewTrainer(m *graph.Model, p *Prepared, cfg Config) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.defaults()
 	if err := m.Err(); err != nil {
 		return nil, err
@@ -268,17 +271,21 @@ func (t *Trainer) applySchedules() {
 	t.Prep.FreezeObservers(t.Cfg.ObserverFreeze > 0 && t.Step >= t.Cfg.ObserverFreeze)
 }
 
-func (r *netRun) feed(d Dataset, idx []int, y []int) {
+// feed writes the examples idx of d into the net's input and their one-hot labels into the
+// target. A label outside the model's classes is an error naming the example.
+func (r *netRun) feed(d Dataset, idx []int, y []int) error {
 	x := r.net.XVal.Data().([]float32)
 	d.Batch(idx, x, y)
 	yv := r.yVal.Data().([]float32)
 	clear(yv)
 	k := r.yVal.Shape()[1]
 	for i, c := range y {
-		if c >= 0 && c < k {
-			yv[i*k+c] = 1
+		if c < 0 || c >= k {
+			return labelError(idx[i], c, k)
 		}
+		yv[i*k+c] = 1
 	}
+	return nil
 }
 
 func (r *netRun) run() error {
@@ -421,7 +428,9 @@ func (t *Trainer) Fit(train, test Dataset) error {
 // finite.
 func (t *Trainer) trainStep(d Dataset, idx, y []int, lr float64, tensors map[string]*tensor.Dense) (float64, error) {
 	r := t.train
-	r.feed(d, idx, y)
+	if err := r.feed(d, idx, y); err != nil {
+		return 0, err
+	}
 	if len(r.net.Masks) > 0 {
 		r.net.FillMasks(rand.New(rand.NewPCG(t.Cfg.Seed^0xd20b, uint64(t.Step))))
 	}
@@ -486,7 +495,9 @@ func evaluate(r *netRun, d Dataset, B, limit int) (acc, loss float64, err error)
 		for i := range idx {
 			idx[i] = s + min(i, valid-1) // pad the last batch with its last example
 		}
-		r.feed(d, idx, y)
+		if err := r.feed(d, idx, y); err != nil {
+			return 0, 0, err
+		}
 		if err := r.run(); err != nil {
 			return 0, 0, err
 		}
@@ -512,7 +523,9 @@ func (t *Trainer) initQuantizers(train Dataset) error {
 	for i := range idx {
 		idx[i] = i % train.Len()
 	}
-	r.feed(train, idx, y)
+	if err := r.feed(train, idx, y); err != nil {
+		return err
+	}
 	if err := t.Prep.whileDisabled(r.run); err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ MODEL.gguf -type q8_0.`,
 				if *parity < 0 {
 					return usagef("-parity must be >= 0, got %d", *parity)
 				}
-				if *minW1 < 0 || *minW1 > 1 || *minAgree < 0 || *minAgree > 1 {
+				if !(*minW1 >= 0 && *minW1 <= 1) || !(*minAgree >= 0 && *minAgree <= 1) { // NaN fails too
 					return usagef("-min-within1 and -min-agree must be in [0,1]")
 				}
 				if *maxLSB < 0 || *maxLocal < 0 {

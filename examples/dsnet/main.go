@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/qatgo/qatgo/internal/flagcheck"
 	"github.com/qatgo/qatgo/onnx"
 	"github.com/qatgo/qatgo/onnx/testnets"
 )
@@ -22,6 +23,10 @@ func main() {
 	seed := flag.Uint64("seed", 1, "weight seed")
 	softmax := flag.Bool("softmax", false, "end the graph with Softmax")
 	flag.Parse()
+	if err := flagcheck.First(flagcheck.NoArgs(flag.Args()), flagcheck.NotEmpty("o", *out)); err != nil {
+		fmt.Fprintln(os.Stderr, "dsnet:", err)
+		os.Exit(2)
+	}
 	if err := onnx.WriteFile(*out, testnets.DSNet(*seed, *softmax)); err != nil {
 		fmt.Fprintln(os.Stderr, "dsnet:", err)
 		os.Exit(1)

@@ -28,6 +28,7 @@ import (
 	"github.com/qatgo/qatgo/gguf"
 	"github.com/qatgo/qatgo/gguf/llama"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/internal/flagcheck"
 	"github.com/sirupsen/logrus"
 	G "gorgonia.org/gorgonia"
 )
@@ -49,11 +50,29 @@ func main() {
 	flag.IntVar(&o.windows, "windows", 64, "held-out windows of Ctx bytes to evaluate")
 	flag.IntVar(&o.maxBytes, "max-bytes", 1<<20, "corpus cap in bytes (as the tinyllm run that wrote the checkpoint)")
 	flag.Parse()
+	if err := o.validate(flag.Args()); err != nil {
+		fmt.Fprintln(os.Stderr, "llamacpp:", err)
+		os.Exit(2)
+	}
 	log := logrus.New()
 	if err := run(o, log); err != nil {
 		log.Error(err)
 		os.Exit(1)
 	}
+}
+
+// validate checks the flag values before any work (issue 14: no value silently reinterpreted).
+func (o *options) validate(args []string) error {
+	return flagcheck.First(
+		flagcheck.NoArgs(args),
+		flagcheck.NotEmpty("ckpt", o.ckpt),
+		flagcheck.NotEmpty("out", o.out),
+		flagcheck.NotEmpty("llamacpp", o.llamaDir),
+		flagcheck.AtLeast("steps", o.steps, 1),
+		flagcheck.Positive("lr", o.lr),
+		flagcheck.AtLeast("windows", o.windows, 1),
+		flagcheck.AtLeast("max-bytes", o.maxBytes, 1),
+	)
 }
 
 func run(o options, log *logrus.Logger) error {

@@ -10,12 +10,12 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +24,7 @@ import (
 	"github.com/qatgo/qatgo/fastblas"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/internal/atomicfile"
+	"github.com/qatgo/qatgo/internal/flagcheck"
 	"github.com/qatgo/qatgo/onnx"
 	"github.com/qatgo/qatgo/qat"
 	"github.com/sirupsen/logrus"
@@ -53,6 +54,7 @@ type options struct {
 	dataDir     string
 	noExport    bool
 	from        string
+	resume      bool
 	conv        string
 }
 
@@ -71,31 +73,51 @@ type curve struct {
 }
 
 func main() {
-	var o options
-	flag.StringVar(&o.model, "model", "bn", "model: bn (CNN with BatchNorm), ggml (ggml's MNIST CNN) or onnx:FILE (a float ONNX model, imported; its weights are the starting point)")
-	flag.StringVar(&o.data, "data", "", "dataset: mnist (default), fashion (Fashion-MNIST, apt-get install dataset-fashion-mnist) or a folder of idx files")
-	flag.IntVar(&o.epochs, "epochs", 0, "float training epochs (default 3 for bn, 4 for ggml; 1 with -quick)")
-	flag.IntVar(&o.qatEpochs, "qat-epochs", 1, "QAT epochs per bit width")
-	flag.StringVar(&o.bits, "bits", "8,4", "comma-separated weight/activation bit widths for PTQ and QAT (8: W8A8 observers, 4: W4A4 LSQ, 2: W2A2 LSQ)")
-	flag.StringVar(&o.out, "out", "out", "output directory (checkpoints, results, curves)")
-	flag.BoolVar(&o.quick, "quick", false, "quick run on subsets (a few minutes on 2 cores)")
-	flag.IntVar(&o.trainLimit, "train-limit", 0, "use only the first n training images (0: all 60000)")
-	flag.IntVar(&o.testLimit, "test-limit", 0, "evaluate on the first n test images (0: all 10000)")
-	flag.IntVar(&o.batch, "batch", 64, "mini-batch size")
-	flag.Float64Var(&o.lr, "lr", 2e-3, "float learning rate (Adam, cosine)")
-	flag.Float64Var(&o.qatLR, "qat-lr", 2e-4, "QAT learning rate (Adam, cosine)")
-	flag.Uint64Var(&o.seed, "seed", 1, "seed for initialisation, data order and calibration sample")
-	flag.IntVar(&o.calib, "calib", 16, "PTQ calibration batches")
-	flag.BoolVar(&o.useFastBLAS, "fastblas", true, "use qatgo's SIMD Sgemm (fastblas) instead of gonum's for Gorgonia")
-	flag.StringVar(&o.dataDir, "mnist", "", "directory with the MNIST idx files (default: $QATGO_MNIST_DIR or the GoMNIST module)")
-	flag.BoolVar(&o.noExport, "no-export", false, "skip exporting the W8A8 QAT model to the integer runtime")
-	flag.StringVar(&o.from, "from", "", "load the float model from this checkpoint instead of training it")
-	flag.StringVar(&o.conv, "conv", "convop", "convolution, max-pool and ReLU ops: convop (qatgo's SIMD ops) or gorgonia")
-	flag.Parse()
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "mnist:", err)
+		os.Exit(2)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "mnist:", err)
 		os.Exit(1)
 	}
+}
+
+// parseFlags parses and checks the command line (validate).
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("mnist", flag.ContinueOnError)
+	fs.StringVar(&o.model, "model", "bn", "model: bn (CNN with BatchNorm), ggml (ggml's MNIST CNN) or onnx:FILE (a float ONNX model, imported; its weights are the starting point)")
+	fs.StringVar(&o.data, "data", "", "dataset: mnist (default), fashion (Fashion-MNIST, apt-get install dataset-fashion-mnist) or a folder of idx files")
+	fs.IntVar(&o.epochs, "epochs", 0, "float training epochs (default 3 for bn, 4 for ggml; 1 with -quick)")
+	fs.IntVar(&o.qatEpochs, "qat-epochs", 1, "QAT epochs per bit width")
+	fs.StringVar(&o.bits, "bits", "8,4", "comma-separated weight/activation bit widths for PTQ and QAT (8: W8A8 observers, 4: W4A4 LSQ, 2: W2A2 LSQ)")
+	fs.StringVar(&o.out, "out", "out", "output directory (checkpoints, results, curves)")
+	fs.BoolVar(&o.quick, "quick", false, "quick run on subsets (a few minutes on 2 cores)")
+	fs.IntVar(&o.trainLimit, "train-limit", 0, "use only the first n training images (0: all 60000)")
+	fs.IntVar(&o.testLimit, "test-limit", 0, "evaluate on the first n test images (0: all 10000)")
+	fs.IntVar(&o.batch, "batch", 64, "mini-batch size")
+	fs.Float64Var(&o.lr, "lr", 2e-3, "float learning rate (Adam, cosine)")
+	fs.Float64Var(&o.qatLR, "qat-lr", 2e-4, "QAT learning rate (Adam, cosine)")
+	fs.Uint64Var(&o.seed, "seed", 1, "seed for initialisation, data order and calibration sample")
+	fs.IntVar(&o.calib, "calib", 16, "PTQ calibration batches")
+	fs.BoolVar(&o.useFastBLAS, "fastblas", true, "use qatgo's SIMD Sgemm (fastblas) instead of gonum's for Gorgonia")
+	fs.StringVar(&o.dataDir, "mnist", "", "directory with the MNIST idx files (default: $QATGO_MNIST_DIR or the GoMNIST module)")
+	fs.BoolVar(&o.noExport, "no-export", false, "skip exporting the W8A8 QAT model to the integer runtime")
+	fs.StringVar(&o.from, "from", "", "load the float model from this checkpoint instead of training it")
+	fs.StringVar(&o.conv, "conv", "convop", "convolution, max-pool and ReLU ops: convop (qatgo's SIMD ops) or gorgonia")
+	fs.BoolVar(&o.resume, "resume", false, "with -from: train a checkpoint that has fewer than -epochs epochs to the end (without it, such a checkpoint is refused)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if err := flagcheck.NoArgs(fs.Args()); err != nil {
+		return o, err
+	}
+	return o, o.validate()
 }
 
 func run(o options) error {
@@ -133,16 +155,9 @@ func run(o options) error {
 	default:
 		return fmt.Errorf("-conv %q: want convop or gorgonia", o.conv)
 	}
-	var bits []int
-	for _, s := range strings.Split(o.bits, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		b, err := strconv.Atoi(s)
-		if err != nil || (b != 8 && b != 4 && b != 2) {
-			return fmt.Errorf("-bits: %q is not 8, 4 or 2", s)
-		}
-		bits = append(bits, b)
+	bits, err := parseBits(o.bits)
+	if err != nil {
+		return err
 	}
 	var mk func(uint64) *graph.Model
 	switch {
@@ -173,6 +188,9 @@ func run(o options) error {
 		return err
 	}
 	train, test = train.Subset(o.trainLimit), test.Subset(o.testLimit)
+	if o.batch > train.Len() {
+		return fmt.Errorf("-batch %d is more than the %d training images: not one mini-batch per epoch", o.batch, train.Len())
+	}
 	log.WithFields(logrus.Fields{"conv": o.conv, "fastblas": o.useFastBLAS, "model": o.model, "train": train.Len(), "test": test.Len(), "epochs": o.epochs,
 		"qat_epochs": o.qatEpochs, "bits": o.bits}).Info("start")
 	startAll := time.Now()
@@ -188,6 +206,15 @@ func run(o options) error {
 	if o.from != "" {
 		if err := ft.LoadCheckpoint(o.from); err != nil {
 			return err
+		}
+		if ft.Epoch < o.epochs {
+			if !o.resume {
+				return unfinishedError(o.from, ft.Epoch, o.epochs)
+			}
+			log.WithFields(logrus.Fields{"checkpoint": o.from, "epochs_done": ft.Epoch, "epochs": o.epochs}).Info("resuming the unfinished float checkpoint")
+			if err := ft.Fit(train, test); err != nil {
+				return err
+			}
 		}
 		acc, _, err := ft.Evaluate(test)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/qatgo/qatgo/data/text"
+	"github.com/qatgo/qatgo/internal/flagcheck"
 
 	"github.com/qatgo/qatgo/qat"
 )
@@ -74,7 +75,44 @@ func parseFlags(args []string) (options, error) {
 		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 200, 50, 6, 4, 120
 		o.runs = "ptq:w8a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,qat:w4a8:hadamard"
 	}
-	return o, nil
+	if err := flagcheck.NoArgs(fs.Args()); err != nil {
+		return o, err
+	}
+	return o, o.validate()
+}
+
+// validate checks every flag value before any work (issue 14: no value silently reinterpreted).
+func (o *options) validate() error {
+	err := flagcheck.First(
+		flagcheck.AtLeast("max-bytes", o.maxBytes, 1),
+		flagcheck.AtLeast("dim", o.dim, 1),
+		flagcheck.AtLeast("layers", o.layers, 1),
+		flagcheck.AtLeast("heads", o.heads, 1),
+		flagcheck.AtLeast("hidden", o.hidden, 1),
+		flagcheck.AtLeast("ctx", o.ctx, 2),
+		flagcheck.AtLeast("batch", o.batch, 1),
+		flagcheck.AtLeast("steps", o.steps, 1),
+		flagcheck.AtLeast("qat-steps", o.qatSteps, 1),
+		flagcheck.Positive("lr", o.lr),
+		flagcheck.Positive("qat-lr", o.qatLR),
+		flagcheck.NonNegative("wd", o.wd),
+		flagcheck.AtLeast("eval-batches", o.evalBatches, 1),
+		flagcheck.AtLeast("calib", o.calib, 1),
+		flagcheck.AtLeast("group", o.group, 0),
+		flagcheck.Between("head-bits", o.headBits, 2, 8),
+		flagcheck.Within("alpha", o.alpha, 0, 1),
+		flagcheck.Positive("spin-lr", o.spinLR),
+		flagcheck.AtLeast("gen", o.gen, 0),
+		flagcheck.NonNegative("temp", o.temp),
+	)
+	if err != nil {
+		return err
+	}
+	if o.dim%o.heads != 0 {
+		return fmt.Errorf("-heads %d does not divide -dim %d", o.heads, o.dim)
+	}
+	_, err = parseRuns(o.runs, *o)
+	return err
 }
 
 type exp struct {

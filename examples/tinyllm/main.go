@@ -20,6 +20,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -41,7 +43,11 @@ type row struct {
 
 func main() {
 	o, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
 	if err != nil {
+		fmt.Fprintln(os.Stderr, "tinyllm:", err)
 		os.Exit(2)
 	}
 	log := logrus.New()

@@ -209,3 +209,45 @@ func TestQATBeatsPTQAt4Bits(t *testing.T) {
 		t.Fatalf("PTQ W4A4 %.4f, PTQ W4A4 + Hadamard %.4f, QAT W4A4 %.4f", ptq, ptqH, qat)
 	}
 }
+
+// TestFlagValidation (issue 14, item 4): bad values are errors before any work.
+func TestFlagValidation(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string // "" for valid
+	}{
+		{nil, ""},
+		{[]string{"-quick"}, ""},
+		{[]string{"-steps", "0"}, "-steps must be >= 1, got 0"},
+		{[]string{"-qat-steps", "-3"}, "-qat-steps must be >= 1, got -3"},
+		{[]string{"-lr", "-1"}, "-lr must be a finite number > 0, got -1"},
+		{[]string{"-lr", "0"}, "-lr must be a finite number > 0, got 0"},
+		{[]string{"-qat-lr", "NaN"}, "-qat-lr must be a finite number > 0, got NaN"},
+		{[]string{"-wd", "-0.1"}, "-wd must be a finite number >= 0"},
+		{[]string{"-batch", "0"}, "-batch must be >= 1, got 0"},
+		{[]string{"-ctx", "1"}, "-ctx must be >= 2, got 1"},
+		{[]string{"-dim", "0"}, "-dim must be >= 1"},
+		{[]string{"-dim", "64", "-heads", "5"}, "-heads 5 does not divide -dim 64"},
+		{[]string{"-layers", "-1"}, "-layers must be >= 1"},
+		{[]string{"-hidden", "0"}, "-hidden must be >= 1"},
+		{[]string{"-max-bytes", "0"}, "-max-bytes must be >= 1"},
+		{[]string{"-eval-batches", "0"}, "-eval-batches must be >= 1"},
+		{[]string{"-calib", "0"}, "-calib must be >= 1"},
+		{[]string{"-group", "-8"}, "-group must be >= 0"},
+		{[]string{"-head-bits", "9"}, "-head-bits must be in [2,8], got 9"},
+		{[]string{"-alpha", "1.5"}, "-alpha must be in [0,1], got 1.5"},
+		{[]string{"-spin-lr", "0"}, "-spin-lr must be a finite number > 0"},
+		{[]string{"-gen", "-1"}, "-gen must be >= 0"},
+		{[]string{"-temp", "-1"}, "-temp must be a finite number >= 0"},
+		{[]string{"-runs", "ptq:w9"}, `run "ptq:w9"`},
+		{[]string{"steps"}, `unexpected arguments ["steps"]`},
+	} {
+		_, err := parseFlags(c.args)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%q: %v", c.args, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: error %v, want one containing %q", c.args, err, c.want)
+		}
+	}
+}
