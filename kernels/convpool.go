@@ -3,6 +3,7 @@ package kernels
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/qatgo/qatgo/quant"
@@ -42,6 +43,8 @@ type FusedConv struct {
 	stride8, stride16 int
 	ng2               int
 	bias16            []int32
+
+	wino atomic.Pointer[winoWeights] // portable Winograd weights, built on first use (winograd.go)
 }
 
 // FusedScratch holds the per-goroutine buffers of FusedConv.Run; the zero value is ready to use
@@ -53,6 +56,7 @@ type FusedScratch struct {
 	col  []int8  // Conv2DInt8 scratch (paths without a fused kernel)
 	tail []int8  // partial last tile of a row
 	in   []int8  // RunShifted's converted input (paths without a fused kernel)
+	wino []int64 // transformed input and product tiles of the portable Winograd path
 }
 
 // NewFusedConv prepares the fused op for shape s (pool: a 2x2 stride-2 max pool follows, whose
@@ -303,6 +307,10 @@ func init() { portableImpl.convPool = convPoolPortable }
 // pool on the accumulators, then the reference epilogue on the pooled row.
 func convPoolPortable(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch) {
 	s := f.s
+	if winoUsable(s) {
+		convPoolWinograd(f, dst, src, batch, shifted, sc)
+		return
+	}
 	c, n := s.InC, s.OutC
 	oh, ow := s.OutH(), s.OutW()
 	pw := s.InW + s.PadLeft + s.PadRight

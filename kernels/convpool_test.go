@@ -215,16 +215,24 @@ func BenchmarkFusedConv(b *testing.B) {
 		var sc FusedScratch
 		name := fmt.Sprintf("%dx%dx%d-%d", s.InH, s.InW, s.InC, s.OutC)
 		b.Run(name+"/fused", func(b *testing.B) {
+			cpu := startThreadCPU(b)
 			for range b.N {
 				f.Run(dst, src, batch, &sc)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/image")
+			if ns := cpu.nanos(); ns > 0 {
+				b.ReportMetric(float64(ns)/float64(b.N*batch), "cpu-ns/image")
+			}
 		})
 		b.Run(name+"/unfused", func(b *testing.B) {
+			cpu := startThreadCPU(b)
 			for range b.N {
 				f.runUnfused(dst, src, batch, &sc)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/image")
+			if ns := cpu.nanos(); ns > 0 {
+				b.ReportMetric(float64(ns)/float64(b.N*batch), "cpu-ns/image")
+			}
 		})
 	}
 }
