@@ -133,8 +133,8 @@ func convPoolWinograd(f *FusedConv, dst, src []int8, batch int, shifted bool, sc
 	pad := sc.pad
 	sc.acc = fcGrow32(sc.acc, 4*tw*n)
 	acc0, acc1 := sc.acc[:2*tw*n], sc.acc[2*tw*n:4*tw*n]
-	sc.wino = fcGrow64(sc.wino, 16*c+16*np4)
-	x, m := sc.wino[:16*c], sc.wino[16*c:16*c+16*np4]
+	sc.wino = fcGrow64(sc.wino, 16*c+20*np4)
+	x, m, yt := sc.wino[:16*c], sc.wino[16*c:16*c+16*np4], sc.wino[16*c+16*np4:16*c+20*np4]
 	bias := f.bias
 	inImg, outImg := s.InH*s.InW*c, f.oh*f.ow*n
 	for b := 0; b < batch; b++ {
@@ -142,10 +142,20 @@ func convPoolWinograd(f *FusedConv, dst, src []int8, batch int, shifted bool, sc
 		o := dst[b*outImg : (b+1)*outImg]
 		for ty := 0; ty < th; ty++ {
 			for tx := 0; tx < tw; tx++ {
-				winoInput(x, pad[((2*ty)*pw+2*tx)*c:], pw*c, c)
-				winoMul(m, x, ww.w, c, ww.ngrp)
+				if c == 1 {
+					winoInput1(x, pad[2*ty*pw+2*tx:], pw)
+					winoTile1(yt, x, ww.w, np4)
+				} else {
+					winoInput(x, pad[((2*ty)*pw+2*tx)*c:], pw*c, c)
+					winoMul(m, x, ww.w, c, ww.ngrp)
+					for q := 0; q < (n+1)/2; q++ {
+						y := yt[4*q : 4*q+4]
+						y[0], y[1], y[2], y[3] = winoOutput(m, q, np4)
+					}
+				}
 				for q := 0; q < (n+1)/2; q++ {
-					y00, y01, y10, y11 := winoOutput(m, q, np4)
+					y := yt[4*q : 4*q+4]
+					y00, y01, y10, y11 := y[0], y[1], y[2], y[3]
 					j := 2 * q
 					l00, h00 := split2(y00)
 					l01, h01 := split2(y01)
@@ -210,6 +220,47 @@ func winoInput(x []int64, p []int8, rs, c int) {
 	}
 }
 
+// winoInput1 is winoInput for one channel.
+func winoInput1(x []int64, p []int8, rs int) {
+	x = x[:16]
+	p = p[:3*rs+4]
+	r0, r1, r2, r3 := p[:4], p[rs:rs+4], p[2*rs:2*rs+4], p[3*rs:3*rs+4]
+	for j := 0; j < 4; j++ {
+		d0, d1, d2, d3 := int64(r0[j]), int64(r1[j]), int64(r2[j]), int64(r3[j])
+		// Column j of B^T d, stored transposed for the row pass below.
+		x[j], x[4+j], x[8+j], x[12+j] = d0-d2, d1+d2, d2-d1, d1-d3
+	}
+	for i := 0; i < 4; i++ {
+		r := x[4*i : 4*i+4]
+		e0, e1, e2, e3 := r[0], r[1], r[2], r[3]
+		r[0], r[1], r[2], r[3] = e0-e2, e1+e2, e2-e1, e1-e3
+	}
+}
+
+// winoTile1 computes the output tiles of all channel pairs for one input channel: the
+// elementwise products and A^T M A without storing M. y[4q:4q+4] receives y00, y01, y10, y11 of
+// pair q (two lanes per int64, scaled by 4); w is laid out [g][p][4] (winoWeights, InC = 1).
+func winoTile1(y, x, w []int64, np4 int) {
+	x = x[:16]
+	y = y[:4*np4]
+	w = w[:16*np4]
+	for q := 0; q < np4; q++ {
+		wq := w[(q/4)*64+q%4:]
+		wq = wq[:61]
+		var t0, t1 [4]int64
+		for j := 0; j < 4; j++ {
+			a, b, c, d := x[j]*wq[4*j], x[4+j]*wq[16+4*j], x[8+j]*wq[32+4*j], x[12+j]*wq[48+4*j]
+			t0[j] = a + b + c
+			t1[j] = b - c - d
+		}
+		yq := y[4*q : 4*q+4]
+		yq[0] = t0[0] + t0[1] + t0[2]
+		yq[1] = t0[1] - t0[2] - t0[3]
+		yq[2] = t1[0] + t1[1] + t1[2]
+		yq[3] = t1[1] - t1[2] - t1[3]
+	}
+}
+
 // winoMul computes the elementwise stage of one tile: m[p*4*ngrp+q] = sum_ch x[p*c+ch]*W[p][ch][q]
 // for the 16 positions p and the 4*ngrp channel pairs q (two int32 lanes per int64).
 func winoMul(m, x, w []int64, c, ngrp int) {
@@ -217,18 +268,6 @@ func winoMul(m, x, w []int64, c, ngrp int) {
 	m = m[:16*np4]
 	x = x[:16*c]
 	w = w[:16*ngrp*c*4]
-	if c == 1 {
-		// One input channel: one product per pair (weights [g][p][4]).
-		for g := 0; g < ngrp; g++ {
-			wg := w[g*64 : g*64+64]
-			for p, xv := range x[:16] {
-				mq := m[p*np4+4*g : p*np4+4*g+4]
-				wq := wg[4*p : 4*p+4]
-				mq[0], mq[1], mq[2], mq[3] = xv*wq[0], xv*wq[1], xv*wq[2], xv*wq[3]
-			}
-		}
-		return
-	}
 	for g := 0; g < ngrp; g++ {
 		winoDot16(&m[4*g], np4, &x[0], &w[g*16*c*4], c)
 	}
