@@ -133,20 +133,24 @@ func convPoolWinograd(f *FusedConv, dst, src []int8, batch int, shifted bool, sc
 	pad := sc.pad
 	sc.acc = fcGrow32(sc.acc, 4*tw*n)
 	acc0, acc1 := sc.acc[:2*tw*n], sc.acc[2*tw*n:4*tw*n]
-	sc.wino = fcGrow64(sc.wino, 16*c+20*np4)
+	sc.wino = fcGrow64(sc.wino, 16*c+20*np4+4*pw*c)
 	x, m, yt := sc.wino[:16*c], sc.wino[16*c:16*c+16*np4], sc.wino[16*c+16*np4:16*c+20*np4]
+	cols := sc.wino[16*c+20*np4:]
 	bias := f.bias
 	inImg, outImg := s.InH*s.InW*c, f.oh*f.ow*n
 	for b := 0; b < batch; b++ {
 		f.winoPadded(pad, src[b*inImg:(b+1)*inImg], th, tw, shifted)
 		o := dst[b*outImg : (b+1)*outImg]
 		for ty := 0; ty < th; ty++ {
+			if c > 1 {
+				winoColumns(cols, pad[2*ty*pw*c:], pw*c)
+			}
 			for tx := 0; tx < tw; tx++ {
 				if c == 1 {
 					winoInput1(x, pad[2*ty*pw+2*tx:], pw)
 					winoTile1(yt, x, ww.w, np4)
 				} else {
-					winoInput(x, pad[((2*ty)*pw+2*tx)*c:], pw*c, c)
+					winoRows(x, cols, pw*c, 2*tx*c, c)
 					winoMul(m, x, ww.w, c, ww.ngrp)
 					for q := 0; q < (n+1)/2; q++ {
 						y := yt[4*q : 4*q+4]
@@ -190,37 +194,8 @@ func convPoolWinograd(f *FusedConv, dst, src []int8, batch int, shifted bool, sc
 	}
 }
 
-// winoInput stores B^T d B of the 4x4 patch at p (row stride rs bytes, c channels per pixel) in
-// x, position-major: x[(i*4+j)*c+ch].
-func winoInput(x []int64, p []int8, rs, c int) {
-	x = x[:16*c]
-	p = p[:3*rs+4*c]
-	for ch := 0; ch < c; ch++ {
-		var d [4][4]int64
-		for i := 0; i < 4; i++ {
-			r := p[i*rs+ch:]
-			d[i] = [4]int64{int64(r[0]), int64(r[c]), int64(r[2*c]), int64(r[3*c])}
-		}
-		// Rows: B^T d.
-		var e [4][4]int64
-		for j := 0; j < 4; j++ {
-			e[0][j] = d[0][j] - d[2][j]
-			e[1][j] = d[1][j] + d[2][j]
-			e[2][j] = d[2][j] - d[1][j]
-			e[3][j] = d[1][j] - d[3][j]
-		}
-		// Columns: (B^T d) B.
-		for i := 0; i < 4; i++ {
-			r := e[i]
-			x[(i*4+0)*c+ch] = r[0] - r[2]
-			x[(i*4+1)*c+ch] = r[1] + r[2]
-			x[(i*4+2)*c+ch] = r[2] - r[1]
-			x[(i*4+3)*c+ch] = r[1] - r[3]
-		}
-	}
-}
-
-// winoInput1 is winoInput for one channel.
+// winoInput1 stores B^T d B of the 4x4 patch of one channel at p (row stride rs) in x,
+// position-major: x[i*4+j].
 func winoInput1(x []int64, p []int8, rs int) {
 	x = x[:16]
 	p = p[:3*rs+4]
@@ -261,6 +236,34 @@ func winoTile1(y, x, w []int64, np4 int) {
 	}
 }
 
+// winoColumns stores B^T d for every column of a row of tiles: v[i*rs+k] for i < 4 and k < rs
+// (rs = row length in bytes), from the four image rows at p (stride rs). Two horizontally
+// adjacent tiles share two columns, so this pass runs once per column instead of per tile.
+func winoColumns(v []int64, p []int8, rs int) {
+	r0, r1, r2, r3 := p[:rs], p[rs:2*rs], p[2*rs:3*rs], p[3*rs:4*rs]
+	v0, v1, v2, v3 := v[:rs], v[rs:2*rs], v[2*rs:3*rs], v[3*rs:4*rs]
+	for k, a := range r0 {
+		b, c, d := int64(r1[k]), int64(r2[k]), int64(r3[k])
+		v0[k], v1[k], v2[k], v3[k] = int64(a)-c, b+c, c-b, b-d
+	}
+}
+
+// winoRows finishes the input transform of the tile whose columns start at v[k0] (see
+// winoColumns; c channels per pixel): x[(i*4+j)*c+ch] = (B^T d B)[i][j] of channel ch.
+func winoRows(x, v []int64, rs, k0, c int) {
+	x = x[:16*c]
+	for i := 0; i < 4; i++ {
+		vi := v[i*rs+k0 : i*rs+k0+4*c]
+		a, b, cc, d := vi[:c], vi[c:2*c], vi[2*c:3*c], vi[3*c:4*c]
+		xi := x[4*i*c : 4*(i+1)*c]
+		x0, x1, x2, x3 := xi[:c], xi[c:2*c], xi[2*c:3*c], xi[3*c:4*c]
+		for ch, av := range a {
+			bv, cv, dv := b[ch], cc[ch], d[ch]
+			x0[ch], x1[ch], x2[ch], x3[ch] = av-cv, bv+cv, cv-bv, bv-dv
+		}
+	}
+}
+
 // winoMul computes the elementwise stage of one tile: m[p*4*ngrp+q] = sum_ch x[p*c+ch]*W[p][ch][q]
 // for the 16 positions p and the 4*ngrp channel pairs q (two int32 lanes per int64).
 func winoMul(m, x, w []int64, c, ngrp int) {
@@ -281,9 +284,9 @@ func winoMul(m, x, w []int64, c, ngrp int) {
 //go:noinline
 func winoDot16(m *int64, ms int, x, w *int64, c int) {
 	xp, wp, mp := unsafe.Pointer(x), unsafe.Pointer(w), unsafe.Pointer(m)
-	for p := 0; p < 16; p++ {
+	for xend := unsafe.Add(xp, 16*c*8); xp != xend; {
 		var s0, s1, s2, s3 int64
-		for ch := 0; ch < c; ch++ {
+		for xe := unsafe.Add(xp, c*8); xp != xe; {
 			xv := *(*int64)(xp)
 			q := (*[4]int64)(wp)
 			s0 += xv * q[0]
