@@ -57,6 +57,7 @@ type FusedScratch struct {
 	tail []int8  // partial last tile of a row
 	in   []int8  // RunShifted's converted input (paths without a fused kernel)
 	wino []int64 // transformed input and product tiles of the portable Winograd path
+	prep []quant.PreparedMultiplier
 }
 
 // NewFusedConv prepares the fused op for shape s (pool: a 2x2 stride-2 max pool follows, whose

@@ -1,6 +1,10 @@
 package kernels
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/qatgo/qatgo/quant"
+)
 
 // Winograd F(2x2, 3x3) for the portable FusedConv (3x3 kernels, stride 1), exact in integers.
 //
@@ -137,6 +141,13 @@ func convPoolWinograd(f *FusedConv, dst, src []int8, batch int, shifted bool, sc
 	x, m, yt := sc.wino[:16*c], sc.wino[16*c:16*c+16*np4], sc.wino[16*c+16*np4:16*c+20*np4]
 	cols := sc.wino[16*c+20*np4:]
 	bias := f.bias
+	// Pooled tiles are requantized as they are decoded (the epilogue of requantRows).
+	sc.prep = growPrep(sc.prep, n)
+	prep := sc.prep
+	for j := range prep {
+		prep[j] = quant.Multiplier{M0: f.rq.M0[j], Shift: f.rq.Shift[j]}.Prepare()
+	}
+	zp, lo, hi := int64(f.rq.ZeroPoint), int64(f.rq.Min), int64(f.rq.Max)
 	inImg, outImg := s.InH*s.InW*c, f.oh*f.ow*n
 	for b := 0; b < batch; b++ {
 		f.winoPadded(pad, src[b*inImg:(b+1)*inImg], th, tw, shifted)
@@ -157,6 +168,10 @@ func convPoolWinograd(f *FusedConv, dst, src []int8, batch int, shifted bool, sc
 						y[0], y[1], y[2], y[3] = winoOutput(m, q, np4)
 					}
 				}
+				if f.pool {
+					winoPoolOut(o[(ty*f.ow+tx)*n:(ty*f.ow+tx+1)*n], yt, bias, prep, zp, lo, hi)
+					continue
+				}
 				for q := 0; q < (n+1)/2; q++ {
 					y := yt[4*q : 4*q+4]
 					y00, y01, y10, y11 := y[0], y[1], y[2], y[3]
@@ -165,14 +180,6 @@ func convPoolWinograd(f *FusedConv, dst, src []int8, batch int, shifted bool, sc
 					l01, h01 := split2(y01)
 					l10, h10 := split2(y10)
 					l11, h11 := split2(y11)
-					if f.pool {
-						a := acc0[tx*n:]
-						a[j] = max(l00, l01, l10, l11)>>2 + bias[j]
-						if j+1 < n {
-							a[j+1] = max(h00, h01, h10, h11)>>2 + bias[j+1]
-						}
-						continue
-					}
 					a0, a1 := acc0[2*tx*n:], acc1[2*tx*n:]
 					a0[j], a0[n+j] = l00>>2+bias[j], l01>>2+bias[j]
 					a1[j], a1[n+j] = l10>>2+bias[j], l11>>2+bias[j]
@@ -183,7 +190,6 @@ func convPoolWinograd(f *FusedConv, dst, src []int8, batch int, shifted bool, sc
 				}
 			}
 			if f.pool {
-				requantRows(o[ty*f.ow*n:], n, acc0, n, f.ow, n, &f.rq)
 				continue
 			}
 			requantRows(o[2*ty*ow*n:], n, acc0, n, ow, n, &f.rq)
@@ -192,6 +198,39 @@ func convPoolWinograd(f *FusedConv, dst, src []int8, batch int, shifted bool, sc
 			}
 		}
 	}
+}
+
+// winoPoolOut stores one pooled output pixel d (n channels) from the tile outputs yt (four
+// two-lane values per channel pair, scaled by 4; see winoTile1): per channel the maximum of the
+// four conv outputs, divided by 4, plus the bias, then requantized with prep and clamped.
+func winoPoolOut(d []int8, yt []int64, bias []int32, prep []quant.PreparedMultiplier, zp, lo, hi int64) {
+	n := len(d)
+	bias, prep = bias[:n], prep[:n]
+	j := 0
+	for ; j+1 < n; j += 2 {
+		y := yt[2*j : 2*j+4]
+		l00, h00 := split2(y[0])
+		l01, h01 := split2(y[1])
+		l10, h10 := split2(y[2])
+		l11, h11 := split2(y[3])
+		a0 := max(l00, l01, l10, l11)>>2 + bias[j]
+		a1 := max(h00, h01, h10, h11)>>2 + bias[j+1]
+		d[j] = int8(min(max(int64(prep[j].Apply(a0))+zp, lo), hi))
+		d[j+1] = int8(min(max(int64(prep[j+1].Apply(a1))+zp, lo), hi))
+	}
+	if j < n {
+		y := yt[2*j : 2*j+4]
+		a0 := max(int32(y[0]), int32(y[1]), int32(y[2]), int32(y[3]))>>2 + bias[j]
+		d[j] = int8(min(max(int64(prep[j].Apply(a0))+zp, lo), hi))
+	}
+}
+
+// growPrep returns b with length n, reallocated only when its capacity is too small.
+func growPrep(b []quant.PreparedMultiplier, n int) []quant.PreparedMultiplier {
+	if cap(b) < n {
+		return make([]quant.PreparedMultiplier, n)
+	}
+	return b[:n]
 }
 
 // winoInput1 stores B^T d B of the 4x4 patch of one channel at p (row stride rs) in x,
