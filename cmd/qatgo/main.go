@@ -2,8 +2,9 @@
 //
 //	qatgo inspect MODEL          ops, shapes, bit widths, quantization parameters and sizes
 //	qatgo run MODEL INPUT        classify a PNG/PGM image or raw bytes, print the top-k classes
-//	qatgo eval MODEL             accuracy on the MNIST test set
-//	qatgo bench MODEL            batch-1 latency (p50/p99), batch-N throughput, per-op time
+//	qatgo eval MODEL             accuracy on the MNIST test set; a language model's bits per byte (-text)
+//	qatgo bench MODEL            batch-1 latency (p50/p99), batch-N throughput, per-op time;
+//	                             prefill and decode tokens/s of a language model
 //	qatgo generate MODEL         stream text from a byte-level language model
 //	qatgo help [COMMAND]         usage
 //

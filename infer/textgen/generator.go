@@ -127,9 +127,14 @@ func (g *Generator) Generate(prompt []int, n int, emit func(token int) error) er
 // copy of the last logits.
 func (g *Generator) prefill(toks []int) error {
 	if len(toks) > g.s.Room() && g.slide {
-		all := append(g.hist, toks...)
-		w := all[len(all)-min(len(all), g.keep):]
-		g.hist = append(g.hist[:0], w...) // w starts at or after hist's start: copy is safe
+		// The window is the last keep tokens of hist+toks, built in hist's storage (cap ctx > keep).
+		if len(toks) >= g.keep {
+			g.hist = append(g.hist[:0], toks[len(toks)-g.keep:]...)
+		} else {
+			h := min(len(g.hist), g.keep-len(toks))
+			n := copy(g.hist, g.hist[len(g.hist)-h:]) // overlapping copy moves the tail to the front
+			g.hist = append(g.hist[:n], toks...)
+		}
 		g.s.Reset()
 		g.slides++
 		toks = g.hist

@@ -251,3 +251,28 @@ func TestScoreTokens(t *testing.T) {
 		t.Errorf("Score{2 ln 2, 2}: %v bits, perplexity %v", s.BitsPerToken(), s.Perplexity())
 	}
 }
+
+// TestGeneratorNoAllocs: after a warm-up, generating (prefill, sampling with top-k, decode, and a
+// slide) allocates nothing.
+func TestGeneratorNoAllocs(t *testing.T) {
+	lm := testLM(t, 16)
+	g, err := NewGenerator(lm, mustSampler(t, SamplerOptions{Temperature: 0.9, TopK: 10, Seed: 1}), GeneratorOptions{Slide: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := []int{1, 2, 3}
+	emit := func(int) error { return nil }
+	run := func() {
+		g.Reset()
+		if err := g.Generate(prompt, 40, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	if a := testing.AllocsPerRun(5, run); a != 0 {
+		t.Errorf("Generate allocates %v times per call of 40 tokens", a)
+	}
+	if g.Slides() == 0 {
+		t.Error("no slide happened")
+	}
+}
