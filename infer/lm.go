@@ -25,6 +25,7 @@ type LM struct {
 	// bytes of the resident weights (packed) and tables
 	weightBytes int64
 	scratchN    int // int32 scratch per row (Hadamard, attention scores)
+	gemvScratch int // int32 scratch of the largest kernels.GEMV
 	maxHD       int
 }
 
@@ -92,6 +93,7 @@ type lmLinear struct {
 	w4   *kernels.PackedInt4
 	bias []int32 // -zIn * row sums
 	rq   kernels.Requant
+	gemv *kernels.GEMV // the same layer prepared for one row (decode)
 }
 
 // LoadLM validates m (a language model) and prepares it for generation, with the default options
@@ -361,7 +363,7 @@ func (lm *LM) compileLinear(s *lmStep, op *qmodel.Op) error {
 		l.bias[c] = -s.zIn * sums[c] // |zIn*sum| <= 128*K*127*MaxGroupScale bound checked by qmodel
 	}
 	if op.Kind == qmodel.OpLMHead {
-		return nil
+		return lm.prepareGEMV(l, nil)
 	}
 	mults, err := qmodel.ConvMultipliers(in.Quant.Scales[0], wt.Quant.Scales, out.Quant.Scales[0], n)
 	if err != nil {
@@ -372,6 +374,22 @@ func (lm *LM) compileLinear(s *lmStep, op *qmodel.Op) error {
 		l.rq.M0[c], l.rq.Shift[c] = mu.M0, mu.Shift
 	}
 	l.rq.ZeroPoint, l.rq.Min, l.rq.Max = s.zOut, -128, 127
+	return lm.prepareGEMV(l, &l.rq)
+}
+
+// prepareGEMV builds the decode form of a linear layer (kernels.GEMV: epilogue checked once, no
+// per-call locks) and records its scratch need.
+func (lm *LM) prepareGEMV(l *lmLinear, rq *kernels.Requant) error {
+	var err error
+	if l.w4 != nil {
+		l.gemv, err = kernels.NewGEMVInt4(l.w4, l.bias, rq)
+	} else {
+		l.gemv, err = kernels.NewGEMVInt8(l.w8, l.bias, rq)
+	}
+	if err != nil {
+		return err
+	}
+	lm.gemvScratch = max(lm.gemvScratch, l.gemv.ScratchLen())
 	return nil
 }
 

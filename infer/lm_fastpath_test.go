@@ -234,3 +234,57 @@ func TestLMDecodeSameOnEveryPath(t *testing.T) {
 		}
 	}
 }
+
+// TestLMThreadsSameLogits: a session whose large linear layers split their channels over threads
+// gives the logits of a one-thread session, also with two such sessions decoding concurrently on
+// the same LM (run it with -race).
+func TestLMThreadsSameLogits(t *testing.T) {
+	for _, c := range []lmref.Config{
+		{Vocab: 64, Dim: 128, Layers: 1, Heads: 4, Hidden: 512, Ctx: 10, Bits: 8}, // 512x128 = 2^16 MACs
+		{Vocab: 64, Dim: 128, Layers: 1, Heads: 4, Hidden: 512, Ctx: 10, Bits: 4, Group: 32},
+	} {
+		lm, _ := loadRandomLM(t, c, 14)
+		r := rand.New(rand.NewPCG(1, 9))
+		toks := make([]int, c.Ctx)
+		for i := range toks {
+			toks[i] = r.IntN(c.Vocab)
+		}
+		decode := func(threads int) ([]float32, error) {
+			s := lm.NewSessionWith(LMSessionOptions{Threads: threads})
+			var out []float32
+			for _, tk := range toks {
+				l, err := s.Decode(tk)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, l...)
+			}
+			return out, nil
+		}
+		want, err := decode(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results := make([][]float32, 2)
+		errs := make([]error, 2)
+		done := make(chan int)
+		for i := range results {
+			go func() {
+				results[i], errs[i] = decode(2)
+				done <- i
+			}()
+		}
+		<-done
+		<-done
+		for i, got := range results {
+			if errs[i] != nil {
+				t.Fatal(errs[i])
+			}
+			for j := range want {
+				if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+					t.Fatalf("%+v: session %d with 2 threads: logit %d = %g, one thread %g", c, i, j, got[j], want[j])
+				}
+			}
+		}
+	}
+}

@@ -20,6 +20,10 @@ type LMSessionOptions struct {
 	// PrefillRows is the largest number of tokens run as one batch (0: DefaultPrefillRows, capped
 	// at the context length). Activation buffers hold this many rows.
 	PrefillRows int
+	// Threads is the number of goroutines a decode step may use for one linear layer (the
+	// output channels split between them; layers below 2^16 multiply-adds stay on the calling
+	// goroutine). 0 or 1: the calling goroutine only. The results do not depend on it.
+	Threads int
 }
 
 // LMSession is one generation stream of an LM: its KV cache (allocated once, for the full context)
@@ -30,6 +34,7 @@ type LMSessionOptions struct {
 type LMSession struct {
 	lm      *LM
 	rows    int
+	threads int
 	pos     int
 	i8      [][]int8
 	i32     [][]int32
@@ -38,6 +43,7 @@ type LMSession struct {
 	scratch []int32
 	acc64   []int64 // attention: int64 sums of one head
 	q16     []int16 // attention: one query head minus its zero point
+	gemvBuf []int32 // kernels.GEMV scratch
 	toks    []int
 }
 
@@ -51,7 +57,7 @@ func (lm *LM) NewSessionWith(opt LMSessionOptions) *LMSession {
 		rows = DefaultPrefillRows
 	}
 	rows = min(rows, lm.ctx)
-	s := &LMSession{lm: lm, rows: rows}
+	s := &LMSession{lm: lm, rows: rows, threads: max(opt.Threads, 1)}
 	n := len(lm.width)
 	s.i8, s.i32, s.f32 = make([][]int8, n), make([][]int32, n), make([][]float32, n)
 	for t, w := range lm.width {
@@ -74,6 +80,7 @@ func (lm *LM) NewSessionWith(opt LMSessionOptions) *LMSession {
 	s.scratch = make([]int32, lm.scratchN)
 	s.acc64 = make([]int64, lm.maxHD)
 	s.q16 = make([]int16, lm.maxHD)
+	s.gemvBuf = make([]int32, lm.gemvScratch)
 	s.toks = make([]int, rows)
 	return s
 }
@@ -164,14 +171,18 @@ func (s *LMSession) run(toks []int) {
 			}
 		case qmodel.OpLinear:
 			l := &st.lin
-			if l.w4 != nil {
+			if rows == 1 {
+				l.gemv.Run(s.i8[st.out], s.i8[st.in], s.gemvBuf, s.threads)
+			} else if l.w4 != nil {
 				kernels.GEMMInt4(s.i8[st.out], l.n, s.i8[st.in], l.k, rows, l.w4, l.bias, &l.rq)
 			} else {
 				kernels.GEMMInt8(s.i8[st.out], l.n, s.i8[st.in], l.k, rows, l.w8, l.bias, &l.rq)
 			}
 		case qmodel.OpLMHead:
 			l := &st.lin
-			if l.w4 != nil {
+			if rows == 1 {
+				l.gemv.RunInt32(s.i32[st.out], s.i8[st.in], s.gemvBuf, s.threads)
+			} else if l.w4 != nil {
 				kernels.GEMMInt4Int32(s.i32[st.out], l.n, s.i8[st.in], l.k, rows, l.w4, l.bias)
 			} else {
 				kernels.GEMMInt8Int32(s.i32[st.out], l.n, s.i8[st.in], l.k, rows, l.w8, l.bias)

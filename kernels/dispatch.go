@@ -41,6 +41,15 @@ type impl struct {
 	// AttentionValues for n > 0 positions and hd a positive multiple of 16.
 	attnScores func(s *int32, q *int16, k *int8, n, hd int)
 	attnValues func(o *int64, e *int32, v *int8, n, hd int)
+	// The GEMV plan (gemv.go), if not nil: rowCorr returns the per-row correction of the
+	// path's unsigned weight encoding (0 without one); gemv8 computes acc[j] = off[j] +
+	// sum_k a[k]*w[j][k] for j0 <= j < j1 (j0 a multiple of panelN, K a multiple of 4, acc and off
+	// padded to whole tiles); gemv4 does the same for int4 weights with gcorr[g] = 8*sum of
+	// group g of a; requantCols applies the epilogue to columns [j0, j1) of one row.
+	rowCorr     func(a []int8) int32
+	gemv8       func(acc []int32, a []int8, w *PackedInt8, off []int32, j0, j1 int)
+	gemv4Plan   func(acc []int32, a []int8, w *PackedInt4, off, gcorr []int32, j0, j1 int)
+	requantCols func(dst []int8, acc []int32, rq *Requant, j0, j1 int)
 }
 
 // impls lists the paths this build can run on this CPU, portable first, best last.

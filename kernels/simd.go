@@ -54,7 +54,7 @@ type simdKernels struct {
 }
 
 func newSIMDImpl(name string, k *simdKernels) *impl {
-	return &impl{
+	p := &impl{
 		name: name,
 		gemm32: func(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, j0, j1 int) {
 			k.gemm(dst, nil, ldd, a, lda, m, w, bias, nil, j0, j1)
@@ -71,6 +71,30 @@ func newSIMDImpl(name string, k *simdKernels) *impl {
 			k.int4(dst, a, w, bias, j0, j1)
 		},
 	}
+	if k.gemv != nil {
+		p.rowCorr, p.gemv8 = k.rowOffset, k.gemv8Plan
+		p.requantCols = func(dst []int8, acc []int32, rq *Requant, j0, j1 int) {
+			k.requantRows(dst[j0:], len(dst), acc[j0:], len(acc), 1, j1-j0, rq, j0)
+		}
+	}
+	if k.gemv4 != nil {
+		p.gemv4Plan = k.gemv4PlanTiles
+	}
+	return p
+}
+
+// gemv8Plan runs the GEMV kernel on the tiles of columns [j0, j1) (see impl.gemv8).
+func (k *simdKernels) gemv8Plan(acc []int32, a []int8, w *PackedInt8, off []int32, j0, j1 int) {
+	ts := w.kp * panelN
+	t0, t1 := j0/panelN, (j1+panelN-1)/panelN
+	k.gemv(&a[0], w.kp/4, &w.panel[t0*ts], ts, t1-t0, &off[j0], &acc[j0])
+}
+
+// gemv4PlanTiles runs the W4A8 GEMV kernel on the tiles of columns [j0, j1) (see impl.gemv4Plan).
+func (k *simdKernels) gemv4PlanTiles(acc []int32, a []int8, w *PackedInt4, off, gcorr []int32, j0, j1 int) {
+	ts := w.k * 8
+	t0, t1 := j0/panelN, (j1+panelN-1)/panelN
+	k.gemv4(&a[0], w.group/8, w.groups, &w.panel[t0*ts], ts, t1-t0, &w.pscales[t0*w.groups*panelN], &gcorr[0], &off[j0], &acc[j0])
 }
 
 // simdScratch holds the per-call buffers of the driver (pooled).
