@@ -41,6 +41,9 @@ type Report struct {
 	Labeled      bool
 	FakeAccuracy float64 // accuracy of the fake-quant graph
 	IntAccuracy  float64 // accuracy of the integer runtime
+	// FloatAccuracy is the accuracy of the float model (no quantization) on the same examples,
+	// measured with the labels.
+	FloatAccuracy float64
 }
 
 // Thresholds decide whether a Report passes. The zero value means the defaults; a negative
@@ -55,6 +58,12 @@ type Thresholds struct {
 	// MaxLocalLSB is the largest difference allowed for a layer alone (LayerParity.LocalMaxLSB;
 	// 0: no limit). Every lowered op is expected within 1 LSB of its fake-quant counterpart.
 	MaxLocalLSB int
+	// MaxAccuracyDrop is the largest drop, in accuracy (a share: 0.2 is 20 points), of the
+	// fake-quant model below the float model that a labelled report accepts (default 0.2; a
+	// negative value turns the check off). Quantization that loses more has collapsed: parity
+	// alone cannot see it, since the integer runtime faithfully reproduces a broken fake-quant
+	// model.
+	MaxAccuracyDrop float64
 }
 
 // DefaultThresholds are the thresholds Check applies for zero fields. They catch lowering bugs
@@ -63,7 +72,7 @@ type Thresholds struct {
 // elements within 1 LSB everywhere; 4-bit weights make the runtime's bias rounding (which the
 // fake-quant graph does not simulate) larger, and a layer whose scale is finer than its input's
 // amplifies upstream 1-LSB differences (see the W4A8 case in the tests, about 96%).
-var DefaultThresholds = Thresholds{MinWithin1: 0.99, MinAgreement: 0.99}
+var DefaultThresholds = Thresholds{MinWithin1: 0.99, MinAgreement: 0.99, MaxAccuracyDrop: 0.2}
 
 // ErrParity is wrapped by the error Check returns when parity is worse than the thresholds.
 var ErrParity = errors.New("export: parity check failed")
@@ -75,6 +84,13 @@ func (r *Report) Check(t Thresholds) error {
 	}
 	if t.MinAgreement == 0 {
 		t.MinAgreement = DefaultThresholds.MinAgreement
+	}
+	if t.MaxAccuracyDrop == 0 {
+		t.MaxAccuracyDrop = DefaultThresholds.MaxAccuracyDrop
+	}
+	if r.Labeled && t.MaxAccuracyDrop > 0 && r.FloatAccuracy-r.FakeAccuracy > t.MaxAccuracyDrop {
+		return fmt.Errorf("%w: quantization collapsed the model: fake-quant accuracy %.2f%% against float %.2f%% on %d examples (a drop of %.2f points, more than %.2f)",
+			ErrImplausible, 100*r.FakeAccuracy, 100*r.FloatAccuracy, r.Batch, 100*(r.FloatAccuracy-r.FakeAccuracy), 100*t.MaxAccuracyDrop)
 	}
 	for _, l := range r.Layers {
 		if l.Within1 < t.MinWithin1 {
@@ -116,8 +132,8 @@ func (r *Report) String() string {
 	}
 	fmt.Fprintf(&b, "prediction agreement: %d/%d (%.4f%%)\n", r.Agree, r.Batch, 100*r.Agreement)
 	if r.Labeled {
-		fmt.Fprintf(&b, "accuracy: fake-quant %.4f%%, integer %.4f%% (difference %+.4f points)\n",
-			100*r.FakeAccuracy, 100*r.IntAccuracy, 100*(r.IntAccuracy-r.FakeAccuracy))
+		fmt.Fprintf(&b, "accuracy: fake-quant %.4f%%, integer %.4f%% (difference %+.4f points); float %.4f%%\n",
+			100*r.FakeAccuracy, 100*r.IntAccuracy, 100*(r.IntAccuracy-r.FakeAccuracy), 100*r.FloatAccuracy)
 	}
 	return b.String()
 }
@@ -159,7 +175,8 @@ func (a *siteStats) add(want []float32, got []int8, fp quant.Params, rg quant.Ra
 }
 
 // ParityLabeled is Parity that also measures the accuracy of both models against labels
-// (len n), reported in Report.FakeAccuracy and Report.IntAccuracy.
+// (len n), reported in Report.FakeAccuracy and Report.IntAccuracy, and the float model's
+// (Report.FloatAccuracy), which Report.Check compares with the fake-quant accuracy.
 func ParityLabeled(p *qat.Prepared, qm *qmodel.Model, x []float32, n int, labels []int) (*Report, error) {
 	if p == nil || qm == nil {
 		return nil, errors.New("export: Parity needs a prepared model and an integer model")
@@ -279,6 +296,9 @@ func ParityLabeled(p *qat.Prepared, qm *qmodel.Model, x []float32, n int, labels
 		rep.Labeled = true
 		rep.FakeAccuracy = float64(fakeOK) / float64(n)
 		rep.IntAccuracy = float64(intOK) / float64(n)
+		if rep.FloatAccuracy, err = floatAccuracy(m, x, labels); err != nil {
+			return nil, err
+		}
 	}
 	return rep, nil
 }
@@ -369,10 +389,13 @@ func permuteCHW[T any](x []T, batch int, shape []int, toHWC bool) []T {
 	return out
 }
 
-// Export lowers p (Lower), checks parity on the batch x (Parity, Report.Check with t) and returns
+// Export checks p (CheckPlausible), lowers it (Lower), checks parity on the batch x (Parity, Report.Check with t) and returns
 // the model and the report. When parity fails it returns the model, the report and an error
 // wrapping ErrParity that names the layer, so a caller may still inspect or force-write the model.
 func Export(p *qat.Prepared, opt Options, x []float32, batch int, t Thresholds) (*qmodel.Model, *Report, error) {
+	if err := CheckPlausible(p); err != nil {
+		return nil, nil, err
+	}
 	qm, err := Lower(p, opt)
 	if err != nil {
 		return nil, nil, err

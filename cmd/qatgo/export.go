@@ -56,7 +56,8 @@ MODEL.gguf -type q8_0.`,
 			minAgree := fs.Float64("min-agree", export.DefaultThresholds.MinAgreement, "minimum share of agreeing predictions (0: no check)")
 			maxLSB := fs.Int("max-lsb", 0, "largest allowed difference in LSB anywhere (0: no limit)")
 			maxLocal := fs.Int("max-local-lsb", 0, "largest allowed difference of a layer alone, on the fake-quant inputs (0: no limit)")
-			force := fs.Bool("force", false, "write the model even when the parity check fails")
+			maxDrop := fs.Float64("max-acc-drop", export.DefaultThresholds.MaxAccuracyDrop, "largest drop of the fake-quant accuracy below the float accuracy on the labelled parity images, as a share (0: no check)")
+			force := fs.Bool("force", false, "write the model even when the parity check or the plausibility checks (weights, ranges, accuracy) fail")
 			ggufExport := ggufFlags(fs) // -format gguf, -type: export_gguf.go
 			return func(e *env, args []string) error {
 				if done, err := ggufExport(e, args, *out); done {
@@ -70,6 +71,12 @@ MODEL.gguf -type q8_0.`,
 				}
 				if !(*minW1 >= 0 && *minW1 <= 1) || !(*minAgree >= 0 && *minAgree <= 1) { // NaN fails too
 					return usagef("-min-within1 and -min-agree must be in [0,1]")
+				}
+				if !(*maxDrop >= 0 && *maxDrop <= 1) {
+					return usagef("-max-acc-drop must be in [0,1], got %v", *maxDrop)
+				}
+				if *maxDrop == 0 {
+					*maxDrop = -1
 				}
 				if *maxLSB < 0 || *maxLocal < 0 {
 					return usagef("-max-lsb and -max-local-lsb must be >= 0")
@@ -94,7 +101,7 @@ MODEL.gguf -type q8_0.`,
 				onnxOut := strings.EqualFold(fs.Lookup("format").Value.String(), "onnx")
 				return runExport(e, exportArgs{ckpt: args[0], data: *data, calib: *calib, onnx: onnxOut, model: *model, qconfig: *qconf, out: *out, uint8: *u8,
 					softmax: *softmax, parity: *parity, dir: *dir, force: *force,
-					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB, MaxLocalLSB: *maxLocal}})
+					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB, MaxLocalLSB: *maxLocal, MaxAccuracyDrop: *maxDrop}})
 			}
 		},
 	})
@@ -160,6 +167,12 @@ func runExport(e *env, a exportArgs) error {
 	} else if p, err = export.PrepareCheckpoint(ck, m, qc); err != nil {
 		return fmt.Errorf("%s: %w", a.ckpt, err)
 	}
+	if err := export.CheckPlausible(p); err != nil {
+		if !a.force {
+			return fmt.Errorf("%s: %w; nothing written (use -force to write anyway)", a.ckpt, err)
+		}
+		fmt.Fprintf(e.stderr, "qatgo export: warning: %v (writing anyway: -force)\n", err)
+	}
 	qm, err := export.Lower(p, opt)
 	if err != nil {
 		return err
@@ -183,7 +196,7 @@ func runExport(e *env, a exportArgs) error {
 		}
 		fmt.Fprint(e.stdout, rep)
 		if parityErr = rep.Check(a.th); parityErr != nil && !a.force {
-			return fmt.Errorf("%w; nothing written (use -force to write anyway, or relax -min-within1/-min-agree)", parityErr)
+			return fmt.Errorf("%w; nothing written (use -force to write anyway, or relax -min-within1/-min-agree/-max-acc-drop)", parityErr)
 		}
 	}
 	if a.onnx {
