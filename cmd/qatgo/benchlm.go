@@ -53,6 +53,7 @@ func benchLM(e *env, m *qmodel.Model, rows int, dur time.Duration, threads int, 
 		return err
 	}
 	runs := 0
+	pcpu0, _ := processCPU()
 	start := time.Now()
 	for time.Since(start) < dur || runs < 2 {
 		s.Reset()
@@ -62,8 +63,13 @@ func benchLM(e *env, m *qmodel.Model, rows int, dur time.Duration, threads int, 
 		runs++
 	}
 	el := time.Since(start)
-	fmt.Fprintf(w, "prefill  %.0f tokens/s, %.2f us/token (%d-token context in batches of %d, %d runs)\n",
+	pcpu1, havePCPU := processCPU()
+	fmt.Fprintf(w, "prefill  %.0f tokens/s, %.2f us/token (%d-token context in batches of %d, %d runs)",
 		float64(runs*ctx)/el.Seconds(), float64(el.Nanoseconds())/1e3/float64(runs*ctx), ctx, rows, runs)
+	if havePCPU {
+		fmt.Fprintf(w, "; process CPU time %.2f us/token", float64((pcpu1-pcpu0).Nanoseconds())/1e3/float64(runs*ctx))
+	}
+	fmt.Fprintln(w)
 
 	// Batch-1 decode at every position of the context.
 	if ctx < 2 {
