@@ -55,19 +55,30 @@ per-byte perplexity 2^bits. -n limits the bytes; -batch is the prefill batch (ro
 				if *n < 0 {
 					return usagef("-n must be >= 0, got %d", *n)
 				}
-				if *textPath != "" {
-					if *data != "" || *dir != "" {
-						return usagef("-text evaluates a language model on text; -data and -dir are for image models")
-					}
-					switch *split {
-					case "all", "train", "val":
-					default:
-						return usagef("-split must be all, train or val, got %q", *split)
-					}
-					if *maxBytes < 1 {
-						return usagef("-max-bytes must be >= 1, got %d", *maxBytes)
-					}
+				switch *split {
+				case "all", "train", "val":
+				default:
+					return usagef("-split must be all, train or val, got %q", *split)
 				}
+				if *maxBytes < 1 {
+					return usagef("-max-bytes must be >= 1, got %d", *maxBytes)
+				}
+				if *textPath != "" && (*data != "" || *dir != "") {
+					return usagef("-text evaluates a language model on text; -data and -dir are for image models")
+				}
+				lo, err := load()
+				if err != nil {
+					return err
+				}
+				budget, err := memory()
+				if err != nil {
+					return err
+				}
+				nt, restore, err := threads()
+				if err != nil {
+					return err
+				}
+				defer restore()
 				m, err := qmodel.ReadFile(args[0])
 				if err != nil {
 					return err
@@ -90,19 +101,6 @@ per-byte perplexity 2^bits. -n limits the bytes; -batch is the prefill batch (ro
 						*dir = d
 					}
 				}
-				lo, err := load()
-				if err != nil {
-					return err
-				}
-				budget, err := memory()
-				if err != nil {
-					return err
-				}
-				nt, restore, err := threads()
-				if err != nil {
-					return err
-				}
-				defer restore()
 				set := "MNIST"
 				switch *data {
 				case "", "mnist":
