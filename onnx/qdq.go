@@ -15,6 +15,13 @@ import (
 // Transpose to NHWC then Flatten (the integer model flattens in HWC order). int4 weights are
 // stored as int8 (the same levels). onnxruntime fuses these patterns into its int8 kernels.
 //
+// Activations are written as uint8 with the zero point moved by 128 (q+128, the same real values:
+// onnxruntime's own quantizer's default, activations uint8 and weights int8). onnxruntime's CPU
+// kernels take uint8 activations; given int8 ones, it converts a QuantizeLinear -> DequantizeLinear
+// pair to uint8 only when the QuantizeLinear has a single consumer, and leaves in float every
+// Conv and Add that reads or writes an activation with several consumers (the residual blocks'
+// inputs), whose float rounding then differs from the integer runtime's.
+//
 // The integer model must have one float32 input of shape [H,W,C] or [K] (a Quantize op) and one
 // output; a uint8 input is not supported.
 func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
@@ -50,7 +57,8 @@ func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
 			return "", "", fmt.Errorf("onnx: tensor %q is not a per-tensor int8 activation", t.Name)
 		}
 		s := b.scalarFloat(base(i)+".scale", t.Quant.Scales[0])
-		zp := b.int8Init(base(i)+".zero_point", nil, []int8{int8(t.Quant.ZeroPoints[0])})
+		// uint8 with the zero point moved by 128: the same real values (see FromQModel).
+		zp := b.uint8Init(base(i)+".zero_point", nil, []uint8{uint8(t.Quant.ZeroPoints[0] + 128)})
 		qp[i] = [2]string{s, zp}
 		return s, zp, nil
 	}
@@ -258,10 +266,19 @@ func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
 	out := qm.Outputs[0]
 	ot := &qm.Tensors[out]
 	et := onnxpb.TensorProto_FLOAT
-	if ot.DType == qmodel.Int8 {
+	res := names[out]
+	if ot.DType == qmodel.Int8 { // back to the integer model's int8 levels
 		et = onnxpb.TensorProto_INT8
+		x, err := dq(out)
+		if err != nil {
+			return nil, err
+		}
+		s, _, _ := qparams(out)
+		zp := b.int8Init(base(out)+".zero_point_int8", nil, []int8{int8(ot.Quant.ZeroPoints[0])})
+		res = base(out) + ".int8"
+		b.node("QuantizeLinear", res, []string{x, s, zp}, []string{res})
 	}
-	b.node("Identity", OutputName, []string{names[out]}, []string{OutputName})
+	b.node("Identity", OutputName, []string{res}, []string{OutputName})
 	b.output(OutputName, et, nchw(ot.Shape))
 	return b.model(), nil
 }

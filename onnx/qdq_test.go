@@ -77,8 +77,10 @@ func TestQDQMatchesIntegerRuntime(t *testing.T) {
 			if agree < 0.999 {
 				t.Errorf("predictions agree on %.2f%% of images, want >= 99.9%%", 100*agree)
 			}
-			// On the first 1000 images every output is within 1 LSB; over the full test set the
-			// dsnet output had a few at 2 LSB (float depthwise convs in onnxruntime's graph).
+			// On the first 1000 images every output is within 1 LSB; over the full test set one
+			// dsnet output of 100,000 is 2 LSB apart: onnxruntime's float32 requantization
+			// rounds a value just below .5 up (TestQDQRoundingDifference) and a residual Add
+			// with a larger input than output scale turns that 1 LSB into 2.
 			if maxLSB > 1.001 && (n <= qdqImages || maxLSB > 2.001 || over1 > n/1000) {
 				t.Errorf("outputs differ by %.3g LSB (%d beyond 1 LSB), want <= 1", maxLSB, over1)
 			}
@@ -128,11 +130,10 @@ func compareQDQ(t *testing.T, rt *ort.Runtime, qm *qmodel.Model, x []float32, n 
 		ops[nd.GetOpType()]++
 	}
 	t.Logf("onnxruntime's optimized graph: %v", ops)
-	// onnxruntime 1.30 fuses DQ -> Conv/Gemm -> Q into QLinearConv/QGemm; it leaves float the
-	// depthwise convolutions and a convolution followed by Clip (ReLU6) in these graphs, which
-	// then run on the dequantized values (results still within 1 LSB, checked below).
-	if ops["QLinearConv"] == 0 || ops["QGemm"] == 0 || ops["QLinearConv"] < ops["Conv"] {
-		t.Errorf("onnxruntime did not turn most QDQ convolutions and the dense layers into int8 kernels: %v", ops)
+	// onnxruntime 1.30 fuses DQ -> Conv/Gemm/Add -> Q into QLinearConv/QGemm/QLinearAdd (the
+	// activations are uint8, see FromQModel): nothing may be left to run in float.
+	if ops["QLinearConv"] == 0 || ops["QGemm"] == 0 || ops["Conv"]+ops["Gemm"]+ops["MatMul"]+ops["Add"] > 0 {
+		t.Errorf("onnxruntime did not turn every QDQ convolution, dense layer and addition into int8 kernels: %v", ops)
 	}
 	got := res.Float32
 	if len(got) != len(want) {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/internal/atomicfile"
@@ -243,6 +244,13 @@ func (b *builder) int8Init(name string, shape []int, v []int8) string {
 	}
 	b.g.Initializer = append(b.g.Initializer, &onnxpb.TensorProto{Name: proto.String(name), Dims: dims64(shape),
 		DataType: proto.Int32(int32(onnxpb.TensorProto_INT8)), RawData: raw})
+	return name
+}
+
+// uint8Init adds a uint8 initializer.
+func (b *builder) uint8Init(name string, shape []int, v []uint8) string {
+	b.g.Initializer = append(b.g.Initializer, &onnxpb.TensorProto{Name: proto.String(name), Dims: dims64(shape),
+		DataType: proto.Int32(int32(onnxpb.TensorProto_UINT8)), RawData: slices.Clone(v)})
 	return name
 }
 
