@@ -395,7 +395,8 @@ func tinyCNNForLMTest(t *testing.T) *qmodel.Model {
 	return m
 }
 
-// TestLMInt4StaysPacked: int4 linear weights keep one 4-bit copy (no int8 copy resident).
+// TestLMInt4StaysPacked: int4 linear weights keep one 4-bit copy (no int8 copy resident), and
+// int8 weights one int8 copy.
 func TestLMInt4StaysPacked(t *testing.T) {
 	lm8, m := loadRandomLM(t, smallLMConfig(8, 0), 6)
 	lm4, _ := loadRandomLM(t, smallLMConfig(4, 16), 6)
@@ -410,6 +411,14 @@ func TestLMInt4StaysPacked(t *testing.T) {
 			n, k := int64(w.N()), int64(w.K())
 			if got := w.ResidentBytes(); got > (n+15)/16*16*k/2+4*(2*n*k/int64(w.GroupSize())+n)+64 {
 				t.Fatalf("%s: %d resident bytes for %dx%d int4 weights", lm4.steps[i].name, got, n, k)
+			}
+		}
+	}
+	for i := range lm8.steps {
+		if w := lm8.steps[i].lin.w8; w != nil {
+			n, k := int64(w.N()), int64(w.K())
+			if got := w.ResidentBytes(); got > (n+15)/16*16*((k+3)/4*4)+4*n {
+				t.Fatalf("%s: %d resident bytes for %dx%d int8 weights: more than one copy", lm8.steps[i].name, got, n, k)
 			}
 		}
 	}

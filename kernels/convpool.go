@@ -113,7 +113,7 @@ func (f *FusedConv) prepareSIMD() {
 		var sum int32
 		for h := 0; h < s.KH; h++ {
 			for b := 0; b < kwc; b++ {
-				v := f.w.w[j*f.w.k+h*kwc+b]
+				v := f.w.at(j, h*kwc+b)
 				sum += int32(v)
 				f.panel[t*f.tileStride+((h*f.ng+b/4)*panelN+c)*4+b%4] = v
 			}
@@ -133,7 +133,7 @@ func (f *FusedConv) prepareSIMD() {
 		t, c := j/8, j%8
 		for h := 0; h < s.KH; h++ {
 			for b := 0; b < kwc; b++ {
-				v := f.w.w[j*f.w.k+h*kwc+b]
+				v := f.w.at(j, h*kwc+b)
 				f.panel8[t*f.stride8+((h*f.ng+b/4)*8+c)*4+b%4] = v
 				p16[t*f.stride16/2+((h*f.ng2+b/2)*8+c)*2+b%2] = int16(v)
 			}

@@ -127,3 +127,30 @@ func TestGEMVErrors(t *testing.T) {
 		}()
 	}
 }
+
+// TestPackInt8OneCopy: PackInt8 keeps one copy of the weights (the SIMD panel, or the row-major
+// copy without SIMD): ResidentBytes is at most one padded copy plus the row sums, and every
+// weight decodes back from it.
+func TestPackInt8OneCopy(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	for _, c := range [][2]int{{1, 1}, {17, 13}, {64, 64}, {288, 768}} {
+		n, k := c[0], c[1]
+		w := make([]int8, n*k)
+		fillInt8(r, w, fillRandom, true)
+		p, err := PackInt8(w, n, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		np, kp := (n+panelN-1)/panelN*panelN, (k+3)&^3
+		if got, limit := p.ResidentBytes(), int64(np*kp+4*n); got > limit {
+			t.Fatalf("%dx%d: %d resident bytes, more than one padded copy (%d)", n, k, got, limit)
+		}
+		for j := 0; j < n; j++ {
+			for kk := 0; kk < k; kk++ {
+				if v := p.at(j, kk); v != w[j*k+kk] {
+					t.Fatalf("%dx%d: weight (%d,%d) decodes as %d, want %d", n, k, j, kk, v, w[j*k+kk])
+				}
+			}
+		}
+	}
+}

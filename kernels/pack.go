@@ -22,7 +22,7 @@ const panelN = 16
 type PackedInt8 struct {
 	n, k   int
 	kp, np int     // K rounded up to 4, N rounded up to panelN
-	w      []int8  // row-major N x K copy (portable path)
+	w      []int8  // row-major N x K copy, only without SIMD (panel nil): one copy stays resident
 	panel  []int8  // tiled layout for the SIMD paths (nil without SIMD)
 	sums   []int32 // sum_k w[n][k]
 	conv   atomic.Pointer[convPanel]
@@ -44,9 +44,9 @@ func (p *PackedInt8) pairs() []int64 {
 	b := make([]int64, np*p.k)
 	for q := 0; q < np; q++ {
 		for kk := 0; kk < p.k; kk++ {
-			v := int64(p.w[2*q*p.k+kk])
+			v := int64(p.at(2*q, kk))
 			if 2*q+1 < p.n {
-				v += int64(p.w[(2*q+1)*p.k+kk]) << 32
+				v += int64(p.at(2*q+1, kk)) << 32
 			}
 			if q < 4*nq {
 				b[(q&^3)*p.k+4*kk+q&3] = v
@@ -82,7 +82,7 @@ func (p *PackedInt8) implicitPanel(kh, kwc int) []int8 {
 			for b := 0; b < kwc; b++ {
 				v := int8(1) // the ones column
 				if j < p.n {
-					v = int8(uint8(p.w[j*p.k+h*kwc+b]) ^ panelXor)
+					v = int8(uint8(p.at(j, h*kwc+b)) ^ panelXor)
 				}
 				panel[((t*kh+h)*panelN+c)*4+b] = v
 			}
@@ -107,7 +107,6 @@ func PackInt8(w []int8, n, k int) (*PackedInt8, error) {
 		return nil, fmt.Errorf("kernels: PackInt8: K = %d exceeds the maximum 65536", k)
 	}
 	p := &PackedInt8{n: n, k: k, kp: (k + 3) &^ 3, np: (n + panelN - 1) / panelN * panelN}
-	p.w = make([]int8, n*k)
 	p.sums = make([]int32, n)
 	for j := 0; j < n; j++ {
 		var s int32
@@ -119,8 +118,10 @@ func PackInt8(w []int8, n, k int) (*PackedInt8, error) {
 		}
 		p.sums[j] = s
 	}
-	copy(p.w, w)
-	if haveSIMD {
+	if !haveSIMD {
+		p.w = make([]int8, n*k)
+		copy(p.w, w)
+	} else {
 		p.panel = make([]int8, p.np*p.kp)
 		for j := 0; j < n; j++ {
 			t, c := j/panelN, j%panelN
@@ -133,8 +134,18 @@ func PackInt8(w []int8, n, k int) (*PackedInt8, error) {
 	return p, nil
 }
 
-// ResidentBytes returns the memory the packed weights keep (row-major copy, SIMD panel, row sums
-// and the lazily built layouts built so far).
+// at returns weight (j, kk), from the row-major copy or decoded from the SIMD panel (the one
+// resident copy).
+func (p *PackedInt8) at(j, kk int) int8 {
+	if p.panel == nil {
+		return p.w[j*p.k+kk]
+	}
+	t, c := j/panelN, j%panelN
+	return int8(uint8(p.panel[((t*p.kp/4+kk/4)*panelN+c)*4+kk%4]) ^ panelXor)
+}
+
+// ResidentBytes returns the memory the packed weights keep (the SIMD panel or, without SIMD, the
+// row-major copy; row sums; and the lazily built layouts built so far).
 func (p *PackedInt8) ResidentBytes() int64 {
 	n := int64(len(p.w)) + int64(len(p.panel)) + 4*int64(len(p.sums))
 	if b := p.w2.Load(); b != nil {

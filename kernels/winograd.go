@@ -65,7 +65,7 @@ func (f *FusedConv) winograd() *winoWeights {
 		for ch := 0; ch < c; ch++ {
 			for y := 0; y < 3; y++ {
 				for x := 0; x < 3; x++ {
-					g[y][x] = int64(f.w.w[j*f.w.k+(y*3+x)*c+ch])
+					g[y][x] = int64(f.w.at(j, (y*3+x)*c+ch))
 				}
 			}
 			// u = G' g (4x3), then v = u G'^T (4x4).
