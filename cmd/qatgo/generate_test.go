@@ -158,11 +158,16 @@ func TestGenerateBadInput(t *testing.T) {
 		{[]string{"generate", garbage}, exitFailure, "malformed model file"},
 		{[]string{"generate", filepath.Join(dir, "missing.qm")}, exitFailure, "no such file"},
 		{[]string{"generate", "-max-work", "1000", model}, exitFailure, "work"},
-		{[]string{"run", model, garbage}, exitFailure, "language model"},
+		{[]string{"run", model, garbage}, exitFailure, "is a language model: run classifies images; use qatgo generate, eval -text or bench"},
 	} {
 		code, o, e := runMain(tc.args...)
 		if code != tc.code || !strings.Contains(e, tc.want) || o != "" || strings.Contains(e, "panic") {
 			t.Errorf("qatgo %q: exit %d, want %d; stderr lacks %q or stdout is not empty:\nstdout: %q\nstderr: %s", tc.args, code, tc.code, tc.want, o, e)
 		}
+	}
+	// A prompt on stdin beyond the 16 MiB bound is refused without being kept.
+	huge := make([]byte, maxPromptBytes+1)
+	if code, o, e := runMainIn(huge, "generate", "-prompt", "-", model); code != exitFailure || o != "" || !strings.Contains(e, "longer than 16777216 bytes") {
+		t.Errorf("huge stdin prompt: exit %d: %s", code, e)
 	}
 }

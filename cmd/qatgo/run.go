@@ -53,9 +53,16 @@ float32-input models. MNIST digits are white on black: use -invert for black-on-
 const maxInputFile = 64 << 20
 
 func runOne(e *env, modelPath, inputPath string, k int, invert bool, lo infer.LoadOptions) error {
-	md, err := infer.LoadFileWith(modelPath, lo)
+	m, err := qmodel.ReadFile(modelPath)
 	if err != nil {
 		return err
+	}
+	if m.IsLM() {
+		return fmt.Errorf("model %s is a language model: run classifies images; use qatgo generate, eval -text or bench", safe(m.Name))
+	}
+	md, err := infer.LoadWith(m, lo)
+	if err != nil {
+		return fmt.Errorf("%s: %w", modelPath, err)
 	}
 	px, err := readInput(inputPath, md.InputShape(), md.InputSize())
 	if err != nil {
