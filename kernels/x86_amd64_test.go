@@ -173,6 +173,29 @@ func BenchmarkMicroKernel(b *testing.B) {
 			}
 		})
 	}
+	if x.HasAVX512VNNI {
+		// The 8x48 kernel with the requantization epilogue and int8 stores (what GEMMInt8 runs).
+		b.Run("avx512vnni-8x48q", func(b *testing.B) {
+			const kg, n = 128, 48
+			r := rand.New(rand.NewPCG(7, 7))
+			a := make([]int8, 8*kg*4)
+			w := make([]int8, n/16*kg*64)
+			off := make([]int32, n)
+			roff := make([]int32, 8)
+			c := make([]int8, 8*n)
+			ep := make([]int64, n/8*24)
+			epTable(ep, randomRequant(r, n, 4*kg), 0, n, n)
+			cpu := startThreadCPU(b)
+			for range b.N {
+				vnni8x48q(&a[0], kg*4, &w[0], kg*64, kg, &off[0], &roff[0], &c[0], n, &ep[0], 0, -128, 127)
+			}
+			ops := 2 * float64(8*n*kg*4) * float64(b.N)
+			b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOPS")
+			if ns := cpu.nanos(); ns > 0 {
+				b.ReportMetric(ops/float64(ns), "GOPS-cpu")
+			}
+		})
+	}
 }
 
 // BenchmarkPeakVPDPBUSD measures the VNNI peak of this machine: 24 independent register-only
