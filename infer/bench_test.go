@@ -57,6 +57,10 @@ func benchCNN(b *testing.B, mk func(testing.TB, uint64) *qmodel.Model) {
 			n := float64(b.N * tc.batch)
 			b.ReportMetric(float64(el.Nanoseconds())/1e3/n, "us/image")
 			b.ReportMetric(float64(cpu.Nanoseconds())/1e3/n, "cpu-us/image")
+			// CPU time over wall time: about 2 when a two-thread run had both cores to itself;
+			// near 1 means the second core was busy with other work (or the worker idle), so
+			// the run's wall time says nothing about two-thread scaling.
+			b.ReportMetric(float64(cpu)/float64(el), "cores")
 			b.ReportMetric(0, "ns/op")
 			b.Logf("kernels path %s", kernels.Path())
 		})
