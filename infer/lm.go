@@ -24,8 +24,9 @@ type LM struct {
 	kind  []uint8
 	// bytes of the resident weights (packed) and tables
 	weightBytes int64
-	scratchN    int // int32 scratch per row (Hadamard, attention scores)
-	gemvScratch int // int32 scratch of the largest kernels.GEMV
+	scratchN    int                      // int32 scratch per row (Hadamard, attention scores)
+	ropeTables  map[[3]uint32]ropeParams // shared RoPE tables by (HeadDim, MaxSeq, Theta bits), during LoadLM
+	gemvScratch int                      // int32 scratch of the largest kernels.GEMV
 	maxHD       int
 }
 
@@ -146,6 +147,7 @@ func LoadLMWith(m *qmodel.Model, opt LoadOptions) (*LM, error) {
 			return nil, fmt.Errorf("infer: op %d (%s %s): %w", i, m.Ops[i].Kind, m.Ops[i].Name, err)
 		}
 	}
+	lm.ropeTables = nil // the steps hold the tables
 	return lm, nil
 }
 
@@ -203,8 +205,20 @@ func (lm *LM) compile(s *lmStep, op *qmodel.Op) error {
 			return err
 		}
 		s.mult = prepared(mu)
-		s.rope = newRoPE(op.LM.Heads, op.LM.HeadDim, op.LM.MaxSeq, float64(op.LM.Theta))
-		lm.weightBytes += int64(8 * len(s.rope.cos))
+		// Ops with equal head dimension, context and theta share one table (qmodel bounds the
+		// distinct tables together: MaxRoPETables).
+		key := [3]uint32{uint32(op.LM.HeadDim), uint32(op.LM.MaxSeq), math.Float32bits(op.LM.Theta)}
+		t, ok := lm.ropeTables[key]
+		if !ok {
+			t = newRoPE(op.LM.Heads, op.LM.HeadDim, op.LM.MaxSeq, float64(op.LM.Theta))
+			if lm.ropeTables == nil {
+				lm.ropeTables = map[[3]uint32]ropeParams{}
+			}
+			lm.ropeTables[key] = t
+			lm.weightBytes += int64(8 * len(t.cos))
+		}
+		t.heads = op.LM.Heads
+		s.rope = t
 	case qmodel.OpAttention:
 		return lm.compileAttention(s, op)
 	case qmodel.OpSwiGLU:

@@ -75,9 +75,14 @@ const (
 	MaxContext      = 1 << 16 // MaxSeq of RoPE and Attention
 	MaxKVCacheBytes = 1 << 30 // KV cache of all Attention ops together (2*MaxSeq*KVHeads*HeadDim each)
 	MaxRoPETable    = 1 << 24 // MaxSeq*HeadDim/2 entries of one RoPE op's cos/sin table
-	MaxHadamard     = 1 << 16 // Hadamard block size
-	MaxGroupScale   = 1<<15 - 1
-	maxLinearDepth  = 1 << 16 // K of Linear/LMHead: (x-z)*w sums of K terms stay inside int32
+	// MaxRoPETables bounds the entries of all distinct RoPE tables of a model together (RoPE ops
+	// with equal HeadDim, MaxSeq and Theta share one table in the runtime): without it a file of
+	// a few KB with many RoPE ops of different thetas would make the runtime build gigabytes of
+	// tables at load.
+	MaxRoPETables  = 1 << 26
+	MaxHadamard    = 1 << 16 // Hadamard block size
+	MaxGroupScale  = 1<<15 - 1
+	maxLinearDepth = 1 << 16 // K of Linear/LMHead: (x-z)*w sums of K terms stay inside int32
 )
 
 // IsLM reports whether the model is a language model (it has an Embedding op).
@@ -100,6 +105,29 @@ func (m *Model) ContextLength() int {
 			if n == 0 || op.LM.MaxSeq < n {
 				n = op.LM.MaxSeq
 			}
+		}
+	}
+	return n
+}
+
+// RoPETableEntries returns the entries (position x pair) of the model's distinct RoPE tables:
+// the sum of MaxSeq*HeadDim/2 over RoPE ops with distinct (HeadDim, MaxSeq, Theta).
+func (m *Model) RoPETableEntries() int64 {
+	type key struct {
+		hd, seq int
+		theta   uint32
+	}
+	seen := map[key]bool{}
+	var n int64
+	for i := range m.Ops {
+		op := &m.Ops[i]
+		if op.Kind != OpRoPE {
+			continue
+		}
+		k := key{op.LM.HeadDim, op.LM.MaxSeq, math.Float32bits(op.LM.Theta)}
+		if !seen[k] {
+			seen[k] = true
+			n += int64(op.LM.MaxSeq) * int64(op.LM.HeadDim/2)
 		}
 	}
 	return n

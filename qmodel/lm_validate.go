@@ -432,5 +432,8 @@ func (m *Model) validateLM() error {
 	if kv := m.KVCacheBytes(); kv > MaxKVCacheBytes {
 		return fmt.Errorf("qmodel: the KV cache needs %d bytes, more than %d", kv, MaxKVCacheBytes)
 	}
+	if n := m.RoPETableEntries(); n > MaxRoPETables {
+		return fmt.Errorf("qmodel: the RoPE tables (distinct head dimension, context and theta) need %d entries, more than %d", n, MaxRoPETables)
+	}
 	return nil
 }

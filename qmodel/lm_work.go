@@ -9,7 +9,7 @@ func init() {
 	opWork[OpRMSNorm] = elementwiseWork
 	opWork[OpLinear] = fcWork
 	opWork[OpLMHead] = fcWork
-	opWork[OpRoPE] = elementwiseWork
+	opWork[OpRoPE] = ropeWork
 	opWork[OpSwiGLU] = elementwiseWork
 	opWork[OpHadamard] = hadamardWork
 	opWork[OpAttention] = attentionWork
@@ -36,4 +36,13 @@ func attentionWork(m *Model, op *Op) Work {
 		WindowReads: mulSat(int64(a.Heads), int64(a.MaxSeq)),
 		Elements:    int64(m.Tensors[op.Outputs[0]].NumElements()),
 	}
+}
+
+// ropeWork: the input read and the output written, plus the op's cos/sin table of MaxSeq*HeadDim/2
+// entries that the runtime computes at load, counted here as if per token (an upper bound), so
+// that the budget also bounds the load of a small file with huge tables.
+func ropeWork(m *Model, op *Op) Work {
+	w := elementwiseWork(m, op)
+	w.Elements = addSat(w.Elements, mulSat(int64(op.LM.MaxSeq), int64(op.LM.HeadDim/2)))
+	return w
 }
