@@ -57,6 +57,8 @@ func loadEvalText(o textOptions) ([]byte, string, error) {
 	desc := fmt.Sprintf("%s, split %s (%d files", safe(name), o.split, len(c.Files))
 	if split {
 		desc += fmt.Sprintf(", %d held out", nVal)
+	} else {
+		desc += ", cut at 90% of the bytes"
 	}
 	return b, desc + ")", nil
 }

@@ -76,8 +76,13 @@ func TestEvalText(t *testing.T) {
 	writeFile(t, filepath.Join(folder, "bin.dat"), []byte{1, 0, 2, 3})
 	code, o, e := runMain("eval", "-text", folder, model)
 	joined := append(append(someText(300, 2), '\n'), someText(200, 3)...)
-	if want, _ := wantBits(t, model, joined); code != exitOK || !strings.Contains(o, want) || !strings.Contains(o, "2 files") || !strings.Contains(o, "500 predicted") {
+	if want, _ := wantBits(t, model, joined); code != exitOK || !strings.Contains(o, want) || !strings.Contains(o, "2 files, cut at 90% of the bytes") || !strings.Contains(o, "500 predicted") {
 		t.Errorf("folder: exit %d, want %q:\n%s%s", code, want, o, e)
+	}
+	// goroot: the Go standard library source the tinyllm example trains on.
+	code, o, e = runMain("eval", "-text", "goroot", "-max-bytes", "20000", "-split", "val", model)
+	if code != exitOK || !strings.Contains(o, "text      Go standard library source, split val (") {
+		t.Errorf("-text goroot: exit %d:\n%s%s", code, o, e)
 	}
 	// A prefill batch over the memory budget is lowered, with a note.
 	c256 := lmConfig
