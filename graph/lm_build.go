@@ -27,6 +27,11 @@ type LMOptions struct {
 	// residual R1, per-head R2, online Hadamard before w2) into the weights inside the graph; see
 	// LMRotations and LM.FoldRotations. It excludes Rotate.
 	Rotations *LMRotations
+	// Points, when set, is called at every LMPoint (LM.LMPoints): where the integer runtime
+	// quantizes an activation that no quantizer site covers (embedding output, linear outputs,
+	// RoPE outputs, KV cache, residual adds). Package export uses it to calibrate those points
+	// and to build the fake-quant graph that models the runtime at every quantization point.
+	Points LMPointFunc
 }
 
 // LinearQuantizer is an optional extension of Quantizer for LMs. When LMOptions.Quant implements
@@ -71,6 +76,7 @@ type LMNet struct {
 	Params           map[string]*G.Node // parameter nodes by name, bound to Param.Value
 	Acts             map[string]*G.Node // input of the linears at each activation site (after an online Hadamard), before Rotate and quantization
 	Sites            map[string]*G.Node // quantizer output node by site name (with Quant)
+	Points           map[string]*G.Node // output of Opts.Points by point name (with Points)
 	nRows            int
 }
 
@@ -82,7 +88,7 @@ func (m *LM) Build(o LMOptions) (*LMNet, error) {
 	}
 	N := o.Batch * c.Ctx
 	n := &LMNet{LM: m, Opts: o, G: G.NewGraph(), Params: map[string]*G.Node{}, Acts: map[string]*G.Node{},
-		Sites: map[string]*G.Node{}, nRows: N}
+		Sites: map[string]*G.Node{}, Points: map[string]*G.Node{}, nRows: N}
 	n.IDVal = tensor.New(tensor.Of(m.Dtype), tensor.WithShape(N))
 	n.IDs = G.NewVector(n.G, m.Dtype, G.WithShape(N), G.WithName(m.Name+"/ids"), G.WithValue(n.IDVal))
 	n.TargetVal = tensor.New(tensor.Of(m.Dtype), tensor.WithShape(N, c.Vocab))
@@ -113,6 +119,9 @@ func (n *LMNet) build(sites map[string]Site) error {
 	if err != nil {
 		return err
 	}
+	if h, err = n.point("tok_emb", PointEmbedding, h); err != nil {
+		return err
+	}
 	arith, _ := n.Opts.Quant.(ArithQuantizer)
 	norm := func(x *G.Node, layer string) (*G.Node, error) {
 		g := n.normGain(layer)
@@ -132,7 +141,12 @@ func (n *LMNet) build(sites map[string]Site) error {
 		if err != nil {
 			return err
 		}
-		att, err := CausalAttention(qkv[0], qkv[1], qkv[2], n.Opts.Batch, c.Ctx, c.Heads, c.RoPEBase)
+		var att *G.Node
+		if n.Opts.Points != nil {
+			att, err = n.attentionPoints(b+".", qkv[0], qkv[1], qkv[2])
+		} else {
+			att, err = CausalAttention(qkv[0], qkv[1], qkv[2], n.Opts.Batch, c.Ctx, c.Heads, c.RoPEBase)
+		}
 		if err != nil {
 			return err
 		}
@@ -141,6 +155,9 @@ func (n *LMNet) build(sites map[string]Site) error {
 			return err
 		}
 		if h, err = G.Add(h, o[0]); err != nil {
+			return err
+		}
+		if h, err = n.point(b+".attn.res", PointActivation, h); err != nil {
 			return err
 		}
 		x, err := norm(h, b+".mlp_norm")
@@ -165,6 +182,9 @@ func (n *LMNet) build(sites map[string]Site) error {
 			return err
 		}
 		if h, err = G.Add(h, d[0]); err != nil {
+			return err
+		}
+		if h, err = n.point(b+".mlp.res", PointActivation, h); err != nil {
 			return err
 		}
 	}
@@ -193,6 +213,10 @@ func (n *LMNet) linears(sites map[string]Site, x *G.Node, names ...string) ([]*G
 	site := n.LM.linears[n.linearIndex(names[0])].Input
 	var err error
 	if n.onlineHadamard(site) {
+		// the runtime quantizes the SwiGLU output before its Hadamard op
+		if x, err = n.point(site[:len(site)-len(".w2.in")]+".swiglu", PointActivation, x); err != nil {
+			return nil, err
+		}
 		if x, err = fakequant.WalshHadamard(x); err != nil {
 			return nil, fmt.Errorf("online Hadamard at %s: %w", site, err)
 		}
@@ -231,6 +255,11 @@ func (n *LMNet) linears(sites map[string]Site, x *G.Node, names ...string) ([]*G
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if name != "head" { // the head's int32 logits are not requantized
+			if outs[i], err = n.point(name, PointActivation, outs[i]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return outs, nil

@@ -45,6 +45,8 @@ type LMSession struct {
 	q16     []int16 // attention: one query head minus its zero point
 	gemvBuf []int32 // kernels.GEMV scratch
 	toks    []int
+	// lastRows is the number of rows of the last run (Activation)
+	lastRows int
 }
 
 // NewSession returns a session with the default options.
@@ -234,4 +236,5 @@ func (s *LMSession) run(toks []int) {
 		}
 	}
 	s.pos += rows
+	s.lastRows = rows
 }

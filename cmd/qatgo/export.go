@@ -39,6 +39,15 @@ classes is checked on uniform random inputs instead of MNIST. Named models (-mod
 included), used unless -model or -qconfig override them. QConfig presets: w8a8, w4a8, w4a4, w4a4-obs,
 w2a2, each optionally with -observed (the observed twin that calibration uses).
 
+A language-model checkpoint (graph.LM, written by qat.LMTrainer after QAT or Calibrate) exports
+to an integer LM file: the runtime's quantization points that training does not model (embedding,
+linear and RoPE outputs, KV cache, residual adds) are calibrated on -calib-batches batches of 8
+sequences of the text (-text FILE|DIR, default: Go standard library source as examples/tinyllm
+uses, capped at -max-bytes), and the parity check runs the fake-quant graph and the integer
+runtime on -parity held-out sequences: the greedy next tokens must agree on -min-agree (default
+0.95 for an LM) of the positions and the runtime's loss must stay within -max-loss-increase of
+the graph's.
+
 -format gguf writes a Llama-architecture language model checkpoint as a GGUF file for llama.cpp
 and ollama instead (-type f32, f16, q8_0 or q4_0; see gguf/llama): qatgo export -format gguf CKPT -o
 MODEL.gguf -type q8_0.`,
@@ -58,6 +67,9 @@ MODEL.gguf -type q8_0.`,
 			maxLocal := fs.Int("max-local-lsb", 0, "largest allowed difference of a layer alone, on the fake-quant inputs (0: no limit)")
 			maxDrop := fs.Float64("max-acc-drop", export.DefaultThresholds.MaxAccuracyDrop, "largest drop of the fake-quant accuracy below the float accuracy on the labelled parity images, as a share (0: no check)")
 			force := fs.Bool("force", false, "write the model even when the parity check or the plausibility checks (weights, ranges, accuracy) fail")
+			textPath := fs.String("text", "", "language models: text file or folder for calibration and the parity check (default: a subset of $(go env GOROOT)/src, as examples/tinyllm)")
+			maxBytes := fs.Int("max-bytes", 1<<20, "language models: cap on the text read, in bytes")
+			maxLossInc := fs.Float64("max-loss-increase", export.DefaultLMThresholds.MaxLossIncrease, "language models: largest relative increase of the runtime's loss over the fake-quant graph's (0: no check)")
 			ggufExport := ggufFlags(fs) // -format gguf, -type: export_gguf.go
 			return func(e *env, args []string) error {
 				if done, err := ggufExport(e, args, *out); done {
@@ -99,8 +111,14 @@ MODEL.gguf -type q8_0.`,
 					*dir = d
 				}
 				onnxOut := strings.EqualFold(fs.Lookup("format").Value.String(), "onnx")
+				set := map[string]bool{}
+				fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+				if *maxLossInc == 0 {
+					*maxLossInc = -1
+				}
 				return runExport(e, exportArgs{ckpt: args[0], data: *data, calib: *calib, onnx: onnxOut, model: *model, qconfig: *qconf, out: *out, uint8: *u8,
 					softmax: *softmax, parity: *parity, dir: *dir, force: *force,
+					text: *textPath, maxBytes: *maxBytes, maxLossInc: *maxLossInc, agreeSet: set["min-agree"], within1Set: set["min-within1"],
 					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB, MaxLocalLSB: *maxLocal, MaxAccuracyDrop: *maxDrop}})
 			}
 		},
@@ -115,12 +133,20 @@ type exportArgs struct {
 	uint8, softmax, force          bool
 	parity                         int
 	th                             export.Thresholds
+	// language models
+	text                 string
+	maxBytes             int
+	maxLossInc           float64
+	agreeSet, within1Set bool // -min-agree, -min-within1 given
 }
 
 func runExport(e *env, a exportArgs) error {
 	ck, err := graph.LoadCheckpoint(a.ckpt)
 	if err != nil {
 		return err
+	}
+	if isLMCheckpoint(ck) {
+		return runExportLM(e, ck, a)
 	}
 	m, err := exportModel(ck, a.model)
 	if err != nil {

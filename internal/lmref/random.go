@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/qatgo/qatgo/qmodel"
 	"github.com/qatgo/qatgo/quant"
@@ -123,7 +124,12 @@ func RandomLM(c Config, seed uint64) (*qmodel.Model, error) {
 		}
 		return 0.01
 	}
-	cache := func(name string, g int) float32 { return scale(fmt.Sprintf("%s/%d", name, g)) }
+	cache := func(name string, g int) float32 { // "blk0.attn.k_cache" was observed as "blk0.attn/k"
+		if op, ok := strings.CutSuffix(name, ".k_cache"); ok {
+			return scale(fmt.Sprintf("%s/k/%d", op, g))
+		}
+		return scale(fmt.Sprintf("%s/v/%d", strings.TrimSuffix(name, ".v_cache"), g))
+	}
 	return build(c, fw, scale, cache)
 }
 
@@ -179,13 +185,41 @@ func quantize(w []float32, n, k, bits, group int) qmodel.GroupedWeights {
 	return out
 }
 
-func build(c Config, fw floatWeights, scale func(string) float32, cache func(string, int) float32) (*qmodel.Model, error) {
-	p := func(name string) quant.Params { return quant.Params{Scale: scale(name)} }
-	wts := func(name string) qmodel.GroupedWeights {
-		s := fw.shape[name]
-		return quantize(fw.mats[name], s[0], s[1], c.Bits, c.Group)
+// Spec is what Build needs besides the architecture: the integer weights of every Embedding,
+// Linear and LMHead op, the RMSNorm gains and the quantization of every activation, each by
+// its op name (tok_emb, blk<i>.attn_norm, blk<i>.attn.wq ... blk<i>.mlp.res, norm, head; see Build).
+type Spec struct {
+	Name, Producer string
+	Meta           map[string]string
+	Weights        func(name string) qmodel.GroupedWeights
+	Gain           func(name string) []float32 // nil: all ones
+	Act            func(name string) quant.Params
+	// Cache returns the symmetric scale of KV head g of the key ("blk<i>.attn.k_cache") or value
+	// ("blk<i>.attn.v_cache") cache.
+	Cache func(name string, g int) float32
+}
+
+// Build lowers a Llama-style LM (the architecture of graph.LM and of Config; Bits and Group are
+// not used: the weights come from s) to a validated qmodel language model through the Builder:
+//
+//	tok_emb (Embedding) -> per block: attn_norm, attn.wq|wk|wv, attn.rope_q|rope_k, attn (Attention),
+//	attn.wo, attn.res (Add), mlp_norm, mlp.w1|w3, mlp.swiglu, [mlp.hadamard], mlp.w2, mlp.res
+//	-> norm -> head (LMHead) -> logits (Dequantize).
+func Build(c Config, s Spec) (*qmodel.Model, error) {
+	if c.KVHeads == 0 {
+		c.KVHeads = c.Heads
 	}
-	ones := func(n int) []float32 {
+	if c.Heads < 1 || c.Dim%c.Heads != 0 {
+		return nil, fmt.Errorf("lmref: Dim %d does not split into %d heads", c.Dim, c.Heads)
+	}
+	p := s.Act
+	wts := s.Weights
+	gain := func(name string, n int) []float32 {
+		if s.Gain != nil {
+			if g := s.Gain(name); g != nil {
+				return g
+			}
+		}
 		g := make([]float32, n)
 		for i := range g {
 			g[i] = 1
@@ -193,14 +227,23 @@ func build(c Config, fw floatWeights, scale func(string) float32, cache func(str
 		return g
 	}
 	hd := c.Dim / c.Heads
-	b := qmodel.NewBuilder("random-lm")
-	b.SetProducer("lmref.RandomLM")
+	name := s.Name
+	if name == "" {
+		name = "lm"
+	}
+	b := qmodel.NewBuilder(name)
+	if s.Producer != "" {
+		b.SetProducer(s.Producer)
+	}
 	b.SetMeta("architecture", "llama")
+	for k, v := range s.Meta {
+		b.SetMeta(k, v)
+	}
 	ids := b.TokenInput("tokens")
 	h := b.Embedding("tok_emb", ids, wts("tok_emb"), p("tok_emb"))
 	for l := 0; l < c.Layers; l++ {
 		n := fmt.Sprintf("blk%d.", l)
-		x := b.RMSNorm(n+"attn_norm", h, ones(c.Dim), c.Eps, p(n+"attn_norm"))
+		x := b.RMSNorm(n+"attn_norm", h, gain(n+"attn_norm", c.Dim), c.Eps, p(n+"attn_norm"))
 		q := b.Linear(n+"attn.wq", x, wts(n+"attn.wq"), p(n+"attn.wq"))
 		k := b.Linear(n+"attn.wk", x, wts(n+"attn.wk"), p(n+"attn.wk"))
 		v := b.Linear(n+"attn.wv", x, wts(n+"attn.wv"), p(n+"attn.wv"))
@@ -208,23 +251,35 @@ func build(c Config, fw floatWeights, scale func(string) float32, cache func(str
 		k = b.RoPE(n+"attn.rope_k", k, c.KVHeads, hd, c.Ctx, c.Theta, p(n+"attn.rope_k"))
 		ks, vs := make([]float32, c.KVHeads), make([]float32, c.KVHeads)
 		for g := range ks {
-			ks[g], vs[g] = cache(n+"attn/k", g), cache(n+"attn/v", g)
+			ks[g], vs[g] = s.Cache(n+"attn.k_cache", g), s.Cache(n+"attn.v_cache", g)
 		}
 		a := b.Attention(n+"attn", q, k, v, qmodel.AttentionOptions{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: hd, MaxSeq: c.Ctx,
 			KCacheScales: ks, VCacheScales: vs}, p(n+"attn"))
 		o := b.Linear(n+"attn.wo", a, wts(n+"attn.wo"), p(n+"attn.wo"))
 		h = b.Add(n+"attn.res", h, o, qmodel.ActNone, p(n+"attn.res"))
-		x = b.RMSNorm(n+"mlp_norm", h, ones(c.Dim), c.Eps, p(n+"mlp_norm"))
+		x = b.RMSNorm(n+"mlp_norm", h, gain(n+"mlp_norm", c.Dim), c.Eps, p(n+"mlp_norm"))
 		g := b.Linear(n+"mlp.w1", x, wts(n+"mlp.w1"), p(n+"mlp.w1"))
 		u := b.Linear(n+"mlp.w3", x, wts(n+"mlp.w3"), p(n+"mlp.w3"))
-		s := b.SwiGLU(n+"mlp.swiglu", g, u, p(n+"mlp.swiglu"))
+		sw := b.SwiGLU(n+"mlp.swiglu", g, u, p(n+"mlp.swiglu"))
 		if c.Hadamard {
-			s = b.Hadamard(n+"mlp.hadamard", s, c.Hidden, p(n+"mlp.hadamard"))
+			sw = b.Hadamard(n+"mlp.hadamard", sw, c.Hidden, p(n+"mlp.hadamard"))
 		}
-		o = b.Linear(n+"mlp.w2", s, wts(n+"mlp.w2"), p(n+"mlp.w2"))
+		o = b.Linear(n+"mlp.w2", sw, wts(n+"mlp.w2"), p(n+"mlp.w2"))
 		h = b.Add(n+"mlp.res", h, o, qmodel.ActNone, p(n+"mlp.res"))
 	}
-	x := b.RMSNorm("norm", h, ones(c.Dim), c.Eps, p("norm"))
+	x := b.RMSNorm("norm", h, gain("norm", c.Dim), c.Eps, p("norm"))
 	b.Output(b.Dequantize("logits", b.LMHead("head", x, wts("head"))))
 	return b.Build()
+}
+
+func build(c Config, fw floatWeights, scale func(string) float32, cache func(string, int) float32) (*qmodel.Model, error) {
+	return Build(c, Spec{
+		Name: "random-lm", Producer: "lmref.RandomLM",
+		Weights: func(name string) qmodel.GroupedWeights {
+			s := fw.shape[name]
+			return quantize(fw.mats[name], s[0], s[1], c.Bits, c.Group)
+		},
+		Act:   func(name string) quant.Params { return quant.Params{Scale: scale(name)} },
+		Cache: cache,
+	})
 }

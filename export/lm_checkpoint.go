@@ -1,0 +1,65 @@
+package export
+
+import (
+	"fmt"
+
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/qat"
+	"github.com/qatgo/qatgo/qmodel"
+)
+
+// RestoreLM rebuilds the language model a checkpoint records (graph.FromCheckpoint must give a
+// *graph.LM), loads its parameters and prepares it with the QConfig the checkpoint records (or c
+// when non-nil), restoring the quantizer state: a checkpoint of qat.LMTrainer after QAT or
+// Calibrate. A checkpoint without quantizer state is an error naming the missing site.
+func RestoreLM(ck *graph.Checkpoint, c *qat.QConfig) (*qat.Prepared, error) {
+	n, err := graph.FromCheckpoint(ck)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	lm, ok := n.(*graph.LM)
+	if !ok {
+		return nil, fmt.Errorf("%w: the checkpoint holds a %s model (%q), not a language model", ErrUnsupported, n.Arch().Type, n.Arch().Name)
+	}
+	var qc qat.QConfig
+	if c != nil {
+		qc = *c
+	} else if qc, err = qat.CheckpointQConfig(ck); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	p, err := qat.Prepare(lm, qc)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.LoadState(ck); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return p, nil
+}
+
+// ExportLM exports a prepared language model: it calibrates the runtime points on calib (batches
+// of opt.Batch*Ctx token ids), lowers the model and, when val is not empty, measures its parity
+// on the batches (val[i], valTargets[i]) (LMExporter.Parity). The report is nil without val.
+func ExportLM(p *qat.Prepared, calib, val, valTargets [][]int, opt LMOptions) (*qmodel.Model, *LMReport, error) {
+	e, err := NewLMExporter(p, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer e.Close()
+	if err := e.Calibrate(calib); err != nil {
+		return nil, nil, err
+	}
+	qm, snap, err := e.Lower()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(val) == 0 {
+		return qm, nil, nil
+	}
+	rep, err := e.Parity(qm, val, valTargets)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep.GroupScaleErr = snap
+	return qm, rep, nil
+}

@@ -1,0 +1,275 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/qatgo/qatgo/infer"
+	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
+	G "gorgonia.org/gorgonia"
+)
+
+// LMLayerParity compares one int8 activation of the integer runtime with the same activation of
+// the export graph (fake-quantized, converted to integer levels) over all tokens of the batches.
+type LMLayerParity struct {
+	Name     string  // the runtime tensor (op) name, e.g. "blk0.attn.wq"
+	Elements int     // values compared
+	MaxLSB   int     // largest difference in integer levels
+	Equal    float64 // share of identical levels
+	Within1  float64 // share within 1 LSB
+}
+
+// LMReport is the parity of an exported language model with its fake-quant graph.
+type LMReport struct {
+	Layers []LMLayerParity // in runtime op order
+	Tokens int             // positions compared
+	// Agreement is the share of positions whose argmax logits (greedy next token) agree.
+	Agreement float64
+	// LossGraph and LossRuntime are the mean next-token cross-entropies (nats) of the export graph
+	// and of the integer runtime (infer.LMSession) on the same tokens.
+	LossGraph, LossRuntime float64
+	// MaxLogitDiff is the largest |logit| difference relative to the largest |logit| of the graph.
+	MaxLogitDiff float64
+	// GroupScaleErr is the largest relative change that snapping float group scales to integer
+	// sub-scales made (LMExporter.Lower); set by ExportLM.
+	GroupScaleErr float64
+}
+
+// Worst returns the layer with the smallest share within 1 LSB (ties: the largest MaxLSB).
+func (r *LMReport) Worst() LMLayerParity {
+	var w LMLayerParity
+	for i, l := range r.Layers {
+		if i == 0 || l.Within1 < w.Within1 || (l.Within1 == w.Within1 && l.MaxLSB > w.MaxLSB) {
+			w = l
+		}
+	}
+	return w
+}
+
+// Write prints the report as a table.
+func (r *LMReport) Write(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "layer\telements\tmax LSB\tequal\twithin 1\t")
+	for _, l := range r.Layers {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.4f\t%.4f\t\n", l.Name, l.Elements, l.MaxLSB, l.Equal, l.Within1)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "tokens %d: argmax agreement %.4f, loss graph %.4f runtime %.4f nats (bpb %.4f / %.4f, %+.2f%%), max logit diff %.4f (relative), group scale snap %.1e\n",
+		r.Tokens, r.Agreement, r.LossGraph, r.LossRuntime, r.LossGraph/math.Ln2, r.LossRuntime/math.Ln2,
+		100*(r.LossRuntime-r.LossGraph)/r.LossGraph, r.MaxLogitDiff, r.GroupScaleErr)
+	return err
+}
+
+// lmProbe is one compared tensor: the runtime name and the graph node holding it.
+type lmProbe struct {
+	name  string
+	node  *G.Node
+	heads bool // the node is [B*H, T, hd] (RoPE outputs), not [B*T, D]
+	p     quant.Params
+	acc   LMLayerParity
+	eq    int
+	w1    int
+}
+
+// probes lists the runtime's int8 activations in op order with the graph node of each.
+func (e *LMExporter) probes(qm *qmodel.Model) ([]*lmProbe, error) {
+	var out []*lmProbe
+	n := e.g.net
+	for i := range qm.Ops {
+		op := &qm.Ops[i]
+		t := &qm.Tensors[op.Outputs[0]]
+		if t.DType != qmodel.Int8 {
+			continue
+		}
+		pr := &lmProbe{name: op.Name, p: t.Quant.Params(), heads: strings.HasSuffix(op.Name, ".rope_q") || strings.HasSuffix(op.Name, ".rope_k")}
+		if site, ok := lmActSite(op.Name, e.lm.Config.OnlineHadamard); ok {
+			pr.node = n.Sites[site]
+		} else {
+			pr.node = n.Points[op.Name]
+		}
+		if pr.node == nil {
+			return nil, fmt.Errorf("export: the LM graph has no node for runtime tensor %q", op.Name)
+		}
+		out = append(out, pr)
+	}
+	return out, nil
+}
+
+// Parity runs the export graph and the integer runtime (a fresh infer.LMSession per sequence,
+// the whole sequence as one prefill) on the batches (ids[i], targets[i], each Batch*Ctx tokens)
+// and compares every int8 activation, the logits and the losses.
+func (e *LMExporter) Parity(qm *qmodel.Model, ids, targets [][]int) (*LMReport, error) {
+	if !e.ready {
+		return nil, errors.New("export: LM exporter not calibrated (call Calibrate)")
+	}
+	if len(ids) == 0 || len(ids) != len(targets) {
+		return nil, fmt.Errorf("export: LM parity over %d id and %d target batches", len(ids), len(targets))
+	}
+	rt, err := infer.LoadLM(qm)
+	if err != nil {
+		return nil, err
+	}
+	T, B, V := e.lm.Config.Ctx, e.opt.Batch, e.lm.Config.Vocab
+	if rt.ContextLength() < T || rt.Vocab() != V {
+		return nil, fmt.Errorf("export: model context %d / vocabulary %d, the LM has %d / %d", rt.ContextLength(), rt.Vocab(), T, V)
+	}
+	probes, err := e.probes(qm)
+	if err != nil {
+		return nil, err
+	}
+	sess := rt.NewSessionWith(infer.LMSessionOptions{PrefillRows: T})
+	rep := &LMReport{}
+	var agree int
+	var lossG, lossR, maxAbs, maxDiff float64
+	for bi := range ids {
+		lg, err := e.g.run(ids[bi], targets[bi])
+		if err != nil {
+			return nil, err
+		}
+		lossG += lg
+		logits := floats(e.g.net.Logits.Value())
+		vals := make([][]float64, len(probes))
+		for i, pr := range probes {
+			vals[i] = floats(pr.node.Value())
+		}
+		for b := 0; b < B; b++ {
+			sess.Reset()
+			seq := ids[bi][b*T : (b+1)*T]
+			err := sess.PrefillEach(seq, func(t int, rl []float32) {
+				row := b*T + t
+				gl := logits[row*V : (row+1)*V]
+				ga, ra := 0, 0
+				for j := range rl {
+					if gl[j] > gl[ga] {
+						ga = j
+					}
+					if rl[j] > rl[ra] {
+						ra = j
+					}
+					maxAbs = math.Max(maxAbs, math.Abs(gl[j]))
+					maxDiff = math.Max(maxDiff, math.Abs(gl[j]-float64(rl[j])))
+				}
+				if ga == ra {
+					agree++
+				}
+				lossR += crossEntropy(rl, targets[bi][row])
+			})
+			if err != nil {
+				return nil, err
+			}
+			for i, pr := range probes {
+				got, err := sess.Activation(pr.name)
+				if err != nil {
+					return nil, err
+				}
+				pr.compare(got, vals[i], b, T, e.lm.Config.Heads)
+			}
+		}
+	}
+	n := len(ids) * B * T
+	rep.Tokens = n
+	rep.Agreement = float64(agree) / float64(n)
+	rep.LossGraph = lossG / float64(len(ids))
+	rep.LossRuntime = lossR / float64(n)
+	if maxAbs > 0 {
+		rep.MaxLogitDiff = maxDiff / maxAbs
+	}
+	for _, pr := range probes {
+		l := pr.acc
+		l.Name = pr.name
+		if l.Elements > 0 {
+			l.Equal, l.Within1 = float64(pr.eq)/float64(l.Elements), float64(pr.w1)/float64(l.Elements)
+		}
+		rep.Layers = append(rep.Layers, l)
+	}
+	return rep, nil
+}
+
+// compare folds sequence b of the graph values g into the probe: got is the runtime's [T, D].
+func (pr *lmProbe) compare(got []int8, g []float64, b, T, heads int) {
+	d := len(got) / T
+	hd := d / heads
+	for t := 0; t < T; t++ {
+		for j := 0; j < d; j++ {
+			var idx int
+			if pr.heads {
+				h, x := j/hd, j%hd
+				idx = ((b*heads+h)*T+t)*hd + x
+			} else {
+				idx = (b*T+t)*d + j
+			}
+			want := quant.QuantizeValue(g[idx], float64(pr.p.Scale), pr.p.ZeroPoint, -128, 127)
+			diff := int(want) - int(got[t*d+j])
+			if diff < 0 {
+				diff = -diff
+			}
+			pr.acc.Elements++
+			pr.acc.MaxLSB = max(pr.acc.MaxLSB, diff)
+			if diff == 0 {
+				pr.eq++
+			}
+			if diff <= 1 {
+				pr.w1++
+			}
+		}
+	}
+}
+
+// crossEntropy returns -log softmax(logits)[target] in nats.
+func crossEntropy(logits []float32, target int) float64 {
+	mx := math.Inf(-1)
+	for _, l := range logits {
+		mx = math.Max(mx, float64(l))
+	}
+	var s float64
+	for _, l := range logits {
+		s += math.Exp(float64(l) - mx)
+	}
+	return math.Log(s) + mx - float64(logits[target])
+}
+
+// LMThresholds are the limits LMReport.Check enforces.
+type LMThresholds struct {
+	// MinAgreement is the smallest share of positions whose greedy next tokens agree (0: default,
+	// negative: no check).
+	MinAgreement float64
+	// MaxLossIncrease is the largest relative increase of the runtime's loss over the export
+	// graph's (0: default, negative: no check).
+	MaxLossIncrease float64
+	// MinWithin1 is the smallest share of values within 1 LSB in every layer (0: no check). The
+	// layers are compared end to end, so later layers include earlier layers' differences.
+	MinWithin1 float64
+}
+
+// DefaultLMThresholds: 95% agreement of the greedy next token, loss at most 2% above the graph's.
+var DefaultLMThresholds = LMThresholds{MinAgreement: 0.95, MaxLossIncrease: 0.02}
+
+// Check returns an error (wrapping ErrParity) when the report is worse than t, or nil.
+func (r *LMReport) Check(t LMThresholds) error {
+	if t.MinAgreement == 0 {
+		t.MinAgreement = DefaultLMThresholds.MinAgreement
+	}
+	if t.MaxLossIncrease == 0 {
+		t.MaxLossIncrease = DefaultLMThresholds.MaxLossIncrease
+	}
+	for _, l := range r.Layers {
+		if t.MinWithin1 > 0 && l.Within1 < t.MinWithin1 {
+			return fmt.Errorf("%w: layer %q: %.4f%% of %d values within 1 LSB, want >= %.4f%% (max diff %d LSB)",
+				ErrParity, l.Name, 100*l.Within1, l.Elements, 100*t.MinWithin1, l.MaxLSB)
+		}
+	}
+	if r.Agreement < t.MinAgreement {
+		return fmt.Errorf("%w: greedy next tokens agree on %.4f%% of %d positions, want >= %.4f%%", ErrParity, 100*r.Agreement, r.Tokens, 100*t.MinAgreement)
+	}
+	if inc := (r.LossRuntime - r.LossGraph) / r.LossGraph; t.MaxLossIncrease > 0 && inc > t.MaxLossIncrease {
+		return fmt.Errorf("%w: runtime loss %.4f is %.2f%% above the fake-quant graph's %.4f (limit %.2f%%)", ErrParity, r.LossRuntime, 100*inc, r.LossGraph, 100*t.MaxLossIncrease)
+	}
+	return nil
+}

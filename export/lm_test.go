@@ -1,0 +1,309 @@
+package export
+
+import (
+	"errors"
+	"io"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/internal/lmref"
+	"github.com/qatgo/qatgo/qat"
+	"github.com/qatgo/qatgo/qmodel"
+	"github.com/sirupsen/logrus"
+	"gorgonia.org/tensor"
+)
+
+// lmText is the training text of the LM export tests: bytes of Go-like source.
+const lmText = `func (b *Buffer) Write(p []byte) (n int, err error) {
+	b.lastRead = opInvalid
+	m, ok := b.tryGrowByReslice(len(p))
+	if !ok {
+		m = b.grow(len(p))
+	}
+	return copy(b.buf[m:], p), nil
+}
+`
+
+// textBatches returns batch sequences of ctx bytes of lmText (and next bytes) starting at offsets
+// that depend on step.
+func textBatches(batch, ctx int) qat.TokenBatches {
+	return func(step int64) ([]int, []int) {
+		ids, tg := make([]int, batch*ctx), make([]int, batch*ctx)
+		for b := 0; b < batch; b++ {
+			o := int(step*37+int64(b)*101) % len(lmText)
+			for j := 0; j < ctx; j++ {
+				ids[b*ctx+j] = int(lmText[(o+j)%len(lmText)])
+				tg[b*ctx+j] = int(lmText[(o+j+1)%len(lmText)])
+			}
+		}
+		return ids, tg
+	}
+}
+
+func batchesOf(data qat.TokenBatches, from, n int64) (xs, ys [][]int) {
+	for i := from; i < from+n; i++ {
+		x, y := data(i)
+		xs, ys = append(xs, x), append(ys, y)
+	}
+	return xs, ys
+}
+
+func quietLog() *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+const lmBatch = 4
+
+// trainedLM trains a small byte LM (2 blocks, d=32, 2 heads, hidden 64, ctx 16; with hadamard an
+// online Walsh-Hadamard before each w2) in float for a few steps and returns a checkpoint of it.
+func trainedLM(t *testing.T, hadamard bool) *graph.Checkpoint {
+	t.Helper()
+	lm, err := graph.NewLM("tiny", graph.LMConfig{Vocab: 256, Dim: 32, Layers: 2, Heads: 2, Hidden: 64, Ctx: 16, OnlineHadamard: hadamard}, tensor.Float32, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := qat.Config{BatchSize: lmBatch, LR: 1e-2, MinLR: 1e-3, Schedule: qat.WarmupCosineLR, Warmup: 5, Beta2: 0.95, ClipNorm: 1, Logger: quietLog()}
+	tr, err := qat.NewLMTrainer(lm, nil, cfg, graph.LMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.Fit(textBatches(lmBatch, 16), 60, 0); err != nil {
+		t.Fatal(err)
+	}
+	var ck graph.Checkpoint
+	lm.SaveState(&ck)
+	return &ck
+}
+
+// preparedLM quantizes the checkpoint's LM with recipe r: PTQ (calibration) and, with qatSteps,
+// that many QAT steps.
+func preparedLM(t *testing.T, ck *graph.Checkpoint, r qat.LMRecipe, qatSteps int) (*qat.Prepared, *qat.LMTrainer) {
+	t.Helper()
+	n, err := graph.FromCheckpoint(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm := n.(*graph.LM)
+	p, err := qat.Prepare(lm, r.QConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := qat.Config{BatchSize: lmBatch, LR: 1e-3, Beta2: 0.95, ClipNorm: 1, Logger: quietLog()}
+	tr, err := qat.NewLMTrainer(lm, p, cfg, graph.LMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := textBatches(lmBatch, 16)
+	cx, cy := batchesOf(data, 500, 4)
+	if qatSteps > 0 {
+		if err := tr.InitQuantizers(cx[0], cy[0]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.Fit(data, int64(qatSteps), 60); err != nil {
+			t.Fatal(err)
+		}
+	} else if err := tr.Calibrate(cx, cy); err != nil {
+		t.Fatal(err)
+	}
+	return p, tr
+}
+
+// TestExportLMParity exports a trained LM at W8A8 (PTQ) and W4A8 with groups of 16 (QAT, LSQ
+// weights) and checks the integer runtime against the export graph (every int8 activation, the
+// logits and the loss) and against two independent references: the dequantized weights of the
+// file equal the fake-quantized weights of the graph (bit for bit per channel, within the group
+// scale snapping for groups), and lmref's float32 forward of the file predicts like the runtime.
+func TestExportLMParity(t *testing.T) {
+	ck, ckH := trainedLM(t, false), trainedLM(t, true)
+	data := textBatches(lmBatch, 16)
+	vx, vy := batchesOf(data, 900, 3)
+	cx, _ := batchesOf(data, 500, 4)
+	for _, tc := range []struct {
+		name     string
+		hadamard bool
+		r        qat.LMRecipe
+		qatSteps int
+		maxLoss  float64 // relative loss difference runtime vs export graph
+	}{
+		{"W8A8-PTQ", false, qat.LMRecipe{WBits: 8, ABits: 8}, 0, 0.01},
+		{"W4A8g16-QAT", false, qat.LMRecipe{WBits: 4, ABits: 8, Group: 16, HeadBits: 8, LearnW: true, ActMomentum: 0.05}, 5, 0.02},
+		{"W4A8g16-Hadamard-PTQ", true, qat.LMRecipe{WBits: 4, ABits: 8, Group: 16, HeadBits: 8}, 0, 0.02},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ck
+			if tc.hadamard {
+				c = ckH
+			}
+			p, tr := preparedLM(t, c, tc.r, tc.qatSteps)
+			defer tr.Close()
+			lossFQ, err := tr.Evaluate(vx, vy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := NewLMExporter(p, LMOptions{Batch: lmBatch, Meta: map[string]string{"test": tc.name}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			if _, _, err := e.Lower(); err == nil {
+				t.Fatal("Lower before Calibrate succeeded")
+			}
+			if err := e.Calibrate(cx); err != nil {
+				t.Fatal(err)
+			}
+			qm, snap, err := e.Lower()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if qm.Meta["qconfig"] != p.Config.Name || qm.Meta["test"] != tc.name || !qm.IsLM() {
+				t.Fatalf("meta %v", qm.Meta)
+			}
+			if (tc.r.Group > 0) != (snap > 0) || snap > 1e-3 {
+				t.Fatalf("group scale snapping error %v", snap)
+			}
+			rep, err := e.Parity(qm, vx, vy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep.GroupScaleErr = snap
+			var sb strings.Builder
+			rep.Write(&sb)
+			t.Logf("%s: trained fake-quant loss %.4f\n%s", tc.name, lossFQ, sb.String())
+			perBlock := 15
+			if tc.hadamard {
+				perBlock++
+			}
+			if len(rep.Layers) != 1+2*perBlock+1 {
+				t.Fatalf("%d layers compared", len(rep.Layers))
+			}
+			if w := rep.Worst(); w.Within1 < 0.9 {
+				t.Errorf("worst layer %+v", w)
+			}
+			if rep.Layers[0].Name != "tok_emb" || rep.Layers[0].MaxLSB != 0 {
+				t.Errorf("embedding %+v: the table holds the fake-quantized levels", rep.Layers[0])
+			}
+			if rel := math.Abs(rep.LossRuntime-rep.LossGraph) / rep.LossGraph; rel > tc.maxLoss || rep.Agreement < 0.9 {
+				t.Errorf("loss graph %v runtime %v (relative %v), agreement %v", rep.LossGraph, rep.LossRuntime, rel, rep.Agreement)
+			}
+			checkWeights(t, e, qm, snap)
+			checkFloatReference(t, qm, vx, vy, rep.LossRuntime)
+		})
+	}
+}
+
+// checkWeights compares the file's dequantized weights with the graph's fake-quantized weights.
+func checkWeights(t *testing.T, e *LMExporter, qm *qmodel.Model, snap float64) {
+	t.Helper()
+	for i := range qm.Ops {
+		op := &qm.Ops[i]
+		if op.Kind != qmodel.OpLinear && op.Kind != qmodel.OpLMHead {
+			continue
+		}
+		node := e.g.net.Sites[op.Name+".weight"]
+		if node == nil {
+			t.Fatalf("no weight site for %s", op.Name)
+		}
+		want := floats(node.Value())
+		got, err := lmref.Dequantized(qm, op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range want {
+			if d := math.Abs(float64(got[j]) - want[j]); d > snap*math.Abs(want[j])+1e-6*math.Abs(want[j]) {
+				t.Fatalf("%s weight %d: file %v, graph %v", op.Name, j, got[j], want[j])
+			}
+		}
+	}
+}
+
+// checkFloatReference runs lmref's float32 forward of the file (float activations) and checks that
+// its loss is close to the integer runtime's.
+func checkFloatReference(t *testing.T, qm *qmodel.Model, xs, ys [][]int, lossRT float64) {
+	t.Helper()
+	f, err := lmref.NewFloat(qm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := qm.ContextLength()
+	var sum float64
+	var n int
+	for i := range xs {
+		for o := 0; o < len(xs[i]); o += ctx {
+			f.Reset()
+			for j := 0; j < ctx; j++ {
+				l, err := f.Step(xs[i][o+j])
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum += crossEntropy(l, ys[i][o+j])
+				n++
+			}
+		}
+	}
+	ref := sum / float64(n)
+	t.Logf("float32 reference of the file: loss %.4f, runtime %.4f", ref, lossRT)
+	if math.Abs(ref-lossRT)/ref > 0.05 {
+		t.Errorf("float reference loss %v, integer runtime %v", ref, lossRT)
+	}
+}
+
+// TestExportLMBadInput: a CNN, an uncalibrated LM, 4-bit activations and a second calibration are
+// clear errors.
+func TestExportLMBadInput(t *testing.T) {
+	if _, err := NewLMExporter(nil, LMOptions{}); err == nil {
+		t.Error("nil prepared model accepted")
+	}
+	m, err := qat.NewModel("bn-cnn", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := qat.Prepare(m, qat.W8A8())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewLMExporter(pc, LMOptions{}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("CNN: %v", err)
+	}
+	ck := trainedLM(t, false)
+	data := textBatches(lmBatch, 16)
+	cx, _ := batchesOf(data, 500, 2)
+
+	n, _ := graph.FromCheckpoint(ck)
+	raw, err := qat.Prepare(n, qat.LMRecipe{WBits: 8, ABits: 8}.QConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewLMExporter(raw, LMOptions{Batch: lmBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Calibrate(cx); err == nil || !strings.Contains(err.Error(), "calibrated") {
+		t.Errorf("uncalibrated activation sites: %v", err)
+	}
+	e.Close()
+
+	p, tr := preparedLM(t, ck, qat.LMRecipe{WBits: 4, ABits: 4, Group: 16}, 0)
+	defer tr.Close()
+	e, err = NewLMExporter(p, LMOptions{Batch: lmBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.Calibrate(cx[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Calibrate(cx[:1]); err == nil {
+		t.Error("second calibration accepted")
+	}
+	if _, _, err := e.Lower(); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("4-bit activations: %v", err)
+	}
+	if _, err := e.Parity(nil, nil, nil); err == nil {
+		t.Error("parity without batches accepted")
+	}
+}
