@@ -322,36 +322,36 @@ func winoMul(m, x, w []int64, c, ngrp int) {
 //
 //go:noinline
 func winoDot16(m *int64, ms int, x, w *int64, c int) {
-	xp, wp, mp := unsafe.Pointer(x), unsafe.Pointer(w), unsafe.Pointer(m)
-	for xend := unsafe.Add(xp, 16*c*8); xp != xend; {
+	// Offsets, not advancing pointers: a pointer one past the last element is invalid in Go
+	// (checkptr, -race) even if never dereferenced.
+	xb, wb, mb := unsafe.Pointer(x), unsafe.Pointer(w), unsafe.Pointer(m)
+	c4 := c &^ 3
+	xi, mi := 0, 0 // x offset (w offset 4*xi) and m offset, in elements
+	for p := 0; p < 16; p++ {
 		var s0, s1, s2, s3 int64
-		xe := unsafe.Add(xp, c*8)
+		end := xi + c
 		// Four channels per iteration while they last (the loop-carried values the compiler
 		// reloads from the stack then cost once per 16 multiplications).
-		for x4 := unsafe.Add(xp, c&^3*8); xp != x4; {
-			xv := (*[4]int64)(xp)
-			q := (*[16]int64)(wp)
+		for e4 := xi + c4; xi < e4; xi += 4 {
+			xv := (*[4]int64)(unsafe.Add(xb, xi*8))
+			q := (*[16]int64)(unsafe.Add(wb, xi*32))
 			v0, v1, v2, v3 := xv[0], xv[1], xv[2], xv[3]
 			s0 += v0*q[0] + v1*q[4] + v2*q[8] + v3*q[12]
 			s1 += v0*q[1] + v1*q[5] + v2*q[9] + v3*q[13]
 			s2 += v0*q[2] + v1*q[6] + v2*q[10] + v3*q[14]
 			s3 += v0*q[3] + v1*q[7] + v2*q[11] + v3*q[15]
-			xp = unsafe.Add(xp, 32)
-			wp = unsafe.Add(wp, 128)
 		}
-		for xp != xe {
-			xv := *(*int64)(xp)
-			q := (*[4]int64)(wp)
+		for ; xi < end; xi++ {
+			xv := *(*int64)(unsafe.Add(xb, xi*8))
+			q := (*[4]int64)(unsafe.Add(wb, xi*32))
 			s0 += xv * q[0]
 			s1 += xv * q[1]
 			s2 += xv * q[2]
 			s3 += xv * q[3]
-			xp = unsafe.Add(xp, 8)
-			wp = unsafe.Add(wp, 32)
 		}
-		d := (*[4]int64)(mp)
+		d := (*[4]int64)(unsafe.Add(mb, mi*8))
 		d[0], d[1], d[2], d[3] = s0, s1, s2, s3
-		mp = unsafe.Add(mp, ms*8)
+		mi += ms
 	}
 }
 
