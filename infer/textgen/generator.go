@@ -3,6 +3,7 @@ package textgen
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/qatgo/qatgo/infer"
 )
@@ -65,12 +66,17 @@ func (g *Generator) Reset() {
 }
 
 // Need returns the context positions a Generate call with a prompt of p tokens and n new tokens
-// needs on top of what is already in context (the pending last token included).
+// needs on top of what is already in context (the pending last token included), saturating at
+// math.MaxInt instead of overflowing for huge n.
 func (g *Generator) Need(p, n int) int {
+	base := len(g.pending) + p
 	if n == 0 {
-		return len(g.pending) + p
+		return base
 	}
-	return len(g.pending) + p + n - 1
+	if n-1 > math.MaxInt-base {
+		return math.MaxInt
+	}
+	return base + n - 1
 }
 
 // Generate appends prompt to the text, then samples n tokens, calling emit with each as soon as

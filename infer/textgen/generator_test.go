@@ -91,7 +91,7 @@ func TestGeneratorContextOverflow(t *testing.T) {
 	}
 	calls := 0
 	emit := func(int) error { calls++; return nil }
-	for _, c := range []struct{ p, n int }{{17, 0}, {16, 2}, {1, 17}, {5, 1 << 40}} {
+	for _, c := range []struct{ p, n int }{{17, 0}, {16, 2}, {1, 17}, {5, math.MaxInt}} {
 		err := g.Generate(make([]int, c.p), c.n, emit)
 		if !errors.Is(err, infer.ErrContextFull) {
 			t.Errorf("prompt %d + %d tokens in a context of 16: %v", c.p, c.n, err)
