@@ -38,7 +38,17 @@ type Info struct {
 	// Softmax is true when the model ends in a Softmax over the classes. The library's models
 	// output logits, so the Softmax is not a layer; export appends it (export.Options.Softmax).
 	Softmax bool
+	// Meta holds the model's metadata_props (at most MaxMetadata entries), e.g. the input
+	// normalisation input.mean/input.std of package data/preprocess that FromQModel writes.
+	Meta map[string]string
 }
+
+// MaxMetadata bounds the metadata_props entries Import keeps; longer keys or values than
+// MaxMetadataLen bytes are an error.
+const (
+	MaxMetadata    = 256
+	MaxMetadataLen = 4096
+)
 
 // Unmarshal decodes an ONNX model from b.
 func Unmarshal(b []byte) (*onnxpb.ModelProto, error) {
@@ -138,6 +148,18 @@ func Import(mp *onnxpb.ModelProto, name string) (*graph.Model, *Info, error) {
 		}
 	}
 	im.info.Opset = im.opset
+	if props := mp.GetMetadataProps(); len(props) > 0 {
+		if len(props) > MaxMetadata {
+			return nil, nil, fmt.Errorf("%w: %d metadata_props entries (limit %d)", ErrMalformed, len(props), MaxMetadata)
+		}
+		im.info.Meta = make(map[string]string, len(props))
+		for _, kv := range props {
+			if len(kv.GetKey()) > MaxMetadataLen || len(kv.GetValue()) > MaxMetadataLen {
+				return nil, nil, fmt.Errorf("%w: metadata_props entry over %d bytes", ErrMalformed, MaxMetadataLen)
+			}
+			im.info.Meta[kv.GetKey()] = kv.GetValue()
+		}
+	}
 	if im.opset < MinImportOpset || im.opset > MaxImportOpset {
 		return nil, nil, fmt.Errorf("%w: default-domain opset %d (supported: %d to %d)", ErrUnsupported, im.opset, MinImportOpset, MaxImportOpset)
 	}

