@@ -62,7 +62,7 @@ func (s *Set) BatchHWC(from int, x []float32) {
 // must have one channel and the images' size.
 func FromMNIST(m *mnist.Set, spec Spec) (*Set, error) {
 	if spec.Channels != 1 || spec.Height != m.Rows || spec.Width != m.Cols {
-		return nil, fmt.Errorf("preprocess: the model reads %dx%dx%d images; the idx set has %dx%dx1", spec.Height, spec.Width, spec.Channels, m.Rows, m.Cols)
+		return nil, fmt.Errorf("preprocess: the model reads %dx%dx%d images (%d values); the idx set has %dx%dx1 (%d)", spec.Height, spec.Width, spec.Channels, spec.Size(), m.Rows, m.Cols, m.Rows*m.Cols)
 	}
 	return NewSet(spec, m.Pixels, m.Labels)
 }
