@@ -26,7 +26,7 @@ import (
 type PackedInt4 struct {
 	n, k, group, groups int
 	nib                 []byte  // row-major N x K nibbles (w+8), only when panel is nil
-	scales              []int32 // N x groups
+	scales              []int32 // N x groups, only when panel is nil
 	sums                []int32 // sum_g scales[j][g] * sum_k w[j][k]
 	panel               []byte  // SIMD layout (see packPanel), nil without SIMD
 	pscales             []int32 // scales transposed per tile: [tile][group][panelN]
@@ -55,7 +55,6 @@ func PackInt4(w []int8, n, k, group int, scales []int32) (*PackedInt4, error) {
 		return nil, fmt.Errorf("kernels: PackInt4: len(scales) = %d, want %d", len(scales), n*groups)
 	}
 	p := &PackedInt4{n: n, k: k, group: group, groups: groups}
-	p.scales = make([]int32, n*groups)
 	p.sums = make([]int32, n)
 	for j := 0; j < n; j++ {
 		var bound, sum int64
@@ -80,12 +79,13 @@ func PackInt4(w []int8, n, k, group int, scales []int32) (*PackedInt4, error) {
 		}
 		p.sums[j] = int32(sum)
 	}
-	copy(p.scales, scales)
-	// One 4-bit copy stays resident: the SIMD panel, or row-major nibbles without SIMD; the
-	// portable path reads whichever exists (at), so no int8 copy of the weights is kept.
+	// One 4-bit copy stays resident: the SIMD panel (with the scales transposed per tile), or
+	// row-major nibbles and scales without SIMD; the portable path reads whichever exists (at,
+	// scale), so no int8 copy of the weights and one copy of the scales is kept.
 	if haveSIMD {
-		p.packPanel(w)
+		p.packPanel(w, scales)
 	} else {
+		p.scales = append([]int32(nil), scales...)
 		p.nib = make([]byte, (n*k+1)/2)
 		for i, v := range w {
 			p.nib[i/2] |= byte(v+8) << (4 * (i & 1))
@@ -98,7 +98,7 @@ func PackInt4(w []int8, n, k, group int, scales []int32) (*PackedInt4, error) {
 // K, 64 bytes; byte c*4+b holds w[c][8q+b]+8 in its low nibble and w[c][8q+4+b]+8 in its high
 // nibble (offset binary, so the unpacked bytes are unsigned 1..15 and the kernels subtract 8
 // times the activation sums). Scales are transposed to [tile][group][panelN].
-func (p *PackedInt4) packPanel(w []int8) {
+func (p *PackedInt4) packPanel(w []int8, scales []int32) {
 	np := (p.n + panelN - 1) / panelN * panelN
 	blocks := p.k / 8
 	p.panel = make([]byte, np/panelN*blocks*64)
@@ -117,7 +117,7 @@ func (p *PackedInt4) packPanel(w []int8) {
 		}
 		if j < p.n {
 			for g := 0; g < p.groups; g++ {
-				p.pscales[(t*p.groups+g)*panelN+c] = p.scales[j*p.groups+g]
+				p.pscales[(t*p.groups+g)*panelN+c] = scales[j*p.groups+g]
 			}
 		}
 	}
@@ -131,6 +131,14 @@ func (p *PackedInt4) at(j, kk int) int32 {
 	}
 	b := p.panel[(j/panelN*(p.k/8)+kk/8)*64+(j%panelN)*4+kk&3]
 	return int32(b>>(4*((kk>>2)&1))&15) - 8
+}
+
+// scale returns the integer scale of group g of row j.
+func (p *PackedInt4) scale(j, g int) int32 {
+	if p.pscales != nil {
+		return p.pscales[(j/panelN*p.groups+g)*panelN+j%panelN]
+	}
+	return p.scales[j*p.groups+g]
 }
 
 // ResidentBytes returns the memory the packed weights keep: the 4-bit weights (one copy), the
@@ -228,7 +236,7 @@ func gemv4Portable(dst []int32, a []int8, w *PackedInt4, bias []int32, j0, j1 in
 			for kk := g * w.group; kk < (g+1)*w.group; kk++ {
 				s += int32(a[kk]) * w.at(j, kk)
 			}
-			acc += w.scales[j*w.groups+g] * s
+			acc += w.scale(j, g) * s
 		}
 		dst[j] = acc
 	}
