@@ -128,3 +128,16 @@ func (op *cayleyOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 	}
 	return G.Nodes{g}, nil
 }
+
+// CayleyMatrix returns the Cayley transform (I + S)^-1 (I - S), S = (A - A^T)/2, of a (n x n
+// row-major) as n x n row-major values: the value Cayley computes in a graph.
+func CayleyMatrix(n int, a []float64) ([]float64, error) {
+	if n < 1 || len(a) != n*n {
+		return nil, fmt.Errorf("fakequant: Cayley of %d values as %dx%d", len(a), n, n)
+	}
+	q, _, err := cayleyForward(n, a)
+	if err != nil {
+		return nil, fmt.Errorf("fakequant: Cayley: %w", err)
+	}
+	return q.RawMatrix().Data, nil
+}

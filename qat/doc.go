@@ -97,7 +97,16 @@
 //   - SmoothQuant (Xiao et al. 2023) folds per-channel scales s_j = max|X_j|^a / max|W_j|^(1-a)
 //     into the weight columns and the site's producer (ChannelFoldModel: norm gain or weight rows);
 //   - GPTQ / GPTQLinears (Frantar et al. 2022) quantize weights with error feedback, beside
-//     round-to-nearest.
+//     round-to-nearest;
+//   - rotations (graph.LMRotations: residual R1, per-head R2, online Walsh-Hadamard before w2):
+//     QuaRotRotations gives QuaRot's fixed randomised Hadamard ones (Ashkboos et al. 2024);
+//     LearnedRotations gives SpinQuant's learned ones (Liu et al. 2024), each R = R0 Cayley(A)
+//     (CayleyRotation, fakequant.Cayley) with an unconstrained parameter A that an LMTrainer
+//     trains through its StepHook while the graph multiplies R into the weights
+//     (LMOptions.Rotations). LM.FoldRotations then folds either into the stored weights: the
+//     float model is unchanged and only the online Hadamard transforms stay in the graph.
+//     HadamardRotate is the other, unfoldable use: a random Hadamard rotation run online at
+//     every linear input (LMOptions.Rotate).
 //
 // # Post-training quantization
 //
