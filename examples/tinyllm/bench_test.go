@@ -51,7 +51,7 @@ func BenchmarkTrainStep(b *testing.B) {
 			}
 			var rot graph.RotateFunc
 			if c.rotate {
-				rot = hadamard
+				rot = qat.HadamardRotate
 			}
 			tr, err := qat.NewLMTrainer(lm, p, qat.Config{BatchSize: 16, LR: 1e-3, Beta2: 0.95, ClipNorm: 1, WeightDecay: 0.05, Logger: log},
 				graph.LMOptions{Rotate: rot, RotateSeed: rotateSeed})

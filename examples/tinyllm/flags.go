@@ -57,8 +57,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.group, "group", 32, "weight quantization group size below 8 bits (0: per output channel)")
 	fs.IntVar(&o.headBits, "head-bits", 8, "bits of the output projection weight")
 	fs.Float64Var(&o.alpha, "alpha", 0.5, "SmoothQuant migration strength")
-	fs.Float64Var(&o.spinLR, "spin-lr", 0.5, "peak Cayley SGD learning rate of learned rotations (spin runs)")
-	fs.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:smooth,ptq:w4a8:hadamard,ptq:w4a4,ptq:w4a4:smooth,ptq:w4a4:hadamard,qat:w8a8,qat:w4a8:hadamard,qat:w4a4:hadamard", "quantized runs, see the command doc")
+	fs.Float64Var(&o.spinLR, "spin-lr", 2e-3, "peak Adam learning rate of the learned rotations' Cayley parameters (spin runs)")
+	fs.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:smooth,ptq:w4a8:hadamard,ptq:w4a4,ptq:w4a4:smooth,ptq:w4a4:hadamard,ptq:w4a4:quarot,qat:w8a8,qat:w4a8:hadamard,qat:w4a4:hadamard,qat:w4a4:spin", "quantized runs, see the command doc")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for initialisation and data order")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: small corpus, few steps, 3 runs (under a minute)")
 	fs.StringVar(&o.load, "load", "", "load the float model from this checkpoint instead of training it")
@@ -73,7 +73,7 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.quick {
 		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 200, 50, 6, 4, 120
-		o.runs = "ptq:w8a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,qat:w4a8:hadamard"
+		o.runs = "ptq:w8a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,ptq:w4a4:quarot,qat:w4a8:hadamard,qat:w4a4:spin"
 	}
 	if err := flagcheck.NoArgs(fs.Args()); err != nil {
 		return o, err
@@ -120,7 +120,8 @@ type exp struct {
 	qat            bool
 	recipe         qat.LMRecipe
 	smooth, rotate bool
-	spin           bool // learned rotations (QAT only)
+	quarot         bool // QuaRot's rotations folded into the weights
+	spin           bool // learned rotations (QAT only), folded after training
 }
 
 func parseRuns(s string, o options) ([]exp, error) {
@@ -132,7 +133,7 @@ func parseRuns(s string, o options) ([]exp, error) {
 		}
 		f := strings.Split(r, ":")
 		if len(f) < 2 || (f[0] != "ptq" && f[0] != "qat") {
-			return nil, fmt.Errorf("run %q: want ptq|qat:wXaY[:smooth][:hadamard|:spin]", r)
+			return nil, fmt.Errorf("run %q: want ptq|qat:wXaY[:smooth][:hadamard|:quarot|:spin]", r)
 		}
 		e := exp{name: r, qat: f[0] == "qat", recipe: qat.LMRecipe{Group: o.group, HeadBits: o.headBits}}
 		if _, err := fmt.Sscanf(f[1], "w%da%d", &e.recipe.WBits, &e.recipe.ABits); err != nil {
@@ -144,14 +145,19 @@ func parseRuns(s string, o options) ([]exp, error) {
 				e.smooth = true
 			case "hadamard":
 				e.rotate = true
+			case "quarot":
+				e.quarot = true
 			case "spin":
 				e.spin = true
 			default:
 				return nil, fmt.Errorf("run %q: unknown option %q", r, x)
 			}
 		}
-		if e.spin && (!e.qat || e.rotate) {
-			return nil, fmt.Errorf("run %q: spin (learned rotations, initialised at the Hadamard ones) is for qat runs without hadamard", r)
+		if e.spin && !e.qat {
+			return nil, fmt.Errorf("run %q: spin (learned rotations) is for qat runs", r)
+		}
+		if n := btoi(e.rotate) + btoi(e.quarot) + btoi(e.spin); n > 1 {
+			return nil, fmt.Errorf("run %q: hadamard, quarot and spin exclude each other", r)
 		}
 		e.recipe.LearnW = e.qat && e.recipe.WBits < 8
 		e.recipe.LearnA = e.qat && e.recipe.ABits < 8
@@ -180,8 +186,11 @@ func (e exp) method() string {
 	if e.rotate {
 		m += " + Hadamard"
 	}
+	if e.quarot {
+		m += " + QuaRot (folded)"
+	}
 	if e.spin {
-		m += " + learned rotation"
+		m += " + learned rotations (folded)"
 	}
 	return m
 }
@@ -237,4 +246,11 @@ func corpusName(o options) string {
 		return "Go standard library source"
 	}
 	return o.data
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

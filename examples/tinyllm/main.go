@@ -7,15 +7,17 @@
 //	go run ./examples/tinyllm -quick   # smoke run, under a minute
 //	go run ./examples/tinyllm -data ~/books -runs ptq:w8a8,qat:w4a8:hadamard
 //
-// Runs (-runs, comma separated) are method:bits[:smooth][:hadamard] with method ptq or qat and
+// Runs (-runs, comma separated) are method:bits[:smooth][:hadamard|:quarot|:spin] with method ptq or qat and
 // bits wXaY: X-bit weights (symmetric, per group of -group inputs below 8 bits, per output
 // channel at 8) and Y-bit activations (asymmetric per tensor, observer) at the input of every
 // linear layer. QAT starts from the float checkpoint, learns sub-8-bit weight scales with LSQ and
 // sub-8-bit activation scales and offsets with LSQ+ (8-bit ones use min/max and EMA observers),
 // and continues the float run's data order; a float model trained for the same extra steps is
 // the reference it should be compared with. smooth applies SmoothQuant (alpha -alpha) to the float
-// weights first; hadamard rotates every linear input and weight by a random Hadamard matrix;
-// spin (QAT only) learns those rotations with Cayley SGD, starting from the Hadamard ones.
+// weights first; hadamard rotates every linear input and weight online by a random Hadamard
+// matrix; quarot folds QuaRot's rotations (random Hadamard residual and per-head rotations, online
+// Hadamard before w2) into the weights; spin (QAT only) learns those rotations (SpinQuant, Cayley
+// parameterisation, from the QuaRot start) during QAT and then folds them into the weights.
 // Loss is nats per byte; ppl = exp(loss); bpb = loss/ln 2.
 package main
 
@@ -160,9 +162,9 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 				return nil, err
 			}
 		}
-		opts := graph.LMOptions{RotateSeed: rotateSeed}
-		if e.rotate {
-			opts.Rotate = hadamard
+		opts, rots, err := rotations(e, lq, o)
+		if err != nil {
+			return nil, err
 		}
 		p, err := qat.Prepare(lq, e.recipe.QConfig())
 		if err != nil {
@@ -176,12 +178,10 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 		if err != nil {
 			return nil, err
 		}
-		var rots *learnedRotations
 		var dur time.Duration
 		if e.qat {
-			if e.spin {
-				rots = newLearnedRotations(o.spinLR)
-				tr.Opts.Rotate, tr.Hook = rots.rotate, rots
+			if rots != nil {
+				tr.Hook = rots
 			}
 			if err := tr.InitQuantizers(calX[0], calY[0]); err != nil {
 				return nil, err
@@ -190,9 +190,9 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 				return nil, err
 			}
 			if rots != nil {
-				log.WithFields(logrus.Fields{"run": e.name, "max|RtR-I|": fmt.Sprintf("%.1e", rots.maxOrthogonalityError()),
-					"max|R-R0|": fmt.Sprintf("%.3f", rots.maxDrift())}).Info("learned rotations")
-				tr.Opts.Rotate = fixedRotations(rots.matrices()) // evaluation graphs multiply by the learned matrices
+				if err := foldLearned(tr, rots, e, valX[:min(2, len(valX))], valY[:min(2, len(valY))], log); err != nil {
+					return nil, err
+				}
 			}
 		} else if err := tr.Calibrate(calX, calY); err != nil {
 			return nil, err
@@ -204,7 +204,7 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 			return nil, err
 		}
 		if o.outDir != "" {
-			if err := saveQuantized(o, e, tr, rots); err != nil {
+			if err := saveQuantized(o, e, tr); err != nil {
 				return nil, err
 			}
 		}
