@@ -57,7 +57,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.group, "group", 32, "weight quantization group size below 8 bits (0: per output channel)")
 	fs.IntVar(&o.headBits, "head-bits", 8, "bits of the output projection weight")
 	fs.Float64Var(&o.alpha, "alpha", 0.5, "SmoothQuant migration strength")
-	fs.Float64Var(&o.spinLR, "spin-lr", 2e-3, "peak Adam learning rate of the learned rotations' Cayley parameters (spin runs)")
+	fs.Float64Var(&o.spinLR, "spin-lr", 5e-4, "peak Adam learning rate of the learned rotations' Cayley parameters (spin runs)")
 	fs.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:smooth,ptq:w4a8:hadamard,ptq:w4a4,ptq:w4a4:smooth,ptq:w4a4:hadamard,ptq:w4a4:quarot,qat:w8a8,qat:w4a8:hadamard,qat:w4a4:hadamard,qat:w4a4:spin", "quantized runs, see the command doc")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for initialisation and data order")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: small corpus, few steps, 3 runs (under a minute)")
