@@ -29,7 +29,16 @@ import (
 //
 // The integer model must have one float32 input of shape [H,W,C] or [K] (a Quantize op) and one
 // output; a uint8 input is not supported.
-func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
+func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) { return fromQModel(qm, false) }
+
+// FloatFromQModel writes the float32 network that an integer model computes in integers: the
+// graph of FromQModel with weights and biases dequantized (w*s_w[c], b*s_in*s_w[c]) and no
+// QuantizeLinear/DequantizeLinear, the input float (for a uint8-input model, the real value
+// scale*(q-zero_point) of each byte) and the output float. It is the float baseline for timing
+// onnxruntime beside qatgo (bench/onnxruntime/compare.js).
+func FloatFromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) { return fromQModel(qm, true) }
+
+func fromQModel(qm *qmodel.Model, float bool) (*onnxpb.ModelProto, error) {
 	if err := qm.Validate(); err != nil {
 		return nil, err
 	}
@@ -45,7 +54,7 @@ func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
 		return s
 	}
 	in := &qm.Tensors[qm.Inputs[0]]
-	if in.DType != qmodel.Float32 {
+	if in.DType != qmodel.Float32 && !(float && in.DType == qmodel.Uint8) {
 		return nil, fmt.Errorf("onnx: model %q has a %v input; only float32 input is supported (export without -uint8)", qm.Name, in.DType)
 	}
 	b.input(InputName, onnxpb.TensorProto_FLOAT, nchw(in.Shape))
@@ -71,6 +80,9 @@ func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
 	// an int8 kernel only when the DQ has no other consumer.
 	ndq := 0
 	dq := func(i int) (string, error) {
+		if float {
+			return names[i], nil
+		}
 		s, zp, err := qparams(i)
 		if err != nil {
 			return "", err
@@ -81,6 +93,10 @@ func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
 		return out, nil
 	}
 	q := func(x string, i int) error {
+		if float {
+			names[i] = x
+			return nil
+		}
 		s, zp, err := qparams(i)
 		if err != nil {
 			return err
@@ -140,11 +156,21 @@ func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
 				return "", "", fmt.Errorf("onnx: weight %q has a nonzero zero point", w.Name)
 			}
 		}
-		wq := b.int8Init(wn, shape, wv)
-		ws := b.floatInit(wn+".scale", []int{out}, scales)
-		wz := b.int8Init(wn+".zero_point", []int{out}, make([]int8, out))
-		wd := wn + ".dq"
-		b.node("DequantizeLinear", wd, []string{wq, ws, wz}, []string{wd}, intAttr("axis", 0))
+		var wd string
+		if float {
+			per := len(wv) / out
+			f := make([]float32, len(wv))
+			for i, v := range wv {
+				f[i] = float32(v) * scales[i/per]
+			}
+			wd = b.floatInit(wn, shape, f)
+		} else {
+			wq := b.int8Init(wn, shape, wv)
+			ws := b.floatInit(wn+".scale", []int{out}, scales)
+			wz := b.int8Init(wn+".zero_point", []int{out}, make([]int8, out))
+			wd = wn + ".dq"
+			b.node("DequantizeLinear", wd, []string{wq, ws, wz}, []string{wd}, intAttr("axis", 0))
+		}
 		if len(op.Inputs) < 3 || op.Inputs[2] < 0 {
 			return wd, "", nil
 		}
@@ -160,6 +186,13 @@ func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
 			if bt.Quant != nil && len(bt.Quant.Scales) == out {
 				bs[i] = bt.Quant.Scales[i]
 			}
+		}
+		if float {
+			f := make([]float32, out)
+			for i, v := range bv {
+				f[i] = float32(float64(v) * float64(bs[i]))
+			}
+			return wd, b.floatInit(bn, []int{out}, f), nil
 		}
 		bq := b.int32Init(bn, []int{out}, bv)
 		bsn := b.floatInit(bn+".scale", []int{out}, bs)
@@ -272,7 +305,9 @@ func FromQModel(qm *qmodel.Model) (*onnxpb.ModelProto, error) {
 	ot := &qm.Tensors[out]
 	et := onnxpb.TensorProto_FLOAT
 	res := names[out]
-	if ot.DType == qmodel.Int8 { // back to the integer model's int8 levels
+	if float {
+		et = onnxpb.TensorProto_FLOAT
+	} else if ot.DType == qmodel.Int8 { // back to the integer model's int8 levels
 		et = onnxpb.TensorProto_INT8
 		x, err := dq(out)
 		if err != nil {

@@ -5,12 +5,12 @@
 //   npm install --ignore-scripts onnxruntime-node@1.30.0
 //   node compare.js [MODEL.qm] [-model ggml|bn] [-time SECONDS]
 //
-// Without MODEL.qm it uses a random-weight copy of ggml's MNIST CNN from the infer tests (or with
-// -model bn of the default example's BN CNN, BatchNorm folded); pass
-// an exported model (go run ./examples/mnist -model ggml, or the default bn model) to compare a
-// trained network. The float32 ONNX is written by a test-only helper of package infer
-// (TestWriteFloatONNX: the .qm's weights dequantized, NCHW) and checked against qatgo's outputs
-// before timing. onnxruntime runs with graph optimization level "all", intra-op threads 1 and 2,
+// Without MODEL.qm it uses ggml's MNIST CNN with random weights calibrated on MNIST (or with
+// -model bn the default example's BN CNN, BatchNorm folded); pass an exported model
+// (go run ./examples/mnist -model ggml, or the default bn model) to compare a trained network.
+// The float32 ONNX is the library's onnx.FloatFromQModel of the .qm (weights dequantized, NCHW),
+// written by TestWriteBenchFiles in package onnx, and checked against qatgo's outputs before
+// timing. The temporary folder is removed on exit, on errors and on Ctrl-C. onnxruntime runs with graph optimization level "all", intra-op threads 1 and 2,
 // sequential execution; qatgo runs `qatgo bench` with -threads 1 and 2. Batch-1 latency is the
 // median of single calls; onnxruntime-node's own per-call floor (an Identity model) is printed so
 // that it can be subtracted. Figures depend on machine load: compare ratios from one run.
@@ -32,13 +32,16 @@ for (let i = 0; i < args.length; i++) {
 }
 const root = path.resolve(__dirname, '..', '..');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatgo-ort-'));
+const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
 function sh(cmd, argv, env) {
   return execFileSync(cmd, argv, { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8' });
 }
 
 async function main() {
-  sh('go', ['test', '-count=1', '-run', '^TestWriteFloatONNX$', './infer'], { QATGO_ONNX_DIR: dir, QATGO_ONNX_FROM: qm, QATGO_ONNX_MODEL: arch });
+  sh('go', ['test', '-count=1', '-run', '^TestWriteBenchFiles$', './onnx'], { QATGO_ONNX_DIR: dir, QATGO_ONNX_FROM: qm, QATGO_ONNX_MODEL: arch });
   const model = qm || path.join(dir, 'model.qm');
   sh('go', ['build', '-o', path.join(dir, 'qatgo'), './cmd/qatgo']);
 
@@ -56,7 +59,8 @@ async function main() {
           x[((b * c + ch) * h + y) * w + xx] = ref.inputs[((b * h + y) * w + xx) * c + ch];
   const opts = (t) => ({ graphOptimizationLevel: 'all', intraOpNumThreads: t, interOpNumThreads: 1, executionMode: 'sequential' });
   const s1 = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), opts(1));
-  const y = (await s1.run({ x: new ort.Tensor('float32', x, [n, c, h, w]) })).y.data;
+  const feed = (sess, t) => ({ [sess.inputNames[0]]: t });
+  const y = (await s1.run(feed(s1, new ort.Tensor('float32', x, [n, c, h, w]))))[s1.outputNames[0]].data;
   let agree = 0, maxDiff = 0;
   const argmax = (v, o) => { let k = 0; for (let j = 1; j < outN; j++) if (v[o + j] > v[o + k]) k = j; return k; };
   for (let b = 0; b < n; b++) {
@@ -89,13 +93,13 @@ async function main() {
   }
   const rows = [];
   const idn = await ort.InferenceSession.create(path.join(dir, 'identity.onnx'), opts(1));
-  const floor = await latency(idn, { x: new ort.Tensor('float32', new Float32Array(1), [1, 1]) });
+  const floor = await latency(idn, feed(idn, new ort.Tensor('float32', new Float32Array(1), [1, 1])));
   for (const t of [1, 2]) {
     const sess = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), opts(t));
-    const one = { x: new ort.Tensor('float32', x.subarray(0, per), [1, c, h, w]) };
+    const one = feed(sess, new ort.Tensor('float32', x.subarray(0, per), [1, c, h, w]));
     const big = new Float32Array(256 * per);
     for (let i = 0; i < big.length; i++) big[i] = x[i % x.length];
-    const b256 = { x: new ort.Tensor('float32', big, [256, c, h, w]) };
+    const b256 = feed(sess, new ort.Tensor('float32', big, [256, c, h, w]));
     const ortLat = await latency(sess, one);
     const ortTp = await throughput(sess, b256, 256);
     const out = sh(path.join(dir, 'qatgo'), ['bench', '-batch', '256', '-time', `${seconds}s`, '-threads', String(t), model]);
@@ -109,7 +113,6 @@ async function main() {
   for (const r of rows)
     console.log(`| ${r.t} | ${r.tp.toFixed(2)} | ${r.ortTp.toFixed(2)} | ${(r.tp / r.ortTp).toFixed(2)} | ${r.p50.toFixed(2)} | ${r.ortLat.toFixed(2)} (${(r.ortLat - floor).toFixed(2)}) |`);
   console.log(`\n2 threads / 1 thread throughput at batch 256: qatgo ${(rows[0].tp / rows[1].tp).toFixed(2)}x, ort ${(rows[0].ortTp / rows[1].ortTp).toFixed(2)}x`);
-  fs.rmSync(dir, { recursive: true, force: true });
 }
 
-main().catch((e) => { console.error(e); fs.rmSync(dir, { recursive: true, force: true }); process.exit(1); });
+main().catch((e) => { console.error(e); process.exit(1); });
