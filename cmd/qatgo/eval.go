@@ -224,6 +224,9 @@ func mnistTestSet(dir string, n int) (*mnist.Set, error) {
 	return test, nil
 }
 
+// errUint8Normalised: a uint8-input model whose metadata asks for a normalisation.
+var errUint8Normalised = errors.New("a uint8 input cannot carry the input normalisation in the model's metadata")
+
 // inputSpec returns how images become the input of an image model: its input shape ([H,W,C] or a
 // square vector) and the normalisation in its metadata.
 func inputSpec(m *qmodel.Model) (preprocess.Spec, error) {
@@ -236,7 +239,7 @@ func inputSpec(m *qmodel.Model) (preprocess.Spec, error) {
 		return spec, err
 	}
 	if in.DType == qmodel.Uint8 && !spec.Identity() {
-		return spec, fmt.Errorf("model %s has a uint8 input and a normalisation (%v) in its metadata: the bytes cannot carry it", safe(m.Name), spec)
+		return spec, fmt.Errorf("model %s: %w (%v)", safe(m.Name), errUint8Normalised, spec)
 	}
 	return spec, nil
 }

@@ -155,6 +155,26 @@ func TestImageFolderNormalisedModel(t *testing.T) {
 	if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "from the model's metadata") {
 		t.Fatalf("eval: code %d, want %q in\n%s\n%s", code, want, out, errs)
 	}
+	// qatgo run normalises one image the same way: every image's top class and score match.
+	for i := 0; i < set.Len(); i += 5 {
+		img := image.NewNRGBA(image.Rect(0, 0, 16, 12))
+		for j := 0; j < 12*16; j++ {
+			copy(img.Pix[4*j:], set.Image(i)[3*j:3*j+3])
+			img.Pix[4*j+3] = 255
+		}
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, img); err != nil {
+			t.Fatal(err)
+		}
+		one := filepath.Join(dir, "one.png")
+		os.WriteFile(one, buf.Bytes(), 0o644)
+		top := infer.Argmax(y[3*i : 3*i+3])
+		code, out, errs := runMain("run", "-k", "1", qm, one)
+		want := fmt.Sprintf("%s %.4f", m.Labels[top], y[3*i+top])
+		if code != 0 || !strings.Contains(strings.Join(strings.Fields(out), " "), want) {
+			t.Fatalf("run image %d: code %d, want %q in\n%s\n%s", i, code, want, out, errs)
+		}
+	}
 	// The QDQ ONNX carries the normalisation too, and imports back with it.
 	if code, out, errs := runMain("export", "-format", "onnx", "-data", imgs, "-calib-batches", "1", "-parity", "0", "-o", qdq, ckpt); code != 0 {
 		t.Fatalf("export -format onnx: code %d\n%s\n%s", code, out, errs)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"image"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
+	"github.com/qatgo/qatgo/data/preprocess"
 	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/qmodel"
 )
@@ -26,8 +28,8 @@ func init() {
 		detail: `INPUT is a PNG image, a PGM image (P5 binary or P2 text, maxval <= 255), or a raw file of
 exactly as many bytes as the model input has elements (for example 784 bytes for a 28x28 image,
 row-major). Images must already have the model's size (no resizing); a model input with 1 channel
-takes grayscale, 3 channels RGB. Pixels go in as bytes for uint8-input models and as byte/255 for
-float32-input models. MNIST digits are white on black: use -invert for black-on-white drawings.`,
+takes grayscale, 3 channels RGB. Pixels go in as bytes for uint8-input models and, for float32-input
+models, as byte/255 normalised as the model's metadata says (input.mean/input.std, see qatgo eval). MNIST digits are white on black: use -invert for black-on-white drawings.`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			k := fs.Int("k", 3, "number of classes to print")
 			invert := fs.Bool("invert", false, "invert pixel values (255-v) before running")
@@ -74,8 +76,20 @@ func runOne(e *env, modelPath, inputPath string, k int, invert bool, lo infer.Lo
 		}
 	}
 	s := md.NewSession()
-	out, err := runBytes(s, px, 1)
-	if err != nil {
+	var out []float32
+	if spec, serr := inputSpec(m); serr == nil && spec.Size() == len(px) {
+		// normalised as the model's metadata says (input.mean/input.std; default byte/255)
+		set, err := preprocess.NewSet(spec, px, []uint8{0})
+		if err != nil {
+			return err
+		}
+		out, err = runSet(s, set, 0, 1)
+		if err != nil {
+			return err
+		}
+	} else if ok := errors.Is(serr, errUint8Normalised); ok {
+		return serr
+	} else if out, err = runBytes(s, px, 1); err != nil {
 		return err
 	}
 	printTopK(e, md, out, k)
