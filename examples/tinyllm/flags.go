@@ -73,7 +73,7 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.quick {
 		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 200, 50, 6, 4, 120
-		o.runs = "ptq:w8a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,ptq:w4a4:quarot,qat:w4a8:hadamard,qat:w4a4:spin"
+		o.runs = "ptq:w8a8,ptq:w4a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,ptq:w4a4:quarot,qat:w4a8:hadamard,qat:w4a4:spin"
 	}
 	if err := flagcheck.NoArgs(fs.Args()); err != nil {
 		return o, err

@@ -151,6 +151,7 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 		break
 	}
 
+	var ints integerRuns
 	var best *qat.LMTrainer
 	var bestName string
 	bestLoss := math.Inf(1)
@@ -209,6 +210,9 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 			}
 		}
 		rows = append(rows, row{e.method(), e.recipe.Bits(), l, dur})
+		if rows, err = ints.export(rows, o, e, tr, d, log); err != nil {
+			return nil, err
+		}
 		log.WithFields(logrus.Fields{"run": e.name, "val_loss": fmt.Sprintf("%.4f", l), "ppl": fmt.Sprintf("%.3f", math.Exp(l)),
 			"took": dur.Round(time.Millisecond).String()}).Info("quantized model evaluated")
 		if e.recipe.WBits < 8 && l < bestLoss {
@@ -233,6 +237,9 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 				return nil, err
 			}
 			fmt.Printf("\nsample (%s, temperature %.2f):\n%s\n", bestName, o.temp, s)
+		}
+		if err := ints.printSample(o); err != nil {
+			return nil, err
 		}
 	}
 	if best != nil {
