@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/internal/lmref"
 	"github.com/qatgo/qatgo/qat"
 	"github.com/qatgo/qatgo/qmodel"
@@ -190,6 +191,25 @@ func TestExportLMParity(t *testing.T) {
 			if rel := math.Abs(rep.LossRuntime-rep.LossGraph) / rep.LossGraph; rel > tc.maxLoss || rep.Agreement < 0.9 {
 				t.Errorf("loss graph %v runtime %v (relative %v), agreement %v", rep.LossGraph, rep.LossRuntime, rel, rep.Agreement)
 			}
+			var prompts [][]int
+			for i := 0; i < 8; i++ {
+				prompts = append(prompts, vx[i/4][(i%4)*16:(i%4)*16+8])
+			}
+			rt, err := infer.LoadLM(qm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gr, err := GreedyRuntime(rt, prompts, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gg, err := GreedyGraph(e.Logits, lmBatch, 16, 256, prompts, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if same := SameShare(gr, gg); same < 0.5 {
+				t.Errorf("greedy continuations identical for %v of the prompts", same)
+			}
 			checkWeights(t, e, qm, snap)
 			checkFloatReference(t, qm, vx, vy, rep.LossRuntime)
 		})
@@ -305,5 +325,35 @@ func TestExportLMBadInput(t *testing.T) {
 	}
 	if _, err := e.Parity(nil, nil, nil); err == nil {
 		t.Error("parity without batches accepted")
+	}
+}
+
+// TestGreedyGraph: a forward whose logits favour (token+1) mod 5 at every position continues
+// each prompt by counting; the last batch is partial; prompts that do not fit are errors.
+func TestGreedyGraph(t *testing.T) {
+	const batch, ctx, vocab = 2, 6, 5
+	f := func(ids []int) ([]float64, error) {
+		l := make([]float64, len(ids)*vocab)
+		for i, id := range ids {
+			l[i*vocab+(id+1)%vocab] = 1
+		}
+		return l, nil
+	}
+	got, err := GreedyGraph(f, batch, ctx, vocab, [][]int{{0}, {3, 4}, {2}}, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]int{{1, 2, 3}, {0, 1, 2}, {3, 4, 0}}
+	if SameShare(got, want) != 1 {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if SameShare(got, [][]int{{1, 2, 3}, {0, 1, 2}, {3, 4, 1}}) != 2.0/3 {
+		t.Error("SameShare")
+	}
+	if _, err := GreedyGraph(f, batch, ctx, vocab, [][]int{{1, 2, 3, 4}}, 3); err == nil {
+		t.Error("prompt + continuation longer than the context accepted")
+	}
+	if _, err := GreedyGraph(f, batch, ctx, vocab, [][]int{{}}, 3); err == nil {
+		t.Error("empty prompt accepted")
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/qatgo/qatgo/data/text"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/qat"
 	"github.com/sirupsen/logrus"
 	"gorgonia.org/tensor"
@@ -51,10 +52,22 @@ func TestPipelineSmall(t *testing.T) {
 	log.SetOutput(io.Discard)
 	stdout := os.Stdout
 	os.Stdout, _ = os.Open(os.DevNull)
-	_, err = run(o, log)
+	rows, err := run(o, log)
 	os.Stdout = stdout
 	if err != nil {
 		t.Fatal(err)
+	}
+	// the W8A8 run is exported: an integer-runtime row right after it, close to its fake-quant
+	// loss, and a model file that the runtime loads
+	for i, r := range rows {
+		if r.bits == "W8A8" && r.method == "PTQ" {
+			if i+1 >= len(rows) || !strings.Contains(rows[i+1].method, "integer runtime") || math.Abs(rows[i+1].loss-r.loss)/r.loss > 0.02 {
+				t.Fatalf("rows %+v", rows)
+			}
+		}
+	}
+	if lm, err := infer.LoadLMFile(filepath.Join(dir, "out", "tinyllm-w8a8.qm")); err != nil || lm.ContextLength() != 16 {
+		t.Fatalf("exported W8A8 model: %v", err)
 	}
 	// quantized checkpoints are self-describing: the model, its QConfig and every site's state
 	// restore from the file alone
