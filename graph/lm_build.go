@@ -52,6 +52,13 @@ type ArithQuantizer interface {
 	RuntimeSwiGLU(ref, a, b *G.Node) (*G.Node, error)
 }
 
+// AttentionQuantizer is an optional extension of Quantizer for LMs. When LMOptions.Quant
+// implements it, LM.Build rounds the attention operands with it (CausalAttentionRounded; operand
+// is AttnQuery, AttnKey, AttnValue or AttnProbs): e.g. a KV cache kept in half precision.
+type AttentionQuantizer interface {
+	QuantizeAttention(operand string, x *G.Node) (*G.Node, error)
+}
+
 // RotateFunc returns x rotated along its last axis by an orthogonal matrix R that depends only
 // on seed and the axis length: y = x R. It must be differentiable. Build calls it for each
 // activation site first and then, with the same seed, for each weight reading that site, so a
@@ -145,7 +152,11 @@ func (n *LMNet) build(sites map[string]Site) error {
 		if n.Opts.Points != nil {
 			att, err = n.attentionPoints(b+".", qkv[0], qkv[1], qkv[2])
 		} else {
-			att, err = CausalAttention(qkv[0], qkv[1], qkv[2], n.Opts.Batch, c.Ctx, c.Heads, c.RoPEBase)
+			var round func(string, *G.Node) (*G.Node, error)
+			if aq, ok := n.Opts.Quant.(AttentionQuantizer); ok {
+				round = aq.QuantizeAttention
+			}
+			att, err = CausalAttentionRounded(qkv[0], qkv[1], qkv[2], n.Opts.Batch, c.Ctx, c.Heads, c.RoPEBase, round)
 		}
 		if err != nil {
 			return err

@@ -68,6 +68,22 @@ func SwiGLU(a, b *G.Node) (*G.Node, error) {
 // normalised with softmax, and the per-head outputs P v are merged back to [B*T, H*hd]. The
 // caller applies the output projection.
 func CausalAttention(q, k, v *G.Node, batch, seq, heads int, ropeBase float64) (*G.Node, error) {
+	return CausalAttentionRounded(q, k, v, batch, seq, heads, ropeBase, nil)
+}
+
+// The operands of attention that a runtime may store or multiply in a lower precision.
+const (
+	AttnQuery = "query" // queries after RoPE, [B*H, T, hd]
+	AttnKey   = "key"   // keys after RoPE (what a KV cache stores), [B*H, T, hd]
+	AttnValue = "value" // values (what a KV cache stores), [B*H, T, hd]
+	AttnProbs = "probs" // softmax probabilities, [B*H, T, T]
+)
+
+// CausalAttentionRounded is CausalAttention with round, when not nil, applied to each operand
+// named above before its product: e.g. half precision for llama.cpp's F16 KV cache, where the
+// keys and values are stored as F16 and the queries and probabilities are converted to F16 to be
+// multiplied with them.
+func CausalAttentionRounded(q, k, v *G.Node, batch, seq, heads int, ropeBase float64, round func(operand string, x *G.Node) (*G.Node, error)) (*G.Node, error) {
 	if !q.Shape().Eq(k.Shape()) || !q.Shape().Eq(v.Shape()) {
 		return nil, fmt.Errorf("graph: attention: q %v, k %v, v %v differ", q.Shape(), k.Shape(), v.Shape())
 	}
@@ -83,6 +99,17 @@ func CausalAttention(q, k, v *G.Node, batch, seq, heads int, ropeBase float64) (
 	if err != nil {
 		return nil, err
 	}
+	if round != nil {
+		if qh, err = round(AttnQuery, qh); err != nil {
+			return nil, err
+		}
+		if kh, err = round(AttnKey, kh); err != nil {
+			return nil, err
+		}
+		if vh, err = round(AttnValue, vh); err != nil {
+			return nil, err
+		}
+	}
 	hd := qh.Shape()[2]
 	s, err := G.BatchedMatMul(qh, kh, false, true)
 	if err != nil {
@@ -91,6 +118,11 @@ func CausalAttention(q, k, v *G.Node, batch, seq, heads int, ropeBase float64) (
 	p, err := CausalSoftmax(s, 1/math.Sqrt(float64(hd)))
 	if err != nil {
 		return nil, err
+	}
+	if round != nil {
+		if p, err = round(AttnProbs, p); err != nil {
+			return nil, err
+		}
 	}
 	o, err := G.BatchedMatMul(p, vh)
 	if err != nil {

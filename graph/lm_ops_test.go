@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"fmt"
 	"math"
 	"math/cmplx"
 	"math/rand/v2"
@@ -258,6 +259,43 @@ func TestCausalAttention(t *testing.T) {
 			if math.Abs(got-want[i]) > 1e-10 {
 				t.Fatalf("base %v: out[%d] = %v, want %v", base, i, got, want[i])
 			}
+		}
+	}
+}
+
+// CausalAttentionRounded hands each operand to round once, with its documented shape, and uses
+// what round returns: a rounding that negates the values leaves q k^T and the softmax unchanged
+// (both operands negated) and negates the output (values negated), checked against the naive
+// attention.
+func TestCausalAttentionRounded(t *testing.T) {
+	const B, T, H, hd = 2, 4, 2, 4
+	g := G.NewGraph()
+	rng := rand.New(rand.NewPCG(17, 18))
+	q, k, v := lmInput(g, rng, "q", B*T, H*hd), lmInput(g, rng, "k", B*T, H*hd), lmInput(g, rng, "v", B*T, H*hd)
+	seen := map[string][]int{}
+	o, err := CausalAttentionRounded(q, k, v, B, T, H, 10000, func(op string, x *G.Node) (*G.Node, error) {
+		seen[op] = x.Shape().Clone()
+		if op == AttnProbs {
+			return x, nil
+		}
+		return G.Neg(x)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]int{AttnQuery: {B * H, T, hd}, AttnKey: {B * H, T, hd}, AttnValue: {B * H, T, hd}, AttnProbs: {B * H, T, T}}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("operands %v, want %v", seen, want)
+	}
+	vm := G.NewTapeMachine(g)
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		t.Fatal(err)
+	}
+	ref := naiveAttention(f64(q), f64(k), f64(v), B, T, H, hd, 10000)
+	for i, got := range f64(o) {
+		if math.Abs(got+ref[i]) > 1e-10 {
+			t.Fatalf("out[%d] = %v, want %v", i, got, -ref[i])
 		}
 	}
 }

@@ -1,10 +1,10 @@
 // Evaluates token sequences with llama.cpp (node-llama-cpp's prebuilt CPU library) for qatgo's
 // GGUF parity tests. Reads one JSON request on stdin:
 //   {"model": PATH, "sequences": [[ids...]...], "greedy": [{"prompt": [ids...], "n": N}...],
-//    "threads": 1}
+//    "threads": 1, "kv": "F32" or "F16" (the KV cache type; F32 unless given)}
 // and prints one JSON line: {"logprobs": [seq][pos][vocab] (log of llama.cpp's next-token
 // probabilities after each position), "greedy": [[N ids]...], "tokenize": [...]}.
-// F32 KV cache, flash attention off, temperature 0 (greedy), one sequence per fresh context with
+// KV cache F32 unless "kv" says otherwise, flash attention off, temperature 0 (greedy), one sequence per fresh context with
 // room to spare (a full context makes node-llama-cpp shift it before the last token).
 import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 
@@ -19,7 +19,7 @@ const vocab = model.tokens.length ?? 256;
 async function withContext(size, fn) {
     const ctx = await model.createContext({
         contextSize: size, batchSize: size, threads: req.threads ?? 1, flashAttention: false,
-        experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32",
+        experimentalKvCacheKeyType: req.kv ?? "F32", experimentalKvCacheValueType: req.kv ?? "F32",
     });
     try {
         return await fn(ctx.getSequence());

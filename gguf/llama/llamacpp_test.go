@@ -26,6 +26,7 @@ type llamaRequest struct {
 	Greedy    []greedyQuery `json:"greedy,omitempty"`
 	Text      *string       `json:"text,omitempty"`
 	Stepwise  bool          `json:"stepwise,omitempty"`
+	KV        string        `json:"kv,omitempty"` // KV cache type: "F32" (default) or "F16"
 }
 
 type greedyQuery struct {
@@ -177,10 +178,11 @@ func TestLlamaCppF32Parity(t *testing.T) {
 // positions over 8 sequences; llama.cpp's own AVX2 and AVX-512 builds differ at 1 of them). Greedy
 // continuations agree for 64 tokens, and the perplexity within 0.5%.
 func TestLlamaCppQuantizedParity(t *testing.T) {
-	for _, typ := range []gguf.TensorType{gguf.Q8_0, gguf.Q4_0} {
-		t.Run(typ.String(), func(t *testing.T) {
+	for _, tc := range []struct{ typ, kv gguf.TensorType }{{gguf.Q8_0, gguf.F32}, {gguf.Q4_0, gguf.F32}, {gguf.Q4_0, gguf.F16}} {
+		typ := tc.typ
+		t.Run(typ.String()+"/KV-"+tc.kv.String(), func(t *testing.T) {
 			m := testLM(t, 2)
-			q := Preset{typ}
+			q := Preset{Type: typ, KV: tc.kv}
 			trainBriefly(t, m, q, 30) // a QAT-preset model, not only random weights
 			w, err := FromLM(m)
 			if err != nil {
@@ -192,7 +194,7 @@ func TestLlamaCppQuantizedParity(t *testing.T) {
 			}
 			seqs := [][]int{testTokens(72, 0), testTokens(72, 40)}
 			prompt := testTokens(8, 3)
-			res := runLlamaCpp(t, llamaRequest{Model: path, Sequences: seqs, Greedy: []greedyQuery{{prompt, 64}}})
+			res := runLlamaCpp(t, llamaRequest{Model: path, Sequences: seqs, Greedy: []greedyQuery{{prompt, 64}}, KV: tc.kv.String()})
 			var nllQ, nllL float64
 			for i, s := range seqs {
 				want := lmLogProbs(t, m, q, s)

@@ -15,11 +15,28 @@ import (
 // precision), and every linear input rounded as llama.cpp rounds it before the matmul (dynamic
 // Q8_0 per block of 32 with ties to even for Q8_0/Q4_0 weights, F16 for F16 weights). A model
 // trained or evaluated with Preset{T} and written by Encode with Type T computes the same
-// logits in llama.cpp (F32 KV cache, flash attention off) up to float summation order. Use it
+// logits in llama.cpp (KV cache of type KV, flash attention off) up to float summation order. Use it
 // as graph.LMOptions.Quant: in LM.Build, or in qat.NewLMTrainer's options with no Prepared (see
 // ExamplePreset). Its rounding has no state: nothing to calibrate, checkpoint or export.
 type Preset struct {
 	Type gguf.TensorType
+	// KV is the type of llama.cpp's KV cache the forward models: F32 (the zero value) or F16,
+	// llama.cpp's default context setting, under which the keys and values are stored in half
+	// precision and the queries and attention probabilities are converted to half precision to
+	// be multiplied with them.
+	KV gguf.TensorType
+}
+
+// QuantizeAttention implements graph.AttentionQuantizer: with KV F16 every attention operand is
+// rounded to half precision (see KV); with F32 nothing is rounded.
+func (p Preset) QuantizeAttention(operand string, x *G.Node) (*G.Node, error) {
+	switch p.KV {
+	case gguf.F32:
+		return x, nil
+	case gguf.F16:
+		return fakequant.GGMLFakeQuant(x, fakequant.GGMLF16)
+	}
+	return nil, fmt.Errorf("llama: no KV cache of type %v (F32, F16)", p.KV)
 }
 
 // Quantize implements graph.Quantizer.
