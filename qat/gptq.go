@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/qatgo/qatgo/gguf"
 	"github.com/qatgo/qatgo/quant"
 	"gonum.org/v1/gonum/mat"
 )
@@ -39,6 +40,15 @@ type GPTQConfig struct {
 	// and need a per-column group index, which the project's per-group format (contiguous groups,
 	// as fakequant.PerGroup and the exporter use) cannot express.
 	ActOrder bool
+	// GGMLQ4_0 quantizes on llama.cpp's Q4_0 grid instead of the project's, for a GGUF export
+	// (gguf/llama) that adds no rounding of its own: Bits must be 4 and GroupSize 32 (one Q4_0
+	// block). A block's scale is d = fp16(m/-8), m its value of largest magnitude with its sign
+	// (llama.cpp's rule, taken from the current weights when the block's first column is reached,
+	// or from the original weights with ActOrder); the levels are -8..7, rounded to nearest, and
+	// the element that gave m is pinned to level -8, so that llama.cpp's quantizer (and
+	// gguf.Quantize) derives the same d and levels again from the dequantized weights. Scales
+	// are then signed (d < 0 when m > 0).
+	GGMLQ4_0 bool
 }
 
 func (c GPTQConfig) withDefaults(in int) (GPTQConfig, error) {
@@ -47,6 +57,9 @@ func (c GPTQConfig) withDefaults(in int) (GPTQConfig, error) {
 	}
 	if c.GroupSize < 0 || (c.GroupSize > 0 && in%c.GroupSize != 0) {
 		return c, fmt.Errorf("qat: GPTQ: group size %d does not divide the input dimension %d (0 means per output channel)", c.GroupSize, in)
+	}
+	if c.GGMLQ4_0 && (c.Bits != 4 || c.GroupSize != 32) {
+		return c, fmt.Errorf("qat: GPTQ: llama.cpp's Q4_0 grid needs 4 bits and groups of 32, got %d bits and groups of %d", c.Bits, c.GroupSize)
 	}
 	if c.PercDamp < 0 || math.IsNaN(c.PercDamp) || math.IsInf(c.PercDamp, 0) {
 		return c, fmt.Errorf("qat: GPTQ: dampening %v (want finite and >= 0)", c.PercDamp)
@@ -83,6 +96,10 @@ type QuantizedWeight struct {
 	Scales []float32
 	// Weights are the dequantized weights scale*q (float64 of the float32 product), row-major.
 	Weights []float64
+	// GGMLQ4_0 reports llama.cpp's Q4_0 grid (GPTQConfig.GGMLQ4_0): levels -8..7, signed scales.
+	GGMLQ4_0 bool
+	// anchor is, per slice on the Q4_0 grid, the column pinned to level -8 (-1: none).
+	anchor []int
 	// Error is GPTQ's accumulated proxy loss sum over columns of |w - q|^2 / (2 [H_F^-1]_qq)
 	// (Frantar et al., eq. 2 summed; 0 for RoundToNearest).
 	Error float64
@@ -111,12 +128,34 @@ func newQuantizedWeight(out, in int, c GPTQConfig) *QuantizedWeight {
 	if c.GroupSize > 0 {
 		ns = out * (in / c.GroupSize)
 	}
-	return &QuantizedWeight{Out: out, In: in, GroupSize: c.GroupSize, Bits: c.Bits,
+	q := &QuantizedWeight{Out: out, In: in, GroupSize: c.GroupSize, Bits: c.Bits, GGMLQ4_0: c.GGMLQ4_0,
 		Levels: make([]int8, out*in), Scales: make([]float32, ns), Weights: make([]float64, out*in)}
+	if c.GGMLQ4_0 {
+		q.anchor = make([]int, ns)
+	}
+	return q
 }
 
-// setScale sets the scale of slice k from the values v (one slice's current weights).
-func (q *QuantizedWeight) setScale(k int, v []float64) error {
+// setScale sets the scale of slice k from the values v (one slice's current weights; v[0] is
+// the weight of column col0, the following ones of the next columns).
+func (q *QuantizedWeight) setScale(k int, v []float64, col0 int) error {
+	if q.GGMLQ4_0 {
+		var amax float64
+		at := -1
+		for j, x := range v {
+			if math.Abs(x) > amax {
+				amax, at = math.Abs(x), j
+			}
+		}
+		q.Scales[k], q.anchor[k] = 0, -1
+		if at >= 0 {
+			q.Scales[k] = gguf.F16ToFloat32(gguf.F16FromFloat32(float32(v[at]) / -8))
+			if q.Scales[k] != 0 {
+				q.anchor[k] = col0 + at
+			}
+		}
+		return nil
+	}
 	lo, hi := 0.0, 0.0
 	for _, x := range v {
 		lo, hi = min(lo, x), max(hi, x)
@@ -132,9 +171,18 @@ func (q *QuantizedWeight) setScale(k int, v []float64) error {
 // put quantizes w at (r, c) with the scale of its slice, stores level and dequantized value, and
 // returns the dequantized value.
 func (q *QuantizedWeight) put(r, c int, w float64) float64 {
-	s := q.Scales[q.slice(r, c)]
-	rng := quant.NarrowSigned(q.Bits)
-	l := quant.QuantizeValue(w, float64(s), 0, rng.Min, rng.Max)
+	k := q.slice(r, c)
+	s := q.Scales[k]
+	var l int32
+	switch {
+	case !q.GGMLQ4_0:
+		rng := quant.NarrowSigned(q.Bits)
+		l = quant.QuantizeValue(w, float64(s), 0, rng.Min, rng.Max)
+	case q.anchor[k] == c:
+		l = -8
+	case s != 0:
+		l = int32(min(max(math.Round(w/float64(s)), -8), 7))
+	}
 	v := float64(float32(l) * s)
 	q.Levels[r*q.In+c] = int8(l)
 	q.Weights[r*q.In+c] = v
@@ -171,7 +219,7 @@ func RoundToNearest(w []float64, out, in int, c GPTQConfig) (*QuantizedWeight, e
 	}
 	for r := 0; r < out; r++ {
 		for c0 := 0; c0 < in; c0 += g {
-			if err := q.setScale(q.slice(r, c0), w[r*in+c0:r*in+c0+g]); err != nil {
+			if err := q.setScale(q.slice(r, c0), w[r*in+c0:r*in+c0+g], c0); err != nil {
 				return nil, err
 			}
 			for j := c0; j < c0+g; j++ {
@@ -248,7 +296,7 @@ func GPTQ(w []float64, out, in int, h []float64, c GPTQConfig) (*QuantizedWeight
 			if c.GroupSize > 0 && !c.ActOrder && i%c.GroupSize == 0 {
 				// dynamic group: scale from the current weights of columns i .. i+g-1 (inside this block)
 				for r := 0; r < out; r++ {
-					if err := q.setScale(q.slice(r, orig), W[r*in+i:r*in+i+c.GroupSize]); err != nil {
+					if err := q.setScale(q.slice(r, orig), W[r*in+i:r*in+i+c.GroupSize], orig); err != nil {
 						return nil, err
 					}
 				}
@@ -361,14 +409,14 @@ func gptqStaticScales(q *QuantizedWeight, w []float64, c GPTQConfig) error {
 	switch {
 	case c.GroupSize == 0:
 		for r := 0; r < out; r++ {
-			if err := q.setScale(r, w[r*in:(r+1)*in]); err != nil {
+			if err := q.setScale(r, w[r*in:(r+1)*in], 0); err != nil {
 				return err
 			}
 		}
 	case c.ActOrder:
 		for r := 0; r < out; r++ {
 			for c0 := 0; c0 < in; c0 += c.GroupSize {
-				if err := q.setScale(q.slice(r, c0), w[r*in+c0:r*in+c0+c.GroupSize]); err != nil {
+				if err := q.setScale(q.slice(r, c0), w[r*in+c0:r*in+c0+c.GroupSize], c0); err != nil {
 					return err
 				}
 			}

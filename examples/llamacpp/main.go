@@ -1,7 +1,8 @@
 // Command llamacpp compares, in llama.cpp itself, Q4_0 models of qatgo's tiny byte-level LM:
 // llama.cpp's own post-training Q4_0 (what users do today: quantize the f32 GGUF) against qatgo
-// QAT with the Q4_0 preset (llama.Preset: weights and matmul inputs fake-quantized exactly as
-// llama.cpp's CPU backend computes), as bits per byte that llama.cpp measures on held-out text.
+// GPTQ on the Q4_0 grid (qat.GPTQConfig.GGMLQ4_0) and qatgo QAT with the Q4_0 preset
+// (llama.Preset: weights and matmul inputs fake-quantized exactly as llama.cpp's CPU backend
+// computes), as bits per byte that llama.cpp measures on held-out text.
 //
 //	go run ./examples/tinyllm -quick -runs ptq:w8a8 -gen 0 -ckpt /tmp/float.ckpt -out ""
 //	go run ./examples/llamacpp -ckpt /tmp/float.ckpt
@@ -29,6 +30,7 @@ import (
 	"github.com/qatgo/qatgo/gguf/llama"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/internal/flagcheck"
+	"github.com/qatgo/qatgo/qat"
 	"github.com/sirupsen/logrus"
 	G "gorgonia.org/gorgonia"
 )
@@ -36,6 +38,7 @@ import (
 type options struct {
 	ckpt, out, llamaDir string
 	steps, windows      int
+	calib               int
 	lr                  float64
 	maxBytes            int
 }
@@ -46,6 +49,7 @@ func main() {
 	flag.StringVar(&o.out, "out", filepath.Join(os.TempDir(), "qatgo-llamacpp"), "directory for the GGUF files")
 	flag.StringVar(&o.llamaDir, "llamacpp", ".ci/llamacpp", "directory with node-llama-cpp, eval.mjs and quantize.py")
 	flag.IntVar(&o.steps, "steps", 200, "fine-tuning steps (float reference and QAT alike)")
+	flag.IntVar(&o.calib, "calib", 8, "GPTQ calibration batches of 16 training windows")
 	flag.Float64Var(&o.lr, "lr", 3e-4, "Adam learning rate")
 	flag.IntVar(&o.windows, "windows", 64, "held-out windows of Ctx bytes to evaluate")
 	flag.IntVar(&o.maxBytes, "max-bytes", 1<<20, "corpus cap in bytes (as the tinyllm run that wrote the checkpoint)")
@@ -71,6 +75,7 @@ func (o *options) validate(args []string) error {
 		flagcheck.AtLeast("steps", o.steps, 1),
 		flagcheck.Positive("lr", o.lr),
 		flagcheck.AtLeast("windows", o.windows, 1),
+		flagcheck.AtLeast("calib", o.calib, 1),
 		flagcheck.AtLeast("max-bytes", o.maxBytes, 1),
 	)
 }
@@ -103,6 +108,10 @@ func run(o options, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
+	gptq, err := gptqQ4_0(float, train, o, log)
+	if err != nil {
+		return err
+	}
 	q4 := llama.Preset{Type: gguf.Q4_0}
 	qat, err := finetune(m, q4, train, o, log)
 	if err != nil {
@@ -120,6 +129,12 @@ func run(o options, log *logrus.Logger) error {
 		return err
 	}
 	if err := write(qat, "qat-q4_0.gguf", gguf.Q4_0); err != nil {
+		return err
+	}
+	if err := write(float, "rtn-q4_0.gguf", gguf.Q4_0); err != nil {
+		return err
+	}
+	if err := write(gptq, "gptq-q4_0.gguf", gguf.Q4_0); err != nil {
 		return err
 	}
 	for _, mode := range []string{"default", "pure"} {
@@ -140,6 +155,8 @@ func run(o options, log *logrus.Logger) error {
 		{"float (f32 GGUF)", "float-f32.gguf"},
 		{"llama.cpp PTQ Q4_0 (llama-quantize defaults: Q6_K output)", "llamacpp-q4_0-default.gguf"},
 		{"llama.cpp PTQ Q4_0 (pure: every weight Q4_0)", "llamacpp-q4_0-pure.gguf"},
+		{"qatgo round-to-nearest Q4_0 of the float model (F32 embedding)", "rtn-q4_0.gguf"},
+		{"qatgo GPTQ on the Q4_0 grid (F32 embedding)", "gptq-q4_0.gguf"},
 		{"qatgo QAT, Q4_0 preset (F32 embedding)", "qat-q4_0.gguf"},
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -160,6 +177,32 @@ func run(o options, log *logrus.Logger) error {
 	tw.Flush()
 	fmt.Printf("\nqatgo's own forward on the same text: float %.4f, QAT Q4_0 fake-quant %.4f bits/byte\n", qgFloat, qgQAT)
 	return nil
+}
+
+// gptqQ4_0 returns a copy of m whose linears GPTQ quantized on llama.cpp's Q4_0 grid
+// (qat.GPTQConfig.GGMLQ4_0, act-order), calibrated on -calib batches of 16 training windows: the
+// GGUF writer then stores exactly GPTQ's levels and scales.
+func gptqQ4_0(m *graph.LM, train []int, o options, log *logrus.Logger) (*graph.LM, error) {
+	c, err := clone(m)
+	if err != nil {
+		return nil, err
+	}
+	s, err := text.NewSampler(train, 16, c.Config.Ctx, 777)
+	if err != nil {
+		return nil, err
+	}
+	stats, err := qat.CollectLMStats(c, graph.LMOptions{Batch: 16}, func(i int) ([]int, []int) { return s.Next(int64(i)) }, o.calib, true)
+	if err != nil {
+		return nil, err
+	}
+	qs, err := qat.GPTQLinears(c, stats, func(graph.LMLinear) (qat.GPTQConfig, bool) {
+		return qat.GPTQConfig{Bits: 4, GroupSize: 32, GGMLQ4_0: true, ActOrder: true}, true
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.WithFields(logrus.Fields{"linears": len(qs), "calibration windows": 16 * o.calib}).Info("GPTQ on the Q4_0 grid")
+	return c, nil
 }
 
 func clone(m *graph.LM) (*graph.LM, error) {

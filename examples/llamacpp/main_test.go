@@ -7,7 +7,7 @@ import (
 
 // TestValidate (issue 14, item 4): bad flag values are errors before any work.
 func TestValidate(t *testing.T) {
-	good := options{ckpt: "f.ckpt", out: "out", llamaDir: ".ci/llamacpp", steps: 200, lr: 3e-4, windows: 64, maxBytes: 1 << 20}
+	good := options{ckpt: "f.ckpt", out: "out", llamaDir: ".ci/llamacpp", steps: 200, lr: 3e-4, windows: 64, calib: 8, maxBytes: 1 << 20}
 	for _, c := range []struct {
 		name string
 		edit func(*options)
@@ -19,6 +19,7 @@ func TestValidate(t *testing.T) {
 		{"lr -1", func(o *options) { o.lr = -1 }, nil, "-lr must be a finite number > 0, got -1"},
 		{"lr 0", func(o *options) { o.lr = 0 }, nil, "-lr must be a finite number > 0, got 0"},
 		{"windows", func(o *options) { o.windows = 0 }, nil, "-windows must be >= 1"},
+		{"calib", func(o *options) { o.calib = 0 }, nil, "-calib must be >= 1"},
 		{"max-bytes", func(o *options) { o.maxBytes = -1 }, nil, "-max-bytes must be >= 1"},
 		{"ckpt", func(o *options) { o.ckpt = "" }, nil, "-ckpt must not be empty"},
 		{"out", func(o *options) { o.out = "" }, nil, "-out must not be empty"},

@@ -20,6 +20,22 @@
 //
 // Quantized types quantize blocks of 32 along each row (the input dimension) with llama.cpp's
 // reference quantizers (package gguf), so a model trained with the matching fake-quant preset
-// (fakequant.GGMLWeight, fakequant.GGMLActQ8_0) computes in llama.cpp what it computed in qatgo.
-// The token embedding stays F32 unless EncodeOptions.EmbedType says otherwise.
+// ([Preset]) computes in llama.cpp what it computed in qatgo. The token embedding stays F32 unless
+// EncodeOptions.EmbedType says otherwise.
+//
+// # How close the preset's forward is to llama.cpp
+//
+// [Preset] reproduces, besides the roundings of weights, matmul inputs and (Preset.KV = F16) the
+// KV cache, the float32 arithmetic of llama.cpp's x86 CPU backend wherever it decides the value a
+// later Q8_0 rounding sees: the matmul accumulation (fakequant.GGMLLinear: the repacked Q4_0 GEMM
+// or the eight-lane Q8_0 dot product), RMSNorm and SwiGLU with ggml's vectorised expf
+// (fakequant.GGMLRMSNorm, GGMLSwiGLU, AVX-512 form). The attention (RoPE, softmax, the F32/F16
+// K and V products) is Gorgonia's float arithmetic. An activation within one float32 rounding of a
+// Q8_0 rounding boundary can therefore still round the other way in llama.cpp; measured on the
+// QAT-trained test model, 3 of 576 positions (8 sequences of 72) differ by more than 1e-3 (up to
+// 0.03), against 19 before the arithmetic was matched. llama.cpp does not agree with itself at
+// that level either: its AVX2 (haswell) and AVX-512 (zen4, skylakex) builds of ggml_v_expf round
+// differently (vec.h: fma(j, k, k) against scalef(j+1, n)), and its AVX2 build differed from its
+// AVX-512 build at 1 of the same 576 positions by 0.012; its portable x64 build, which sums the
+// Q4_0 dot products in another order, at 8.
 package llama
