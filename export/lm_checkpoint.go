@@ -2,6 +2,7 @@ package export
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/qat"
@@ -20,6 +21,9 @@ func RestoreLM(ck *graph.Checkpoint, c *qat.QConfig) (*qat.Prepared, error) {
 	lm, ok := n.(*graph.LM)
 	if !ok {
 		return nil, fmt.Errorf("%w: the checkpoint holds a %s model (%q), not a language model", ErrUnsupported, n.Arch().Type, n.Arch().Name)
+	}
+	if err := noOnlineRotations(ck); err != nil {
+		return nil, err
 	}
 	var qc qat.QConfig
 	if c != nil {
@@ -62,4 +66,20 @@ func ExportLM(p *qat.Prepared, calib, val, valTargets [][]int, opt LMOptions) (*
 	}
 	rep.GroupScaleErr = snap
 	return qm, rep, nil
+}
+
+// noOnlineRotations refuses a checkpoint trained with online rotations of every linear input
+// (graph.LMOptions.Rotate, recorded by examples/tinyllm as Meta "hadamard_seed" or tensors
+// "rotation/<seed>"): they are not part of the weights, and the runtime does not run them.
+func noOnlineRotations(ck *graph.Checkpoint) error {
+	rotated := ck.Meta["hadamard_seed"] != ""
+	for name := range ck.Tensors {
+		if strings.HasPrefix(name, "rotation/") {
+			rotated = true
+		}
+	}
+	if rotated {
+		return fmt.Errorf("%w: the checkpoint was trained with online rotations of every linear input (graph.LMOptions.Rotate), which are not in its weights and which the integer runtime does not run: fold the rotations into the weights (graph.LM.FoldRotations) or train without them", ErrUnsupported)
+	}
+	return nil
 }

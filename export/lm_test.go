@@ -357,3 +357,26 @@ func TestGreedyGraph(t *testing.T) {
 		t.Error("empty prompt accepted")
 	}
 }
+
+// TestRestoreLMRefusesOnlineRotations: a checkpoint that records online rotations of every
+// linear input is refused; the same checkpoint without them restores.
+func TestRestoreLMRefusesOnlineRotations(t *testing.T) {
+	lm, err := graph.NewLM("r", graph.LMConfig{Vocab: 16, Dim: 8, Layers: 1, Heads: 2, Ctx: 4}, tensor.Float32, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := qat.Prepare(lm, qat.LMRecipe{WBits: 8, ABits: 8}.QConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := &graph.Checkpoint{Meta: map[string]string{}}
+	lm.SaveState(ck)
+	p.SaveState(ck)
+	if _, err := RestoreLM(ck, nil); err != nil {
+		t.Fatal(err)
+	}
+	ck.Meta["hadamard_seed"] = "7"
+	if _, err := RestoreLM(ck, nil); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("online rotations: %v", err)
+	}
+}
