@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/quant"
 )
 
 // The prepared model is the single owner of quantizer state: a calibration graph's observations
@@ -64,5 +65,48 @@ func TestPreparedOwnsQuantizerState(t *testing.T) {
 	}
 	if _, err := p.Params("nope"); err == nil {
 		t.Error("unknown site: no error")
+	}
+}
+
+// SetParams fixes a weight site's parameters: a graph built afterwards quantizes with exactly
+// them, calibration does not move them, and bad input is refused without changing the state.
+func TestPreparedSetParams(t *testing.T) {
+	m := tinyModel(6)
+	p, err := Prepare(m, W8A8())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := m.LayerParam("conv", graph.RoleWeight).Value.Shape()[0]
+	ps := make([]quant.Params, k)
+	for i := range ps {
+		ps[i] = quant.Params{Scale: 0.001 * float32(i+1)}
+	}
+	if err := p.SetParams("conv.weight", ps[:k-1]); err == nil {
+		t.Error("wrong count: no error")
+	}
+	if err := p.SetParams("conv.weight", []quant.Params{{Scale: 0.1, ZeroPoint: 3}}); err == nil {
+		t.Error("zero point on a symmetric site: no error")
+	}
+	if err := p.SetParams("nope", ps); err == nil {
+		t.Error("unknown site: no error")
+	}
+	if err := p.SetParams("conv.weight", ps); err != nil {
+		t.Fatal(err)
+	}
+	nq, err := runObservers(p, randomSet{n: 16}, 1, 16, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := nq.Qs["conv.weight"].Params()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := p.Params("conv.weight")
+	if !slices.Equal(got, ps) || !slices.Equal(sp.Params, ps) {
+		t.Errorf("graph uses %v, owner says %v, want %v", got, sp.Params, ps)
+	}
+	lsq, _ := Prepare(m, W4A4LSQ())
+	if err := lsq.SetParams("conv.weight", ps); err == nil {
+		t.Error("learned site: no error")
 	}
 }

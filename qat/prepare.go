@@ -253,6 +253,38 @@ func (p *Prepared) Params(site string) (SiteParams, error) {
 	return SiteParams{Site: st.site, Bits: st.cfg.Bits, Range: st.cfg.Range(), Params: ps}, nil
 }
 
+// SetParams fixes the parameters of an Observed quantized site, for example the scales GPTQ chose
+// for a weight (QuantizedWeight.Params): every graph quantizes the site with them, its observer
+// skips it, and checkpoints and export keep them, until FreezeObservers(false) resumes observing.
+// Learned and float sites, a wrong count or an invalid scale or zero point are errors.
+func (p *Prepared) SetParams(site string, ps []quant.Params) error {
+	st, ok := p.state[site]
+	if !ok {
+		return fmt.Errorf("qat: unknown site %q", site)
+	}
+	if !st.on || st.cfg.Method != fakequant.Observed {
+		return fmt.Errorf("qat: site %q: SetParams needs a quantized site with an observer, not %v", site, st.cfg.Method)
+	}
+	l, err := fakequant.NewLayout(st.site.Shape, st.cfg)
+	if err != nil {
+		return fmt.Errorf("qat: site %q: %w", site, err)
+	}
+	if l.Slices() != len(ps) {
+		return fmt.Errorf("qat: site %q: %d parameters, its quantizer has %d slices", site, len(ps), l.Slices())
+	}
+	r := st.cfg.Range()
+	for i, q := range ps {
+		if q.ZeroPoint < r.Min || q.ZeroPoint > r.Max || (st.cfg.Symmetric() && q.ZeroPoint != 0) {
+			return fmt.Errorf("qat: site %q: parameter %d: zero point %d invalid for %v", site, i, q.ZeroPoint, r)
+		}
+	}
+	if err := st.fq.RestoreFixed(ps); err != nil {
+		return fmt.Errorf("qat: site %q: %w", site, err)
+	}
+	st.fq.Freeze()
+	return nil
+}
+
 // ObserveWeight feeds the values w (shape shape, row-major; for a conv or linear with BatchNorm,
 // the folded weight) to an Observed weight site as one forward pass of its graph would, so that
 // Params describes exactly these weights. Learned and float sites are left alone.

@@ -58,7 +58,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.headBits, "head-bits", 8, "bits of the output projection weight")
 	fs.Float64Var(&o.alpha, "alpha", 0.5, "SmoothQuant migration strength")
 	fs.Float64Var(&o.spinLR, "spin-lr", 5e-4, "peak Adam learning rate of the learned rotations' Cayley parameters (spin runs)")
-	fs.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:smooth,ptq:w4a8:hadamard,ptq:w4a4,ptq:w4a4:smooth,ptq:w4a4:hadamard,ptq:w4a4:quarot,qat:w8a8,qat:w4a8:hadamard,qat:w4a4:hadamard,qat:w4a4:spin", "quantized runs, see the command doc")
+	fs.StringVar(&o.runs, "runs", "ptq:w8a8,ptq:w4a8,ptq:w4a8:gptq,ptq:w4a8:smooth,ptq:w4a8:hadamard,ptq:w3a8,ptq:w3a8:gptq,ptq:w4a4,ptq:w4a4:smooth,ptq:w4a4:hadamard,ptq:w4a4:quarot,qat:w8a8,qat:w4a8,qat:w4a8:hadamard,qat:w3a8,qat:w4a4:hadamard,qat:w4a4:spin", "quantized runs, see the command doc")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for initialisation and data order")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: small corpus, few steps, 3 runs (under a minute)")
 	fs.StringVar(&o.load, "load", "", "load the float model from this checkpoint instead of training it")
@@ -71,9 +71,22 @@ func parseFlags(args []string) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if o.quick {
-		o.maxBytes, o.steps, o.qatSteps, o.evalBatches, o.calib, o.gen = 1<<20, 200, 50, 6, 4, 120
-		o.runs = "ptq:w8a8,ptq:w4a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,ptq:w4a4:quarot,qat:w4a8:hadamard,qat:w4a4:spin"
+	if o.quick { // smaller sizes for the flags not given explicitly
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, q := range []struct {
+			name string
+			dst  *int
+			v    int
+		}{{"max-bytes", &o.maxBytes, 1 << 20}, {"steps", &o.steps, 200}, {"qat-steps", &o.qatSteps, 50},
+			{"eval-batches", &o.evalBatches, 6}, {"calib", &o.calib, 4}, {"gen", &o.gen, 120}} {
+			if !set[q.name] {
+				*q.dst = q.v
+			}
+		}
+		if !set["runs"] {
+			o.runs = "ptq:w8a8,ptq:w4a8,ptq:w4a4:smooth,ptq:w4a4:hadamard,ptq:w4a4:quarot,qat:w4a8:hadamard,qat:w4a4:spin"
+		}
 	}
 	if err := flagcheck.NoArgs(fs.Args()); err != nil {
 		return o, err
@@ -122,6 +135,7 @@ type exp struct {
 	smooth, rotate bool
 	quarot         bool // QuaRot's rotations folded into the weights
 	spin           bool // learned rotations (QAT only), folded after training
+	gptq           bool // GPTQ weights (PTQ only)
 }
 
 func parseRuns(s string, o options) ([]exp, error) {
@@ -133,7 +147,7 @@ func parseRuns(s string, o options) ([]exp, error) {
 		}
 		f := strings.Split(r, ":")
 		if len(f) < 2 || (f[0] != "ptq" && f[0] != "qat") {
-			return nil, fmt.Errorf("run %q: want ptq|qat:wXaY[:smooth][:hadamard|:quarot|:spin]", r)
+			return nil, fmt.Errorf("run %q: want ptq|qat:wXaY[:smooth][:gptq][:hadamard|:quarot|:spin]", r)
 		}
 		e := exp{name: r, qat: f[0] == "qat", recipe: qat.LMRecipe{Group: o.group, HeadBits: o.headBits}}
 		if _, err := fmt.Sscanf(f[1], "w%da%d", &e.recipe.WBits, &e.recipe.ABits); err != nil {
@@ -149,9 +163,14 @@ func parseRuns(s string, o options) ([]exp, error) {
 				e.quarot = true
 			case "spin":
 				e.spin = true
+			case "gptq":
+				e.gptq = true
 			default:
 				return nil, fmt.Errorf("run %q: unknown option %q", r, x)
 			}
+		}
+		if e.gptq && (e.qat || e.recipe.WBits >= 8) {
+			return nil, fmt.Errorf("run %q: gptq is for ptq runs below 8 bits", r)
 		}
 		if e.spin && !e.qat {
 			return nil, fmt.Errorf("run %q: spin (learned rotations) is for qat runs", r)
@@ -179,6 +198,9 @@ func (e exp) method() string {
 		case e.recipe.LearnW:
 			m += " (LSQ w)"
 		}
+	}
+	if e.gptq {
+		m += " + GPTQ"
 	}
 	if e.smooth {
 		m += " + SmoothQuant"

@@ -7,7 +7,7 @@
 //	go run ./examples/tinyllm -quick   # smoke run, under a minute
 //	go run ./examples/tinyllm -data ~/books -runs ptq:w8a8,qat:w4a8:hadamard
 //
-// Runs (-runs, comma separated) are method:bits[:smooth][:hadamard|:quarot|:spin] with method ptq or qat and
+// Runs (-runs, comma separated) are method:bits[:smooth][:gptq][:hadamard|:quarot|:spin], method ptq or qat,
 // bits wXaY: X-bit weights (symmetric, per group of -group inputs below 8 bits, per output
 // channel at 8) and Y-bit activations (asymmetric per tensor, observer) at the input of every
 // linear layer. QAT starts from the float checkpoint, learns sub-8-bit weight scales with LSQ and
@@ -17,7 +17,8 @@
 // weights first; hadamard rotates every linear input and weight online by a random Hadamard
 // matrix; quarot folds QuaRot's rotations (random Hadamard residual and per-head rotations, online
 // Hadamard before w2) into the weights; spin (QAT only) learns those rotations (SpinQuant, Cayley
-// parameterisation, from the QuaRot start) during QAT and then folds them into the weights.
+// parameterisation, from the QuaRot start) during QAT and then folds them into the weights; gptq
+// (PTQ only) quantizes the block linears with GPTQ instead of rounding to nearest.
 // Loss is nats per byte; ppl = exp(loss); bpb = loss/ln 2.
 package main
 
@@ -121,8 +122,8 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 	}
 	rows = append(rows, row{"float", "f32", floatLoss, floatDur})
 	log.WithFields(logrus.Fields{"val_loss": fmt.Sprintf("%.4f", floatLoss), "ppl": fmt.Sprintf("%.3f", math.Exp(floatLoss))}).Info("float")
-	// SmoothQuant statistics: per-channel max |x| at every linear input of the float model
-	stats, err := qat.CollectLMStats(lm, graph.LMOptions{Batch: o.batch}, func(i int) ([]int, []int) { return calX[i], calY[i] }, len(calX), false)
+	// SmoothQuant and GPTQ statistics: max |x| (and X^T X) at every linear input of the float model
+	stats, err := qat.CollectLMStats(lm, graph.LMOptions{Batch: o.batch}, func(i int) ([]int, []int) { return calX[i], calY[i] }, len(calX), anyGPTQ(exps))
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +168,7 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := qat.Prepare(lq, e.recipe.QConfig())
+		p, err := prepare(lq, e, stats)
 		if err != nil {
 			return nil, err
 		}

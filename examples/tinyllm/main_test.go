@@ -25,7 +25,7 @@ func TestParseRuns(t *testing.T) {
 		es[1].recipe.WBits != 4 || es[1].recipe.ABits != 8 {
 		t.Fatalf("parsed %+v", es)
 	}
-	for _, bad := range []string{"ptq", "foo:w8a8", "ptq:8", "qat:w4a8:rotate", "ptq:w4a4:spin", "qat:w4a4:spin:quarot", "ptq:w4a4:hadamard:quarot"} {
+	for _, bad := range []string{"ptq", "foo:w8a8", "ptq:8", "qat:w4a8:rotate", "ptq:w4a4:spin", "qat:w4a4:spin:quarot", "ptq:w4a4:hadamard:quarot", "qat:w4a8:gptq", "ptq:w8a8:gptq"} {
 		if _, err := parseRuns(bad, options{}); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
@@ -45,7 +45,7 @@ func TestPipelineSmall(t *testing.T) {
 	}
 	o, err := parseFlags([]string{"-data", dir, "-dim", "16", "-heads", "2", "-hidden", "32", "-ctx", "16", "-batch", "4",
 		"-steps", "60", "-qat-steps", "10", "-eval-batches", "2", "-calib", "2", "-gen", "8", "-group", "8",
-		"-ckpt", filepath.Join(dir, "f.ckpt"), "-out", filepath.Join(dir, "out"), "-runs", "ptq:w8a8,ptq:w4a4:smooth:hadamard,qat:w4a8:hadamard,ptq:w4a4:quarot,qat:w4a4:spin"})
+		"-ckpt", filepath.Join(dir, "f.ckpt"), "-out", filepath.Join(dir, "out"), "-runs", "ptq:w8a8,ptq:w4a4:smooth:hadamard,qat:w4a8:hadamard,ptq:w4a4:quarot,qat:w4a4:spin,ptq:w3a8:gptq"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +175,17 @@ func TestQATBeatsPTQAt4Bits(t *testing.T) {
 }
 
 // TestFlagValidation (issue 14, item 4): bad values are errors before any work.
+// -quick shrinks only the sizes that were not given: explicit -runs, -gen and -steps stay.
+func TestQuickKeepsExplicitFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-quick", "-runs", "ptq:w4a8:gptq", "-gen", "0", "-steps", "7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.runs != "ptq:w4a8:gptq" || o.gen != 0 || o.steps != 7 || o.qatSteps != 50 || o.maxBytes != 1<<20 {
+		t.Errorf("runs %q gen %d steps %d qat-steps %d max-bytes %d", o.runs, o.gen, o.steps, o.qatSteps, o.maxBytes)
+	}
+}
+
 func TestFlagValidation(t *testing.T) {
 	for _, c := range []struct {
 		args []string
