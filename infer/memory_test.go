@@ -30,14 +30,23 @@ func TestSessionBytesBoundsAllocation(t *testing.T) {
 	for _, opt := range []SessionOptions{{}, {Threads: 2}, {KeepIntermediate: true}} {
 		for _, batch := range []int{1, 16, 100} {
 			in := make([]byte, md.InputSize()*batch)
-			var s *Session
-			got := allocated(func() {
-				s = md.NewSessionWith(opt)
-				if _, err := s.RunUint8(in, batch); err != nil {
-					t.Fatal(err)
+			// Heap statistics count the whole process: another goroutine (a closed session's
+			// exiting workers, the runtime) can add a few KB to one measurement but never
+			// subtract, so the least of three is the session's own allocation.
+			got := int64(-1)
+			for range 3 {
+				var s *Session
+				a := allocated(func() {
+					s = md.NewSessionWith(opt)
+					if _, err := s.RunUint8(in, batch); err != nil {
+						t.Fatal(err)
+					}
+				})
+				s.Close()
+				if got < 0 || a < got {
+					got = a
 				}
-			})
-			s.Close()
+			}
 			want := md.SessionBytes(batch, opt)
 			if got > want || want > 2*got+128<<10 {
 				t.Errorf("%+v batch %d: allocated %d bytes, SessionBytes %d", opt, batch, got, want)
