@@ -31,9 +31,7 @@ a session need.`,
 		setup: func(fs *flag.FlagSet) func(*env, []string) error {
 			batch := fs.Int("batch", 256, "batch size of the throughput and per-op measurements")
 			dur := fs.Duration("time", time.Second, "duration of each measurement")
-			threads := threadsFlag(fs)
-			load := loadFlag(fs)
-			memory := memoryFlag(fs)
+			limitsOf := limitsFlags(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -44,19 +42,12 @@ a session need.`,
 				if *dur <= 0 {
 					return usagef("-time must be positive, got %v", *dur)
 				}
-				lo, err := load()
+				lim, err := limitsOf()
 				if err != nil {
 					return err
 				}
-				budget, err := memory()
-				if err != nil {
-					return err
-				}
-				nt, restore, err := threads()
-				if err != nil {
-					return err
-				}
-				defer restore()
+				defer lim.restore()
+				lo, budget, nt := lim.load, lim.memory, lim.threads
 				return bench(e, args[0], *batch, *dur, nt, lo, budget)
 			}
 		},

@@ -46,9 +46,7 @@ per-byte perplexity 2^bits. -n limits the bytes; -batch is the prefill batch (ro
 			textPath := fs.String("text", "", "language models: a text file, a folder of text files, or goroot (the Go standard library source)")
 			split := fs.String("split", "all", "with -text: all, train or val (the held-out files, as examples/tinyllm splits them)")
 			maxBytes := fs.Int("max-bytes", 4<<20, "with -text: at most this many bytes of text are selected")
-			threads := threadsFlag(fs)
-			load := loadFlag(fs)
-			memory := memoryFlag(fs)
+			limitsOf := limitsFlags(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -70,19 +68,12 @@ per-byte perplexity 2^bits. -n limits the bytes; -batch is the prefill batch (ro
 				if *textPath != "" && (*data != "" || *dir != "") {
 					return usagef("-text evaluates a language model on text; -data and -dir are for image models")
 				}
-				lo, err := load()
+				lim, err := limitsOf()
 				if err != nil {
 					return err
 				}
-				budget, err := memory()
-				if err != nil {
-					return err
-				}
-				nt, restore, err := threads()
-				if err != nil {
-					return err
-				}
-				defer restore()
+				defer lim.restore()
+				lo, budget, nt := lim.load, lim.memory, lim.threads
 				m, err := qmodel.ReadFile(args[0])
 				if err != nil {
 					return err

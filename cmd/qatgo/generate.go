@@ -44,9 +44,7 @@ half the context), so -n can be any size.`,
 			keep := fs.Int("keep", 0, "bytes a slide keeps (0: half the context length)")
 			echo := fs.Bool("echo", false, "print the prompt before the generated text")
 			stats := fs.Bool("stats", false, "print the prompt and generation speed to standard error")
-			threads := threadsFlag(fs)
-			load := loadFlag(fs)
-			memory := memoryFlag(fs)
+			limitsOf := limitsFlags(fs)
 			return func(e *env, args []string) error {
 				if err := needArgs(args, "MODEL"); err != nil {
 					return err
@@ -63,19 +61,12 @@ half the context), so -n can be any size.`,
 				case *keep < 0:
 					return usagef("-keep must be >= 0 (0: half the context), got %d", *keep)
 				}
-				lo, err := load()
+				lim, err := limitsOf()
 				if err != nil {
 					return err
 				}
-				budget, err := memory()
-				if err != nil {
-					return err
-				}
-				_, restore, err := threads()
-				if err != nil {
-					return err
-				}
-				defer restore()
+				defer lim.restore()
+				lo, budget := lim.load, lim.memory
 				s := uint64(*seed)
 				if *seed == -1 {
 					s = uint64(time.Now().UnixNano())

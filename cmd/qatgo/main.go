@@ -218,3 +218,32 @@ func threadsFlag(fs *flag.FlagSet) func() (n int, restore func(), err error) {
 		return *t, func() { kernels.SetMaxThreads(prev) }, nil
 	}
 }
+
+// limits are the values of the runtime-limit flags that bench, eval and generate share.
+type limits struct {
+	load    infer.LoadOptions // -max-work
+	memory  int64             // -max-memory, bytes
+	threads int               // -threads (GOMAXPROCS for 0)
+	restore func()            // restores the kernels' thread setting
+}
+
+// limitsFlags defines -threads, -max-work and -max-memory on fs. The function it returns checks
+// them in that order (applying -threads to package kernels); call the returned restore when done.
+func limitsFlags(fs *flag.FlagSet) func() (limits, error) {
+	threads, load, memory := threadsFlag(fs), loadFlag(fs), memoryFlag(fs)
+	return func() (limits, error) {
+		lo, err := load()
+		if err != nil {
+			return limits{}, err
+		}
+		budget, err := memory()
+		if err != nil {
+			return limits{}, err
+		}
+		n, restore, err := threads()
+		if err != nil {
+			return limits{}, err
+		}
+		return limits{load: lo, memory: budget, threads: n, restore: restore}, nil
+	}
+}
