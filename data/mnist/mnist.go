@@ -239,7 +239,7 @@ func ReadImages(r io.Reader) (rows, cols int, pixels []byte, err error) {
 		return 0, 0, nil, err
 	}
 	n, rows, cols := d[0], d[1], d[2]
-	if rows == 0 || cols == 0 || rows > 4096 || cols > 4096 || n*rows*cols > 1<<31 {
+	if rows == 0 || cols == 0 || rows > 4096 || cols > 4096 || int64(n)*int64(rows)*int64(cols) > 1<<31-1 {
 		return 0, 0, nil, fmt.Errorf("%w: %d images of %dx%d", ErrFormat, n, rows, cols)
 	}
 	pixels, err = readN(r, n*rows*cols)

@@ -248,7 +248,7 @@ func loadData(o options) (*data, error) {
 		return nil, fmt.Errorf("validation text (%d bytes) is shorter than one batch", len(valTok))
 	}
 	for i := 0; i < o.calib; i++ {
-		x, y := d.sampler.Next(int64(1<<40 + i))
+		x, y := d.sampler.Next(int64(1)<<40 + int64(i))
 		d.calX, d.calY = append(d.calX, x), append(d.calY, y)
 	}
 	return d, nil

@@ -39,7 +39,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("llama: %d heads are not a multiple of %d key/value heads", c.Heads, c.kvHeads())
 	case !(c.RoPEBase > 0) || !(c.Eps > 0):
 		return fmt.Errorf("llama: RoPE base %v and norm epsilon %v must be positive", c.RoPEBase, c.Eps)
-	case c.Vocab > 1<<31 || c.Dim > 1<<20 || c.Hidden > 1<<22 || c.Layers > 1<<12 || c.Ctx > 1<<24:
+	case int64(c.Vocab) > 1<<31 || c.Dim > 1<<20 || c.Hidden > 1<<22 || c.Layers > 1<<12 || c.Ctx > 1<<24:
 		return fmt.Errorf("llama: config %+v is larger than this package handles", c)
 	}
 	return nil
