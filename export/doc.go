@@ -1,8 +1,11 @@
-// Package export lowers a model trained with package qat (a graph.Model with fake-quantizers at
-// its graph.Sites) to the integer model of package qmodel that package infer runs, and checks that
-// the two agree.
+// Package export lowers a model trained with package qat (a graph.Model or a graph.LM with
+// fake-quantizers at its graph.Sites) to the integer model of package qmodel that package infer
+// runs, and checks that the two agree.
 //
-// # What Lower does
+// Lower is the one entry point for both kinds of model: it dispatches on qat.Prepared.Net. The
+// options a kind does not use must be left zero (Options documents which apply to which).
+//
+// # What Lower does (layer models)
 //
 //   - Freezes and folds: every conv/linear group (graph.Model.Groups) becomes one quantized op.
 //     A BatchNorm in the group is folded exactly as graph's simulated folding computes it in
@@ -72,8 +75,8 @@
 //
 // # Language models
 //
-// A prepared graph.LM exports through LMExporter (or ExportLM; RestoreLM for a checkpoint) to the
-// qmodel language-model ops that infer.LM runs, built by internal/lmref.Build (one lowering of the
+// Lower exports a prepared graph.LM (RestoreLM restores one from a checkpoint) to the qmodel
+// language-model ops that infer.LM runs, built by internal/lmref.Build (one lowering of the
 // architecture, shared with the random test models): Embedding, per block RMSNorm, Linear wq/wk/wv,
 // RoPE on q and k, Attention with an int8 KV cache, Linear wo, Add, RMSNorm, Linear w1/w3, SwiGLU,
 // Linear w2, Add, then the final RMSNorm, LMHead and Dequantize (op names "blk<i>.attn.wq" ...).
@@ -84,25 +87,28 @@
 //     scale max_g s / Smax and sub-scales round(s/row) with Smax = GroupScaleMax(K) (32767, or less
 //     where the int32 accumulator needs it). The levels are those of the fake-quant graph; the
 //     snapping changes a group's real scale by a relative 0.5/sub-scale at most (about 1e-4 for
-//     the largest group of a row), which Lower returns and LMReport.GroupScaleErr reports: the
+//     the largest group of a row), which LMReport.GroupScaleErr reports: the
 //     fake-quant graph keeps the float group scales.
 //   - The activation sites of the Prepared give the norm outputs (the linears' inputs), the
 //     attention output (wo's input) and the SwiGLU output (w2's input); they must be 8-bit signed.
 //   - Every other point where the runtime quantizes (graph.LMPoint: embedding output, linear
 //     outputs, RoPE outputs, the KV cache per head, residual adds) has no state in the Prepared:
-//     LMExporter builds the fake-quant graph with an observer quantizer at each of them
-//     (graph.LMOptions.Points) and Calibrate fits them on calibration tokens (running min/max,
-//     asymmetric per tensor; the KV cache symmetric per head; the embedding symmetric per tensor,
-//     so that the table stores exactly the fake-quantized levels). That graph models the runtime
-//     at every quantization point; its loss (LMExporter.Loss) is the fake-quant figure the
-//     integer runtime is compared with, next to the training graph's.
+//     Lower builds the fake-quant graph with an observer quantizer at each of them
+//     (graph.LMOptions.Points) and fits them on Options.Calib (running min/max, asymmetric per
+//     tensor; the KV cache symmetric per head; the embedding symmetric per tensor, so that the
+//     table stores exactly the fake-quantized levels). The exported model holds the result: each
+//     point's parameters are those of its runtime tensor (the cache scales those of the
+//     Attention op).
 //   - The online Walsh-Hadamard before w2 of a rotated LM (graph.LMConfig.OnlineHadamard) becomes
 //     the runtime's Hadamard op; the SwiGLU output before it is then a calibrated point and the
 //     Hadamard's output the w2 input site. Offline rotations must be folded into the weights
 //     (graph.LM.FoldRotations) and other online rotations (graph.LMOptions.Rotate) are not
-//     exported: the exporter builds its graph without graph.LMOptions rotations.
+//     exported: export builds its graph without graph.LMOptions rotations.
 //
-// LMExporter.Parity runs that graph and the integer runtime on the same sequences and reports per
+// NewLMEval builds the same fake-quant graph with the points' parameters read back from the
+// exported model: a graph that models the runtime at every quantization point of that file. Its
+// loss (LMEval.Loss) is the fake-quant figure the integer runtime is compared with, next to the
+// training graph's. LMEval.Parity runs it and the integer runtime on the same sequences and reports per
 // runtime tensor the largest difference in levels and the shares equal and within 1 LSB (end to
 // end: later layers include the differences of earlier ones), the agreement of the greedy next
 // tokens, both losses and the largest logit difference.

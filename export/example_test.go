@@ -122,3 +122,49 @@ func ExampleFromCheckpoint() {
 		fmt.Println(err)
 	}
 }
+
+// ExampleLower_languageModel calibrates a tiny byte-level language model at W8A8, exports it with
+// the same Lower call as a CNN (with calibration token batches), checks the file against the
+// fake-quant graph that models every runtime quantization point and runs it.
+func ExampleLower_languageModel() {
+	const batch, ctx = 2, 8
+	lm, _ := graph.NewLM("tiny", graph.LMConfig{Vocab: 256, Dim: 16, Layers: 1, Heads: 2, Ctx: ctx}, tensor.Float32, 1)
+	p, _ := qat.Prepare(lm, qat.LMRecipe{WBits: 8, ABits: 8}.QConfig())
+	text := []byte("func main() { fmt.Println(\"hello, world\") }\n")
+	var calib, targets [][]int
+	for o := 0; o < 4; o++ {
+		ids, tg := make([]int, batch*ctx), make([]int, batch*ctx)
+		for i := range ids {
+			ids[i], tg[i] = int(text[(5*o+i)%len(text)]), int(text[(5*o+i+1)%len(text)])
+		}
+		calib, targets = append(calib, ids), append(targets, tg)
+	}
+	tr, _ := qat.NewLMTrainer(lm, p, qat.Config{BatchSize: batch, Logger: quietLogger()}, graph.LMOptions{})
+	defer tr.Close()
+	if err := tr.Calibrate(calib, targets); err != nil { // PTQ: observers of the quantizer sites
+		fmt.Println(err)
+		return
+	}
+	qm, err := export.Lower(p, export.Options{Calib: calib, Batch: batch})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ev, err := export.NewLMEval(p, qm, batch)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer ev.Close()
+	rep, err := ev.Parity(calib, targets)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("parity:", rep.Check(export.LMThresholds{}))
+	rt, _ := infer.LoadLM(qm)
+	fmt.Println("context", rt.ContextLength(), "vocabulary", rt.Vocab())
+	// Output:
+	// parity: <nil>
+	// context 8 vocabulary 256
+}

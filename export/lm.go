@@ -13,33 +13,23 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// LMOptions control the export of a language model (NewLMExporter, LMExporter.Lower).
-type LMOptions struct {
-	// Name of the exported model (default: the LM's name).
-	Name string
-	// Meta is copied into the model's metadata ("qconfig" is set to the QConfig's name unless
-	// Meta sets it).
-	Meta map[string]string
-	// Batch is the number of sequences of Ctx tokens per run of the fake-quant graph (default 1);
-	// calibration and parity batches hold Batch*Ctx token ids.
-	Batch int
-}
-
-// LMExporter exports a prepared (QAT-trained or calibrated) graph.LM to a qmodel language model.
-// It owns a fake-quant evaluation graph of the LM that models the integer runtime at every
-// quantization point: the quantizer sites of the Prepared (linear inputs and weights, with their
-// trained state) plus, at every graph.LMPoint (embedding output, linear outputs, RoPE outputs,
-// KV cache, residual adds), an observer quantizer that Calibrate fits on calibration tokens
-// (running min/max; asymmetric int8 per tensor, the KV cache symmetric per head, the embedding
-// symmetric per tensor). Those points have no state in the Prepared: training does not model
-// them, export calibrates them.
-type LMExporter struct {
+// LMEval is the fake-quant evaluation graph of a prepared graph.LM that models the integer
+// runtime at every quantization point of an exported model: the quantizer sites of the Prepared
+// (linear inputs and weights, with their trained state) plus, at every graph.LMPoint (embedding
+// output, linear outputs, RoPE outputs, KV cache, residual adds), a fake-quantizer with the
+// parameters the exported model gives that point. Lower builds the same graph with observers at
+// the points and fits them on Options.Calib; NewLMEval reads them back from the model Lower made,
+// so the graph checks exactly the exported file. Its loss (Loss) is the fake-quant figure the
+// integer runtime is compared with (Parity), next to the training graph's.
+type LMEval struct {
 	p      *qat.Prepared
 	lm     *graph.LM
-	opt    LMOptions
+	batch  int
 	g      *lmGraph
 	points map[string]*fakequant.Quantizer
-	ready  bool // calibrated
+	qm     *qmodel.Model // the exported model (nil while Lower calibrates)
+	snap   float64       // group scale snapping error of qm's weights
+	ready  bool          // the points have their parameters (calibrated or read from qm)
 }
 
 // lmGraph is an evaluation graph of a prepared LM, its machine and its quantizers.
@@ -86,36 +76,118 @@ func (g *lmGraph) run(ids, targets []int) (float64, error) {
 	return v[0], nil
 }
 
-// NewLMExporter builds the export graph of p, which must prepare a *graph.LM. Only models without
-// online rotations (graph.LMOptions.Rotate) can be exported: fold rotations into the weights first.
-func NewLMExporter(p *qat.Prepared, opt LMOptions) (*LMExporter, error) {
+// newLMEval builds the evaluation graph of p, which must prepare a *graph.LM, for batches of
+// batch sequences. Without fixed, every point has an observer (Lower's calibration); with it, the
+// point pt uses the parameters fixed(pt.Name) gives (NewLMEval). Only models without online
+// rotations (graph.LMOptions.Rotate) can be exported: fold rotations into the weights first.
+func newLMEval(p *qat.Prepared, batch int, fixed func(string) ([]quant.Params, error)) (*LMEval, error) {
 	if p == nil || p.Net == nil {
 		return nil, errors.New("export: nil prepared model")
 	}
 	lm, ok := p.Net.(*graph.LM)
 	if !ok {
-		return nil, fmt.Errorf("%w: NewLMExporter needs a prepared *graph.LM, got a %s network", ErrUnsupported, p.Net.Arch().Type)
+		return nil, fmt.Errorf("%w: a language-model graph needs a prepared *graph.LM, got a %s network", ErrUnsupported, p.Net.Arch().Type)
 	}
-	if opt.Batch == 0 {
-		opt.Batch = 1
+	if batch == 0 {
+		batch = 1
 	}
-	if opt.Batch < 0 {
-		return nil, fmt.Errorf("export: LM batch %d", opt.Batch)
+	if batch < 0 {
+		return nil, fmt.Errorf("export: LM batch %d", batch)
 	}
-	e := &LMExporter{p: p, lm: lm, opt: opt, points: map[string]*fakequant.Quantizer{}}
-	g, err := newLMGraph(p, lm, opt.Batch, e.point)
+	e := &LMEval{p: p, lm: lm, batch: batch, points: map[string]*fakequant.Quantizer{}}
+	point := func(pt graph.LMPoint, x *G.Node) (*G.Node, error) {
+		q, err := e.point(pt, x)
+		if err != nil || fixed == nil {
+			return q, err
+		}
+		ps, err := fixed(pt.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.points[pt.Name].SetParams(ps); err != nil {
+			return nil, fmt.Errorf("export: point %q: %w", pt.Name, err)
+		}
+		return q, nil
+	}
+	g, err := newLMGraph(p, lm, batch, point)
 	if err != nil {
 		return nil, err
 	}
-	e.g = g
+	e.g, e.ready = g, fixed != nil
 	return e, nil
 }
 
-// Close releases the graph's machine.
-func (e *LMExporter) Close() { e.g.vm.Close() }
+// NewLMEval builds the evaluation graph of p (a prepared *graph.LM) for batches of batch
+// sequences of Ctx tokens (0 means 1), with the runtime points' parameters of qm, the model Lower
+// exported from p: the per-tensor parameters of each point's runtime tensor and the per-head
+// scales of the KV caches.
+func NewLMEval(p *qat.Prepared, qm *qmodel.Model, batch int) (*LMEval, error) {
+	if qm == nil || !qm.IsLM() {
+		return nil, errors.New("export: NewLMEval needs the language model Lower exported")
+	}
+	pts, err := modelPoints(qm)
+	if err != nil {
+		return nil, err
+	}
+	fixed := func(name string) ([]quant.Params, error) {
+		ps, ok := pts[name]
+		if !ok {
+			return nil, fmt.Errorf("export: the model has no runtime tensor for point %q (not exported from this LM?)", name)
+		}
+		return ps, nil
+	}
+	e, err := newLMEval(p, batch, fixed)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := lmSiteParams(p, e.lm)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	if _, e.snap, err = lowerLM(e.lm, sp, fixed, p.Config.Name, Options{}); err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.qm = qm
+	return e, nil
+}
 
-// point is the graph.LMPointFunc of the export graph: an observer quantizer per point.
-func (e *LMExporter) point(pt graph.LMPoint, x *G.Node) (*G.Node, error) {
+// modelPoints reads the parameters of every LM point from a model made by lowerLM: the output
+// tensor of the op named like the point, and for "<blk>.attn.k_cache" / "v_cache" the per-head
+// cache scales of the Attention op "<blk>.attn" (symmetric, zero point 0).
+func modelPoints(qm *qmodel.Model) (map[string][]quant.Params, error) {
+	out := map[string][]quant.Params{}
+	for i := range qm.Ops {
+		op := &qm.Ops[i]
+		if len(op.Outputs) > 0 {
+			if t := &qm.Tensors[op.Outputs[0]]; t.DType == qmodel.Int8 && t.Quant != nil {
+				out[op.Name] = []quant.Params{t.Quant.Params()}
+			}
+		}
+		if op.Kind != qmodel.OpAttention || len(op.Inputs) < 5 {
+			continue
+		}
+		for j, suf := range []string{".k_cache", ".v_cache"} {
+			s, err := qm.Tensors[op.Inputs[3+j]].Float32Values()
+			if err != nil {
+				return nil, fmt.Errorf("export: %s cache scales: %w", op.Name, err)
+			}
+			ps := make([]quant.Params, len(s))
+			for h, v := range s {
+				ps[h] = quant.Params{Scale: v}
+			}
+			out[op.Name+suf] = ps
+		}
+	}
+	return out, nil
+}
+
+// Close releases the graph's machine.
+func (e *LMEval) Close() { e.g.vm.Close() }
+
+// point is the graph.LMPointFunc of the evaluation graph: an observer quantizer per point.
+func (e *LMEval) point(pt graph.LMPoint, x *G.Node) (*G.Node, error) {
 	cfg := fakequant.Config{Name: "export/" + pt.Name, Bits: 8, Method: fakequant.Observed, Scheme: fakequant.AsymmetricSigned}
 	switch pt.Kind {
 	case graph.PointEmbedding:
@@ -131,15 +203,15 @@ func (e *LMExporter) point(pt graph.LMPoint, x *G.Node) (*G.Node, error) {
 	return q.Out, nil
 }
 
-// Calibrate fits the quantizers of the runtime points on the batches (each Batch*Ctx token ids,
-// e.g. the LMTrainer's calibration batches): running min/max over all of them, with every earlier
-// quantizer already applied, then freezes them. It can be called once.
-func (e *LMExporter) Calibrate(batches [][]int) error {
+// calibrate fits the quantizers of the runtime points on the batches (each batch*Ctx token ids):
+// running min/max over all of them, with every earlier quantizer already applied, then freezes
+// them.
+func (e *LMEval) calibrate(batches [][]int) error {
 	if e.ready {
-		return errors.New("export: the LM exporter is already calibrated")
+		return errors.New("export: the LM graph is already calibrated")
 	}
 	if len(batches) == 0 {
-		return errors.New("export: LM calibration needs at least one batch of tokens")
+		return errors.New("export: exporting a language model needs calibration batches of tokens (Options.Calib)")
 	}
 	for i, ids := range batches {
 		if _, err := e.g.run(ids, nil); err != nil {
@@ -153,12 +225,9 @@ func (e *LMExporter) Calibrate(batches [][]int) error {
 	return nil
 }
 
-// Loss returns the mean next-token cross-entropy (nats) of the export graph (the fake-quant graph
-// with every runtime point) over the batches (ids[i], targets[i]).
-func (e *LMExporter) Loss(ids, targets [][]int) (float64, error) {
-	if !e.ready {
-		return 0, errors.New("export: LM exporter not calibrated (call Calibrate)")
-	}
+// Loss returns the mean next-token cross-entropy (nats) of the evaluation graph (the fake-quant
+// graph with every runtime point) over the batches (ids[i], targets[i]).
+func (e *LMEval) Loss(ids, targets [][]int) (float64, error) {
 	if len(ids) == 0 || len(ids) != len(targets) {
 		return 0, fmt.Errorf("export: LM loss over %d id and %d target batches", len(ids), len(targets))
 	}
@@ -203,7 +272,7 @@ func floats(v G.Value) []float64 {
 }
 
 // pointParams returns the frozen parameters of a runtime point.
-func (e *LMExporter) pointParams(name string) ([]quant.Params, error) {
+func (e *LMEval) pointParams(name string) ([]quant.Params, error) {
 	q, ok := e.points[name]
 	if !ok {
 		return nil, fmt.Errorf("export: the LM graph has no point %q", name)
@@ -227,37 +296,56 @@ func actParams(sp qat.SiteParams) (quant.Params, error) {
 	return sp.Params[0], nil
 }
 
-// Lower lowers the calibrated model to a validated qmodel language model (see the package doc,
-// "Language models") and returns it with the largest relative change that snapping float group
-// scales to integer sub-scales made to a weight group's scale (0 without groups).
-func (e *LMExporter) Lower() (*qmodel.Model, float64, error) {
-	if !e.ready {
-		return nil, 0, errors.New("export: LM exporter not calibrated (call Calibrate)")
-	}
+// lmSiteParams returns the parameters of every site of a prepared LM from the state the
+// Prepared owns; Observed weight sites first observe the LM's current weights (they describe the
+// weights their graph saw last).
+func lmSiteParams(p *qat.Prepared, lm *graph.LM) (map[string]qat.SiteParams, error) {
 	sp := map[string]qat.SiteParams{}
-	for _, s := range e.p.Sites {
-		if s.Kind == graph.SiteWeight { // Observed weight sites describe the weights they saw last
-			w := e.lm.Param(s.Name)
+	for _, s := range p.Sites {
+		if s.Kind == graph.SiteWeight {
+			w := lm.Param(s.Name)
 			if w == nil {
-				return nil, 0, fmt.Errorf("export: LM has no parameter for weight site %q", s.Name)
+				return nil, fmt.Errorf("export: LM has no parameter for weight site %q", s.Name)
 			}
 			v, err := paramFloats(w)
 			if err != nil {
-				return nil, 0, err
+				return nil, err
 			}
 			f := make([]float32, len(v))
 			for i, x := range v {
 				f[i] = float32(x)
 			}
-			if err := e.p.ObserveWeight(s.Name, w.Value.Shape(), f); err != nil {
-				return nil, 0, fmt.Errorf("export: %w", err)
+			if err := p.ObserveWeight(s.Name, w.Value.Shape(), f); err != nil {
+				return nil, fmt.Errorf("export: %w", err)
 			}
 		}
-		v, err := e.p.Params(s.Name)
+		v, err := p.Params(s.Name)
 		if err != nil {
-			return nil, 0, fmt.Errorf("export: quantizer state of site %q: %w", s.Name, err)
+			return nil, fmt.Errorf("export: quantizer state of site %q: %w", s.Name, err)
 		}
 		sp[s.Name] = v
 	}
-	return lowerLM(e.lm, sp, e.pointParams, e.p.Config.Name, e.opt)
+	return sp, nil
+}
+
+// lowerPreparedLM is Lower for a prepared *graph.LM: it builds the evaluation graph with
+// observers at the runtime points, calibrates them on opt.Calib and lowers the model.
+func lowerPreparedLM(p *qat.Prepared, opt Options) (*qmodel.Model, error) {
+	if opt.Labels != nil || opt.Uint8Input != nil || opt.Softmax || opt.NoWeightRescale {
+		return nil, fmt.Errorf("%w: Options.Labels, Uint8Input, Softmax and NoWeightRescale apply to layer models, not to a language model", ErrUnsupported)
+	}
+	e, err := newLMEval(p, opt.Batch, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	if err := e.calibrate(opt.Calib); err != nil {
+		return nil, err
+	}
+	sp, err := lmSiteParams(p, e.lm)
+	if err != nil {
+		return nil, err
+	}
+	qm, _, err := lowerLM(e.lm, sp, e.pointParams, p.Config.Name, opt)
+	return qm, err
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/qat"
-	"github.com/qatgo/qatgo/qmodel"
 )
 
 // RestoreLM rebuilds the language model a checkpoint records (graph.FromCheckpoint must give a
@@ -39,33 +38,6 @@ func RestoreLM(ck *graph.Checkpoint, c *qat.QConfig) (*qat.Prepared, error) {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	return p, nil
-}
-
-// ExportLM exports a prepared language model: it calibrates the runtime points on calib (batches
-// of opt.Batch*Ctx token ids), lowers the model and, when val is not empty, measures its parity
-// on the batches (val[i], valTargets[i]) (LMExporter.Parity). The report is nil without val.
-func ExportLM(p *qat.Prepared, calib, val, valTargets [][]int, opt LMOptions) (*qmodel.Model, *LMReport, error) {
-	e, err := NewLMExporter(p, opt)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer e.Close()
-	if err := e.Calibrate(calib); err != nil {
-		return nil, nil, err
-	}
-	qm, snap, err := e.Lower()
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(val) == 0 {
-		return qm, nil, nil
-	}
-	rep, err := e.Parity(qm, val, valTargets)
-	if err != nil {
-		return nil, nil, err
-	}
-	rep.GroupScaleErr = snap
-	return qm, rep, nil
 }
 
 // noOnlineRotations refuses a checkpoint trained with online rotations of every linear input

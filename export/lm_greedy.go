@@ -1,21 +1,17 @@
 package export
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/qatgo/qatgo/infer"
 )
 
 // LMForward runs a batch of Batch*Ctx token ids through a graph and returns its logits
-// [Batch*Ctx, Vocab] (row-major); LMExporter.Logits is one, a qat.LMTrainer's Forward another.
+// [Batch*Ctx, Vocab] (row-major); LMEval.Logits is one, a qat.LMTrainer's Forward another.
 type LMForward func(ids []int) ([]float64, error)
 
-// Logits runs the export graph on Batch*Ctx token ids and returns its logits [Batch*Ctx, Vocab].
-func (e *LMExporter) Logits(ids []int) ([]float64, error) {
-	if !e.ready {
-		return nil, errors.New("export: LM exporter not calibrated (call Calibrate)")
-	}
+// Logits runs the evaluation graph on Batch*Ctx token ids and returns its logits [Batch*Ctx, Vocab].
+func (e *LMEval) Logits(ids []int) ([]float64, error) {
 	if _, err := e.g.run(ids, nil); err != nil {
 		return nil, err
 	}

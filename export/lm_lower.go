@@ -216,7 +216,7 @@ func quantizeGroups(w []float64, n, k, g int, ps []quant.Params, r quant.Range) 
 }
 
 // lowerLM builds the qmodel LM of lm from its site parameters and the runtime points' parameters.
-func lowerLM(lm *graph.LM, sp map[string]qat.SiteParams, point func(string) ([]quant.Params, error), qconfig string, opt LMOptions) (*qmodel.Model, float64, error) {
+func lowerLM(lm *graph.LM, sp map[string]qat.SiteParams, point func(string) ([]quant.Params, error), qconfig string, opt Options) (*qmodel.Model, float64, error) {
 	c := lm.Config
 	l := &lmLowering{lm: lm, sp: sp, point: point}
 	name := opt.Name

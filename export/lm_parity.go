@@ -1,7 +1,6 @@
 package export
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -36,7 +35,7 @@ type LMReport struct {
 	// MaxLogitDiff is the largest |logit| difference relative to the largest |logit| of the graph.
 	MaxLogitDiff float64
 	// GroupScaleErr is the largest relative change that snapping float group scales to integer
-	// sub-scales made (LMExporter.Lower); set by ExportLM.
+	// sub-scales made to a weight group's scale (0 without groups; see the package doc).
 	GroupScaleErr float64
 }
 
@@ -79,7 +78,7 @@ type lmProbe struct {
 }
 
 // probes lists the runtime's int8 activations in op order with the graph node of each.
-func (e *LMExporter) probes(qm *qmodel.Model) ([]*lmProbe, error) {
+func (e *LMEval) probes(qm *qmodel.Model) ([]*lmProbe, error) {
 	var out []*lmProbe
 	n := e.g.net
 	for i := range qm.Ops {
@@ -102,13 +101,12 @@ func (e *LMExporter) probes(qm *qmodel.Model) ([]*lmProbe, error) {
 	return out, nil
 }
 
-// Parity runs the export graph and the integer runtime (a fresh infer.LMSession per sequence,
-// the whole sequence as one prefill) on the batches (ids[i], targets[i], each Batch*Ctx tokens)
-// and compares every int8 activation, the logits and the losses.
-func (e *LMExporter) Parity(qm *qmodel.Model, ids, targets [][]int) (*LMReport, error) {
-	if !e.ready {
-		return nil, errors.New("export: LM exporter not calibrated (call Calibrate)")
-	}
+// Parity runs the evaluation graph and the integer runtime of the exported model (a fresh
+// infer.LMSession per sequence, the whole sequence as one prefill) on the batches (ids[i],
+// targets[i], each Batch*Ctx tokens) and compares every int8 activation, the logits and the
+// losses.
+func (e *LMEval) Parity(ids, targets [][]int) (*LMReport, error) {
+	qm := e.qm
 	if len(ids) == 0 || len(ids) != len(targets) {
 		return nil, fmt.Errorf("export: LM parity over %d id and %d target batches", len(ids), len(targets))
 	}
@@ -116,7 +114,7 @@ func (e *LMExporter) Parity(qm *qmodel.Model, ids, targets [][]int) (*LMReport, 
 	if err != nil {
 		return nil, err
 	}
-	T, B, V := e.lm.Config.Ctx, e.opt.Batch, e.lm.Config.Vocab
+	T, B, V := e.lm.Config.Ctx, e.batch, e.lm.Config.Vocab
 	if rt.ContextLength() < T || rt.Vocab() != V {
 		return nil, fmt.Errorf("export: model context %d / vocabulary %d, the LM has %d / %d", rt.ContextLength(), rt.Vocab(), T, V)
 	}
@@ -125,7 +123,7 @@ func (e *LMExporter) Parity(qm *qmodel.Model, ids, targets [][]int) (*LMReport, 
 		return nil, err
 	}
 	sess := rt.NewSessionWith(infer.LMSessionOptions{PrefillRows: T})
-	rep := &LMReport{}
+	rep := &LMReport{GroupScaleErr: e.snap}
 	var agree int
 	var lossG, lossR, maxAbs, maxDiff float64
 	for bi := range ids {

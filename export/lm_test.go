@@ -146,32 +146,30 @@ func TestExportLMParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := NewLMExporter(p, LMOptions{Batch: lmBatch, Meta: map[string]string{"test": tc.name}})
-			if err != nil {
-				t.Fatal(err)
+			opt := Options{Batch: lmBatch, Calib: cx, Meta: map[string]string{"test": tc.name}}
+			if _, err := Lower(p, Options{Batch: lmBatch, Meta: opt.Meta}); err == nil {
+				t.Fatal("Lower without calibration batches succeeded")
 			}
-			defer e.Close()
-			if _, _, err := e.Lower(); err == nil {
-				t.Fatal("Lower before Calibrate succeeded")
-			}
-			if err := e.Calibrate(cx); err != nil {
-				t.Fatal(err)
-			}
-			qm, snap, err := e.Lower()
+			qm, err := Lower(p, opt)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if qm.Meta["qconfig"] != p.Config.Name || qm.Meta["test"] != tc.name || !qm.IsLM() {
 				t.Fatalf("meta %v", qm.Meta)
 			}
-			if (tc.r.Group > 0) != (snap > 0) || snap > 1e-3 {
-				t.Fatalf("group scale snapping error %v", snap)
-			}
-			rep, err := e.Parity(qm, vx, vy)
+			e, err := NewLMEval(p, qm, lmBatch)
 			if err != nil {
 				t.Fatal(err)
 			}
-			rep.GroupScaleErr = snap
+			defer e.Close()
+			rep, err := e.Parity(vx, vy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap := rep.GroupScaleErr
+			if (tc.r.Group > 0) != (snap > 0) || snap > 1e-3 {
+				t.Fatalf("group scale snapping error %v", snap)
+			}
 			var sb strings.Builder
 			rep.Write(&sb)
 			t.Logf("%s: trained fake-quant loss %.4f\n%s", tc.name, lossFQ, sb.String())
@@ -217,7 +215,7 @@ func TestExportLMParity(t *testing.T) {
 }
 
 // checkWeights compares the file's dequantized weights with the graph's fake-quantized weights.
-func checkWeights(t *testing.T, e *LMExporter, qm *qmodel.Model, snap float64) {
+func checkWeights(t *testing.T, e *LMEval, qm *qmodel.Model, snap float64) {
 	t.Helper()
 	for i := range qm.Ops {
 		op := &qm.Ops[i]
@@ -272,11 +270,14 @@ func checkFloatReference(t *testing.T, qm *qmodel.Model, xs, ys [][]int, lossRT 
 	}
 }
 
-// TestExportLMBadInput: a CNN, an uncalibrated LM, 4-bit activations and a second calibration are
-// clear errors.
+// TestExportLMBadInput: a nil model, CNN-only options, LM options on a CNN, an uncalibrated LM,
+// missing calibration batches and 4-bit activations are clear errors.
 func TestExportLMBadInput(t *testing.T) {
-	if _, err := NewLMExporter(nil, LMOptions{}); err == nil {
+	if _, err := Lower(nil, Options{}); err == nil {
 		t.Error("nil prepared model accepted")
+	}
+	if _, err := NewLMEval(nil, nil, 1); err == nil {
+		t.Error("NewLMEval without a model accepted")
 	}
 	m, err := qat.NewModel("bn-cnn", 1)
 	if err != nil {
@@ -286,8 +287,8 @@ func TestExportLMBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewLMExporter(pc, LMOptions{}); !errors.Is(err, ErrUnsupported) {
-		t.Errorf("CNN: %v", err)
+	if _, err := Lower(pc, Options{Calib: [][]int{{1}}}); err == nil || !strings.Contains(err.Error(), "language models") {
+		t.Errorf("CNN with calibration tokens: %v", err)
 	}
 	ck := trainedLM(t, false)
 	data := textBatches(lmBatch, 16)
@@ -298,33 +299,23 @@ func TestExportLMBadInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := NewLMExporter(raw, LMOptions{Batch: lmBatch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Calibrate(cx); err == nil || !strings.Contains(err.Error(), "calibrated") {
+	if _, err := Lower(raw, Options{Batch: lmBatch, Calib: cx}); err == nil || !strings.Contains(err.Error(), "calibrated") {
 		t.Errorf("uncalibrated activation sites: %v", err)
 	}
-	e.Close()
+	if _, err := NewLMEval(raw, &qmodel.Model{}, lmBatch); err == nil {
+		t.Error("NewLMEval with a model that is not an LM accepted")
+	}
 
 	p, tr := preparedLM(t, ck, qat.LMRecipe{WBits: 4, ABits: 4, Group: 16}, 0)
 	defer tr.Close()
-	e, err = NewLMExporter(p, LMOptions{Batch: lmBatch})
-	if err != nil {
-		t.Fatal(err)
+	if _, err := Lower(p, Options{Batch: lmBatch, Calib: cx[:1], Softmax: true}); !errors.Is(err, ErrUnsupported) {
+		t.Errorf("Softmax on an LM: %v", err)
 	}
-	defer e.Close()
-	if err := e.Calibrate(cx[:1]); err != nil {
-		t.Fatal(err)
+	if _, err := Lower(p, Options{Batch: lmBatch}); err == nil || !strings.Contains(err.Error(), "Calib") {
+		t.Errorf("no calibration batches: %v", err)
 	}
-	if err := e.Calibrate(cx[:1]); err == nil {
-		t.Error("second calibration accepted")
-	}
-	if _, _, err := e.Lower(); !errors.Is(err, ErrUnsupported) {
+	if _, err := Lower(p, Options{Batch: lmBatch, Calib: cx[:1]}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("4-bit activations: %v", err)
-	}
-	if _, err := e.Parity(nil, nil, nil); err == nil {
-		t.Error("parity without batches accepted")
 	}
 }
 

@@ -21,9 +21,10 @@ var ErrUnsupported = errors.New("export: unsupported")
 // Producer is written into the Producer field of exported models.
 const Producer = "qatgo export"
 
-// Options control Lower.
+// Options control Lower. Name and Meta apply to every model; Labels, Uint8Input, Softmax and
+// NoWeightRescale to layer models (*graph.Model); Calib and Batch to language models (*graph.LM).
 type Options struct {
-	// Name of the exported model (default: the graph model's name).
+	// Name of the exported model (default: the model's name).
 	Name string
 	// Labels name the output classes (optional).
 	Labels []string
@@ -41,6 +42,14 @@ type Options struct {
 	// weights, but a k times finer bias scale s_in*s/k, so the int32 bias rounds k times less
 	// far from the float bias that the fake-quant graph adds.
 	NoWeightRescale bool
+
+	// Calib holds the calibration batches of a language model, each Batch*Ctx token ids (for
+	// example the trainer's calibration batches): export fits the runtime's quantization points
+	// that no quantizer site covers on them (see the package doc, "Language models"). Required
+	// for a language model.
+	Calib [][]int
+	// Batch is the number of sequences of Ctx tokens in each batch of Calib (0 means 1).
+	Batch int
 }
 
 // SiteParams returns the quantization parameters of every site of a prepared model, exactly as its
@@ -130,14 +139,26 @@ func (r *evalRun) run() error {
 
 func (r *evalRun) close() { r.vm.Close() }
 
-// Lower exports a prepared (QAT-trained or calibrated) model to an integer model: see SiteParams
-// for where the quantization parameters come from and LowerParams for the lowering. The model's
-// metadata records the QConfig name under "qconfig" unless opt.Meta sets it.
+// Lower exports a prepared (QAT-trained or calibrated) model, a layer model (*graph.Model) or a
+// language model (*graph.LM), to an integer model. For a layer model, see SiteParams for where the
+// quantization parameters come from and LowerParams for the lowering; a language model lowers to
+// the qmodel LM ops after its runtime points are calibrated on opt.Calib (see the package doc,
+// "Language models"; NewLMEval then checks the result). The model's metadata records the QConfig
+// name under "qconfig" unless opt.Meta sets it.
 //
 // Export folds BatchNorm as graph's FoldBN does, which is how qat.Trainer trains by default; a
 // model trained with qat.Config.NoFoldBN had its weight quantizers on unfolded weights, and its
 // learned (LSQ) weight scales do not fit the folded weights.
 func Lower(p *qat.Prepared, opt Options) (*qmodel.Model, error) {
+	if p == nil || p.Net == nil {
+		return nil, errors.New("export: nil prepared model")
+	}
+	if _, ok := p.Net.(*graph.LM); ok {
+		return lowerPreparedLM(p, opt)
+	}
+	if opt.Calib != nil || opt.Batch != 0 {
+		return nil, fmt.Errorf("export: Options.Calib and Batch apply to language models; %q is a %s network", p.Net.Arch().Name, p.Net.Arch().Type)
+	}
 	sp, err := SiteParams(p)
 	if err != nil {
 		return nil, err

@@ -75,13 +75,22 @@ func runExportLM(e *env, ck *graph.Checkpoint, a exportArgs) error {
 	if a.out == "" {
 		a.out = lm.Name + "-" + p.Config.Name + ".qm"
 	}
-	qm, rep, err := export.ExportLM(p, calX, valX, valY, export.LMOptions{Batch: lmExportBatch,
+	qm, err := export.Lower(p, export.Options{Batch: lmExportBatch, Calib: calX,
 		Meta: map[string]string{"checkpoint": a.ckpt}})
 	if err != nil {
 		return err
 	}
 	var parityErr error
-	if rep != nil {
+	if len(valX) > 0 {
+		ev, err := export.NewLMEval(p, qm, lmExportBatch)
+		if err != nil {
+			return err
+		}
+		rep, err := ev.Parity(valX, valY)
+		ev.Close()
+		if err != nil {
+			return err
+		}
 		if err := rep.Write(e.stdout); err != nil {
 			return err
 		}

@@ -40,25 +40,21 @@ func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.LMTrainer, d 
 		return rows, nil
 	}
 	start := time.Now()
-	ex, err := export.NewLMExporter(tr.Prep, export.LMOptions{Batch: o.batch, Name: "tinyllm-" + strings.ToLower(strings.ReplaceAll(e.recipe.Bits(), " ", "-")),
+	qm, err := export.Lower(tr.Prep, export.Options{Batch: o.batch, Calib: d.calX, Name: "tinyllm-" + strings.ToLower(strings.ReplaceAll(e.recipe.Bits(), " ", "-")),
 		Meta: map[string]string{"run": e.name, "method": e.method()}})
 	if err != nil {
 		return nil, err
 	}
-	defer ex.Close()
-	if err := ex.Calibrate(d.calX); err != nil {
-		return nil, err
-	}
-	qm, snap, err := ex.Lower()
+	ex, err := export.NewLMEval(tr.Prep, qm, o.batch)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := ex.Parity(qm, d.valX, d.valY)
+	defer ex.Close()
+	rep, err := ex.Parity(d.valX, d.valY)
 	if err != nil {
 		return nil, err
 	}
 	dur := time.Since(start)
-	rep.GroupScaleErr = snap
 	lm, err := infer.LoadLM(qm)
 	if err != nil {
 		return nil, err
@@ -93,7 +89,7 @@ func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.LMTrainer, d 
 	w := rep.Worst()
 	log.WithFields(logrus.Fields{"run": e.name, "loss_fakequant_all_points": fmt.Sprintf("%.4f", rep.LossGraph),
 		"loss_runtime": fmt.Sprintf("%.4f", rep.LossRuntime), "next_token_agreement": fmt.Sprintf("%.4f", rep.Agreement),
-		"worst_layer": fmt.Sprintf("%s %.4f within 1 LSB (max %d)", w.Name, w.Within1, w.MaxLSB), "group_scale_snap": fmt.Sprintf("%.1e", snap),
+		"worst_layer": fmt.Sprintf("%s %.4f within 1 LSB (max %d)", w.Name, w.Within1, w.MaxLSB), "group_scale_snap": fmt.Sprintf("%.1e", rep.GroupScaleErr),
 		"greedy32_same_as_training_graph": export.SameShare(rt, gt), "greedy32_same_as_export_graph": export.SameShare(rt, gx),
 		"prompts": fmt.Sprintf("%d x %d bytes + %d greedy", len(prompts), pl, gl)}).Info("integer runtime")
 	if e.recipe.WBits == 4 && x.w4a8 == nil {
