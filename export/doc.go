@@ -113,7 +113,15 @@
 // end: later layers include the differences of earlier ones), the agreement of the greedy next
 // tokens, both losses and the largest logit difference.
 //
-// Differences of 1 LSB are expected where the two computations legitimately round differently: the
-// fake-quant graph adds a float bias and rescales in float, the runtime rounds the bias to int32
-// and rescales with a Q31 multiplier; Add rescales each input in fixed point before summing.
+// Between the quantization points the graph computes RMSNorm, RoPE, attention, SwiGLU, the
+// Hadamard, the residual adds, the linears' requantization and the logits in float, where the
+// runtime uses integer and fixed-point arithmetic (and snapped integer group scales): near a
+// rounding boundary the two give levels 1 LSB apart, and near a tie of the logits another greedy
+// token. So NewLMEval binds its graph to the exported model: every runtime op is a substitute
+// node (graph.LMOptions.Runtime, graph.RuntimeSubstitute) whose value is the op's output as
+// infer computes it from the graph's int8 levels (infer.LMOpRunner: the compiled ops of a
+// session) and whose gradient is the float op's (straight through). The graph's activations,
+// logits, loss and greedy generations are then the runtime's bit for bit (Parity checks it: zero
+// LSB everywhere); a runtime op without a substitute is an error. LMEval.UseFloatArith switches
+// the graph back to its float ops (Lower's calibration always runs them).
 package export

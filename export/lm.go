@@ -30,6 +30,9 @@ type LMEval struct {
 	qm     *qmodel.Model // the exported model (nil while Lower calibrates)
 	snap   float64       // group scale snapping error of qm's weights
 	ready  bool          // the points have their parameters (calibrated or read from qm)
+	subs   []string      // runtime ops the graph substitutes (graph.LMOptions.Runtime)
+	rt     *lmRuntime    // the model the substitutes run (NewLMEval), nil while Lower calibrates
+	exact  bool          // the substitutes take the runtime's values (else the float ops')
 }
 
 // lmGraph is an evaluation graph of a prepared LM, its machine and its quantizers.
@@ -39,9 +42,9 @@ type lmGraph struct {
 	vm  G.VM
 }
 
-func newLMGraph(p *qat.Prepared, lm *graph.LM, batch int, points graph.LMPointFunc) (*lmGraph, error) {
+func newLMGraph(p *qat.Prepared, lm *graph.LM, batch int, points graph.LMPointFunc, runtime graph.LMRuntimeFunc) (*lmGraph, error) {
 	nq := p.EvalQuantizer()
-	n, err := lm.Build(graph.LMOptions{Batch: batch, Quant: nq, Points: points})
+	n, err := lm.Build(graph.LMOptions{Batch: batch, Quant: nq, Points: points, Runtime: runtime})
 	if err != nil {
 		return nil, fmt.Errorf("export: building the fake-quant graph: %w", err)
 	}
@@ -109,7 +112,7 @@ func newLMEval(p *qat.Prepared, batch int, fixed func(string) ([]quant.Params, e
 		}
 		return q, nil
 	}
-	g, err := newLMGraph(p, lm, batch, point)
+	g, err := newLMGraph(p, lm, batch, point, e.runtimeOp)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +153,10 @@ func NewLMEval(p *qat.Prepared, qm *qmodel.Model, batch int) (*LMEval, error) {
 		return nil, err
 	}
 	e.qm = qm
+	if err := e.bindRuntime(); err != nil {
+		e.Close()
+		return nil, err
+	}
 	return e, nil
 }
 

@@ -32,6 +32,16 @@ type LMOptions struct {
 	// RoPE outputs, KV cache, residual adds). Package export uses it to calibrate those points
 	// and to build the fake-quant graph that models the runtime at every quantization point.
 	Points LMPointFunc
+	// Runtime, when set (with Points), is called with the float value of every op of the integer
+	// runtime, before the point or site that quantizes its output, and the graph continues with
+	// the node it returns: package export substitutes the runtime's integer arithmetic for the
+	// float ops there (RuntimeSubstitute), so that its fake-quant graph computes what the runtime
+	// computes. The ops are the runtime's, by name (see LMRuntimeFunc): the embedding (input: the
+	// token ids), each RMSNorm (the normalised activation), each linear and the head (the
+	// quantized input), RoPE (the linear's output), attention (the queries and keys after RoPE,
+	// per head [Batch*Heads, Ctx, HeadDim], and the values [Batch*Ctx, Dim]), each residual add
+	// (both terms), SwiGLU (gate and up) and the online Hadamard (its input).
+	Runtime LMRuntimeFunc
 }
 
 // LinearQuantizer is an optional extension of Quantizer for LMs. When LMOptions.Quant implements
@@ -126,6 +136,9 @@ func (n *LMNet) build(sites map[string]Site) error {
 	if err != nil {
 		return err
 	}
+	if h, err = n.runtime("tok_emb", h, n.IDs); err != nil {
+		return err
+	}
 	if h, err = n.point("tok_emb", PointEmbedding, h); err != nil {
 		return err
 	}
@@ -133,10 +146,13 @@ func (n *LMNet) build(sites map[string]Site) error {
 	norm := func(x *G.Node, layer string) (*G.Node, error) {
 		g := n.normGain(layer)
 		y, err := RMSNorm(x, g, c.Eps)
-		if err != nil || arith == nil {
-			return y, err
+		if err == nil && arith != nil {
+			y, err = arith.RuntimeRMSNorm(y, x, g, c.Eps)
 		}
-		return arith.RuntimeRMSNorm(y, x, g, c.Eps)
+		if err != nil {
+			return nil, err
+		}
+		return n.runtime(layer, y, x)
 	}
 	for i := 0; i < c.Layers; i++ {
 		b := fmt.Sprintf("blk%d", i)
@@ -165,10 +181,7 @@ func (n *LMNet) build(sites map[string]Site) error {
 		if err != nil {
 			return err
 		}
-		if h, err = G.Add(h, o[0]); err != nil {
-			return err
-		}
-		if h, err = n.point(b+".attn.res", PointActivation, h); err != nil {
+		if h, err = n.residual(b+".attn.res", h, o[0]); err != nil {
 			return err
 		}
 		x, err := norm(h, b+".mlp_norm")
@@ -188,14 +201,14 @@ func (n *LMNet) build(sites map[string]Site) error {
 				return err
 			}
 		}
+		if u, err = n.runtime(b+".mlp.swiglu", u, a13[0], a13[1]); err != nil {
+			return err
+		}
 		d, err := n.linears(sites, u, b+".mlp.w2")
 		if err != nil {
 			return err
 		}
-		if h, err = G.Add(h, d[0]); err != nil {
-			return err
-		}
-		if h, err = n.point(b+".mlp.res", PointActivation, h); err != nil {
+		if h, err = n.residual(b+".mlp.res", h, d[0]); err != nil {
 			return err
 		}
 	}
@@ -225,11 +238,16 @@ func (n *LMNet) linears(sites map[string]Site, x *G.Node, names ...string) ([]*G
 	var err error
 	if n.onlineHadamard(site) {
 		// the runtime quantizes the SwiGLU output before its Hadamard op
-		if x, err = n.point(site[:len(site)-len(".w2.in")]+".swiglu", PointActivation, x); err != nil {
+		blk := site[:len(site)-len(".w2.in")]
+		if x, err = n.point(blk+".swiglu", PointActivation, x); err != nil {
 			return nil, err
 		}
+		in := x
 		if x, err = fakequant.WalshHadamard(x); err != nil {
 			return nil, fmt.Errorf("online Hadamard at %s: %w", site, err)
+		}
+		if x, err = n.runtime(blk+".hadamard", x, in); err != nil {
+			return nil, err
 		}
 	}
 	n.Acts[site] = x
@@ -267,6 +285,9 @@ func (n *LMNet) linears(sites map[string]Site, x *G.Node, names ...string) ([]*G
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		if outs[i], err = n.runtime(name, outs[i], x); err != nil {
+			return nil, err
+		}
 		if name != "head" { // the head's int32 logits are not requantized
 			if outs[i], err = n.point(name, PointActivation, outs[i]); err != nil {
 				return nil, err
@@ -274,6 +295,18 @@ func (n *LMNet) linears(sites map[string]Site, x *G.Node, names ...string) ([]*G
 		}
 	}
 	return outs, nil
+}
+
+// residual is the residual add h + d of the runtime's Add op name, with its output point.
+func (n *LMNet) residual(name string, h, d *G.Node) (*G.Node, error) {
+	s, err := G.Add(h, d)
+	if err != nil {
+		return nil, err
+	}
+	if s, err = n.runtime(name, s, h, d); err != nil {
+		return nil, err
+	}
+	return n.point(name, PointActivation, s)
 }
 
 func (n *LMNet) linearIndex(name string) int {

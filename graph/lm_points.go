@@ -93,8 +93,14 @@ func (n *LMNet) attentionPoints(b string, q, k, v *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if qh, err = n.runtime(b+"attn.rope_q", qh, q); err != nil {
+		return nil, err
+	}
 	kh, err := SplitHeads(k, B, c.Ctx, c.Heads, c.RoPEBase)
 	if err != nil {
+		return nil, err
+	}
+	if kh, err = n.runtime(b+"attn.rope_k", kh, k); err != nil {
 		return nil, err
 	}
 	vh, err := SplitHeads(v, B, c.Ctx, c.Heads, 0)
@@ -107,6 +113,7 @@ func (n *LMNet) attentionPoints(b string, q, k, v *G.Node) (*G.Node, error) {
 	if kh, err = n.point(b+"attn.rope_k", PointActivation, kh); err != nil {
 		return nil, err
 	}
+	qr, kr := qh, kh // the runtime attention's inputs
 	if kh, err = n.cachePoint(b+"attn.k_cache", kh); err != nil {
 		return nil, err
 	}
@@ -126,5 +133,8 @@ func (n *LMNet) attentionPoints(b string, q, k, v *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return MergeHeads(o, B, c.Ctx, c.Heads)
+	if o, err = MergeHeads(o, B, c.Ctx, c.Heads); err != nil {
+		return nil, err
+	}
+	return n.runtime(b+"attn", o, qr, kr, v)
 }

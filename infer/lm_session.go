@@ -103,6 +103,11 @@ func (s *LMSession) check(tokens []int) error {
 	if len(tokens) > s.Room() {
 		return fmt.Errorf("%w: %d tokens at position %d exceed the context length %d", ErrContextFull, len(tokens), s.pos, s.lm.ctx)
 	}
+	return s.checkTokens(tokens)
+}
+
+// checkTokens returns an error for a token id outside the vocabulary.
+func (s *LMSession) checkTokens(tokens []int) error {
 	for i, t := range tokens {
 		if t < 0 || t >= s.lm.vocab {
 			return fmt.Errorf("infer: token %d at index %d outside the vocabulary [0,%d)", t, i, s.lm.vocab)
@@ -156,85 +161,88 @@ func (s *LMSession) PrefillEach(tokens []int, fn func(i int, logits []float32)) 
 // run executes every op on len(toks) rows at positions s.pos.. and advances the position.
 func (s *LMSession) run(toks []int) {
 	rows := len(toks)
-	lm := s.lm
-	for i := range lm.steps {
-		st := &lm.steps[i]
-		in, out := st.inN, st.outN
-		switch st.kind {
-		case qmodel.OpEmbedding:
-			dst := s.i8[st.out]
-			for r, t := range toks {
-				embeddingRow(dst[r*out:(r+1)*out], st, t)
+	for i := range s.lm.steps {
+		s.step(&s.lm.steps[i], toks, rows)
+	}
+	s.pos += rows
+	s.lastRows = rows
+}
+
+// step executes one op on rows rows at positions s.pos.. (toks: the token ids, for an Embedding).
+func (s *LMSession) step(st *lmStep, toks []int, rows int) {
+	in, out := st.inN, st.outN
+	switch st.kind {
+	case qmodel.OpEmbedding:
+		dst := s.i8[st.out]
+		for r, t := range toks {
+			embeddingRow(dst[r*out:(r+1)*out], st, t)
+		}
+	case qmodel.OpRMSNorm:
+		src, dst := s.i8[st.in], s.i8[st.out]
+		for r := 0; r < rows; r++ {
+			rmsNormRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st)
+		}
+	case qmodel.OpLinear:
+		l := &st.lin
+		if rows == 1 {
+			l.gemv.Run(s.i8[st.out], s.i8[st.in], s.gemvBuf, s.threads)
+		} else if l.w4 != nil {
+			kernels.GEMMInt4(s.i8[st.out], l.n, s.i8[st.in], l.k, rows, l.w4, l.bias, &l.rq)
+		} else {
+			kernels.GEMMInt8(s.i8[st.out], l.n, s.i8[st.in], l.k, rows, l.w8, l.bias, &l.rq)
+		}
+	case qmodel.OpLMHead:
+		l := &st.lin
+		if rows == 1 {
+			l.gemv.RunInt32(s.i32[st.out], s.i8[st.in], s.gemvBuf, s.threads)
+		} else if l.w4 != nil {
+			kernels.GEMMInt4Int32(s.i32[st.out], l.n, s.i8[st.in], l.k, rows, l.w4, l.bias)
+		} else {
+			kernels.GEMMInt8Int32(s.i32[st.out], l.n, s.i8[st.in], l.k, rows, l.w8, l.bias)
+		}
+	case qmodel.OpRoPE:
+		src, dst := s.i8[st.in], s.i8[st.out]
+		for r := 0; r < rows; r++ {
+			ropeRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.pos+r)
+		}
+	case qmodel.OpAttention:
+		a := st.att
+		kc, vc := s.kc[a.cacheIndex], s.vc[a.cacheIndex]
+		kvN := a.kvHeads * a.hd
+		k, v := s.i8[st.in2], s.i8[st.in3]
+		for r := 0; r < rows; r++ {
+			cacheWrite(kc, vc, k[r*kvN:(r+1)*kvN], v[r*kvN:(r+1)*kvN], a, s.pos+r)
+		}
+		q, dst := s.i8[st.in], s.i8[st.out]
+		for r := 0; r < rows; r++ {
+			attentionRow(dst[r*out:(r+1)*out], q[r*in:(r+1)*in], st, kc, vc, s.pos+r, s.scratch, s.acc64, s.q16)
+		}
+	case qmodel.OpSwiGLU:
+		g, u, dst := s.i8[st.in], s.i8[st.in2], s.i8[st.out]
+		for r := 0; r < rows; r++ {
+			swigluRow(dst[r*out:(r+1)*out], g[r*in:(r+1)*in], u[r*in:(r+1)*in], st)
+		}
+	case qmodel.OpHadamard:
+		src, dst := s.i8[st.in], s.i8[st.out]
+		for r := 0; r < rows; r++ {
+			hadamardRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.scratch)
+		}
+	case qmodel.OpAdd:
+		a, b, dst := s.i8[st.in], s.i8[st.in2], s.i8[st.out]
+		lmAdd(dst[:rows*out], a[:rows*in], b[:rows*in], st)
+	case qmodel.OpDequantize:
+		dst := s.f32[st.out][:rows*out]
+		if st.deqFromInt8 {
+			for j, q := range s.i8[st.in][:rows*in] {
+				dst[j] = st.deqS * float32(int32(q)-st.zIn)
 			}
-		case qmodel.OpRMSNorm:
-			src, dst := s.i8[st.in], s.i8[st.out]
+		} else {
+			src := s.i32[st.in]
 			for r := 0; r < rows; r++ {
-				rmsNormRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st)
-			}
-		case qmodel.OpLinear:
-			l := &st.lin
-			if rows == 1 {
-				l.gemv.Run(s.i8[st.out], s.i8[st.in], s.gemvBuf, s.threads)
-			} else if l.w4 != nil {
-				kernels.GEMMInt4(s.i8[st.out], l.n, s.i8[st.in], l.k, rows, l.w4, l.bias, &l.rq)
-			} else {
-				kernels.GEMMInt8(s.i8[st.out], l.n, s.i8[st.in], l.k, rows, l.w8, l.bias, &l.rq)
-			}
-		case qmodel.OpLMHead:
-			l := &st.lin
-			if rows == 1 {
-				l.gemv.RunInt32(s.i32[st.out], s.i8[st.in], s.gemvBuf, s.threads)
-			} else if l.w4 != nil {
-				kernels.GEMMInt4Int32(s.i32[st.out], l.n, s.i8[st.in], l.k, rows, l.w4, l.bias)
-			} else {
-				kernels.GEMMInt8Int32(s.i32[st.out], l.n, s.i8[st.in], l.k, rows, l.w8, l.bias)
-			}
-		case qmodel.OpRoPE:
-			src, dst := s.i8[st.in], s.i8[st.out]
-			for r := 0; r < rows; r++ {
-				ropeRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.pos+r)
-			}
-		case qmodel.OpAttention:
-			a := st.att
-			kc, vc := s.kc[a.cacheIndex], s.vc[a.cacheIndex]
-			kvN := a.kvHeads * a.hd
-			k, v := s.i8[st.in2], s.i8[st.in3]
-			for r := 0; r < rows; r++ {
-				cacheWrite(kc, vc, k[r*kvN:(r+1)*kvN], v[r*kvN:(r+1)*kvN], a, s.pos+r)
-			}
-			q, dst := s.i8[st.in], s.i8[st.out]
-			for r := 0; r < rows; r++ {
-				attentionRow(dst[r*out:(r+1)*out], q[r*in:(r+1)*in], st, kc, vc, s.pos+r, s.scratch, s.acc64, s.q16)
-			}
-		case qmodel.OpSwiGLU:
-			g, u, dst := s.i8[st.in], s.i8[st.in2], s.i8[st.out]
-			for r := 0; r < rows; r++ {
-				swigluRow(dst[r*out:(r+1)*out], g[r*in:(r+1)*in], u[r*in:(r+1)*in], st)
-			}
-		case qmodel.OpHadamard:
-			src, dst := s.i8[st.in], s.i8[st.out]
-			for r := 0; r < rows; r++ {
-				hadamardRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.scratch)
-			}
-		case qmodel.OpAdd:
-			a, b, dst := s.i8[st.in], s.i8[st.in2], s.i8[st.out]
-			lmAdd(dst[:rows*out], a[:rows*in], b[:rows*in], st)
-		case qmodel.OpDequantize:
-			dst := s.f32[st.out][:rows*out]
-			if st.deqFromInt8 {
-				for j, q := range s.i8[st.in][:rows*in] {
-					dst[j] = st.deqS * float32(int32(q)-st.zIn)
-				}
-			} else {
-				src := s.i32[st.in]
-				for r := 0; r < rows; r++ {
-					for c, sc := range st.deq {
-						dst[r*out+c] = sc * float32(src[r*in+c])
-					}
+				for c, sc := range st.deq {
+					dst[r*out+c] = sc * float32(src[r*in+c])
 				}
 			}
 		}
 	}
-	s.pos += rows
-	s.lastRows = rows
 }
