@@ -30,27 +30,18 @@ func benchTrainer(b *testing.B, m *graph.Model, qc *QConfig) (*Trainer, func() e
 			b.Fatal(err)
 		}
 	}
-	t, err := NewTrainer(m, p, Config{BatchSize: 64, Seed: 1, Logger: quiet(), CalibBatches: 1})
+	t, err := NewTrainer(Classify(m, randomSet{n: 64 * 4}), p, Config{BatchSize: 64, Seed: 1, Logger: quiet(), CalibBatches: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := randomSet{n: 64 * 4}
 	if err := t.ensureTrain(); err != nil {
 		b.Fatal(err)
 	}
-	if p != nil {
-		if err := t.initQuantizers(d); err != nil {
-			b.Fatal(err)
-		}
-	}
-	tensors := t.tensorsByName()
-	idx := make([]int, 64)
-	y := make([]int, 64)
-	for i := range idx {
-		idx[i] = i
+	if err := t.InitQuantizers(); err != nil {
+		b.Fatal(err)
 	}
 	step := func() error {
-		_, err := t.trainStep(d, idx, y, 1e-4, tensors)
+		_, _, err := t.trainStep(1e-4)
 		return err
 	}
 	if err := step(); err != nil { // warm up buffers

@@ -9,7 +9,7 @@ import (
 // Validate reports the first field of c that no training run can use: a negative count or step,
 // a learning rate, momentum or factor that is negative or not finite, Momentum or Beta2 of 1 or
 // more, an unknown schedule. Zero values are valid (they take the defaults noted on Config).
-// NewTrainer and NewLMTrainer call it, so a bad value fails before any work instead of being
+// NewTrainer calls it, so a bad value fails before any work instead of being
 // reinterpreted (a negative LR would train uphill, a negative epoch count index out of range).
 func (c *Config) Validate() error {
 	for _, f := range []struct {
@@ -18,7 +18,7 @@ func (c *Config) Validate() error {
 	}{
 		{"Epochs", int64(c.Epochs)}, {"BatchSize", int64(c.BatchSize)}, {"EvalBatch", int64(c.EvalBatch)},
 		{"StepEpochs", int64(c.StepEpochs)}, {"StopAfter", int64(c.StopAfter)}, {"CalibBatches", int64(c.CalibBatches)},
-		{"LogEvery", int64(c.LogEvery)}, {"EvalLimit", int64(c.EvalLimit)}, {"Warmup", c.Warmup},
+		{"LogEvery", int64(c.LogEvery)}, {"Steps", c.Steps}, {"Warmup", c.Warmup},
 		{"FakeQuantDelay", c.FakeQuantDelay}, {"ObserverFreeze", c.ObserverFreeze}, {"BNFreeze", c.BNFreeze},
 	} {
 		if f.v < 0 {

@@ -45,7 +45,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
 		}
 		if c.want != "" {
-			if _, err := NewTrainer(tinyModel(1), nil, c.cfg); err == nil {
+			if _, err := NewTrainer(Classify(tinyModel(1), outlierSet{16}), nil, c.cfg); err == nil {
 				t.Errorf("%s: NewTrainer accepted the config", c.name)
 			}
 		}
@@ -74,11 +74,11 @@ func TestLabelsOutOfRange(t *testing.T) {
 	for _, label := range []int{10, -1, 1 << 20} {
 		bad := badLabelSet{n: 32, at: 5, label: label}
 		want := "example 5 has label " + strconv.Itoa(label) + ", outside [0,10)"
-		tr, err := NewTrainer(tinyModel(1), nil, Config{Epochs: 1, BatchSize: 8, Logger: quiet()})
+		tr, err := NewTrainer(Classify(tinyModel(1), bad), nil, Config{Epochs: 1, BatchSize: 8, Logger: quiet()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tr.Fit(bad, outlierSet{16}); err == nil || !strings.Contains(err.Error(), want) {
+		if err := tr.Fit(Images{Data: outlierSet{16}}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Fit with label %d: %v", label, err)
 		}
 		tr.Close()
@@ -87,11 +87,11 @@ func TestLabelsOutOfRange(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		qt, err := NewTrainer(m, p, Config{Epochs: 1, BatchSize: 8, Logger: quiet()})
+		qt, err := NewTrainer(Classify(m, bad), p, Config{Epochs: 1, BatchSize: 8, Logger: quiet()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := qt.Fit(bad, outlierSet{16}); err == nil || !strings.Contains(err.Error(), want) {
+		if err := qt.Fit(Images{Data: outlierSet{16}}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("QAT Fit with label %d: %v", label, err)
 		}
 		qt.Close()
@@ -100,12 +100,12 @@ func TestLabelsOutOfRange(t *testing.T) {
 		}
 	}
 	// Labels in range train and evaluate.
-	tr, err := NewTrainer(tinyModel(1), nil, Config{Epochs: 1, BatchSize: 8, Logger: quiet()})
+	tr, err := NewTrainer(Classify(tinyModel(1), outlierSet{16}), nil, Config{Epochs: 1, BatchSize: 8, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	if err := tr.Fit(outlierSet{16}, outlierSet{16}); err != nil {
+	if err := tr.Fit(Images{Data: outlierSet{16}}); err != nil {
 		t.Errorf("Fit with valid labels: %v", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/qatgo/qatgo/graph"
-	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -204,19 +203,3 @@ func lrAt(c *Config, step, total int64, stepsPerEpoch int64) float64 {
 }
 
 func f32s(t *tensor.Dense) []float32 { return t.Data().([]float32) }
-
-// Loss maps a model's output (class scores [N, K] or next-token logits [B*T, V]) and its target
-// (one-hot, same shape) to the scalar loss the trainer minimises. Any differentiable Gorgonia
-// expression will do.
-type Loss func(out, target *G.Node) (*G.Node, error)
-
-// CrossEntropy is the default Loss: the mean softmax cross-entropy over the rows, which is the
-// classification loss of a Model and the next-token loss of an LM (graph.CrossEntropy).
-func CrossEntropy(out, target *G.Node) (*G.Node, error) { return graph.CrossEntropy(out, target) }
-
-func (c *Config) loss() Loss {
-	if c.Loss != nil {
-		return c.Loss
-	}
-	return CrossEntropy
-}

@@ -2,10 +2,10 @@ package qat
 
 import (
 	"fmt"
-	"math/rand/v2"
 
 	"github.com/qatgo/qatgo/fakequant"
 	"github.com/qatgo/qatgo/graph"
+	G "gorgonia.org/gorgonia"
 )
 
 // ObservedTwin returns c with every quantized site switched to an observer: weights track their
@@ -46,37 +46,54 @@ func ObservedTwin(c QConfig) QConfig {
 	return out
 }
 
-// Calibrate is post-training quantization: it prepares m with the observed twin of c, runs
-// batches mini-batches of train (a seeded random sample) through the evaluation graph (running
-// BN statistics, BN folded as export folds it) so the observers record ranges, then freezes them.
-// Sites whose Spec.Observer is ObserverPercentile or ObserverMSE take their range from that
-// observer on a sample of the values seen in those batches (weights: the folded weight).
-// No parameter changes.
+// Calibrate is post-training quantization of a layer model on image data: it prepares m with
+// the observed twin of c and runs Trainer.Calibrate of a ClassifyTask over batches mini-batches of
+// train (a seeded random sample). For any task (an LM: NextTokenTask) prepare the observed
+// QConfig and call Trainer.Calibrate.
 func Calibrate(m *graph.Model, c QConfig, train Dataset, batches, batchSize int, seed uint64) (*Prepared, error) {
 	p, err := Prepare(m, ObservedTwin(c))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := runObservers(p, train, batches, batchSize, seed); err != nil {
-		return nil, err
-	}
-	p.FreezeObservers(true)
-	return p, nil
-}
-
-func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*NetQuant, error) {
-	if batches < 1 || B < 1 {
-		return nil, fmt.Errorf("qat: calibration with %d batches of %d", batches, B)
-	}
-	if p.Model == nil {
-		return nil, fmt.Errorf("qat: calibration on image data needs a layer model (*graph.Model), not a %T (use CalibrateLM)", p.Net)
-	}
-	nq := p.Quantizer()
-	n, err := p.Model.Build(graph.Options{Batch: B, Quant: nq, FoldBN: true})
+	t, err := NewTrainer(Classify(m, train), p, Config{BatchSize: batchSize, Seed: seed})
 	if err != nil {
 		return nil, err
 	}
-	vm := newVM(n)
+	defer t.Close()
+	if err := t.Calibrate(batches); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Calibrate is post-training quantization with the trainer's Prepared: it runs calibration
+// batches 0..batches-1 of the task (BatchSize examples each) through a graph whose observers
+// track (running BN statistics, BN folded as export folds it), then freezes them. Sites whose
+// Spec.Observer is ObserverPercentile or ObserverMSE take their range from that observer on a
+// sample of the values seen in those batches (weights: the folded weight). No parameter changes.
+func (t *Trainer) Calibrate(batches int) error {
+	if t.Prep == nil {
+		return fmt.Errorf("qat: calibrating a float network (the trainer has no Prepared)")
+	}
+	if _, err := observe(t.Task, t.Prep, batches, t.Cfg.BatchSize, t.Cfg.Seed); err != nil {
+		return err
+	}
+	t.Prep.FreezeObservers(true)
+	return nil
+}
+
+// observe runs calibration batches 0..batches-1 of task (B examples each) through a calibration
+// graph of p (its observers track) and sets the range of every site with a sampling observer.
+func observe(task Task, p *Prepared, batches, B int, seed uint64) (*NetQuant, error) {
+	if batches < 1 || B < 1 {
+		return nil, fmt.Errorf("qat: calibration with %d batches of %d", batches, B)
+	}
+	nq := p.Quantizer()
+	g, err := task.Build(BuildOptions{Batch: B, Quant: nq, FoldBN: true})
+	if err != nil {
+		return nil, err
+	}
+	vm := G.NewTapeMachine(g.G)
 	defer vm.Close()
 	obs := map[string]rangeObserver{}
 	for name, q := range nq.Qs {
@@ -88,15 +105,10 @@ func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*Net
 			obs[name] = o
 		}
 	}
-	perm := rand.New(rand.NewPCG(seed, 0xca11b)).Perm(train.Len())
-	x := n.XVal.Data().([]float32)
-	idx := make([]int, B)
-	y := make([]int, B)
 	for b := 0; b < batches; b++ {
-		for i := range idx {
-			idx[i] = perm[(b*B+i)%len(perm)]
+		if err := task.Feed(g, BatchID{Calib: true, Index: int64(b), Seed: seed}); err != nil {
+			return nil, fmt.Errorf("qat: calibration batch %d: %w", b, err)
 		}
-		train.Batch(idx, x, y)
 		vm.Reset()
 		if err := vm.RunAll(); err != nil {
 			return nil, fmt.Errorf("qat: calibration batch %d: %w", b, opError(err))
@@ -126,31 +138,14 @@ func runObservers(p *Prepared, train Dataset, batches, B int, seed uint64) (*Net
 	return nq, nil
 }
 
-// observeRanges runs an observed twin of p's config for batches and returns the per-site ranges.
-func observeRanges(m *graph.Model, p *Prepared, train Dataset, batches, B int, seed uint64) (map[string][2][]float64, error) {
-	tw, err := Prepare(m, ObservedTwin(p.Config))
-	if err != nil {
-		return nil, err
-	}
-	if _, err := runObservers(tw, train, batches, B, seed); err != nil {
-		return nil, err
-	}
-	out := map[string][2][]float64{}
-	for name, st := range tw.state {
-		if lo, hi, ok := st.fq.Observed(); ok {
-			out[name] = [2][]float64{lo, hi}
-		}
-	}
-	return out, nil
-}
-
 // Evaluate returns the accuracy and mean loss of m on d: float when p is nil, else fake-quantized
 // with p's current (frozen) quantizers, BN folded with running statistics.
 func Evaluate(m *graph.Model, p *Prepared, d Dataset, batch int) (acc, loss float64, err error) {
-	t, err := NewTrainer(m, p, Config{EvalBatch: batch})
+	t, err := NewTrainer(Classify(m, nil), p, Config{EvalBatch: batch})
 	if err != nil {
 		return 0, 0, err
 	}
 	defer t.Close()
-	return t.Evaluate(d)
+	r, err := t.Evaluate(Images{Data: d})
+	return r.Acc, r.Loss, err
 }

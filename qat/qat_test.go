@@ -15,6 +15,7 @@ import (
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/quant"
 	"github.com/sirupsen/logrus"
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -253,7 +254,7 @@ func TestResumeIsExact(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				tr, err := NewTrainer(m, p, cfg)
+				tr, err := NewTrainer(Classify(m, sub), p, cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -261,14 +262,14 @@ func TestResumeIsExact(t *testing.T) {
 			}
 			a := mk()
 			defer a.Close()
-			if err := a.Fit(sub, nil); err != nil {
+			if err := a.Fit(nil); err != nil {
 				t.Fatal(err)
 			}
 			dir := t.TempDir()
 			b := mk()
 			b.Cfg.StopAfter = 1
 			b.Cfg.CheckpointDir = dir
-			if err := b.Fit(sub, nil); err != nil {
+			if err := b.Fit(nil); err != nil {
 				t.Fatal(err)
 			}
 			b.Close()
@@ -277,13 +278,13 @@ func TestResumeIsExact(t *testing.T) {
 			if err := c.LoadCheckpoint(filepath.Join(dir, "checkpoint.bin")); err != nil {
 				t.Fatal(err)
 			}
-			if err := c.Fit(sub, nil); err != nil {
+			if err := c.Fit(nil); err != nil {
 				t.Fatal(err)
 			}
 			if c.Step != a.Step || c.Epoch != 2 {
 				t.Fatalf("resumed at step %d epoch %d, straight %d", c.Step, c.Epoch, a.Step)
 			}
-			wa, wc := paramBits(a.Model), paramBits(c.Model)
+			wa, wc := paramBits(a.Net.(*graph.Model)), paramBits(c.Net.(*graph.Model))
 			for i := range wa {
 				if wa[i] != wc[i] {
 					t.Fatalf("parameter word %d differs: straight %x resumed %x", i, wa[i], wc[i])
@@ -319,19 +320,19 @@ func TestNaNStopsAndKeepsCheckpoint(t *testing.T) {
 	train, _ := loadMNIST(t)
 	sub := train.Subset(256)
 	dir := t.TempDir()
-	tr, err := NewTrainer(tinyModel(2), nil, Config{Epochs: 1, BatchSize: 32, Seed: 1, Logger: quiet(), CheckpointDir: dir})
+	tr, err := NewTrainer(Classify(tinyModel(2), sub), nil, Config{Epochs: 1, BatchSize: 32, Seed: 1, Logger: quiet(), CheckpointDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	if err := tr.Fit(sub, nil); err != nil {
+	if err := tr.Fit(nil); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "checkpoint.bin")
 	before, _ := os.ReadFile(path)
-	f32s(tr.Model.Param("fc.weight").Value)[3] = float32(math.NaN())
+	f32s(tr.Net.Param("fc.weight").Value)[3] = float32(math.NaN())
 	tr.Cfg.Epochs = 2
-	err = tr.Fit(sub, nil)
+	err = tr.Fit(nil)
 	if !errors.Is(err, ErrNonFinite) {
 		t.Fatalf("Fit with a NaN weight: %v", err)
 	}
@@ -346,14 +347,15 @@ func TestQAT4BeatsPTQ4(t *testing.T) {
 	train, test := loadMNIST(t)
 	sub, ev := train.Subset(2048), test.Subset(1000)
 	m := tinyModel(4)
-	ft, err := NewTrainer(m, nil, Config{Epochs: 3, BatchSize: 32, Seed: 1, Logger: quiet(), LR: 3e-3})
+	ft, err := NewTrainer(Classify(m, sub), nil, Config{Epochs: 3, BatchSize: 32, Seed: 1, Logger: quiet(), LR: 3e-3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ft.Fit(sub, nil); err != nil {
+	if err := ft.Fit(nil); err != nil {
 		t.Fatal(err)
 	}
-	floatAcc, _, err := ft.Evaluate(ev)
+	fm, err := ft.Evaluate(Images{Data: ev})
+	floatAcc := fm.Acc
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,15 +375,16 @@ func TestQAT4BeatsPTQ4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qt, err := NewTrainer(m, p, Config{Epochs: 2, BatchSize: 32, Seed: 2, Logger: quiet(), LR: 1e-3, BNFreeze: 64})
+	qt, err := NewTrainer(Classify(m, sub), p, Config{Epochs: 2, BatchSize: 32, Seed: 2, Logger: quiet(), LR: 1e-3, BNFreeze: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer qt.Close()
-	if err := qt.Fit(sub, nil); err != nil {
+	if err := qt.Fit(nil); err != nil {
 		t.Fatal(err)
 	}
-	qatAcc, _, err := qt.Evaluate(ev)
+	qm, err := qt.Evaluate(Images{Data: ev})
+	qatAcc := qm.Acc
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,4 +392,11 @@ func TestQAT4BeatsPTQ4(t *testing.T) {
 	if !(qatAcc > ptqAcc) {
 		t.Fatalf("QAT 4-bit %.4f does not beat PTQ 4-bit %.4f", qatAcc, ptqAcc)
 	}
+}
+
+func newVM(n *graph.Net) G.VM { return G.NewTapeMachine(n.G) }
+
+// runObservers runs the observers of a prepared layer model over calibration batches of d.
+func runObservers(p *Prepared, d Dataset, batches, B int, seed uint64) (*NetQuant, error) {
+	return observe(Classify(p.Model, d), p, batches, B, seed)
 }

@@ -123,19 +123,18 @@ func TestLearnedRotationsTrainAndFold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{BatchSize: 2, LR: 1e-3, Seed: 1, Logger: quietLogger()}
-	tr, err := NewLMTrainer(lm, p, cfg, graph.LMOptions{Rotations: l.Rotations()})
+	cfg := Config{BatchSize: 2, LR: 1e-3, Seed: 1, Logger: quietLogger(), Steps: 6, QuantInit: InitMinMax}
+	data := periodicBatches(2, lm.Config.Ctx)
+	x, y := lmBatches(data, 0, 2)
+	val := Tokens{IDs: x, Targets: y}
+	task := &NextTokenTask{LM: lm, Opts: graph.LMOptions{Rotations: l.Rotations()}, Train: data, CalibIDs: x[:1], CalibTargets: y[:1]}
+	tr, err := NewTrainer(task, p, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 	tr.Hook = l
-	data := periodicBatches(2, lm.Config.Ctx)
-	x, y := lmBatches(data, 0, 2)
-	if err := tr.InitQuantizers(x[0], y[0]); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tr.Fit(data, 6, 0); err != nil {
+	if err := tr.Fit(nil); err != nil {
 		t.Fatal(err)
 	}
 	if l.MaxDrift() == 0 {
@@ -144,16 +143,17 @@ func TestLearnedRotationsTrainAndFold(t *testing.T) {
 	if e := l.MaxOrthogonalityError(); e > 1e-5 {
 		t.Fatalf("trained rotations are orthogonal to %g only", e)
 	}
-	inGraph, err := tr.Evaluate(x, y)
+	inGraph, err := tr.Evaluate(val)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl, err := NewLMTrainer(lm, nil, cfg, graph.LMOptions{Rotations: l.Rotations()})
+	ftask := &NextTokenTask{LM: lm, Opts: graph.LMOptions{Rotations: l.Rotations()}}
+	fl, err := NewTrainer(ftask, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fl.Close()
-	floatIn, err := fl.Evaluate(x, y)
+	floatIn, err := fl.Evaluate(val)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,20 +162,20 @@ func TestLearnedRotationsTrainAndFold(t *testing.T) {
 	}
 	tr.Close()
 	fl.Close()
-	tr.Opts.Rotations, tr.Hook, fl.Opts.Rotations = nil, nil, nil
-	folded, err := tr.Evaluate(x, y)
+	task.Opts.Rotations, tr.Hook, ftask.Opts.Rotations = nil, nil, nil
+	folded, err := tr.Evaluate(val)
 	if err != nil {
 		t.Fatal(err)
 	}
-	floatFolded, err := fl.Evaluate(x, y)
+	floatFolded, err := fl.Evaluate(val)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("drift %.3g, float loss %.6f in graph %.6f folded; W4A4 %.6f in graph %.6f folded", l.MaxDrift(), floatIn, floatFolded, inGraph, folded)
-	if d := math.Abs(floatIn-floatFolded) / floatIn; d > 1e-5 {
-		t.Fatalf("float loss %v with rotations in the graph, %v folded", floatIn, floatFolded)
+	t.Logf("drift %.3g, float loss %.6f in graph %.6f folded; W4A4 %.6f in graph %.6f folded", l.MaxDrift(), floatIn.Loss, floatFolded.Loss, inGraph.Loss, folded.Loss)
+	if d := math.Abs(floatIn.Loss-floatFolded.Loss) / floatIn.Loss; d > 1e-5 {
+		t.Fatalf("float loss %v with rotations in the graph, %v folded", floatIn.Loss, floatFolded.Loss)
 	}
-	if d := math.Abs(inGraph - folded); d > 1e-3*inGraph {
-		t.Fatalf("W4A4 loss %v with rotations in the graph, %v folded", inGraph, folded)
+	if d := math.Abs(inGraph.Loss - folded.Loss); d > 1e-3*inGraph.Loss {
+		t.Fatalf("W4A4 loss %v with rotations in the graph, %v folded", inGraph.Loss, folded.Loss)
 	}
 }

@@ -21,12 +21,12 @@ func TestQATSchedules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr, err := NewTrainer(m, p, Config{Epochs: 1, BatchSize: 32, Seed: 1, Logger: quiet(), CalibBatches: 1,
+		tr, err := NewTrainer(Classify(m, sub), p, Config{Epochs: 1, BatchSize: 32, Seed: 1, Logger: quiet(), CalibBatches: 1,
 			FakeQuantDelay: tc.delay, ObserverFreeze: tc.freeze, BNFreeze: tc.bn})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tr.Fit(sub, nil); err != nil {
+		if err := tr.Fit(nil); err != nil {
 			t.Fatal(err)
 		}
 		if tr.train.freeze != tc.bnFrozen {

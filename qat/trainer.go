@@ -8,41 +8,40 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
-	"github.com/qatgo/qatgo/fakequant"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/quant"
 	"github.com/sirupsen/logrus"
 	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 )
-
-// Dataset is a labelled image set (data/mnist.Set implements it).
-type Dataset interface {
-	Len() int
-	// Batch writes the examples with the given indices into x (NCHW float32) and y (class ids).
-	Batch(idx []int, x []float32, y []int)
-}
 
 // Config configures a Trainer. Zero values take the defaults noted.
 type Config struct {
-	Epochs    int     // default 1
-	BatchSize int     // default 64
-	EvalBatch int     // default 500
+	Epochs int // default 1
+	// Steps is the number of optimizer steps of an epoch for a task that streams its batches
+	// (Task.StepsPerEpoch 0, e.g. NextTokenTask); required there, an error with a task that has
+	// epochs (a data set's size and BatchSize give those).
+	Steps     int64
+	BatchSize int // examples (images, sequences) per training batch; default 64
+	// EvalBatch is the batch of the evaluation graph (default 500 for a ClassifyTask, BatchSize
+	// for other tasks).
+	EvalBatch int
 	Optimizer string  // Adam (default) or SGD
 	LR        float64 // default 1e-3 (Adam), 0.05 (SGD)
 	MinLR     float64 // cosine floor
 	Momentum  float64 // SGD momentum / Adam beta1 (default 0.9)
-	// WeightDecay applies to conv/linear weights (L2 for SGD, decoupled for Adam).
+	// WeightDecay applies to the weights of the fusion groups, the conv/linear weights (L2 for
+	// SGD, decoupled for Adam: AdamW); not to biases, norm gains or embeddings.
 	WeightDecay float64
 	Schedule    string  // ConstLR (default), CosineLR, StepLR, WarmupCosineLR
 	Warmup      int64   // WarmupCosineLR: linear warm-up steps
 	Beta2       float64 // Adam beta2 (default 0.999; 0.95 is usual for transformers)
 	ClipNorm    float64 // clip gradients to this global L2 norm (0: no clipping)
-	// Loss turns the model output and the target into the scalar training loss (default
-	// CrossEntropy: classification for a Model, next-token prediction for an LM).
+	// Loss turns the task graph's output and target into the scalar training loss (default
+	// CrossEntropy: classification for a ClassifyTask, next-token prediction for a NextTokenTask).
 	Loss       Loss
 	StepEpochs int     // StepLR period in epochs
 	StepGamma  float64 // StepLR factor (default 0.1)
@@ -56,13 +55,14 @@ type Config struct {
 	ObserverFreeze int64 // observers freeze at this step (0: never)
 	BNFreeze       int64 // folded BN switches to running statistics at this step (0: never)
 	NoFoldBN       bool  // build Conv+BN unfolded even when quantizing (not what export does)
-	// CalibBatches is the number of batches used to initialise quantizers before QAT (default 8).
+	// QuantInit chooses how quantizers start before the first QAT step (InitCalibrated default).
+	QuantInit QuantInit
+	// CalibBatches is the number of calibration batches InitCalibrated observes (default 8).
 	CalibBatches int
 
 	CheckpointDir string         // "" disables checkpoints; else <dir>/checkpoint.bin each epoch
 	Logger        *logrus.Logger // nil: logrus.StandardLogger()
 	LogEvery      int            // progress line every n steps (default: ~10 per epoch)
-	EvalLimit     int            // evaluate on the first n test examples (0: all)
 }
 
 func (c *Config) defaults() {
@@ -71,9 +71,6 @@ func (c *Config) defaults() {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 64
-	}
-	if c.EvalBatch == 0 {
-		c.EvalBatch = 500
 	}
 	if c.Optimizer == "" {
 		c.Optimizer = Adam
@@ -125,11 +122,16 @@ type CurvePoint struct {
 // last checkpoint written (end of the previous epoch) is left untouched.
 var ErrNonFinite = errors.New("qat: non-finite loss or gradient")
 
-// Trainer trains a model (float, or fake-quantized through a Prepared) with a TapeMachine.
+// Trainer trains the network of a Task, float or fake-quantized through a Prepared of it, with a
+// TapeMachine and symbolic gradients: the one training loop of the package for every model kind
+// and loss (see the package doc).
 type Trainer struct {
-	Model   *graph.Model
-	Prep    *Prepared // nil: float training
-	Cfg     Config
+	Task Task
+	Net  graph.Network // Task.Network()
+	Prep *Prepared     // nil: float training
+	Cfg  Config
+	// Hook, when set, trains extra tensors of the training graph (learned rotations).
+	Hook    StepHook
 	Step    int64 // optimizer steps taken
 	Epoch   int   // epochs completed
 	History []EpochStats
@@ -137,58 +139,83 @@ type Trainer struct {
 	Curve []CurvePoint
 
 	opt         *optimizer
-	train, eval *netRun
+	decay       map[string]bool // optimizer names with weight decay
+	train, eval *taskRun
 	qatInit     bool
 }
 
-type netRun struct {
-	net    *graph.Net
+// taskRun is a built graph of the task with its machine and loss (and gradients in training).
+type taskRun struct {
+	g      *Graph
 	vm     G.VM
 	loss   *G.Node
-	yVal   *tensor.Dense
-	grads  map[string]*G.Node // gradient by optimizer name
 	nq     *NetQuant
-	freeze bool // built with FreezeBN
+	freeze bool        // built with FreezeBN
+	names  []string    // optimizer names ("param/<name>", "quant/<site>.<field>") of grads
+	grads  []*G.Node   // gradient of the loss by names
+	values [][]float32 // the tensors the optimizer updates, by names
 }
 
-func (r *netRun) close() {
+func (r *taskRun) close() {
 	if r != nil && r.vm != nil {
 		r.vm.Close()
 	}
 }
 
-// NewTrainer returns a trainer for m (float when p is nil).
-func NewTrainer(m *graph.Model, p *Prepared, cfg Config) (*Trainer, error) {
+// NewTrainer returns a trainer of task's network: float when p is nil, otherwise p must prepare
+// task.Network().
+func NewTrainer(task Task, p *Prepared, cfg Config) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg.defaults()
-	if err := m.Err(); err != nil {
-		return nil, err
+	if task == nil || task.Network() == nil || reflect.ValueOf(task.Network()).IsNil() {
+		return nil, fmt.Errorf("qat: trainer without a task or network")
 	}
-	if m.Dtype != tensor.Float32 {
-		return nil, fmt.Errorf("qat: trainer needs a float32 model")
+	net := task.Network()
+	if ct, ok := task.(*ClassifyTask); ok {
+		if err := ct.check(); err != nil {
+			return nil, err
+		}
+		ct.batch = cfg.BatchSize
+		if cfg.EvalBatch == 0 {
+			cfg.EvalBatch = 500
+		}
 	}
-	if os := m.OutShape(); len(os) != 1 {
-		return nil, fmt.Errorf("qat: model output %v is not a vector of class scores", os)
+	if cfg.EvalBatch == 0 {
+		cfg.EvalBatch = cfg.BatchSize
+	}
+	if cfg.Steps > 0 && task.StepsPerEpoch() > 0 {
+		return nil, fmt.Errorf("qat: Config.Steps is for a task that streams batches; this one has %d steps per epoch", task.StepsPerEpoch())
+	}
+	if p != nil && p.Net != net {
+		return nil, fmt.Errorf("qat: the Prepared model is not the task's network")
 	}
 	opt, err := newOptimizerClip(cfg.Optimizer, cfg.Momentum, cfg.Beta2, cfg.WeightDecay, cfg.ClipNorm)
 	if err != nil {
 		return nil, err
 	}
-	return &Trainer{Model: m, Prep: p, Cfg: cfg, opt: opt}, nil
+	t := &Trainer{Task: task, Net: net, Prep: p, Cfg: cfg, opt: opt, decay: map[string]bool{}}
+	for _, g := range net.Groups() {
+		if g.Weighted() {
+			t.decay["param/"+g.Op+"."+string(graph.RoleWeight)] = true
+		}
+	}
+	return t, nil
 }
 
-// Close releases the machines.
+// Close releases the graphs' machines; the next use rebuilds them.
 func (t *Trainer) Close() {
 	t.train.close()
 	t.eval.close()
 	t.train, t.eval = nil, nil
 }
 
-func (t *Trainer) build(train, freezeBN bool, batch int) (*netRun, error) {
-	o := graph.Options{Batch: batch, Train: train, FreezeBN: freezeBN}
-	r := &netRun{freeze: freezeBN}
+// build makes a graph of the task with the loss: train adds the gradients (and uses batch
+// statistics until the BN freeze), eval freezes the activation observers.
+func (t *Trainer) build(train, freezeBN bool, batch int) (*taskRun, error) {
+	o := BuildOptions{Batch: batch, Train: train, FreezeBN: freezeBN}
+	r := &taskRun{freeze: freezeBN}
 	if t.Prep != nil {
 		r.nq = t.Prep.Quantizer()
 		if !train {
@@ -197,59 +224,71 @@ func (t *Trainer) build(train, freezeBN bool, batch int) (*netRun, error) {
 		o.Quant = r.nq
 		o.FoldBN = !t.Cfg.NoFoldBN
 	}
-	n, err := t.Model.Build(o)
+	g, err := t.Task.Build(o)
 	if err != nil {
 		return nil, err
 	}
-	r.net = n
-	k := t.Model.OutShape()[0]
-	r.yVal = tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(batch, k))
-	y := G.NewMatrix(n.G, tensor.Float32, G.WithShape(batch, k), G.WithName(t.Model.Name+"/labels"), G.WithValue(r.yVal))
-	if r.loss, err = t.Cfg.loss()(n.Out, y); err != nil {
+	r.g = g
+	if r.loss, err = t.Cfg.loss()(g.Out, g.Target); err != nil {
 		return nil, err
 	}
 	if train {
-		var names []string
 		var wrt G.Nodes
-		for _, p := range t.Model.Params() {
-			if p.Trainable {
-				names = append(names, "param/"+p.Name)
-				wrt = append(wrt, n.Params[p.Name])
+		for _, p := range t.Net.Params() {
+			if n, ok := g.Params[p.Name]; ok && p.Trainable {
+				r.names = append(r.names, "param/"+p.Name)
+				wrt = append(wrt, n)
 			}
 		}
 		if r.nq != nil {
-			for name, node := range r.nq.LearnableNodes() {
-				names = append(names, "quant/"+name)
-				wrt = append(wrt, node)
+			for _, s := range t.Prep.Sites {
+				q, ok := r.nq.Qs[s.Name]
+				if !ok {
+					continue
+				}
+				for _, l := range []struct {
+					suf string
+					n   *G.Node
+				}{{".log_scale", q.LogScale}, {".offset", q.Offset}, {".alpha", q.Alpha}} {
+					if l.n != nil {
+						r.names = append(r.names, "quant/"+s.Name+l.suf)
+						wrt = append(wrt, l.n)
+					}
+				}
 			}
+		}
+		nParams := len(wrt)
+		if t.Hook != nil {
+			wrt = append(wrt, t.Hook.Nodes()...)
 		}
 		gs, err := G.Grad(r.loss, wrt...)
 		if err != nil {
 			return nil, fmt.Errorf("qat: gradients: %w", err)
 		}
-		r.grads = map[string]*G.Node{}
-		for i, name := range names {
-			r.grads[name] = gs[i]
-		}
+		r.grads = gs[:nParams]
+		t.bindValues(r)
 	}
-	r.vm = G.NewTapeMachine(n.G)
+	r.vm = G.NewTapeMachine(g.G)
 	return r, nil
 }
 
-// tensorsByName maps optimizer names to the tensors they update.
-func (t *Trainer) tensorsByName() map[string]*tensor.Dense {
-	out := map[string]*tensor.Dense{}
-	for _, p := range t.Model.Params() {
-		if p.Trainable {
-			out["param/"+p.Name] = p.Value
-		}
-	}
+// bindValues looks up the tensors the optimizer updates (learnables are created by the first
+// graph built, or by a checkpoint).
+func (t *Trainer) bindValues(r *taskRun) {
+	learn := map[string][]float32{}
 	if t.Prep != nil {
 		for _, l := range t.Prep.Learnables() {
-			out["quant/"+l.Name] = l.Value
+			learn["quant/"+l.Name] = f32s(l.Value)
 		}
 	}
-	return out
+	r.values = make([][]float32, len(r.names))
+	for i, name := range r.names {
+		if p, ok := strings.CutPrefix(name, "param/"); ok {
+			r.values[i] = f32s(t.Net.Param(p).Value)
+		} else {
+			r.values[i] = learn[name]
+		}
+	}
 }
 
 func (t *Trainer) ensureTrain() error {
@@ -271,32 +310,18 @@ func (t *Trainer) applySchedules() {
 	t.Prep.FreezeObservers(t.Cfg.ObserverFreeze > 0 && t.Step >= t.Cfg.ObserverFreeze)
 }
 
-// feed writes the examples idx of d into the net's input and their one-hot labels into the
-// target. A label outside the model's classes is an error naming the example.
-func (r *netRun) feed(d Dataset, idx []int, y []int) error {
-	x := r.net.XVal.Data().([]float32)
-	d.Batch(idx, x, y)
-	yv := r.yVal.Data().([]float32)
-	clear(yv)
-	k := r.yVal.Shape()[1]
-	for i, c := range y {
-		if c < 0 || c >= k {
-			return labelError(idx[i], c, k)
-		}
-		yv[i*k+c] = 1
-	}
-	return nil
-}
-
-func (r *netRun) run() error {
+func (r *taskRun) run() error {
 	r.vm.Reset()
 	return opError(r.vm.RunAll())
 }
 
-// correct counts argmax(logits) == y over the first n rows.
-func correct(logits G.Value, y []int, n int) int {
-	d := logits.Data().([]float32)
-	k := len(d) / len(y)
+// correct counts argmax(row) == labels[i] over the first n rows of the output.
+func correct(out G.Value, labels []int, n int) int {
+	if len(labels) == 0 {
+		return 0
+	}
+	d := out.Data().([]float32)
+	k := len(d) / len(labels)
 	c := 0
 	for i := 0; i < n; i++ {
 		row := d[i*k : (i+1)*k]
@@ -306,7 +331,7 @@ func correct(logits G.Value, y []int, n int) int {
 				best = j
 			}
 		}
-		if best == y[i] {
+		if best == labels[i] {
 			c++
 		}
 	}
@@ -322,14 +347,26 @@ func finite(v []float32) bool {
 	return true
 }
 
-// Fit trains for the remaining epochs (Cfg.Epochs - t.Epoch), evaluating on test after each
-// epoch and writing a checkpoint when Cfg.CheckpointDir is set.
-func (t *Trainer) Fit(train, test Dataset) error {
+// stepsPerEpoch is the task's, or Config.Steps for a stream.
+func (t *Trainer) stepsPerEpoch() int64 {
+	if spe := t.Task.StepsPerEpoch(); spe > 0 {
+		return spe
+	}
+	return t.Cfg.Steps
+}
+
+// Fit trains for the remaining epochs (Cfg.Epochs - t.Epoch), evaluating on eval (when not nil)
+// after each epoch and writing a checkpoint when Cfg.CheckpointDir is set. Before the first
+// step of a prepared network it initialises the quantizers (InitQuantizers) unless that was done.
+func (t *Trainer) Fit(eval EvalSet) error {
 	c := &t.Cfg
 	B := c.BatchSize
-	spe := int64(train.Len() / B)
+	spe := t.stepsPerEpoch()
 	if spe == 0 {
-		return fmt.Errorf("qat: %d training examples for batch size %d", train.Len(), B)
+		if t.Task.StepsPerEpoch() == 0 && c.Steps == 0 {
+			return fmt.Errorf("qat: the task streams batches: set Config.Steps")
+		}
+		return fmt.Errorf("qat: no full training batch of %d examples", B)
 	}
 	total := spe * int64(c.Epochs)
 	if c.CheckpointDir != "" {
@@ -342,7 +379,7 @@ func (t *Trainer) Fit(train, test Dataset) error {
 		return err
 	}
 	if t.Prep != nil && !t.qatInit && t.Step == 0 {
-		if err := t.initQuantizers(train); err != nil {
+		if err := t.InitQuantizers(); err != nil {
 			return err
 		}
 	}
@@ -351,63 +388,53 @@ func (t *Trainer) Fit(train, test Dataset) error {
 	if logEvery <= 0 {
 		logEvery = int(max(spe/10, 1))
 	}
-	y := make([]int, B)
-	idx := make([]int, B)
-	// tensors is rebuilt only when the training graph is (tensorsRun records which graph it
-	// reflects), not every step; nil forces it at the start of each epoch, after evaluation.
-	var tensors map[string]*tensor.Dense
-	var tensorsRun *netRun
 	stop := c.Epochs
 	if c.StopAfter > 0 {
 		stop = min(stop, t.Epoch+c.StopAfter)
 	}
 	for t.Epoch < stop {
 		ep := t.Epoch
-		tensorsRun = nil
-		perm := rand.New(rand.NewPCG(c.Seed, uint64(ep))).Perm(train.Len())
 		start := time.Now()
 		var sumLoss float64
-		var nCorrect, nSeen int
+		var nCorrect, nRows int
 		for s := int64(0); s < spe; s++ {
 			t.applySchedules()
 			if err := t.ensureTrain(); err != nil {
 				return err
 			}
-			if t.train != tensorsRun {
-				// a rebuilt graph (BN freeze) may have created quantizer state
-				tensors, tensorsRun = t.tensorsByName(), t.train
-			}
-			r := t.train
-			copy(idx, perm[s*int64(B):(s+1)*int64(B)])
 			lr := lrAt(c, t.Step, total, spe)
-			loss, err := t.trainStep(train, idx, y, lr, tensors)
+			loss, gn, err := t.trainStep(lr)
 			if err != nil {
 				return fmt.Errorf("%w (epoch %d)", err, ep+1)
 			}
+			g := t.train.g
 			sumLoss += loss
-			nCorrect += correct(r.net.Out.Value(), y, B)
-			nSeen += B
+			nCorrect += correct(g.Out.Value(), g.Labels, len(g.Labels))
+			nRows += len(g.Labels)
 			if (s+1)%int64(logEvery) == 0 || s+1 == spe {
+				acc := float64(nCorrect) / float64(max(nRows, 1))
 				t.Curve = append(t.Curve, CurvePoint{Step: t.Step, Epoch: float64(ep) + float64(s+1)/float64(spe),
-					TrainLoss: sumLoss / float64(s+1), TrainAcc: float64(nCorrect) / float64(nSeen)})
+					TrainLoss: sumLoss / float64(s+1), TrainAcc: acc})
 				el := time.Since(start).Seconds()
-				rate := float64(nSeen) / el
+				rate := float64(s+1) * float64(B) / el
 				eta := time.Duration(float64(total-t.Step) * float64(B) / rate * float64(time.Second))
 				c.Logger.WithFields(logrus.Fields{
 					"epoch": fmt.Sprintf("%d/%d", ep+1, c.Epochs), "step": fmt.Sprintf("%d/%d", s+1, spe),
-					"loss": fmt.Sprintf("%.4f", sumLoss/float64(s+1)), "acc": fmt.Sprintf("%.4f", float64(nCorrect)/float64(nSeen)),
-					"img/s": fmt.Sprintf("%.0f", rate), "eta": eta.Round(time.Second).String(), "lr": fmt.Sprintf("%.3g", lr),
+					"loss": fmt.Sprintf("%.4f", sumLoss/float64(s+1)), "acc": fmt.Sprintf("%.4f", acc),
+					"ex/s": fmt.Sprintf("%.0f", rate), "eta": eta.Round(time.Second).String(), "lr": fmt.Sprintf("%.3g", lr),
+					"gnorm": fmt.Sprintf("%.3g", gn),
 				}).Info("train")
 			}
 		}
 		secs := time.Since(start).Seconds()
 		st := EpochStats{Epoch: ep + 1, Step: t.Step, LR: lrAt(c, t.Step-1, total, spe),
-			TrainLoss: sumLoss / float64(spe), TrainAcc: float64(nCorrect) / float64(nSeen), Seconds: secs}
-		if test != nil {
-			var err error
-			if st.TestAcc, st.TestLoss, err = t.Evaluate(test); err != nil {
+			TrainLoss: sumLoss / float64(spe), TrainAcc: float64(nCorrect) / float64(max(nRows, 1)), Seconds: secs}
+		if eval != nil {
+			m, err := t.Evaluate(eval)
+			if err != nil {
 				return err
 			}
+			st.TestAcc, st.TestLoss = m.Acc, m.Loss
 		}
 		t.Epoch++
 		t.History = append(t.History, st)
@@ -423,153 +450,163 @@ func (t *Trainer) Fit(train, test Dataset) error {
 	return nil
 }
 
-// trainStep runs one forward/backward pass on the examples idx and applies the optimizer. It
-// returns ErrNonFinite (wrapped) without touching parameters when the loss or a gradient is not
-// finite.
-func (t *Trainer) trainStep(d Dataset, idx, y []int, lr float64, tensors map[string]*tensor.Dense) (float64, error) {
+// trainStep runs one forward/backward pass on training batch t.Step and applies the optimizer
+// (and the hook). It returns the loss and the global gradient norm, or ErrNonFinite (wrapped)
+// without touching parameters when the loss or a gradient is not finite.
+func (t *Trainer) trainStep(lr float64) (loss, gnorm float64, err error) {
 	r := t.train
-	if err := r.feed(d, idx, y); err != nil {
-		return 0, err
+	if err := t.Task.Feed(r.g, BatchID{Index: t.Step, Seed: t.Cfg.Seed}); err != nil {
+		return 0, 0, err
 	}
-	if len(r.net.Masks) > 0 {
-		r.net.FillMasks(rand.New(rand.NewPCG(t.Cfg.Seed^0xd20b, uint64(t.Step))))
+	if r.g.BeforeTrain != nil {
+		r.g.BeforeTrain(rand.New(rand.NewPCG(t.Cfg.Seed^0xd20b, uint64(t.Step))))
 	}
 	if err := r.run(); err != nil {
 		if errors.Is(err, quant.ErrNonFinite) || strings.Contains(err.Error(), "non-finite") {
-			return 0, fmt.Errorf("%w: step %d: %v", ErrNonFinite, t.Step, err)
+			return 0, 0, fmt.Errorf("%w: step %d: %v", ErrNonFinite, t.Step, err)
 		}
-		return 0, fmt.Errorf("qat: step %d: %w", t.Step, err)
+		return 0, 0, fmt.Errorf("qat: step %d: %w", t.Step, err)
 	}
-	loss := float64(r.loss.Value().Data().(float32))
+	loss = scalar(r.loss)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return 0, fmt.Errorf("%w: loss %v at step %d", ErrNonFinite, loss, t.Step)
+		return 0, 0, fmt.Errorf("%w: loss %v at step %d", ErrNonFinite, loss, t.Step)
 	}
-	for name, g := range r.grads {
-		if !finite(g.Value().Data().([]float32)) {
-			return 0, fmt.Errorf("%w: gradient of %s at step %d", ErrNonFinite, name, t.Step)
-		}
+	gs := make([][]float32, len(r.grads))
+	for i, g := range r.grads {
+		gs[i] = g.Value().Data().([]float32)
 	}
-	if !r.freeze {
-		r.net.UpdateRunningStats()
-	}
-	gs := make([][]float32, 0, len(r.grads))
-	if t.opt.clip > 0 {
-		for _, g := range r.grads {
-			gs = append(gs, g.Value().Data().([]float32))
-		}
-	}
-	t.opt.beginStep(gs)
-	for name, g := range r.grads {
-		decay := false
-		if p := t.Model.Param(strings.TrimPrefix(name, "param/")); p != nil && strings.HasPrefix(name, "param/") {
-			decay = p.Role == graph.RoleWeight
-		}
-		t.opt.update(name, f32s(tensors[name]), g.Value().Data().([]float32), lr, decay)
-	}
-	t.Step++
-	return loss, nil
-}
-
-// Evaluate returns accuracy and mean loss of the model (fake-quantized when prepared) on d, using
-// running BN statistics and frozen activation observers.
-func (t *Trainer) Evaluate(d Dataset) (acc, loss float64, err error) {
-	if t.eval == nil {
-		if t.eval, err = t.build(false, true, t.Cfg.EvalBatch); err != nil {
-			return 0, 0, err
-		}
-	}
-	return evaluate(t.eval, d, t.Cfg.EvalBatch, t.Cfg.EvalLimit)
-}
-
-func evaluate(r *netRun, d Dataset, B, limit int) (acc, loss float64, err error) {
-	n := d.Len()
-	if limit > 0 && limit < n {
-		n = limit
-	}
-	idx := make([]int, B)
-	y := make([]int, B)
-	var nc int
-	var sl float64
-	for s := 0; s < n; s += B {
-		valid := min(B, n-s)
-		for i := range idx {
-			idx[i] = s + min(i, valid-1) // pad the last batch with its last example
-		}
-		if err := r.feed(d, idx, y); err != nil {
-			return 0, 0, err
-		}
-		if err := r.run(); err != nil {
-			return 0, 0, err
-		}
-		nc += correct(r.net.Out.Value(), y, valid)
-		sl += float64(r.loss.Value().Data().(float32)) * float64(valid)
-	}
-	return float64(nc) / float64(n), sl / float64(n), nil
-}
-
-// initQuantizers initialises QAT quantizers before the first step: activation LSQ sites from the
-// ranges an observer pass records on CalibBatches training batches, weight LSQ sites with the LSQ
-// rule on the current (folded) weights, Observed sites by running the calibration batches.
-func (t *Trainer) initQuantizers(train Dataset) error {
-	ranges, err := observeRanges(t.Model, t.Prep, train, t.Cfg.CalibBatches, t.Cfg.BatchSize, t.Cfg.Seed)
-	if err != nil {
-		return err
-	}
-	// one forward/backward of the training graph with quantizers off gives every weight
-	// quantizer its input value (the folded weight)
-	r := t.train
-	y := make([]int, t.Cfg.BatchSize)
-	idx := make([]int, t.Cfg.BatchSize)
-	for i := range idx {
-		idx[i] = i % train.Len()
-	}
-	if err := r.feed(train, idx, y); err != nil {
-		return err
-	}
-	if err := t.Prep.whileDisabled(r.run); err != nil {
-		return err
-	}
-	if err := t.Prep.initLSQ(r.nq, ranges); err != nil {
-		return err
-	}
-	for name, rg := range ranges {
-		st := t.Prep.state[name]
-		if st.cfg.Method == fakequant.Observed {
-			if err := st.fq.RestoreRange(rg[0], rg[1]); err != nil {
-				return fmt.Errorf("qat: site %q: %w", name, err)
+	gnorm = t.opt.beginStep(gs)
+	if math.IsNaN(gnorm) || math.IsInf(gnorm, 0) {
+		for i, g := range gs {
+			if !finite(g) {
+				return 0, 0, fmt.Errorf("%w: gradient of %s at step %d", ErrNonFinite, r.names[i], t.Step)
 			}
 		}
+		return 0, 0, fmt.Errorf("%w: gradient norm %v at step %d", ErrNonFinite, gnorm, t.Step)
 	}
-	return nil
+	if r.g.AfterTrain != nil {
+		r.g.AfterTrain()
+	}
+	for i, name := range r.names {
+		t.opt.update(name, r.values[i], gs[i], lr, t.decay[name])
+	}
+	if t.Hook != nil {
+		if err := t.Hook.Step(lr / t.Cfg.LR); err != nil {
+			return 0, 0, fmt.Errorf("qat: step %d: %w", t.Step, err)
+		}
+	}
+	t.Step++
+	return loss, gnorm, nil
 }
 
-// SaveCheckpoint writes model parameters, BN statistics, quantizer state, optimizer state, step,
-// epoch, seed and history to path atomically.
-func (t *Trainer) SaveCheckpoint(path string) error {
+func scalar(n *G.Node) float64 {
+	switch v := n.Value().Data().(type) {
+	case float32:
+		return float64(v)
+	case float64:
+		return v
+	}
+	return math.NaN()
+}
+
+// Evaluate returns the mean loss and accuracy of the network (fake-quantized when prepared) on
+// set, with running BN statistics and frozen activation observers.
+func (t *Trainer) Evaluate(set EvalSet) (Metrics, error) {
+	if err := t.ensureEval(); err != nil {
+		return Metrics{}, err
+	}
+	r := t.eval
+	nb := set.Batches(r.g.Batch)
+	if nb < 1 {
+		return Metrics{}, fmt.Errorf("qat: empty evaluation set")
+	}
+	var nc, n, rows int
+	var sl float64
+	for i := 0; i < nb; i++ {
+		valid, err := set.Fill(r.g, i)
+		if err != nil {
+			return Metrics{}, err
+		}
+		if err := r.run(); err != nil {
+			return Metrics{}, err
+		}
+		perEx := len(r.g.Labels) / r.g.Batch
+		nc += correct(r.g.Out.Value(), r.g.Labels, valid*perEx)
+		rows += valid * perEx
+		sl += scalar(r.loss) * float64(valid)
+		n += valid
+	}
+	m := Metrics{Loss: sl / float64(n)}
+	if rows > 0 {
+		m.Acc = float64(nc) / float64(rows)
+	}
+	return m, nil
+}
+
+func (t *Trainer) ensureEval() error {
+	if t.eval != nil {
+		return nil
+	}
+	var err error
+	t.eval, err = t.build(false, true, t.Cfg.EvalBatch)
+	return err
+}
+
+// Forward runs the evaluation graph (see Evaluate) on batch i of set and returns the graph, whose
+// Out and other nodes hold this batch's values until the next run, and the batch's loss.
+func (t *Trainer) Forward(set EvalSet, i int) (*Graph, float64, error) {
+	if err := t.ensureEval(); err != nil {
+		return nil, 0, err
+	}
+	if _, err := set.Fill(t.eval.g, i); err != nil {
+		return nil, 0, err
+	}
+	if err := t.eval.run(); err != nil {
+		return nil, 0, err
+	}
+	return t.eval.g, scalar(t.eval.loss), nil
+}
+
+// Checkpoint returns the network's parameters and architecture, the quantizer state (when
+// prepared), the optimizer state, step, epoch, seed and history as a checkpoint, for a caller
+// that adds metadata or tensors of its own before saving it with graph.SaveCheckpoint.
+func (t *Trainer) Checkpoint() *graph.Checkpoint {
 	c := &graph.Checkpoint{Step: t.Step, Epoch: t.Epoch, Seed: t.Cfg.Seed, Meta: map[string]string{}}
-	t.Model.SaveState(c)
+	t.Net.SaveState(c)
 	if t.Prep != nil {
 		t.Prep.SaveState(c)
 	}
 	t.opt.save(c)
 	h, _ := json.Marshal(t.History)
 	c.Meta["history"] = string(h)
-	c.Meta["model"] = t.Model.Name
+	c.Meta[MetaModel] = t.Net.Arch().Name
 	c.Meta["qat_init"] = fmt.Sprint(t.qatInit)
-	return graph.SaveCheckpoint(path, c)
+	return c
 }
 
-// LoadCheckpoint restores a checkpoint written by SaveCheckpoint; Fit then continues with the
-// same data order, optimizer state and schedules.
+// SaveCheckpoint writes Checkpoint() to path atomically.
+func (t *Trainer) SaveCheckpoint(path string) error {
+	return graph.SaveCheckpoint(path, t.Checkpoint())
+}
+
+// LoadCheckpoint restores a checkpoint written by SaveCheckpoint (parameters, BN statistics,
+// quantizer state, optimizer state when present, step, epoch, seed, history); Fit then continues
+// with the same data order, optimizer state and schedules. A checkpoint of another architecture
+// is an error.
 func (t *Trainer) LoadCheckpoint(path string) error {
 	c, err := graph.LoadCheckpoint(path)
 	if err != nil {
 		return err
 	}
-	if m := c.Meta["model"]; m != "" && m != t.Model.Name {
-		return fmt.Errorf("qat: checkpoint %s is for model %q, not %q", path, m, t.Model.Name)
+	want := t.Net.Arch()
+	if m := c.Meta[MetaModel]; m != "" && m != want.Name {
+		return fmt.Errorf("qat: checkpoint %s is for model %q, not %q", path, m, want.Name)
 	}
-	if err := t.Model.LoadState(c); err != nil {
+	if a, err := graph.ArchOf(c); err == nil && (a.Type != want.Type || a.Name != want.Name ||
+		(a.LM != nil && want.LM != nil && !reflect.DeepEqual(*a.LM, *want.LM))) {
+		return fmt.Errorf("qat: checkpoint %s holds another architecture (%s %q %+v)", path, a.Type, a.Name, a.LM)
+	}
+	if err := t.Net.LoadState(c); err != nil {
 		return err
 	}
 	if t.Prep != nil {
@@ -577,8 +614,10 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 			return err
 		}
 	}
-	if err := t.opt.load(c); err != nil {
-		return err
+	if _, ok := c.Meta["opt/t"]; ok { // a checkpoint without optimizer state restarts the moments
+		if err := t.opt.load(c); err != nil {
+			return err
+		}
 	}
 	t.Step, t.Epoch, t.Cfg.Seed = c.Step, c.Epoch, c.Seed
 	t.History = nil
@@ -591,5 +630,3 @@ func (t *Trainer) LoadCheckpoint(path string) error {
 	t.Close() // rebuild graphs with the restored state
 	return nil
 }
-
-func newVM(n *graph.Net) G.VM { return G.NewTapeMachine(n.G) }

@@ -47,27 +47,31 @@ func lmBatches(data TokenBatches, from, n int64) (xs, ys [][]int) {
 	return xs, ys
 }
 
-// TestLMTrainerFloatAndQAT: float training with AdamW, clipping and warm-up + cosine lowers the
+// TestNextTokenFloatAndQAT: the Trainer on a NextTokenTask: float training with AdamW, clipping and warm-up + cosine lowers the
 // loss of a periodic sequence far below ln(11); QAT W4A8 from there keeps it low; PTQ W4A4 after
 // calibration is worse than QAT; the trainer's checkpoint restores the same evaluation.
-func TestLMTrainerFloatAndQAT(t *testing.T) {
+func TestNextTokenFloatAndQAT(t *testing.T) {
 	data := periodicBatches(4, 8)
 	vx, vy := lmBatches(data, 1000, 2)
 	lm := smallLM(t)
 	cfg := Config{BatchSize: 4, LR: 1e-2, MinLR: 1e-3, Schedule: WarmupCosineLR, Warmup: 10, Beta2: 0.95,
 		ClipNorm: 1, WeightDecay: 0.05, Logger: quietLogger()}
-	ft, err := NewLMTrainer(lm, nil, cfg, graph.LMOptions{})
+	val := Tokens{IDs: vx, Targets: vy}
+	fc := cfg
+	fc.Steps = 150
+	ft, err := NewTrainer(&NextTokenTask{LM: lm, Train: data}, nil, fc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l0, err := ft.Evaluate(vx, vy)
+	m0, err := ft.Evaluate(val)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ft.Fit(data, 150, 0); err != nil {
+	if err := ft.Fit(nil); err != nil {
 		t.Fatal(err)
 	}
-	l1, _ := ft.Evaluate(vx, vy)
+	m1, _ := ft.Evaluate(val)
+	l0, l1 := m0.Loss, m1.Loss
 	ft.Close()
 	if !(l0 > 2 && l1 < 0.5) {
 		t.Fatalf("float loss %v -> %v", l0, l1)
@@ -88,31 +92,32 @@ func TestLMTrainerFloatAndQAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.LR, cfg.MinLR, cfg.Warmup = 2e-3, 2e-4, 3
-	qt, err := NewLMTrainer(qlm, p, cfg, graph.LMOptions{})
+	cfg.LR, cfg.MinLR, cfg.Warmup, cfg.Steps, cfg.QuantInit = 2e-3, 2e-4, 3, 30, InitMinMax
+	x0, y0 := data(500)
+	qt, err := NewTrainer(&NextTokenTask{LM: qlm, Train: data, First: 150, CalibIDs: [][]int{x0}, CalibTargets: [][]int{y0}}, p, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer qt.Close()
-	x0, y0 := data(500)
-	if err := qt.InitQuantizers(x0, y0); err != nil {
+	if err := qt.InitQuantizers(); err != nil {
 		t.Fatal(err)
 	}
 	if len(p.Learnables()) == 0 {
 		t.Fatal("no learnable quantizer state")
 	}
-	if _, err := qt.Fit(data, 30, 150); err != nil {
+	if err := qt.Fit(nil); err != nil {
 		t.Fatal(err)
 	}
-	lq, err := qt.Evaluate(vx, vy)
+	mq, err := qt.Evaluate(val)
 	if err != nil {
 		t.Fatal(err)
 	}
+	lq := mq.Loss
 	if !(lq < 0.7) {
 		t.Fatalf("QAT W4A8 loss %v (float %v)", lq, l1)
 	}
 	path := filepath.Join(t.TempDir(), "qat.ckpt")
-	if err := qt.SaveCheckpoint(path, map[string]string{"run": "test"}); err != nil {
+	if err := qt.SaveCheckpoint(path); err != nil {
 		t.Fatal(err)
 	}
 	ck, err := graph.LoadCheckpoint(path)
@@ -134,13 +139,13 @@ func TestLMTrainerFloatAndQAT(t *testing.T) {
 	if err := p2.LoadState(ck); err != nil {
 		t.Fatal(err)
 	}
-	rt, err := NewLMTrainer(n.(*graph.LM), p2, cfg, graph.LMOptions{})
+	rt, err := NewTrainer(&NextTokenTask{LM: n.(*graph.LM)}, p2, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	if lr, err := rt.Evaluate(vx, vy); err != nil || math.Abs(lr-lq) > 1e-6 {
-		t.Fatalf("restored QAT model: loss %v (%v), live %v", lr, err, lq)
+	if mr, err := rt.Evaluate(val); err != nil || math.Abs(mr.Loss-lq) > 1e-6 {
+		t.Fatalf("restored QAT model: loss %v (%v), live %v", mr.Loss, err, lq)
 	}
 
 	// PTQ W4A4 from the float model: calibrate, evaluate; worse than float.
@@ -149,19 +154,20 @@ func TestLMTrainerFloatAndQAT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt, err := NewLMTrainer(plm, pp, cfg, graph.LMOptions{})
+	cx, cy := lmBatches(data, 2000, 3)
+	pt, err := NewTrainer(&NextTokenTask{LM: plm, CalibIDs: cx, CalibTargets: cy}, pp, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pt.Close()
-	cx, cy := lmBatches(data, 2000, 3)
-	if err := pt.Calibrate(cx, cy); err != nil {
+	if err := pt.Calibrate(len(cx)); err != nil {
 		t.Fatal(err)
 	}
-	lp, err := pt.Evaluate(vx, vy)
+	mp, err := pt.Evaluate(val)
 	if err != nil {
 		t.Fatal(err)
 	}
+	lp := mp.Loss
 	t.Logf("float %.4f -> %.4f, QAT W4A8 %.4f, PTQ W4A4 %.4f", l0, l1, lq, lp)
 	if !(lp > l1) || math.IsNaN(lp) {
 		t.Fatalf("PTQ W4A4 loss %v not above float %v", lp, l1)
