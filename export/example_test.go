@@ -51,13 +51,12 @@ func Example() {
 	m.Linear("fc", 2, true)
 
 	p, _ := qat.Prepare(m, qat.W8A8())
-	tr, _ := qat.NewTrainer(m, p, qat.Config{BatchSize: 16, EvalBatch: 32, LR: 1e-2, CalibBatches: 2, Logger: quietLogger()})
+	tr, _ := qat.NewTrainer(qat.Classify(m, stripes{256}), p, qat.Config{BatchSize: 16, EvalBatch: 32, LR: 1e-2, CalibBatches: 2, Logger: quietLogger()})
 	defer tr.Close()
-	if err := tr.Fit(stripes{256}, stripes{32}); err != nil {
+	if err := tr.Fit(qat.Images{Data: stripes{32}}); err != nil {
 		fmt.Println(err)
 		return
 	}
-	tr.Evaluate(stripes{32}) // syncs observer state into p
 
 	x := make([]float32, 32*64)
 	stripes{32}.Batch(seq(32), x, make([]int, 32))

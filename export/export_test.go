@@ -150,16 +150,13 @@ func trained(t testing.TB, mk func(uint64) *graph.Model, c qat.QConfig, steps in
 		t.Fatal(err)
 	}
 	data := newSynth(steps*16, m.Input[0], m.Input[1], m.Input[2], 3)
-	tr, err := qat.NewTrainer(m, p, qat.Config{Epochs: 1, BatchSize: 16, EvalBatch: 64, Seed: 2, Logger: quiet(), CalibBatches: 2, LR: 1e-2})
+	tr, err := qat.NewTrainer(qat.Classify(m, data), p, qat.Config{Epochs: 1, BatchSize: 16, EvalBatch: 64, Seed: 2, Logger: quiet(), CalibBatches: 2, LR: 1e-2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 	test := newSynth(64, m.Input[0], m.Input[1], m.Input[2], 4)
-	if err := tr.Fit(data, test); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := tr.Evaluate(test); err != nil { // syncs the observer state into p
+	if err := tr.Fit(qat.Images{Data: test}); err != nil {
 		t.Fatal(err)
 	}
 	return p, test
@@ -582,12 +579,12 @@ func initQuant(p *qat.Prepared) error {
 	for i := range d.y { // labels within the model's classes (the trainer rejects others)
 		d.y[i] %= m.OutShape()[0]
 	}
-	tr, err := qat.NewTrainer(m, p, qat.Config{Epochs: 1, BatchSize: 8, EvalBatch: 8, Logger: quiet(), CalibBatches: 1, StopAfter: 1})
+	tr, err := qat.NewTrainer(qat.Classify(m, d), p, qat.Config{Epochs: 1, BatchSize: 8, EvalBatch: 8, Logger: quiet(), CalibBatches: 1, StopAfter: 1})
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	return tr.Fit(d, d)
+	return tr.Fit(qat.Images{Data: d})
 }
 
 func TestParityFailsNamingLayer(t *testing.T) {
@@ -630,11 +627,11 @@ func TestFromCheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		data := newSynth(160, 2, 12, 12, 3)
-		tr, err := qat.NewTrainer(m, p, qat.Config{BatchSize: 16, EvalBatch: 32, Seed: 2, Logger: quiet(), CalibBatches: 2, LR: 1e-2})
+		tr, err := qat.NewTrainer(qat.Classify(m, data), p, qat.Config{BatchSize: 16, EvalBatch: 32, Seed: 2, Logger: quiet(), CalibBatches: 2, LR: 1e-2})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tr.Fit(data, data); err != nil {
+		if err := tr.Fit(qat.Images{Data: data}); err != nil {
 			t.Fatal(err)
 		}
 		path := filepath.Join(t.TempDir(), "ck.bin")

@@ -10,7 +10,7 @@ import (
 
 // RestoreLM rebuilds the language model a checkpoint records (graph.FromCheckpoint must give a
 // *graph.LM), loads its parameters and prepares it with the QConfig the checkpoint records (or c
-// when non-nil), restoring the quantizer state: a checkpoint of qat.LMTrainer after QAT or
+// when non-nil), restoring the quantizer state: a checkpoint of qat.Trainer (NextTokenTask) after QAT or
 // Calibrate. A checkpoint without quantizer state is an error naming the missing site.
 func RestoreLM(ck *graph.Checkpoint, c *qat.QConfig) (*qat.Prepared, error) {
 	n, err := graph.FromCheckpoint(ck)

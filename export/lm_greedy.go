@@ -7,7 +7,7 @@ import (
 )
 
 // LMForward runs a batch of Batch*Ctx token ids through a graph and returns its logits
-// [Batch*Ctx, Vocab] (row-major); LMEval.Logits is one, a qat.LMTrainer's Forward another.
+// [Batch*Ctx, Vocab] (row-major); LMEval.Logits is one, a qat.Trainer's Forward (Graph.Out) another.
 type LMForward func(ids []int) ([]float64, error)
 
 // Logits runs the evaluation graph on Batch*Ctx token ids and returns its logits [Batch*Ctx, Vocab].

@@ -68,12 +68,13 @@ func trainedLM(t *testing.T, hadamard bool) *graph.Checkpoint {
 		t.Fatal(err)
 	}
 	cfg := qat.Config{BatchSize: lmBatch, LR: 1e-2, MinLR: 1e-3, Schedule: qat.WarmupCosineLR, Warmup: 5, Beta2: 0.95, ClipNorm: 1, Logger: quietLog()}
-	tr, err := qat.NewLMTrainer(lm, nil, cfg, graph.LMOptions{})
+	cfg.Steps = 60
+	tr, err := qat.NewTrainer(&qat.NextTokenTask{LM: lm, Train: textBatches(lmBatch, 16)}, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	if _, err := tr.Fit(textBatches(lmBatch, 16), 60, 0); err != nil {
+	if err := tr.Fit(nil); err != nil {
 		t.Fatal(err)
 	}
 	var ck graph.Checkpoint
@@ -83,7 +84,7 @@ func trainedLM(t *testing.T, hadamard bool) *graph.Checkpoint {
 
 // preparedLM quantizes the checkpoint's LM with recipe r: PTQ (calibration) and, with qatSteps,
 // that many QAT steps.
-func preparedLM(t *testing.T, ck *graph.Checkpoint, r qat.LMRecipe, qatSteps int) (*qat.Prepared, *qat.LMTrainer) {
+func preparedLM(t *testing.T, ck *graph.Checkpoint, r qat.LMRecipe, qatSteps int) (*qat.Prepared, *qat.Trainer) {
 	t.Helper()
 	n, err := graph.FromCheckpoint(ck)
 	if err != nil {
@@ -94,21 +95,18 @@ func preparedLM(t *testing.T, ck *graph.Checkpoint, r qat.LMRecipe, qatSteps int
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := qat.Config{BatchSize: lmBatch, LR: 1e-3, Beta2: 0.95, ClipNorm: 1, Logger: quietLog()}
-	tr, err := qat.NewLMTrainer(lm, p, cfg, graph.LMOptions{})
+	cfg := qat.Config{BatchSize: lmBatch, LR: 1e-3, Beta2: 0.95, ClipNorm: 1, Logger: quietLog(), Steps: int64(qatSteps), QuantInit: qat.InitMinMax}
+	data := textBatches(lmBatch, 16)
+	cx, cy := batchesOf(data, 500, 4)
+	tr, err := qat.NewTrainer(&qat.NextTokenTask{LM: lm, Train: data, First: 60, CalibIDs: cx, CalibTargets: cy}, p, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := textBatches(lmBatch, 16)
-	cx, cy := batchesOf(data, 500, 4)
 	if qatSteps > 0 {
-		if err := tr.InitQuantizers(cx[0], cy[0]); err != nil {
+		if err := tr.Fit(nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := tr.Fit(data, int64(qatSteps), 60); err != nil {
-			t.Fatal(err)
-		}
-	} else if err := tr.Calibrate(cx, cy); err != nil {
+	} else if err := tr.Calibrate(len(cx)); err != nil {
 		t.Fatal(err)
 	}
 	return p, tr
@@ -144,7 +142,8 @@ func TestExportLMParity(t *testing.T) {
 			}
 			p, tr := preparedLM(t, c, tc.r, tc.qatSteps)
 			defer tr.Close()
-			lossFQ, err := tr.Evaluate(vx, vy)
+			mFQ, err := tr.Evaluate(qat.Tokens{IDs: vx, Targets: vy})
+			lossFQ := mFQ.Loss
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -33,11 +33,11 @@ func quickCheckpoint(t *testing.T, train *mnist.Set, trainImages int) string {
 	t.Helper()
 	train = train.Subset(trainImages)
 	m := qat.BNCNN(1)
-	ft, err := qat.NewTrainer(m, nil, qat.Config{BatchSize: 32, LR: 3e-3, Schedule: qat.CosineLR, Seed: 1, Logger: quiet(), EvalLimit: 1})
+	ft, err := qat.NewTrainer(qat.Classify(m, train), nil, qat.Config{BatchSize: 32, LR: 3e-3, Schedule: qat.CosineLR, Seed: 1, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ft.Fit(train, train); err != nil {
+	if err := ft.Fit(qat.Images{Data: train, Limit: 1}); err != nil {
 		t.Fatal(err)
 	}
 	ft.Close()
@@ -47,12 +47,12 @@ func quickCheckpoint(t *testing.T, train *mnist.Set, trainImages int) string {
 	}
 	steps := int64(train.Len() / 32)
 	dir := t.TempDir()
-	qt, err := qat.NewTrainer(m, p, qat.Config{BatchSize: 32, LR: 1e-3, Schedule: qat.CosineLR, Seed: 2, Logger: quiet(),
-		BNFreeze: steps * 6 / 10, ObserverFreeze: steps * 8 / 10, CalibBatches: 4, EvalLimit: 1, CheckpointDir: dir})
+	qt, err := qat.NewTrainer(qat.Classify(m, train), p, qat.Config{BatchSize: 32, LR: 1e-3, Schedule: qat.CosineLR, Seed: 2, Logger: quiet(),
+		BNFreeze: steps * 6 / 10, ObserverFreeze: steps * 8 / 10, CalibBatches: 4, CheckpointDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := qt.Fit(train, train); err != nil {
+	if err := qt.Fit(qat.Images{Data: train, Limit: 1}); err != nil {
 		t.Fatal(err)
 	}
 	qt.Close()

@@ -33,7 +33,9 @@ type ClassifyTask struct {
 var _ Task = (*ClassifyTask)(nil)
 
 // Classify returns the classification task of m on train.
-func Classify(m *graph.Model, train Dataset) *ClassifyTask { return &ClassifyTask{Model: m, Train: train} }
+func Classify(m *graph.Model, train Dataset) *ClassifyTask {
+	return &ClassifyTask{Model: m, Train: train}
+}
 
 // Network implements Task.
 func (c *ClassifyTask) Network() graph.Network { return c.Model }

@@ -1,23 +1,36 @@
 // Package qat is quantization-aware training for models built with package graph: per-layer
 // quantization configuration (QConfig), Prepare (fake-quantizers exactly where the integer
-// runtime quantizes), simulated BatchNorm folding, a Trainer, and post-training calibration (PTQ)
-// for comparison.
+// runtime quantizes), simulated BatchNorm folding, one Trainer for every model kind and loss, and
+// post-training calibration (PTQ) for comparison.
 //
 // # One model path
 //
 // Prepare takes any graph.Network: a layer model (*graph.Model: CNNs, MLPs) or a transformer LM
 // (*graph.LM). Both list their quantizer sites, fusion groups and parameters the same way, so
-// the QConfig (presets, overrides keyed by layer name), the quantizer state, its checkpointing
-// and the optimizer are shared. Graph building and data differ, so training has two front ends
-// over the same optimizer, clipping, schedules and Loss: Trainer (image batches, classification,
-// BN folding, epochs) and LMTrainer (token windows, next-token prediction, rotations through
-// graph.LMOptions, a StepHook for learned rotations). LMRecipe gives the usual LLM QConfig
-// (grouped low-bit weights, wider head, per-tensor activations at every linear input).
+// the QConfig (presets, overrides keyed by layer name), the quantizer state and its
+// checkpointing are shared. LMRecipe gives the usual LLM QConfig (grouped low-bit weights, wider
+// head, per-tensor activations at every linear input).
 //
-// Optimizers: Adam with decoupled weight decay (AdamW, Loshchilov and Hutter 2019; Config.Beta2,
-// WeightDecay on the weights of the fusion groups only) or SGD with momentum; gradients clipped to
-// a global L2 norm (Config.ClipNorm, Pascanu et al. 2013); schedules const, cosine, step and
-// warm-up + cosine (WarmupCosineLR). Config.Loss replaces the default cross-entropy.
+// There is one training loop, Trainer, for either kind. What differs between kinds (how the
+// network becomes a graph, what a batch is) is a Task: NewTrainer(task, prepared, config).
+//   - ClassifyTask (Classify(model, dataset)): a *graph.Model on a labelled image Dataset, epochs
+//     over a shuffled order, BN folding and freezing, dropout; evaluation on Images.
+//   - NextTokenTask: a *graph.LM on a stream of token batches (TokenBatches, e.g. a
+//     data/text.Sampler) for Config.Steps steps, build options such as rotations (Opts),
+//     calibration batches; evaluation on Tokens.
+//   - a user Task implements Network, Build, Feed and StepsPerEpoch.
+//
+// The loss is Config.Loss on the task graph's output and one-hot target: CrossEntropy by default
+// (classification cross-entropy for a ClassifyTask, next-token loss for a NextTokenTask),
+// LabelSmoothing, or any differentiable Gorgonia expression the user writes (see ExampleLoss).
+// Everything else lives once, in the Trainer: the optimizer, Adam with decoupled weight decay
+// (AdamW, Loshchilov and Hutter 2019; Config.Beta2, WeightDecay on the weights of the fusion
+// groups only) or SGD with momentum; gradients clipped to a global L2 norm (Config.ClipNorm,
+// Pascanu et al. 2013); schedules const, cosine, step and warm-up + cosine (WarmupCosineLR); the
+// NaN/Inf guard; quantizer initialisation (Config.QuantInit) and calibration
+// (Trainer.Calibrate); evaluation (Trainer.Evaluate, Metrics: loss and argmax accuracy over the
+// task's labelled rows); checkpoints; progress logging; extra trained tensors such as learned
+// rotations (Trainer.Hook, a StepHook).
 //
 // # Who owns quantizer state
 //
@@ -62,9 +75,10 @@
 //
 // # Training
 //
-// Trainer runs a Gorgonia TapeMachine with symbolic gradients (G.Grad): Adam or SGD with
-// momentum, constant/cosine/step learning-rate schedules, mini-batches shuffled by a seed per
-// epoch, and the QAT schedules FakeQuantDelay (fake quantization off until a step),
+// Trainer runs a Gorgonia TapeMachine with symbolic gradients (G.Grad) over the graphs its Task
+// builds: the optimizer and schedules above, mini-batches in the task's order (a ClassifyTask
+// shuffles by a seed per epoch; a NextTokenTask reads its stream from NextTokenTask.First on, one
+// epoch being Config.Steps steps), and the QAT schedules FakeQuantDelay (fake quantization off until a step),
 // ObserverFreeze (observers stop updating) and BNFreeze (folded BN switches to running
 // statistics; the graph is rebuilt once at that step). It evaluates after every epoch, writes a
 // checkpoint (parameters, BN statistics, quantizer state, optimizer state, step, epoch, seed,
@@ -72,9 +86,11 @@
 // checkpoint stays as it was) and logs progress lines (rate, ETA, loss, accuracy) through logrus.
 // Resuming from a checkpoint continues the same run bit for bit.
 //
-// Before the first QAT step, quantizers are initialised from data: activation LSQ scales and
-// offsets from the ranges an observer pass records on CalibBatches batches, weight LSQ scales with
-// the LSQ rule 2*mean|w|/sqrt(Qp) on the folded weights, observers from the same pass.
+// Before the first QAT step, quantizers are initialised from the task's calibration batches
+// (Trainer.InitQuantizers): with InitCalibrated (the default), activation LSQ scales and offsets
+// from the ranges an observer pass records on CalibBatches batches, weight LSQ scales with the
+// LSQ rule 2*mean|w|/sqrt(Qp) on the folded weights, observers from the same pass; with
+// InitMinMax, every quantizer from the min/max of its input in one float pass.
 //
 // # Presets and checkpoints
 //
@@ -101,16 +117,18 @@
 //   - rotations (graph.LMRotations: residual R1, per-head R2, online Walsh-Hadamard before w2):
 //     QuaRotRotations gives QuaRot's fixed randomised Hadamard ones (Ashkboos et al. 2024);
 //     LearnedRotations gives SpinQuant's learned ones (Liu et al. 2024), each R = R0 Cayley(A)
-//     (CayleyRotation, fakequant.Cayley) with an unconstrained parameter A that an LMTrainer
-//     trains through its StepHook while the graph multiplies R into the weights
-//     (LMOptions.Rotations). LM.FoldRotations then folds either into the stored weights: the
+//     (CayleyRotation, fakequant.Cayley) with an unconstrained parameter A that the Trainer
+//     trains as its Hook while the graph multiplies R into the weights
+//     (NextTokenTask.Opts.Rotations). LM.FoldRotations then folds either into the stored weights: the
 //     float model is unchanged and only the online Hadamard transforms stay in the graph.
 //     HadamardRotate is the other, unfoldable use: a random Hadamard rotation run online at
 //     every linear input (LMOptions.Rotate).
 //
 // # Post-training quantization
 //
-// Calibrate (and LMTrainer.Calibrate for an LM) runs the observed twin of a QConfig (every site an observer: per-channel current
-// min/max for weights, running min/max for activations) over a sample of training batches with
-// BN folded as export folds it, then freezes it; Evaluate measures any (model, Prepared) pair.
+// Trainer.Calibrate runs the observers of the trainer's Prepared over the task's calibration
+// batches (BN folded as export folds it), then freezes them; for any task, prepare the observed
+// QConfig (ObservedTwin: every site an observer, per-channel current min/max for weights, running
+// min/max for activations) and calibrate. Calibrate does both for a layer model on image data;
+// Evaluate measures any (model, Prepared) pair on images.
 package qat

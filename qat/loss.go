@@ -12,6 +12,10 @@ import (
 // Loss maps a task graph's output (Graph.Out: class scores [N, K], next-token logits
 // [B*T, V]) and its target (Graph.Target: one-hot rows of the same shape) to the scalar loss the
 // trainer minimises (Config.Loss). Any differentiable Gorgonia expression will do.
+//
+// Beware of Gorgonia v0.9.18's SoftMax: its hash ignores the log flag, so in a graph that also
+// holds LogSoftMax(x) (every NextTokenTask graph does: graph.LMNet.Loss) G.SoftMax(x) is merged
+// into that node and returns log-probabilities. Write softmax as G.Exp(G.LogSoftMax(x)).
 type Loss func(out, target *G.Node) (*G.Node, error)
 
 // CrossEntropy is the default Loss: the mean softmax cross-entropy over the rows,

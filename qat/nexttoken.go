@@ -26,7 +26,9 @@ type StepHook interface {
 // length); calibration batch i is (CalibIDs[i], CalibTargets[i]).
 type NextTokenTask struct {
 	LM *graph.LM
-	// Opts are the LM's build options (rotations, points); the trainer sets Batch and Quant.
+	// Opts are the LM's build options (rotations, points, a quantizer of its own for float
+	// training such as gguf/llama.Preset); the trainer sets Batch, and Quant when it has a
+	// Prepared.
 	Opts  graph.LMOptions
 	Train TokenBatches
 	// First is the batch number of the first step: a run that continues another one's data
@@ -49,7 +51,10 @@ func (t *NextTokenTask) Build(o BuildOptions) (*Graph, error) {
 		return nil, fmt.Errorf("qat: next-token task without an LM")
 	}
 	lo := t.Opts
-	lo.Batch, lo.Quant = o.Batch, o.Quant
+	lo.Batch = o.Batch
+	if o.Quant != nil {
+		lo.Quant = o.Quant
+	}
 	n, err := t.LM.Build(lo)
 	if err != nil {
 		return nil, err

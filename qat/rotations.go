@@ -151,9 +151,10 @@ func mulSquare(a, b []float64, n int) []float64 {
 // and one head rotation R2 per block, each a CayleyRotation started at QuaRot's randomised
 // Hadamard matrix (the identity for sizes that are not powers of two), plus the fixed online
 // Walsh-Hadamard transform before w2 when Hadamard is set. It is the qat.StepHook that trains
-// them in an LMTrainer (Adam on the Cayley parameters, at LR times the trainer's schedule
-// factor): pass Rotations() as LMOptions.Rotations and the LearnedRotations as Hook, train,
-// then fold with LM.FoldRotations(*Rotations()) and evaluate without Rotations.
+// them in a Trainer (Adam on the Cayley parameters, at LR times the trainer's schedule
+// factor): pass Rotations() as the NextTokenTask's Opts.Rotations and the LearnedRotations as
+// Trainer.Hook, train, then fold with LM.FoldRotations(*Rotations()) and evaluate without
+// Rotations.
 type LearnedRotations struct {
 	Residual *CayleyRotation
 	Head     []*CayleyRotation
@@ -168,7 +169,7 @@ var _ StepHook = (*LearnedRotations)(nil)
 
 // NewLearnedRotations returns learned rotations for an LM of configuration c, started at the
 // randomised Hadamard matrices of seed (as QuaRotRotations), with peak learning rate lr and
-// parameters of dtype dt (the LM's; LMTrainer trains float32 ones).
+// parameters of dtype dt (the LM's; the Trainer trains float32 ones).
 func NewLearnedRotations(c graph.LMConfig, dt tensor.Dtype, seed uint64, lr float64, hadamard bool) (*LearnedRotations, error) {
 	if !(lr > 0) {
 		return nil, fmt.Errorf("qat: learned rotations: learning rate %v (want > 0)", lr)

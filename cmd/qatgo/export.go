@@ -41,7 +41,7 @@ classes is checked on uniform random inputs instead of MNIST. Named models (-mod
 included), used unless -model or -qconfig override them. QConfig presets: w8a8, w4a8, w4a4, w4a4-obs,
 w2a2, each optionally with -observed (the observed twin that calibration uses).
 
-A language-model checkpoint (graph.LM, written by qat.LMTrainer after QAT or Calibrate) exports
+A language-model checkpoint (graph.LM, written by qat.Trainer after QAT or Calibrate) exports
 to an integer LM file: the runtime's quantization points that training does not model (embedding,
 linear and RoPE outputs, KV cache, residual adds) are calibrated on -calib-batches batches of 8
 sequences of the text (-text FILE|DIR, default: Go standard library source as examples/tinyllm

@@ -24,7 +24,7 @@ func isLMCheckpoint(ck *graph.Checkpoint) bool {
 	return ok
 }
 
-// runExportLM exports a language-model checkpoint (written by qat.LMTrainer after QAT or
+// runExportLM exports a language-model checkpoint (written by qat.Trainer on a NextTokenTask after QAT or
 // calibration): the runtime's extra quantization points are calibrated on -calib-batches batches
 // of the text's training part, the parity check runs on -parity held-out sequences.
 func runExportLM(e *env, ck *graph.Checkpoint, a exportArgs) error {
@@ -41,7 +41,7 @@ func runExportLM(e *env, ck *graph.Checkpoint, a exportArgs) error {
 	}
 	p, err := export.RestoreLM(ck, qc)
 	if err != nil {
-		return fmt.Errorf("%s: %w (export an LM checkpoint written after QAT or LMTrainer.Calibrate)", a.ckpt, err)
+		return fmt.Errorf("%s: %w (export an LM checkpoint written after QAT or qat.Trainer.Calibrate)", a.ckpt, err)
 	}
 	lm := p.Net.(*graph.LM)
 	opts := text.Options{MaxBytes: a.maxBytes}

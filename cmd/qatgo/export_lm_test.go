@@ -34,34 +34,34 @@ func calibratedLMCheckpoint(t *testing.T, dir, textFile string) (quant, float st
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	cfg := qat.Config{BatchSize: 4, LR: 1e-2, Beta2: 0.95, ClipNorm: 1, Logger: log}
-	ft, err := qat.NewLMTrainer(lm, nil, cfg, graph.LMOptions{})
+	cfg := qat.Config{BatchSize: 4, LR: 1e-2, Beta2: 0.95, ClipNorm: 1, Logger: log, Steps: 20}
+	ft, err := qat.NewTrainer(&qat.NextTokenTask{LM: lm, Train: s.Next}, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ft.Close()
-	if _, err := ft.Fit(s.Next, 20, 0); err != nil {
+	if err := ft.Fit(nil); err != nil {
 		t.Fatal(err)
 	}
 	float = filepath.Join(dir, "float.ckpt")
-	if err := ft.SaveCheckpoint(float, nil); err != nil {
+	if err := ft.SaveCheckpoint(float); err != nil {
 		t.Fatal(err)
 	}
 	p, err := qat.Prepare(lm, qat.LMRecipe{WBits: 8, ABits: 8}.QConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	qt, err := qat.NewLMTrainer(lm, p, cfg, graph.LMOptions{})
+	x, y := s.Next(1000)
+	qt, err := qat.NewTrainer(&qat.NextTokenTask{LM: lm, CalibIDs: [][]int{x}, CalibTargets: [][]int{y}}, p, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer qt.Close()
-	x, y := s.Next(1000)
-	if err := qt.Calibrate([][]int{x}, [][]int{y}); err != nil {
+	if err := qt.Calibrate(1); err != nil {
 		t.Fatal(err)
 	}
 	quant = filepath.Join(dir, "w8a8.ckpt")
-	if err := qt.SaveCheckpoint(quant, nil); err != nil {
+	if err := qt.SaveCheckpoint(quant); err != nil {
 		t.Fatal(err)
 	}
 	return quant, float

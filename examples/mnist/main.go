@@ -197,7 +197,8 @@ func run(o options) error {
 
 	// 1. float training
 	m := mk(o.seed)
-	ft, err := qat.NewTrainer(m, nil, qat.Config{Epochs: o.epochs, BatchSize: o.batch, LR: o.lr, Schedule: qat.CosineLR,
+	testSet := qat.Images{Data: test}
+	ft, err := qat.NewTrainer(qat.Classify(m, train), nil, qat.Config{Epochs: o.epochs, BatchSize: o.batch, LR: o.lr, Schedule: qat.CosineLR,
 		MinLR: o.lr / 50, Seed: o.seed, CheckpointDir: filepath.Join(o.out, o.model+"-float"), Logger: log})
 	if err != nil {
 		return err
@@ -212,20 +213,21 @@ func run(o options) error {
 				return unfinishedError(o.from, ft.Epoch, o.epochs)
 			}
 			log.WithFields(logrus.Fields{"checkpoint": o.from, "epochs_done": ft.Epoch, "epochs": o.epochs}).Info("resuming the unfinished float checkpoint")
-			if err := ft.Fit(train, test); err != nil {
+			if err := ft.Fit(testSet); err != nil {
 				return err
 			}
 		}
-		acc, _, err := ft.Evaluate(test)
+		fm, err := ft.Evaluate(testSet)
 		if err != nil {
 			return err
 		}
+		acc := fm.Acc
 		if len(ft.History) == 0 {
 			ft.History = []qat.EpochStats{{Epoch: ft.Epoch}}
 		}
 		ft.History[len(ft.History)-1].TestAcc = acc
 		log.WithFields(logrus.Fields{"checkpoint": o.from, "test_acc": fmt.Sprintf("%.4f", acc)}).Info("float model loaded")
-	} else if err := ft.Fit(train, test); err != nil {
+	} else if err := ft.Fit(testSet); err != nil {
 		return err
 	}
 	ft.Close()
@@ -275,14 +277,14 @@ func run(o options) error {
 		}
 		spe := int64(train.Len() / o.batch)
 		total := spe * int64(o.qatEpochs)
-		qt, err := qat.NewTrainer(m, p, qat.Config{Epochs: o.qatEpochs, BatchSize: o.batch, LR: o.qatLR, Schedule: qat.CosineLR,
+		qt, err := qat.NewTrainer(qat.Classify(m, train), p, qat.Config{Epochs: o.qatEpochs, BatchSize: o.batch, LR: o.qatLR, Schedule: qat.CosineLR,
 			MinLR: o.qatLR / 20, Seed: o.seed + uint64(b), BNFreeze: total * 6 / 10, ObserverFreeze: total * 8 / 10,
 			CheckpointDir: filepath.Join(o.out, fmt.Sprintf("%s-qat-w%da%d", o.model, b, b)), Logger: log})
 		if err != nil {
 			return err
 		}
 		st = time.Now()
-		if err := qt.Fit(train, test); err != nil {
+		if err := qt.Fit(testSet); err != nil {
 			return err
 		}
 		qt.Close()

@@ -54,7 +54,7 @@ func TestFlagValidation(t *testing.T) {
 // model); with -resume it is trained to the end.
 func TestFromUnfinishedCheckpoint(t *testing.T) {
 	dir := t.TempDir()
-	tr, err := qat.NewTrainer(qat.BNCNN(1), nil, qat.Config{})
+	tr, err := qat.NewTrainer(qat.Classify(qat.BNCNN(1), nil), nil, qat.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

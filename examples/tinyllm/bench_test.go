@@ -53,19 +53,24 @@ func BenchmarkTrainStep(b *testing.B) {
 			if c.rotate {
 				rot = qat.HadamardRotate
 			}
-			tr, err := qat.NewLMTrainer(lm, p, qat.Config{BatchSize: 16, LR: 1e-3, Beta2: 0.95, ClipNorm: 1, WeightDecay: 0.05, Logger: log},
-				graph.LMOptions{Rotate: rot, RotateSeed: rotateSeed})
+			cx, cy := s.Next(1 << 20)
+			task := &qat.NextTokenTask{LM: lm, Opts: graph.LMOptions{Rotate: rot, RotateSeed: rotateSeed}, Train: s.Next,
+				CalibIDs: [][]int{cx}, CalibTargets: [][]int{cy}}
+			// epochs of one step each: every Fit call (StopAfter 1) takes one more step
+			tr, err := qat.NewTrainer(task, p, qat.Config{Steps: 1, Epochs: 1 << 30, StopAfter: 1, BatchSize: 16, LR: 1e-3, Beta2: 0.95,
+				ClipNorm: 1, WeightDecay: 0.05, QuantInit: qat.InitMinMax, Logger: log})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer tr.Close()
+			if err := tr.InitQuantizers(); err != nil {
+				b.Fatal(err)
+			}
 			b.ReportAllocs()
-			i := int64(0)
 			for b.Loop() {
-				if _, err := tr.Fit(s.Next, 1, i); err != nil { // forward, backward, AdamW step
+				if err := tr.Fit(nil); err != nil { // forward, backward, AdamW step
 					b.Fatal(err)
 				}
-				i++
 			}
 			b.ReportMetric(float64(16*64)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 		})

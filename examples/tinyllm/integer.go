@@ -35,7 +35,7 @@ type integerRuns struct {
 // <out>/tinyllm-w8a8.qm and tinyllm-w4a8.qm, and appends the "-> integer runtime" row to rows:
 // the runtime's loss on the validation windows. Runs the runtime cannot express are skipped. It logs the parity report and the share of held-out
 // prompts whose greedy continuation is identical in the runtime and the fake-quant graphs.
-func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.LMTrainer, d *data, log *logrus.Logger) ([]row, error) {
+func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.Trainer, d *data, log *logrus.Logger) ([]row, error) {
 	if e.rotate || e.spin || e.recipe.ABits != 8 || (e.recipe.WBits != 8 && e.recipe.WBits != 4) {
 		return rows, nil
 	}
@@ -59,7 +59,7 @@ func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.LMTrainer, d 
 	if err != nil {
 		return nil, err
 	}
-	cfg := tr.LM.Config
+	cfg := tr.Task.(*qat.NextTokenTask).LM.Config
 	pl := min(promptLen, cfg.Ctx/2)
 	gl := min(greedyLen, cfg.Ctx-pl)
 	prompts := heldOutPrompts(d.corpus.Val, pl)
@@ -72,11 +72,11 @@ func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.LMTrainer, d 
 		return nil, err
 	}
 	gt, err := export.GreedyGraph(func(ids []int) ([]float64, error) {
-		net, _, err := tr.Forward(ids, ids)
+		g, _, err := tr.Forward(qat.Tokens{IDs: [][]int{ids}, Targets: [][]int{ids}}, 0)
 		if err != nil {
 			return nil, err
 		}
-		v := net.Logits.Value().Data().([]float32)
+		v := g.Out.Value().Data().([]float32)
 		out := make([]float64, len(v))
 		for i, f := range v {
 			out[i] = float64(f)

@@ -61,13 +61,6 @@ func main() {
 	}
 }
 
-// trainConfig is AdamW (beta2 0.95, clip 1) with warm-up (a twentieth of the steps for the float
-// run, a tenth for QAT) and cosine decay to a tenth of the peak.
-func trainConfig(o options, lr float64, steps, warmupDiv int, log *logrus.Logger) qat.Config {
-	return qat.Config{BatchSize: o.batch, LR: lr, MinLR: lr / 10, Schedule: qat.WarmupCosineLR,
-		Warmup: int64(max(steps/warmupDiv, 1)), Beta2: 0.95, ClipNorm: 1, WeightDecay: o.wd, Seed: o.seed, Logger: log}
-}
-
 // run executes the whole experiment and returns the table rows.
 func run(o options, log *logrus.Logger) ([]row, error) {
 	exps, err := parseRuns(o.runs, o)
@@ -81,7 +74,7 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	corpus, sampler, valX, valY, calX, calY := d.corpus, d.sampler, d.valX, d.valY, d.calX, d.calY
+	corpus, valX, valY, calX, calY := d.corpus, d.valX, d.valY, d.calX, d.calY
 	var tk text.ByteTokenizer
 	cfg := graph.LMConfig{Vocab: tk.VocabSize(), Dim: o.dim, Layers: o.layers, Heads: o.heads, Hidden: o.hidden, Ctx: o.ctx}
 	lm, err := graph.NewLM("tinyllm", cfg, tensor.Float32, o.seed)
@@ -95,7 +88,11 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 	floatCfg, qatCfg := trainConfig(o, o.lr, o.steps, 20, log), trainConfig(o, o.qatLR, o.qatSteps, 10, log)
 	var rows []row
 	var floatDur time.Duration
-	ft, err := qat.NewLMTrainer(lm, nil, floatCfg, graph.LMOptions{})
+	val := qat.Tokens{IDs: valX, Targets: valY}
+	task := func(m *graph.LM, opts graph.LMOptions, first int) *qat.NextTokenTask {
+		return newTask(m, opts, first, d)
+	}
+	ft, err := qat.NewTrainer(task(lm, graph.LMOptions{}, 0), nil, floatCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -106,20 +103,21 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 		}
 		log.WithField("path", o.load).Info("float model loaded")
 	} else {
-		if floatDur, err = ft.Fit(sampler.Next, int64(o.steps), 0); err != nil {
+		if floatDur, err = fit(ft); err != nil {
 			return nil, err
 		}
 		if o.ckpt != "" {
-			if err := ft.SaveCheckpoint(o.ckpt, nil); err != nil {
+			if err := ft.SaveCheckpoint(o.ckpt); err != nil {
 				return nil, err
 			}
 			log.WithField("path", o.ckpt).Info("float checkpoint saved")
 		}
 	}
-	floatLoss, err := ft.Evaluate(valX, valY)
+	fm, err := ft.Evaluate(val)
 	if err != nil {
 		return nil, err
 	}
+	floatLoss := fm.Loss
 	rows = append(rows, row{"float", "f32", floatLoss, floatDur})
 	log.WithFields(logrus.Fields{"val_loss": fmt.Sprintf("%.4f", floatLoss), "ppl": fmt.Sprintf("%.3f", math.Exp(floatLoss))}).Info("float")
 	// SmoothQuant and GPTQ statistics: max |x| (and X^T X) at every linear input of the float model
@@ -135,25 +133,25 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 			continue
 		}
 		// QAT trains qat-steps more than the float model: the fair float reference trains as long.
-		tr, err := qat.NewLMTrainer(clone(), nil, qatCfg, graph.LMOptions{})
+		tr, err := qat.NewTrainer(task(clone(), graph.LMOptions{}, o.steps), nil, qatCfg)
 		if err != nil {
 			return nil, err
 		}
-		dur, err := tr.Fit(sampler.Next, int64(o.qatSteps), int64(o.steps))
+		dur, err := fit(tr)
 		if err != nil {
 			return nil, err
 		}
-		l, err := tr.Evaluate(valX, valY)
+		m, err := tr.Evaluate(val)
 		if err != nil {
 			return nil, err
 		}
 		tr.Close()
-		rows = append(rows, row{fmt.Sprintf("float, %d more steps (QAT reference)", o.qatSteps), "f32", l, dur})
+		rows = append(rows, row{fmt.Sprintf("float, %d more steps (QAT reference)", o.qatSteps), "f32", m.Loss, dur})
 		break
 	}
 
 	var ints integerRuns
-	var best *qat.LMTrainer
+	var best *qat.Trainer
 	var bestName string
 	bestLoss := math.Inf(1)
 	for _, e := range exps {
@@ -176,7 +174,7 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 		if e.qat {
 			tc = qatCfg
 		}
-		tr, err := qat.NewLMTrainer(lq, p, tc, opts)
+		tr, err := qat.NewTrainer(task(lq, opts, o.steps), p, tc)
 		if err != nil {
 			return nil, err
 		}
@@ -185,10 +183,7 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 			if rots != nil {
 				tr.Hook = rots
 			}
-			if err := tr.InitQuantizers(calX[0], calY[0]); err != nil {
-				return nil, err
-			}
-			if dur, err = tr.Fit(sampler.Next, int64(o.qatSteps), int64(o.steps)); err != nil {
+			if dur, err = fit(tr); err != nil {
 				return nil, err
 			}
 			if rots != nil {
@@ -196,15 +191,16 @@ func run(o options, log *logrus.Logger) ([]row, error) {
 					return nil, err
 				}
 			}
-		} else if err := tr.Calibrate(calX, calY); err != nil {
+		} else if err := tr.Calibrate(len(calX)); err != nil {
 			return nil, err
 		} else {
 			dur = time.Since(start)
 		}
-		l, err := tr.Evaluate(valX, valY)
+		m, err := tr.Evaluate(val)
 		if err != nil {
 			return nil, err
 		}
+		l := m.Loss
 		if o.outDir != "" {
 			if err := saveQuantized(o, e, tr); err != nil {
 				return nil, err

@@ -123,16 +123,16 @@ func TestPipelineSmall(t *testing.T) {
 	var tk text.ByteTokenizer
 	xs, ys := text.Windows(tk.Encode([]byte(b.String())), 4, 16, 2)
 	loss := func(m *graph.LM) float64 {
-		e, err := qat.NewLMTrainer(m, nil, qat.Config{BatchSize: 4, Logger: log}, graph.LMOptions{})
+		e, err := qat.NewTrainer(&qat.NextTokenTask{LM: m}, nil, qat.Config{BatchSize: 4, Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer e.Close()
-		l, err := e.Evaluate(xs, ys)
+		l, err := e.Evaluate(qat.Tokens{IDs: xs, Targets: ys})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return l
+		return l.Loss
 	}
 	if l0, l1 := loss(fresh), loss(trained); !(l1 < l0-1) {
 		t.Fatalf("training did not lower the loss enough: %v -> %v", l0, l1)

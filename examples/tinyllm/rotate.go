@@ -45,34 +45,37 @@ func rotations(e exp, lq *graph.LM, o options) (graph.LMOptions, *qat.LearnedRot
 // foldLearned folds the trained rotations into the trainer's model and switches it to the folded
 // model (no rotation left in the graph but the online Hadamard before w2); it logs the loss on
 // the first validation batches before and after, which agree up to float rounding.
-func foldLearned(tr *qat.LMTrainer, rots *qat.LearnedRotations, e exp, valX, valY [][]int, log *logrus.Logger) error {
-	before, err := tr.Evaluate(valX, valY)
+func foldLearned(tr *qat.Trainer, rots *qat.LearnedRotations, e exp, valX, valY [][]int, log *logrus.Logger) error {
+	val := qat.Tokens{IDs: valX, Targets: valY}
+	before, err := tr.Evaluate(val)
 	if err != nil {
 		return err
 	}
-	if err := tr.LM.FoldRotations(*rots.Rotations()); err != nil {
+	task := tr.Task.(*qat.NextTokenTask)
+	if err := task.LM.FoldRotations(*rots.Rotations()); err != nil {
 		return err
 	}
 	tr.Close()
-	tr.Opts.Rotations, tr.Hook = nil, nil
-	after, err := tr.Evaluate(valX, valY)
+	task.Opts.Rotations, tr.Hook = nil, nil
+	after, err := tr.Evaluate(val)
 	if err != nil {
 		return err
 	}
 	log.WithFields(logrus.Fields{"run": e.name, "max|RtR-I|": fmt.Sprintf("%.1e", rots.MaxOrthogonalityError()),
-		"max|R-R0|": fmt.Sprintf("%.3f", rots.MaxDrift()), "val_loss_in_graph": fmt.Sprintf("%.5f", before),
-		"val_loss_folded": fmt.Sprintf("%.5f", after)}).Info("learned rotations folded into the weights")
+		"max|R-R0|": fmt.Sprintf("%.3f", rots.MaxDrift()), "val_loss_in_graph": fmt.Sprintf("%.5f", before.Loss),
+		"val_loss_folded": fmt.Sprintf("%.5f", after.Loss)}).Info("learned rotations folded into the weights")
 	return nil
 }
 
 // saveQuantized writes the trainer's checkpoint of one run (weights after SmoothQuant and folded
 // rotations, the Prepared quantizer state, architecture and QConfig) to <out>/<run>.ckpt; hadamard
 // runs, whose rotations stay online, record the rotation seed.
-func saveQuantized(o options, e exp, tr *qat.LMTrainer) error {
+func saveQuantized(o options, e exp, tr *qat.Trainer) error {
 	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
 		return err
 	}
-	c := tr.Checkpoint(map[string]string{"run": e.name, "method": e.method(), "bits": e.recipe.Bits()})
+	c := tr.Checkpoint()
+	c.Meta["run"], c.Meta["method"], c.Meta["bits"] = e.name, e.method(), e.recipe.Bits()
 	if e.rotate {
 		c.Meta["hadamard_seed"] = fmt.Sprint(rotateSeed)
 	}

@@ -14,7 +14,7 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// QAT with llama.cpp's Q4_0 arithmetic through qat.LMTrainer, then a Q4_0 GGUF for llama.cpp.
+// QAT with llama.cpp's Q4_0 arithmetic through qat.Trainer, then a Q4_0 GGUF for llama.cpp.
 func ExamplePreset() {
 	lm, _ := graph.NewLM("tiny", graph.LMConfig{Vocab: 256, Dim: 32, Layers: 1, Heads: 2, Hidden: 64, Ctx: 16}, tensor.Float32, 1)
 	text := []byte("func main() { fmt.Println(\"hello, llama.cpp\") }\n")
@@ -29,14 +29,14 @@ func ExamplePreset() {
 	}
 	// The preset is the graph's quantizer: every linear weight as Q4_0, every matmul input as
 	// llama.cpp's dynamic Q8_0.
-	tr, err := qat.NewLMTrainer(lm, nil, qat.Config{BatchSize: 4, LR: 3e-3, Logger: quiet()},
-		graph.LMOptions{Quant: llama.Preset{Type: gguf.Q4_0}})
+	task := &qat.NextTokenTask{LM: lm, Train: batches, Opts: graph.LMOptions{Quant: llama.Preset{Type: gguf.Q4_0}}}
+	tr, err := qat.NewTrainer(task, nil, qat.Config{BatchSize: 4, LR: 3e-3, Steps: 20, Logger: quiet()})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer tr.Close()
-	if _, err := tr.Fit(batches, 20, 0); err != nil {
+	if err := tr.Fit(nil); err != nil {
 		fmt.Println(err)
 		return
 	}

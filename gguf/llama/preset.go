@@ -16,7 +16,7 @@ import (
 // Q8_0 per block of 32 with ties to even for Q8_0/Q4_0 weights, F16 for F16 weights). A model
 // trained or evaluated with Preset{T} and written by Encode with Type T computes the same
 // logits in llama.cpp (KV cache of type KV, flash attention off) up to float summation order. Use it
-// as graph.LMOptions.Quant: in LM.Build, or in qat.NewLMTrainer's options with no Prepared (see
+// as graph.LMOptions.Quant: in LM.Build, or in a qat.NextTokenTask's Opts with no Prepared (see
 // ExamplePreset). Its rounding has no state: nothing to calibrate, checkpoint or export.
 type Preset struct {
 	Type gguf.TensorType
