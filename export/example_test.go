@@ -138,9 +138,9 @@ func ExampleLower_languageModel() {
 		}
 		calib, targets = append(calib, ids), append(targets, tg)
 	}
-	tr, _ := qat.NewLMTrainer(lm, p, qat.Config{BatchSize: batch, Logger: quietLogger()}, graph.LMOptions{})
+	tr, _ := qat.NewTrainer(&qat.NextTokenTask{LM: lm, CalibIDs: calib, CalibTargets: targets}, p, qat.Config{BatchSize: batch, Logger: quietLogger()})
 	defer tr.Close()
-	if err := tr.Calibrate(calib, targets); err != nil { // PTQ: observers of the quantizer sites
+	if err := tr.Calibrate(len(calib)); err != nil { // PTQ: observers of the quantizer sites
 		fmt.Println(err)
 		return
 	}

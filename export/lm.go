@@ -70,7 +70,7 @@ func (g *lmGraph) run(ids, targets []int) (float64, error) {
 	}
 	g.vm.Reset()
 	if err := g.vm.RunAll(); err != nil {
-		return 0, fmt.Errorf("export: running the fake-quant LM graph (every quantizer needs trained or calibrated state: QAT, LMTrainer.Calibrate, or a QAT checkpoint): %w", err)
+		return 0, fmt.Errorf("export: running the fake-quant LM graph (every quantizer needs trained or calibrated state: QAT, qat.Trainer.Calibrate, or a QAT checkpoint): %w", err)
 	}
 	v := floats(g.net.Loss.Value())
 	if len(v) != 1 {
