@@ -62,6 +62,17 @@ type ArithQuantizer interface {
 	RuntimeSwiGLU(ref, a, b *G.Node) (*G.Node, error)
 }
 
+// AttentionArithQuantizer is an optional extension of Quantizer for LMs. When LMOptions.Quant
+// implements it, LM.Build hands the float output ref of every causal attention (before the
+// output projection, [Batch*Ctx, Heads*hd]) with its inputs, the projected queries, keys and
+// values q, k, v of that shape, to RuntimeAttention and uses the node it returns, so that a
+// quantizer can substitute a target runtime's float32 attention arithmetic (RoPE, scores,
+// softmax, the product with V) for the values while keeping ref's gradient (gguf/llama.Preset:
+// llama.cpp's).
+type AttentionArithQuantizer interface {
+	RuntimeAttention(ref, q, k, v *G.Node, batch, seq, heads int, ropeBase float64) (*G.Node, error)
+}
+
 // AttentionQuantizer is an optional extension of Quantizer for LMs. When LMOptions.Quant
 // implements it, LM.Build rounds the attention operands with it (CausalAttentionRounded; operand
 // is AttnQuery, AttnKey, AttnValue or AttnProbs): e.g. a KV cache kept in half precision.
@@ -173,6 +184,9 @@ func (n *LMNet) build(sites map[string]Site) error {
 				round = aq.QuantizeAttention
 			}
 			att, err = CausalAttentionRounded(qkv[0], qkv[1], qkv[2], n.Opts.Batch, c.Ctx, c.Heads, c.RoPEBase, round)
+			if aa, ok := n.Opts.Quant.(AttentionArithQuantizer); ok && err == nil {
+				att, err = aa.RuntimeAttention(att, qkv[0], qkv[1], qkv[2], n.Opts.Batch, c.Ctx, c.Heads, c.RoPEBase)
+			}
 		}
 		if err != nil {
 			return err

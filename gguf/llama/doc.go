@@ -26,16 +26,19 @@
 // # How close the preset's forward is to llama.cpp
 //
 // [Preset] reproduces, besides the roundings of weights, matmul inputs and (Preset.KV = F16) the
-// KV cache, the float32 arithmetic of llama.cpp's x86 CPU backend wherever it decides the value a
+// KV cache, the float32 arithmetic of llama.cpp's x86 CPU backend (its AVX-512 build, which
+// node-llama-cpp loads on AVX-512 CPUs: libggml-cpu-zen4 here) wherever it decides the value a
 // later Q8_0 rounding sees: the matmul accumulation (fakequant.GGMLLinear: the repacked Q4_0 GEMM
 // or the eight-lane Q8_0 dot product), RMSNorm and SwiGLU with ggml's vectorised expf
-// (fakequant.GGMLRMSNorm, GGMLSwiGLU, AVX-512 form). The attention (RoPE, softmax, the F32/F16
-// K and V products) is Gorgonia's float arithmetic. An activation within one float32 rounding of a
-// Q8_0 rounding boundary can therefore still round the other way in llama.cpp; measured on the
-// QAT-trained test model, 3 of 576 positions (8 sequences of 72) differ by more than 1e-3 (up to
-// 0.03), against 19 before the arithmetic was matched. llama.cpp does not agree with itself at
-// that level either: its AVX2 (haswell) and AVX-512 (zen4, skylakex) builds of ggml_v_expf round
-// differently (vec.h: fma(j, k, k) against scalef(j+1, n)), and its AVX2 build differed from its
-// AVX-512 build at 1 of the same 576 positions by 0.012; its portable x64 build, which sums the
-// Q4_0 dot products in another order, at 8.
+// (fakequant.GGMLRMSNorm, GGMLSwiGLU) and the attention (fakequant.GGMLAttention: ggml's RoPE
+// angle recurrence with glibc's sincosf reproduced bit for bit, ggml_vec_dot_f32 and tinyBLAS
+// summation orders, ggml's softmax). With all of it, the QAT-trained test model's next-token
+// log-probabilities in llama.cpp equal qatgo's fake-quant forward within 3e-6 at every position
+// (F32 and F16 KV cache), where 3 of 576 positions differed by up to 0.03 while the attention was
+// Gorgonia's float arithmetic. The match is to the build: llama.cpp's AVX2 (haswell) and AVX-512
+// builds of ggml_v_expf round differently (vec.h: fma(j, k, k) against scalef(j+1, n)), and
+// they differed from each other at 1 of those 576 positions by 0.012; its portable x64 build,
+// which sums the Q4_0 dot products in another order, at 8. Decoding one token at a time,
+// llama.cpp sums the attention with ggml_vec_dot_f32 rather than tinyBLAS, which can differ in
+// the last bit; the tests compare whole-sequence evaluations and greedy continuations.
 package llama

@@ -169,13 +169,11 @@ func TestLlamaCppF32Parity(t *testing.T) {
 }
 
 // A model QAT-trained briefly with the Q8_0 / Q4_0 preset gives in llama.cpp, from the file
-// written at that type, the log-probabilities of qatgo's fake-quant forward to float rounding
-// (about 2e-6). The preset reproduces llama.cpp's float32 arithmetic for the matmuls
-// (fakequant.GGMLLinear), RMSNorm and SwiGLU, so that every Q8_0 rounding of a matmul input sees
-// llama.cpp's value; the attention (RoPE, softmax, the F32 K/V products) is still Gorgonia's, and
-// an activation within one float32 rounding of a Q8_0 rounding boundary may go the other way,
-// which moves later positions through the KV cache by up to a few 1e-2 (measured: 3 of 576
-// positions over 8 sequences; llama.cpp's own AVX2 and AVX-512 builds differ at 1 of them). Greedy
+// written at that type, the log-probabilities of qatgo's fake-quant forward within 1e-3 at every
+// position (the bound; measured: about 2e-6, the float32 softmax llama.cpp reports the
+// probabilities with). The preset reproduces llama.cpp's float32 arithmetic for the matmuls
+// (fakequant.GGMLLinear), RMSNorm, SwiGLU and the attention (fakequant.GGMLAttention), so every
+// Q8_0 rounding of a matmul input sees llama.cpp's value: none rounds the other way. Greedy
 // continuations agree for 64 tokens, and the perplexity within 0.5%.
 func TestLlamaCppQuantizedParity(t *testing.T) {
 	for _, tc := range []struct{ typ, kv gguf.TensorType }{{gguf.Q8_0, gguf.F32}, {gguf.Q4_0, gguf.F32}, {gguf.Q4_0, gguf.F16}} {
@@ -192,30 +190,27 @@ func TestLlamaCppQuantizedParity(t *testing.T) {
 			if err := WriteFile(path, w, EncodeOptions{Type: typ}); err != nil {
 				t.Fatal(err)
 			}
-			seqs := [][]int{testTokens(72, 0), testTokens(72, 40)}
+			seqs := [][]int{testTokens(72, 0), testTokens(72, 40), testTokens(72, 17), testTokens(72, 93)}
 			prompt := testTokens(8, 3)
 			res := runLlamaCpp(t, llamaRequest{Model: path, Sequences: seqs, Greedy: []greedyQuery{{prompt, 64}}, KV: tc.kv.String()})
 			var nllQ, nllL float64
 			for i, s := range seqs {
 				want := lmLogProbs(t, m, q, s)
-				var within, worst float64
+				var worst float64
 				for p := range want {
 					d := maxAbsDiff(res.LogProbs[i][p:p+1], want[p:p+1])
 					worst = max(worst, d)
-					if d <= 1e-3 {
-						within++
+					if d > 1e-3 {
+						t.Errorf("sequence %d, position %d: llama.cpp and qatgo's fake-quant forward differ by %.3g (limit 1e-3)", i, p, d)
 					}
 				}
-				t.Logf("sequence %d: max |log p(llama.cpp) - log p(qatgo fake-quant)| = %.3g; %.0f%% of positions within 1e-3", i, worst, 100*within/float64(len(want)))
-				if within < 0.95*float64(len(want)) || worst > 0.1 {
-					t.Errorf("sequence %d: llama.cpp and qatgo's fake-quant forward differ by up to %.3g, %.0f%% of positions within 1e-3", i, worst, 100*within/float64(len(want)))
-				}
+				t.Logf("sequence %d: max |log p(llama.cpp) - log p(qatgo fake-quant)| = %.3g over %d positions", i, worst, len(want))
 				for p := 0; p+1 < len(s); p++ {
 					nllQ -= want[p][s[p+1]]
 					nllL -= res.LogProbs[i][p][s[p+1]]
 				}
 			}
-			pplQ, pplL := math.Exp(nllQ/142), math.Exp(nllL/142)
+			pplQ, pplL := math.Exp(nllQ/float64(71*len(seqs))), math.Exp(nllL/float64(71*len(seqs)))
 			t.Logf("perplexity: qatgo %.4f, llama.cpp %.4f", pplQ, pplL)
 			if math.Abs(pplL/pplQ-1) > 0.005 {
 				t.Errorf("perplexity: llama.cpp %.4f vs qatgo %.4f", pplL, pplQ)

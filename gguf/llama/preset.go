@@ -15,7 +15,9 @@ import (
 // precision), and every linear input rounded as llama.cpp rounds it before the matmul (dynamic
 // Q8_0 per block of 32 with ties to even for Q8_0/Q4_0 weights, F16 for F16 weights). A model
 // trained or evaluated with Preset{T} and written by Encode with Type T computes the same
-// logits in llama.cpp (KV cache of type KV, flash attention off) up to float summation order. Use it
+// logits in llama.cpp (KV cache of type KV, flash attention off): for Q8_0 and Q4_0 on llama.cpp's
+// x86 AVX-512 CPU backend to the last bits of its float32 softmax, every rounding seeing
+// llama.cpp's float32 values; for F16 up to float summation order. Use it
 // as graph.LMOptions.Quant: in LM.Build, or in a qat.NextTokenTask's Opts with no Prepared (see
 // ExamplePreset). Its rounding has no state: nothing to calibrate, checkpoint or export.
 type Preset struct {
@@ -90,4 +92,22 @@ func (p Preset) RuntimeSwiGLU(ref, a, b *G.Node) (*G.Node, error) {
 		return ref, nil
 	}
 	return fakequant.GGMLSwiGLU(ref, a, b)
+}
+
+// RuntimeAttention implements graph.AttentionArithQuantizer: for Q8_0 and Q4_0 the value is
+// llama.cpp's float32 attention (fakequant.GGMLAttention: ggml's RoPE angles and glibc's
+// sincosf, ggml_vec_dot_f32 / tinyBLAS summation order, ggml's softmax and exp) with the KV
+// cache of type KV, so that the Q8_0 rounding of the output projection's input sees llama.cpp's
+// values. An F16 cache with a head size that is not a multiple of 16 keeps the float value with
+// the operands rounded to half precision (QuantizeAttention).
+func (p Preset) RuntimeAttention(ref, q, k, v *G.Node, batch, seq, heads int, ropeBase float64) (*G.Node, error) {
+	if p.Type != gguf.Q8_0 && p.Type != gguf.Q4_0 || ropeBase <= 0 {
+		return ref, nil
+	}
+	hd := q.Shape()[1] / heads
+	if p.KV == gguf.F16 && hd%16 != 0 {
+		return ref, nil
+	}
+	return fakequant.GGMLAttention(ref, q, k, v, fakequant.GGMLAttentionConfig{
+		Batch: batch, Seq: seq, Heads: heads, RoPEBase: ropeBase, KVF16: p.KV == gguf.F16})
 }
