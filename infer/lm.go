@@ -62,6 +62,7 @@ type lmStep struct {
 	deqFromInt8  bool
 	deqS         float32
 	addTab       *[2][256]int32 // Add: rescaled inputs ((q-z)<<AddLeftShift)*m of each int8 level
+	fast         *lmFast        // the vector form of the op (lm_rowfast.go), nil: the plain op
 }
 
 // embTable is an int8 or int4 embedding table kept as stored in the file (int4 stays packed).
@@ -148,6 +149,7 @@ func LoadLMWith(m *qmodel.Model, opt LoadOptions) (*LM, error) {
 		}
 	}
 	lm.ropeTables = nil // the steps hold the tables
+	lm.prepareFast()
 	return lm, nil
 }
 

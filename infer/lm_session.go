@@ -175,12 +175,20 @@ func (s *LMSession) step(st *lmStep, toks []int, rows int) {
 	case qmodel.OpEmbedding:
 		dst := s.i8[st.out]
 		for r, t := range toks {
-			embeddingRow(dst[r*out:(r+1)*out], st, t)
+			if st.fast != nil {
+				embeddingRowFast(dst[r*out:(r+1)*out], st, t, s.scratch)
+			} else {
+				embeddingRow(dst[r*out:(r+1)*out], st, t)
+			}
 		}
 	case qmodel.OpRMSNorm:
 		src, dst := s.i8[st.in], s.i8[st.out]
 		for r := 0; r < rows; r++ {
-			rmsNormRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st)
+			if st.fast != nil {
+				rmsNormRowFast(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st)
+			} else {
+				rmsNormRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st)
+			}
 		}
 	case qmodel.OpLinear:
 		l := &st.lin
@@ -203,7 +211,11 @@ func (s *LMSession) step(st *lmStep, toks []int, rows int) {
 	case qmodel.OpRoPE:
 		src, dst := s.i8[st.in], s.i8[st.out]
 		for r := 0; r < rows; r++ {
-			ropeRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.pos+r)
+			if st.fast != nil {
+				ropeRowFast(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.pos+r, s.scratch)
+			} else {
+				ropeRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.pos+r)
+			}
 		}
 	case qmodel.OpAttention:
 		a := st.att
@@ -215,21 +227,37 @@ func (s *LMSession) step(st *lmStep, toks []int, rows int) {
 		}
 		q, dst := s.i8[st.in], s.i8[st.out]
 		for r := 0; r < rows; r++ {
-			attentionRow(dst[r*out:(r+1)*out], q[r*in:(r+1)*in], st, kc, vc, s.pos+r, s.scratch, s.acc64, s.q16)
+			if st.fast != nil {
+				attentionRowFast(dst[r*out:(r+1)*out], q[r*in:(r+1)*in], st, kc, vc, s.pos+r, s.scratch, s.acc64, s.q16, s.scratch[2*a.maxSeq:])
+			} else {
+				attentionRow(dst[r*out:(r+1)*out], q[r*in:(r+1)*in], st, kc, vc, s.pos+r, s.scratch, s.acc64, s.q16)
+			}
 		}
 	case qmodel.OpSwiGLU:
 		g, u, dst := s.i8[st.in], s.i8[st.in2], s.i8[st.out]
 		for r := 0; r < rows; r++ {
-			swigluRow(dst[r*out:(r+1)*out], g[r*in:(r+1)*in], u[r*in:(r+1)*in], st)
+			if st.fast != nil {
+				swigluRowFast(dst[r*out:(r+1)*out], g[r*in:(r+1)*in], u[r*in:(r+1)*in], st, s.scratch)
+			} else {
+				swigluRow(dst[r*out:(r+1)*out], g[r*in:(r+1)*in], u[r*in:(r+1)*in], st)
+			}
 		}
 	case qmodel.OpHadamard:
 		src, dst := s.i8[st.in], s.i8[st.out]
 		for r := 0; r < rows; r++ {
-			hadamardRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.scratch)
+			if st.fast != nil {
+				hadamardRowFast(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.scratch)
+			} else {
+				hadamardRow(dst[r*out:(r+1)*out], src[r*in:(r+1)*in], st, s.scratch)
+			}
 		}
 	case qmodel.OpAdd:
 		a, b, dst := s.i8[st.in], s.i8[st.in2], s.i8[st.out]
-		lmAdd(dst[:rows*out], a[:rows*in], b[:rows*in], st)
+		if st.fast != nil {
+			lmAddFast(dst[:rows*out], a[:rows*in], b[:rows*in], st, s.scratch)
+		} else {
+			lmAdd(dst[:rows*out], a[:rows*in], b[:rows*in], st)
+		}
 	case qmodel.OpDequantize:
 		dst := s.f32[st.out][:rows*out]
 		if st.deqFromInt8 {
@@ -239,9 +267,7 @@ func (s *LMSession) step(st *lmStep, toks []int, rows int) {
 		} else {
 			src := s.i32[st.in]
 			for r := 0; r < rows; r++ {
-				for c, sc := range st.deq {
-					dst[r*out+c] = sc * float32(src[r*in+c])
-				}
+				kernels.DequantizeInt32(dst[r*out:(r+1)*out], src[r*in:r*in+len(st.deq)], st.deq)
 			}
 		}
 	}

@@ -93,3 +93,10 @@ func Requantize(acc int32, m Multiplier, zeroPoint, lo, hi int32) int32 {
 	}
 	return int32(v)
 }
+
+// Multiplier returns the pair p was prepared from, its shift clamped to [MinShift, MaxShift]
+// (so that Multiplier().Prepare() == p): kernels with their own vector form of Apply read
+// their constants from it.
+func (p PreparedMultiplier) Multiplier() Multiplier {
+	return Multiplier{M0: int32(p.m0), Shift: 31 - int32(p.right)}
+}
