@@ -21,6 +21,12 @@ type LMLayerParity struct {
 	MaxLSB   int     // largest difference in integer levels
 	Equal    float64 // share of identical levels
 	Within1  float64 // share within 1 LSB
+	// AloneMaxLSB, AloneEqual and AloneWithin1 measure the op alone in the graph's float
+	// arithmetic (LMEval.UseFloatArith): the runtime op runs on the float graph's int8 input
+	// levels of that op and its output is compared with the float graph's output levels. They
+	// are the differences the float ops make at this op, without those of earlier ops.
+	AloneMaxLSB              int
+	AloneEqual, AloneWithin1 float64
 }
 
 // LMReport is the parity of an exported language model with its fake-quant graph.
@@ -37,6 +43,10 @@ type LMReport struct {
 	// GroupScaleErr is the largest relative change that snapping float group scales to integer
 	// sub-scales made to a weight group's scale (0 without groups; see the package doc).
 	GroupScaleErr float64
+	// LossFloatArith and AgreementFloatArith are the loss of the graph with its float ops between
+	// the quantization points (LMEval.UseFloatArith) and the share of positions where its argmax
+	// agrees with the runtime's: what the graph gives without the runtime's arithmetic.
+	LossFloatArith, AgreementFloatArith float64
 }
 
 // Worst returns the layer with the smallest share within 1 LSB (ties: the largest MaxLSB).
@@ -53,9 +63,9 @@ func (r *LMReport) Worst() LMLayerParity {
 // Write prints the report as a table.
 func (r *LMReport) Write(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "layer\telements\tmax LSB\tequal\twithin 1\t")
+	fmt.Fprintln(tw, "layer\telements\tmax LSB\tequal\twithin 1\tfloat op alone: max LSB\tequal\twithin 1\t")
 	for _, l := range r.Layers {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.4f\t%.4f\t\n", l.Name, l.Elements, l.MaxLSB, l.Equal, l.Within1)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.4f\t%.4f\t%d\t%.4f\t%.4f\t\n", l.Name, l.Elements, l.MaxLSB, l.Equal, l.Within1, l.AloneMaxLSB, l.AloneEqual, l.AloneWithin1)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -63,6 +73,11 @@ func (r *LMReport) Write(w io.Writer) error {
 	_, err := fmt.Fprintf(w, "tokens %d: argmax agreement %.4f, loss graph %.4f runtime %.4f nats (bpb %.4f / %.4f, %+.2f%%), max logit diff %.4f (relative), group scale snap %.1e\n",
 		r.Tokens, r.Agreement, r.LossGraph, r.LossRuntime, r.LossGraph/math.Ln2, r.LossRuntime/math.Ln2,
 		100*(r.LossRuntime-r.LossGraph)/r.LossGraph, r.MaxLogitDiff, r.GroupScaleErr)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "graph with float ops: loss %.4f nats (bpb %.4f, runtime %+.2f%%), argmax agreement %.4f\n",
+		r.LossFloatArith, r.LossFloatArith/math.Ln2, 100*(r.LossRuntime-r.LossFloatArith)/r.LossFloatArith, r.AgreementFloatArith)
 	return err
 }
 
@@ -72,9 +87,32 @@ type lmProbe struct {
 	node  *G.Node
 	heads bool // the node is [B*H, T, hd] (RoPE outputs), not [B*T, D]
 	p     quant.Params
-	acc   LMLayerParity
-	eq    int
-	w1    int
+	op    int      // the runtime op (index in the model)
+	e2e   lsbCount // the graph against the runtime, end to end
+	alone lsbCount // the float op alone against the runtime op
+}
+
+// lsbCount accumulates differences in integer levels.
+type lsbCount struct{ n, max, eq, w1 int }
+
+func (c *lsbCount) add(diff int) {
+	diff = max(diff, -diff)
+	c.n++
+	c.max = max(c.max, diff)
+	if diff == 0 {
+		c.eq++
+	}
+	if diff <= 1 {
+		c.w1++
+	}
+}
+
+// shares returns the shares of equal levels and of levels within 1 LSB.
+func (c *lsbCount) shares() (eq, w1 float64) {
+	if c.n == 0 {
+		return 0, 0
+	}
+	return float64(c.eq) / float64(c.n), float64(c.w1) / float64(c.n)
 }
 
 // probes lists the runtime's int8 activations in op order with the graph node of each.
@@ -87,7 +125,7 @@ func (e *LMEval) probes(qm *qmodel.Model) ([]*lmProbe, error) {
 		if t.DType != qmodel.Int8 {
 			continue
 		}
-		pr := &lmProbe{name: op.Name, p: t.Quant.Params(), heads: strings.HasSuffix(op.Name, ".rope_q") || strings.HasSuffix(op.Name, ".rope_k")}
+		pr := &lmProbe{name: op.Name, op: i, p: t.Quant.Params(), heads: strings.HasSuffix(op.Name, ".rope_q") || strings.HasSuffix(op.Name, ".rope_k")}
 		if site, ok := lmActSite(op.Name, e.lm.Config.OnlineHadamard); ok {
 			pr.node = n.Sites[site]
 		} else {
@@ -126,6 +164,7 @@ func (e *LMEval) Parity(ids, targets [][]int) (*LMReport, error) {
 	rep := &LMReport{GroupScaleErr: e.snap}
 	var agree int
 	var lossG, lossR, maxAbs, maxDiff float64
+	var rtArgmax []int // the runtime's greedy token at every position
 	for bi := range ids {
 		lg, err := e.g.run(ids[bi], targets[bi])
 		if err != nil {
@@ -157,6 +196,7 @@ func (e *LMEval) Parity(ids, targets [][]int) (*LMReport, error) {
 				if ga == ra {
 					agree++
 				}
+				rtArgmax = append(rtArgmax, ra)
 				lossR += crossEntropy(rl, targets[bi][row])
 			})
 			if err != nil {
@@ -167,7 +207,7 @@ func (e *LMEval) Parity(ids, targets [][]int) (*LMReport, error) {
 				if err != nil {
 					return nil, err
 				}
-				pr.compare(got, vals[i], b, T, e.lm.Config.Heads)
+				pr.compare(&pr.e2e, got, vals[i], b, T, e.lm.Config.Heads)
 			}
 		}
 	}
@@ -179,19 +219,91 @@ func (e *LMEval) Parity(ids, targets [][]int) (*LMReport, error) {
 	if maxAbs > 0 {
 		rep.MaxLogitDiff = maxDiff / maxAbs
 	}
-	for _, pr := range probes {
-		l := pr.acc
-		l.Name = pr.name
-		if l.Elements > 0 {
-			l.Equal, l.Within1 = float64(pr.eq)/float64(l.Elements), float64(pr.w1)/float64(l.Elements)
+	if e.rt != nil {
+		if err := e.floatArithParity(probes, ids, targets, rtArgmax, rep); err != nil {
+			return nil, err
 		}
+	}
+	for _, pr := range probes {
+		l := LMLayerParity{Name: pr.name, Elements: pr.e2e.n, MaxLSB: pr.e2e.max, AloneMaxLSB: pr.alone.max}
+		l.Equal, l.Within1 = pr.e2e.shares()
+		l.AloneEqual, l.AloneWithin1 = pr.alone.shares()
 		rep.Layers = append(rep.Layers, l)
 	}
 	return rep, nil
 }
 
-// compare folds sequence b of the graph values g into the probe: got is the runtime's [T, D].
-func (pr *lmProbe) compare(got []int8, g []float64, b, T, heads int) {
+// floatArithParity runs the graph with its float ops on the batches: its loss, the agreement of
+// its argmax with the runtime's (rtArgmax, every position in order) and, for every probe's op,
+// the runtime op alone on the float graph's input levels against the float graph's output.
+func (e *LMEval) floatArithParity(probes []*lmProbe, ids, targets [][]int, rtArgmax []int, rep *LMReport) error {
+	e.UseFloatArith(true)
+	defer e.UseFloatArith(false)
+	qm, rt := e.qm, e.rt
+	T, B, V, H := e.lm.Config.Ctx, e.batch, e.lm.Config.Vocab, e.lm.Config.Heads
+	byTensor := map[int]int{} // probe index by its output tensor
+	for i, pr := range probes {
+		byTensor[qm.Ops[pr.op].Outputs[0]] = i
+	}
+	var loss float64
+	var agree, row int
+	var lv [3][]int8
+	for bi := range ids {
+		l, err := e.g.run(ids[bi], targets[bi])
+		if err != nil {
+			return err
+		}
+		loss += l
+		logits := floats(e.g.net.Logits.Value())
+		for r := 0; r < B*T; r++ {
+			gl := logits[r*V : (r+1)*V]
+			ga := 0
+			for j := range gl {
+				if gl[j] > gl[ga] {
+					ga = j
+				}
+			}
+			if ga == rtArgmax[row] {
+				agree++
+			}
+			row++
+		}
+		vals := make([][]float64, len(probes))
+		for i, pr := range probes {
+			vals[i] = floats(pr.node.Value())
+		}
+		for b := 0; b < B; b++ {
+			for i, pr := range probes {
+				op := &qm.Ops[pr.op]
+				var toks []int
+				var ins [][]int8
+				if op.Kind == qmodel.OpEmbedding {
+					toks = ids[bi][b*T : (b+1)*T]
+				}
+				for _, t := range op.Inputs {
+					src, ok := byTensor[t]
+					if !ok {
+						continue // token ids, constants
+					}
+					k := len(ins)
+					lv[k] = rt.toLevels(lv[k], vals[src], probes[src].node.Shape(), b, &qm.Tensors[t])
+					ins = append(ins, lv[k])
+				}
+				res, err := rt.run.Run(op.Name, toks, ins...)
+				if err != nil {
+					return err
+				}
+				pr.compare(&pr.alone, res.Int8, vals[i], b, T, H)
+			}
+		}
+	}
+	rep.LossFloatArith = loss / float64(len(ids))
+	rep.AgreementFloatArith = float64(agree) / float64(len(rtArgmax))
+	return nil
+}
+
+// compare folds sequence b of the graph values g into c: got is the runtime's [T, D].
+func (pr *lmProbe) compare(c *lsbCount, got []int8, g []float64, b, T, heads int) {
 	d := len(got) / T
 	hd := d / heads
 	for t := 0; t < T; t++ {
@@ -204,18 +316,7 @@ func (pr *lmProbe) compare(got []int8, g []float64, b, T, heads int) {
 				idx = (b*T+t)*d + j
 			}
 			want := quant.QuantizeValue(g[idx], float64(pr.p.Scale), pr.p.ZeroPoint, -128, 127)
-			diff := int(want) - int(got[t*d+j])
-			if diff < 0 {
-				diff = -diff
-			}
-			pr.acc.Elements++
-			pr.acc.MaxLSB = max(pr.acc.MaxLSB, diff)
-			if diff == 0 {
-				pr.eq++
-			}
-			if diff <= 1 {
-				pr.w1++
-			}
+			c.add(int(want) - int(got[t*d+j]))
 		}
 	}
 }

@@ -71,6 +71,14 @@ func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.Trainer, d *d
 	if err != nil {
 		return nil, err
 	}
+	// The same graph with its float ops between the quantization points (before the runtime's
+	// arithmetic was substituted for them).
+	ex.UseFloatArith(true)
+	gf, err := export.GreedyGraph(ex.Logits, o.batch, cfg.Ctx, cfg.Vocab, prompts, gl)
+	ex.UseFloatArith(false)
+	if err != nil {
+		return nil, err
+	}
 	gt, err := export.GreedyGraph(func(ids []int) ([]float64, error) {
 		g, _, err := tr.Forward(qat.Tokens{IDs: [][]int{ids}, Targets: [][]int{ids}}, 0)
 		if err != nil {
@@ -86,11 +94,15 @@ func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.Trainer, d *d
 	if err != nil {
 		return nil, err
 	}
-	w := rep.Worst()
+	w, wa := rep.Worst(), worstAlone(rep)
 	log.WithFields(logrus.Fields{"run": e.name, "loss_fakequant_all_points": fmt.Sprintf("%.4f", rep.LossGraph),
+		"loss_fakequant_float_ops": fmt.Sprintf("%.4f", rep.LossFloatArith),
 		"loss_runtime": fmt.Sprintf("%.4f", rep.LossRuntime), "next_token_agreement": fmt.Sprintf("%.4f", rep.Agreement),
+		"next_token_agreement_float_ops": fmt.Sprintf("%.4f", rep.AgreementFloatArith),
 		"worst_layer": fmt.Sprintf("%s %.4f within 1 LSB (max %d)", w.Name, w.Within1, w.MaxLSB), "group_scale_snap": fmt.Sprintf("%.1e", rep.GroupScaleErr),
+		"worst_float_op_alone": fmt.Sprintf("%s %.4f equal (max %d LSB)", wa.Name, wa.AloneEqual, wa.AloneMaxLSB),
 		"greedy32_same_as_training_graph": export.SameShare(rt, gt), "greedy32_same_as_export_graph": export.SameShare(rt, gx),
+		"greedy32_same_as_export_graph_float_ops": export.SameShare(rt, gf),
 		"prompts": fmt.Sprintf("%d x %d bytes + %d greedy", len(prompts), pl, gl)}).Info("integer runtime")
 	if e.recipe.WBits == 4 && x.w4a8 == nil {
 		x.w4a8, x.name = lm, e.name
@@ -157,4 +169,16 @@ func (x *integerRuns) sample(prompt string, n int, temp float64, seed uint64) (s
 		return "", err
 	}
 	return string(tk.Decode(toks)), nil
+}
+
+// worstAlone returns the layer whose float op alone has the smallest share of levels equal to the
+// runtime op's.
+func worstAlone(r *export.LMReport) export.LMLayerParity {
+	var w export.LMLayerParity
+	for i, l := range r.Layers {
+		if i == 0 || l.AloneEqual < w.AloneEqual {
+			w = l
+		}
+	}
+	return w
 }
