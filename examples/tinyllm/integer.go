@@ -97,10 +97,10 @@ func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.Trainer, d *d
 	w, wa := rep.Worst(), worstAlone(rep)
 	log.WithFields(logrus.Fields{"run": e.name, "loss_fakequant_all_points": fmt.Sprintf("%.4f", rep.LossGraph),
 		"loss_fakequant_float_ops": fmt.Sprintf("%.4f", rep.LossFloatArith),
-		"loss_runtime": fmt.Sprintf("%.4f", rep.LossRuntime), "next_token_agreement": fmt.Sprintf("%.4f", rep.Agreement),
+		"loss_runtime":             fmt.Sprintf("%.4f", rep.LossRuntime), "next_token_agreement": fmt.Sprintf("%.4f", rep.Agreement),
 		"next_token_agreement_float_ops": fmt.Sprintf("%.4f", rep.AgreementFloatArith),
-		"worst_layer": fmt.Sprintf("%s %.4f within 1 LSB (max %d)", w.Name, w.Within1, w.MaxLSB), "group_scale_snap": fmt.Sprintf("%.1e", rep.GroupScaleErr),
-		"worst_float_op_alone": fmt.Sprintf("%s %.4f equal (max %d LSB)", wa.Name, wa.AloneEqual, wa.AloneMaxLSB),
+		"worst_layer":                    fmt.Sprintf("%s %.4f within 1 LSB (max %d)", w.Name, w.Within1, w.MaxLSB), "group_scale_snap": fmt.Sprintf("%.1e", rep.GroupScaleErr),
+		"worst_float_op_alone":            fmt.Sprintf("%s %.4f equal (max %d LSB)", wa.Name, wa.AloneEqual, wa.AloneMaxLSB),
 		"greedy32_same_as_training_graph": export.SameShare(rt, gt), "greedy32_same_as_export_graph": export.SameShare(rt, gx),
 		"greedy32_same_as_export_graph_float_ops": export.SameShare(rt, gf),
 		"prompts": fmt.Sprintf("%d x %d bytes + %d greedy", len(prompts), pl, gl)}).Info("integer runtime")
