@@ -23,8 +23,6 @@ type Dataset interface {
 type ClassifyTask struct {
 	Model *graph.Model
 	Train Dataset
-	// batch is the training batch size (set by the Trainer) for StepsPerEpoch.
-	batch int
 	// perm caches the shuffled order of epoch permEpoch (seed permSeed).
 	perm                []int
 	permEpoch, permSeed uint64
@@ -77,11 +75,11 @@ func (c *ClassifyTask) Build(o BuildOptions) (*Graph, error) {
 }
 
 // StepsPerEpoch implements Task: full batches in one pass over Train.
-func (c *ClassifyTask) StepsPerEpoch() int64 {
-	if c.Train == nil || c.batch < 1 {
+func (c *ClassifyTask) StepsPerEpoch(batch int) int64 {
+	if c.Train == nil || batch < 1 {
 		return 0
 	}
-	return int64(c.Train.Len() / c.batch)
+	return int64(c.Train.Len() / batch)
 }
 
 // Feed implements Task: training step s is batch s mod StepsPerEpoch of epoch s / StepsPerEpoch

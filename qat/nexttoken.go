@@ -43,7 +43,7 @@ var _ Task = (*NextTokenTask)(nil)
 func (t *NextTokenTask) Network() graph.Network { return t.LM }
 
 // StepsPerEpoch implements Task: 0, a stream.
-func (t *NextTokenTask) StepsPerEpoch() int64 { return 0 }
+func (t *NextTokenTask) StepsPerEpoch(int) int64 { return 0 }
 
 // Build implements Task (batch statistics, dropout and BN folding do not apply to an LM).
 func (t *NextTokenTask) Build(o BuildOptions) (*Graph, error) {

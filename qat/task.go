@@ -22,9 +22,10 @@ type Task interface {
 	// Feed writes the batch b into the inputs of g (a graph Build returned) and sets g.Labels
 	// when the task has classes (accuracy).
 	Feed(g *Graph, b BatchID) error
-	// StepsPerEpoch is the number of training batches of one pass over the training data, or 0
-	// for a stream of batches without epochs (then Config.Steps is the length of an epoch).
-	StepsPerEpoch() int64
+	// StepsPerEpoch is the number of training batches of batch examples in one pass over the
+	// training data, or 0 for a stream of batches without epochs (then Config.Steps is the
+	// length of an epoch).
+	StepsPerEpoch(batch int) int64
 }
 
 // BuildOptions is what the Trainer asks of a graph.

@@ -177,7 +177,6 @@ func NewTrainer(task Task, p *Prepared, cfg Config) (*Trainer, error) {
 		if err := ct.check(); err != nil {
 			return nil, err
 		}
-		ct.batch = cfg.BatchSize
 		if cfg.EvalBatch == 0 {
 			cfg.EvalBatch = 500
 		}
@@ -185,8 +184,8 @@ func NewTrainer(task Task, p *Prepared, cfg Config) (*Trainer, error) {
 	if cfg.EvalBatch == 0 {
 		cfg.EvalBatch = cfg.BatchSize
 	}
-	if cfg.Steps > 0 && task.StepsPerEpoch() > 0 {
-		return nil, fmt.Errorf("qat: Config.Steps is for a task that streams batches; this one has %d steps per epoch", task.StepsPerEpoch())
+	if spe := task.StepsPerEpoch(cfg.BatchSize); cfg.Steps > 0 && spe > 0 {
+		return nil, fmt.Errorf("qat: Config.Steps is for a task that streams batches; this one has %d steps per epoch", spe)
 	}
 	if p != nil && p.Net != net {
 		return nil, fmt.Errorf("qat: the Prepared model is not the task's network")
@@ -349,7 +348,7 @@ func finite(v []float32) bool {
 
 // stepsPerEpoch is the task's, or Config.Steps for a stream.
 func (t *Trainer) stepsPerEpoch() int64 {
-	if spe := t.Task.StepsPerEpoch(); spe > 0 {
+	if spe := t.Task.StepsPerEpoch(t.Cfg.BatchSize); spe > 0 {
 		return spe
 	}
 	return t.Cfg.Steps
@@ -363,7 +362,7 @@ func (t *Trainer) Fit(eval EvalSet) error {
 	B := c.BatchSize
 	spe := t.stepsPerEpoch()
 	if spe == 0 {
-		if t.Task.StepsPerEpoch() == 0 && c.Steps == 0 {
+		if t.Task.StepsPerEpoch(B) == 0 && c.Steps == 0 {
 			return fmt.Errorf("qat: the task streams batches: set Config.Steps")
 		}
 		return fmt.Errorf("qat: no full training batch of %d examples", B)
