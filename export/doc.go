@@ -91,8 +91,13 @@
 //     fake-quant graph keeps the float group scales.
 //   - The activation sites of the Prepared give the norm outputs (the linears' inputs), the
 //     attention output (wo's input) and the SwiGLU output (w2's input); they must be 8-bit signed.
+//   - KV-cache sites (qat.QConfig.KV: trained or calibrated keys and values, symmetric per head
+//     at 2-8 bits) give the cache scales; below 8 bits the Attention op also gets the cache range
+//     (qmodel.AttentionOptions.KCacheMax: 7 at 4 bits), so the runtime's int8 cache holds exactly
+//     the fake-quantized levels, clamped where the fake-quantizer clamps.
 //   - Every other point where the runtime quantizes (graph.LMPoint: embedding output, linear
-//     outputs, RoPE outputs, the KV cache per head, residual adds) has no state in the Prepared:
+//     outputs, RoPE outputs, the KV cache per head unless a KV-cache site covers it, residual
+//     adds) has no state in the Prepared:
 //     Lower builds the fake-quant graph with an observer quantizer at each of them
 //     (graph.LMOptions.Points) and fits them on Options.Calib (running min/max, asymmetric per
 //     tensor; the KV cache symmetric per head; the embedding symmetric per tensor, so that the

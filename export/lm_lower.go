@@ -65,7 +65,33 @@ func (l *lmLowering) act(op string) quant.Params {
 	return ps[0]
 }
 
+// kvSite returns the parameters of the KV-cache site name when the Prepared quantizes it
+// (qat.QConfig.KV), which must be symmetric with one scale per head; ok false: the cache is a
+// calibrated point.
+func (l *lmLowering) kvSite(name string) (qat.SiteParams, bool) {
+	sp, ok := l.sp[name]
+	if !ok || sp.Float {
+		return sp, false
+	}
+	if sp.Range.Min != -sp.Range.Max || sp.Range.Max > qmodel.MaxCacheLevel || len(sp.Params) != l.lm.Config.Heads {
+		l.fail(fmt.Errorf("%w: KV-cache site %q is %d-bit %v with %d scales: the runtime's cache is symmetric with one scale per head", ErrUnsupported, name, sp.Bits, sp.Range, len(sp.Params)))
+		return sp, false
+	}
+	return sp, true
+}
+
+// cacheMax returns the largest level of a KV cache: the range of its site, or the int8 cache's.
+func (l *lmLowering) cacheMax(name string) int {
+	if sp, ok := l.kvSite(name); ok {
+		return int(sp.Range.Max)
+	}
+	return qmodel.MaxCacheLevel
+}
+
 func (l *lmLowering) cache(name string, g int) float32 {
+	if sp, ok := l.kvSite(name); ok {
+		return sp.Params[g].Scale
+	}
 	ps, err := l.point(name)
 	if err != nil || g >= len(ps) {
 		l.fail(fmt.Errorf("export: KV cache %q head %d: %v", name, g, err))
@@ -233,7 +259,7 @@ func lowerLM(lm *graph.LM, sp map[string]qat.SiteParams, point func(string) ([]q
 	cfg := lmref.Config{Vocab: c.Vocab, Dim: c.Dim, Layers: c.Layers, Heads: c.Heads, KVHeads: c.Heads, Hidden: c.Hidden,
 		Ctx: c.Ctx, Theta: float32(c.RoPEBase), Eps: float32(c.Eps), Hadamard: c.OnlineHadamard}
 	m, err := lmref.Build(cfg, lmref.Spec{Name: name, Producer: Producer, Meta: meta,
-		Weights: l.weights, Gain: l.gain, Act: l.act, Cache: l.cache})
+		Weights: l.weights, Gain: l.gain, Act: l.act, Cache: l.cache, CacheMax: l.cacheMax})
 	if l.err != nil {
 		return nil, 0, l.err
 	}

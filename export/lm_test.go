@@ -233,6 +233,87 @@ func TestExportLMParity(t *testing.T) {
 	}
 }
 
+// TestExportLMKV4Parity: an LM trained with 4-bit KV-cache fake quantization (QAT, learned
+// per-head scales) exports with the learned cache scales and a cache range of 7, and the integer
+// runtime matches the fake-quant graph (losses in bits per byte, greedy next tokens). The same
+// file without the cache range (an int8 cache at the same scales: keys and values beyond 7 levels
+// kept) is logged for comparison.
+func TestExportLMKV4Parity(t *testing.T) {
+	ck := trainedLM(t, false)
+	data := textBatches(lmBatch, 16)
+	vx, vy := batchesOf(data, 900, 3)
+	cx, _ := batchesOf(data, 500, 4)
+	p, tr := preparedLM(t, ck, qat.LMRecipe{WBits: 8, ABits: 8, KVBits: 4, LearnW: true, LearnA: true}, 10)
+	defer tr.Close()
+	lossFQ, err := tr.Evaluate(vx, vy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qm, err := Lower(p, Options{Batch: lmBatch, Calib: cx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var attn int
+	for i := range qm.Ops {
+		op := &qm.Ops[i]
+		if op.Kind != qmodel.OpAttention {
+			continue
+		}
+		attn++
+		km, vm, err := qm.AttentionCacheMax(op)
+		if err != nil || km != 7 || vm != 7 {
+			t.Fatalf("%s: cache range %d, %d (%v), want 7, 7", op.Name, km, vm, err)
+		}
+		for j, suf := range []string{".k_cache", ".v_cache"} {
+			sp, err := p.Params(op.Name + suf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := qm.Tensors[op.Inputs[3+j]].Float32Values()
+			for h, s := range got {
+				if s != sp.Params[h].Scale {
+					t.Fatalf("%s%s head %d: file scale %v, learned %v", op.Name, suf, h, s, sp.Params[h].Scale)
+				}
+			}
+		}
+	}
+	if attn != 2 {
+		t.Fatalf("%d attention ops", attn)
+	}
+	e, err := NewLMEval(p, qm, lmBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	rep, err := e.Parity(vx, vy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	rep.Write(&sb)
+	t.Logf("W8A8 KV4 QAT: trained fake-quant loss %.4f\n%s", lossFQ, sb.String())
+	if rel := math.Abs(rep.LossRuntime-rep.LossGraph) / rep.LossGraph; rel > 0.02 || rep.Agreement < 0.95 {
+		t.Errorf("loss graph %v runtime %v (relative %v), agreement %v", rep.LossGraph, rep.LossRuntime, rel, rep.Agreement)
+	}
+	if w := rep.Worst(); w.Within1 < 0.9 {
+		t.Errorf("worst layer %+v", w)
+	}
+
+	wide := *qm
+	wide.Ops = append([]qmodel.Op(nil), qm.Ops...)
+	for i := range wide.Ops {
+		if op := &wide.Ops[i]; op.Kind == qmodel.OpAttention {
+			op.Inputs = op.Inputs[:5]
+		}
+	}
+	we := &LMEval{p: e.p, lm: e.lm, batch: e.batch, g: e.g, points: e.points, qm: &wide, ready: true}
+	wrep, err := we.Parity(vx, vy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the same file with an unclamped int8 cache: loss runtime %.4f (graph %.4f), agreement %.4f", wrep.LossRuntime, wrep.LossGraph, wrep.Agreement)
+}
+
 // checkWeights compares the file's dequantized weights with the graph's fake-quantized weights.
 func checkWeights(t *testing.T, e *LMEval, qm *qmodel.Model, snap float64) {
 	t.Helper()

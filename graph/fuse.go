@@ -84,6 +84,9 @@ type SiteKind string
 const (
 	SiteWeight     SiteKind = "weight"
 	SiteActivation SiteKind = "activation"
+	// SiteKVCache is a key or value entering a language model's KV cache (LM.KVSites): quantized
+	// symmetrically with one scale per head.
+	SiteKVCache SiteKind = "kv_cache"
 )
 
 // Site is a place where the integer runtime quantizes a tensor, and so where a prepared model

@@ -183,6 +183,7 @@ func (n *LMNet) build(sites map[string]Site) error {
 			if aq, ok := n.Opts.Quant.(AttentionQuantizer); ok {
 				round = aq.QuantizeAttention
 			}
+			round = n.kvRound(b+".", round)
 			att, err = CausalAttentionRounded(qkv[0], qkv[1], qkv[2], n.Opts.Batch, c.Ctx, c.Heads, c.RoPEBase, round)
 			if aa, ok := n.Opts.Quant.(AttentionArithQuantizer); ok && err == nil {
 				att, err = aa.RuntimeAttention(att, qkv[0], qkv[1], qkv[2], n.Opts.Batch, c.Ctx, c.Heads, c.RoPEBase)

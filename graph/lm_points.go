@@ -19,6 +19,8 @@ const (
 	PointEmbedding
 	// PointKVCache is a key or value entering the int8 KV cache: symmetric, one scale per head.
 	// The node passed to the LMPointFunc has shape [Batch, Heads, Ctx*HeadDim] (the head is axis 1).
+	// When the quantizer quantizes the KV-cache site of the same name (KVQuantizer), the site
+	// takes the point's place.
 	PointKVCache
 )
 
@@ -69,8 +71,12 @@ func (n *LMNet) point(name string, kind LMPointKind, x *G.Node) (*G.Node, error)
 	return y, nil
 }
 
-// cachePoint applies the KV-cache point to per-head sequences x [B*H, T, hd].
+// cachePoint applies the KV-cache site (when quantized, see KVQuantizer) or else the KV-cache
+// point to per-head sequences x [B*H, T, hd].
 func (n *LMNet) cachePoint(name string, x *G.Node) (*G.Node, error) {
+	if y, ok, err := n.kvSite(name, x); err != nil || ok {
+		return y, err
+	}
 	s := x.Shape().Clone()
 	H := n.LM.Config.Heads
 	r, err := G.Reshape(x, []int{s[0] / H, H, s[1] * s[2]})

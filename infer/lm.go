@@ -433,6 +433,10 @@ func (lm *LM) compileAttention(s *lmStep, op *qmodel.Op) error {
 	a := &attentionParams{heads: op.LM.Heads, kvHeads: op.LM.KVHeads, hd: op.LM.HeadDim, maxSeq: op.LM.MaxSeq,
 		zQ: q.Quant.ZeroPoints[0], zK: k.Quant.ZeroPoints[0], zV: v.Quant.ZeroPoints[0]}
 	s.in2, s.in3 = op.Inputs[1], op.Inputs[2]
+	kMax, vMax, err := m.AttentionCacheMax(op)
+	if err != nil {
+		return err
+	}
 	for h := 0; h < a.kvHeads; h++ {
 		mk, mv, mo, err := qmodel.AttentionMultipliers(k.Quant.Scales[0], v.Quant.Scales[0], ks[h], vs[h], out.Quant.Scales[0])
 		if err != nil {
@@ -441,8 +445,8 @@ func (lm *LM) compileAttention(s *lmStep, op *qmodel.Op) error {
 		a.mk, a.mv, a.mo = append(a.mk, prepared(mk)), append(a.mv, prepared(mv)), append(a.mo, prepared(mo))
 		var kt, vt [256]int8
 		for q := -128; q < 128; q++ {
-			kt[q+128] = int8(quant.Clamp(a.mk[h].Apply(int32(q)-a.zK), -127, 127))
-			vt[q+128] = int8(quant.Clamp(a.mv[h].Apply(int32(q)-a.zV), -127, 127))
+			kt[q+128] = int8(quant.Clamp(a.mk[h].Apply(int32(q)-a.zK), -kMax, kMax))
+			vt[q+128] = int8(quant.Clamp(a.mv[h].Apply(int32(q)-a.zV), -vMax, vMax))
 		}
 		a.kTab, a.vTab = append(a.kTab, kt), append(a.vTab, vt)
 		lm.weightBytes += 512

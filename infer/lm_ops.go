@@ -326,7 +326,8 @@ func attentionRow(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch []i
 }
 
 // cacheWrite stores k' and v' of one row at position pos, requantized to the per-head symmetric
-// int8 cache scales (clamped to [-127,127]) through the per-head tables built at load.
+// int8 cache scales (clamped to the cache range, [-127,127] unless the op narrows it) through
+// the per-head tables built at load.
 func cacheWrite(kc, vc, k, v []int8, a *attentionParams, pos int) {
 	hd, ms := a.hd, a.maxSeq
 	for g := 0; g < a.kvHeads; g++ {

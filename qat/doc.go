@@ -53,6 +53,11 @@
 // built through a Prepared model, Prepared.Params(site) returns the scales and zero points
 // the fake-quant forward uses, computed by the same quant functions the exporter calls.
 //
+// A language model's sites are the input of every linear and every linear weight; with
+// QConfig.KV (LMRecipe.KVBits) also its KV-cache sites (graph.LM.KVSites: the keys after RoPE and
+// the values of each block, symmetric with one scale per head, as the runtime's KV cache holds
+// them), which train, calibrate, checkpoint and export like the others.
+//
 // # BatchNorm folding during QAT
 //
 // With FoldBN (the trainer's default when quantizing) every Conv/Linear+BN group is trained as

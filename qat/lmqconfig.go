@@ -20,13 +20,20 @@ type LMRecipe struct {
 	// running min/max (ActMomentum 0) or an EMA with factor ActMomentum.
 	LearnA      bool
 	ActMomentum float64
+	// KVBits > 0 fake-quantizes the keys and values entering the KV cache at that many bits
+	// (QConfig.KV: symmetric, per head; 8 or 4 usually), learned like the activations (LSQ with
+	// LearnA, else an observer with ActMomentum). 0: the KV cache is not modelled in training.
+	KVBits int
 }
 
-// Bits names the recipe's bit widths, e.g. "W4A8 g32".
+// Bits names the recipe's bit widths, e.g. "W4A8 g32" or "W8A8 KV4".
 func (r LMRecipe) Bits() string {
 	b := fmt.Sprintf("W%dA%d", r.WBits, r.ABits)
 	if r.Group > 0 && r.WBits < 8 {
 		b += fmt.Sprintf(" g%d", r.Group)
+	}
+	if r.KVBits > 0 {
+		b += fmt.Sprintf(" KV%d", r.KVBits)
 	}
 	return b
 }
@@ -54,6 +61,13 @@ func (r LMRecipe) QConfig() QConfig {
 	if hb != r.WBits {
 		h := r.weight(hb)
 		c = c.With("head", Override{Weight: &h})
+	}
+	if r.KVBits > 0 {
+		kv := Spec{Bits: r.KVBits, Method: fakequant.Observed, Momentum: r.ActMomentum}
+		if r.LearnA {
+			kv = Spec{Bits: r.KVBits, Method: fakequant.LSQ}
+		}
+		c.KV = &kv
 	}
 	return c
 }

@@ -59,6 +59,13 @@ func Prepare(m graph.Network, c QConfig) (*Prepared, error) {
 		}
 		p.Model = lm
 	}
+	if c.KV != nil && !c.KV.Float && c.KV.Bits != 0 {
+		lm, ok := m.(*graph.LM)
+		if !ok {
+			return nil, fmt.Errorf("qat: %s: KV-cache quantization (QConfig.KV) needs a language model, not a %s network", c.Name, m.Arch().Type)
+		}
+		p.Sites = append(p.Sites, lm.KVSites()...)
+	}
 	for _, s := range p.Sites {
 		fc, on, err := c.fqConfig(m, s)
 		if err != nil {
@@ -108,7 +115,7 @@ func (nq *NetQuant) Quantize(s graph.Site, x *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	q.SetEval(nq.eval && s.Kind == graph.SiteActivation)
+	q.SetEval(nq.eval && s.Kind != graph.SiteWeight)
 	share := func(n *G.Node, dst **tensor.Dense) error {
 		if n == nil {
 			return nil
@@ -131,6 +138,18 @@ func (nq *NetQuant) Quantize(s graph.Site, x *G.Node) (*G.Node, error) {
 	nq.Qs[s.Name] = q
 	return q.Out, nil
 }
+
+// QuantizeKV implements graph.KVQuantizer: the KV-cache sites the QConfig quantizes (QConfig.KV)
+// are fake-quantized like any site; the others are left alone (ok false).
+func (nq *NetQuant) QuantizeKV(s graph.Site, x *G.Node) (*G.Node, bool, error) {
+	if st, ok := nq.p.state[s.Name]; !ok || !st.on {
+		return x, false, nil
+	}
+	y, err := nq.Quantize(s, x)
+	return y, err == nil, err
+}
+
+var _ graph.KVQuantizer = (*NetQuant)(nil)
 
 // SetEnabled turns every fake-quantizer on or off (the fake-quant enable delay).
 func (p *Prepared) SetEnabled(on bool) {

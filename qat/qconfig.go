@@ -65,6 +65,15 @@ type QConfig struct {
 	// BiasQuant: simulate the runtime's int32 bias in the fake-quant forward (see
 	// NetQuant.QuantizeBias); the zero value BiasAuto does for weights below 8 bits.
 	BiasQuant BiasMode `json:"bias_quant,omitempty"`
+	// KV, when set (and not Float), fake-quantizes the keys and values entering a language
+	// model's KV cache (graph.LM.KVSites: per block, the keys after RoPE and the values) with
+	// this spec: symmetric narrow range with one scale per head, as the runtime's KV cache
+	// stores them, at Bits 2..8 (8 and 4 are the usual choices; export stores the levels in the
+	// runtime's int8 cache and clamps it to the site's range). Like every site it is trained
+	// through the STE (LSQ scales are learned), calibrated, saved in checkpoints and exported.
+	// Nil: the KV cache is not modelled in training (export calibrates an 8-bit cache). Only
+	// language models (*graph.LM) have KV-cache sites.
+	KV *Spec `json:"kv,omitempty"`
 }
 
 // W8A8 is the TFLite-style int8 preset: 8-bit per-channel symmetric weights with the current
@@ -269,8 +278,14 @@ func (c QConfig) FirstLast8(m graph.Network) QConfig {
 	return c
 }
 
-// spec returns the spec for a site after overrides.
+// spec returns the spec for a site after overrides (KV-cache sites: KV, no overrides).
 func (c QConfig) spec(m graph.Network, s graph.Site) Spec {
+	if s.Kind == graph.SiteKVCache {
+		if c.KV == nil {
+			return Spec{Float: true}
+		}
+		return *c.KV
+	}
 	sp := c.Act
 	if s.Kind == graph.SiteWeight {
 		sp = c.Weight
@@ -309,6 +324,11 @@ func (c QConfig) fqConfig(m graph.Network, s graph.Site) (fakequant.Config, bool
 	}
 	weight := s.Kind == graph.SiteWeight
 	fc.Scheme = sp.Scheme.fq(weight)
+	if s.Kind == graph.SiteKVCache {
+		// the runtime's KV cache: symmetric, one scale per head (axis -2 of the [Batch, Heads,
+		// Ctx*HeadDim] node and of the site's [Heads, Ctx*HeadDim] shape)
+		fc.Scheme, fc.Granularity, fc.Axis = fakequant.SymmetricNarrow, fakequant.PerChannel, -2
+	}
 	if weight {
 		switch {
 		case sp.GroupSize > 0:

@@ -124,6 +124,9 @@ func (sp Spec) validate(s graph.Site) error {
 		return fmt.Errorf("LearnOffset needs an asymmetric scheme")
 	case sp.GroupSize < 0:
 		return fmt.Errorf("GroupSize %d < 0", sp.GroupSize)
+	case s.Kind == graph.SiteKVCache && (sp.Method == fakequant.PACT || sp.LearnOffset || sp.PerTensor ||
+		(sp.Scheme != SchemeDefault && sp.Scheme != SchemeSymmetric)):
+		return fmt.Errorf("the KV cache is symmetric with one scale per head: LSQ or Observed, no offset, no other scheme or granularity")
 	case sp.GroupSize > 0 && !weight:
 		return fmt.Errorf("GroupSize (per-group granularity) is for weights only")
 	case sp.GroupSize > 0 && sp.PerTensor:

@@ -18,7 +18,9 @@ import (
 //	           group scales int32 [N,K/G] (int4 only)                                  out: int8 [N]
 //	RoPE       in: x int8 [Heads*HeadDim]; attributes Heads, HeadDim, Theta, MaxSeq   out: int8, same shape
 //	Attention  in: q int8 [Heads*HeadDim], k, v int8 [KVHeads*HeadDim], k-cache scales float32
-//	           [KVHeads], v-cache scales float32 [KVHeads]; attributes Heads, KVHeads, HeadDim, MaxSeq
+//	           [KVHeads], v-cache scales float32 [KVHeads], optional cache range int32 [2] (the
+//	           largest |level| of the K and V caches in [1,127], scale 1, zero point 0; without it
+//	           127); attributes Heads, KVHeads, HeadDim, MaxSeq
 //	           (causal, softmax inside, int8 KV cache of MaxSeq positions)            out: int8 [Heads*HeadDim]
 //	SwiGLU     in: gate int8 [F], up int8 [F]                                          out: int8 [F] = silu(gate)*up
 //	Hadamard   in: x int8 [N]; attribute Block (a power of two dividing N)             out: int8 [N]
@@ -239,4 +241,18 @@ func checkLMAttrsZero(op *Op) error {
 		return fmt.Errorf("language-model attributes %+v set on %v", op.LM, op.Kind)
 	}
 	return nil
+}
+
+// AttentionCacheMax returns the largest |level| the K and V caches of an Attention op hold: the
+// values of its optional cache-range input, or MaxCacheLevel for both without it. The model must
+// be valid.
+func (m *Model) AttentionCacheMax(op *Op) (k, v int32, err error) {
+	if len(op.Inputs) < 6 {
+		return MaxCacheLevel, MaxCacheLevel, nil
+	}
+	c, err := m.Tensors[op.Inputs[5]].Int32Values()
+	if err != nil || len(c) != 2 {
+		return 0, 0, fmt.Errorf("qmodel: %s: cache range %q must hold 2 int32 values", op.Name, m.Tensors[op.Inputs[5]].Name)
+	}
+	return c[0], c[1], nil
 }

@@ -124,6 +124,10 @@ func (b *Builder) RoPE(name string, in TensorID, heads, headDim, maxSeq int, the
 type AttentionOptions struct {
 	Heads, KVHeads, HeadDim, MaxSeq int
 	KCacheScales, VCacheScales      []float32 // per KV head: the int8 KV cache's symmetric scales
+	// KCacheMax and VCacheMax are the largest |level| the K and V caches hold (0 means 127, the
+	// int8 cache's): 7 keeps a cache to 4-bit levels [-7, 7] at the same scales. Below 127 the
+	// op gets the optional cache-range input.
+	KCacheMax, VCacheMax int
 }
 
 // Attention adds causal multi-head attention of q over the KV cache, which receives k and v.
@@ -134,8 +138,13 @@ func (b *Builder) Attention(name string, q, k, v TensorID, opt AttentionOptions,
 	shape := append([]int(nil), b.tensor(q).Shape...)
 	ks := b.add(Tensor{Name: name + "/k_cache_scales", DType: Float32, Shape: []int{len(opt.KCacheScales)}, Data: Float32Data(opt.KCacheScales)})
 	vs := b.add(Tensor{Name: name + "/v_cache_scales", DType: Float32, Shape: []int{len(opt.VCacheScales)}, Data: Float32Data(opt.VCacheScales)})
+	in := []int{int(q), int(k), int(v), int(ks), int(vs)}
+	if km, vm := cacheMax(opt.KCacheMax), cacheMax(opt.VCacheMax); km != MaxCacheLevel || vm != MaxCacheLevel {
+		in = append(in, int(b.add(Tensor{Name: name + "/cache_max", DType: Int32, Shape: []int{2},
+			Quant: PerTensor(1, 0), Data: Int32Data([]int32{km, vm})})))
+	}
 	o := b.act(name, shape, out)
-	b.op(Op{Kind: OpAttention, Name: name, Inputs: []int{int(q), int(k), int(v), int(ks), int(vs)}, Outputs: []int{int(o)},
+	b.op(Op{Kind: OpAttention, Name: name, Inputs: in, Outputs: []int{int(o)},
 		LM: LMAttrs{Heads: opt.Heads, KVHeads: opt.KVHeads, HeadDim: opt.HeadDim, MaxSeq: opt.MaxSeq}})
 	return o
 }
@@ -155,4 +164,14 @@ func (b *Builder) Hadamard(name string, in TensorID, block int, out quant.Params
 	o := b.act(name, shape, out)
 	b.op(Op{Kind: OpHadamard, Name: name, Inputs: []int{int(in)}, Outputs: []int{int(o)}, LM: LMAttrs{Block: block}})
 	return o
+}
+
+// MaxCacheLevel is the largest |level| of the runtime's int8 KV cache (symmetric, narrow range).
+const MaxCacheLevel = 127
+
+func cacheMax(m int) int32 {
+	if m == 0 {
+		return MaxCacheLevel
+	}
+	return int32(m)
 }

@@ -17,7 +17,7 @@ func lmArity(k OpKind) (minIn, maxIn, nAct int) {
 	case OpRoPE, OpHadamard:
 		return 1, 1, 1
 	case OpAttention:
-		return 5, 5, 3
+		return 5, 6, 3
 	case OpSwiGLU:
 		return 2, 2, 2
 	}
@@ -344,6 +344,21 @@ func (m *Model) checkAttention(op *Op, out *Tensor) error {
 			}
 		}
 		cs[j] = vals
+	}
+	if len(op.Inputs) > 5 {
+		c := &m.Tensors[op.Inputs[5]]
+		if err := checkUnitInt32(c, "cache range"); err != nil {
+			return err
+		}
+		vals, err := c.Int32Values()
+		if err != nil || len(c.Shape) != 1 || c.Shape[0] != 2 {
+			return fmt.Errorf("cache range %q must be an int32 constant of shape [2] (K and V)", c.Name)
+		}
+		for j, v := range vals {
+			if v < 1 || v > MaxCacheLevel {
+				return fmt.Errorf("cache range %q: %s cache level bound %d outside [1, %d]", c.Name, [2]string{"K", "V"}[j], v, MaxCacheLevel)
+			}
+		}
 	}
 	for h := 0; h < a.KVHeads; h++ {
 		if _, _, _, err := AttentionMultipliers(k.Quant.Scales[0], v.Quant.Scales[0], cs[0][h], cs[1][h], out.Quant.Scales[0]); err != nil {

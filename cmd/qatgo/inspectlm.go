@@ -53,6 +53,9 @@ func lmOpColumns(m *qmodel.Model, op *qmodel.Op) (attrs, wts, wq, shift string) 
 		attrs = fmt.Sprintf("heads %d, head dim %d, theta %g, context %d", a.Heads, a.HeadDim, a.Theta, a.MaxSeq)
 	case qmodel.OpAttention:
 		attrs = fmt.Sprintf("heads %d, KV heads %d, head dim %d, context %d, int8 KV cache", a.Heads, a.KVHeads, a.HeadDim, a.MaxSeq)
+		if km, vm, err := m.AttentionCacheMax(op); err == nil && (km != qmodel.MaxCacheLevel || vm != qmodel.MaxCacheLevel) {
+			attrs += fmt.Sprintf(" (levels K ±%d, V ±%d)", km, vm)
+		}
 	case qmodel.OpHadamard:
 		attrs = fmt.Sprintf("block %d", a.Block)
 	}

@@ -147,7 +147,7 @@ func parseRuns(s string, o options) ([]exp, error) {
 		}
 		f := strings.Split(r, ":")
 		if len(f) < 2 || (f[0] != "ptq" && f[0] != "qat") {
-			return nil, fmt.Errorf("run %q: want ptq|qat:wXaY[:smooth][:gptq][:hadamard|:quarot|:spin]", r)
+			return nil, fmt.Errorf("run %q: want ptq|qat:wXaY[:smooth][:gptq][:hadamard|:quarot|:spin][:kv8|:kv4]", r)
 		}
 		e := exp{name: r, qat: f[0] == "qat", recipe: qat.LMRecipe{Group: o.group, HeadBits: o.headBits}}
 		if _, err := fmt.Sscanf(f[1], "w%da%d", &e.recipe.WBits, &e.recipe.ABits); err != nil {
@@ -165,6 +165,8 @@ func parseRuns(s string, o options) ([]exp, error) {
 				e.spin = true
 			case "gptq":
 				e.gptq = true
+			case "kv8", "kv4":
+				e.recipe.KVBits = int(x[2] - '0')
 			default:
 				return nil, fmt.Errorf("run %q: unknown option %q", r, x)
 			}

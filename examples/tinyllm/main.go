@@ -7,7 +7,7 @@
 //	go run ./examples/tinyllm -quick   # smoke run, under a minute
 //	go run ./examples/tinyllm -data ~/books -runs ptq:w8a8,qat:w4a8:hadamard
 //
-// Runs (-runs, comma separated) are method:bits[:smooth][:gptq][:hadamard|:quarot|:spin], method ptq or qat,
+// Runs (-runs, comma separated) are method:bits[:smooth][:gptq][:hadamard|:quarot|:spin][:kv8|:kv4], method ptq or qat,
 // bits wXaY: X-bit weights (symmetric, per group of -group inputs below 8 bits, per output
 // channel at 8) and Y-bit activations (asymmetric per tensor, observer) at the input of every
 // linear layer. QAT starts from the float checkpoint, learns sub-8-bit weight scales with LSQ and
@@ -17,9 +17,8 @@
 // weights first; hadamard rotates every linear input and weight online by a random Hadamard
 // matrix; quarot folds QuaRot's rotations (random Hadamard residual and per-head rotations, online
 // Hadamard before w2) into the weights; spin (QAT only) learns those rotations (SpinQuant, Cayley
-// parameterisation, from the QuaRot start) during QAT and then folds them into the weights; gptq
-// (PTQ only) quantizes the block linears with GPTQ instead of rounding to nearest.
-// Loss is nats per byte; ppl = exp(loss); bpb = loss/ln 2.
+// parameterisation, from the QuaRot start) and folds them; gptq (PTQ only) quantizes the block
+// linears with GPTQ; kv8/kv4 fake-quantize the KV cache (per head). Loss is nats per byte.
 package main
 
 import (

@@ -197,6 +197,9 @@ type Spec struct {
 	// Cache returns the symmetric scale of KV head g of the key ("blk<i>.attn.k_cache") or value
 	// ("blk<i>.attn.v_cache") cache.
 	Cache func(name string, g int) float32
+	// CacheMax, when set, returns the largest |level| of that cache (0 or 127: the int8 cache's
+	// full range; 7: 4-bit levels).
+	CacheMax func(name string) int
 }
 
 // Build lowers a Llama-style LM (the architecture of graph.LM and of Config; Bits and Group are
@@ -253,8 +256,11 @@ func Build(c Config, s Spec) (*qmodel.Model, error) {
 		for g := range ks {
 			ks[g], vs[g] = s.Cache(n+"attn.k_cache", g), s.Cache(n+"attn.v_cache", g)
 		}
-		a := b.Attention(n+"attn", q, k, v, qmodel.AttentionOptions{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: hd, MaxSeq: c.Ctx,
-			KCacheScales: ks, VCacheScales: vs}, p(n+"attn"))
+		ao := qmodel.AttentionOptions{Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: hd, MaxSeq: c.Ctx, KCacheScales: ks, VCacheScales: vs}
+		if s.CacheMax != nil {
+			ao.KCacheMax, ao.VCacheMax = s.CacheMax(n+"attn.k_cache"), s.CacheMax(n+"attn.v_cache")
+		}
+		a := b.Attention(n+"attn", q, k, v, ao, p(n+"attn"))
 		o := b.Linear(n+"attn.wo", a, wts(n+"attn.wo"), p(n+"attn.wo"))
 		h = b.Add(n+"attn.res", h, o, qmodel.ActNone, p(n+"attn.res"))
 		x = b.RMSNorm(n+"mlp_norm", h, gain(n+"mlp_norm", c.Dim), c.Eps, p(n+"mlp_norm"))
