@@ -245,10 +245,11 @@ func TestExportLMKV4Parity(t *testing.T) {
 	cx, _ := batchesOf(data, 500, 4)
 	p, tr := preparedLM(t, ck, qat.LMRecipe{WBits: 8, ABits: 8, KVBits: 4, LearnW: true, LearnA: true}, 10)
 	defer tr.Close()
-	lossFQ, err := tr.Evaluate(vx, vy)
+	mFQ, err := tr.Evaluate(qat.Tokens{IDs: vx, Targets: vy})
 	if err != nil {
 		t.Fatal(err)
 	}
+	lossFQ := mFQ.Loss
 	qm, err := Lower(p, Options{Batch: lmBatch, Calib: cx})
 	if err != nil {
 		t.Fatal(err)
@@ -306,7 +307,11 @@ func TestExportLMKV4Parity(t *testing.T) {
 			op.Inputs = op.Inputs[:5]
 		}
 	}
-	we := &LMEval{p: e.p, lm: e.lm, batch: e.batch, g: e.g, points: e.points, qm: &wide, ready: true}
+	we, err := NewLMEval(p, &wide, lmBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer we.Close()
 	wrep, err := we.Parity(vx, vy)
 	if err != nil {
 		t.Fatal(err)

@@ -185,15 +185,23 @@ func TestKVCacheQATBeatsPTQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{BatchSize: 4, LR: 1e-2, MinLR: 1e-3, Schedule: WarmupCosineLR, Warmup: 10, Beta2: 0.95,
-		ClipNorm: 1, Logger: quietLogger()}
-	ft, err := NewLMTrainer(lm, nil, cfg, graph.LMOptions{})
+		ClipNorm: 1, Logger: quietLogger(), Steps: 80}
+	val := Tokens{IDs: vx, Targets: vy}
+	eval := func(tr *Trainer) float64 {
+		m, err := tr.Evaluate(val)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Loss
+	}
+	ft, err := NewTrainer(&NextTokenTask{LM: lm, Train: data}, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ft.Fit(data, 80, 0); err != nil {
+	if err := ft.Fit(nil); err != nil {
 		t.Fatal(err)
 	}
-	lf, _ := ft.Evaluate(vx, vy)
+	lf := eval(ft)
 	ft.Close()
 	base := &graph.Checkpoint{}
 	lm.SaveState(base)
@@ -210,54 +218,43 @@ func TestKVCacheQATBeatsPTQ(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr, err := NewLMTrainer(m, p, cfg, graph.LMOptions{})
+		tr, err := NewTrainer(&NextTokenTask{LM: m, CalibIDs: cx, CalibTargets: cy}, p, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer tr.Close()
-		if err := tr.Calibrate(cx, cy); err != nil {
+		if err := tr.Calibrate(len(cx)); err != nil {
 			t.Fatal(err)
 		}
-		l, err := tr.Evaluate(vx, vy)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
+		return eval(tr)
 	}
 	l8 := ptq(LMRecipe{WBits: 8, ABits: 8})
 	lp := ptq(LMRecipe{WBits: 8, ABits: 8, KVBits: 4})
 
 	qcfg := cfg
-	qcfg.LR, qcfg.MinLR, qcfg.Warmup = 2e-3, 2e-4, 3
-	qatRun := func(r LMRecipe) (*Prepared, *LMTrainer, float64) {
+	qcfg.LR, qcfg.MinLR, qcfg.Warmup, qcfg.Steps, qcfg.QuantInit = 2e-3, 2e-4, 3, 40, InitMinMax
+	qatRun := func(r LMRecipe) (*Prepared, *Trainer, float64) {
 		m := clone()
 		p, err := Prepare(m, r.QConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
-		qt, err := NewLMTrainer(m, p, qcfg, graph.LMOptions{})
+		qt, err := NewTrainer(&NextTokenTask{LM: m, Train: data, First: 80, CalibIDs: cx[:1], CalibTargets: cy[:1]}, p, qcfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := qt.InitQuantizers(cx[0], cy[0]); err != nil {
+		if err := qt.Fit(nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := qt.Fit(data, 40, 80); err != nil {
-			t.Fatal(err)
-		}
-		l, err := qt.Evaluate(vx, vy)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p, qt, l
+		return p, qt, eval(qt)
 	}
-	_, qt8, lq8 := qatRun(LMRecipe{WBits: 8, ABits: 8, LearnW: true, LearnA: true})
+	p8, qt8, lq8 := qatRun(LMRecipe{WBits: 8, ABits: 8, LearnW: true, LearnA: true})
 	qt8.Close()
 	// The same training budget for PTQ: the weights of the W8A8 QAT run, then a 4-bit KV cache
 	// calibrated after training.
 	floatBase := base
 	base = &graph.Checkpoint{}
-	qt8.LM.SaveState(base)
+	p8.Net.(*graph.LM).SaveState(base)
 	l8t := ptq(LMRecipe{WBits: 8, ABits: 8})
 	lpt := ptq(LMRecipe{WBits: 8, ABits: 8, KVBits: 4})
 	base = floatBase
@@ -283,7 +280,7 @@ func TestKVCacheQATBeatsPTQ(t *testing.T) {
 		t.Errorf("learnables %v: no KV-cache scale", learnableNames(lr))
 	}
 
-	ck := qt.Checkpoint(nil)
+	ck := qt.Checkpoint()
 	if !strings.Contains(ck.Meta[MetaQConfig], `"kv":`) {
 		t.Fatalf("QConfig JSON %s has no KV spec", ck.Meta[MetaQConfig])
 	}
@@ -312,13 +309,13 @@ func TestKVCacheQATBeatsPTQ(t *testing.T) {
 			t.Fatalf("%s: restored %+v (%v), want %+v", site, b.Params, err, a.Params)
 		}
 	}
-	rt, err := NewLMTrainer(n.(*graph.LM), p2, qcfg, graph.LMOptions{})
+	rt, err := NewTrainer(&NextTokenTask{LM: n.(*graph.LM)}, p2, qcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	if l, err := rt.Evaluate(vx, vy); err != nil || math.Abs(l-lq) > 1e-6 {
-		t.Fatalf("restored model: loss %v (%v), live %v", l, err, lq)
+	if l := eval(rt); math.Abs(l-lq) > 1e-6 {
+		t.Fatalf("restored model: loss %v, live %v", l, lq)
 	}
 }
 

@@ -11,8 +11,8 @@ import (
 // ObservedTwin returns c with every quantized site switched to an observer: weights track their
 // current per-channel min/max (momentum 1), activations keep the running min/max over the
 // calibration batches (momentum 0; with ObserverEMA their EMA with the spec's momentum), in two
-// passes (no SinglePass). Bit widths, schemes, granularity, observer choices and overrides are
-// kept; the name gets ObservedSuffix.
+// passes (no SinglePass); KV-cache sites (QConfig.KV) like activations. Bit widths, schemes,
+// granularity, observer choices and overrides are kept; the name gets ObservedSuffix.
 func ObservedTwin(c QConfig) QConfig {
 	conv := func(s Spec, weight bool) Spec {
 		s.Method, s.LearnOffset, s.SinglePass = fakequant.Observed, false, false
@@ -30,6 +30,10 @@ func ObservedTwin(c QConfig) QConfig {
 	out := QConfig{Name: c.Name + ObservedSuffix, Weight: conv(c.Weight, true), Act: conv(c.Act, false)}
 	if len(c.Overrides) > 0 {
 		out.Overrides = map[string]Override{}
+	}
+	if c.KV != nil {
+		kv := conv(*c.KV, false)
+		out.KV = &kv
 	}
 	for k, o := range c.Overrides {
 		var n Override
