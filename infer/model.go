@@ -47,6 +47,7 @@ type step struct {
 	// Add
 	zA, zB, zOut int32
 	mA, mB, mOut quant.Multiplier
+	addTab       *[1 << 16]int8 // the output for every input pair, index uint8(a)<<8 | uint8(b)
 	// Quantize (float): scale, zero; (uint8): table
 	scale float32
 	zero  int32
@@ -298,6 +299,7 @@ func (md *Model) compile(s *step, op *qmodel.Op) error {
 		}
 		s.zA, s.zB, s.zOut = pa.ZeroPoint, pb.ZeroPoint, po.ZeroPoint
 		s.lo, s.hi = qmodel.ActivationRange(op.Act, po)
+		s.addTab = addTable(s)
 	case qmodel.OpReshape:
 	case qmodel.OpSoftmax:
 		p := params(in)

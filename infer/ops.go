@@ -178,8 +178,37 @@ func avgPool(dst, src []int8, batch int, st *step, acc []int32) {
 	}
 }
 
+// addTable returns the output of add for every pair of int8 inputs, index uint8(a)<<8 | uint8(b):
+// Add is a function of two int8 levels, so the runtime looks its 65,536 values up instead of
+// running three multiplier applications per element.
+func addTable(st *step) *[1 << 16]int8 {
+	t := new([1 << 16]int8)
+	a, b := make([]int8, 256), make([]int8, 256)
+	for i := range b {
+		b[i] = int8(i)
+	}
+	for x := 0; x < 256; x++ {
+		for i := range a {
+			a[i] = int8(x)
+		}
+		add(t[x<<8:(x+1)<<8], a, b, st)
+	}
+	return t
+}
+
+// addLookup is the runtime's Add: each output is read from st.addTab.
+func addLookup(dst, a, b []int8, st *step) {
+	b = b[:len(a)]
+	dst = dst[:len(a)]
+	t := st.addTab
+	for i, x := range a {
+		dst[i] = t[int(uint8(x))<<8|int(uint8(b[i]))]
+	}
+}
+
 // add computes TFLite's quantized Add: both inputs, minus their zero points and shifted left by
-// qmodel.AddLeftShift, are rescaled to a common scale, summed and requantized to the output.
+// qmodel.AddLeftShift, are rescaled to a common scale, summed and requantized to the output. It
+// fills addTable and is the reference of the LM runtime's residual add.
 func add(dst, a, b []int8, st *step) {
 	b = b[:len(a)]
 	dst = dst[:len(a)]

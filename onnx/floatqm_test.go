@@ -14,14 +14,16 @@ import (
 	"github.com/qatgo/qatgo/infer"
 	"github.com/qatgo/qatgo/onnx/onnxpb"
 	"github.com/qatgo/qatgo/onnx/ort"
+	"github.com/qatgo/qatgo/onnx/testnets"
 	"github.com/qatgo/qatgo/qat"
 	"github.com/qatgo/qatgo/qmodel"
 	"github.com/qatgo/qatgo/quant"
 )
 
-// benchQModel returns a W8A8 integer model of ggml's MNIST CNN (or with arch "bn" the BN CNN,
-// BatchNorm folded) with random weights calibrated on 2 x 64 MNIST training images; uint8 makes
-// its input the image bytes.
+// benchQModel returns a W8A8 integer model of ggml's MNIST CNN (with arch "bn" the BN CNN,
+// BatchNorm folded; with "dsnet" the imported depthwise-separable residual CNN of
+// testnets.DSNet) with random weights calibrated on 2 x 64 MNIST training images; uint8 makes its
+// input the image bytes.
 func benchQModel(t *testing.T, arch string, uint8In bool) *qmodel.Model {
 	t.Helper()
 	dir, err := mnist.Locate()
@@ -33,12 +35,21 @@ func benchQModel(t *testing.T, arch string, uint8In bool) *qmodel.Model {
 		t.Fatal(err)
 	}
 	var m *graph.Model
-	if arch == "bn" {
+	switch arch {
+	case "bn":
 		m = qat.BNCNN(5)
-	} else {
+	case "dsnet":
+		if m, _, err = Import(testnets.DSNet(11, false), "dsnet"); err != nil {
+			t.Fatal(err)
+		}
+	case "", "ggml":
 		m = qat.GGMLCNN(4)
+	default:
+		t.Fatalf("unknown bench model %q (ggml, bn or dsnet)", arch)
 	}
-	randomize(m, rand.New(rand.NewPCG(4, 4)))
+	if arch != "dsnet" {
+		randomize(m, rand.New(rand.NewPCG(4, 4)))
+	}
 	p, err := qat.Calibrate(m, qat.W8A8(), train, 2, 64, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +168,9 @@ func TestFloatFromQModel(t *testing.T) {
 
 // TestWriteBenchFiles writes the inputs of bench/onnxruntime/compare.js into the directory named
 // by QATGO_ONNX_DIR: model.qm (unless QATGO_ONNX_FROM names a .qm; QATGO_ONNX_MODEL=bn picks the
-// BN CNN instead of ggml's), its float network model.onnx (FloatFromQModel), identity.onnx (for
+// BN CNN instead of ggml's, dsnet the depthwise-separable residual CNN with a float input), its
+// float network model.onnx (FloatFromQModel), for a float-input model its QDQ form qdq.onnx
+// (FromQModel, which onnxruntime runs with its int8 kernels), identity.onnx (for
 // onnxruntime-node's per-call floor) and reference.json (64 inputs, per-sample HWC, and qatgo's
 // outputs).
 func TestWriteBenchFiles(t *testing.T) {
@@ -172,7 +185,8 @@ func TestWriteBenchFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	} else {
-		qm = benchQModel(t, os.Getenv("QATGO_ONNX_MODEL"), true)
+		arch := os.Getenv("QATGO_ONNX_MODEL")
+		qm = benchQModel(t, arch, arch != "dsnet")
 		if err := qmodel.WriteFile(filepath.Join(dir, "model.qm"), qm); err != nil {
 			t.Fatal(err)
 		}
@@ -183,6 +197,15 @@ func TestWriteBenchFiles(t *testing.T) {
 	}
 	if err := WriteFile(filepath.Join(dir, "model.onnx"), mp); err != nil {
 		t.Fatal(err)
+	}
+	if qm.Tensors[qm.Inputs[0]].DType == qmodel.Float32 {
+		qdq, err := FromQModel(qm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteFile(filepath.Join(dir, "qdq.onnx"), qdq); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b := newBuilder("identity")
 	b.input(InputName, onnxpb.TensorProto_FLOAT, []int{1})

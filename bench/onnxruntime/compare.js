@@ -1,19 +1,23 @@
 #!/usr/bin/env node
-// compare.js: qatgo's integer runtime beside onnxruntime (float32) on the same CNN, in one run.
+// compare.js: qatgo's integer runtime beside onnxruntime on the same CNN, in one run.
 //
 //   cd bench/onnxruntime
 //   npm install --ignore-scripts onnxruntime-node@1.30.0
-//   node compare.js [MODEL.qm] [-model ggml|bn] [-time SECONDS]
+//   node compare.js [MODEL.qm] [-model ggml|bn|dsnet] [-time SECONDS]
 //
-// Without MODEL.qm it uses ggml's MNIST CNN with random weights calibrated on MNIST (or with
-// -model bn the default example's BN CNN, BatchNorm folded); pass an exported model
-// (go run ./examples/mnist -model ggml, or the default bn model) to compare a trained network.
-// The float32 ONNX is the library's onnx.FloatFromQModel of the .qm (weights dequantized, NCHW),
-// written by TestWriteBenchFiles in package onnx, and checked against qatgo's outputs before
-// timing. The temporary folder is removed on exit, on errors and on Ctrl-C. onnxruntime runs with graph optimization level "all", intra-op threads 1 and 2,
-// sequential execution; qatgo runs `qatgo bench` with -threads 1 and 2. Batch-1 latency is the
-// median of single calls; onnxruntime-node's own per-call floor (an Identity model) is printed so
-// that it can be subtracted. Figures depend on machine load: compare ratios from one run.
+// Without MODEL.qm it uses ggml's MNIST CNN with random weights calibrated on MNIST (with -model bn
+// the default example's BN CNN, BatchNorm folded; with -model dsnet the depthwise-separable
+// residual CNN imported from ONNX, onnx/testnets.DSNet); pass an exported model (go run
+// ./examples/mnist -model ggml, or the default bn model) to compare a trained network.
+// onnxruntime runs the library's onnx.FloatFromQModel of the .qm (float32, weights dequantized,
+// NCHW) and, for a .qm with a float input, also the same integer model as QDQ ONNX
+// (onnx.FromQModel, which onnxruntime runs with its int8 kernels: QLinearConv, QGemm,
+// QLinearAdd). Both are written by TestWriteBenchFiles in package onnx and checked against qatgo's
+// outputs before timing. The temporary folder is removed on exit, on errors and on Ctrl-C.
+// onnxruntime runs with graph optimization level "all", intra-op threads 1 and 2, sequential
+// execution; qatgo runs `qatgo bench` with -threads 1 and 2. Batch-1 latency is the median of
+// single calls; onnxruntime-node's own per-call floor (an Identity model) is printed so that it
+// can be subtracted. Figures depend on machine load: compare ratios from one run.
 'use strict';
 const fs = require('fs');
 const os = require('os');
@@ -69,6 +73,18 @@ async function main() {
   }
   console.log(`model ${model}`);
   console.log(`check: onnxruntime f32 vs qatgo int8 on ${n} inputs: argmax agrees on ${agree}, max |diff| ${maxDiff.toFixed(3)}`);
+  const qdqPath = path.join(dir, 'qdq.onnx');
+  const hasQDQ = fs.existsSync(qdqPath);
+  if (hasQDQ) {
+    const sq = await ort.InferenceSession.create(qdqPath, opts(1));
+    const yq = (await sq.run(feed(sq, new ort.Tensor('float32', x, [n, c, h, w]))))[sq.outputNames[0]].data;
+    let qa = 0, qd = 0;
+    for (let b = 0; b < n; b++) {
+      if (argmax(yq, b * outN) === argmax(ref.outputs, b * outN)) qa++;
+      for (let j = 0; j < outN; j++) qd = Math.max(qd, Math.abs(yq[b * outN + j] - ref.outputs[b * outN + j]));
+    }
+    console.log(`check: onnxruntime int8 (QDQ) vs qatgo int8 on ${n} inputs: argmax agrees on ${qa}, max |diff| ${qd.toFixed(3)}`);
+  }
 
   const ms = seconds * 1000;
   async function latency(sess, feeds) {
@@ -83,13 +99,18 @@ async function main() {
     lat.sort((a, b) => a - b);
     return lat[Math.floor(lat.length / 2)];
   }
+  // throughput returns wall-clock and process CPU time (user+system, all of onnxruntime's threads)
+  // in us per image.
   async function throughput(sess, feeds, batch) {
     await sess.run(feeds);
     let runs = 0;
+    const c0 = process.cpuUsage();
     const t0 = process.hrtime.bigint();
     const end = Date.now() + ms;
     while (Date.now() < end || runs < 3) { await sess.run(feeds); runs++; }
-    return Number(process.hrtime.bigint() - t0) / 1e3 / (runs * batch);
+    const wall = Number(process.hrtime.bigint() - t0) / 1e3 / (runs * batch);
+    const c = process.cpuUsage(c0);
+    return [wall, (c.user + c.system) / (runs * batch)];
   }
   const rows = [];
   const idn = await ort.InferenceSession.create(path.join(dir, 'identity.onnx'), opts(1));
@@ -101,18 +122,32 @@ async function main() {
     for (let i = 0; i < big.length; i++) big[i] = x[i % x.length];
     const b256 = feed(sess, new ort.Tensor('float32', big, [256, c, h, w]));
     const ortLat = await latency(sess, one);
-    const ortTp = await throughput(sess, b256, 256);
+    const [ortTp, ortCPU] = await throughput(sess, b256, 256);
+    let qLat = NaN, qTp = NaN, qCPU = NaN;
+    if (hasQDQ) {
+      const sq = await ort.InferenceSession.create(qdqPath, opts(t));
+      qLat = await latency(sq, feed(sq, one[sess.inputNames[0]]));
+      [qTp, qCPU] = await throughput(sq, feed(sq, b256[sess.inputNames[0]]), 256);
+    }
     const out = sh(path.join(dir, 'qatgo'), ['bench', '-batch', '256', '-time', `${seconds}s`, '-threads', String(t), model]);
     const p50 = Number(/batch 1\s+p50 ([\d.]+) us/.exec(out)[1]);
     const tp = Number(/batch 256\s+([\d.]+) us\/image/.exec(out)[1]);
-    rows.push({ t, ortLat, ortTp, p50, tp });
+    const cpuM = /process CPU time ([\d.]+) us\/image/.exec(out);
+    const cpu = cpuM ? Number(cpuM[1]) : NaN;
+    rows.push({ t, ortLat, ortTp, ortCPU, p50, tp, cpu, qLat, qTp, qCPU });
   }
   console.log(`onnxruntime-node per-call floor (Identity, batch 1): ${floor.toFixed(2)} us\n`);
-  console.log('| threads | qatgo batch 256 us/image | ort f32 batch 256 us/image | ratio | qatgo batch-1 p50 us | ort f32 batch-1 p50 us (minus floor) |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
-  for (const r of rows)
-    console.log(`| ${r.t} | ${r.tp.toFixed(2)} | ${r.ortTp.toFixed(2)} | ${(r.tp / r.ortTp).toFixed(2)} | ${r.p50.toFixed(2)} | ${r.ortLat.toFixed(2)} (${(r.ortLat - floor).toFixed(2)}) |`);
-  console.log(`\n2 threads / 1 thread throughput at batch 256: qatgo ${(rows[0].tp / rows[1].tp).toFixed(2)}x, ort ${(rows[0].ortTp / rows[1].ortTp).toFixed(2)}x`);
+  const table = (title, kind, tp, cpu, lat) => {
+    console.log(title + '\n');
+    console.log(`| threads | qatgo batch 256 us/image | ort ${kind} batch 256 us/image | ratio | qatgo CPU us/image | ort ${kind} CPU us/image | CPU ratio | qatgo batch-1 p50 us | ort ${kind} batch-1 p50 us (minus floor) | ratio (minus floor) |`);
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const r of rows)
+      console.log(`| ${r.t} | ${r.tp.toFixed(2)} | ${r[tp].toFixed(2)} | ${(r.tp / r[tp]).toFixed(2)} | ${r.cpu.toFixed(2)} | ${r[cpu].toFixed(2)} | ${(r.cpu / r[cpu]).toFixed(2)} | ${r.p50.toFixed(2)} | ${r[lat].toFixed(2)} (${(r[lat] - floor).toFixed(2)}) | ${(r.p50 / (r[lat] - floor)).toFixed(2)} |`);
+    console.log(`\n2 threads / 1 thread throughput at batch 256: qatgo ${(rows[0].tp / rows[1].tp).toFixed(2)}x, ort ${(rows[0][tp] / rows[1][tp]).toFixed(2)}x\n`);
+  };
+  table('onnxruntime float32 (FloatFromQModel):', 'f32', 'ortTp', 'ortCPU', 'ortLat');
+  if (hasQDQ) table('The same integer model in onnxruntime\'s int8 kernels (QDQ, FromQModel):', 'int8', 'qTp', 'qCPU', 'qLat');
+  console.log('Wall-clock figures include waiting for the CPU on a loaded machine; CPU figures are process CPU time (user+system) per image.');
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });
