@@ -134,6 +134,6 @@
 // Trainer.Calibrate runs the observers of the trainer's Prepared over the task's calibration
 // batches (BN folded as export folds it), then freezes them; for any task, prepare the observed
 // QConfig (ObservedTwin: every site an observer, per-channel current min/max for weights, running
-// min/max for activations) and calibrate. Calibrate does both for a layer model on image data;
-// Evaluate measures any (model, Prepared) pair on images.
+// min/max for activations) and calibrate: CalibrateTask does both for any task, Calibrate for a
+// layer model on image data; Evaluate measures any (model, Prepared) pair on images.
 package qat

@@ -8,6 +8,7 @@ import (
 
 	"github.com/qatgo/qatgo/graph"
 	"github.com/sirupsen/logrus"
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -200,5 +201,70 @@ func TestLMRecipeQConfig(t *testing.T) {
 	}
 	if _, err := Prepare(lm, c.With("nope", Override{})); err == nil {
 		t.Error("override of an unknown layer: no error")
+	}
+}
+
+// TestCalibrateTaskLM: CalibrateTask on a NextTokenTask observes the LM's first linear input (no
+// quantizer upstream of it) with the running min/max over the calibration batches, which equals
+// the min/max of that activation in the float graph over the same batches; a weight site holds
+// its weight's per-channel min/max; the observers end frozen.
+func TestCalibrateTaskLM(t *testing.T) {
+	lm := smallLM(t)
+	cx, cy := lmBatches(periodicBatches(4, 8), 100, 3)
+	p, err := CalibrateTask(&NextTokenTask{LM: lm, CalibIDs: cx, CalibTargets: cy}, LMRecipe{WBits: 8, ABits: 8}.QConfig(), 3, 4, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := p.Sites[0]
+	for _, s := range p.Sites {
+		if s.Kind == graph.SiteActivation {
+			site = s
+			break
+		}
+	}
+	n, err := lm.Build(graph.LMOptions{Batch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(n.G)
+	defer vm.Close()
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i := range cx {
+		if err := n.SetBatch(cx[i], cy[i]); err != nil {
+			t.Fatal(err)
+		}
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range n.Acts[site.Name].Value().Data().([]float32) {
+			lo, hi = min(lo, float64(v)), max(hi, float64(v))
+		}
+	}
+	st := p.state[site.Name]
+	olo, ohi, ok := st.fq.Observed()
+	if !ok || len(olo) != 1 || olo[0] != lo || ohi[0] != hi {
+		t.Fatalf("site %s observed [%v, %v] (%v), float graph [%v, %v]", site.Name, olo, ohi, ok, lo, hi)
+	}
+	if !st.fq.Frozen() {
+		t.Error("observers not frozen after calibration")
+	}
+	w := lm.Param("head.weight")
+	wlo, whi, ok := p.state["head.weight"].fq.Observed()
+	if !ok {
+		t.Fatal("head weight not observed")
+	}
+	in := w.Value.Shape()[1]
+	for c, d := 0, w.Value.Data().([]float32); c < len(wlo); c++ {
+		mn, mx := math.Inf(1), math.Inf(-1)
+		for _, v := range d[c*in : (c+1)*in] {
+			mn, mx = min(mn, float64(v)), max(mx, float64(v))
+		}
+		if wlo[c] != mn || whi[c] != mx {
+			t.Fatalf("head weight row %d observed [%v, %v], min/max [%v, %v]", c, wlo[c], whi[c], mn, mx)
+		}
+	}
+	if _, err := CalibrateTask(&NextTokenTask{}, W8A8(), 1, 4, 0); err == nil {
+		t.Error("a task without a network: no error")
 	}
 }

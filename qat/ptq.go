@@ -50,16 +50,26 @@ func ObservedTwin(c QConfig) QConfig {
 	return out
 }
 
-// Calibrate is post-training quantization of a layer model on image data: it prepares m with
-// the observed twin of c and runs Trainer.Calibrate of a ClassifyTask over batches mini-batches of
-// train (a seeded random sample). For any task (an LM: NextTokenTask) prepare the observed
-// QConfig and call Trainer.Calibrate.
+// Calibrate is post-training quantization of a layer model on image data: CalibrateTask of a
+// ClassifyTask, whose calibration batches are a seeded random sample of train.
 func Calibrate(m *graph.Model, c QConfig, train Dataset, batches, batchSize int, seed uint64) (*Prepared, error) {
-	p, err := Prepare(m, ObservedTwin(c))
+	return CalibrateTask(Classify(m, train), c, batches, batchSize, seed)
+}
+
+// CalibrateTask is post-training quantization of any task's network (a layer model, an LM): it
+// prepares the network with the observed twin of c (ObservedTwin) and runs Trainer.Calibrate over
+// the task's calibration batches 0..batches-1 of batchSize examples (seed: the data order of a
+// task that shuffles). No parameter changes.
+func CalibrateTask(task Task, c QConfig, batches, batchSize int, seed uint64) (*Prepared, error) {
+	net, err := networkOf(task)
 	if err != nil {
 		return nil, err
 	}
-	t, err := NewTrainer(Classify(m, train), p, Config{BatchSize: batchSize, Seed: seed})
+	p, err := Prepare(net, ObservedTwin(c))
+	if err != nil {
+		return nil, err
+	}
+	t, err := NewTrainer(task, p, Config{BatchSize: batchSize, Seed: seed})
 	if err != nil {
 		return nil, err
 	}

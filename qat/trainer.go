@@ -169,10 +169,10 @@ func NewTrainer(task Task, p *Prepared, cfg Config) (*Trainer, error) {
 		return nil, err
 	}
 	cfg.defaults()
-	if task == nil || task.Network() == nil || reflect.ValueOf(task.Network()).IsNil() {
-		return nil, fmt.Errorf("qat: trainer without a task or network")
+	net, err := networkOf(task)
+	if err != nil {
+		return nil, err
 	}
-	net := task.Network()
 	if ct, ok := task.(*ClassifyTask); ok {
 		if err := ct.check(); err != nil {
 			return nil, err
@@ -201,6 +201,14 @@ func NewTrainer(task Task, p *Prepared, cfg Config) (*Trainer, error) {
 		}
 	}
 	return t, nil
+}
+
+// networkOf returns task's network, or an error for a missing task or network.
+func networkOf(task Task) (graph.Network, error) {
+	if task == nil || task.Network() == nil || reflect.ValueOf(task.Network()).IsNil() {
+		return nil, fmt.Errorf("qat: no task or no network to train")
+	}
+	return task.Network(), nil
 }
 
 // Close releases the graphs' machines; the next use rebuilds them.
