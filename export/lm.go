@@ -20,7 +20,10 @@ import (
 // parameters the exported model gives that point. Lower builds the same graph with observers at
 // the points and fits them on Options.Calib; NewLMEval reads them back from the model Lower made,
 // so the graph checks exactly the exported file. Its loss (Loss) is the fake-quant figure the
-// integer runtime is compared with (Parity), next to the training graph's.
+// integer runtime is compared with (Parity), next to the training graph's. Between the points
+// NewLMEval's graph takes every runtime op's value from the exported model's integer arithmetic
+// (see UseFloatArith and the package doc): its activations, logits and greedy generations are the
+// runtime's bit for bit.
 type LMEval struct {
 	p      *qat.Prepared
 	lm     *graph.LM
