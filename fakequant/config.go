@@ -140,6 +140,12 @@ type Config struct {
 	InitScale float64
 	// NoGradScale disables LSQ's gradient scale g = 1/sqrt(N*Qp) (g = 1).
 	NoGradScale bool
+	// ScaleF16 rounds each learned LSQ scale to IEEE half precision in the forward (and in
+	// LearnedParams), as llama.cpp stores the scale of a Q4_0 or Q8_0 block: a weight quantized
+	// PerGroup of 32 along its input dimension with symmetric 4- or 8-bit levels is then exactly
+	// representable in those GGUF types. The gradient is LSQ's (straight through the rounding).
+	// LSQ with a symmetric scheme only.
+	ScaleF16 bool
 }
 
 // Range returns the integer range of the configuration (Unsigned for PACT).
@@ -185,6 +191,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: %s: unknown %v", ErrConfig, c.Name, c.Grad)
 	case c.Granularity == PerGroup && c.GroupSize < 1:
 		return fmt.Errorf("%w: %s: PerGroup needs GroupSize >= 1", ErrConfig, c.Name)
+	case c.ScaleF16 && (c.Method != LSQ || !c.Symmetric()):
+		return fmt.Errorf("%w: %s: ScaleF16 needs LSQ and a symmetric scheme", ErrConfig, c.Name)
 	case c.LearnOffset && (c.Method != LSQ || c.Symmetric()):
 		return fmt.Errorf("%w: %s: LearnOffset needs LSQ and an asymmetric scheme", ErrConfig, c.Name)
 	case !(c.Momentum >= 0 && c.Momentum <= 1):

@@ -164,3 +164,14 @@ func (op *ggmlOp) DiffWRT(n int) []bool { return []bool{true} }
 func (op *ggmlOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	return G.Nodes{grad}, nil
 }
+
+// learnedScale is the forward scale of an LSQ slice with log-scale t: scaleFromLog, rounded to
+// half precision with ScaleF16 (kept within [quant.MinScale, the largest half], both
+// representable).
+func (c Config) learnedScale(t float64) float32 {
+	s := scaleFromLog(t)
+	if c.ScaleF16 {
+		s = gguf.RoundF16(min(s, 65504))
+	}
+	return s
+}

@@ -459,7 +459,7 @@ func (q *Quantizer) computeParams(pv []G.Value) error {
 			if math.IsNaN(t) || math.IsInf(t, 0) {
 				return fmt.Errorf("%w: node %s: log-scale of slice %d is %v", ErrNonFinite, q.cfg.Name, i, t)
 			}
-			q.scales[i] = scaleFromLog(t)
+			q.scales[i] = q.cfg.learnedScale(t)
 		}
 		if q.cfg.LearnOffset {
 			if err := readParam(pv, 1, q.dtype, q.tmp); err != nil {
@@ -587,7 +587,7 @@ func valueFloats(v G.Value) []float64 {
 }
 
 func (c Config) hashString() string {
-	return fmt.Sprintf("%s b=%d %v %v ax=%d gs=%d %v %v off=%t m=%g init=%g ng=%t sp=%t",
+	return fmt.Sprintf("%s b=%d %v %v ax=%d gs=%d %v %v off=%t m=%g init=%g ng=%t sp=%t f16=%t",
 		c.Name, c.Bits, c.Scheme, c.Granularity, c.Axis, c.GroupSize, c.Method, c.Grad, c.LearnOffset,
-		c.Momentum, c.InitScale, c.NoGradScale, c.SinglePass)
+		c.Momentum, c.InitScale, c.NoGradScale, c.SinglePass, c.ScaleF16)
 }

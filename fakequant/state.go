@@ -240,7 +240,7 @@ func LearnedParams(cfg Config, learnables ...[]float64) ([]quant.Params, error) 
 			ps[i] = quant.Params{Scale: pactScale(t, r.Max)}
 			continue
 		}
-		ps[i].Scale = scaleFromLog(t)
+		ps[i].Scale = cfg.learnedScale(t)
 		switch {
 		case cfg.LearnOffset:
 			z := learnables[1][i]

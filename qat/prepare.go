@@ -53,6 +53,17 @@ type siteState struct {
 // Prepared.Quantizer as their graph.Quantizer, and FoldBN for a Model).
 func Prepare(m graph.Network, c QConfig) (*Prepared, error) {
 	p := &Prepared{Net: m, Config: c, Sites: m.Sites(), state: map[string]*siteState{}}
+	if c.GGML != nil {
+		if _, ok := m.(*graph.LM); !ok {
+			return nil, fmt.Errorf("qat: %s: the GGML preset is for language models (*graph.LM), not %T", c.Name, m)
+		}
+		if err := c.GGML.check(); err != nil {
+			return nil, err
+		}
+		if c.KV != nil && !c.KV.Float {
+			return nil, fmt.Errorf("qat: %s: the GGML preset models llama.cpp's own KV cache (GGMLPreset.KV); QConfig.KV cannot be set with it", c.Name)
+		}
+	}
 	if lm, ok := m.(*graph.Model); ok {
 		if err := lm.Err(); err != nil {
 			return nil, err
@@ -109,6 +120,9 @@ func (nq *NetQuant) Quantize(s graph.Site, x *G.Node) (*G.Node, error) {
 		return nil, fmt.Errorf("qat: unknown site %q", s.Name)
 	}
 	if !st.on {
+		if g := nq.p.Config.GGML; g != nil {
+			return g.Quantize(s, x)
+		}
 		return x, nil
 	}
 	q, err := fakequant.NewShared(x.Graph(), x, st.cfg, st.fq)

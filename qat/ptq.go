@@ -15,7 +15,7 @@ import (
 // granularity, observer choices and overrides are kept; the name gets ObservedSuffix.
 func ObservedTwin(c QConfig) QConfig {
 	conv := func(s Spec, weight bool) Spec {
-		s.Method, s.LearnOffset, s.SinglePass = fakequant.Observed, false, false
+		s.Method, s.LearnOffset, s.SinglePass, s.ScaleF16 = fakequant.Observed, false, false, false
 		switch {
 		case weight:
 			s.Momentum = 1
@@ -27,7 +27,7 @@ func ObservedTwin(c QConfig) QConfig {
 		}
 		return s
 	}
-	out := QConfig{Name: c.Name + ObservedSuffix, Weight: conv(c.Weight, true), Act: conv(c.Act, false)}
+	out := QConfig{Name: c.Name + ObservedSuffix, Weight: conv(c.Weight, true), Act: conv(c.Act, false), GGML: c.GGML}
 	if len(c.Overrides) > 0 {
 		out.Overrides = map[string]Override{}
 	}

@@ -43,6 +43,9 @@ type Spec struct {
 	Observer Observer
 	// Percentile is the upper percentile of ObserverPercentile in (50, 100]; 0 means DefaultPercentile.
 	Percentile float64
+	// ScaleF16 rounds learned (LSQ) weight scales to half precision in the forward, as llama.cpp
+	// stores Q4_0/Q8_0 block scales (fakequant.Config.ScaleF16; GGMLPreset.LearnScale sets it).
+	ScaleF16 bool
 }
 
 // Override replaces the weight and/or activation spec of one group (by layer name).
@@ -74,6 +77,10 @@ type QConfig struct {
 	// Nil: the KV cache is not modelled in training (export calibrates an 8-bit cache). Only
 	// language models (*graph.LM) have KV-cache sites.
 	KV *Spec `json:"kv,omitempty"`
+	// GGML, when set, makes the prepared LM compute llama.cpp's CPU arithmetic (GGMLPreset):
+	// NetQuant rounds every site the Specs leave float as the preset does and substitutes
+	// llama.cpp's matmul, RMSNorm, SwiGLU and attention arithmetic. GGMLPreset.QConfig sets it.
+	GGML *GGMLPreset `json:"ggml,omitempty"`
 }
 
 // W8A8 is the TFLite-style int8 preset: 8-bit per-channel symmetric weights with the current
@@ -158,6 +165,7 @@ type specJSON struct {
 	GroupSize   int     `json:"group_size,omitempty"`
 	Observer    string  `json:"observer,omitempty"`
 	Percentile  float64 `json:"percentile,omitempty"`
+	ScaleF16    bool    `json:"scale_f16,omitempty"`
 }
 
 // MarshalJSON encodes s with the method by name ("lsq", "observed", "pact"), the scheme
@@ -166,7 +174,8 @@ type specJSON struct {
 func (s Spec) MarshalJSON() ([]byte, error) {
 	return json.Marshal(specJSON{Bits: s.Bits, Method: s.Method.String(), PerTensor: s.PerTensor,
 		LearnOffset: s.LearnOffset, Momentum: s.Momentum, SinglePass: s.SinglePass, Float: s.Float,
-		Scheme: s.Scheme.String(), GroupSize: s.GroupSize, Observer: s.Observer.String(), Percentile: s.Percentile})
+		Scheme: s.Scheme.String(), GroupSize: s.GroupSize, Observer: s.Observer.String(), Percentile: s.Percentile,
+		ScaleF16: s.ScaleF16})
 }
 
 // UnmarshalJSON decodes what MarshalJSON wrote; an unknown method or field is an error.
@@ -197,7 +206,7 @@ func (s *Spec) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*s = Spec{Bits: j.Bits, Method: m, PerTensor: j.PerTensor, LearnOffset: j.LearnOffset, Momentum: j.Momentum, SinglePass: j.SinglePass, Float: j.Float,
-		Scheme: sc, GroupSize: j.GroupSize, Observer: ob, Percentile: j.Percentile}
+		Scheme: sc, GroupSize: j.GroupSize, Observer: ob, Percentile: j.Percentile, ScaleF16: j.ScaleF16}
 	return nil
 }
 
@@ -338,6 +347,7 @@ func (c QConfig) fqConfig(m graph.Network, s graph.Site) (fakequant.Config, bool
 		}
 	}
 	fc.LearnOffset = sp.LearnOffset && sp.Method == fakequant.LSQ && fc.Scheme != fakequant.SymmetricNarrow
+	fc.ScaleF16 = sp.ScaleF16 && weight
 	if err := fc.Validate(); err != nil {
 		return fc, false, fmt.Errorf("qat: %s site %q: %w", c.Name, s.Name, err)
 	}

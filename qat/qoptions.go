@@ -122,6 +122,8 @@ func (sp Spec) validate(s graph.Site) error {
 		return fmt.Errorf("PACT is always unsigned with zero point 0; scheme %q is not possible", sp.Scheme)
 	case sp.LearnOffset && sp.Method == fakequant.LSQ && sp.Scheme == SchemeSymmetric:
 		return fmt.Errorf("LearnOffset needs an asymmetric scheme")
+	case sp.ScaleF16 && (!weight || sp.Method != fakequant.LSQ):
+		return fmt.Errorf("ScaleF16 is for learned (LSQ) weight scales only")
 	case sp.GroupSize < 0:
 		return fmt.Errorf("GroupSize %d < 0", sp.GroupSize)
 	case s.Kind == graph.SiteKVCache && (sp.Method == fakequant.PACT || sp.LearnOffset || sp.PerTensor ||

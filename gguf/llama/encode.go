@@ -15,6 +15,11 @@ type EncodeOptions struct {
 	// EmbedType is the type of token_embd; nil means F32 (llama.cpp dequantizes the embedding
 	// rows exactly, but a model trained with a float embedding keeps its values only in F32).
 	EmbedType *gguf.TensorType
+	// Exact writes the linear weights (those of type Type) with gguf.QuantizeExact: weights that
+	// are already on Type's grid, as FromPrepared returns them for a model trained with
+	// qat.GGMLPreset.LearnScale, are stored so that llama.cpp reads back exactly those values
+	// (learned fp16 block scales included); a block off the grid is an error.
+	Exact bool
 }
 
 // FileType returns llama.cpp's general.file_type for weights of type t (LLAMA_FTYPE_*).
@@ -85,7 +90,11 @@ func Encode(w *Weights, o EncodeOptions) (*gguf.File, error) {
 		if t.BlockSize() > 1 && s.cols%t.BlockSize() != 0 {
 			return nil, fmt.Errorf("llama: %s needs rows of a multiple of %d values, %s has %d", t, t.BlockSize(), n, s.cols)
 		}
-		data, err := gguf.Quantize(t, w.Tensors[n], s.cols)
+		quantize := gguf.Quantize
+		if o.Exact && t == o.Type && s.rows > 1 && n != "token_embd.weight" {
+			quantize = gguf.QuantizeExact
+		}
+		data, err := quantize(t, w.Tensors[n], s.cols)
 		if err != nil {
 			return nil, fmt.Errorf("llama: %s: %w", n, err)
 		}
