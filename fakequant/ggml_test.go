@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/qatgo/qatgo/gguf"
+	"github.com/qatgo/qatgo/quant"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
@@ -77,5 +78,35 @@ func TestGGMLFakeQuant(t *testing.T) {
 	bad := G.NewMatrix(g, tensor.Float32, G.WithShape(2, 48), G.WithName("bad"))
 	if _, err := GGMLFakeQuant(bad, GGMLWeightQ8_0); err == nil {
 		t.Error("rows of 48 accepted")
+	}
+}
+
+// ScaleF16 rounds the learned scales to half precision (in the forward and in LearnedParams),
+// and only LSQ with a symmetric scheme takes it.
+func TestScaleF16(t *testing.T) {
+	cfg := Config{Name: "w", Bits: 4, Method: LSQ, Granularity: PerGroup, Axis: 1, GroupSize: 32, ScaleF16: true}
+	logs := []float64{-3.1, -7.77, 0.3, -20, 12}
+	ps, err := LearnedParams(cfg, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range ps {
+		want := gguf.RoundF16(min(max(float32(math.Exp(logs[i])), quant.MinScale), 65504))
+		if p.Scale != want || gguf.RoundF16(p.Scale) != p.Scale || p.Scale <= 0 {
+			t.Errorf("log-scale %v: scale %v, want the half-precision %v", logs[i], p.Scale, want)
+		}
+	}
+	cfg.ScaleF16 = false
+	plain, _ := LearnedParams(cfg, logs)
+	if plain[0].Scale == ps[0].Scale {
+		t.Errorf("without ScaleF16 the scale %v is already a half-precision number: pick another test value", plain[0].Scale)
+	}
+	for _, c := range []Config{
+		{Name: "o", Bits: 4, Method: Observed, ScaleF16: true},
+		{Name: "a", Bits: 8, Method: LSQ, Scheme: AsymmetricSigned, ScaleF16: true},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v was accepted", c)
+		}
 	}
 }

@@ -20,8 +20,11 @@
 //
 // Quantized types quantize blocks of 32 along each row (the input dimension) with llama.cpp's
 // reference quantizers (package gguf), so a model trained with the matching fake-quant preset
-// ([Preset]) computes in llama.cpp what it computed in qatgo. The token embedding stays F32 unless
-// EncodeOptions.EmbedType says otherwise.
+// ([Preset], which is qat.GGMLPreset) computes in llama.cpp what it computed in qatgo. The token
+// embedding stays F32 unless EncodeOptions.EmbedType says otherwise. A model prepared with
+// qat.GGMLPreset{..., LearnScale: true}.QConfig() learns its fp16 block scales; [FromPrepared]
+// returns the weights its fake-quant forward used and EncodeOptions.Exact writes them block for
+// block exactly (gguf.QuantizeExact).
 //
 // # How close the preset's forward is to llama.cpp
 //
