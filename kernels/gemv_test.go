@@ -14,7 +14,7 @@ func TestGEMVAllPaths(t *testing.T) {
 	gemvMinParallel = 1
 	r := rand.New(rand.NewPCG(31, 32))
 	type tc struct{ n, k, group int }
-	for _, c := range []tc{{1, 8, 8}, {16, 64, 32}, {17, 64, 32}, {64, 64, 32}, {100, 96, 32}, {288, 768, 32}, {33, 40, 8}, {50, 13, 0}, {70, 130, 0}} {
+	for _, c := range []tc{{1, 8, 8}, {16, 64, 32}, {17, 64, 32}, {64, 64, 32}, {100, 96, 32}, {288, 768, 32}, {33, 40, 8}, {50, 13, 0}, {70, 130, 0}, {72, 36, 0}, {200, 20, 0}} {
 		for _, kind := range []fillKind{fillRandom, fillMin, fillMax, fillMixed} {
 			w := make([]int8, c.n*c.k)
 			fillInt8(r, w, kind, true)
