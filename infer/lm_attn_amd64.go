@@ -20,3 +20,20 @@ func attentionExp(ex, scores []int32, ec expScale) int64 {
 	}
 	return attentionExpPortable(ex, scores, ec)
 }
+
+//go:noescape
+func ropeAVX512(dst *int8, src *int8, hd, heads int, c2, s2 *int32, zIn, m0, round int64, right uint64, zOut int64)
+
+// ropeVector runs the RoPE of one row with AVX-512 where the path has it and the head size is a
+// multiple of 8 (c2, s2: the position's interleaved tables, lmFast), and reports whether it did.
+func ropeVector(dst, src []int8, st *lmStep, c2, s2 []int32) bool {
+	p := &st.rope
+	n := p.heads * p.hd
+	if p.hd%8 != 0 || p.heads < 1 || len(c2) < p.hd || len(s2) < p.hd || len(src) < n || len(dst) < n || kernels.Path() != "avx512vnni" {
+		return false
+	}
+	m := st.mult.Multiplier()
+	total := uint64(31 - m.Shift)
+	ropeAVX512(&dst[0], &src[0], p.hd, p.heads, &c2[0], &s2[0], int64(st.zIn), int64(m.M0), int64(1)<<(total-1), total, int64(st.zOut))
+	return true
+}

@@ -106,3 +106,67 @@ ex_full:
 	MOVQ AX, sum+48(FP)
 	VZEROUPPER
 	RET
+
+// func ropeAVX512(dst *int8, src *int8, hd, heads int, c2, s2 *int32, zIn, m0, round int64, right uint64, zOut int64)
+// RoPE of one row (ropeRowFast), 8 values (4 pairs) per step in int64 lanes: with x = src - zIn
+// and x~ the pair partner (VPSHUFD swaps the qwords of each 128-bit lane),
+//   v   = x*c2[i] + x~*s2[i]             (c2 = cos, cos; s2 = -sin, +sin per pair: x0*c - x1*s
+//                                         and x0*s + x1*c exactly, VPMULDQ)
+//   a   = (v + 2^14 + (v>>63)) >> 15     (roundShift64(v, 15))
+//   out = clamp(sat32((a*m0 + round) >> right) + zOut, -128, 127)
+// c2/s2 hold hd values (one position) and serve every head; hd is a positive multiple of 8.
+TEXT ·ropeAVX512(SB), NOSPLIT, $0-88
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ heads+24(FP), R12
+	VPBROADCASTQ zIn+48(FP), Z20
+	VPBROADCASTQ m0+56(FP), Z21
+	VPBROADCASTQ round+64(FP), Z22
+	VPBROADCASTQ right+72(FP), Z23
+	VPBROADCASTQ zOut+80(FP), Z24
+	MOVQ $0x4000, AX
+	VPBROADCASTQ AX, Z25
+	MOVQ $0x7fffffff, AX
+	VPBROADCASTQ AX, Z26
+	MOVQ $-0x80000000, AX
+	VPBROADCASTQ AX, Z27
+	MOVQ $-128, AX
+	VPBROADCASTQ AX, Z28
+	MOVQ $127, AX
+	VPBROADCASTQ AX, Z29
+rope_head:
+	MOVQ c2+32(FP), R8
+	MOVQ s2+40(FP), R9
+	MOVQ hd+16(FP), CX
+rope_loop:
+	VPMOVSXBQ (SI), Z0
+	VPSUBQ    Z20, Z0, Z0
+	VPSHUFD   $0x4e, Z0, Z1
+	VPMOVSXDQ (R8), Z2
+	VPMOVSXDQ (R9), Z3
+	VPMULDQ   Z2, Z0, Z0
+	VPMULDQ   Z3, Z1, Z1
+	VPADDQ    Z1, Z0, Z0
+	VPSRAQ    $63, Z0, Z4
+	VPADDQ    Z25, Z0, Z0
+	VPADDQ    Z4, Z0, Z0
+	VPSRAQ    $15, Z0, Z0
+	VPMULDQ   Z21, Z0, Z0
+	VPADDQ    Z22, Z0, Z0
+	VPSRAVQ   Z23, Z0, Z0
+	VPMINSQ   Z26, Z0, Z0
+	VPMAXSQ   Z27, Z0, Z0
+	VPADDQ    Z24, Z0, Z0
+	VPMAXSQ   Z28, Z0, Z0
+	VPMINSQ   Z29, Z0, Z0
+	VPMOVQB   Z0, (DI)
+	ADDQ $8, SI
+	ADDQ $8, DI
+	ADDQ $32, R8
+	ADDQ $32, R9
+	SUBQ $8, CX
+	JNZ  rope_loop
+	DECQ R12
+	JNZ  rope_head
+	VZEROUPPER
+	RET

@@ -22,18 +22,32 @@ type lmFast struct {
 	rq    kernels.RowRequant   // RoPE, SwiGLU, Hadamard, Add: the op's multiplier and clamp
 	norm  *kernels.NormRequant // RMSNorm
 	attRQ []kernels.RowRequant // Attention: the output epilogue of each KV head
+	// RoPE: the tables interleaved per position for the vector form, [pos][hd]: c2 = cos_j at
+	// 2j and 2j+1, s2 = -sin_j at 2j and sin_j at 2j+1 (shared by the steps of one table)
+	c2, s2 []int32
 }
 
 // prepareFast builds the fast forms of the steps and sizes the int32 row scratch they need.
 // A step whose constants the kernels refuse (a zero point outside their range) keeps its plain
 // op.
 func (lm *LM) prepareFast() {
+	ropes := map[*int32][2][]int32{}
 	for i := range lm.steps {
 		st := &lm.steps[i]
 		f := &lmFast{}
 		var err error
 		switch st.kind {
-		case qmodel.OpRoPE, qmodel.OpSwiGLU, qmodel.OpHadamard:
+		case qmodel.OpRoPE:
+			f.rq, err = kernels.NewRowRequant(st.mult.Multiplier(), st.zOut, -128, 127)
+			p := &st.rope
+			t, ok := ropes[&p.cos[0]]
+			if !ok {
+				t[0], t[1] = ropeInterleaved(p)
+				ropes[&p.cos[0]] = t
+				lm.weightBytes += int64(8 * len(t[0]))
+			}
+			f.c2, f.s2 = t[0], t[1]
+		case qmodel.OpSwiGLU, qmodel.OpHadamard:
 			f.rq, err = kernels.NewRowRequant(st.mult.Multiplier(), st.zOut, -128, 127)
 		case qmodel.OpAdd:
 			f.rq, err = kernels.NewRowRequant(st.mult.Multiplier(), st.add.zOut, st.add.lo, st.add.hi)
@@ -62,6 +76,19 @@ func (lm *LM) prepareFast() {
 		st.fast = f
 		lm.scratchN = max(lm.scratchN, st.inN, st.outN)
 	}
+}
+
+// ropeInterleaved returns RoPE's tables in the layout of lmFast.c2 and lmFast.s2.
+func ropeInterleaved(p *ropeParams) (c2, s2 []int32) {
+	half := p.hd / 2
+	c2, s2 = make([]int32, 2*len(p.cos)), make([]int32, 2*len(p.cos))
+	for k := range p.cos {
+		pos, j := k/half, k%half
+		o := pos*p.hd + 2*j
+		c2[o], c2[o+1] = p.cos[k], p.cos[k]
+		s2[o], s2[o+1] = -p.sin[k], p.sin[k]
+	}
+	return c2, s2
 }
 
 // embeddingRowFast is embeddingRow: the row's integer values, then one epilogue.
@@ -134,6 +161,9 @@ func rmsNormRowFast(dst, src []int8, st *lmStep) {
 // ropeRowFast is ropeRow: the rotated pairs in int32, then one epilogue for the row.
 func ropeRowFast(dst, src []int8, st *lmStep, pos int, buf []int32) {
 	p := &st.rope
+	if ropeVector(dst, src, st, st.fast.c2[pos*p.hd:(pos+1)*p.hd], st.fast.s2[pos*p.hd:(pos+1)*p.hd]) {
+		return
+	}
 	half := p.hd / 2
 	cs, sn := p.cos[pos*half:(pos+1)*half], p.sin[pos*half:(pos+1)*half]
 	n := p.heads * p.hd

@@ -7,6 +7,7 @@ import (
 
 	"github.com/qatgo/qatgo/kernels"
 	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
 )
 
 // forEachKernelPath runs f with every kernel path of this build and CPU (portable first), then
@@ -197,4 +198,52 @@ func TestAttentionExpMatchesPlain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRoPEFastTies: RoPE's fast form equals the plain op on tables made to hit the rounding
+// ties of the Q15 step (cos, sin = +-2^14, 3*2^14: odd levels give v = k*2^15 + 2^14) and the
+// table limits +-2^30, with a multiplier of 1, for every level pair, on every kernel path.
+func TestRoPEFastTies(t *testing.T) {
+	r := rand.New(rand.NewPCG(45, 46))
+	lm := loadRandomLMZeroPoints(t, smallLMConfig(8, 0), 16, r)
+	s := lm.NewSession()
+	for si := range lm.steps {
+		if lm.steps[si].kind != qmodel.OpRoPE || lm.steps[si].fast == nil {
+			continue
+		}
+		st := lm.steps[si] // a copy with its own tables
+		p := &st.rope
+		p.cos, p.sin = make([]int32, len(p.cos)), make([]int32, len(p.sin))
+		vals := []int32{1 << 14, -(1 << 14), 3 << 14, -(3 << 14), 1 << 30, -(1 << 30), 0, 1, -1}
+		for i := range p.cos {
+			p.cos[i], p.sin[i] = vals[r.IntN(len(vals))], vals[r.IntN(len(vals))]
+		}
+		// Multiplier 1: the Q15 values themselves are the output levels, so that a tie rounded
+		// the wrong way shows.
+		mu := quant.Multiplier{M0: 1 << 30, Shift: 1}
+		st.mult = mu.Prepare()
+		f := *st.fast
+		var err error
+		if f.rq, err = kernels.NewRowRequant(mu, st.zOut, -128, 127); err != nil {
+			t.Fatal(err)
+		}
+		f.c2, f.s2 = ropeInterleaved(p)
+		st.fast = &f
+		forEachKernelPath(t, func(path string) {
+			got, want := make([]int8, st.outN), make([]int8, st.outN)
+			x := make([]int8, st.inN)
+			for pos := 0; pos < lm.ctx; pos++ {
+				for v := 0; v < 256; v++ {
+					for i := range x {
+						x[i] = int8(v + i*37)
+					}
+					ropeRowFast(got, x, &st, pos, s.scratch)
+					ropeRow(want, x, &st, pos)
+					sameInt8(t, path+" "+st.name, got, want)
+				}
+			}
+		})
+		return
+	}
+	t.Fatal("no RoPE step")
 }
