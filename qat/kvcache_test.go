@@ -369,6 +369,10 @@ func TestKVCacheConfig(t *testing.T) {
 	if len(p.Sites) != len(lm.Sites()) || strings.Contains(mustJSON(t, W8A8()), "kv") {
 		t.Errorf("a QConfig without KV: %d sites (model %d), JSON %s", len(p.Sites), len(lm.Sites()), mustJSON(t, W8A8()))
 	}
+	kc := LMRecipe{WBits: 8, ABits: 8, KVBits: 4}.QConfig()
+	if d := kc.Describe(lm); !strings.Contains(d, "blk0.attn.v_cache    4-bit symmetric-narrow per-channel observed") {
+		t.Errorf("Describe of a KV4 recipe:\n%s", d)
+	}
 	if got := (LMRecipe{WBits: 4, ABits: 8, Group: 32, KVBits: 4}).Bits(); got != "W4A8 g32 KV4" {
 		t.Errorf("Bits() = %q", got)
 	}

@@ -357,7 +357,11 @@ func (c QConfig) fqConfig(m graph.Network, s graph.Site) (fakequant.Config, bool
 // Describe lists every site with its effective setting, one per line (for logs and reports).
 func (c QConfig) Describe(m graph.Network) string {
 	var lines []string
-	for _, s := range m.Sites() {
+	sites := m.Sites()
+	if lm, ok := m.(*graph.LM); ok && c.KV != nil {
+		sites = append(sites, lm.KVSites()...)
+	}
+	for _, s := range sites {
 		fc, on, err := c.fqConfig(m, s)
 		switch {
 		case err != nil:
