@@ -48,6 +48,14 @@ type step struct {
 	zA, zB, zOut int32
 	mA, mB, mOut quant.Multiplier
 	addTab       *[1 << 16]int8 // the output for every input pair, index uint8(a)<<8 | uint8(b)
+
+	// qmodel.RequantOnnxruntime (onnxruntime.go): Conv2D/FullyConnected run ortLinear with these
+	// multipliers on the weights as stored; a float Quantize rounds half to even.
+	ortM     []quant.Float32Multiplier
+	ortW     []int8  // [O][KH][KW][I/groups] or [N][K]
+	ortBias  []int32 // the stored bias (input zero point not folded)
+	groups   int
+	ortRound bool
 	// Quantize (float): scale, zero; (uint8): table
 	scale float32
 	zero  int32
@@ -69,6 +77,8 @@ type Model struct {
 	inN      int
 	outN     int
 	scratchN int
+	// ortRequant: the model's Meta selects qmodel.RequantOnnxruntime (onnxruntime.go).
+	ortRequant bool
 	// Integer entry and exit: the steps [first, last) that run on int8 data, with the tensors
 	// at their ends (the Quantize output and the Dequantize input, or the model input/output).
 	first, last int
@@ -109,6 +119,11 @@ func LoadWith(m *qmodel.Model, opt LoadOptions) (*Model, error) {
 		return nil, fmt.Errorf("infer: model has %d inputs and %d outputs; this runtime runs models with one of each", len(m.Inputs), len(m.Outputs))
 	}
 	md := &Model{qm: m, input: m.Inputs[0], output: m.Outputs[0]}
+	rule, err := m.Requant()
+	if err != nil {
+		return nil, fmt.Errorf("infer: %w", err)
+	}
+	md.ortRequant = rule == qmodel.RequantOnnxruntime
 	if md.input == md.output {
 		return nil, fmt.Errorf("infer: the model output %q is its input", m.Tensors[md.input].Name)
 	}
@@ -152,7 +167,7 @@ func LoadWith(m *qmodel.Model, opt LoadOptions) (*Model, error) {
 // output channels (larger ones run faster on the GEMM path). Convolutions of more than
 // maxFusedMACs per image are not fused.
 func (md *Model) fuse() {
-	if disableFusion {
+	if disableFusion || md.ortRequant {
 		return
 	}
 	readers := make([]int, len(md.qm.Tensors))
@@ -268,6 +283,10 @@ func (md *Model) compile(s *step, op *qmodel.Op) error {
 	case qmodel.OpQuantize:
 		po := params(out)
 		s.scale, s.zero = po.Scale, po.ZeroPoint
+		s.ortRound = md.ortRequant
+		if in.DType == qmodel.Uint8 && md.ortRequant {
+			return errNoOnnxruntimeRule
+		}
 		if in.DType == qmodel.Uint8 {
 			pi := params(in)
 			mult, err := qmodel.RescaleMultiplier(pi.Scale, po.Scale)
@@ -290,6 +309,9 @@ func (md *Model) compile(s *step, op *qmodel.Op) error {
 		s.kh, s.kw, s.sh, s.sw, s.pt, s.pl = op.KernelH, op.KernelW, op.StrideH, op.StrideW, op.PadTop, op.PadLeft
 		s.lo, s.hi = qmodel.ActivationRange(op.Act, params(out))
 		md.maxPoolC = max(md.maxPoolC, s.c)
+		if op.Kind == qmodel.OpAvgPool2D && md.ortRequant {
+			return errNoOnnxruntimeRule
+		}
 	case qmodel.OpAdd:
 		s.in2 = op.Inputs[1]
 		pa, pb, po := params(in), params(&m.Tensors[s.in2]), params(out)
@@ -300,8 +322,16 @@ func (md *Model) compile(s *step, op *qmodel.Op) error {
 		s.zA, s.zB, s.zOut = pa.ZeroPoint, pb.ZeroPoint, po.ZeroPoint
 		s.lo, s.hi = qmodel.ActivationRange(op.Act, po)
 		s.addTab = addTable(s)
+		if md.ortRequant {
+			if s.addTab, err = quant.OnnxruntimeAddTable(pa.Scale, pb.Scale, po.Scale, pa.ZeroPoint, pb.ZeroPoint, po.ZeroPoint, s.lo, s.hi); err != nil {
+				return err
+			}
+		}
 	case qmodel.OpReshape:
 	case qmodel.OpSoftmax:
+		if md.ortRequant {
+			return errNoOnnxruntimeRule
+		}
 		p := params(in)
 		s.rowN = in.Shape[len(in.Shape)-1]
 		s.exp = new([256]int64)
@@ -369,6 +399,9 @@ func (md *Model) compileLinear(s *step, op *qmodel.Op) error {
 		s.bias[c] = int32(b)
 	}
 
+	if md.ortRequant {
+		return md.compileOnnxruntime(s, op, wv, bias)
+	}
 	if op.Kind == qmodel.OpFullyConnected {
 		if wt.DType == qmodel.Int4 && !disableInt4 {
 			if s.w4 = packInt4FC(wv, n, k); s.w4 != nil {

@@ -615,6 +615,10 @@ func (s *Session) step(st *step, ln *lane) {
 			return
 		}
 		f := ln.f32buf(s, st.in, st.inN)
+		if st.ortRound {
+			quantizeHalfEven(dst, f[:len(dst)], st)
+			return
+		}
 		kernels.QuantizeFloat32(dst, f[:len(dst)], st.scale, st.zero, -128, 127)
 	case qmodel.OpDequantize:
 		f := ln.f32buf(s, st.out, st.outN)
@@ -623,6 +627,10 @@ func (s *Session) step(st *step, ln *lane) {
 			f[i] = quant.DequantizeValue(int32(q), st.scale, st.zero)
 		}
 	case qmodel.OpConv2D:
+		if st.ortM != nil {
+			ortLinear(dst, src, nb, st)
+			return
+		}
 		if st.shiftedIn && s.inU != nil && ln.fused {
 			if st.pool != nil {
 				dst = ln.i8buf(s, st.poolOut, st.pool.outN)
@@ -648,6 +656,10 @@ func (s *Session) step(st *step, ln *lane) {
 			kernels.Conv2DInt8(dst, src, nb, st.cs, st.inZero, st.w, st.bias, &st.rq, ln.scratch)
 		}
 	case qmodel.OpFullyConnected:
+		if st.ortM != nil {
+			ortLinear(dst, src, nb, st)
+			return
+		}
 		if st.w4 != nil {
 			kernels.GEMMInt4(dst, st.outN, src, st.inN, nb, st.w4, st.bias, &st.rq)
 			return

@@ -43,6 +43,9 @@ func (m *Model) Validate() error {
 			return err
 		}
 	}
+	if _, err := m.Requant(); err != nil {
+		return err
+	}
 	if len(m.Tensors) == 0 {
 		return fmt.Errorf("qmodel: model has no tensors")
 	}
