@@ -59,6 +59,7 @@ MODEL.gguf -type q8_0.`,
 			out := fs.String("o", "", "output model file (default: <model>-<qconfig>.qm)")
 			u8 := fs.Bool("uint8", false, "uint8 model input (image bytes, real = byte/255) instead of float32")
 			softmax := fs.Bool("softmax", false, "append an integer Softmax to the output")
+			requant := fs.String("requant", qmodel.RequantDefault, "requantization rule of the .qm: default (Q31 multipliers, the integer contract) or onnxruntime (the integers onnxruntime's int8 kernels compute on the -format onnx export, bit for bit; Conv, dense, Add, MaxPool models)")
 			parity := fs.Int("parity", 1000, "MNIST test images for the parity check (0: skip it)")
 			dir := fs.String("dir", "", "directory with the MNIST idx files (default: locate GoMNIST)")
 			data := fs.String("data", "", "labelled data for PTQ calibration (when the checkpoint has no quantizer state) and the parity check: mnist, fashion or a folder of idx files (overrides -dir)")
@@ -117,6 +118,9 @@ MODEL.gguf -type q8_0.`,
 						*dir = d
 					}
 				}
+				if *requant != qmodel.RequantDefault && *requant != qmodel.RequantOnnxruntime {
+					return usagef("-requant must be %s or %s, got %q", qmodel.RequantDefault, qmodel.RequantOnnxruntime, *requant)
+				}
 				onnxOut := strings.EqualFold(fs.Lookup("format").Value.String(), "onnx")
 				set := map[string]bool{}
 				fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -124,7 +128,7 @@ MODEL.gguf -type q8_0.`,
 					*maxLossInc = -1
 				}
 				return runExport(e, exportArgs{ckpt: args[0], data: *data, folder: folder, calib: *calib, onnx: onnxOut, model: *model, qconfig: *qconf, out: *out, uint8: *u8,
-					softmax: *softmax, parity: *parity, dir: *dir, force: *force,
+					softmax: *softmax, requant: *requant, parity: *parity, dir: *dir, force: *force,
 					text: *textPath, maxBytes: *maxBytes, maxLossInc: *maxLossInc, agreeSet: set["min-agree"], within1Set: set["min-within1"],
 					th: export.Thresholds{MinWithin1: *minW1, MinAgreement: *minAgree, MaxLSB: *maxLSB, MaxLocalLSB: *maxLocal, MaxAccuracyDrop: *maxDrop}})
 			}
@@ -134,6 +138,7 @@ MODEL.gguf -type q8_0.`,
 
 type exportArgs struct {
 	ckpt, model, qconfig, out, dir string
+	requant                        string // qmodel.MetaRequant of the .qm
 	data                           string // -data as given ("" unless set); dir is resolved from it
 	folder                         bool   // dir is a folder of labelled images (data/imagefolder)
 	calib                          int
@@ -184,6 +189,9 @@ func runExport(e *env, a exportArgs) error {
 		}
 	}
 	opt := export.Options{Softmax: a.softmax || ck.Meta[MetaONNXSoftmax] == "true", Meta: map[string]string{"checkpoint": filepath.Base(a.ckpt), "qconfig": qc.Name}}
+	if a.requant != "" && a.requant != qmodel.RequantDefault {
+		opt.Meta[qmodel.MetaRequant] = a.requant
+	}
 	// How images become the model's input: its input shape and the normalisation the checkpoint
 	// records (input.mean/input.std), copied into the integer model's metadata.
 	spec, specErr := preprocess.FromMeta(ck.Meta, m.Input, false)

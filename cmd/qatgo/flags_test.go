@@ -24,6 +24,7 @@ func TestFlagValuesRejected(t *testing.T) {
 		{[]string{"eval", "-max-memory", "0", model}, "-max-memory must be in"},
 		{[]string{"run", "-k", "0", model, model}, "-k must be at least 1"},
 		{[]string{"run", "-max-work", "-2", model, model}, "-max-work must be >= 0"},
+		{[]string{"export", "-requant", "tflite", "x.ckpt"}, "-requant must be default or onnxruntime"},
 		{[]string{"export", "-parity", "-1", "x.ckpt"}, "-parity must be >= 0"},
 		{[]string{"export", "-min-within1", "1.5", "x.ckpt"}, "-min-within1 and -min-agree must be in [0,1]"},
 		{[]string{"export", "-min-within1", "NaN", "x.ckpt"}, "-min-within1 and -min-agree must be in [0,1]"},
