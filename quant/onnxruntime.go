@@ -143,7 +143,7 @@ func OnnxruntimeAddTable(sA, sB, sC float32, zA, zB, zC, lo, hi int32) (*[1 << 1
 	for a := 0; a < 256; a++ {
 		for b := 0; b < 256; b++ {
 			v := math.RoundToEven(float64(fma32(float32(a), rA, inner[b])))
-			u := min(max(v, 0), 255) // packs/packus saturation
+			u := min(max(v, 0), 255)                                  // packs/packus saturation
 			t[(a^0x80)<<8|b^0x80] = int8(Clamp(int32(u)-128, lo, hi)) // uint8 u is the int8 level u-128
 		}
 	}
