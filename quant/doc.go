@@ -22,4 +22,10 @@
 //	    power-of-two exponent from QuantizeMultiplier, applied by MultiplyByQuantizedMultiplier with a
 //	    single rounding step (TFLite's TFLITE_SINGLE_ROUNDING semantics: round half toward +inf of the
 //	    exact product acc*M0/2^(31-shift)). SIMD kernels must be bit-identical to that function.
+//
+// A model may opt into a second rule, onnxruntime's (qmodel.RequantOnnxruntime, onnxruntime.go):
+// the float32 multiplier applied to float32(acc) with two half-to-even roundings
+// (Float32Multiplier, still computed in integers), onnxruntime's float32 QLinearAdd tabulated at
+// load (OnnxruntimeAddTable) and half-to-even input quantization (QuantizeValueHalfEven), so
+// that the integer runtime and onnxruntime give identical outputs on the QDQ export.
 package quant
