@@ -13,7 +13,8 @@ import (
 // TestOnnxruntimeAccuracy measures the test-set accuracy of an ONNX image classifier in
 // onnxruntime: QATGO_ORT_EVAL names the ONNX file (1x28x28 input, pixel/255), QATGO_ORT_DATA the
 // data (mnist, the default, or fashion) and QATGO_ORT_QM, optionally, the .qm it was exported
-// beside, whose predictions in qatgo's integer runtime are compared image by image. For example:
+// beside, whose predictions in qatgo's integer runtime are compared image by image (and, for a .qm
+// exported with -requant onnxruntime, every output value). For example:
 //
 //	qatgo export -format onnx -data fashion -o m.onnx float.ckpt
 //	QATGO_ORT_EVAL=$PWD/m.onnx QATGO_ORT_DATA=fashion go test -run OnnxruntimeAccuracy -v ./onnx
@@ -86,5 +87,18 @@ func TestOnnxruntimeAccuracy(t *testing.T) {
 	t.Logf("qatgo on %s: %.2f%%; predictions agree with onnxruntime on %d/%d images", qmPath, 100*float64(qcorrect)/float64(n), agree, n)
 	if float64(agree) < 0.999*float64(n) {
 		t.Errorf("onnxruntime and qatgo agree on %d/%d predictions, want >= 99.9%%", agree, n)
+	}
+	// A .qm exported with -requant onnxruntime computes onnxruntime's integers: every output equal.
+	if rule, _ := qm.Requant(); rule == qmodel.RequantOnnxruntime {
+		differ := 0
+		for i, v := range out {
+			if v != res.Float32[i] {
+				differ++
+			}
+		}
+		t.Logf("requant onnxruntime: %d of %d outputs differ", differ, len(out))
+		if differ > 0 {
+			t.Errorf("requant onnxruntime: %d of %d outputs differ from onnxruntime's, want none", differ, len(out))
+		}
 	}
 }
