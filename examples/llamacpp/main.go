@@ -1,14 +1,16 @@
 // Command llamacpp compares, in llama.cpp itself, Q4_0 models of qatgo's tiny byte-level LM:
 // llama.cpp's own post-training Q4_0 (what users do today: quantize the f32 GGUF) against qatgo
 // GPTQ on the Q4_0 grid (qat.GPTQConfig.GGMLQ4_0) and qatgo QAT with the Q4_0 preset
-// (llama.Preset: weights and matmul inputs fake-quantized exactly as llama.cpp's CPU backend
-// computes), as bits per byte that llama.cpp measures on held-out text.
+// (qat.GGMLPreset: weights and matmul inputs fake-quantized exactly as llama.cpp's CPU backend
+// computes), with llama.cpp's max/-8 block scales or with learned fp16 block scales
+// (GGMLPreset.LearnScale), as bits per byte that llama.cpp measures on held-out text.
 //
 //	go run ./examples/tinyllm -quick -runs ptq:w8a8 -gen 0 -ckpt /tmp/float.ckpt -out ""
 //	go run ./examples/llamacpp -ckpt /tmp/float.ckpt
 //
-// It fine-tunes two copies of the float checkpoint for -steps steps with the same data and
-// optimizer, one in float (the reference: QAT also trains) and one with the Q4_0 preset, writes
+// It fine-tunes three copies of the float checkpoint for -steps steps through qat.Trainer with the
+// same data and optimizer, one in float (the reference: QAT also trains) and two prepared in one
+// call with the Q4_0 preset (qat.Prepare(lm, preset.QConfig())), writes
 // GGUF files to -out, quantizes the float one with llama.cpp's quantizer (.ci/llamacpp/quantize.py,
 // default and "pure" tensor types) and evaluates every file in llama.cpp through node-llama-cpp
 // (.ci/llamacpp/eval.mjs; install it there with npm ci --ignore-scripts --omit=optional).
@@ -30,7 +32,7 @@ import (
 	"github.com/qatgo/qatgo/gguf/llama"
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/internal/flagcheck"
-	"github.com/qatgo/qatgo/qat"
+	qatgo "github.com/qatgo/qatgo/qat"
 	"github.com/sirupsen/logrus"
 	G "gorgonia.org/gorgonia"
 )
@@ -104,7 +106,7 @@ func run(o options, log *logrus.Logger) error {
 		return err
 	}
 	log.WithFields(logrus.Fields{"windows": len(seqs), "predictions": len(seqs) * (C - 1)}).Info("held-out text")
-	float, err := finetune(m, nil, train, o, log)
+	float, _, err := finetune(m, nil, train, o, log)
 	if err != nil {
 		return err
 	}
@@ -112,8 +114,11 @@ func run(o options, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
-	q4 := llama.Preset{Type: gguf.Q4_0}
-	qat, err := finetune(m, q4, train, o, log)
+	qat, pq, err := finetune(m, &qatgo.GGMLPreset{Type: gguf.Q4_0}, train, o, log)
+	if err != nil {
+		return err
+	}
+	lsq, pl, err := finetune(m, &qatgo.GGMLPreset{Type: gguf.Q4_0, LearnScale: true}, train, o, log)
 	if err != nil {
 		return err
 	}
@@ -137,6 +142,14 @@ func run(o options, log *logrus.Logger) error {
 	if err := write(gptq, "gptq-q4_0.gguf", gguf.Q4_0); err != nil {
 		return err
 	}
+	// the learned scales are not llama.cpp's max rule: write the blocks the forward used, exactly
+	wl, err := llama.FromPrepared(pl)
+	if err != nil {
+		return err
+	}
+	if err := llama.WriteFile(path("qat-lsq-q4_0.gguf"), wl, llama.EncodeOptions{Type: gguf.Q4_0, Exact: true}); err != nil {
+		return err
+	}
 	for _, mode := range []string{"default", "pure"} {
 		cmd := exec.Command("python3", filepath.Join(o.llamaDir, "quantize.py"), path("float-f32.gguf"), path("llamacpp-q4_0-"+mode+".gguf"), "q4_0", mode)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -147,7 +160,11 @@ func run(o options, log *logrus.Logger) error {
 	if err != nil {
 		return err
 	}
-	qgQAT, err := qatgoBPB(qat, q4, seqs)
+	qgQAT, err := qatgoBPB(qat, pq.EvalQuantizer(), seqs)
+	if err != nil {
+		return err
+	}
+	qgLSQ, err := qatgoBPB(lsq, pl.EvalQuantizer(), seqs)
 	if err != nil {
 		return err
 	}
@@ -158,6 +175,7 @@ func run(o options, log *logrus.Logger) error {
 		{"qatgo round-to-nearest Q4_0 of the float model (F32 embedding)", "rtn-q4_0.gguf"},
 		{"qatgo GPTQ on the Q4_0 grid (F32 embedding)", "gptq-q4_0.gguf"},
 		{"qatgo QAT, Q4_0 preset (F32 embedding)", "qat-q4_0.gguf"},
+		{"qatgo QAT, Q4_0 preset, learned fp16 block scales (F32 embedding)", "qat-lsq-q4_0.gguf"},
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nmodel (%d fine-tuning steps from %s)\tfile bytes\tbits/byte in llama.cpp\tvs float\tdecode tok/s (node-llama-cpp, 1 thread)\n", o.steps, filepath.Base(o.ckpt))
@@ -175,7 +193,7 @@ func run(o options, log *logrus.Logger) error {
 		fmt.Fprintf(tw, "%s\t%d\t%.4f\t%+.2f%%\t%.0f\n", r.name, fi.Size(), bpb, 100*(bpb/base-1), res.Timings.GenTokens/res.Timings.GenMS*1000)
 	}
 	tw.Flush()
-	fmt.Printf("\nqatgo's own forward on the same text: float %.4f, QAT Q4_0 fake-quant %.4f bits/byte\n", qgFloat, qgQAT)
+	fmt.Printf("\nqatgo's own forward on the same text: float %.4f, QAT Q4_0 fake-quant %.4f, learned scales %.4f bits/byte\n", qgFloat, qgQAT, qgLSQ)
 	return nil
 }
 
@@ -191,12 +209,12 @@ func gptqQ4_0(m *graph.LM, train []int, o options, log *logrus.Logger) (*graph.L
 	if err != nil {
 		return nil, err
 	}
-	stats, err := qat.CollectLMStats(c, graph.LMOptions{Batch: 16}, func(i int) ([]int, []int) { return s.Next(int64(i)) }, o.calib, true)
+	stats, err := qatgo.CollectLMStats(c, graph.LMOptions{Batch: 16}, func(i int) ([]int, []int) { return s.Next(int64(i)) }, o.calib, true)
 	if err != nil {
 		return nil, err
 	}
-	qs, err := qat.GPTQLinears(c, stats, func(graph.LMLinear) (qat.GPTQConfig, bool) {
-		return qat.GPTQConfig{Bits: 4, GroupSize: 32, GGMLQ4_0: true, ActOrder: true}, true
+	qs, err := qatgo.GPTQLinears(c, stats, func(graph.LMLinear) (qatgo.GPTQConfig, bool) {
+		return qatgo.GPTQConfig{Bits: 4, GroupSize: 32, GGMLQ4_0: true, ActOrder: true}, true
 	})
 	if err != nil {
 		return nil, err
@@ -216,47 +234,43 @@ func clone(m *graph.LM) (*graph.LM, error) {
 	return c, nil
 }
 
-// finetune trains a copy of m with quantizer q (nil: float) and Adam, batch 16.
-func finetune(m *graph.LM, q graph.Quantizer, train []int, o options, log *logrus.Logger) (*graph.LM, error) {
+// finetune trains a copy of m through qat.Trainer (Adam with beta2 0.95, batch 16, -lr, -steps,
+// the same windows for every run): in float (preset nil), or prepared in one call with the GGML
+// preset, whose Prepared it returns too.
+func finetune(m *graph.LM, preset *qatgo.GGMLPreset, train []int, o options, log *logrus.Logger) (*graph.LM, *qatgo.Prepared, error) {
 	c, err := clone(m)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	net, err := c.Build(graph.LMOptions{Batch: 16, Quant: q})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := G.Grad(net.Loss, net.ParamNodes()...); err != nil {
-		return nil, err
-	}
-	vm := G.NewTapeMachine(net.G, G.BindDualValues(net.ParamNodes()...))
-	defer vm.Close()
-	solver := G.NewAdamSolver(G.WithLearnRate(o.lr), G.WithBeta1(0.9), G.WithBeta2(0.95))
 	s, err := text.NewSampler(train, 16, c.Config.Ctx, 12345)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	name := "float"
-	if q != nil {
-		name = "qat-q4_0"
+	cal, err := text.NewSampler(train, 16, c.Config.Ctx, 999)
+	if err != nil {
+		return nil, nil, err
 	}
-	for i := 0; i < o.steps; i++ {
-		x, y := s.Next(int64(i))
-		if err := net.SetBatch(x, y); err != nil {
-			return nil, err
-		}
-		if err := vm.RunAll(); err != nil {
-			return nil, err
-		}
-		if err := solver.Step(G.NodesToValueGrads(net.ParamNodes())); err != nil {
-			return nil, err
-		}
-		if (i+1)%50 == 0 || i+1 == o.steps {
-			log.WithFields(logrus.Fields{"run": name, "step": i + 1, "loss": fmt.Sprintf("%.4f", net.Loss.Value().Data())}).Info("fine-tuning")
-		}
-		vm.Reset()
+	task := &qatgo.NextTokenTask{LM: c, Train: s.Next}
+	for i := int64(0); i < 2; i++ { // the learned scales start from these windows' weight ranges
+		ids, targets := cal.Next(i)
+		task.CalibIDs, task.CalibTargets = append(task.CalibIDs, ids), append(task.CalibTargets, targets)
 	}
-	return c, nil
+	var p *qatgo.Prepared
+	if preset != nil {
+		if p, err = qatgo.Prepare(c, preset.QConfig()); err != nil {
+			return nil, nil, err
+		}
+	}
+	tr, err := qatgo.NewTrainer(task, p, qatgo.Config{BatchSize: 16, LR: o.lr, Beta2: 0.95, Steps: int64(o.steps),
+		CalibBatches: 2, Logger: log, LogEvery: 50})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer tr.Close()
+	if err := tr.Fit(nil); err != nil {
+		return nil, nil, err
+	}
+	return c, p, nil
 }
 
 func qatgoBPB(m *graph.LM, q graph.Quantizer, seqs [][]int) (float64, error) {

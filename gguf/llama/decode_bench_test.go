@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/qatgo/qatgo/internal/lmref"
 	"github.com/qatgo/qatgo/kernels"
 	"github.com/qatgo/qatgo/qmodel"
+	"golang.org/x/sys/unix"
 	"gorgonia.org/tensor"
 )
 
@@ -25,7 +25,7 @@ import (
 // qatgo's integer runtime.
 func lmFromQModel(m *qmodel.Model, c lmref.Config) (*graph.LM, error) {
 	lm, err := graph.NewLM("bench", graph.LMConfig{Vocab: c.Vocab, Dim: c.Dim, Layers: c.Layers, Heads: c.Heads,
-		Hidden: c.Hidden, Ctx: c.Ctx}, tensor.Float32, 1)
+		Hidden: c.Hidden, Ctx: c.Ctx, RoPEBase: float64(c.Theta), Eps: float64(c.Eps)}, tensor.Float32, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -54,13 +54,44 @@ func lmFromQModel(m *qmodel.Model, c lmref.Config) (*graph.LM, error) {
 	return lm, nil
 }
 
-// threadCPU returns the CPU time of the calling OS thread (Linux; 0 elsewhere).
+// qmodelConfig reads the shape of the integer LM m (as examples/tinyllm or qatgo export write
+// it) from its ops: embedding and linear weight shapes, attention, RoPE and RMSNorm attributes.
+func qmodelConfig(m *qmodel.Model) (lmref.Config, error) {
+	var c lmref.Config
+	for i := range m.Ops {
+		op := &m.Ops[i]
+		switch op.Kind {
+		case qmodel.OpEmbedding:
+			s := m.Tensors[op.Inputs[1]].Shape
+			c.Vocab, c.Dim = s[0], s[1]
+		case qmodel.OpAttention:
+			c.Layers++
+			c.Heads, c.KVHeads, c.Ctx = op.LM.Heads, op.LM.KVHeads, op.LM.MaxSeq
+		case qmodel.OpRoPE:
+			c.Theta = op.LM.Theta
+		case qmodel.OpRMSNorm:
+			c.Eps = op.LM.Eps
+		case qmodel.OpLinear:
+			if s := m.Tensors[op.Inputs[1]].Shape; len(s) == 2 && s[0] > c.Hidden && s[1] == c.Dim {
+				c.Hidden = s[0] // the widest linear reading the residual stream: the SwiGLU gate/up
+			}
+		}
+	}
+	if c.Vocab == 0 || c.Layers == 0 || c.Heads == 0 || c.Hidden == 0 || c.KVHeads != c.Heads {
+		return c, fmt.Errorf("not a qatgo LM of the supported shape: %+v", c)
+	}
+	return c, nil
+}
+
+// threadCPU returns the CPU time of the calling OS thread, to the nanosecond
+// (CLOCK_THREAD_CPUTIME_ID; getrusage counts whole scheduler ticks, too coarse for the tiny
+// model's sub-millisecond decode runs); 0 where the clock is missing.
 func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
 		return 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ts.Nano())
 }
 
 // BenchmarkDecodeVersusLlamaCpp decodes the same int4 LM (lmref's random Stories15M shape, int4
@@ -72,6 +103,10 @@ func threadCPU() time.Duration {
 // both alike. One llama.cpp run per benchmark run.
 //
 //	go test ./gguf/llama -run '^$' -bench DecodeVersusLlamaCpp -benchtime 200x
+//
+// With QATGO_BENCH_QM set to an integer LM file (e.g. tinyllm-w4a8.qm, which
+// `go run ./examples/tinyllm -quick -out DIR` writes from a trained model), a third benchmark,
+// "trained", runs that model the same way.
 func BenchmarkDecodeVersusLlamaCpp(b *testing.B) {
 	py, err := exec.LookPath("python3")
 	if err != nil {
@@ -84,14 +119,30 @@ func BenchmarkDecodeVersusLlamaCpp(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		cfg  lmref.Config
-	}{{"tiny", lmref.Tiny(4, 32)}, {"stories15M", lmref.Stories15M(4, 32)}} {
+	}{{"tiny", lmref.Tiny(4, 32)}, {"stories15M", lmref.Stories15M(4, 32)}, {"trained", lmref.Config{}}} {
 		b.Run(bc.name, func(b *testing.B) {
 			const prompt = 16
-			n := min(b.N, bc.cfg.Ctx-prompt)
-			m, err := lmref.RandomLM(bc.cfg, 7)
-			if err != nil {
+			var m *qmodel.Model
+			var err error
+			if bc.name == "trained" {
+				path := os.Getenv("QATGO_BENCH_QM")
+				if path == "" {
+					b.Skip("QATGO_BENCH_QM names no integer LM file")
+				}
+				raw, err := os.ReadFile(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if m, err = qmodel.Decode(raw); err != nil {
+					b.Fatal(err)
+				}
+				if bc.cfg, err = qmodelConfig(m); err != nil {
+					b.Fatal(err)
+				}
+			} else if m, err = lmref.RandomLM(bc.cfg, 7); err != nil {
 				b.Fatal(err)
 			}
+			n := min(b.N, bc.cfg.Ctx-prompt)
 			lm, err := lmFromQModel(m, bc.cfg)
 			if err != nil {
 				b.Fatal(err)
