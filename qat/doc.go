@@ -109,6 +109,10 @@
 // needs (a float checkpoint, a site trained with another method, a missing obs_lo/obs_hi or
 // log_scale) or holds malformed state, instead of keeping default scales.
 //
+// GGMLPreset{Type, KV, LearnScale}.QConfig() is llama.cpp's CPU arithmetic as a QConfig for a
+// *graph.LM (QConfig.GGML): the model trains with what llama.cpp computes from the GGUF file
+// gguf/llama writes, with llama.cpp's block-scale rule or learned fp16 block scales.
+//
 // # LLM methods
 //
 // They work on any model with linears that read named activation sites (LinearModel; *graph.LM
