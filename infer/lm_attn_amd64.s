@@ -170,3 +170,162 @@ rope_loop:
 	JNZ  rope_head
 	VZEROUPPER
 	RET
+
+// The 16-lane requantization tail of addLUTAVX512 and swigluAVX512: Z6 holds 16 int32 values;
+// out = clamp(sat32((v*m0 + round) >> right), lo-zp, hi-zp) + zp, stored as 16 bytes at (DI).
+#define REQUANT16 \
+	VEXTRACTI64X4 $1, Z6, Y7; \
+	VPMOVSXDQ Y6, Z8; \
+	VPMOVSXDQ Y7, Z9; \
+	VPMULDQ Z21, Z8, Z8; \
+	VPMULDQ Z21, Z9, Z9; \
+	VPADDQ Z22, Z8, Z8; \
+	VPADDQ Z22, Z9, Z9; \
+	VPSRAVQ Z23, Z8, Z8; \
+	VPSRAVQ Z23, Z9, Z9; \
+	VPMOVSQD Z8, Y8; \
+	VPMOVSQD Z9, Y9; \
+	VINSERTI64X4 $1, Y9, Z8, Z8; \
+	VPMAXSD Z25, Z8, Z8; \
+	VPMINSD Z26, Z8, Z8; \
+	VPADDD Z24, Z8, Z8; \
+	VPMOVDB Z8, (DI)
+
+// Loads the epilogue constants (arguments m0, round, right, zp, lo, hi at the given frame
+// offsets) into Z21-Z26 and 0x80 dwords into Z31.
+#define LOADREQ(m0, round, right, zp, lo, hi) \
+	VPBROADCASTQ m0, Z21; \
+	VPBROADCASTQ round, Z22; \
+	VPBROADCASTQ right, Z23; \
+	MOVQ zp, BX; \
+	VPBROADCASTD BX, Z24; \
+	MOVQ lo, AX; \
+	SUBQ BX, AX; \
+	VPBROADCASTD AX, Z25; \
+	MOVQ hi, AX; \
+	SUBQ BX, AX; \
+	VPBROADCASTD AX, Z26; \
+	MOVL $0x80, AX; \
+	VPBROADCASTD AX, Z31
+
+// func addLUTAVX512(dst, a, b *int8, n int, ta, tb *int32, m0, round int64, right uint64, zp, lo, hi int64)
+// The residual Add (lmAddFast): v = ta[a^0x80] + tb[b^0x80] (two VPGATHERDD, int32 wrap-around
+// as in Go), then REQUANT16; 16 values per step, n a positive multiple of 16.
+TEXT ·addLUTAVX512(SB), NOSPLIT, $0-96
+	MOVQ dst+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVQ ta+32(FP), R8
+	MOVQ tb+40(FP), R9
+	LOADREQ(m0+48(FP), round+56(FP), right+64(FP), zp+72(FP), lo+80(FP), hi+88(FP))
+add_loop:
+	VPMOVZXBD (SI), Z4
+	VPXORD Z31, Z4, Z4
+	VPMOVZXBD (DX), Z5
+	VPXORD Z31, Z5, Z5
+	KXNORW K1, K1, K1
+	VPGATHERDD (R8)(Z4*4), K1, Z6
+	KXNORW K2, K2, K2
+	VPGATHERDD (R9)(Z5*4), K2, Z7
+	VPADDD Z7, Z6, Z6
+	REQUANT16
+	ADDQ $16, SI
+	ADDQ $16, DX
+	ADDQ $16, DI
+	SUBQ $16, CX
+	JNZ  add_loop
+	VZEROUPPER
+	RET
+
+// func swigluAVX512(dst, gate, up *int8, n int, silu *int32, zUp, m0, round int64, right uint64, zp, lo, hi int64)
+// SwiGLU (swigluRowFast): v = silu[gate^0x80] * (up - zUp) (VPGATHERDD, VPMULLD: the int32
+// product as in Go), then REQUANT16; 16 values per step, n a positive multiple of 16.
+TEXT ·swigluAVX512(SB), NOSPLIT, $0-96
+	MOVQ dst+0(FP), DI
+	MOVQ gate+8(FP), SI
+	MOVQ up+16(FP), DX
+	MOVQ n+24(FP), CX
+	MOVQ silu+32(FP), R8
+	VPBROADCASTD zUp+40(FP), Z20
+	LOADREQ(m0+48(FP), round+56(FP), right+64(FP), zp+72(FP), lo+80(FP), hi+88(FP))
+sw_loop:
+	VPMOVZXBD (SI), Z4
+	VPXORD Z31, Z4, Z4
+	KXNORW K1, K1, K1
+	VPGATHERDD (R8)(Z4*4), K1, Z6
+	VPMOVSXBD (DX), Z5
+	VPSUBD Z20, Z5, Z5
+	VPMULLD Z5, Z6, Z6
+	REQUANT16
+	ADDQ $16, SI
+	ADDQ $16, DX
+	ADDQ $16, DI
+	SUBQ $16, CX
+	JNZ  sw_loop
+	VZEROUPPER
+	RET
+
+// func divRequantAVX512(dst *int8, src *int64, n int, d uint64, fd float64, m0, round int64, right uint64, zp int64)
+// The output of one attention head (attentionRowFast): r = roundDiv(src[i]<<16, d) (half away
+// from zero; |src<<16| + d/2 < 2^53, checked by the caller, so the float64 quotient is within
+// one of the integer one and the remainder check makes it exact), then
+// out = clamp(sat32((r*m0 + round) >> right) + zp, -128, 127); 8 values per step, n a positive
+// multiple of 8.
+TEXT ·divRequantAVX512(SB), NOSPLIT, $0-72
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ d+24(FP), AX
+	VPBROADCASTQ AX, Z24      // d
+	LEAQ -1(AX), BX
+	VPBROADCASTQ BX, Z31      // d-1
+	SHRQ $1, AX
+	VPBROADCASTQ AX, Z22      // d/2
+	VBROADCASTSD fd+32(FP), Z23
+	VPBROADCASTQ m0+40(FP), Z20
+	VPBROADCASTQ round+48(FP), Z21
+	VPBROADCASTQ right+56(FP), Z18
+	VPBROADCASTQ zp+64(FP), Z28
+	MOVQ $1, AX
+	VPBROADCASTQ AX, Z27
+	MOVQ $0x7fffffff, AX
+	VPBROADCASTQ AX, Z25
+	MOVQ $-0x80000000, AX
+	VPBROADCASTQ AX, Z26
+	MOVQ $-128, AX
+	VPBROADCASTQ AX, Z29
+	MOVQ $127, AX
+	VPBROADCASTQ AX, Z30
+	VPXORQ Z19, Z19, Z19
+dr_loop:
+	VMOVDQU64  (SI), Z0
+	VPSLLQ     $16, Z0, Z0
+	VPMOVQ2M   Z0, K1
+	VPABSQ     Z0, Z1
+	VPADDQ     Z22, Z1, Z1        // a
+	VCVTQQ2PD  Z1, Z2
+	VDIVPD     Z23, Z2, Z2
+	VCVTTPD2QQ Z2, Z2
+	VPMULLQ    Z24, Z2, Z3
+	VPSUBQ     Z3, Z1, Z3         // rem
+	VPMOVQ2M   Z3, K2
+	VPSUBQ     Z27, Z2, K2, Z2
+	VPCMPGTQ   Z31, Z3, K3
+	VPADDQ     Z27, Z2, K3, Z2
+	VPSUBQ     Z2, Z19, K1, Z2    // r
+	VPMULDQ    Z20, Z2, Z2
+	VPADDQ     Z21, Z2, Z2
+	VPSRAVQ    Z18, Z2, Z2
+	VPMINSQ    Z25, Z2, Z2
+	VPMAXSQ    Z26, Z2, Z2
+	VPADDQ     Z28, Z2, Z2
+	VPMAXSQ    Z29, Z2, Z2
+	VPMINSQ    Z30, Z2, Z2
+	VPMOVQB    Z2, (DI)
+	ADDQ $64, SI
+	ADDQ $8, DI
+	SUBQ $8, CX
+	JNZ  dr_loop
+	VZEROUPPER
+	RET

@@ -185,13 +185,17 @@ func ropeRowFast(dst, src []int8, st *lmStep, pos int, buf []int32) {
 // swigluRowFast is swigluRow: the products silu(gate)*up' in int32, then one epilogue.
 func swigluRowFast(dst, gate, up []int8, st *lmStep, buf []int32) {
 	n := st.inN
-	b := buf[:n]
-	g, u := gate[:n], up[:n]
+	k := swigluVector(dst[:n], gate[:n], up[:n], st)
+	if k == n {
+		return
+	}
+	b := buf[:n-k]
+	g, u := gate[k:n], up[k:n]
 	tab, z := st.silu, st.zIn2
 	for i := range b {
 		b[i] = tab[uint8(g[i])^0x80] * (int32(u[i]) - z)
 	}
-	st.fast.rq.Run(dst[:n], b)
+	st.fast.rq.Run(dst[k:n], b)
 }
 
 // hadamardRowFast is hadamardRow with its epilogue on the whole row.
@@ -219,6 +223,8 @@ func hadamardRowFast(dst, src []int8, st *lmStep, buf []int32) {
 // chunk of len(buf) values.
 func lmAddFast(dst, a, b []int8, st *lmStep, buf []int32) {
 	ta, tb := &st.addTab[0], &st.addTab[1]
+	k := addVector(dst, a, b, st)
+	dst, a, b = dst[k:], a[k:], b[k:]
 	for o := 0; o < len(a); o += len(buf) {
 		x := a[o:min(o+len(buf), len(a))]
 		y := b[o : o+len(x)]
@@ -250,6 +256,9 @@ func attentionRowFast(dst, q []int8, st *lmStep, kc, vc []int8, pos int, scratch
 		kernels.AttentionScores(scores, qq, kc[g*ms*hd:(g*ms+n)*hd])
 		sum := attentionExp(ex, scores, a.expC[g])
 		kernels.AttentionValues(o, ex, vc[g*ms*hd:(g*ms+n)*hd])
+		if divVector(dst[h*hd:(h+1)*hd], o, sum, a.mo[g], st.zOut) {
+			continue
+		}
 		dv := newDivider(uint64(sum))
 		for d, v := range o {
 			ov[d] = int32(dv.roundDiv(v << 16))
