@@ -110,23 +110,31 @@ func TestWriteMNISTCNN(t *testing.T) {
 	}
 }
 
-// BenchmarkOps reports the per-op time of the MNIST CNN at batch 64 (the breakdown `qatgo bench` prints).
+// BenchmarkOps reports the per-op time of the MNIST CNN and the BN CNN at batch 256 on one thread
+// (the breakdown `qatgo bench` prints), in ns per image.
 func BenchmarkOps(b *testing.B) {
-	md, err := Load(mnistCNN(b, 1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	const batch = 64
-	s := md.NewSession()
-	imgs := randImages(1, batch)
-	s.RunUint8(imgs, batch)
-	s.EnableProfile(true)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		s.RunUint8(imgs, batch)
-	}
-	b.StopTimer()
-	for _, st := range s.Profile() {
-		b.ReportMetric(float64(st.Total.Nanoseconds())/float64(st.Calls*batch), st.Name+"-ns/image")
+	for _, tc := range []struct {
+		name string
+		mk   func(testing.TB, uint64) *qmodel.Model
+	}{{"MNISTCNN", mnistCNN}, {"BNCNN", bnCNN}} {
+		b.Run(tc.name, func(b *testing.B) {
+			md, err := Load(tc.mk(b, 1))
+			if err != nil {
+				b.Fatal(err)
+			}
+			const batch = 256
+			s := md.NewSession()
+			imgs := randImages(1, batch)
+			s.RunUint8(imgs, batch)
+			s.EnableProfile(true)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.RunUint8(imgs, batch)
+			}
+			b.StopTimer()
+			for _, st := range s.Profile() {
+				b.ReportMetric(float64(st.Total.Nanoseconds())/float64(st.Calls*batch), st.Name+"-ns/image")
+			}
+		})
 	}
 }

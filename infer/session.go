@@ -156,8 +156,8 @@ type Session struct {
 	prof    []OpStat
 	ran     int // batch of the last successful run
 	// Multi-lane runs: lanes take chunks of chunk samples from next, up to runBatch.
-	chunk, runBatch int
-	next            atomic.Int64
+	chunk, runBatch, active int
+	next                    atomic.Int64
 }
 
 // lane is the state of one goroutine of a session: activation buffers for one micro-batch (laid
@@ -183,7 +183,8 @@ type SessionOptions struct {
 	KeepIntermediate bool
 	// Threads > 1 runs batches of at least 16 samples on up to Threads goroutines (the caller's
 	// and Threads-1 workers owned by the session, each with its own buffers), which take chunks
-	// of at least 8 samples from a shared counter until the batch is done. Call Close when done: the workers live until then (an unclosed session
+	// from a shared counter until the batch is done (large ones first, down to 2 samples at the
+	// end, so that the lanes finish together). Call Close when done: the workers live until then (an unclosed session
 	// is never garbage collected). Results are identical to single-threaded runs. Profiling runs
 	// single-threaded.
 	Threads int
@@ -244,8 +245,13 @@ func (s *Session) Close() {
 	s.lanes = s.lanes[:1]
 }
 
-// minChunk is the smallest number of samples a lane takes at a time in multi-lane runs.
+// minChunk is the number of samples per lane below which a batch runs on fewer lanes: a batch of
+// fewer than 2*minChunk samples runs on one.
 const minChunk = 8
+
+// lastChunk is the smallest number of samples a lane takes at a time in multi-lane runs (the
+// last chunks of a batch; see Session.take).
+const lastChunk = 2
 
 // split assigns the batch to lanes, grows buffers where needed and returns the number of lanes used.
 func (s *Session) split(batch int) int {
@@ -255,7 +261,7 @@ func (s *Session) split(batch int) int {
 	}
 	// Several lanes take chunks of the batch from a shared counter (a lane slowed down by other
 	// work on its core takes fewer); one lane runs the whole batch.
-	s.chunk, s.runBatch = 0, batch
+	s.chunk, s.runBatch, s.active = 0, batch, nw
 	if nw > 1 {
 		s.chunk = max(minChunk, min(s.mb, (batch+4*nw-1)/(4*nw)))
 		s.next.Store(0)
@@ -370,18 +376,35 @@ func (s *Session) worker(l int, jobs <-chan job) {
 
 // runLane runs the lane's part of the batch, micro-batch by micro-batch: input in, steps, output out.
 func (s *Session) runLane(ln *lane, j job) {
+	if s.chunk == 0 {
+		s.runRange(ln, j, ln.lo, ln.hi)
+		return
+	}
 	for {
-		lo, hi := ln.lo, ln.hi
-		if s.chunk > 0 {
-			b := int(s.next.Add(int64(s.chunk))) - s.chunk
-			if b >= s.runBatch {
-				return
-			}
-			lo, hi = b, min(b+s.chunk, s.runBatch)
+		lo, hi, ok := s.take()
+		if !ok {
+			return
 		}
 		s.runRange(ln, j, lo, hi)
-		if s.chunk == 0 {
-			return
+	}
+}
+
+// take claims the next chunk of a multi-lane run: a quarter of the remaining samples' share per
+// lane, at most s.chunk (the lanes' buffer size) and at least lastChunk samples (guided
+// self-scheduling). Large chunks first keep the per-chunk overhead low; small ones at the end
+// let the lanes finish together, so that a lane that started late (a worker woken from sleep)
+// or ran slower (its core busy with other work) delays the batch by at most a few samples.
+func (s *Session) take() (lo, hi int, ok bool) {
+	nw := int64(s.active)
+	for {
+		b := s.next.Load()
+		rem := int64(s.runBatch) - b
+		if rem <= 0 {
+			return 0, 0, false
+		}
+		c := min(int64(s.chunk), max(lastChunk, (rem+4*nw-1)/(4*nw)), rem)
+		if s.next.CompareAndSwap(b, b+c) {
+			return int(b), int(b + c), true
 		}
 	}
 }
