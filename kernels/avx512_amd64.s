@@ -2057,186 +2057,71 @@ peak_loop:
 	VZEROUPPER
 	RET
 
-// func vnniConvPool(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off, m0, sh *int32, zp, lo, hi int64, dst *int8, ldo, n, iters int)
-// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights); iters >= 1.
-TEXT ·vnniConvPool(SB), NOSPLIT, $0-136
-	MOVQ lda+8(FP), BX
-	MOVQ off+56(FP), AX
-	VMOVDQU32 (AX), Z16
-	MOVQ m0+64(FP), AX
-	VPMOVSXDQ (AX), Z17
-	VPMOVSXDQ 32(AX), Z18
-	MOVQ sh+72(FP), AX
-	VPMOVSXDQ (AX), Z19
-	VPMOVSXDQ 32(AX), Z20
-	MOVQ $31, AX
-	VPBROADCASTQ AX, Z31
-	VPSUBQ Z19, Z31, Z19    // total = 31 - shift
-	VPSUBQ Z20, Z31, Z20
+// func xorRows512(dst *int8, dstStride int, src *int8, srcStride, rows, n int, x uint64)
+// Copies rows rows of n bytes (n >= 1), src rows srcStride bytes apart, to dst rows dstStride
+// bytes apart, each byte XORed with the low byte of x: 64 bytes at a time, the rest of a row
+// with a masked load and store (masked-off bytes are neither read nor written).
+TEXT ·xorRows512(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ src+16(FP), SI
+	MOVQ rows+32(FP), R8
+	MOVQ x+48(FP), AX
+	VPBROADCASTB AX, Z1
+	MOVQ n+40(FP), R9
+	MOVQ R9, CX
+	ANDQ $63, CX
 	MOVQ $1, AX
-	VPBROADCASTQ AX, Z31
-	VPSUBQ Z31, Z19, Z21
-	VPSLLVQ Z21, Z31, Z21   // round = 1 << (total-1)
-	VPSUBQ Z31, Z20, Z22
-	VPSLLVQ Z22, Z31, Z22
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
-	MOVQ zp+80(FP), AX
-	VPBROADCASTD AX, Z30
-	MOVQ lo+88(FP), DX
-	SUBQ AX, DX
-	VPBROADCASTD DX, Z23
-	MOVQ hi+96(FP), DX
-	SUBQ AX, DX
-	VPBROADCASTD DX, Z29
-	MOVQ n+120(FP), CX
-	MOVL $1, AX
-	SHLL CX, AX
-	DECL AX
-	KMOVW AX, K1            // store mask: n channels
-	MOVQ ng+40(FP), AX
-	SHLQ $2, AX
-	MOVQ kgs+48(FP), R12
-	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
-	MOVQ a+0(FP), R13
-	MOVQ dst+104(FP), DI
-	MOVQ ldo+112(FP), R15
-	MOVQ iters+128(FP), R14
-vnniConvPool_iter:
-	VMOVDQA32 Z16, Z0
-	VMOVDQA32 Z16, Z1
-	VMOVDQA32 Z16, Z2
-	VMOVDQA32 Z16, Z3
-	VMOVDQA32 Z16, Z4
-	VMOVDQA32 Z16, Z5
-	VMOVDQA32 Z16, Z6
-	VMOVDQA32 Z16, Z7
-	MOVQ R13, SI
-	LEAQ (SI)(BX*2), DX
-	ADDQ BX, DX
-	MOVQ rs+16(FP), R8
-	ADDQ SI, R8
-	LEAQ (R8)(BX*2), R10
-	ADDQ BX, R10
-	MOVQ w+24(FP), R9
-	MOVQ kh+32(FP), R11
-vnniConvPool_kh:
-	MOVQ ng+40(FP), CX
-vnniConvPool_g:
-	VMOVDQU32 (R9), Z24
-	VPBROADCASTD (SI), Z25
-	VPDPBUSD Z24, Z25, Z0
-	VPBROADCASTD (SI)(BX*1), Z26
-	VPDPBUSD Z24, Z26, Z1
-	VPBROADCASTD (SI)(BX*2), Z27
-	VPDPBUSD Z24, Z27, Z2
-	VPBROADCASTD (DX), Z28
-	VPDPBUSD Z24, Z28, Z3
-	VPBROADCASTD (R8), Z25
-	VPDPBUSD Z24, Z25, Z4
-	VPBROADCASTD (R8)(BX*1), Z26
-	VPDPBUSD Z24, Z26, Z5
-	VPBROADCASTD (R8)(BX*2), Z27
-	VPDPBUSD Z24, Z27, Z6
-	VPBROADCASTD (R10), Z28
-	VPDPBUSD Z24, Z28, Z7
-	ADDQ $4, SI
-	ADDQ $4, DX
-	ADDQ $4, R8
-	ADDQ $4, R10
-	ADDQ $64, R9
+	SHLQ CX, AX
+	DECQ AX
+	KMOVQ AX, K1            // the last n mod 64 bytes of a row
+	SHRQ $6, R9             // whole 64-byte chunks per row
+xorrows_row:
+	MOVQ R9, CX
+	XORQ DX, DX
+	TESTQ CX, CX
+	JZ xorrows_tail
+xorrows_chunk:
+	VPXORD (SI)(DX*1), Z1, Z0
+	VMOVDQU8 Z0, (DI)(DX*1)
+	ADDQ $64, DX
 	DECQ CX
-	JNZ vnniConvPool_g
-	ADDQ R12, SI
-	ADDQ R12, DX
-	ADDQ R12, R8
-	ADDQ R12, R10
-	DECQ R11
-	JNZ vnniConvPool_kh
-	VPMAXSD Z1, Z0, Z0
-	VPMAXSD Z5, Z4, Z4
-	VPMAXSD Z4, Z0, Z0
-	VPMAXSD Z3, Z2, Z2
-	VPMAXSD Z7, Z6, Z6
-	VPMAXSD Z6, Z2, Z2
-	VPMOVSXDQ Y0, Z8
-	VEXTRACTI32X8 $1, Z0, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (DI)
-	VPMOVSXDQ Y2, Z8
-	VEXTRACTI32X8 $1, Z2, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (DI)(R15*1)
-	LEAQ (R13)(BX*4), R13
-	LEAQ (DI)(R15*2), DI
-	DECQ R14
-	JNZ vnniConvPool_iter
+	JNZ xorrows_chunk
+xorrows_tail:
+	KORTESTQ K1, K1
+	JZ xorrows_next
+	VMOVDQU8.Z (SI)(DX*1), K1, Z0
+	VPXORD Z1, Z0, Z0
+	VMOVDQU8 Z0, K1, (DI)(DX*1)
+xorrows_next:
+	ADDQ srcStride+24(FP), SI
+	ADDQ dstStride+8(FP), DI
+	DECQ R8
+	JNZ xorrows_row
 	VZEROUPPER
 	RET
 
-// func vnniConvRow(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off, m0, sh *int32, zp, lo, hi int64, dst *int8, ldo, n, iters int)
-// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights); iters >= 1.
-TEXT ·vnniConvRow(SB), NOSPLIT, $0-136
+// func vnniConvPool1x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvPool1x1(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
-	MOVQ off+56(FP), AX
-	VMOVDQU32 (AX), Z16
-	MOVQ m0+64(FP), AX
-	VPMOVSXDQ (AX), Z17
-	VPMOVSXDQ 32(AX), Z18
-	MOVQ sh+72(FP), AX
-	VPMOVSXDQ (AX), Z19
-	VPMOVSXDQ 32(AX), Z20
-	MOVQ $31, AX
-	VPBROADCASTQ AX, Z31
-	VPSUBQ Z19, Z31, Z19    // total = 31 - shift
-	VPSUBQ Z20, Z31, Z20
-	MOVQ $1, AX
-	VPBROADCASTQ AX, Z31
-	VPSUBQ Z31, Z19, Z21
-	VPSLLVQ Z21, Z31, Z21   // round = 1 << (total-1)
-	VPSUBQ Z31, Z20, Z22
-	VPSLLVQ Z22, Z31, Z22
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
 	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
 	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
 	MOVQ zp+80(FP), AX
-	VPBROADCASTD AX, Z30
-	MOVQ lo+88(FP), DX
-	SUBQ AX, DX
-	VPBROADCASTD DX, Z23
-	MOVQ hi+96(FP), DX
-	SUBQ AX, DX
-	VPBROADCASTD DX, Z29
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
 	DECL AX
-	KMOVW AX, K1            // store mask: n channels
+	KMOVW AX, K1            // store mask: n <= 16 channels
 	MOVQ ng+40(FP), AX
 	SHLQ $2, AX
 	MOVQ kgs+48(FP), R12
@@ -2245,205 +2130,3678 @@ TEXT ·vnniConvRow(SB), NOSPLIT, $0-136
 	MOVQ dst+104(FP), DI
 	MOVQ ldo+112(FP), R15
 	MOVQ iters+128(FP), R14
-vnniConvRow_iter:
-	VMOVDQA32 Z16, Z0
-	VMOVDQA32 Z16, Z1
-	VMOVDQA32 Z16, Z2
-	VMOVDQA32 Z16, Z3
-	VMOVDQA32 Z16, Z4
-	VMOVDQA32 Z16, Z5
-	VMOVDQA32 Z16, Z6
-	VMOVDQA32 Z16, Z7
+vnniConvPool1x1_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
 	MOVQ R13, SI
-	LEAQ (SI)(BX*2), DX
-	ADDQ BX, DX
 	MOVQ rs+16(FP), R8
 	ADDQ SI, R8
-	LEAQ (R8)(BX*2), R10
-	ADDQ BX, R10
 	MOVQ w+24(FP), R9
 	MOVQ kh+32(FP), R11
-vnniConvRow_kh:
+vnniConvPool1x1_kh:
 	MOVQ ng+40(FP), CX
-vnniConvRow_g:
+vnniConvPool1x1_g:
 	VMOVDQU32 (R9), Z24
-	VPBROADCASTD (SI), Z25
-	VPDPBUSD Z24, Z25, Z0
-	VPBROADCASTD (SI)(BX*1), Z26
-	VPDPBUSD Z24, Z26, Z1
-	VPBROADCASTD (SI)(BX*2), Z27
-	VPDPBUSD Z24, Z27, Z2
-	VPBROADCASTD (DX), Z28
-	VPDPBUSD Z24, Z28, Z3
-	VPBROADCASTD (R8), Z25
-	VPDPBUSD Z24, Z25, Z4
-	VPBROADCASTD (R8)(BX*1), Z26
-	VPDPBUSD Z24, Z26, Z5
-	VPBROADCASTD (R8)(BX*2), Z27
-	VPDPBUSD Z24, Z27, Z6
-	VPBROADCASTD (R10), Z28
-	VPDPBUSD Z24, Z28, Z7
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (R8), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (R8)(BX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
 	ADDQ $4, SI
-	ADDQ $4, DX
 	ADDQ $4, R8
-	ADDQ $4, R10
 	ADDQ $64, R9
 	DECQ CX
-	JNZ vnniConvRow_g
+	JNZ vnniConvPool1x1_g
 	ADDQ R12, SI
-	ADDQ R12, DX
 	ADDQ R12, R8
-	ADDQ R12, R10
 	DECQ R11
-	JNZ vnniConvRow_kh
-	MOVQ DI, AX
-	VPMOVSXDQ Y0, Z8
-	VEXTRACTI32X8 $1, Z0, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (AX)
-	ADDQ R15, AX
-	VPMOVSXDQ Y1, Z8
-	VEXTRACTI32X8 $1, Z1, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (AX)
-	ADDQ R15, AX
-	VPMOVSXDQ Y2, Z8
-	VEXTRACTI32X8 $1, Z2, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (AX)
-	ADDQ R15, AX
-	VPMOVSXDQ Y3, Z8
-	VEXTRACTI32X8 $1, Z3, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (AX)
-	ADDQ R15, AX
-	VPMOVSXDQ Y4, Z8
-	VEXTRACTI32X8 $1, Z4, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (AX)
-	ADDQ R15, AX
-	VPMOVSXDQ Y5, Z8
-	VEXTRACTI32X8 $1, Z5, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (AX)
-	ADDQ R15, AX
-	VPMOVSXDQ Y6, Z8
-	VEXTRACTI32X8 $1, Z6, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (AX)
-	ADDQ R15, AX
-	VPMOVSXDQ Y7, Z8
-	VEXTRACTI32X8 $1, Z7, Y9
-	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8
-	VMOVDQU8 X8, K1, (AX)
-	ADDQ R15, AX
-	LEAQ (R13)(BX*8), R13
-	MOVQ AX, DI
+	JNZ vnniConvPool1x1_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMAXSD Z1, Z0, Z0
+	VPMAXSD Z2, Z0, Z0
+	VPMAXSD Z3, Z0, Z0
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*2), R13
 	DECQ R14
-	JNZ vnniConvRow_iter
+	JNZ vnniConvPool1x1_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvPool1x2(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvPool1x2(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvPool1x2_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 0(AX), Z7
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvPool1x2_kh:
+	MOVQ ng+40(FP), CX
+vnniConvPool1x2_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPBROADCASTD (R8)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z7
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvPool1x2_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvPool1x2_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMAXSD Z1, Z0, Z0
+	VPMAXSD Z4, Z0, Z0
+	VPMAXSD Z5, Z0, Z0
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMAXSD Z3, Z2, Z2
+	VPMAXSD Z6, Z2, Z2
+	VPMAXSD Z7, Z2, Z2
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*4), R13
+	DECQ R14
+	JNZ vnniConvPool1x2_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow1x1(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x1_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x1_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x1_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x1_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x1_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*1), R13
+	DECQ R14
+	JNZ vnniConvRow1x1_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x2(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow1x2(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x2_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x2_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x2_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x2_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x2_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*2), R13
+	DECQ R14
+	JNZ vnniConvRow1x2_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x3(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow1x3(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x3_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x3_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x3_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x3_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x3_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $3, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow1x3_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x4(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow1x4(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x4_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x4_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x4_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x4_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x4_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*4), R13
+	DECQ R14
+	JNZ vnniConvRow1x4_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x5(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow1x5(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x5_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x5_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x5_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x5_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x5_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $5, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow1x5_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x6(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow1x6(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x6_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x6_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x6_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x6_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x6_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y5, Z16
+	VEXTRACTI32X8 $1, Z5, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $6, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow1x6_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x7(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow1x7(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x7_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x7_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x7_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x7_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x7_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y5, Z16
+	VEXTRACTI32X8 $1, Z5, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y6, Z16
+	VEXTRACTI32X8 $1, Z6, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $7, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow1x7_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x8(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow1x8(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x8_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 0(AX), Z7
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x8_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x8_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPBROADCASTD (R8)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z7
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x8_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x8_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y5, Z16
+	VEXTRACTI32X8 $1, Z5, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y6, Z16
+	VEXTRACTI32X8 $1, Z6, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y7, Z16
+	VEXTRACTI32X8 $1, Z7, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*8), R13
+	DECQ R14
+	JNZ vnniConvRow1x8_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvPool2x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvPool2x1(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvPool2x1_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 64(AX), Z4
+	VMOVDQU32 64(AX), Z5
+	VMOVDQU32 64(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvPool2x1_kh:
+	MOVQ ng+40(FP), CX
+vnniConvPool2x1_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z4
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z5
+	VPBROADCASTD (R8), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z6
+	VPBROADCASTD (R8)(BX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z7
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvPool2x1_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvPool2x1_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMAXSD Z1, Z0, Z0
+	VPMAXSD Z2, Z0, Z0
+	VPMAXSD Z3, Z0, Z0
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMAXSD Z5, Z4, Z4
+	VPMAXSD Z6, Z4, Z4
+	VPMAXSD Z7, Z4, Z4
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*2), R13
+	DECQ R14
+	JNZ vnniConvPool2x1_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvPool2x2(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvPool2x2(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvPool2x2_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 0(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	VMOVDQU32 64(AX), Z10
+	VMOVDQU32 64(AX), Z11
+	VMOVDQU32 64(AX), Z12
+	VMOVDQU32 64(AX), Z13
+	VMOVDQU32 64(AX), Z14
+	VMOVDQU32 64(AX), Z15
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvPool2x2_kh:
+	MOVQ ng+40(FP), CX
+vnniConvPool2x2_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z8
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z9
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z10
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z11
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z12
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPDPBUSD Z25, Z19, Z13
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPDPBUSD Z25, Z20, Z14
+	VPBROADCASTD (R8)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z7
+	VPDPBUSD Z25, Z21, Z15
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvPool2x2_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvPool2x2_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMAXSD Z1, Z0, Z0
+	VPMAXSD Z4, Z0, Z0
+	VPMAXSD Z5, Z0, Z0
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMAXSD Z9, Z8, Z8
+	VPMAXSD Z12, Z8, Z8
+	VPMAXSD Z13, Z8, Z8
+	VPMOVSXDQ Y8, Z16
+	VEXTRACTI32X8 $1, Z8, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMAXSD Z3, Z2, Z2
+	VPMAXSD Z6, Z2, Z2
+	VPMAXSD Z7, Z2, Z2
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMAXSD Z11, Z10, Z10
+	VPMAXSD Z14, Z10, Z10
+	VPMAXSD Z15, Z10, Z10
+	VPMOVSXDQ Y10, Z16
+	VEXTRACTI32X8 $1, Z10, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*4), R13
+	DECQ R14
+	JNZ vnniConvPool2x2_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow2x1(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x1_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 64(AX), Z1
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x1_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x1_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z1
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x1_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x1_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*1), R13
+	DECQ R14
+	JNZ vnniConvRow2x1_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x2(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow2x2(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x2_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 64(AX), Z2
+	VMOVDQU32 64(AX), Z3
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x2_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x2_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z2
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z3
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x2_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x2_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*2), R13
+	DECQ R14
+	JNZ vnniConvRow2x2_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x3(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow2x3(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x3_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 64(AX), Z3
+	VMOVDQU32 64(AX), Z4
+	VMOVDQU32 64(AX), Z5
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x3_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x3_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z3
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z4
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z5
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x3_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x3_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y5, Z16
+	VEXTRACTI32X8 $1, Z5, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $3, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow2x3_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x4(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow2x4(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x4_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 64(AX), Z4
+	VMOVDQU32 64(AX), Z5
+	VMOVDQU32 64(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x4_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x4_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z4
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z5
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z6
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z7
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x4_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x4_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y5, Z16
+	VEXTRACTI32X8 $1, Z5, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y6, Z16
+	VEXTRACTI32X8 $1, Z6, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y7, Z16
+	VEXTRACTI32X8 $1, Z7, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*4), R13
+	DECQ R14
+	JNZ vnniConvRow2x4_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x5(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow2x5(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x5_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 64(AX), Z5
+	VMOVDQU32 64(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x5_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x5_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z5
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z6
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z7
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z8
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z9
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x5_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x5_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y5, Z16
+	VEXTRACTI32X8 $1, Z5, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y6, Z16
+	VEXTRACTI32X8 $1, Z6, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y7, Z16
+	VEXTRACTI32X8 $1, Z7, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y8, Z16
+	VEXTRACTI32X8 $1, Z8, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y9, Z16
+	VEXTRACTI32X8 $1, Z9, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $5, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow2x5_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x6(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow2x6(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x6_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 64(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	VMOVDQU32 64(AX), Z10
+	VMOVDQU32 64(AX), Z11
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x6_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x6_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z6
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z7
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z8
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z9
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z10
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPDPBUSD Z25, Z19, Z11
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x6_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x6_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y6, Z16
+	VEXTRACTI32X8 $1, Z6, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y7, Z16
+	VEXTRACTI32X8 $1, Z7, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y8, Z16
+	VEXTRACTI32X8 $1, Z8, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y9, Z16
+	VEXTRACTI32X8 $1, Z9, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y10, Z16
+	VEXTRACTI32X8 $1, Z10, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y5, Z16
+	VEXTRACTI32X8 $1, Z5, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y11, Z16
+	VEXTRACTI32X8 $1, Z11, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $6, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow2x6_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x7(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow2x7(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x7_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	VMOVDQU32 64(AX), Z10
+	VMOVDQU32 64(AX), Z11
+	VMOVDQU32 64(AX), Z12
+	VMOVDQU32 64(AX), Z13
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x7_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x7_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z7
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z8
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z9
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z10
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z11
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPDPBUSD Z25, Z19, Z12
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPDPBUSD Z25, Z20, Z13
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x7_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x7_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y7, Z16
+	VEXTRACTI32X8 $1, Z7, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y8, Z16
+	VEXTRACTI32X8 $1, Z8, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y9, Z16
+	VEXTRACTI32X8 $1, Z9, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y10, Z16
+	VEXTRACTI32X8 $1, Z10, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y11, Z16
+	VEXTRACTI32X8 $1, Z11, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y5, Z16
+	VEXTRACTI32X8 $1, Z5, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y12, Z16
+	VEXTRACTI32X8 $1, Z12, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y6, Z16
+	VEXTRACTI32X8 $1, Z6, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y13, Z16
+	VEXTRACTI32X8 $1, Z13, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $7, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow2x7_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x8(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+TEXT ·vnniConvRow2x8(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
+	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x8_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 0(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	VMOVDQU32 64(AX), Z10
+	VMOVDQU32 64(AX), Z11
+	VMOVDQU32 64(AX), Z12
+	VMOVDQU32 64(AX), Z13
+	VMOVDQU32 64(AX), Z14
+	VMOVDQU32 64(AX), Z15
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x8_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x8_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z8
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z9
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z10
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z11
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z12
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPDPBUSD Z25, Z19, Z13
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPDPBUSD Z25, Z20, Z14
+	VPBROADCASTD (R8)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z7
+	VPDPBUSD Z25, Z21, Z15
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x8_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x8_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMOVSXDQ Y0, Z16
+	VEXTRACTI32X8 $1, Z0, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y8, Z16
+	VEXTRACTI32X8 $1, Z8, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y1, Z16
+	VEXTRACTI32X8 $1, Z1, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y9, Z16
+	VEXTRACTI32X8 $1, Z9, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y2, Z16
+	VEXTRACTI32X8 $1, Z2, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y10, Z16
+	VEXTRACTI32X8 $1, Z10, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y3, Z16
+	VEXTRACTI32X8 $1, Z3, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y11, Z16
+	VEXTRACTI32X8 $1, Z11, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y4, Z16
+	VEXTRACTI32X8 $1, Z4, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y12, Z16
+	VEXTRACTI32X8 $1, Z12, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y5, Z16
+	VEXTRACTI32X8 $1, Z5, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y13, Z16
+	VEXTRACTI32X8 $1, Z13, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y6, Z16
+	VEXTRACTI32X8 $1, Z6, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y14, Z16
+	VEXTRACTI32X8 $1, Z14, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMOVSXDQ Y7, Z16
+	VEXTRACTI32X8 $1, Z7, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 256(AX), Z16, Z16
+	VPADDQ 320(AX), Z17, Z17
+	VPSRAVQ 128(AX), Z16, Z16
+	VPSRAVQ 192(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMOVSXDQ Y15, Z16
+	VEXTRACTI32X8 $1, Z15, Y17
+	VPMOVSXDQ Y17, Z17
+	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 640(AX), Z16, Z16
+	VPADDQ 704(AX), Z17, Z17
+	VPSRAVQ 512(AX), Z16, Z16
+	VPSRAVQ 576(AX), Z17, Z17
+	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*8), R13
+	DECQ R14
+	JNZ vnniConvRow2x8_iter
 	VZEROUPPER
 	RET

@@ -36,6 +36,10 @@ type FusedConv struct {
 	off        []int32
 	m0, shift  []int32
 	tileStride int
+	// epi holds the AVX-512 epilogue per tile of panelN channels (epiTile values): the
+	// multipliers M0, the right shifts 31-Shift and the rounding terms 1<<(30-Shift), each
+	// sign-extended to int64.
+	epi []int64
 	// AVX2 / AVX-VNNI layouts, in groups of 8 channels: VNNI [g8][kh][ng][8][4] signed bytes
 	// (off as above); AVX2 [g8][kh][ng2][8][2] int16 pairs with ng2 = ceil(KW*InC/2), offsets
 	// the plain bias (int16 activations, no u8 shift).
@@ -54,7 +58,6 @@ type FusedScratch struct {
 	acc  []int32 // accumulators of up to two conv rows (portable path)
 	conv []int8  // one unpooled conv output image (paths without a fused kernel) or one row of patches (portable)
 	col  []int8  // Conv2DInt8 scratch (paths without a fused kernel)
-	tail []int8  // partial last tile of a row
 	in   []int8  // RunShifted's converted input (paths without a fused kernel)
 	wino []int64 // transformed input and product tiles of the portable Winograd path
 	prep []quant.PreparedMultiplier
@@ -97,6 +100,9 @@ func NewFusedConv(s ConvShape, pool bool, inZero int8, w *PackedInt8, bias []int
 	return f, nil
 }
 
+// epiTile is the number of int64 epilogue constants per tile of FusedConv.epi.
+const epiTile = 3 * panelN
+
 // prepareSIMD builds the weight panel and padded epilogue constants of the SIMD kernels.
 func (f *FusedConv) prepareSIMD() {
 	s := f.s
@@ -120,6 +126,12 @@ func (f *FusedConv) prepareSIMD() {
 		}
 		f.off[j] = f.bias[j] - 128*sum
 		f.m0[j], f.shift[j] = f.rq.M0[j], f.rq.Shift[j]
+	}
+	f.epi = make([]int64, nt*epiTile)
+	for j := 0; j < s.OutC; j++ {
+		e := f.epi[j/panelN*epiTile+j%panelN:]
+		total := 31 - int64(f.rq.Shift[j]) // in [1, 62] for valid multipliers
+		e[0], e[panelN], e[2*panelN] = int64(f.rq.M0[j]), total, 1<<(total-1)
 	}
 	n8 := (s.OutC + 7) / 8
 	f.ng2 = (kwc + 1) / 2

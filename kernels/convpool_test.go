@@ -236,3 +236,58 @@ func BenchmarkFusedConv(b *testing.B) {
 		})
 	}
 }
+
+// TestFusedScratchShared runs two convolutions with different input zero points and shapes
+// through one FusedScratch, alternating and switching paths in between (each path pads the
+// image its own way into the same buffer), and compares every result with the reference.
+func TestFusedScratchShared(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	type conv struct {
+		f    *FusedConv
+		src  []int8
+		want []int8
+	}
+	var convs []conv
+	for i, s := range []ConvShape{fusedShapes[len(fusedShapes)-5], fusedShapes[len(fusedShapes)-4]} {
+		const batch = 2
+		src := make([]int8, batch*s.InH*s.InW*s.InC)
+		fillInt8(r, src, fillRandom, false)
+		wraw := make([]int8, s.OutC*s.K())
+		fillInt8(r, wraw, fillRandom, true)
+		w, err := PackInt8(wraw, s.OutC, s.K())
+		if err != nil {
+			t.Fatal(err)
+		}
+		inZero := int8(-100 + 150*i)
+		rq := randomRequant(r, s.OutC, s.K())
+		pool := i == 0
+		f, err := NewFusedConv(s, pool, inZero, w, nil, rq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := refRequant(refConv(src, batch, s, inZero, wraw, nil, false), s.OutC, rq)
+		if pool {
+			want = refPool(want, batch, s.OutH(), s.OutW(), s.OutC)
+		}
+		convs = append(convs, conv{f, src, want})
+	}
+	var sc FusedScratch
+	impls := allImpls()
+	for round := 0; round < 3*len(impls); round++ {
+		p := impls[r.IntN(len(impls))]
+		for _, i := range []int{0, 0, 1, 1, 0} {
+			c := convs[i]
+			got := make([]int8, len(c.want))
+			if p.convPool != nil {
+				p.convPool(c.f, got, c.src, 2, false, &sc)
+			} else {
+				c.f.runUnfused(got, c.src, 2, &sc)
+			}
+			for j := range got {
+				if got[j] != c.want[j] {
+					t.Fatalf("%s conv %d (round %d): index %d got %d want %d", p.name, i, round, j, got[j], c.want[j])
+				}
+			}
+		}
+	}
+}

@@ -596,67 +596,139 @@ peak_loop:`)
 		F("\tVPDPBUSD Z30, Z31, Z%d", i)
 	}
 	P("\tDECQ CX\n\tJNZ peak_loop\n\tVZEROUPPER\n\tRET")
-	convPool512(a, true)
-	convPool512(a, false)
+	P(`
+// func xorRows512(dst *int8, dstStride int, src *int8, srcStride, rows, n int, x uint64)
+// Copies rows rows of n bytes (n >= 1), src rows srcStride bytes apart, to dst rows dstStride
+// bytes apart, each byte XORed with the low byte of x: 64 bytes at a time, the rest of a row
+// with a masked load and store (masked-off bytes are neither read nor written).
+TEXT ·xorRows512(SB), NOSPLIT, $0-56
+	MOVQ dst+0(FP), DI
+	MOVQ src+16(FP), SI
+	MOVQ rows+32(FP), R8
+	MOVQ x+48(FP), AX
+	VPBROADCASTB AX, Z1
+	MOVQ n+40(FP), R9
+	MOVQ R9, CX
+	ANDQ $63, CX
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVQ AX, K1            // the last n mod 64 bytes of a row
+	SHRQ $6, R9             // whole 64-byte chunks per row
+xorrows_row:
+	MOVQ R9, CX
+	XORQ DX, DX
+	TESTQ CX, CX
+	JZ xorrows_tail
+xorrows_chunk:
+	VPXORD (SI)(DX*1), Z1, Z0
+	VMOVDQU8 Z0, (DI)(DX*1)
+	ADDQ $64, DX
+	DECQ CX
+	JNZ xorrows_chunk
+xorrows_tail:
+	KORTESTQ K1, K1
+	JZ xorrows_next
+	VMOVDQU8.Z (SI)(DX*1), K1, Z0
+	VPXORD Z1, Z0, Z0
+	VMOVDQU8 Z0, K1, (DI)(DX*1)
+xorrows_next:
+	ADDQ srcStride+24(FP), SI
+	ADDQ dstStride+8(FP), DI
+	DECQ R8
+	JNZ xorrows_row
+	VZEROUPPER
+	RET`)
+	for T := 1; T <= 2; T++ {
+		for P := 1; P <= 2; P++ {
+			convPool512(a, true, T, P)
+		}
+		for P := 1; P <= 8; P++ {
+			convPool512(a, false, T, P)
+		}
+	}
 	return a.text()
 }
 
-// convPool512 emits vnniConvPool (pool) or vnniConvRow (no pool): the fused convolution of
-// kernels.FusedConv on 8 output pixels x 16 channels per iteration, read in place from a
-// zero-point-padded image stored as u8 (a+128), with signed weights (so VPDPBUSD needs no row
-// correction: the 128*sum(w) term is folded into off), then the requantization epilogue and a
-// masked store of n <= 16 channels per pixel.
+// convPool512 emits the fused-convolution kernels of kernels.FusedConv on AVX-512 VNNI:
+// vnniConvRow{T}x{P} (P output pixels of one row per iteration) and vnniConvPool{T}x{P} (two
+// conv rows of 2P pixels pooled 2x2 into P output pixels per iteration), each for T tiles of 16
+// output channels (T = 2: 32 channels share every activation broadcast, two accumulator chains
+// per pixel). They read in place from a zero-point-padded image stored as u8 (a+128), with
+// signed weights (so VPDPBUSD needs no row correction: the 128*sum(w) term is folded into off),
+// then run the requantization epilogue and a masked store of the channels present.
 //
-// Rows 0-3 of the tile are pixels a, a+lda, a+2*lda, a+3*lda, rows 4-7 the same from a+rs. The
-// pool kernel passes rs = one conv row down and reduces the tile to two pooled pixels: max of
-// rows {0,1,4,5} and {2,3,6,7} (max commutes with the monotone requantization, so pooling the
-// int32 accumulators is exact); it then advances a by 4*lda and dst by 2*ldo. The row kernel
-// passes rs = 4*lda, stores 8 pixels and advances by 8*lda and 8*ldo.
-func convPool512(a *asm, pool bool) {
-	P, F := a.P, a.F
-	name := "vnniConvRow"
+// Conv pixels 0-3 of an iteration are a, a+lda, a+2*lda, a+3*lda, pixels 4-7 the same from
+// a+rs. The pool kernels pass rs = one conv row down and take the max of each 2x2 window of
+// accumulators (max commutes with the monotone requantization, so pooling the int32
+// accumulators is exact); the row kernels pass rs = 4*lda. Each iteration advances a by the
+// pixels it consumed along the row and dst by P*ldo.
+func convPool512(a *asm, pool bool, T, P int) {
+	emit, F := a.P, a.F
+	kind := "Row"
 	if pool {
-		name = "vnniConvPool"
+		kind = "Pool"
 	}
-	P("")
-	F("// func %s(a *uint8, lda, rs int, w *int8, kh, ng, kgs int, off, m0, sh *int32, zp, lo, hi int64, dst *int8, ldo, n, iters int)", name)
-	P("// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights); iters >= 1.")
+	name := fmt.Sprintf("vnniConv%s%dx%d", kind, T, P)
+	npx := P // conv pixels per iteration
+	if pool {
+		npx = 4 * P
+	}
+	// addr returns the address of conv pixel i of the iteration.
+	addr := func(i int) string {
+		base, j := "SI", i
+		if pool {
+			if i >= 2*P {
+				base, j = "R8", i-2*P
+			}
+		} else if i >= 4 {
+			base, j = "R8", i-4
+		}
+		switch j {
+		case 0:
+			return "(" + base + ")"
+		case 1:
+			return "(" + base + ")(BX*1)"
+		case 2:
+			return "(" + base + ")(BX*2)"
+		}
+		return "(" + base + ")(DX*1)"
+	}
+	acc := func(t, i int) int { return t*npx + i }
+	emit("")
+	F("// func %s(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)", name)
+	emit("// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;")
+	emit("// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.")
 	F("TEXT ·%s(SB), NOSPLIT, $0-136", name)
-	P(`	MOVQ lda+8(FP), BX
-	MOVQ off+56(FP), AX
-	VMOVDQU32 (AX), Z16
-	MOVQ m0+64(FP), AX
-	VPMOVSXDQ (AX), Z17
-	VPMOVSXDQ 32(AX), Z18
-	MOVQ sh+72(FP), AX
-	VPMOVSXDQ (AX), Z19
-	VPMOVSXDQ 32(AX), Z20
-	MOVQ $31, AX
-	VPBROADCASTQ AX, Z31
-	VPSUBQ Z19, Z31, Z19    // total = 31 - shift
-	VPSUBQ Z20, Z31, Z20
-	MOVQ $1, AX
-	VPBROADCASTQ AX, Z31
-	VPSUBQ Z31, Z19, Z21
-	VPSLLVQ Z21, Z31, Z21   // round = 1 << (total-1)
-	VPSUBQ Z31, Z20, Z22
-	VPSLLVQ Z22, Z31, Z22
+	emit(`	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
 	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
 	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
 	MOVQ zp+80(FP), AX
-	VPBROADCASTD AX, Z30
-	MOVQ lo+88(FP), DX
-	SUBQ AX, DX
-	VPBROADCASTD DX, Z23
-	MOVQ hi+96(FP), DX
-	SUBQ AX, DX
-	VPBROADCASTD DX, Z29
-	MOVQ n+120(FP), CX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTD CX, Z30
+	MOVQ n+120(FP), CX`)
+	if T == 1 {
+		emit(`	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels`)
+	} else {
+		emit(`	SUBQ $16, CX
 	MOVL $1, AX
 	SHLL CX, AX
 	DECL AX
-	KMOVW AX, K1            // store mask: n channels
-	MOVQ ng+40(FP), AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1`)
+	}
+	emit(`	MOVQ ng+40(FP), AX
 	SHLQ $2, AX
 	MOVQ kgs+48(FP), R12
 	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
@@ -665,71 +737,85 @@ func convPool512(a *asm, pool bool) {
 	MOVQ ldo+112(FP), R15
 	MOVQ iters+128(FP), R14`)
 	F("%s_iter:", name)
-	for r := range 8 {
-		F("\tVMOVDQA32 Z16, Z%d", r)
+	emit("\tMOVQ off+64(FP), AX")
+	for t := 0; t < T; t++ {
+		for i := 0; i < npx; i++ {
+			F("\tVMOVDQU32 %d(AX), Z%d", 64*t, acc(t, i))
+		}
 	}
-	P(`	MOVQ R13, SI
-	LEAQ (SI)(BX*2), DX
-	ADDQ BX, DX
+	emit(`	MOVQ R13, SI
 	MOVQ rs+16(FP), R8
 	ADDQ SI, R8
-	LEAQ (R8)(BX*2), R10
-	ADDQ BX, R10
 	MOVQ w+24(FP), R9
 	MOVQ kh+32(FP), R11`)
 	F("%s_kh:", name)
-	P("\tMOVQ ng+40(FP), CX")
+	emit("\tMOVQ ng+40(FP), CX")
 	F("%s_g:", name)
-	P("\tVMOVDQU32 (R9), Z24")
-	rows := []string{"(SI)", "(SI)(BX*1)", "(SI)(BX*2)", "(DX)", "(R8)", "(R8)(BX*1)", "(R8)(BX*2)", "(R10)"}
-	for r := range 8 {
-		F("\tVPBROADCASTD %s, Z%d", rows[r], 25+r%4)
-		F("\tVPDPBUSD Z24, Z%d, Z%d", 25+r%4, r)
+	emit("\tVMOVDQU32 (R9), Z24")
+	if T == 2 {
+		emit("\tVMOVDQU32 (R9)(R10*1), Z25")
 	}
-	P("\tADDQ $4, SI\n\tADDQ $4, DX\n\tADDQ $4, R8\n\tADDQ $4, R10\n\tADDQ $64, R9")
-	F("\tDECQ CX\n\tJNZ %s_g", name)
-	P("\tADDQ R12, SI\n\tADDQ R12, DX\n\tADDQ R12, R8\n\tADDQ R12, R10")
-	F("\tDECQ R11\n\tJNZ %s_kh", name)
-	// requant emits the epilogue of accumulator zr into n bytes at mem (mask K1).
-	requant := func(zr int, mem string) {
-		F("\tVPMOVSXDQ Y%d, Z8", zr)
-		F("\tVEXTRACTI32X8 $1, Z%d, Y9", zr)
-		P(`	VPMOVSXDQ Y9, Z9
-	VPMULDQ Z17, Z8, Z8
-	VPMULDQ Z18, Z9, Z9
-	VPADDQ Z21, Z8, Z8
-	VPADDQ Z22, Z9, Z9
-	VPSRAVQ Z19, Z8, Z8
-	VPSRAVQ Z20, Z9, Z9
-	VPMOVSQD Z8, Y8         // saturate to int32
-	VPMOVSQD Z9, Y9
-	VINSERTI32X8 $1, Y9, Z8, Z8
-	VPMAXSD Z23, Z8, Z8
-	VPMINSD Z29, Z8, Z8
-	VPADDD Z30, Z8, Z8
-	VPMOVDB Z8, X8`)
-		F("\tVMOVDQU8 X8, K1, %s", mem)
-	}
-	if pool {
-		P(`	VPMAXSD Z1, Z0, Z0
-	VPMAXSD Z5, Z4, Z4
-	VPMAXSD Z4, Z0, Z0
-	VPMAXSD Z3, Z2, Z2
-	VPMAXSD Z7, Z6, Z6
-	VPMAXSD Z6, Z2, Z2`)
-		requant(0, "(DI)")
-		requant(2, "(DI)(R15*1)")
-		P("\tLEAQ (R13)(BX*4), R13\n\tLEAQ (DI)(R15*2), DI")
-	} else {
-		P("\tMOVQ DI, AX")
-		for r := range 8 {
-			requant(r, "(AX)")
-			P("\tADDQ R15, AX")
+	for i := 0; i < npx; i++ {
+		b := 18 + i%4
+		F("\tVPBROADCASTD %s, Z%d", addr(i), b)
+		for t := 0; t < T; t++ {
+			F("\tVPDPBUSD Z%d, Z%d, Z%d", 24+t, b, acc(t, i))
 		}
-		P("\tLEAQ (R13)(BX*8), R13\n\tMOVQ AX, DI")
+	}
+	emit("\tADDQ $4, SI\n\tADDQ $4, R8\n\tADDQ $64, R9")
+	F("\tDECQ CX\n\tJNZ %s_g", name)
+	emit("\tADDQ R12, SI\n\tADDQ R12, R8")
+	F("\tDECQ R11\n\tJNZ %s_kh", name)
+	emit("\tMOVQ epi+72(FP), AX")
+	// requant emits the epilogue of accumulator zr (tile t) into the bytes at mem (mask K1+t).
+	requant := func(zr, t int, mem string) {
+		o := 384 * t
+		F("\tVPMOVSXDQ Y%d, Z16", zr)
+		F("\tVEXTRACTI32X8 $1, Z%d, Y17", zr)
+		emit("\tVPMOVSXDQ Y17, Z17")
+		F("\tVPMULDQ %d(AX), Z16, Z16", o)
+		F("\tVPMULDQ %d(AX), Z17, Z17", o+64)
+		F("\tVPADDQ %d(AX), Z16, Z16", o+256)
+		F("\tVPADDQ %d(AX), Z17, Z17", o+320)
+		F("\tVPSRAVQ %d(AX), Z16, Z16", o+128)
+		F("\tVPSRAVQ %d(AX), Z17, Z17", o+192)
+		emit(`	VPMOVSQD Z16, Y16       // saturate to int32
+	VPMOVSQD Z17, Y17
+	VINSERTI32X8 $1, Y17, Z16, Z16
+	VPMAXSD Z29, Z16, Z16
+	VPMINSD Z30, Z16, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16`)
+		F("\tVMOVDQU8 X16, K%d, %s", 1+t, mem)
+	}
+	emit("\tMOVQ DI, CX")
+	for p := 0; p < P; p++ {
+		for t := 0; t < T; t++ {
+			r := acc(t, p)
+			if pool {
+				// Window p: conv pixels 2p and 2p+1 of both rows.
+				r = acc(t, 2*p)
+				F("\tVPMAXSD Z%d, Z%d, Z%d", acc(t, 2*p+1), r, r)
+				F("\tVPMAXSD Z%d, Z%d, Z%d", acc(t, 2*P+2*p), r, r)
+				F("\tVPMAXSD Z%d, Z%d, Z%d", acc(t, 2*P+2*p+1), r, r)
+			}
+			requant(r, t, fmt.Sprintf("%d(CX)", 16*t))
+		}
+		emit("\tADDQ R15, CX")
+	}
+	emit("\tMOVQ CX, DI")
+	adv := npx // conv pixels consumed along the row
+	if pool {
+		adv = 2 * P
+	}
+	switch adv {
+	case 1, 2, 4, 8:
+		F("\tLEAQ (R13)(BX*%d), R13", adv)
+	default:
+		F("\tIMUL3Q $%d, BX, AX\n\tADDQ AX, R13", adv)
 	}
 	F("\tDECQ R14\n\tJNZ %s_iter", name)
-	P("\tVZEROUPPER\n\tRET")
+	emit("\tVZEROUPPER\n\tRET")
 }
 
 // ---- avx2_amd64.s
