@@ -40,6 +40,12 @@ type FusedConv struct {
 	// multipliers M0, the right shifts 31-Shift and the rounding terms 1<<(30-Shift), each
 	// sign-extended to int64.
 	epi []int64
+	// One input channel and 8 outputs (convC1Eligible): the kernel rows as dwords [kh][8]
+	// (weights zero-padded to 4 bytes), the offsets as off, and the epilogue (M0 x8, rounding
+	// x8, right shift x8).
+	c1w   []int32
+	c1off []int32
+	c1epi []int64
 	// AVX2 / AVX-VNNI layouts, in groups of 8 channels: VNNI [g8][kh][ng][8][4] signed bytes
 	// (off as above); AVX2 [g8][kh][ng2][8][2] int16 pairs with ng2 = ceil(KW*InC/2), offsets
 	// the plain bias (int16 activations, no u8 shift).
@@ -100,6 +106,14 @@ func NewFusedConv(s ConvShape, pool bool, inZero int8, w *PackedInt8, bias []int
 	return f, nil
 }
 
+// convC1Eligible reports whether f fits the one-input-channel kernel (vnniConvC1Pool): one input
+// channel, a kernel at most 4 wide, stride 1, a fused pool and 8 output channels (with 16 the
+// channel-in-lanes kernels fill their vectors and were as fast in BenchmarkFusedConvLayers).
+func (f *FusedConv) convC1Eligible() bool {
+	s := f.s
+	return s.InC == 1 && s.KW <= 4 && s.StrideH == 1 && s.StrideW == 1 && f.pool && s.OutC == 8
+}
+
 // epiTile is the number of int64 epilogue constants per tile of FusedConv.epi.
 const epiTile = 3 * panelN
 
@@ -126,6 +140,23 @@ func (f *FusedConv) prepareSIMD() {
 		}
 		f.off[j] = f.bias[j] - 128*sum
 		f.m0[j], f.shift[j] = f.rq.M0[j], f.rq.Shift[j]
+	}
+	if f.convC1Eligible() {
+		f.c1w = make([]int32, s.KH*8)
+		f.c1off = make([]int32, 8)
+		f.c1epi = make([]int64, 24)
+		for c := 0; c < 8; c++ {
+			for h := 0; h < s.KH; h++ {
+				var d uint32
+				for x := 0; x < s.KW; x++ {
+					d |= uint32(uint8(f.w.at(c, h*s.KW+x))) << (8 * x)
+				}
+				f.c1w[h*8+c] = int32(d)
+			}
+			f.c1off[c] = f.off[c]
+			total := 31 - int64(f.rq.Shift[c])
+			f.c1epi[c], f.c1epi[8+c], f.c1epi[16+c] = int64(f.rq.M0[c]), 1<<(total-1), total
+		}
 	}
 	f.epi = make([]int64, nt*epiTile)
 	for j := 0; j < s.OutC; j++ {

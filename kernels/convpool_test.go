@@ -15,6 +15,12 @@ var fusedShapes = append(append([]ConvShape{}, convShapes...),
 	ConvShape{InH: 13, InW: 11, InC: 3, OutC: 17, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 	ConvShape{InH: 6, InW: 3, InC: 5, OutC: 16, KH: 2, KW: 3, StrideH: 1, StrideW: 1, PadLeft: 1, PadRight: 1},
 	ConvShape{InH: 10, InW: 22, InC: 1, OutC: 4, KH: 5, KW: 5, StrideH: 1, StrideW: 1, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2},
+	// One input channel, 8 or 16 outputs (the AVX-512 VBMI kernel when pooled): the BN CNN's
+	// first layer, a conv width that leaves one pooled pixel in the last run of 8, a 2x2 kernel
+	// without padding.
+	ConvShape{InH: 28, InW: 28, InC: 1, OutC: 16, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	ConvShape{InH: 10, InW: 19, InC: 1, OutC: 16, KH: 4, KW: 4, StrideH: 1, StrideW: 1, PadTop: 2, PadLeft: 1, PadBottom: 1, PadRight: 2},
+	ConvShape{InH: 7, InW: 33, InC: 1, OutC: 8, KH: 2, KW: 2, StrideH: 1, StrideW: 1},
 )
 
 // refPool is the 2x2 stride-2 max pool of NHWC int8 images (floor of odd sizes).

@@ -647,6 +647,7 @@ xorrows_next:
 			convPool512(a, false, T, P)
 		}
 	}
+	convC1Pool512(a)
 	return a.text()
 }
 
@@ -816,6 +817,77 @@ func convPool512(a *asm, pool bool, T, P int) {
 	}
 	F("\tDECQ R14\n\tJNZ %s_iter", name)
 	emit("\tVZEROUPPER\n\tRET")
+}
+
+// convC1Pool512 emits vnniConvC1Pool, the fused convolution + 2x2 max pool of FusedConv for one
+// input channel (a kernel at most 4 wide, stride 1) and 8 output channels, with the output
+// pixels in the vector lanes instead of the channels (the channel-in-lanes kernels would leave
+// half of every vector empty): for each kernel row, VPERMB (AVX-512 VBMI) turns 64 bytes of a
+// padded image row into the windows a[x..x+3] of 16 neighbouring conv pixels, and one VPDPBUSD
+// per channel, with the channel's kernel row broadcast from memory, accumulates them. Two conv
+// rows (16 accumulators: 8 channels x 2 rows of 16 pixels) are pooled vertically, then
+// neighbouring lanes horizontally; the even lanes then hold 8 pooled pixels, requantized per
+// channel in 64-bit lanes and transposed to NHWC bytes with VPERMB.
+func convC1Pool512(a *asm) {
+	emit, F := a.P, a.F
+	emit(`
+// func vnniConvC1Pool(a *uint8, pw int, w *int32, kh int, off *int32, epi *int64, perm *byte, zp, lo, hi int64, dst *int8, mask uint64)
+// a: the padded u8 image at the top-left window of the first conv row's 16 pixels; pw: padded
+// row length; w: kh x 8 dwords (a kernel row's weights per channel, zero-padded to 4 bytes);
+// off: 8 int32 (bias - 128*sum(w)); epi: 8 int64 multipliers, 8 rounding terms, 8 right shifts;
+// perm: the window and transpose tables; dst gets the 64 bytes (8 pooled pixels x 8 channels)
+// selected by mask.
+TEXT ·vnniConvC1Pool(SB), NOSPLIT, $0-96
+	MOVQ pw+8(FP), BX
+	MOVQ w+16(FP), R9
+	MOVQ off+32(FP), R10
+	MOVQ epi+40(FP), R13
+	MOVQ perm+48(FP), R11
+	VMOVDQU64 (R11), Z28    // window table: dword i <- bytes i..i+3
+	VPBROADCASTQ zp+56(FP), Z29
+	VPBROADCASTQ lo+64(FP), Z30
+	VPBROADCASTQ hi+72(FP), Z31`)
+	for c := range 8 {
+		F("\tVPBROADCASTD %d(R10), Z%d\n\tVMOVDQA64 Z%d, Z%d", 4*c, c, c, 8+c)
+	}
+	emit(`	MOVQ a+0(FP), SI
+	VPERMB (SI), Z28, Z17
+	MOVQ kh+24(FP), CX
+c1pool_kh:
+	ADDQ BX, SI
+	VPERMB (SI), Z28, Z18`)
+	for c := range 8 {
+		F("\tVPDPBUSD.BCST %d(R9), Z17, Z%d", 4*c, c)
+		F("\tVPDPBUSD.BCST %d(R9), Z18, Z%d", 4*c, 8+c)
+	}
+	emit(`	VMOVDQA64 Z18, Z17
+	ADDQ $32, R9
+	DECQ CX
+	JNZ c1pool_kh`)
+	for c := range 8 {
+		F("\tVPMAXSD Z%d, Z%d, Z%d", 8+c, c, c)
+		F("\tVPSRLQ $32, Z%d, Z16\n\tVPMAXSD Z16, Z%d, Z%d", c, c, c)
+		F("\tVPMULDQ.BCST %d(R13), Z%d, Z%d", 8*c, c, c)
+		F("\tVPADDQ.BCST %d(R13), Z%d, Z%d", 64+8*c, c, c)
+		F("\tVPSRAVQ.BCST %d(R13), Z%d, Z%d", 128+8*c, c, c)
+		F("\tVPADDQ Z29, Z%d, Z%d\n\tVPMAXSQ Z30, Z%d, Z%d\n\tVPMINSQ Z31, Z%d, Z%d", c, c, c, c, c, c)
+		F("\tVPMOVQB Z%d, X%d", c, c)
+	}
+	emit(`	VPUNPCKLQDQ X1, X0, X0
+	VPUNPCKLQDQ X3, X2, X2
+	VPUNPCKLQDQ X5, X4, X4
+	VPUNPCKLQDQ X7, X6, X6
+	VINSERTI32X4 $1, X2, Y0, Y0
+	VINSERTI32X4 $1, X6, Y4, Y4
+	VINSERTI64X4 $1, Y4, Z0, Z0
+	VMOVDQU64 64(R11), Z27  // transpose: byte 8p+c <- byte 8c+p
+	VPERMB Z0, Z27, Z0
+	MOVQ mask+88(FP), AX
+	KMOVQ AX, K1
+	MOVQ dst+80(FP), DI
+	VMOVDQU8 Z0, K1, (DI)
+	VZEROUPPER
+	RET`)
 }
 
 // ---- avx2_amd64.s

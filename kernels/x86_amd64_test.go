@@ -281,3 +281,74 @@ func TestSumRowsAVX512(t *testing.T) {
 		}
 	}
 }
+
+// TestFusedConvWithoutVBMI runs TestFusedConv with the one-input-channel kernel (AVX-512 VBMI)
+// turned off, so that those shapes also take the general VNNI kernels, as on CPUs without VBMI.
+func TestFusedConvWithoutVBMI(t *testing.T) {
+	if !hasVBMI {
+		t.Skip("no AVX-512 VBMI: TestFusedConv already runs the general kernels")
+	}
+	hasVBMI = false
+	defer func() { hasVBMI = true }()
+	TestFusedConv(t)
+}
+
+// BenchmarkFusedConvLayers runs the fused convolutions of the two MNIST CNNs (ggml's: conv1 1->8
+// and conv2 8->16 channels, pooled; the default example's BN CNN: 1->16 and 16->32 pooled, 32->64
+// on 7x7) on the selected path, batch 16, and reports multiply-adds per second of the thread's
+// CPU time. Compare with the register-only peak in the same run (GOPS-cpu / 2 of
+// BenchmarkPeakVPDPBUSD): go test -run x -bench 'FusedConvLayers|PeakVPDPBUSD$' ./kernels
+func BenchmarkFusedConvLayers(b *testing.B) {
+	sh := func(h, c, n int) ConvShape {
+		return ConvShape{InH: h, InW: h, InC: c, OutC: n, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1}
+	}
+	for _, l := range []struct {
+		name   string
+		s      ConvShape
+		pool   bool
+		noVBMI bool
+	}{
+		{"ggml.conv1", sh(28, 1, 8), true, false}, {"ggml.conv1-noVBMI", sh(28, 1, 8), true, true},
+		{"ggml.conv2", sh(14, 8, 16), true, false}, {"bn.conv1", sh(28, 1, 16), true, false},
+		{"bn.conv2", sh(14, 16, 32), true, false}, {"bn.conv3", sh(7, 32, 64), false, false},
+	} {
+		b.Run(l.name, func(b *testing.B) {
+			if l.noVBMI {
+				if !hasVBMI {
+					b.Skip("no AVX-512 VBMI")
+				}
+				hasVBMI = false
+				defer func() { hasVBMI = true }()
+			}
+			r := rand.New(rand.NewPCG(1, 2))
+			s := l.s
+			wraw := make([]int8, s.OutC*s.K())
+			fillInt8(r, wraw, fillRandom, true)
+			w, err := PackInt8(wraw, s.OutC, s.K())
+			if err != nil {
+				b.Fatal(err)
+			}
+			f, err := NewFusedConv(s, l.pool, -128, w, nil, randomRequant(r, s.OutC, s.K()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			const batch = 16
+			src := make([]int8, batch*s.InH*s.InW*s.InC)
+			fillInt8(r, src, fillRandom, false)
+			dst := make([]int8, batch*f.OutH()*f.OutW()*s.OutC)
+			var sc FusedScratch
+			f.Run(dst, src, batch, &sc)
+			cpu := startThreadCPU(b)
+			b.ResetTimer()
+			for range b.N {
+				f.Run(dst, src, batch, &sc)
+			}
+			macs := float64(b.N*batch) * float64(s.OutH()*s.OutW()*s.OutC*s.K())
+			if ns := cpu.nanos(); ns > 0 {
+				b.ReportMetric(macs/float64(ns), "GMAC/s-cpu")
+				b.ReportMetric(float64(ns)/1e3/float64(b.N*batch), "cpu-us/image")
+			}
+			b.Logf("kernels path %s", Path())
+		})
+	}
+}
