@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/qatgo/qatgo/kernels"
 	"github.com/qatgo/qatgo/qmodel"
@@ -420,4 +421,82 @@ func TestThreadsMatchSingle(t *testing.T) {
 	}
 	multi.Close()
 	multi.Close() // idempotent
+}
+
+// TestGuidedChunks checks Session.take on its own: the chunks of a batch are consecutive, cover
+// it exactly once, never exceed the lanes' buffers (chunk), shrink as the batch runs out and are
+// at least lastChunk samples except the batch's remainder.
+func TestGuidedChunks(t *testing.T) {
+	for _, tc := range []struct{ batch, lanes, mb int }{{256, 2, 1000}, {256, 2, 20}, {16, 2, 1000}, {1000, 3, 64}, {17, 2, 5}} {
+		s := &Session{lanes: make([]lane, tc.lanes), mb: tc.mb}
+		nw := s.split(tc.batch)
+		if nw != min(tc.lanes, tc.batch/minChunk) {
+			t.Fatalf("%+v: %d lanes", tc, nw)
+		}
+		var sizes []int
+		want := 0
+		for {
+			lo, hi, ok := s.take()
+			if !ok {
+				break
+			}
+			if lo != want || hi <= lo || hi-lo > s.chunk || hi-lo > tc.mb {
+				t.Fatalf("%+v: chunk [%d,%d) after %d (chunk limit %d)", tc, lo, hi, want, s.chunk)
+			}
+			if hi-lo < lastChunk && hi != tc.batch {
+				t.Fatalf("%+v: chunk [%d,%d) below %d samples before the end", tc, lo, hi, lastChunk)
+			}
+			if n := len(sizes); n > 0 && hi-lo > sizes[n-1] {
+				t.Fatalf("%+v: chunk sizes grow: %v then %d", tc, sizes, hi-lo)
+			}
+			sizes = append(sizes, hi-lo)
+			want = hi
+		}
+		if want != tc.batch {
+			t.Fatalf("%+v: chunks end at %d", tc, want)
+		}
+		t.Logf("%+v: %v", tc, sizes)
+	}
+}
+
+// TestWorkersSpinAndPark runs many batches on multi-threaded sessions with pauses longer than
+// spinWait between some of them (the workers and the caller then park) and none between others
+// (they spin), batch sizes that use all lanes or only some, and checks every result against a
+// single-threaded session.
+func TestWorkersSpinAndPark(t *testing.T) {
+	md, err := Load(mnistCNN(t, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := md.NewSession()
+	r := rand.New(rand.NewPCG(7, 7))
+	imgs := randImages(2, 64)
+	want := make(map[int][]float32)
+	for _, threads := range []int{2, 3} {
+		multi := md.NewSessionWith(SessionOptions{Threads: threads})
+		for i := 0; i < 120; i++ {
+			batch := []int{1, 16, 17, 24, 40, 64}[r.IntN(6)]
+			if want[batch] == nil {
+				out, err := single.RunUint8(imgs[:batch*784], batch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[batch] = append([]float32(nil), out...)
+			}
+			got, err := multi.RunUint8(imgs[:batch*784], batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want[batch]) {
+				t.Fatalf("threads %d, run %d, batch %d: result differs from one thread", threads, i, batch)
+			}
+			if r.IntN(4) == 0 {
+				time.Sleep(2 * spinWait)
+			}
+		}
+		multi.Close()
+		if _, err := multi.RunUint8(imgs, 64); err != nil { // usable single-threaded after Close
+			t.Fatal(err)
+		}
+	}
 }

@@ -143,11 +143,10 @@ type Session struct {
 	opt     SessionOptions
 	plan    plan
 	keepAll bool
-	mb      int        // micro-batch size in samples
-	batch   int        // capacity of the gathered outputs, in samples
-	lanes   []lane     // lane 0 runs on the caller's goroutine, lane i>0 on worker i-1
-	work    []chan job // one per worker
-	done    chan struct{}
+	mb      int       // micro-batch size in samples
+	batch   int       // capacity of the gathered outputs, in samples
+	lanes   []lane    // lane 0 runs on the caller's goroutine, lane i>0 on worker i
+	w       *workers  // nil for single-threaded sessions and after Close
 	inF     []float32 // the caller's input during a run
 	inU     []byte
 	inI8    []int8
@@ -155,7 +154,8 @@ type Session struct {
 	outI8   []int8    // gathered int8 output of RunInt8
 	prof    []OpStat
 	ran     int // batch of the last successful run
-	// Multi-lane runs: lanes take chunks of chunk samples from next, up to runBatch.
+	// Multi-lane runs: active lanes take chunks of at most chunk samples (take) from next,
+	// up to runBatch.
 	chunk, runBatch, active int
 	next                    atomic.Int64
 }
@@ -222,12 +222,7 @@ func (md *Model) NewSessionWith(opt SessionOptions) *Session {
 		s.lanes[i] = lane{scratch: make([]int8, md.scratchN), acc: make([]int32, md.maxPoolC)}
 	}
 	if n > 1 {
-		s.done = make(chan struct{}, n)
-		s.work = make([]chan job, n-1)
-		for i := range s.work {
-			s.work[i] = make(chan job, 1)
-			go s.worker(i+1, s.work[i])
-		}
+		s.startWorkers(n)
 	}
 	return s
 }
@@ -238,10 +233,10 @@ func (s *Session) Model() *Model { return s.md }
 // Close stops the session's worker goroutines (sessions created with Threads > 1); the session
 // stays usable, single-threaded. Close is a no-op for single-threaded sessions and safe to repeat.
 func (s *Session) Close() {
-	for _, c := range s.work {
-		close(c)
+	if s.w != nil {
+		s.w.stop()
+		s.w = nil
 	}
-	s.work = nil
 	s.lanes = s.lanes[:1]
 }
 
@@ -352,25 +347,15 @@ type job struct {
 
 // exec runs steps [from, to) on the first nw lanes.
 func (s *Session) exec(nw int, kind runKind, from, to int) {
-	for w := 1; w < nw; w++ {
-		s.work[w-1] <- job{kind, from, to}
-	}
-	s.runLane(&s.lanes[0], job{kind, from, to})
-	for w := 1; w < nw; w++ {
-		<-s.done
+	if nw > 1 {
+		s.runLanes(nw, job{kind, from, to})
+	} else {
+		s.runLane(&s.lanes[0], job{kind, from, to})
 	}
 	if s.prof != nil {
 		for i := from; i < to; i++ {
 			s.prof[i].Calls++
 		}
-	}
-}
-
-// worker runs jobs on lane l until the session is closed.
-func (s *Session) worker(l int, jobs <-chan job) {
-	for j := range jobs {
-		s.runLane(&s.lanes[l], j)
-		s.done <- struct{}{}
 	}
 }
 

@@ -3,7 +3,7 @@
 //
 //   cd bench/onnxruntime
 //   npm install --ignore-scripts onnxruntime-node@1.30.0
-//   node compare.js [MODEL.qm] [-model ggml|bn|dsnet] [-time SECONDS]
+//   node compare.js [MODEL.qm] [-model ggml|bn|dsnet] [-time SECONDS] [-repeat N]
 //
 // Without MODEL.qm it uses ggml's MNIST CNN with random weights calibrated on MNIST (with -model bn
 // the default example's BN CNN, BatchNorm folded; with -model dsnet the depthwise-separable
@@ -15,8 +15,9 @@
 // QLinearAdd). Both are written by TestWriteBenchFiles in package onnx and checked against qatgo's
 // outputs before timing. The temporary folder is removed on exit, on errors and on Ctrl-C.
 // onnxruntime runs with graph optimization level "all", intra-op threads 1 and 2, sequential
-// execution; qatgo runs `qatgo bench` with -threads 1 and 2. Batch-1 latency is the median of
-// single calls; onnxruntime-node's own per-call floor (an Identity model) is printed so that it
+// execution; qatgo runs `qatgo bench` with -threads 1 and 2. The 1- and 2-thread measurements
+// alternate -repeat times (default 3), each figure the best of its repeats. Batch-1 latency is
+// the median of single calls; onnxruntime-node's own per-call floor (an Identity model) is printed so that it
 // can be subtracted. Figures depend on machine load: compare ratios from one run.
 'use strict';
 const fs = require('fs');
@@ -29,8 +30,10 @@ const args = process.argv.slice(2);
 let qm = '';
 let seconds = 1;
 let arch = 'ggml';
+let repeat = 3;
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '-time') seconds = Number(args[++i]);
+  else if (args[i] === '-repeat') repeat = Number(args[++i]);
   else if (args[i] === '-model') arch = args[++i];
   else qm = path.resolve(args[i]);
 }
@@ -115,26 +118,39 @@ async function main() {
   const rows = [];
   const idn = await ort.InferenceSession.create(path.join(dir, 'identity.onnx'), opts(1));
   const floor = await latency(idn, feed(idn, new ort.Tensor('float32', new Float32Array(1), [1, 1])));
+  const big = new Float32Array(256 * per);
+  for (let i = 0; i < big.length; i++) big[i] = x[i % x.length];
+  const sessions = {};
   for (const t of [1, 2]) {
     const sess = await ort.InferenceSession.create(path.join(dir, 'model.onnx'), opts(t));
     const one = feed(sess, new ort.Tensor('float32', x.subarray(0, per), [1, c, h, w]));
-    const big = new Float32Array(256 * per);
-    for (let i = 0; i < big.length; i++) big[i] = x[i % x.length];
     const b256 = feed(sess, new ort.Tensor('float32', big, [256, c, h, w]));
-    const ortLat = await latency(sess, one);
-    const [ortTp, ortCPU] = await throughput(sess, b256, 256);
-    let qLat = NaN, qTp = NaN, qCPU = NaN;
-    if (hasQDQ) {
-      const sq = await ort.InferenceSession.create(qdqPath, opts(t));
-      qLat = await latency(sq, feed(sq, one[sess.inputNames[0]]));
-      [qTp, qCPU] = await throughput(sq, feed(sq, b256[sess.inputNames[0]]), 256);
+    const sq = hasQDQ ? await ort.InferenceSession.create(qdqPath, opts(t)) : null;
+    sessions[t] = { sess, one, b256, sq };
+    rows.push({ t, ortLat: Infinity, ortTp: Infinity, ortCPU: Infinity, p50: Infinity, tp: Infinity, cpu: Infinity, qLat: NaN, qTp: NaN, qCPU: NaN });
+  }
+  // The 1- and 2-thread measurements alternate, -repeat times, and each figure is the best of its
+  // repeats: a burst of other work on the machine then spoils one repeat, not the comparison.
+  const best = (a, b) => (Number.isNaN(a) ? b : Math.min(a, b));
+  for (let rep = 0; rep < repeat; rep++) {
+    for (const r of rows) {
+      const { sess, one, b256, sq } = sessions[r.t];
+      r.ortLat = Math.min(r.ortLat, await latency(sess, one));
+      const [ortTp, ortCPU] = await throughput(sess, b256, 256);
+      r.ortTp = Math.min(r.ortTp, ortTp);
+      r.ortCPU = Math.min(r.ortCPU, ortCPU);
+      if (sq) {
+        r.qLat = best(r.qLat, await latency(sq, feed(sq, one[sess.inputNames[0]])));
+        const [qTp, qCPU] = await throughput(sq, feed(sq, b256[sess.inputNames[0]]), 256);
+        r.qTp = best(r.qTp, qTp);
+        r.qCPU = best(r.qCPU, qCPU);
+      }
+      const out = sh(path.join(dir, 'qatgo'), ['bench', '-batch', '256', '-time', `${seconds}s`, '-threads', String(r.t), model]);
+      r.p50 = Math.min(r.p50, Number(/batch 1\s+p50 ([\d.]+) us/.exec(out)[1]));
+      r.tp = Math.min(r.tp, Number(/batch 256\s+([\d.]+) us\/image/.exec(out)[1]));
+      const cpuM = /process CPU time ([\d.]+) us\/image/.exec(out);
+      r.cpu = cpuM ? Math.min(r.cpu, Number(cpuM[1])) : NaN;
     }
-    const out = sh(path.join(dir, 'qatgo'), ['bench', '-batch', '256', '-time', `${seconds}s`, '-threads', String(t), model]);
-    const p50 = Number(/batch 1\s+p50 ([\d.]+) us/.exec(out)[1]);
-    const tp = Number(/batch 256\s+([\d.]+) us\/image/.exec(out)[1]);
-    const cpuM = /process CPU time ([\d.]+) us\/image/.exec(out);
-    const cpu = cpuM ? Number(cpuM[1]) : NaN;
-    rows.push({ t, ortLat, ortTp, ortCPU, p50, tp, cpu, qLat, qTp, qCPU });
   }
   console.log(`onnxruntime-node per-call floor (Identity, batch 1): ${floor.toFixed(2)} us\n`);
   const table = (title, kind, tp, cpu, lat) => {
