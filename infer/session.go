@@ -184,8 +184,9 @@ type SessionOptions struct {
 	// Threads > 1 runs batches of at least 16 samples on up to Threads goroutines (the caller's
 	// and Threads-1 workers owned by the session, each with its own buffers), which take chunks
 	// from a shared counter until the batch is done (large ones first, down to 2 samples at the
-	// end, so that the lanes finish together). Call Close when done: the workers live until then (an unclosed session
-	// is never garbage collected). Results are identical to single-threaded runs. Profiling runs
+	// end, so that the lanes finish together). After a batch the workers spin for up to 50 us
+	// waiting for the next one, then sleep. Call Close when done: the workers live until then (an
+	// unclosed session is never garbage collected). Results are identical to single-threaded runs. Profiling runs
 	// single-threaded.
 	Threads int
 	// MaxBytes, when positive, bounds the bytes the session allocates for a batch (SessionBytes):
