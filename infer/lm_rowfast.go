@@ -97,6 +97,10 @@ func embeddingRowFast(dst []int8, st *lmStep, tok int, buf []int32) {
 	d := t.d
 	b := buf[:d]
 	switch {
+	case t.int4 && d%2 == 0: // whole bytes: low nibble first
+		for i, w := range t.data[tok*d/2 : tok*d/2+d/2] {
+			b[2*i], b[2*i+1] = int32(int8(w<<4)>>4), int32(int8(w)>>4)
+		}
 	case t.int4:
 		j := tok * d
 		for i := range b {
@@ -109,8 +113,10 @@ func embeddingRowFast(dst []int8, st *lmStep, tok int, buf []int32) {
 	}
 	if t.groups != nil {
 		gs := t.groups[tok*(d/t.g) : (tok+1)*(d/t.g)]
-		for i := range b {
-			b[i] *= gs[i/t.g]
+		for k, s := range gs {
+			for i := k * t.g; i < (k+1)*t.g; i++ {
+				b[i] *= s
+			}
 		}
 	}
 	rq, _ := kernels.NewRowRequant(st.perRow[tok].Multiplier(), st.zOut, -128, 127) // zOut checked by prepareFast
