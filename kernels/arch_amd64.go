@@ -121,6 +121,7 @@ func archImpls() []*impl {
 	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL && x.HasAVX512VNNI {
 		p := newSIMDImpl("avx512vnni", &avx512Kernels)
 		p.convPool = convPoolVNNI
+		p.depthwise = depthwiseVNNI
 		l = append(l, p)
 	}
 	for _, p := range l { // every x86 path has AVX2
