@@ -72,7 +72,10 @@ func (m *LM) Arch() Arch {
 // Build creates a freshly initialised model of this architecture (parameters from seed): a *Model
 // for ArchLayers, an *LM for ArchLM. Each rebuilt layer must reproduce the recorded shapes and
 // parameter names, so a record that does not describe a valid model is an error.
-func (a Arch) Build(seed uint64) (Network, error) {
+func (a Arch) Build(seed uint64) (Network, error) { return a.build(seed, nil) }
+
+// build is Build; a non-nil lim bounds what the record may allocate (see buildLimit).
+func (a Arch) build(seed uint64, lim *buildLimit) (Network, error) {
 	dt, err := dtypeOf(a.Dtype)
 	if err != nil {
 		return nil, err
@@ -82,12 +85,28 @@ func (a Arch) Build(seed uint64) (Network, error) {
 		if a.LM == nil {
 			return nil, fmt.Errorf("graph: arch %q: type lm without lm config", a.Name)
 		}
+		if lim != nil {
+			if err := lim.lm(*a.LM); err != nil {
+				return nil, fmt.Errorf("graph: arch %q: %w", a.Name, err)
+			}
+		}
 		return NewLM(a.Name, *a.LM, dt, seed)
 	case ArchLayers:
 		m := NewModel(a.Name, a.Input, dt, seed)
+		if lim != nil {
+			if err := lim.activation(a.Input); err != nil {
+				return nil, fmt.Errorf("graph: arch %q: input: %w", a.Name, err)
+			}
+			m.limit = lim
+		}
 		for i, l := range a.Layers {
 			if l == nil {
 				return nil, fmt.Errorf("graph: arch %q: layer %d is null", a.Name, i)
+			}
+			if lim != nil {
+				if err := lim.attrs(l); err != nil {
+					return nil, fmt.Errorf("graph: arch %q: layer %q: %w", a.Name, l.Name, err)
+				}
 			}
 			if err := m.addRecorded(l); err != nil {
 				return nil, err
@@ -158,13 +177,20 @@ func ArchOf(c *Checkpoint) (Arch, error) {
 }
 
 // FromCheckpoint rebuilds the model a checkpoint records (see Arch) and loads its parameters:
-// no registry of named models is needed. It returns a *Model or an *LM.
+// no registry of named models is needed. It returns a *Model or an *LM. The record is checked
+// before anything is allocated: its parameters cannot hold more values than the checkpoint's
+// tensors (they are loaded from them), and sizes beyond what this package trains (see
+// buildLimit) are an error, so a small hostile file cannot make it allocate gigabytes.
 func FromCheckpoint(c *Checkpoint) (Network, error) {
 	a, err := ArchOf(c)
 	if err != nil {
 		return nil, err
 	}
-	n, err := a.Build(1)
+	var have int64
+	for _, t := range c.Tensors {
+		have += int64(t.Shape().TotalSize())
+	}
+	n, err := a.build(1, &buildLimit{params: have})
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +198,72 @@ func FromCheckpoint(c *Checkpoint) (Network, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// Bounds of an architecture rebuilt from a checkpoint (FromCheckpoint).
+const (
+	maxArchActivation = 1 << 26 // values of one example at any layer's output (layer models)
+	maxArchAttr       = 1 << 24 // a layer's channels, kernel, stride or padding
+	maxArchCtx        = 1 << 20 // an LM's context length
+	maxArchLogits     = 1 << 30 // an LM's Ctx x Vocab (the logits of one sequence)
+	maxArchScores     = 1 << 32 // an LM's Heads x Ctx x Ctx (the attention scores of one sequence)
+)
+
+// buildLimit bounds what an untrusted architecture record may allocate: params is the number
+// of parameter values still allowed (those the checkpoint holds).
+type buildLimit struct{ params int64 }
+
+// elements returns the product of shape, or false when a dimension is negative or the product
+// exceeds max.
+func elements(shape []int, max int64) (int64, bool) {
+	n := int64(1)
+	for _, d := range shape {
+		if d < 0 || (d > 0 && n > max/int64(d)) {
+			return 0, false
+		}
+		n *= int64(d)
+	}
+	return n, n <= max
+}
+
+func (b *buildLimit) param(name string, shape []int) error {
+	n, ok := elements(shape, b.params)
+	if !ok {
+		return fmt.Errorf("parameter %q of shape %v needs more values than the checkpoint's tensors hold", name, shape)
+	}
+	b.params -= n
+	return nil
+}
+
+func (b *buildLimit) activation(shape []int) error {
+	if _, ok := elements(shape, maxArchActivation); !ok || len(shape) == 0 || slices.Contains(shape, 0) {
+		return fmt.Errorf("shape %v is empty or has more than %d values per example", shape, maxArchActivation)
+	}
+	return nil
+}
+
+func (b *buildLimit) attrs(l *Layer) error {
+	for _, v := range []int{l.Out, l.Kernel, l.Stride, l.Pad, l.Groups} {
+		if v < 0 || v > maxArchAttr {
+			return fmt.Errorf("attribute %d outside [0, %d] (out %d, kernel %d, stride %d, pad %d, groups %d)", v, maxArchAttr, l.Out, l.Kernel, l.Stride, l.Pad, l.Groups)
+		}
+	}
+	return nil
+}
+
+func (b *buildLimit) lm(c LMConfig) error {
+	if err := c.defaults(); err != nil {
+		return err
+	}
+	D, F, V := float64(c.Dim), float64(c.Hidden), float64(c.Vocab)
+	params := 2*V*D + float64(c.Layers)*(4*D*D+3*D*F+2*D) + D
+	switch {
+	case params > float64(b.params):
+		return fmt.Errorf("LM config %+v has %.4g parameters, more than the checkpoint's %d tensor values", c, params, b.params)
+	case c.Ctx > maxArchCtx || float64(c.Ctx)*V > maxArchLogits || float64(c.Heads)*float64(c.Ctx)*float64(c.Ctx) > maxArchScores:
+		return fmt.Errorf("LM config %+v: context %d is larger than this package handles (at most %d, Ctx x Vocab %d, Heads x Ctx^2 %d)", c, c.Ctx, maxArchCtx, maxArchLogits, int64(maxArchScores))
+	}
+	return nil
 }
 
 // ModelFromCheckpoint is FromCheckpoint for a layer model: it is an error when the checkpoint

@@ -160,7 +160,9 @@ func TestFromCheckpointErrors(t *testing.T) {
 		}
 		tc.edit(&a)
 		j, _ = json.Marshal(a)
-		c := &Checkpoint{Meta: map[string]string{MetaArch: string(j)}}
+		c := &Checkpoint{}
+		everyKindModel(1).SaveState(c) // the parameters, so that FromCheckpoint's size bound passes
+		c.Meta[MetaArch] = string(j)
 		if _, err := FromCheckpoint(c); err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.msg)
 		}
@@ -169,9 +171,14 @@ func TestFromCheckpointErrors(t *testing.T) {
 	if _, err := FromCheckpoint(c); !errors.Is(err, ErrCheckpoint) {
 		t.Errorf("bad JSON: %v", err)
 	}
-	// parameters missing from the checkpoint
+	// parameters missing from the checkpoint: refused before allocation when the checkpoint holds
+	// fewer values than they need, by LoadState otherwise
 	j, _ := json.Marshal(good)
 	c = &Checkpoint{Meta: map[string]string{MetaArch: string(j)}}
+	if _, err := FromCheckpoint(c); err == nil || !strings.Contains(err.Error(), `parameter "c1.weight" of shape [4 4 3 3] needs more values than the checkpoint's tensors hold`) {
+		t.Errorf("missing params: %v", err)
+	}
+	c.PutFloat32s("unrelated", make([]float32, 10000))
 	if _, err := FromCheckpoint(c); err == nil || !strings.Contains(err.Error(), "no tensor") {
 		t.Errorf("missing params: %v", err)
 	}

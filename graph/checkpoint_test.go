@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -103,11 +104,34 @@ func TestCheckpointCorrupt(t *testing.T) {
 	}
 }
 
+// FuzzDecodeCheckpoint feeds arbitrary bytes to DecodeCheckpoint and, when they decode, to
+// FromCheckpoint (the architecture record is untrusted JSON): no panic, no allocation beyond
+// the checkpoint's own tensors (FromCheckpoint's bounds), an accepted checkpoint re-encodes, and
+// a rebuilt network saves parameters equal to those it loaded.
 func FuzzDecodeCheckpoint(f *testing.F) {
 	c := &Checkpoint{Step: 1, Meta: map[string]string{"k": "v"}}
 	c.PutFloat32s("a", []float32{1, 2})
 	b, _ := c.Encode()
 	f.Add(b)
+	m := NewModel("m", []int{1, 4, 4}, tensor.Float32, 3)
+	m.Conv2d("c", Conv{Out: 2, Kernel: 3, Bias: true})
+	m.BatchNorm("bn", 0, 0)
+	m.MaxPool2d("mp", 2, 1, 0)
+	m.Flatten("")
+	m.Linear("fc", 3, true)
+	lm, err := NewLM("lm", LMConfig{Vocab: 5, Dim: 4, Layers: 1, Heads: 2, Hidden: 4, Ctx: 3}, tensor.Float32, 1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, n := range []Network{m, lm} {
+		c := &Checkpoint{}
+		n.SaveState(c)
+		b, err := c.Encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := DecodeCheckpoint(data)
 		if err != nil {
@@ -116,5 +140,37 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 		if _, err := c.Encode(); err != nil {
 			t.Fatal(err)
 		}
+		n, err := FromCheckpoint(c)
+		if err != nil {
+			return
+		}
+		d := &Checkpoint{}
+		n.SaveState(d)
+		for _, p := range n.Params() {
+			got, want := d.Tensors["param/"+p.Name], c.Tensors["param/"+p.Name]
+			if got == nil || want == nil || got.Shape().TotalSize() != want.Shape().TotalSize() {
+				t.Fatalf("parameter %s: saved %v, loaded from %v", p.Name, got, want)
+			}
+		}
 	})
+}
+
+// TestFromCheckpointBounds: an architecture record whose parameters or activations are far larger
+// than the checkpoint is refused before allocation (a few hundred bytes used to exhaust memory).
+func TestFromCheckpointBounds(t *testing.T) {
+	for _, tc := range []struct{ arch, want string }{
+		{`{"type":"lm","name":"x","lm":{"Vocab":100000,"Dim":100000,"Layers":1,"Heads":2,"Ctx":4}}`, "more than the checkpoint's 64 tensor values"},
+		{`{"type":"lm","name":"x","lm":{"Vocab":2,"Dim":2,"Layers":0,"Heads":1,"Ctx":1073741824}}`, "larger than this package handles"},
+		{`{"type":"layers","name":"x","input":[4000000000,4000000000,4000000000],"layers":[{"name":"f","kind":"flatten"},{"name":"l","kind":"linear","out":10}]}`, "values per example"},
+		{`{"type":"layers","name":"x","input":[1,2,2],"layers":[{"name":"f","kind":"flatten"},{"name":"l","kind":"linear","out":1000000}]}`, "needs more values than the checkpoint's tensors hold"},
+		{`{"type":"layers","name":"x","input":[1,2,2],"layers":[{"name":"c","kind":"conv2d","out":1,"kernel":1,"stride":1,"pad":4611686018427387904,"groups":1}]}`, "outside [0, 16777216]"},
+		{`{"type":"layers","name":"x","input":[1,2,2],"layers":[{"name":"c","kind":"conv2d","out":1,"kernel":1,"stride":1,"pad":16000000,"groups":1}]}`, "values per example"},
+		{`{"type":"layers","name":"x","input":[0,2,2],"layers":[]}`, "empty"},
+	} {
+		c := &Checkpoint{Meta: map[string]string{MetaArch: tc.arch}}
+		c.PutFloat32s("param/pad", make([]float32, 64))
+		if _, err := FromCheckpoint(c); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error with %q", tc.arch, err, tc.want)
+		}
+	}
 }

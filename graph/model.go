@@ -92,6 +92,7 @@ type Model struct {
 	counts map[Kind]int
 	rng    *rand.Rand
 	err    error
+	limit  *buildLimit // set while rebuilding an untrusted architecture (Arch.build)
 }
 
 // NewModel returns an empty model with the given per-example input shape. Parameters are
@@ -196,6 +197,11 @@ func (m *Model) add(l *Layer, in ...string) *Layer {
 	if err := l.inferShape(); err != nil {
 		return m.fail("layer %q: %v", l.Name, err)
 	}
+	if m.limit != nil {
+		if err := m.limit.activation(l.OutShape); err != nil {
+			return m.fail("layer %q: %v", l.Name, err)
+		}
+	}
 	m.layerI[l.Name] = len(m.Layers)
 	m.Layers = append(m.Layers, l)
 	return l
@@ -289,6 +295,15 @@ func initTensor(dt tensor.Dtype, shape []int, init func() float64) *tensor.Dense
 }
 
 func (m *Model) newParam(l *Layer, r Role, shape []int, trainable bool, init func() float64) {
+	if m.err != nil {
+		return
+	}
+	if m.limit != nil {
+		if err := m.limit.param(l.Name+"."+string(r), shape); err != nil {
+			m.fail("%v", err)
+			return
+		}
+	}
 	p := &Param{Name: l.Name + "." + string(r), Layer: l.Name, Role: r, Trainable: trainable,
 		Value: initTensor(m.Dtype, shape, init)}
 	l.Params = append(l.Params, p.Name)
