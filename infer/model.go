@@ -48,6 +48,7 @@ type step struct {
 	zA, zB, zOut int32
 	mA, mB, mOut quant.Multiplier
 	addTab       *[1 << 16]int8 // the output for every input pair, index uint8(a)<<8 | uint8(b)
+	addLUT       *[2][256]int32 // rescaled inputs of each level, for the vector Add (cnnadd.go); nil: addTab only
 
 	// qmodel.RequantOnnxruntime (onnxruntime.go): Conv2D/FullyConnected run ortLinear with these
 	// multipliers on the weights as stored; a float Quantize rounds half to even.
@@ -322,7 +323,9 @@ func (md *Model) compile(s *step, op *qmodel.Op) error {
 		s.zA, s.zB, s.zOut = pa.ZeroPoint, pb.ZeroPoint, po.ZeroPoint
 		s.lo, s.hi = qmodel.ActivationRange(op.Act, po)
 		s.addTab = addTable(s)
+		s.addLUT = addInputTables(s)
 		if md.ortRequant {
+			s.addLUT = nil
 			if s.addTab, err = quant.OnnxruntimeAddTable(pa.Scale, pb.Scale, po.Scale, pa.ZeroPoint, pb.ZeroPoint, po.ZeroPoint, s.lo, s.hi); err != nil {
 				return err
 			}

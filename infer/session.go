@@ -683,7 +683,7 @@ func (s *Session) step(st *step, ln *lane) {
 	case qmodel.OpAvgPool2D:
 		avgPool(dst, src, nb, st, ln.acc[:st.c])
 	case qmodel.OpAdd:
-		addLookup(dst, src, ln.i8buf(s, st.in2, st.inN), st)
+		addRun(dst, src, ln.i8buf(s, st.in2, st.inN), st)
 	case qmodel.OpReshape:
 		if len(dst) > 0 && &dst[0] == &src[0] {
 			return // the plan gave the output its input's buffer
