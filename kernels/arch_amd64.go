@@ -76,6 +76,9 @@ func avxvnniGemvEvex(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *in
 func avx2x6x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
 //go:noescape
+func avx2w16x6x16(a *int16, lda int, w *int16, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+
+//go:noescape
 func avx2x4x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 
 //go:noescape
@@ -83,6 +86,9 @@ func avx2Conv6x16(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *
 
 //go:noescape
 func requantAVX2(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+
+//go:noescape
+func requant8AVX2(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
 
 //go:noescape
 func avx2Gemv4(a *int8, nb, groups int, w *byte, ts, nt int, sc, gcorr, off, c *int32)
@@ -142,14 +148,19 @@ var avx512Kernels = simdKernels{
 var avxvnniKernels = simdKernels{
 	mr: 6, wideN: 16,
 	wide: avxvnni6x16, narrow: avxvnni6x16, gemv: avxvnniGemv,
-	sum: sumInt8AVX2, requant: requantAVX2, gemv4: avx2Gemv4, dwRow16: dwRowAVX2,
+	sum: sumInt8AVX2, requant: requant8AVX2, gemv4: avx2Gemv4, dwRow16: dwRowAVX2,
 }
 
 var avx2Kernels = simdKernels{
 	mr: 6, wideN: 16,
 	wide: avx2Wide6, narrow: avx2Wide6, gemv: avx2Gemv,
-	sum: sumInt8AVX2, sext16: sext16AVX2, requant: requantAVX2, gemv4: avx2Gemv4, dwRow16: dwRowAVX2,
-	convKernel: avx2Conv6,
+	sum: sumInt8AVX2, sext16: sext16AVX2, requant: requant8AVX2, gemv4: avx2Gemv4, dwRow16: dwRowAVX2,
+	convKernel: avx2Conv6, wide16: avx2W16,
+}
+
+// avx2W16 adapts avx2w16x6x16 (int16 activations, int16 weight panel) to the kernel type.
+func avx2W16(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int) {
+	avx2w16x6x16((*int16)(unsafe.Pointer(a)), lda, (*int16)(unsafe.Pointer(w)), ts, kg, off, roff, c, ldc)
 }
 
 // avx2Conv6 adapts avx2Conv6x16 (int16 activations, widened padded image) to the kernel type.

@@ -744,6 +744,194 @@ avx2Conv6x16_loop:
 	VZEROUPPER
 	RET
 
+// func avx2w16x6x16(a *int16, lda int, w *int16, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
+// avx2x6x16 reading weights already widened to int16 (u8 w+128 as int16; ts in bytes): two
+// VMOVDQU per K group and pass instead of two VPMOVZXBW, nothing else differs.
+TEXT ·avx2w16x6x16(SB), NOSPLIT, $0-72
+	MOVQ lda+8(FP), BX
+	MOVQ off+40(FP), DI
+	MOVQ roff+48(FP), R14
+	MOVQ c+56(FP), CX
+	MOVQ ldc+64(FP), R12
+	XORQ R15, R15
+avx2w16x6x16_pass:
+	MOVQ a+0(FP), SI
+	LEAQ (SI)(BX*2), DX
+	ADDQ BX, DX
+	MOVQ w+16(FP), R9
+	LEAQ (R9)(R15*2), R9
+	MOVQ kg+32(FP), R13
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+	VPXOR Y8, Y8, Y8
+	VPXOR Y9, Y9, Y9
+	VPXOR Y10, Y10, Y10
+	VPXOR Y11, Y11, Y11
+	TESTQ $1, R13
+	JZ avx2w16x6x16_loop
+	VMOVDQU 0(R9), Y12
+	VMOVDQU 32(R9), Y13
+	VPBROADCASTQ (SI), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y0, Y0
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y1, Y1
+	VPBROADCASTQ (SI)(BX*1), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y2, Y2
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y3, Y3
+	VPBROADCASTQ (SI)(BX*2), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y4, Y4
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y5, Y5
+	VPBROADCASTQ (DX), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y6, Y6
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y7, Y7
+	VPBROADCASTQ (SI)(BX*4), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y8, Y8
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y9, Y9
+	VPBROADCASTQ (DX)(BX*2), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y10, Y10
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y11, Y11
+	ADDQ $8, SI
+	ADDQ $8, DX
+	ADDQ $128, R9
+	DECQ R13
+	JZ avx2w16x6x16_done
+avx2w16x6x16_loop:
+	VMOVDQU 0(R9), Y12
+	VMOVDQU 32(R9), Y13
+	VPBROADCASTQ (SI), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y0, Y0
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y1, Y1
+	VPBROADCASTQ (SI)(BX*1), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y2, Y2
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y3, Y3
+	VPBROADCASTQ (SI)(BX*2), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y4, Y4
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y5, Y5
+	VPBROADCASTQ (DX), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y6, Y6
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y7, Y7
+	VPBROADCASTQ (SI)(BX*4), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y8, Y8
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y9, Y9
+	VPBROADCASTQ (DX)(BX*2), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y10, Y10
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y11, Y11
+	VMOVDQU 128(R9), Y12
+	VMOVDQU 160(R9), Y13
+	VPBROADCASTQ 8(SI), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y0, Y0
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y1, Y1
+	VPBROADCASTQ 8(SI)(BX*1), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y2, Y2
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y3, Y3
+	VPBROADCASTQ 8(SI)(BX*2), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y4, Y4
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y5, Y5
+	VPBROADCASTQ 8(DX), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y6, Y6
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y7, Y7
+	VPBROADCASTQ 8(SI)(BX*4), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y8, Y8
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y9, Y9
+	VPBROADCASTQ 8(DX)(BX*2), Y14
+	VPMADDWD Y12, Y14, Y15
+	VPADDD Y15, Y10, Y10
+	VPMADDWD Y13, Y14, Y15
+	VPADDD Y15, Y11, Y11
+	ADDQ $16, SI
+	ADDQ $16, DX
+	ADDQ $256, R9
+	SUBQ $2, R13
+	JNZ avx2w16x6x16_loop
+avx2w16x6x16_done:
+	MOVQ CX, R8
+	VMOVDQU (DI)(R15*1), Y13
+	VPHADDD Y1, Y0, Y12
+	VPERMQ $0xd8, Y12, Y12
+	VPBROADCASTD 0(R14), Y14
+	VPADDD Y13, Y14, Y14
+	VPADDD Y14, Y12, Y12
+	VMOVDQU Y12, (R8)(R15*1)
+	ADDQ R12, R8
+	VPHADDD Y3, Y2, Y12
+	VPERMQ $0xd8, Y12, Y12
+	VPBROADCASTD 4(R14), Y14
+	VPADDD Y13, Y14, Y14
+	VPADDD Y14, Y12, Y12
+	VMOVDQU Y12, (R8)(R15*1)
+	ADDQ R12, R8
+	VPHADDD Y5, Y4, Y12
+	VPERMQ $0xd8, Y12, Y12
+	VPBROADCASTD 8(R14), Y14
+	VPADDD Y13, Y14, Y14
+	VPADDD Y14, Y12, Y12
+	VMOVDQU Y12, (R8)(R15*1)
+	ADDQ R12, R8
+	VPHADDD Y7, Y6, Y12
+	VPERMQ $0xd8, Y12, Y12
+	VPBROADCASTD 12(R14), Y14
+	VPADDD Y13, Y14, Y14
+	VPADDD Y14, Y12, Y12
+	VMOVDQU Y12, (R8)(R15*1)
+	ADDQ R12, R8
+	VPHADDD Y9, Y8, Y12
+	VPERMQ $0xd8, Y12, Y12
+	VPBROADCASTD 16(R14), Y14
+	VPADDD Y13, Y14, Y14
+	VPADDD Y14, Y12, Y12
+	VMOVDQU Y12, (R8)(R15*1)
+	ADDQ R12, R8
+	VPHADDD Y11, Y10, Y12
+	VPERMQ $0xd8, Y12, Y12
+	VPBROADCASTD 20(R14), Y14
+	VPADDD Y13, Y14, Y14
+	VPADDD Y14, Y12, Y12
+	VMOVDQU Y12, (R8)(R15*1)
+	ADDQ $32, R15
+	CMPQ R15, $64
+	JLT avx2w16x6x16_pass
+	VZEROUPPER
+	RET
+
 // func peakAVX2MADD(n int)
 // n iterations of 12 independent register-only VPMADDWD ymm + VPADDD pairs, the inner operation
 // of the AVX2 GEMM kernels (16 int16 multiply-adds per pair): the AVX2 peak for
@@ -1384,6 +1572,98 @@ requant2_loop:
 	ADDQ $16, R9
 	SUBQ $4, CX
 	JNZ requant2_chunk
+	VZEROUPPER
+	RET
+
+
+// func requant8AVX2(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+// requantAVX2 with 8 values per step (n a positive multiple of 8; lo-zp and hi-zp fit int32,
+// see Requant.int32Safe): VPMULDQ on the even and on the odd dwords, the rounding term with
+// 2^63 folded in (v + round + 2^63 = (v + round) ^ 2^63, |v + round| < 2^63), so that the
+// arithmetic shift is (that >>> t) - (2^63 >>> t); the 64-bit result is clamped to
+// [lo-zp, hi-zp] (which also covers the reference's int32 saturation), then the odd results
+// join the even ones in one vector of dwords in channel order, plus zp, packed to bytes.
+TEXT ·requant8AVX2(SB), NOSPLIT, $0-88
+	MOVQ zp+64(FP), AX
+	MOVQ lo+72(FP), BX
+	SUBQ AX, BX
+	MOVQ hi+80(FP), DX
+	SUBQ AX, DX
+	VMOVQ AX, X10
+	VPBROADCASTD X10, Y10   // zp (dwords)
+	VMOVQ BX, X12
+	VPBROADCASTQ X12, Y12   // lo - zp (qwords)
+	VMOVQ DX, X11
+	VPBROADCASTQ X11, Y11   // hi - zp (qwords)
+	MOVQ $1, AX
+	VMOVQ AX, X15
+	VPBROADCASTQ X15, Y15   // qword 1
+	MOVQ $31, AX
+	VMOVQ AX, X14
+	VPBROADCASTD X14, Y14   // dword 31
+	MOVQ dst+0(FP), R10
+	MOVQ src+16(FP), R11
+	MOVQ m0+40(FP), R8
+	MOVQ sh+48(FP), R9
+	MOVQ n+56(FP), CX
+requant8_chunk:
+	VMOVDQU (R8), Y1        // m0: even channels in the low dwords of the qwords
+	VPSRLQ $32, Y1, Y2      // odd channels
+	VMOVDQU (R9), Y7
+	VPSUBD Y7, Y14, Y7      // t = 31 - shift (dwords, channel order)
+	VPCMPEQD Y13, Y13, Y13
+	VPSRLQ $32, Y13, Y13    // low-dword mask
+	VPAND Y13, Y7, Y3       // t of the even channels (qwords)
+	VPSRLQ $32, Y7, Y4      // t of the odd channels
+	VPSLLQ $63, Y15, Y0     // 2^63
+	VPSUBQ Y15, Y3, Y5
+	VPSLLVQ Y5, Y15, Y5
+	VPXOR Y0, Y5, Y5        // 2^(t-1) + 2^63, even
+	VPSUBQ Y15, Y4, Y6
+	VPSLLVQ Y6, Y15, Y6
+	VPXOR Y0, Y6, Y6        // odd
+	VPSRLVQ Y3, Y0, Y7      // 2^63 >>> t, even
+	VPSRLVQ Y4, Y0, Y9      // odd
+	MOVQ R10, DI
+	MOVQ R11, SI
+	MOVQ rows+32(FP), R12
+requant8_loop:
+	VMOVDQU (SI), Y8
+	VPMULDQ Y1, Y8, Y0      // even products
+	VPADDQ Y5, Y0, Y0
+	VPSRLVQ Y3, Y0, Y0
+	VPSUBQ Y7, Y0, Y0       // (acc*m0 + round) >> t, arithmetic
+	VPCMPGTQ Y0, Y12, Y13
+	VPBLENDVB Y13, Y12, Y0, Y0
+	VPCMPGTQ Y11, Y0, Y13
+	VPBLENDVB Y13, Y11, Y0, Y0 // clamped to [lo-zp, hi-zp]
+	VPSRLQ $32, Y8, Y8
+	VPMULDQ Y2, Y8, Y8      // odd products
+	VPADDQ Y6, Y8, Y8
+	VPSRLVQ Y4, Y8, Y8
+	VPSUBQ Y9, Y8, Y8
+	VPCMPGTQ Y8, Y12, Y13
+	VPBLENDVB Y13, Y12, Y8, Y8
+	VPCMPGTQ Y11, Y8, Y13
+	VPBLENDVB Y13, Y11, Y8, Y8
+	VPSLLQ $32, Y8, Y8
+	VPBLENDD $0xaa, Y8, Y0, Y0 // dwords in channel order
+	VPADDD Y10, Y0, Y0
+	VEXTRACTI128 $1, Y0, X8
+	VPACKSSDW X8, X0, X0    // values are in [lo, hi], inside [-128, 127]: the packs are exact
+	VPACKSSWB X0, X0, X0
+	VMOVQ X0, (DI)
+	ADDQ ldd+8(FP), DI
+	MOVQ lds+24(FP), AX
+	LEAQ (SI)(AX*4), SI
+	DECQ R12
+	JNZ requant8_loop
+	ADDQ $8, R10
+	ADDQ $32, R11
+	ADDQ $32, R8
+	ADDQ $32, R9
+	SUBQ $8, CX
+	JNZ requant8_chunk
 	VZEROUPPER
 	RET
 

@@ -1078,8 +1078,15 @@ avxvnniGemv_done:
 
 	// AVX2 6x16: two passes of 6 rows x 8 columns (fewer weight conversions per product);
 	// conv: the K groups of a row are kgs bytes apart (implicit convolution).
-	avx2x6x16 := func(name string, conv bool) {
-		if conv {
+	// w16: the weights come from the int16 panel (PackedInt8.panel16: the same layout with
+	// every byte widened to int16, 128 bytes per K group), loaded without VPMOVZXBW.
+	avx2x6x16 := func(name string, conv, w16 bool) {
+		if w16 {
+			F("// func %s(a *int16, lda int, w *int16, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)", name)
+			P("// avx2x6x16 reading weights already widened to int16 (u8 w+128 as int16; ts in bytes): two")
+			P("// VMOVDQU per K group and pass instead of two VPMOVZXBW, nothing else differs.")
+			F("TEXT ·%s(SB), NOSPLIT, $0-72", name)
+		} else if conv {
 			F("// func %s(a *int16, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int, kgs int)", name)
 			P("// avx2x6x16 with the K groups of each row kgs bytes apart (rows of the zero-point-padded,")
 			P("// int16-widened image; see simdKernels.convImplicit).")
@@ -1095,13 +1102,21 @@ avxvnniGemv_done:
 		}
 		P("\tXORQ R15, R15")
 		F("%s_pass:", name)
-		P("\tMOVQ a+0(FP), SI\n\tLEAQ (SI)(BX*2), DX\n\tADDQ BX, DX\n\tMOVQ w+16(FP), R9\n\tLEAQ (R9)(R15*1), R9\n\tMOVQ kg+32(FP), R13")
+		wscale, wstep := 1, 64
+		if w16 {
+			wscale, wstep = 2, 128
+		}
+		F("\tMOVQ a+0(FP), SI\n\tLEAQ (SI)(BX*2), DX\n\tADDQ BX, DX\n\tMOVQ w+16(FP), R9\n\tLEAQ (R9)(R15*%d), R9\n\tMOVQ kg+32(FP), R13", wscale)
 		for i := range 12 {
 			F("\tVPXOR Y%d, Y%d, Y%d", i, i, i)
 		}
 		// body emits one K group: activations at byte offset ao of each row, weights at wo.
 		body := func(ao, wo int) {
-			F("\tVPMOVZXBW %d(R9), Y12\n\tVPMOVZXBW %d(R9), Y13", wo, wo+16)
+			if w16 {
+				F("\tVMOVDQU %d(R9), Y12\n\tVMOVDQU %d(R9), Y13", 2*wo, 2*wo+32)
+			} else {
+				F("\tVPMOVZXBW %d(R9), Y12\n\tVPMOVZXBW %d(R9), Y13", wo, wo+16)
+			}
 			for r := range 6 {
 				row := rows6[r]
 				if ao != 0 {
@@ -1120,11 +1135,11 @@ avxvnniGemv_done:
 			// Two K groups per iteration; an odd count starts with one.
 			F("\tTESTQ $1, R13\n\tJZ %s_loop", name)
 			body(0, 0)
-			F("\tADDQ $8, SI\n\tADDQ $8, DX\n\tADDQ $64, R9\n\tDECQ R13\n\tJZ %s_done", name)
+			F("\tADDQ $8, SI\n\tADDQ $8, DX\n\tADDQ $%d, R9\n\tDECQ R13\n\tJZ %s_done", wstep, name)
 			F("%s_loop:", name)
 			body(0, 0)
 			body(8, 64)
-			F("\tADDQ $16, SI\n\tADDQ $16, DX\n\tADDQ $128, R9\n\tSUBQ $2, R13\n\tJNZ %s_loop", name)
+			F("\tADDQ $16, SI\n\tADDQ $16, DX\n\tADDQ $%d, R9\n\tSUBQ $2, R13\n\tJNZ %s_loop", 2*wstep, name)
 			F("%s_done:", name)
 		}
 		P("\tMOVQ CX, R8\n\tVMOVDQU (DI)(R15*1), Y13")
@@ -1138,8 +1153,9 @@ avxvnniGemv_done:
 		}
 		F("\tADDQ $32, R15\n\tCMPQ R15, $64\n\tJLT %s_pass\n\tVZEROUPPER\n\tRET\n", name)
 	}
-	avx2x6x16("avx2x6x16", false)
-	avx2x6x16("avx2Conv6x16", true)
+	avx2x6x16("avx2x6x16", false, false)
+	avx2x6x16("avx2Conv6x16", true, false)
+	avx2x6x16("avx2w16x6x16", false, true)
 
 	P(`// func peakAVX2MADD(n int)
 // n iterations of 12 independent register-only VPMADDWD ymm + VPADDD pairs, the inner operation
@@ -1339,6 +1355,98 @@ requant2_loop:
 	ADDQ $16, R9
 	SUBQ $4, CX
 	JNZ requant2_chunk
+	VZEROUPPER
+	RET
+`)
+	P(`
+// func requant8AVX2(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
+// requantAVX2 with 8 values per step (n a positive multiple of 8; lo-zp and hi-zp fit int32,
+// see Requant.int32Safe): VPMULDQ on the even and on the odd dwords, the rounding term with
+// 2^63 folded in (v + round + 2^63 = (v + round) ^ 2^63, |v + round| < 2^63), so that the
+// arithmetic shift is (that >>> t) - (2^63 >>> t); the 64-bit result is clamped to
+// [lo-zp, hi-zp] (which also covers the reference's int32 saturation), then the odd results
+// join the even ones in one vector of dwords in channel order, plus zp, packed to bytes.
+TEXT ·requant8AVX2(SB), NOSPLIT, $0-88
+	MOVQ zp+64(FP), AX
+	MOVQ lo+72(FP), BX
+	SUBQ AX, BX
+	MOVQ hi+80(FP), DX
+	SUBQ AX, DX
+	VMOVQ AX, X10
+	VPBROADCASTD X10, Y10   // zp (dwords)
+	VMOVQ BX, X12
+	VPBROADCASTQ X12, Y12   // lo - zp (qwords)
+	VMOVQ DX, X11
+	VPBROADCASTQ X11, Y11   // hi - zp (qwords)
+	MOVQ $1, AX
+	VMOVQ AX, X15
+	VPBROADCASTQ X15, Y15   // qword 1
+	MOVQ $31, AX
+	VMOVQ AX, X14
+	VPBROADCASTD X14, Y14   // dword 31
+	MOVQ dst+0(FP), R10
+	MOVQ src+16(FP), R11
+	MOVQ m0+40(FP), R8
+	MOVQ sh+48(FP), R9
+	MOVQ n+56(FP), CX
+requant8_chunk:
+	VMOVDQU (R8), Y1        // m0: even channels in the low dwords of the qwords
+	VPSRLQ $32, Y1, Y2      // odd channels
+	VMOVDQU (R9), Y7
+	VPSUBD Y7, Y14, Y7      // t = 31 - shift (dwords, channel order)
+	VPCMPEQD Y13, Y13, Y13
+	VPSRLQ $32, Y13, Y13    // low-dword mask
+	VPAND Y13, Y7, Y3       // t of the even channels (qwords)
+	VPSRLQ $32, Y7, Y4      // t of the odd channels
+	VPSLLQ $63, Y15, Y0     // 2^63
+	VPSUBQ Y15, Y3, Y5
+	VPSLLVQ Y5, Y15, Y5
+	VPXOR Y0, Y5, Y5        // 2^(t-1) + 2^63, even
+	VPSUBQ Y15, Y4, Y6
+	VPSLLVQ Y6, Y15, Y6
+	VPXOR Y0, Y6, Y6        // odd
+	VPSRLVQ Y3, Y0, Y7      // 2^63 >>> t, even
+	VPSRLVQ Y4, Y0, Y9      // odd
+	MOVQ R10, DI
+	MOVQ R11, SI
+	MOVQ rows+32(FP), R12
+requant8_loop:
+	VMOVDQU (SI), Y8
+	VPMULDQ Y1, Y8, Y0      // even products
+	VPADDQ Y5, Y0, Y0
+	VPSRLVQ Y3, Y0, Y0
+	VPSUBQ Y7, Y0, Y0       // (acc*m0 + round) >> t, arithmetic
+	VPCMPGTQ Y0, Y12, Y13
+	VPBLENDVB Y13, Y12, Y0, Y0
+	VPCMPGTQ Y11, Y0, Y13
+	VPBLENDVB Y13, Y11, Y0, Y0 // clamped to [lo-zp, hi-zp]
+	VPSRLQ $32, Y8, Y8
+	VPMULDQ Y2, Y8, Y8      // odd products
+	VPADDQ Y6, Y8, Y8
+	VPSRLVQ Y4, Y8, Y8
+	VPSUBQ Y9, Y8, Y8
+	VPCMPGTQ Y8, Y12, Y13
+	VPBLENDVB Y13, Y12, Y8, Y8
+	VPCMPGTQ Y11, Y8, Y13
+	VPBLENDVB Y13, Y11, Y8, Y8
+	VPSLLQ $32, Y8, Y8
+	VPBLENDD $0xaa, Y8, Y0, Y0 // dwords in channel order
+	VPADDD Y10, Y0, Y0
+	VEXTRACTI128 $1, Y0, X8
+	VPACKSSDW X8, X0, X0    // values are in [lo, hi], inside [-128, 127]: the packs are exact
+	VPACKSSWB X0, X0, X0
+	VMOVQ X0, (DI)
+	ADDQ ldd+8(FP), DI
+	MOVQ lds+24(FP), AX
+	LEAQ (SI)(AX*4), SI
+	DECQ R12
+	JNZ requant8_loop
+	ADDQ $8, R10
+	ADDQ $32, R11
+	ADDQ $32, R8
+	ADDQ $32, R9
+	SUBQ $8, CX
+	JNZ requant8_chunk
 	VZEROUPPER
 	RET
 `)

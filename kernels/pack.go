@@ -27,6 +27,24 @@ type PackedInt8 struct {
 	sums   []int32 // sum_k w[n][k]
 	conv   atomic.Pointer[convPanel]
 	w2     atomic.Pointer[[]int64] // channel pairs for the portable path, built on first use
+	w16    atomic.Pointer[[]int16] // the panel widened to int16 for the AVX2 GEMM, built on first use
+}
+
+// panel16 returns the SIMD panel with every stored byte zero-extended to int16 (same layout,
+// twice the bytes of the int8 panel), building it on first use. Only the AVX2 GEMM
+// kernel reads it (avx2w16x6x16: its inner loop then loads the weights instead of widening
+// them, which runs near the VPMADDWD peak); the AVX2 GEMV and the other paths never build it.
+// Safe for concurrent use.
+func (p *PackedInt8) panel16() []int16 {
+	if b := p.w16.Load(); b != nil {
+		return *b
+	}
+	b := make([]int16, len(p.panel))
+	for i, v := range p.panel {
+		b[i] = int16(uint8(v))
+	}
+	p.w16.Store(&b)
+	return b
 }
 
 // pairs returns the weights of the portable GEMM (portable.go), building them on first use
@@ -150,6 +168,9 @@ func (p *PackedInt8) ResidentBytes() int64 {
 	n := int64(len(p.w)) + int64(len(p.panel)) + 4*int64(len(p.sums))
 	if b := p.w2.Load(); b != nil {
 		n += 8 * int64(len(*b))
+	}
+	if b := p.w16.Load(); b != nil {
+		n += 2 * int64(len(*b))
 	}
 	return n
 }

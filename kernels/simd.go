@@ -24,6 +24,10 @@ type simdKernels struct {
 	midQ           func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int8, ldc int, ep *int64, zp, lo, hi int64)
 	wideQ, narrowQ func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int8, ldc int, ep *int64, zp, lo, hi int64)
 	gemv           func(a *int8, kg int, w *int8, ts int, nt int, off *int32, c *int32)
+	// wide16, if not nil, replaces wide and narrow (both mr x panelN, wideN == panelN) in the
+	// GEMM core: the same kernel reading the int16 copy of the panel (PackedInt8.panel16, w as
+	// *int8 and ts in bytes).
+	wide16 func(a *int8, lda int, w *int8, ts int, kg int, off *int32, roff *int32, c *int32, ldc int)
 	// sum returns the sum of n signed bytes (n a positive multiple of 64). It is set on amd64,
 	// where weights are stored as w+128 and the kernels need roff = -128*sum(row); nil on arm64
 	// (signed weights, no correction).
@@ -309,6 +313,13 @@ func (k *simdKernels) compute(sc *simdScratch, dst32 []int32, dst8 []int8, ldd i
 	nc := j1 - j0
 	ncp := (nc + panelN - 1) / panelN * panelN
 	panel := w.panel[j0/panelN*ts:]
+	wide, narrow := k.wide, k.narrow
+	if k.wide16 != nil {
+		p16 := w.panel16()[j0/panelN*ts:]
+		panel = unsafe.Slice((*int8)(unsafe.Pointer(&p16[0])), 2*len(p16))
+		ts *= 2
+		wide, narrow = k.wide16, k.wide16
+	}
 	sc.acc = growI32(sc.acc, mr*k.wideN)
 	acc := sc.acc
 	ldacc := k.wideN
@@ -327,10 +338,10 @@ func (k *simdKernels) compute(sc *simdScratch, dst32 []int32, dst8 []int8, ldd i
 	// Column panels outer (the weights of one panel stay in L1), row blocks inner.
 	for c := 0; c < ncp; {
 		width := panelN
-		kern, kq := k.narrow, k.narrowQ
+		kern, kq := narrow, k.narrowQ
 		switch {
 		case c+k.wideN <= ncp:
-			width, kern, kq = k.wideN, k.wide, k.wideQ
+			width, kern, kq = k.wideN, wide, k.wideQ
 		case k.mid != nil && c+2*panelN <= ncp:
 			width, kern, kq = 2*panelN, k.mid, k.midQ
 		}

@@ -81,14 +81,16 @@ func TestAVXVNNIEncoding(t *testing.T) {
 // TestRequantVector checks the vector epilogues against quant.Requantize on extreme inputs.
 func TestRequantVector(t *testing.T) {
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ {
-		t.Run("avx512", func(t *testing.T) { testRequantVector(t, requantAVX512NoCorr) })
+		t.Run("avx512", func(t *testing.T) { testRequantVector(t, requantAVX512NoCorr, false) })
 	}
 	if cpu.X86.HasAVX2 {
-		t.Run("avx2", func(t *testing.T) { testRequantVector(t, requantAVX2) })
+		t.Run("avx2", func(t *testing.T) { testRequantVector(t, requantAVX2, false) })
+		t.Run("avx2x8", func(t *testing.T) { testRequantVector(t, requant8AVX2, false) })
+		t.Run("avx2x8-negshift", func(t *testing.T) { testRequantVector(t, requant8AVX2, true) })
 	}
 }
 
-func testRequantVector(t *testing.T, requant func(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)) {
+func testRequantVector(t *testing.T, requant func(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64), negShift bool) {
 	r := rand.New(rand.NewPCG(13, 14))
 	const n = 4096
 	src := make([]int32, n)
@@ -113,6 +115,22 @@ func testRequantVector(t *testing.T, requant func(dst *int8, ldd int, src *int32
 			m0[i] = 1 << 30
 		default:
 			m0[i] = int32(1<<30 + r.Int64N(1<<30))
+		}
+		if negShift {
+			// Every shift in [-31, -1] (both ends included), and signed M0 down to -2^31.
+			sh[i] = int32(-1 - r.IntN(31))
+			switch i % 5 {
+			case 0:
+				sh[i] = -1
+			case 1:
+				sh[i] = -31 // quant.MinShift
+			}
+			switch i % 11 {
+			case 3:
+				m0[i] = math.MinInt32
+			case 5:
+				m0[i] = int32(r.Uint32())
+			}
 		}
 	}
 	for _, zp := range []int32{-128, 0, 127, math.MinInt32 + 128, math.MaxInt32 - 127} {
