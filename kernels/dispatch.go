@@ -11,6 +11,9 @@ import (
 // implementation is the reference that the tests compare every other one with.
 type impl struct {
 	name string
+	// rowBlock, if not 0, replaces the driver's rowBlock for GEMMs: rowBlock rounded down to
+	// a multiple of the micro-kernel's rows, so that no row block of a task is padded.
+	rowBlock int
 	// gemm32 computes dst[i*ldd+j] = sum_k a[i*lda+k]*w[j][k] + bias[j] for i < m and all
 	// columns j0 <= j < j1 (dst indexed from column j0; j0 a multiple of panelN). bias is
 	// never nil here (zeros are substituted by the caller).

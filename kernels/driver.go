@@ -92,7 +92,10 @@ var splitPool = freeList[tileSplit]{}
 
 // tiles splits an m x n problem into row blocks and column blocks and calls t.tile for each,
 // in parallel when the problem is large enough.
-func tiles(m, n, k int, t tiler) {
+func tiles(m, n, k int, t tiler) { tilesRB(m, n, k, rowBlock, t) }
+
+// tilesRB is tiles with row blocks of rowBlock rows (when it blocks rows).
+func tilesRB(m, n, k, rowBlock int, t tiler) {
 	rb := rowBlock
 	cb := n
 	par := m*n*k >= parallelMinMACs
@@ -172,7 +175,11 @@ func runGEMM(p *impl, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int,
 	}
 	g := gemmTilesPool.Get()
 	*g = gemmTiles{p: p, dst32: dst32, dst8: dst8, ldd: ldd, a: a, lda: lda, w: w, bias: biasOrZero(bias, w.n), rq: rq}
-	tiles(m, w.n, w.k, g)
+	rb := rowBlock
+	if p.rowBlock > 0 {
+		rb = p.rowBlock
+	}
+	tilesRB(m, w.n, w.k, rb, g)
 	*g = gemmTiles{}
 	gemmTilesPool.Put(g)
 }

@@ -59,7 +59,8 @@ type simdKernels struct {
 
 func newSIMDImpl(name string, k *simdKernels) *impl {
 	p := &impl{
-		name: name,
+		name:     name,
+		rowBlock: rowBlock / k.mr * k.mr,
 		gemm32: func(dst []int32, ldd int, a []int8, lda, m int, w *PackedInt8, bias []int32, j0, j1 int) {
 			k.gemm(dst, nil, ldd, a, lda, m, w, bias, nil, j0, j1)
 		},

@@ -169,14 +169,17 @@ func BenchmarkMicroKernel(b *testing.B) {
 		{"avxvnni-evex-twin-6x16", x.HasAVX512VNNI && x.HasAVX512VL, 6, 16, avxvnni6x16Evex},
 		{"avx2-4x16", x.HasAVX2, 4, 16, avx2Wide},
 		{"avx2-6x16", x.HasAVX2, 6, 16, avx2Wide6},
+		{"avx2-6x16w16", x.HasAVX2, 6, 16, avx2W16}, // int16 weight panel (twice the bytes)
 	} {
 		if !k.ok {
 			continue
 		}
 		b.Run(k.name, func(b *testing.B) {
 			kg := 128
-			a := make([]int8, k.rows*kg*4)
-			w := make([]int8, k.cols/16*kg*64)
+			// Twice the int8 sizes: the AVX2 kernels read int16 activations (and avx2W16
+			// int16 weights).
+			a := make([]int8, 2*k.rows*kg*4)
+			w := make([]int8, 2*k.cols/16*kg*64)
 			off := make([]int32, k.cols)
 			roff := make([]int32, k.rows)
 			c := make([]int32, k.rows*k.cols)
