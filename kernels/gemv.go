@@ -19,6 +19,7 @@ type GEMV struct {
 	w4       *PackedInt4
 	bias     []int32 // N, zero-padded to whole tiles
 	rq       *Requant
+	dec      *gemvDec // the decode form on the avx512vnni path (gemvdec_amd64.go), nil: none
 }
 
 // NewGEMVInt8 prepares y = epilogue(w·a + bias) for int8 weights. bias may be nil (zeros); rq
@@ -53,6 +54,7 @@ func newGEMV(g *GEMV, bias []int32, rq *Requant) (*GEMV, error) {
 	g.np = (g.n + panelN - 1) / panelN * panelN
 	g.bias = make([]int32, g.np)
 	copy(g.bias, bias)
+	g.dec = newGEMVDec(g)
 	return g, nil
 }
 
@@ -134,6 +136,14 @@ func (g *GEMV) run(dst8 []int8, dst32 []int32, a []int8, scratch []int32, thread
 		panic(fmt.Sprintf("kernels: GEMV: len(scratch) = %d < %d", len(scratch), g.ScratchLen()))
 	}
 	a = a[:g.k]
+	if lim := int(maxThreads.Load()); lim > 0 {
+		threads = min(threads, lim)
+	}
+	if d := g.dec; d != nil && (threads <= 1 || g.np == panelN || g.n*g.k < gemvMinParallel) &&
+		current.Load() == d.p && (dst8 == nil || d.ep != nil) {
+		d.run(g, dst8, dst32, a, scratch)
+		return
+	}
 	t := gemvTask{g: g, p: current.Load(), dst8: dst8, dst32: dst32, a: a,
 		off: scratch[:g.np], acc: scratch[g.np : 2*g.np], c: scratch[2*g.np : g.ScratchLen()], chunk: g.np}
 	p := t.p
@@ -157,9 +167,6 @@ func (g *GEMV) run(dst8 []int8, dst32 []int32, a []int8, scratch []int32, thread
 		}
 	}
 	tiles := g.np / panelN
-	if lim := int(maxThreads.Load()); lim > 0 {
-		threads = min(threads, lim)
-	}
 	if threads > 1 && tiles > 1 && g.n*g.k >= gemvMinParallel {
 		nc := min(threads, tiles)
 		t.chunk = (tiles + nc - 1) / nc * panelN
