@@ -11,7 +11,17 @@ import (
 // requires them).
 
 //go:noescape
-func attnExpAVX512(ex *int32, s *int32, n int, mant, sh uint64, tab *int64) (sum int64)
+func attnExpAVX512(ex *int32, s *int32, n int, mant, sh uint64, pair *int64) (sum int64)
+
+// exp2Pairs[j] holds exp2Table[j] (below 2^31) in its low 32 bits and exp2Table[j+1] -
+// exp2Table[j] (negative, above -2^31) in its high 32 bits: attnExpAVX512 reads both with one
+// gather.
+var exp2Pairs = func() (p [256]int64) {
+	for j := range p {
+		p[j] = exp2Table[j] | (exp2Table[j+1]-exp2Table[j])<<32
+	}
+	return p
+}()
 
 // attentionExp stores the softmax weights 2^(-(max-s_t)*c) in Q20 of the scores in ex and
 // returns their sum: attentionExpPortable's integers, 8 positions per step where the path has
@@ -19,7 +29,7 @@ func attnExpAVX512(ex *int32, s *int32, n int, mant, sh uint64, tab *int64) (sum
 func attentionExp(ex, scores []int32, ec expScale) int64 {
 	if len(scores) > 0 && !ec.big && ec.mant < 1<<32 && kernels.Path() == "avx512vnni" {
 		ex = ex[:len(scores)]
-		return attnExpAVX512(&ex[0], &scores[0], len(scores), ec.mant, uint64(ec.sh), &exp2Table[0])
+		return attnExpAVX512(&ex[0], &scores[0], len(scores), ec.mant, uint64(ec.sh), &exp2Pairs[0])
 	}
 	return attentionExpPortable(ex, scores, ec)
 }

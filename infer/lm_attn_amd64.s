@@ -2,19 +2,20 @@
 
 #include "textflag.h"
 
-// func attnExpAVX512(ex *int32, s *int32, n int, mant, sh uint64, tab *int64) (sum int64)
+// func attnExpAVX512(ex *int32, s *int32, n int, mant, sh uint64, pair *int64) (sum int64)
 // The softmax weights of one attention head (attentionExp): with mx = max s[t],
 //   u     = ((mx - s[t]) * mant) >> sh      (expScale.apply: mx - s < 2^32 and mant < 2^32,
 //                                           so the product fits 64 bits; VPSRLVQ gives 0 for
 //                                           sh >= 64 as apply does)
-//   ex[t] = exp2NegQ16(u)                   (tab = exp2Table; a shift count >= 64 gives 0, which
-//                                           is the table form's 0 for u >= 31<<16)
+//   ex[t] = exp2NegQ16(u)                   (pair = exp2Pairs: exp2Table[j] and the difference
+//                                           to the next entry in one gather; a shift count >= 64
+//                                           gives 0, which is the table form's 0 for u >= 31<<16)
 // and returns sum ex[t]. 8 positions per step in int64 lanes, the last step masked; n >= 1.
 TEXT ·attnExpAVX512(SB), NOSPLIT, $0-56
 	MOVQ ex+0(FP), DI
 	MOVQ s+8(FP), SI
 	MOVQ n+16(FP), CX
-	MOVQ tab+40(FP), R8
+	MOVQ pair+40(FP), R8
 
 	// Pass 1: mx (lanes outside the row keep MinInt64).
 	MOVQ $-0x8000000000000000, AX
@@ -55,6 +56,8 @@ ex_maxfull:
 	VPBROADCASTQ AX, Z26
 	MOVQ $1, AX
 	VPBROADCASTQ AX, Z27
+	MOVQ $0xffffffff, AX
+	VPBROADCASTQ AX, Z28
 	VPXORQ Z10, Z10, Z10      // sum
 
 ex_loop:
@@ -76,10 +79,9 @@ ex_full:
 	VPANDQ   Z24, Z2, Z2      // j
 	VPANDQ   Z24, Z0, Z3      // l
 	KXNORB   K2, K2, K2
-	VPGATHERQQ (R8)(Z2*8), K2, Z4    // T[j]
-	KXNORB   K3, K3, K3
-	VPGATHERQQ 8(R8)(Z2*8), K3, Z5   // T[j+1]
-	VPSUBQ   Z4, Z5, Z5
+	VPGATHERQQ (R8)(Z2*8), K2, Z4    // pair[j]: T[j] | (T[j+1]-T[j])<<32
+	VPSRAQ   $32, Z4, Z5              // T[j+1]-T[j]
+	VPANDQ   Z28, Z4, Z4              // T[j]
 	VPMULLQ  Z3, Z5, Z5
 	VPADDQ   Z25, Z5, Z5
 	VPSRAQ   $8, Z5, Z5

@@ -200,6 +200,30 @@ func TestAttentionExpMatchesPlain(t *testing.T) {
 	}
 }
 
+// TestAttentionExpEveryTableEntry: the softmax stage on scores 0, -1, ..., -(3<<16) with the
+// scale u = d (mant 1, shift 0) runs every table entry j and every interpolation step l of the
+// first three octaves (and the zero beyond), against the plain form, on every kernel path.
+func TestAttentionExpEveryTableEntry(t *testing.T) {
+	sc := make([]int32, 3<<16+5)
+	for i := range sc {
+		sc[i] = -int32(i)
+	}
+	ec := expScale{mant: 1, sh: 0}
+	want := make([]int32, len(sc))
+	wsum := attentionExpPortable(want, sc, ec)
+	forEachKernelPath(t, func(path string) {
+		got := make([]int32, len(sc))
+		if sum := attentionExp(got, sc, ec); sum != wsum {
+			t.Fatalf("%s: sum %d, plain %d", path, sum, wsum)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: d=%d: %d, plain %d", path, i, got[i], want[i])
+			}
+		}
+	})
+}
+
 // TestRoPEFastTies: RoPE's fast form equals the plain op on tables made to hit the rounding
 // ties of the Q15 step (cos, sin = +-2^14, 3*2^14: odd levels give v = k*2^15 + 2^14) and the
 // table limits +-2^30, with a multiplier of 1, for every level pair, on every kernel path.
