@@ -123,10 +123,13 @@
 // runtime uses integer and fixed-point arithmetic (and snapped integer group scales): near a
 // rounding boundary the two give levels 1 LSB apart, and near a tie of the logits another greedy
 // token. So NewLMEval binds its graph to the exported model: every runtime op is a substitute
-// node (graph.LMOptions.Runtime, graph.RuntimeSubstitute) whose value is the op's output as
-// infer computes it from the graph's int8 levels (infer.LMOpRunner: the compiled ops of a
-// session) and whose gradient is the float op's (straight through). The graph's activations,
-// logits, loss and greedy generations are then the runtime's bit for bit (Parity checks it: zero
-// LSB everywhere); a runtime op without a substitute is an error. LMEval.UseFloatArith switches
-// the graph back to its float ops (Lower's calibration always runs them).
+// node (graph.LMOptions.Runtime, graph.RuntimeSubstitute) whose value is the op's output on the
+// graph's int8 levels and whose gradient is the float op's (straight through). By default
+// (ArithSpec) internal/lmspec computes that output: a slow implementation of the integer ops
+// written from their specification (qmodel's op docs, quant's rounding), independent of infer
+// and kernels and checked against them bit for bit in its tests, so Parity's zero-LSB columns and
+// the greedy agreement are a real check of the runtime. LMEval.SetArith(ArithRuntime) takes the
+// values from infer's own ops instead (infer.LMOpRunner: agreement by construction, a
+// diagnostic); ArithFloat (UseFloatArith) switches the graph back to its float ops (Lower's
+// calibration always runs them). A runtime op without a substitute is an error.
 package export

@@ -22,8 +22,9 @@ import (
 // so the graph checks exactly the exported file. Its loss (Loss) is the fake-quant figure the
 // integer runtime is compared with (Parity), next to the training graph's. Between the points
 // NewLMEval's graph takes every runtime op's value from the exported model's integer arithmetic
-// (see UseFloatArith and the package doc): its activations, logits and greedy generations are the
-// runtime's bit for bit.
+// as internal/lmspec specifies it, an implementation independent of package infer (see SetArith
+// and the package doc): where the two implementations of the contract agree, its activations,
+// logits and greedy generations are the runtime's bit for bit.
 type LMEval struct {
 	p      *qat.Prepared
 	lm     *graph.LM
@@ -35,7 +36,8 @@ type LMEval struct {
 	ready  bool          // the points have their parameters (calibrated or read from qm)
 	subs   []string      // runtime ops the graph substitutes (graph.LMOptions.Runtime)
 	rt     *lmRuntime    // the model the substitutes run (NewLMEval), nil while Lower calibrates
-	exact  bool          // the substitutes take the runtime's values (else the float ops')
+	exact  bool          // the substitutes take the integer ops' values (else the float ops')
+	arith  LMArith       // which integer ops: the specification's or the runtime's (SetArith)
 }
 
 // lmGraph is an evaluation graph of a prepared LM, its machine and its quantizers.

@@ -47,6 +47,8 @@ type LMReport struct {
 	// the quantization points (LMEval.UseFloatArith) and the share of positions where its argmax
 	// agrees with the runtime's: what the graph gives without the runtime's arithmetic.
 	LossFloatArith, AgreementFloatArith float64
+	// Arith names the graph's arithmetic between the quantization points (LMArith.String).
+	Arith string
 }
 
 // Worst returns the layer with the smallest share within 1 LSB (ties: the largest MaxLSB).
@@ -70,8 +72,8 @@ func (r *LMReport) Write(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "tokens %d: argmax agreement %.4f, loss graph %.4f runtime %.4f nats (bpb %.4f / %.4f, %+.2f%%), max logit diff %.4f (relative), group scale snap %.1e\n",
-		r.Tokens, r.Agreement, r.LossGraph, r.LossRuntime, r.LossGraph/math.Ln2, r.LossRuntime/math.Ln2,
+	_, err := fmt.Fprintf(w, "graph arithmetic: %s\ntokens %d: argmax agreement %.4f, loss graph %.4f runtime %.4f nats (bpb %.4f / %.4f, %+.2f%%), max logit diff %.4f (relative), group scale snap %.1e\n",
+		r.Arith, r.Tokens, r.Agreement, r.LossGraph, r.LossRuntime, r.LossGraph/math.Ln2, r.LossRuntime/math.Ln2,
 		100*(r.LossRuntime-r.LossGraph)/r.LossGraph, r.MaxLogitDiff, r.GroupScaleErr)
 	if err != nil {
 		return err
@@ -161,7 +163,7 @@ func (e *LMEval) Parity(ids, targets [][]int) (*LMReport, error) {
 		return nil, err
 	}
 	sess := rt.NewSessionWith(infer.LMSessionOptions{PrefillRows: T})
-	rep := &LMReport{GroupScaleErr: e.snap}
+	rep := &LMReport{GroupScaleErr: e.snap, Arith: e.Arith().String()}
 	var agree int
 	var lossG, lossR, maxAbs, maxDiff float64
 	var rtArgmax []int // the runtime's greedy token at every position
@@ -237,8 +239,9 @@ func (e *LMEval) Parity(ids, targets [][]int) (*LMReport, error) {
 // its argmax with the runtime's (rtArgmax, every position in order) and, for every probe's op,
 // the runtime op alone on the float graph's input levels against the float graph's output.
 func (e *LMEval) floatArithParity(probes []*lmProbe, ids, targets [][]int, rtArgmax []int, rep *LMReport) error {
-	e.UseFloatArith(true)
-	defer e.UseFloatArith(false)
+	prev := e.Arith()
+	e.SetArith(ArithFloat)
+	defer e.SetArith(prev)
 	qm, rt := e.qm, e.rt
 	T, B, V, H := e.lm.Config.Ctx, e.batch, e.lm.Config.Vocab, e.lm.Config.Heads
 	byTensor := map[int]int{} // probe index by its output tensor

@@ -7,6 +7,7 @@ import (
 
 	"github.com/qatgo/qatgo/graph"
 	"github.com/qatgo/qatgo/infer"
+	"github.com/qatgo/qatgo/internal/lmspec"
 	"github.com/qatgo/qatgo/qmodel"
 	"github.com/qatgo/qatgo/quant"
 	G "gorgonia.org/gorgonia"
@@ -14,13 +15,15 @@ import (
 )
 
 // lmRuntime is the integer model the evaluation graph takes the value of every runtime op from
-// (graph.LMOptions.Runtime): the exported model, loaded by package infer, whose ops an
-// infer.LMOpRunner runs one at a time on the graph's int8 levels. The graph's float ops stay in
-// the graph: they give the values while Lower calibrates (no model exists yet), after
-// LMEval.UseFloatArith, for the parity report's float-arithmetic figures, and the gradients.
+// (graph.LMOptions.Runtime): the exported model, whose ops run one at a time on the graph's int8
+// levels, by default with the specification's arithmetic (internal/lmspec, ArithSpec), as a
+// diagnostic with the runtime's own code (an infer.LMOpRunner, ArithRuntime). The graph's float
+// ops stay in the graph: they give the values while Lower calibrates (no model exists yet), with
+// ArithFloat, for the parity report's float-arithmetic figures, and the gradients.
 type lmRuntime struct {
 	qm     *qmodel.Model
 	run    *infer.LMOpRunner
+	spec   *lmspec.Runner
 	ops    map[string]int // op index by name
 	deq    map[string]int // LMHead name -> the Dequantize op of its output
 	batch  int
@@ -30,7 +33,39 @@ type lmRuntime struct {
 	levels [][]int8
 }
 
-// runtimeOp is the evaluation graph's graph.LMRuntimeFunc: a substitute whose value is the runtime
+// LMArith selects the arithmetic of the evaluation graph between its quantization points.
+type LMArith int
+
+const (
+	// ArithSpec (NewLMEval's default) computes every runtime op with internal/lmspec, an
+	// implementation of the integer ops written from their specification independently of
+	// package infer (and checked against it bit for bit in its tests): the graph's activations,
+	// logits and greedy generations then agree with the runtime's only as far as the two
+	// implementations of the contract agree.
+	ArithSpec LMArith = iota
+	// ArithRuntime computes every runtime op with infer's own code (infer.LMOpRunner): agreement
+	// with the runtime by construction, a diagnostic only.
+	ArithRuntime
+	// ArithFloat keeps the graph's float ops (RMSNorm, RoPE, attention, SwiGLU, the Hadamard,
+	// the adds, the linears' requantization and the logits in float, as during Lower's
+	// calibration and in training).
+	ArithFloat
+)
+
+// String names the arithmetic as the reports print it.
+func (a LMArith) String() string {
+	switch a {
+	case ArithSpec:
+		return "integer spec (internal/lmspec)"
+	case ArithRuntime:
+		return "runtime's own ops (infer, by construction)"
+	case ArithFloat:
+		return "float ops"
+	}
+	return fmt.Sprintf("LMArith(%d)", int(a))
+}
+
+// runtimeOp is the evaluation graph's graph.LMRuntimeFunc: a substitute whose value is the integer
 // op's when the graph is bound to the exported model (e.exact) and ref's otherwise.
 func (e *LMEval) runtimeOp(op string, ref *G.Node, inputs ...*G.Node) (*G.Node, error) {
 	e.subs = append(e.subs, op)
@@ -39,7 +74,7 @@ func (e *LMEval) runtimeOp(op string, ref *G.Node, inputs ...*G.Node) (*G.Node, 
 			copy(out, rv)
 			return nil
 		}
-		return e.rt.compute(op, out, in, shapes)
+		return e.rt.compute(op, out, in, shapes, e.arith == ArithSpec)
 	}, ref, inputs...)
 }
 
@@ -53,7 +88,11 @@ func (e *LMEval) bindRuntime() error {
 		return err
 	}
 	c := e.lm.Config
-	r := &lmRuntime{qm: qm, run: lm.NewOpRunner(), ops: map[string]int{}, deq: map[string]int{},
+	spec, err := lmspec.New(qm)
+	if err != nil {
+		return err
+	}
+	r := &lmRuntime{qm: qm, run: lm.NewOpRunner(), spec: spec, ops: map[string]int{}, deq: map[string]int{},
 		batch: e.batch, ctx: c.Ctx, heads: c.Heads}
 	if lm.ContextLength() < c.Ctx {
 		return fmt.Errorf("export: model context %d, the LM has %d", lm.ContextLength(), c.Ctx)
@@ -86,21 +125,50 @@ func (e *LMEval) bindRuntime() error {
 		sort.Strings(missing)
 		return fmt.Errorf("export: the LM graph does not model the runtime ops %v", missing)
 	}
-	e.rt, e.exact = r, true
+	e.rt = r
+	e.SetArith(ArithSpec)
 	return nil
 }
 
-// UseFloatArith switches the graph between the runtime's integer arithmetic (false, the default
-// of NewLMEval: every runtime op's value is infer's, so the graph's activations, logits, loss and
-// greedy generations are the runtime's bit for bit) and its float ops between the quantization
-// points (true: RMSNorm, RoPE, attention, SwiGLU, the Hadamard, the adds, the linears'
-// requantization and the logits in float, as during Lower's calibration and in training).
-func (e *LMEval) UseFloatArith(on bool) { e.exact = !on && e.rt != nil }
+// SetArith selects the graph's arithmetic between the quantization points (ArithSpec after
+// NewLMEval). Without an exported model (Lower's calibration) the graph always uses its float ops.
+func (e *LMEval) SetArith(a LMArith) {
+	e.arith = a
+	e.exact = a != ArithFloat && e.rt != nil
+}
 
-// compute writes the value of runtime op name for the graph's inputs in (shapes[0] is the
+// Arith returns the arithmetic the graph uses between the quantization points.
+func (e *LMEval) Arith() LMArith {
+	if !e.exact {
+		return ArithFloat
+	}
+	return e.arith
+}
+
+// UseFloatArith switches the graph to its float ops (true, SetArith(ArithFloat)) or back to the
+// integer specification's arithmetic (false, SetArith(ArithSpec), NewLMEval's default).
+func (e *LMEval) UseFloatArith(on bool) {
+	if on {
+		e.SetArith(ArithFloat)
+	} else {
+		e.SetArith(ArithSpec)
+	}
+}
+
+// run runs op name on tokens or int8 inputs with the specification's arithmetic (spec) or the
+// runtime's; a Dequantize of int32 logits reads the previous call's output.
+func (r *lmRuntime) runOp(spec bool, name string, toks []int, ins ...[]int8) (infer.LMOpOutput, error) {
+	if !spec {
+		return r.run.Run(name, toks, ins...)
+	}
+	o, err := r.spec.Run(name, toks, ins...)
+	return infer.LMOpOutput{Int8: o.Int8, Int32: o.Int32, Float32: o.Float32}, err
+}
+
+// compute writes the value of runtime op name (spec: with the specification's arithmetic) for the graph's inputs in (shapes[0] is the
 // output's shape, shapes[1:] the inputs'): per sequence, the inputs' int8 levels run through the
 // op, and its output levels are dequantized (the logits of the head: the runtime's float32).
-func (r *lmRuntime) compute(name string, out []float64, in [][]float64, shapes []tensor.Shape) error {
+func (r *lmRuntime) compute(name string, out []float64, in [][]float64, shapes []tensor.Shape, spec bool) error {
 	i, ok := r.ops[name]
 	if !ok {
 		return fmt.Errorf("export: the integer model has no op %q", name)
@@ -134,13 +202,13 @@ func (r *lmRuntime) compute(name string, out []float64, in [][]float64, shapes [
 			r.levels[j] = r.toLevels(r.levels[j], in[j], shapes[j+1], b, &r.qm.Tensors[t])
 			ins = r.levels[:j+1]
 		}
-		res, err := r.run.Run(name, toks, ins...)
+		res, err := r.runOp(spec, name, toks, ins...)
 		if err == nil && res.Int32 != nil {
 			d, ok := r.deq[name]
 			if !ok {
 				return fmt.Errorf("export: runtime op %q has int32 output and no Dequantize", name)
 			}
-			res, err = r.run.Run(r.qm.Ops[d].Name, nil)
+			res, err = r.runOp(spec, r.qm.Ops[d].Name, nil)
 		}
 		if err != nil {
 			return err

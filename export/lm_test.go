@@ -167,6 +167,9 @@ func TestExportLMParity(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if rep.Arith != ArithSpec.String() {
+				t.Fatalf("graph arithmetic %q, want the integer specification's", rep.Arith)
+			}
 			snap := rep.GroupScaleErr
 			if (tc.r.Group > 0) != (snap > 0) || snap > 1e-3 {
 				t.Fatalf("group scale snapping error %v", snap)

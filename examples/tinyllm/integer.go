@@ -71,11 +71,12 @@ func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.Trainer, d *d
 	if err != nil {
 		return nil, err
 	}
-	// The same graph with its float ops between the quantization points (before the runtime's
-	// arithmetic was substituted for them).
-	ex.UseFloatArith(true)
+	// The same graph with its float ops between the quantization points (gx: with the integer
+	// specification's, internal/lmspec, independent of infer).
+	arith := ex.Arith()
+	ex.SetArith(export.ArithFloat)
 	gf, err := export.GreedyGraph(ex.Logits, o.batch, cfg.Ctx, cfg.Vocab, prompts, gl)
-	ex.UseFloatArith(false)
+	ex.SetArith(arith)
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +103,7 @@ func (x *integerRuns) export(rows []row, o options, e exp, tr *qat.Trainer, d *d
 		"worst_layer":                    fmt.Sprintf("%s %.4f within 1 LSB (max %d)", w.Name, w.Within1, w.MaxLSB), "group_scale_snap": fmt.Sprintf("%.1e", rep.GroupScaleErr),
 		"worst_float_op_alone":            fmt.Sprintf("%s %.4f equal (max %d LSB)", wa.Name, wa.AloneEqual, wa.AloneMaxLSB),
 		"greedy32_same_as_training_graph": export.SameShare(rt, gt), "greedy32_same_as_export_graph": export.SameShare(rt, gx),
-		"greedy32_same_as_export_graph_float_ops": export.SameShare(rt, gf),
+		"greedy32_same_as_export_graph_float_ops": export.SameShare(rt, gf), "export_graph_arith": rep.Arith,
 		"prompts": fmt.Sprintf("%d x %d bytes + %d greedy", len(prompts), pl, gl)}).Info("integer runtime")
 	if e.recipe.WBits == 4 && x.w4a8 == nil {
 		x.w4a8, x.name = lm, e.name

@@ -5,6 +5,7 @@ import (
 	"math/big"
 
 	"github.com/qatgo/qatgo/qmodel"
+	"github.com/qatgo/qatgo/quant"
 )
 
 // rmsNorm, per row of D input levels q with x = q - zIn (the input scale sIn cancels except in
@@ -27,6 +28,12 @@ func rmsNorm(m *qmodel.Model, op *qmodel.Op, rows int, in []int8) ([]int8, error
 	sIn := float64(it.Quant.Scales[0])
 	epsQ := big.NewInt(int64(math.Min(math.Round(float64(op.LM.Eps)/(sIn*sIn)*(1<<32)), 1<<62)))
 	s := qmodel.RMSNormShift(d)
+	mults := make([]quant.Multiplier, d)
+	for i, g := range gain {
+		if mults[i], err = qmodel.RMSNormMultiplier(g, ot.Quant.Scales[0], d); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]int8, rows*d)
 	for r := 0; r < rows; r++ {
 		x := in[r*d : (r+1)*d]
@@ -45,11 +52,7 @@ func rmsNorm(m *qmodel.Model, op *qmodel.Op, rows int, in []int8) ([]int8, error
 		for i, q := range x {
 			num := new(big.Int).Lsh(big.NewInt(int64(q)-int64(zIn)), uint(16+s))
 			t := sat32(clampBig(roundDiv(num, rms)))
-			mu, err := qmodel.RMSNormMultiplier(gain[i], ot.Quant.Scales[0], d)
-			if err != nil {
-				return nil, err
-			}
-			y := int64(mu.Prepare().Apply(t))
+			y := int64(mults[i].Prepare().Apply(t))
 			if gain[i] < 0 {
 				y = -y
 			}
