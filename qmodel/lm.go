@@ -31,6 +31,37 @@ import (
 // kernels.PackedInt4): the real weight is Scales[row] * groupScale[row][k/G] * q, so the runtime
 // stays integer-only; an exporter derives them from float per-group scales s[row][g] as
 // Scales[row] = max_g s[row][g] / MaxGroupScale and groupScale = round(s / Scales[row]).
+//
+// # Integer arithmetic
+//
+// Every op is exact integer arithmetic per token row, so any two implementations agree bit for
+// bit (package infer is the runtime; internal/lmspec a second implementation written from this
+// text). M(acc) is quant.MultiplyByQuantizedMultiplier (ties toward +inf, saturating to int32),
+// round(a/b) rounds ties away from zero, clamp is to [-128, 127], x' = q - z of the input.
+//
+//	Embedding  out = clamp(zOut + M_row(w*g)), w the table level, g its integer group scale (1 without),
+//	           M_row of sRow/sOut (ConvMultipliers with input scale 1)
+//	RMSNorm    epsQ = min(round(eps/sIn^2 * 2^32), 2^62) in float64; ms = floor(sum(x'^2)*2^32/D) + epsQ;
+//	           r = max(floor(sqrt(ms)), 1); t = sat32(round(x' * 2^(16+S) / r)), S = RMSNormShift(D);
+//	           y = M_i(t) (RMSNormMultiplier of |gain[i]|), negated when gain[i] < 0; out = clamp(zOut + y)
+//	Linear     acc = sum_k x'[k]*w[n][k]*g[n][k/G] (int32 by the validation bounds); out = clamp(zOut + M_n(acc)),
+//	           M_n of sIn*sW[n]/sOut (ConvMultipliers); LMHead outputs acc itself
+//	RoPE       pair (2j, 2j+1) of each head at position p: c, s = round(cos(a)*2^30), round(sin(a)*2^30),
+//	           a = p*Theta^(-2j/HeadDim) (float64, Go's math); u = round((x0'c - x1's)/2^15),
+//	           v = round((x0's + x1'c)/2^15); out = clamp(zOut + M(u)), clamp(zOut + M(v)) (RoPEMultiplier)
+//	Attention  cache (KV head g): kc = clamp(Mk_g(k'), -kMax, kMax), vc = clamp(Mv_g(v'), -vMax, vMax)
+//	           (AttentionMultipliers, AttentionCacheMax). Query row at position p, head h, g =
+//	           h/(Heads/KVHeads): s_t = sum_d q'[d]*kc[t][d] for t = 0..p; d_t = max s - s_t;
+//	           with V = AttentionExpScale(sQ, kCache[g], HeadDim)*2^16 = fr*2^e (math.Frexp), the
+//	           Q16 log2 argument is u_t = floor(d_t * round(fr*2^32) / 2^(32-e)) (any d_t >= 1 gives
+//	           e_t = 0 when V >= 2^32); e_t = 2^(-u_t/2^16) in Q20: n = floor(u/2^16), j =
+//	           floor(u/2^8) mod 256, l = u mod 256, T[i] = round(2^(-i/256)*2^30) (i = 0..256),
+//	           v = T[j] + floor(((T[j+1]-T[j])*l + 128)/256), e = round(v/2^(n+10)) (0 for n >= 31);
+//	           o[d] = sum_t e_t*vc[t][d]; r = round(o[d]*2^16 / sum_t e_t); out = clamp(zOut + Mo_g(r))
+//	SwiGLU     out = clamp(zOut + M(T[gate+128] * up')), T = SiLUTable(gate), M = SwiGLUMultiplier
+//	Hadamard   per block of B: y[i] = sum_j (-1)^popcount(i&j) x'[j]; out = clamp(zOut + M(y)) (HadamardMultiplier)
+//	Add        a = Ma(x_a' << AddLeftShift), b = Mb(x_b' << AddLeftShift); out = clamp(zOut + Mout(a+b), lo, hi)
+//	Dequantize logits: float32(acc) * scale[c] in float32
 const (
 	OpEmbedding OpKind = 10 + iota
 	OpRMSNorm
