@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -229,6 +230,26 @@ func TestExportLMParity(t *testing.T) {
 			}
 			if same := SameShare(gr, gg); same != 1 {
 				t.Errorf("greedy continuations identical for %v of the prompts", same)
+			}
+			// The two integer implementations give the graph the same logits (the specification's
+			// by default, the runtime's own ops as the diagnostic), the float ops others.
+			spec, err := e.Logits(vx[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.SetArith(ArithRuntime)
+			byRuntime, err := e.Logits(vx[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.SetArith(ArithFloat)
+			byFloat, err := e.Logits(vx[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.SetArith(ArithSpec)
+			if !slices.Equal(spec, byRuntime) || slices.Equal(spec, byFloat) {
+				t.Errorf("logits: spec and runtime arithmetic equal %v, spec and float ops equal %v", slices.Equal(spec, byRuntime), slices.Equal(spec, byFloat))
 			}
 			checkWeights(t, e, qm, snap)
 			checkFloatReference(t, qm, vx, vy, rep.LossRuntime)
