@@ -22,15 +22,24 @@ func roundDiv(num, den *big.Int) *big.Int {
 	return q
 }
 
-// roundDiv64 is roundDiv on int64 values.
+// roundDiv64 is roundDiv on int64 values (den > 0, |num| < 2^62).
 func roundDiv64(num, den int64) int64 {
-	return roundDiv(big.NewInt(num), big.NewInt(den)).Int64()
+	a := num
+	if a < 0 {
+		a = -a
+	}
+	q, r := a/den, a%den
+	if 2*r >= den {
+		q++
+	}
+	if num < 0 {
+		return -q
+	}
+	return q
 }
 
-// roundPow2 returns x/2^s rounded to nearest with ties away from zero (s >= 0).
-func roundPow2(x int64, s uint) int64 {
-	return roundDiv(big.NewInt(x), new(big.Int).Lsh(big.NewInt(1), s)).Int64()
-}
+// roundPow2 returns x/2^s rounded to nearest with ties away from zero (0 <= s <= 61, |x| < 2^62).
+func roundPow2(x int64, s uint) int64 { return roundDiv64(x, int64(1)<<s) }
 
 // clampInt returns v clamped to [lo, hi].
 func clampInt(v, lo, hi int64) int64 {

@@ -44,5 +44,5 @@ func expArg(d int64, c float64) *big.Int {
 	fr, e := math.Frexp(v)
 	mant := int64(math.Round(fr * (1 << 32)))
 	u := new(big.Int).Mul(big.NewInt(d), big.NewInt(mant))
-	return u.Rsh(u, uint(32-e))
+	return u.Rsh(u, uint(32-e)) // d*mant may pass 2^63: exact in big.Int
 }

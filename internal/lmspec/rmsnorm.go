@@ -49,9 +49,9 @@ func rmsNorm(m *qmodel.Model, op *qmodel.Op, rows int, in []int8) ([]int8, error
 		if rms.Sign() == 0 {
 			rms.SetInt64(1)
 		}
+		den := rms.Int64() // at most 2^31: ms < 2^62 + D*2^48
 		for i, q := range x {
-			num := new(big.Int).Lsh(big.NewInt(int64(q)-int64(zIn)), uint(16+s))
-			t := sat32(clampBig(roundDiv(num, rms)))
+			t := sat32(roundDiv64((int64(q)-int64(zIn))<<uint(16+s), den)) // |x'| * 2^(16+S) < 2^55
 			y := int64(mults[i].Prepare().Apply(t))
 			if gain[i] < 0 {
 				y = -y
