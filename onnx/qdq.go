@@ -14,8 +14,19 @@ import (
 // every op reads DequantizeLinear of its inputs: Conv and Gemm with int8 weights (per output
 // channel, axis 0) and int32 biases (scale s_in*s_w[c]), the fused ReLU/ReLU6 as Relu/Clip
 // before the output QuantizeLinear, MaxPool, AveragePool, Add, Softmax; Reshape to a vector is
-// Transpose to NHWC then Flatten (the integer model flattens in HWC order). int4 weights are
-// stored as int8 (the same levels). onnxruntime fuses these patterns into its int8 kernels.
+// Transpose to NHWC then Flatten (the integer model flattens in HWC order), a vector to an image
+// Reshape to NHWC then Transpose. onnxruntime fuses these patterns into its int8 kernels.
+//
+// Low-bit models (e.g. W4A4) stay in int8 tensors that hold only their levels, as in the integer
+// model: int4 weights are written as int8 initializers with the same values ([-7,7]) and scales,
+// and an activation of fewer than 8 bits is an int8 tensor whose producing op clamps it to its
+// levels (package export adds the identity convolutions that do this; they become QLinearConv with
+// multiplier 1, exact). A fused ReLU/ReLU6 whose clamp is not the whole int8 range (at 4 bits
+// ReLU clamps at real 0 = level z > -128) becomes a float Clip between an unclamped
+// QuantizeLinear and DequantizeLinear (see qact below), so that the op itself still runs in an
+// int8 kernel; a Relu in front of the QuantizeLinear would keep the op in float. Opset-21
+// INT4/UINT4 tensors are not used: the same levels in int8 run in onnxruntime's int8 kernels and
+// compute the integer model's values exactly.
 //
 // Activations are written as uint8 with the zero point moved by 128 (q+128, the same real values:
 // onnxruntime's own quantizer's default, activations uint8 and weights int8). onnxruntime's CPU
@@ -116,6 +127,41 @@ func fromQModel(qm *qmodel.Model, float bool) (*onnxpb.ModelProto, error) {
 			return name + ".relu6"
 		}
 		return x
+	}
+	// qact applies the fused activation a of op name to its float output y and quantizes the
+	// result to tensor o. When the activation's clamp [lo, hi] (int8 levels) is the whole int8
+	// range, onnxruntime removes the Relu/Clip in front of the QuantizeLinear (it only restates
+	// QuantizeLinear's saturation) and fuses the op into its int8 kernel. Otherwise (a low-bit
+	// activation: ReLU clamps at real 0 = level z > -128; ReLU6 at a level below 127) a Relu/Clip
+	// there would keep the op in float; instead the op is quantized unclamped (its int8 kernel
+	// saturates at [-128,127]) and a float Clip between DequantizeLinear and QuantizeLinear,
+	// bounded by the dequantized levels lo and hi, clamps exactly: DequantizeLinear gives
+	// float32(k)*s for level k, and QuantizeLinear maps float32(k)*s back to k for every k in
+	// [-128,127] (the relative error of the float32 product and quotient is far below 0.5/255).
+	qact := func(y, name string, a qmodel.Activation, o int) error {
+		if float || a == qmodel.ActNone {
+			return q(act(y, name, a), o)
+		}
+		t := &qm.Tensors[o]
+		if t.Quant == nil || len(t.Quant.Scales) != 1 {
+			return fmt.Errorf("onnx: tensor %q is not a per-tensor int8 activation", t.Name)
+		}
+		lo, hi := qmodel.ActivationRange(a, t.Quant.Params())
+		if lo == -128 && hi == 127 {
+			return q(act(y, name, a), o)
+		}
+		sn, zn, err := qparams(o)
+		if err != nil {
+			return err
+		}
+		pre, x := base(o)+".unclamped", base(o)+".unclamped.dq"
+		b.node("QuantizeLinear", pre, []string{y, sn, zn}, []string{pre})
+		b.node("DequantizeLinear", x, []string{pre, sn, zn}, []string{x})
+		s, z := t.Quant.Scales[0], t.Quant.ZeroPoints[0]
+		mn := b.scalarFloat(name+".clip_min", float32(lo-z)*s)
+		mx := b.scalarFloat(name+".clip_max", float32(hi-z)*s)
+		b.node("Clip", name+".clip", []string{x, mn, mx}, []string{name + ".clip"})
+		return q(name+".clip", o)
 	}
 	// weight returns DQ(weight) in ONNX layout and DQ(bias) (or "").
 	weights := func(op *qmodel.Op, inScale float32) (string, string, error) {
@@ -236,7 +282,7 @@ func fromQModel(qm *qmodel.Model, float bool) (*onnxpb.ModelProto, error) {
 			} else {
 				b.node("Gemm", name, ins, []string{y}, intAttr("transB", 1))
 			}
-			if err := q(act(y, name, op.Act), o); err != nil {
+			if err := qact(y, name, op.Act, o); err != nil {
 				return nil, err
 			}
 		case qmodel.OpMaxPool2D, qmodel.OpAvgPool2D:
@@ -251,7 +297,7 @@ func fromQModel(qm *qmodel.Model, float bool) (*onnxpb.ModelProto, error) {
 			y := name + ".f"
 			b.node(kind, name, []string{x}, []string{y}, intsAttr("kernel_shape", op.KernelH, op.KernelW),
 				intsAttr("strides", op.StrideH, op.StrideW), intsAttr("pads", op.PadTop, op.PadLeft, op.PadBottom, op.PadRight))
-			if err := q(act(y, name, op.Act), o); err != nil {
+			if err := qact(y, name, op.Act, o); err != nil {
 				return nil, err
 			}
 		case qmodel.OpAdd:
@@ -265,14 +311,31 @@ func fromQModel(qm *qmodel.Model, float bool) (*onnxpb.ModelProto, error) {
 			}
 			y := name + ".f"
 			b.node("Add", name, []string{x, z}, []string{y})
-			if err := q(act(y, name, op.Act), o); err != nil {
+			if err := qact(y, name, op.Act, o); err != nil {
 				return nil, err
 			}
 		case qmodel.OpReshape:
 			src := &qm.Tensors[op.Inputs[0]]
 			dst := &qm.Tensors[o]
+			if len(dst.Shape) == 3 && len(src.Shape) == 1 {
+				// a vector to an image [H,W,C] (HWC order): Reshape to NHWC, Transpose to NCHW.
+				// Export writes this for a low-bit activation after a dense layer, whose clamp is a
+				// 1x1 convolution of a [1,1,K] image (see package export).
+				x, err := dq(op.Inputs[0])
+				if err != nil {
+					return nil, err
+				}
+				sh := b.int64Init(name+".shape", []int{4}, []int64{0, int64(dst.Shape[0]), int64(dst.Shape[1]), int64(dst.Shape[2])})
+				b.node("Reshape", name+".nhwc", []string{x, sh}, []string{name + ".nhwc"})
+				y := name + ".f"
+				b.node("Transpose", name, []string{name + ".nhwc"}, []string{y}, intsAttr("perm", 0, 3, 1, 2))
+				if err := q(y, o); err != nil {
+					return nil, err
+				}
+				break
+			}
 			if len(dst.Shape) != 1 {
-				return nil, fmt.Errorf("onnx: op %q reshapes to %v (only to a vector)", name, dst.Shape)
+				return nil, fmt.Errorf("onnx: op %q reshapes %v to %v (only to a vector, or a vector to an image)", name, src.Shape, dst.Shape)
 			}
 			x, err := dq(op.Inputs[0])
 			if err != nil {

@@ -22,15 +22,17 @@ import (
 // QATGO_QDQ_IMAGES=10000).
 const qdqImages = 1000
 
-// TestQDQMatchesIntegerRuntime calibrates (PTQ, W8A8) two CNNs on MNIST, lowers each to an
+// TestQDQMatchesIntegerRuntime calibrates (PTQ, W8A8 and W4A4) two CNNs on MNIST, lowers each to an
 // integer model twice, with the default requantization rule and with qmodel.RequantOnnxruntime,
 // writes the model as QDQ ONNX and runs both onnxruntime (its int8 kernels) and qatgo's integer
 // runtime on MNIST test images. Under RequantOnnxruntime the two runtimes compute the same
 // integers: every output must be identical on every image. Under the default rule (qatgo's exact
 // Q31 rounding against onnxruntime's float32 requantization) predictions must agree on >= 99.9%
-// of the images and outputs may differ by at most 2 LSB: a conv output within 2^-17 of a .5
-// boundary rounds differently (TestQDQRoundingDifference) and DSNet's residual blocks can grow
-// that 1 LSB on the way to the output (1 output of 100,000 at 2 LSB on the full test set).
+// of the images (>= 99% at W4A4, whose logits have 16 levels) and outputs may differ by at most
+// 2 LSB: a conv output within 2^-17 of a .5 boundary rounds differently
+// (TestQDQRoundingDifference) and DSNet's residual blocks can grow that 1 LSB on the way to the
+// output (1 output of 100,000 at 2 LSB on the full test set). The W4A4 models hold their 4-bit
+// weights and 16-level activations in int8 QDQ tensors (see FromQModel).
 func TestQDQMatchesIntegerRuntime(t *testing.T) {
 	rt := findORT(t)
 	dir, err := mnist.Locate()
@@ -68,33 +70,48 @@ func TestQDQMatchesIntegerRuntime(t *testing.T) {
 		name string
 		m    *graph.Model
 	}{{"ggml-cnn", ggml}, {"dsnet", ds}} {
-		p, err := qat.Calibrate(tc.m, qat.W8A8(), train, 4, 64, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, rule := range []string{qmodel.RequantDefault, qmodel.RequantOnnxruntime} {
-			t.Run(tc.name+"/"+rule, func(t *testing.T) {
-				qm, err := export.Lower(p, export.Options{Meta: map[string]string{qmodel.MetaRequant: rule}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				agree, maxLSB, over1 := compareQDQ(t, rt, qm, x, n)
-				t.Logf("%s, requant %s: %d images, predictions agree on %.2f%%, largest output difference %.3g LSB, %d outputs beyond 1 LSB", tc.name, rule, n, 100*agree, maxLSB, over1)
-				if rule == qmodel.RequantOnnxruntime {
-					if agree != 1 || maxLSB != 0 {
-						t.Errorf("requant onnxruntime: outputs differ (%.3g LSB, predictions agree on %.2f%%), want identical", maxLSB, 100*agree)
+		for _, qc := range []qat.QConfig{qat.W8A8(), w4a4PTQ()} {
+			p, err := qat.Calibrate(tc.m, qc, train, 4, 64, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rule := range []string{qmodel.RequantDefault, qmodel.RequantOnnxruntime} {
+				t.Run(tc.name+"/"+qc.Name+"/"+rule, func(t *testing.T) {
+					qm, err := export.Lower(p, export.Options{Meta: map[string]string{qmodel.MetaRequant: rule}})
+					if err != nil {
+						t.Fatal(err)
 					}
-					return
-				}
-				if agree < 0.999 {
-					t.Errorf("predictions agree on %.2f%% of images, want >= 99.9%%", 100*agree)
-				}
-				if maxLSB > 2.001 {
-					t.Errorf("outputs differ by %.3g LSB (%d beyond 1 LSB), want <= 2", maxLSB, over1)
-				}
-			})
+					agree, maxLSB, over1 := compareQDQ(t, rt, qm, x, n)
+					t.Logf("%s %s, requant %s: %d images, predictions agree on %.2f%%, largest output difference %.3g LSB, %d outputs beyond 1 LSB", tc.name, qc.Name, rule, n, 100*agree, maxLSB, over1)
+					if rule == qmodel.RequantOnnxruntime {
+						if agree != 1 || maxLSB != 0 {
+							t.Errorf("requant onnxruntime: outputs differ (%.3g LSB, predictions agree on %.2f%%), want identical", maxLSB, 100*agree)
+						}
+						return
+					}
+					// At W4A4 the logits have 16 levels: a 1-LSB difference (the rounding difference
+					// above) changes the argmax more often than at 8 bits; outputs must still be within
+					// 2 LSB, and the onnxruntime rule above makes them identical.
+					want := 0.999
+					if qc.Name == "W4A4" {
+						want = 0.99
+					}
+					if agree < want {
+						t.Errorf("predictions agree on %.2f%% of images, want >= %.1f%%", 100*agree, 100*want)
+					}
+					if maxLSB > 2.001 {
+						t.Errorf("outputs differ by %.3g LSB (%d beyond 1 LSB), want <= 2", maxLSB, over1)
+					}
+				})
+			}
 		}
 	}
+}
+
+// w4a4PTQ is the 4-bit post-training configuration of examples/mnist: 4-bit symmetric
+// per-channel weights ([-7,7]) and 4-bit asymmetric activations (16 levels), min/max observers.
+func w4a4PTQ() qat.QConfig {
+	return qat.QConfig{Name: "W4A4", Weight: qat.Spec{Bits: 4}, Act: qat.Spec{Bits: 4}}
 }
 
 // compareQDQ runs qm in the integer runtime and its QDQ ONNX form in onnxruntime on x and returns
