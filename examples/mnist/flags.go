@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/qatgo/qatgo/internal/flagcheck"
+	"github.com/qatgo/qatgo/qmodel"
 )
 
 // maxBatch bounds -batch: larger mini-batches only exhaust memory in Gorgonia's graphs.
@@ -26,6 +27,7 @@ func (o *options) validate() error {
 		bitsCheck(o.bits),
 		convCheck(o.conv),
 		resumeCheck(o.resume, o.from),
+		requantCheck(o.requant),
 	)
 }
 
@@ -60,6 +62,13 @@ func bitsCheck(s string) error {
 func convCheck(c string) error {
 	if c != "convop" && c != "gorgonia" {
 		return fmt.Errorf("-conv %q: want convop or gorgonia", c)
+	}
+	return nil
+}
+
+func requantCheck(r string) error {
+	if r != qmodel.RequantDefault && r != qmodel.RequantOnnxruntime {
+		return fmt.Errorf("-requant %q: want %s or %s", r, qmodel.RequantDefault, qmodel.RequantOnnxruntime)
 	}
 	return nil
 }

@@ -6,6 +6,11 @@
 //	go run ./examples/mnist -quick     # a few minutes' smoke run on subsets
 //
 // It writes checkpoints, a CSV/Markdown table and training-curve PNG to -out (default ./out).
+// With -onnx it also writes the float model as ONNX and every PTQ/QAT model as a .qm and as QDQ
+// ONNX, and adds a table of their accuracies in qatgo's integer runtime and in onnxruntime:
+//
+//	go run ./examples/dsnet -o dsnet.onnx
+//	go run ./examples/mnist -model onnx:dsnet.onnx -data fashion -onnx
 package main
 
 import (
@@ -27,6 +32,7 @@ import (
 	"github.com/qatgo/qatgo/internal/flagcheck"
 	"github.com/qatgo/qatgo/onnx"
 	"github.com/qatgo/qatgo/qat"
+	"github.com/qatgo/qatgo/qmodel"
 	"github.com/sirupsen/logrus"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -56,6 +62,8 @@ type options struct {
 	from        string
 	resume      bool
 	conv        string
+	onnx        bool
+	requant     string
 }
 
 type row struct {
@@ -111,6 +119,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.from, "from", "", "load the float model from this checkpoint instead of training it")
 	fs.StringVar(&o.conv, "conv", "convop", "convolution, max-pool and ReLU ops: convop (qatgo's SIMD ops) or gorgonia")
 	fs.BoolVar(&o.resume, "resume", false, "with -from: train a checkpoint that has fewer than -epochs epochs to the end (without it, such a checkpoint is refused)")
+	fs.BoolVar(&o.onnx, "onnx", false, "also export the float model to ONNX and every PTQ/QAT model to a .qm and QDQ ONNX (in -out) and measure qatgo's integer runtime and onnxruntime on them (needs node and onnxruntime-node, see package onnx/ort)")
+	fs.StringVar(&o.requant, "requant", qmodel.RequantDefault, "with -onnx: requantization rule of the .qm files: default or onnxruntime (bit-exact with onnxruntime's int8 kernels)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -237,6 +247,15 @@ func run(o options) error {
 	curves := []curve{{name: "float", t: ft}}
 	var floatState graph.Checkpoint
 	m.SaveState(&floatState)
+	var oc *ortCheck
+	if o.onnx {
+		if oc, err = newORTCheck(o, m, test); err != nil {
+			return err
+		}
+		if err := oc.float(m, floatAcc); err != nil {
+			return err
+		}
+	}
 
 	for _, b := range bits {
 		// 2. PTQ: observers on calibration batches, no training
@@ -258,6 +277,11 @@ func run(o options) error {
 		}
 		rows = append(rows, row{o.model, fmt.Sprintf("W%dA%d", b, b), "PTQ", acc, modelSize(m, &ptqCfg), time.Since(st)})
 		log.WithFields(logrus.Fields{"bits": b, "acc": fmt.Sprintf("%.4f", acc)}).Info("PTQ done")
+		if oc != nil {
+			if err := oc.quantized(p, fmt.Sprintf("%s-ptq-w%da%d", o.model, b, b), fmt.Sprintf("W%dA%d", b, b), "PTQ", acc); err != nil {
+				return err
+			}
+		}
 
 		// 3. QAT from the float checkpoint
 		if err := m.LoadState(&floatState); err != nil {
@@ -292,6 +316,11 @@ func run(o options) error {
 		rows = append(rows, row{o.model, fmt.Sprintf("W%dA%d", b, b), method, acc, modelSize(m, &qc), time.Since(st)})
 		curves = append(curves, curve{name: fmt.Sprintf("QAT W%dA%d", b, b), offset: float64(o.epochs), t: qt,
 			start: &plotter.XY{X: float64(o.epochs), Y: 100 * floatAcc}})
+		if oc != nil {
+			if err := oc.quantized(p, fmt.Sprintf("%s-qat-w%da%d", o.model, b, b), fmt.Sprintf("W%dA%d", b, b), method, acc); err != nil {
+				return err
+			}
+		}
 
 		// ---- EXPORT ---------------------------------------------------------------------------
 		// The int8 model is lowered to the integer runtime (package export walks the model spec:
@@ -320,6 +349,9 @@ func run(o options) error {
 			t = r.train.Round(time.Second).String()
 		}
 		fmt.Fprintf(&tab, "| %s | %s | %s | %.2f%% | %s | %s |\n", r.model, r.bits, r.method, 100*r.acc, kb(r.size), t)
+	}
+	if oc != nil {
+		tab.WriteString(oc.table(o.model))
 	}
 	fmt.Fprintf(&tab, "\ntrain images %d, test images %d, float epochs %d, QAT epochs %d, total %s\n",
 		train.Len(), test.Len(), o.epochs, o.qatEpochs, time.Since(startAll).Round(time.Second))

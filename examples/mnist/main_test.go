@@ -36,6 +36,8 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"-bits", "8,3"}, `-bits: "3" is not 8, 4 or 2`},
 		{[]string{"-conv", "fast"}, `-conv "fast": want convop or gorgonia`},
 		{[]string{"-resume"}, "-resume needs -from"},
+		{[]string{"-onnx", "-requant", "onnxruntime"}, ""},
+		{[]string{"-requant", "tflite"}, `-requant "tflite": want default or onnxruntime`},
 		{[]string{"-epochs", "2", "extra"}, `unexpected arguments ["extra"]`},
 		{[]string{"-nosuchflag"}, "flag provided but not defined: -nosuchflag"},
 	} {
