@@ -13,6 +13,7 @@ import (
 	"sort"
 
 	"github.com/qatgo/qatgo/internal/atomicfile"
+	"github.com/qatgo/qatgo/internal/filekind"
 	"gorgonia.org/tensor"
 )
 
@@ -147,8 +148,15 @@ func (c *Checkpoint) Encode() ([]byte, error) {
 
 // DecodeCheckpoint parses bytes written by Encode, validating magic, sizes and checksum.
 func DecodeCheckpoint(b []byte) (*Checkpoint, error) {
-	if len(b) < len(ckptMagic)+8 || string(b[:len(ckptMagic)]) != ckptMagic {
-		return nil, fmt.Errorf("%w: bad magic or too short", ErrCheckpoint)
+	if !bytes.HasPrefix(b, []byte(ckptMagic)) {
+		kind := filekind.Describe(b)
+		if kind == "" {
+			kind = fmt.Sprintf("starts with %q", b[:min(len(b), len(ckptMagic))])
+		}
+		return nil, fmt.Errorf("%w: bad magic: %s, not a qatgo checkpoint (which starts with %q)", ErrCheckpoint, kind, ckptMagic)
+	}
+	if len(b) < len(ckptMagic)+8 {
+		return nil, fmt.Errorf("%w: %d bytes, too short", ErrCheckpoint, len(b))
 	}
 	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
 	if crc32.ChecksumIEEE(body) != sum {

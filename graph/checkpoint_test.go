@@ -97,6 +97,19 @@ func TestCheckpointCorrupt(t *testing.T) {
 			t.Errorf("corrupt input accepted: %v", err)
 		}
 	}
+	// Another format: the error says what the file seems to be and what a checkpoint starts with.
+	for _, c := range []struct {
+		b    []byte
+		want string
+	}{
+		{append([]byte("GGUF\x03\x00\x00\x00"), make([]byte, 24)...), `bad magic: a GGUF file (llama.cpp/ollama), not a qatgo checkpoint (which starts with "QATGOCK1")`},
+		{[]byte("QATGOMDL\x01\x00\x00\x00"), "bad magic: a qatgo integer model file (.qm), not a qatgo checkpoint"},
+		{[]byte("hello"), `bad magic: starts with "hello", not a qatgo checkpoint`},
+	} {
+		if _, err := DecodeCheckpoint(c.b); !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("DecodeCheckpoint(%q): %v, want an error containing %q", c.b, err, c.want)
+		}
+	}
 	flip := append([]byte(nil), b...)
 	flip[len(flip)-6] ^= 1
 	if _, err := DecodeCheckpoint(flip); !errors.Is(err, ErrCheckpoint) {

@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/qatgo/qatgo/internal/atomicfile"
+	"github.com/qatgo/qatgo/internal/filekind"
 )
 
 // Magic is the first 8 bytes of a model file.
@@ -263,11 +264,14 @@ func (r *reader) count(what string, minSize int) int {
 // Decode parses and validates a model file. Every error wraps ErrFormat (malformed bytes) or is a
 // validation error from Model.Validate (well-formed bytes describing an invalid model).
 func Decode(b []byte) (*Model, error) {
+	if n := min(len(b), len(Magic)); string(b[:n]) != Magic[:n] {
+		if kind := filekind.Describe(b); kind != "" {
+			return nil, fmt.Errorf("%w: bad magic %q: %s, not a qatgo model file (which starts with %q)", ErrFormat, b[:n], kind, Magic)
+		}
+		return nil, fmt.Errorf("%w: bad magic %q (not a qatgo model file)", ErrFormat, b[:n])
+	}
 	if len(b) < headerCRCEnd {
 		return nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", ErrFormat, len(b), headerCRCEnd)
-	}
-	if string(b[:8]) != Magic {
-		return nil, fmt.Errorf("%w: bad magic %q (not a qatgo model file)", ErrFormat, b[:8])
 	}
 	if v := binary.LittleEndian.Uint16(b[8:]); v != Version {
 		return nil, fmt.Errorf("%w: format version %d, this build reads version %d", ErrFormat, v, Version)
@@ -522,7 +526,7 @@ func ReadFile(path string) (*Model, error) {
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("qmodel: read %s: %w", path, err)
+		return nil, fmt.Errorf("qmodel: %w", err) // an *os.PathError: it names the operation and the path
 	}
 	m, err := Decode(b)
 	if err != nil {

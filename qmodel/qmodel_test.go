@@ -157,6 +157,10 @@ func TestWriteReadFile(t *testing.T) {
 	if _, err := ReadFile(filepath.Join(dir, "missing.qm")); err == nil {
 		t.Fatal("missing file read")
 	}
+	// A directory: the error names the path once (the *os.PathError already carries it).
+	if _, err := ReadFile(dir); err == nil || strings.Count(err.Error(), dir) != 1 {
+		t.Errorf("read a directory: %v, want an error naming %s once", err, dir)
+	}
 	nowhere := filepath.Join(dir, "no-such-dir", "m.qm")
 	if err := WriteFile(nowhere, m); err == nil || !strings.Contains(err.Error(), "cannot write "+nowhere) {
 		t.Errorf("write into a missing directory: %v, want an error naming %s", err, nowhere)
@@ -203,6 +207,8 @@ func TestDecodeCorruptFiles(t *testing.T) {
 		{"truncated in data", valid[:len(valid)-1], "file truncated?"},
 		{"trailing bytes", append(append([]byte(nil), valid...), 0), "trailing"},
 		{"bad magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), "bad magic"},
+		{"a GGUF file", append([]byte("GGUF\x03\x00\x00\x00"), make([]byte, 24)...), `bad magic "GGUF\x03\x00\x00\x00": a GGUF file`},
+		{"a checkpoint", []byte("QATGOCK1"), "a qatgo checkpoint, not a qatgo model file"},
 		{"future version", mod(func(b []byte) []byte { b[8] = 2; fixCRCs(b); return b }), "version 2"},
 		{"header bit flip", mod(func(b []byte) []byte { b[20] ^= 1; return b }), "header checksum"},
 		{"metadata bit flip", mod(func(b []byte) []byte { o, _ := sec(0); b[o] ^= 0x10; return b }), "metadata section checksum"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/qatgo/qatgo/data/preprocess"
 	"github.com/qatgo/qatgo/export"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/internal/filekind"
 	"github.com/qatgo/qatgo/onnx"
 	"github.com/qatgo/qatgo/qat"
 	"github.com/qatgo/qatgo/qmodel"
@@ -154,7 +156,7 @@ type exportArgs struct {
 }
 
 func runExport(e *env, a exportArgs) error {
-	ck, err := graph.LoadCheckpoint(a.ckpt)
+	ck, err := loadCheckpoint(a.ckpt)
 	if err != nil {
 		return err
 	}
@@ -398,4 +400,28 @@ func shapeSize(s []int) int {
 		n *= d
 	}
 	return n
+}
+
+// loadCheckpoint reads the checkpoint export starts from. When the file is of another format it
+// adds which command reads that format (a GGUF or ONNX model: qatgo import; a .qm: eval, run).
+func loadCheckpoint(path string) (*graph.Checkpoint, error) {
+	ck, err := graph.LoadCheckpoint(path)
+	if err == nil || !errors.Is(err, graph.ErrCheckpoint) {
+		return ck, err
+	}
+	head := make([]byte, 16)
+	if f, ferr := os.Open(path); ferr == nil {
+		n, _ := io.ReadFull(f, head)
+		head = head[:n]
+		f.Close()
+	}
+	switch kind := filekind.Detect(head); {
+	case kind == filekind.GGUF:
+		return nil, fmt.Errorf("%w; qatgo import %s -o CKPT converts it into one", err, path)
+	case kind == filekind.ONNX || strings.EqualFold(filepath.Ext(path), ".onnx"):
+		return nil, fmt.Errorf("%w; qatgo import %s -o CKPT converts an ONNX model into one", err, path)
+	case kind == filekind.QModel:
+		return nil, fmt.Errorf("%w; it is already exported: qatgo eval, run and inspect read it", err)
+	}
+	return nil, err
 }

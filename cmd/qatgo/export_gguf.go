@@ -9,7 +9,6 @@ import (
 
 	"github.com/qatgo/qatgo/gguf"
 	"github.com/qatgo/qatgo/gguf/llama"
-	"github.com/qatgo/qatgo/graph"
 )
 
 // ggufFlags adds `qatgo export`'s -format and -type flags and returns the function that runs a
@@ -52,7 +51,7 @@ func runExportGGUF(e *env, ckpt, out, typName string) error {
 	if _, err := llama.FileType(t); err != nil {
 		return usagef("-type %q: want f32, f16, q8_0 or q4_0", typName)
 	}
-	ck, err := graph.LoadCheckpoint(ckpt)
+	ck, err := loadCheckpoint(ckpt)
 	if err != nil {
 		return err
 	}

@@ -167,3 +167,48 @@ func decodeFile(t *testing.T, path string) *qmodel.Model {
 	}
 	return m
 }
+
+// TestExportOtherFormat: given a file that is not a checkpoint, export says what the file seems to
+// be, what it expects and which command reads that file.
+func TestExportOtherFormat(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	gg := write("m.gguf", append([]byte("GGUF\x03\x00\x00\x00"), make([]byte, 24)...))
+	ox := write("m.onnx", []byte("\x08\x08\x12\x07pytorch"))
+	qm := write("m.qm", append([]byte(qmodel.Magic), make([]byte, 8)...))
+	txt := write("notes.txt", []byte("hello"))
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"export", gg}, []string{"a GGUF file", `not a qatgo checkpoint (which starts with "QATGOCK1")`, "qatgo import " + gg + " -o CKPT"}},
+		{[]string{"export", "-format", "gguf", gg}, []string{"a GGUF file", "qatgo import " + gg}},
+		{[]string{"export", ox}, []string{"ONNX", "qatgo import " + ox}},
+		{[]string{"export", qm}, []string{"a qatgo integer model file (.qm)", "already exported"}},
+		{[]string{"export", txt}, []string{`starts with "hello", not a qatgo checkpoint`}},
+	} {
+		code, _, stderr := runMain(tc.args...)
+		if code != exitFailure {
+			t.Errorf("%v: exit %d, want %d", tc.args, code, exitFailure)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%v: stderr %q lacks %q", tc.args, stderr, w)
+			}
+		}
+	}
+	if strings.Contains(func() string { _, _, e := runMain("export", txt); return e }(), "qatgo import") {
+		t.Error("a file of unknown format gets the import hint")
+	}
+	// A directory instead of a model: the path is named once.
+	code, _, stderr := runMain("eval", dir)
+	if code != exitFailure || strings.Count(stderr, dir) != 1 || !strings.Contains(stderr, "is a directory") {
+		t.Errorf("eval DIR: exit %d, stderr %q; want the directory named once", code, stderr)
+	}
+}

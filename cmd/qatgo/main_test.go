@@ -190,6 +190,14 @@ func TestRunInputFormats(t *testing.T) {
 			t.Errorf("%s: exit %d (want %d), output lacks %q:\n%s%s", tc.name, code, tc.code, tc.want, o, e)
 		}
 	}
+	// A directory as the input: the error names it once.
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, o, e := runMain("run", model, sub); code != exitFailure || strings.Count(o+e, sub) != 1 || !strings.Contains(e, "is a directory") {
+		t.Errorf("run MODEL DIR: exit %d, output %q; want an error naming %s once", code, o+e, sub)
+	}
 }
 
 func TestEvalMNIST(t *testing.T) {

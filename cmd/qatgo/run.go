@@ -151,7 +151,7 @@ func readInput(path string, shape []int, size int) ([]byte, error) {
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxInputFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err // an *os.PathError: it names the operation and the path
 	}
 	if len(data) > maxInputFile {
 		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxInputFile)
