@@ -2102,21 +2102,24 @@ xorrows_next:
 
 // func vnniConvPool1x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvPool1x1(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -2167,20 +2170,19 @@ vnniConvPool1x1_g:
 	VPMAXSD Z1, Z0, Z0
 	VPMAXSD Z2, Z0, Z0
 	VPMAXSD Z3, Z0, Z0
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -2194,21 +2196,24 @@ vnniConvPool1x1_g:
 
 // func vnniConvPool1x2(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvPool1x2(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -2271,20 +2276,19 @@ vnniConvPool1x2_g:
 	VPMAXSD Z1, Z0, Z0
 	VPMAXSD Z4, Z0, Z0
 	VPMAXSD Z5, Z0, Z0
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -2292,20 +2296,19 @@ vnniConvPool1x2_g:
 	VPMAXSD Z3, Z2, Z2
 	VPMAXSD Z6, Z2, Z2
 	VPMAXSD Z7, Z2, Z2
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -2319,21 +2322,24 @@ vnniConvPool1x2_g:
 
 // func vnniConvRow1x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow1x1(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -2372,20 +2378,19 @@ vnniConvRow1x1_g:
 	JNZ vnniConvRow1x1_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -2399,21 +2404,24 @@ vnniConvRow1x1_g:
 
 // func vnniConvRow1x2(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow1x2(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -2455,38 +2463,36 @@ vnniConvRow1x2_g:
 	JNZ vnniConvRow1x2_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -2500,21 +2506,24 @@ vnniConvRow1x2_g:
 
 // func vnniConvRow1x3(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow1x3(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -2559,56 +2568,53 @@ vnniConvRow1x3_g:
 	JNZ vnniConvRow1x3_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -2623,21 +2629,24 @@ vnniConvRow1x3_g:
 
 // func vnniConvRow1x4(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow1x4(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -2685,74 +2694,70 @@ vnniConvRow1x4_g:
 	JNZ vnniConvRow1x4_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -2766,21 +2771,24 @@ vnniConvRow1x4_g:
 
 // func vnniConvRow1x5(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow1x5(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -2831,92 +2839,87 @@ vnniConvRow1x5_g:
 	JNZ vnniConvRow1x5_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -2931,21 +2934,24 @@ vnniConvRow1x5_g:
 
 // func vnniConvRow1x6(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow1x6(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -2999,110 +3005,104 @@ vnniConvRow1x6_g:
 	JNZ vnniConvRow1x6_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y5, Z16
-	VEXTRACTI32X8 $1, Z5, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -3117,21 +3117,24 @@ vnniConvRow1x6_g:
 
 // func vnniConvRow1x7(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow1x7(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -3188,128 +3191,121 @@ vnniConvRow1x7_g:
 	JNZ vnniConvRow1x7_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y5, Z16
-	VEXTRACTI32X8 $1, Z5, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y6, Z16
-	VEXTRACTI32X8 $1, Z6, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -3324,21 +3320,24 @@ vnniConvRow1x7_g:
 
 // func vnniConvRow1x8(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow1x8(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	MOVL $1, AX
 	SHLL CX, AX
@@ -3398,146 +3397,138 @@ vnniConvRow1x8_g:
 	JNZ vnniConvRow1x8_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y5, Z16
-	VEXTRACTI32X8 $1, Z5, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y6, Z16
-	VEXTRACTI32X8 $1, Z6, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y7, Z16
-	VEXTRACTI32X8 $1, Z7, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
@@ -3551,21 +3542,24 @@ vnniConvRow1x8_g:
 
 // func vnniConvPool2x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvPool2x1(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -3628,40 +3622,38 @@ vnniConvPool2x1_g:
 	VPMAXSD Z1, Z0, Z0
 	VPMAXSD Z2, Z0, Z0
 	VPMAXSD Z3, Z0, Z0
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	VPMAXSD Z5, Z4, Z4
 	VPMAXSD Z6, Z4, Z4
 	VPMAXSD Z7, Z4, Z4
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -3675,21 +3667,24 @@ vnniConvPool2x1_g:
 
 // func vnniConvPool2x2(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvPool2x2(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -3772,40 +3767,38 @@ vnniConvPool2x2_g:
 	VPMAXSD Z1, Z0, Z0
 	VPMAXSD Z4, Z0, Z0
 	VPMAXSD Z5, Z0, Z0
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	VPMAXSD Z9, Z8, Z8
 	VPMAXSD Z12, Z8, Z8
 	VPMAXSD Z13, Z8, Z8
-	VPMOVSXDQ Y8, Z16
-	VEXTRACTI32X8 $1, Z8, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -3813,40 +3806,38 @@ vnniConvPool2x2_g:
 	VPMAXSD Z3, Z2, Z2
 	VPMAXSD Z6, Z2, Z2
 	VPMAXSD Z7, Z2, Z2
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
 	VPMAXSD Z11, Z10, Z10
 	VPMAXSD Z14, Z10, Z10
 	VPMAXSD Z15, Z10, Z10
-	VPMOVSXDQ Y10, Z16
-	VEXTRACTI32X8 $1, Z10, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z10, Z16
+	VPSRLQ $32, Z10, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -3860,21 +3851,24 @@ vnniConvPool2x2_g:
 
 // func vnniConvRow2x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow2x1(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -3919,37 +3913,35 @@ vnniConvRow2x1_g:
 	JNZ vnniConvRow2x1_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -3963,21 +3955,24 @@ vnniConvRow2x1_g:
 
 // func vnniConvRow2x2(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow2x2(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -4027,72 +4022,68 @@ vnniConvRow2x2_g:
 	JNZ vnniConvRow2x2_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -4106,21 +4097,24 @@ vnniConvRow2x2_g:
 
 // func vnniConvRow2x3(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow2x3(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -4175,107 +4169,101 @@ vnniConvRow2x3_g:
 	JNZ vnniConvRow2x3_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y5, Z16
-	VEXTRACTI32X8 $1, Z5, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -4290,21 +4278,24 @@ vnniConvRow2x3_g:
 
 // func vnniConvRow2x4(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow2x4(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -4364,142 +4355,134 @@ vnniConvRow2x4_g:
 	JNZ vnniConvRow2x4_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y5, Z16
-	VEXTRACTI32X8 $1, Z5, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y6, Z16
-	VEXTRACTI32X8 $1, Z6, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y7, Z16
-	VEXTRACTI32X8 $1, Z7, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -4513,21 +4496,24 @@ vnniConvRow2x4_g:
 
 // func vnniConvRow2x5(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow2x5(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -4592,177 +4578,167 @@ vnniConvRow2x5_g:
 	JNZ vnniConvRow2x5_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y5, Z16
-	VEXTRACTI32X8 $1, Z5, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y6, Z16
-	VEXTRACTI32X8 $1, Z6, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y7, Z16
-	VEXTRACTI32X8 $1, Z7, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y8, Z16
-	VEXTRACTI32X8 $1, Z8, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y9, Z16
-	VEXTRACTI32X8 $1, Z9, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z9, Z16
+	VPSRLQ $32, Z9, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -4777,21 +4753,24 @@ vnniConvRow2x5_g:
 
 // func vnniConvRow2x6(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow2x6(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -4861,212 +4840,200 @@ vnniConvRow2x6_g:
 	JNZ vnniConvRow2x6_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y6, Z16
-	VEXTRACTI32X8 $1, Z6, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y7, Z16
-	VEXTRACTI32X8 $1, Z7, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y8, Z16
-	VEXTRACTI32X8 $1, Z8, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y9, Z16
-	VEXTRACTI32X8 $1, Z9, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z9, Z16
+	VPSRLQ $32, Z9, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y10, Z16
-	VEXTRACTI32X8 $1, Z10, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z10, Z16
+	VPSRLQ $32, Z10, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y5, Z16
-	VEXTRACTI32X8 $1, Z5, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y11, Z16
-	VEXTRACTI32X8 $1, Z11, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z11, Z16
+	VPSRLQ $32, Z11, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -5081,21 +5048,24 @@ vnniConvRow2x6_g:
 
 // func vnniConvRow2x7(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow2x7(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -5170,247 +5140,233 @@ vnniConvRow2x7_g:
 	JNZ vnniConvRow2x7_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y7, Z16
-	VEXTRACTI32X8 $1, Z7, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y8, Z16
-	VEXTRACTI32X8 $1, Z8, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y9, Z16
-	VEXTRACTI32X8 $1, Z9, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z9, Z16
+	VPSRLQ $32, Z9, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y10, Z16
-	VEXTRACTI32X8 $1, Z10, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z10, Z16
+	VPSRLQ $32, Z10, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y11, Z16
-	VEXTRACTI32X8 $1, Z11, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z11, Z16
+	VPSRLQ $32, Z11, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y5, Z16
-	VEXTRACTI32X8 $1, Z5, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y12, Z16
-	VEXTRACTI32X8 $1, Z12, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z12, Z16
+	VPSRLQ $32, Z12, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y6, Z16
-	VEXTRACTI32X8 $1, Z6, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y13, Z16
-	VEXTRACTI32X8 $1, Z13, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z13, Z16
+	VPSRLQ $32, Z13, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
@@ -5425,21 +5381,24 @@ vnniConvRow2x7_g:
 
 // func vnniConvRow2x8(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
-// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
 TEXT ·vnniConvRow2x8(SB), NOSPLIT, $0-136
 	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX
 	SUBQ $16, CX
 	MOVL $1, AX
@@ -5519,282 +5478,266 @@ vnniConvRow2x8_g:
 	JNZ vnniConvRow2x8_kh
 	MOVQ epi+72(FP), AX
 	MOVQ DI, CX
-	VPMOVSXDQ Y0, Z16
-	VEXTRACTI32X8 $1, Z0, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y8, Z16
-	VEXTRACTI32X8 $1, Z8, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y1, Z16
-	VEXTRACTI32X8 $1, Z1, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y9, Z16
-	VEXTRACTI32X8 $1, Z9, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z9, Z16
+	VPSRLQ $32, Z9, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y2, Z16
-	VEXTRACTI32X8 $1, Z2, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y10, Z16
-	VEXTRACTI32X8 $1, Z10, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z10, Z16
+	VPSRLQ $32, Z10, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y3, Z16
-	VEXTRACTI32X8 $1, Z3, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y11, Z16
-	VEXTRACTI32X8 $1, Z11, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z11, Z16
+	VPSRLQ $32, Z11, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y4, Z16
-	VEXTRACTI32X8 $1, Z4, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y12, Z16
-	VEXTRACTI32X8 $1, Z12, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z12, Z16
+	VPSRLQ $32, Z12, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y5, Z16
-	VEXTRACTI32X8 $1, Z5, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y13, Z16
-	VEXTRACTI32X8 $1, Z13, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z13, Z16
+	VPSRLQ $32, Z13, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y6, Z16
-	VEXTRACTI32X8 $1, Z6, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y14, Z16
-	VEXTRACTI32X8 $1, Z14, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z14, Z16
+	VPSRLQ $32, Z14, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)
 	ADDQ R15, CX
-	VPMOVSXDQ Y7, Z16
-	VEXTRACTI32X8 $1, Z7, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 0(AX), Z16, Z16
+	VPMULDQ 0(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
 	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 256(AX), Z16, Z16
-	VPADDQ 320(AX), Z17, Z17
-	VPSRAVQ 128(AX), Z16, Z16
-	VPSRAVQ 192(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K1, 0(CX)
-	VPMOVSXDQ Y15, Z16
-	VEXTRACTI32X8 $1, Z15, Y17
-	VPMOVSXDQ Y17, Z17
-	VPMULDQ 384(AX), Z16, Z16
+	VPMULDQ 384(AX), Z15, Z16
+	VPSRLQ $32, Z15, Z17
 	VPMULDQ 448(AX), Z17, Z17
-	VPADDQ 640(AX), Z16, Z16
-	VPADDQ 704(AX), Z17, Z17
-	VPSRAVQ 512(AX), Z16, Z16
-	VPSRAVQ 576(AX), Z17, Z17
-	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16
 	VMOVDQU8 X16, K2, 16(CX)

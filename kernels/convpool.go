@@ -37,8 +37,10 @@ type FusedConv struct {
 	m0, shift  []int32
 	tileStride int
 	// epi holds the AVX-512 epilogue per tile of panelN channels (epiTile values): the
-	// multipliers M0, the right shifts 31-Shift and the rounding terms 1<<(30-Shift), each
-	// sign-extended to int64.
+	// multipliers M0, the rounding terms 1<<(30-Shift) and the right shifts 31-Shift, each
+	// as int64 and each as two vectors of 8: the even channels 0, 2, ..., 14 of the tile, then
+	// the odd ones (the kernels multiply the even and odd int32 lanes of an accumulator with
+	// VPMULDQ).
 	epi []int64
 	// One input channel and 8 outputs (convC1Eligible): the kernel rows as dwords [kh][8]
 	// (weights zero-padded to 4 bytes), the offsets as off, and the epilogue (M0 x8, rounding
@@ -160,9 +162,10 @@ func (f *FusedConv) prepareSIMD() {
 	}
 	f.epi = make([]int64, nt*epiTile)
 	for j := 0; j < s.OutC; j++ {
-		e := f.epi[j/panelN*epiTile+j%panelN:]
+		c := j % panelN
+		e := f.epi[j/panelN*epiTile+c%2*8+c/2:]
 		total := 31 - int64(f.rq.Shift[j]) // in [1, 62] for valid multipliers
-		e[0], e[panelN], e[2*panelN] = int64(f.rq.M0[j]), total, 1<<(total-1)
+		e[0], e[panelN], e[2*panelN] = int64(f.rq.M0[j]), 1<<(total-1), total
 	}
 	n8 := (s.OutC + 7) / 8
 	f.ng2 = (kwc + 1) / 2

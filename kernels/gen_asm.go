@@ -699,21 +699,24 @@ func convPool512(a *asm, pool bool, T, P int) {
 	emit("")
 	F("// func %s(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)", name)
 	emit("// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;")
-	emit("// epi: per tile, 16 int64 multipliers, 16 right shifts, 16 rounding terms; iters >= 1.")
+	emit("// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even")
+	emit("// channels, then odd); iters >= 1.")
 	F("TEXT ·%s(SB), NOSPLIT, $0-136", name)
 	emit(`	MOVQ lda+8(FP), BX
 	LEAQ (BX)(BX*2), DX     // 3*lda
 	MOVQ wts+56(FP), R10
-	// Clamp in int32 after the saturating narrow: clamp(s + zp, lo, hi) ==
-	// clamp(s, lo - zp, hi - zp) + zp (lo - zp and hi - zp fit int32 for int8 zero points).
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
 	MOVQ zp+80(FP), AX
 	VPBROADCASTD AX, Z31
 	MOVQ lo+88(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z29
+	VPBROADCASTQ CX, Z29
 	MOVQ hi+96(FP), CX
 	SUBQ AX, CX
-	VPBROADCASTD CX, Z30
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
 	MOVQ n+120(FP), CX`)
 	if T == 1 {
 		emit(`	MOVL $1, AX
@@ -768,23 +771,26 @@ func convPool512(a *asm, pool bool, T, P int) {
 	emit("\tADDQ R12, SI\n\tADDQ R12, R8")
 	F("\tDECQ R11\n\tJNZ %s_kh", name)
 	emit("\tMOVQ epi+72(FP), AX")
-	// requant emits the epilogue of accumulator zr (tile t) into the bytes at mem (mask K1+t).
+	// requant emits the epilogue of accumulator zr (tile t) into the bytes at mem (mask K1+t):
+	// the even and odd int32 lanes multiplied into 64 bits (VPMULDQ reads the low dword of
+	// each qword), rounded, shifted and clamped in 64 bits, the odd results moved into the
+	// high dwords and blended with the even ones (K3), then the zero point and a narrowing
+	// to bytes: one shuffle (VPMOVDB) per 16 channels.
 	requant := func(zr, t int, mem string) {
 		o := 384 * t
-		F("\tVPMOVSXDQ Y%d, Z16", zr)
-		F("\tVEXTRACTI32X8 $1, Z%d, Y17", zr)
-		emit("\tVPMOVSXDQ Y17, Z17")
-		F("\tVPMULDQ %d(AX), Z16, Z16", o)
+		F("\tVPMULDQ %d(AX), Z%d, Z16", o, zr)
+		F("\tVPSRLQ $32, Z%d, Z17", zr)
 		F("\tVPMULDQ %d(AX), Z17, Z17", o+64)
-		F("\tVPADDQ %d(AX), Z16, Z16", o+256)
-		F("\tVPADDQ %d(AX), Z17, Z17", o+320)
-		F("\tVPSRAVQ %d(AX), Z16, Z16", o+128)
-		F("\tVPSRAVQ %d(AX), Z17, Z17", o+192)
-		emit(`	VPMOVSQD Z16, Y16       // saturate to int32
-	VPMOVSQD Z17, Y17
-	VINSERTI32X8 $1, Y17, Z16, Z16
-	VPMAXSD Z29, Z16, Z16
-	VPMINSD Z30, Z16, Z16
+		F("\tVPADDQ %d(AX), Z16, Z16", o+128)
+		F("\tVPADDQ %d(AX), Z17, Z17", o+192)
+		F("\tVPSRAVQ %d(AX), Z16, Z16", o+256)
+		F("\tVPSRAVQ %d(AX), Z17, Z17", o+320)
+		emit(`	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
 	VPADDD Z31, Z16, Z16
 	VPMOVDB Z16, X16`)
 		F("\tVMOVDQU8 X16, K%d, %s", 1+t, mem)
