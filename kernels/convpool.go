@@ -48,6 +48,13 @@ type FusedConv struct {
 	c1w   []int32
 	c1off []int32
 	c1epi []int64
+	// One input channel and 16 outputs (convC16Eligible, AVX-512 VNNI): the kernel rows as
+	// [kh][k][16] dwords with channel 8k+q in dwords 2q and 2q+1 (weights zero-padded to 4
+	// bytes), the offsets in the same [k][16] layout, and per k the epilogue (M0 x8, rounding
+	// term plus zero point << shift x8, right shift x8).
+	c16w   []int32
+	c16off []int32
+	c16epi []int64
 	// AVX2 / AVX-VNNI layouts, in groups of 8 channels: VNNI [g8][kh][ng][8][4] signed bytes
 	// (off as above); AVX2 [g8][kh][ng2][8][2] int16 pairs with ng2 = ceil(KW*InC/2), offsets
 	// the plain bias (int16 activations, no u8 shift).
@@ -109,11 +116,28 @@ func NewFusedConv(s ConvShape, pool bool, inZero int8, w *PackedInt8, bias []int
 }
 
 // convC1Eligible reports whether f fits the one-input-channel kernel (vnniConvC1Pool): one input
-// channel, a kernel at most 4 wide, stride 1, a fused pool and 8 output channels (with 16 the
-// channel-in-lanes kernels fill their vectors and were as fast in BenchmarkFusedConvLayers).
+// channel, a kernel at most 4 wide, stride 1, a fused pool and 8 output channels (16 channels
+// have their own kernel, see convC16Eligible).
 func (f *FusedConv) convC1Eligible() bool {
 	s := f.s
 	return s.InC == 1 && s.KW <= 4 && s.StrideH == 1 && s.StrideW == 1 && f.pool && s.OutC == 8
+}
+
+// convC16Eligible reports whether f fits vnniConvC16Pool: one input channel, a kernel at most 4
+// wide, stride 1, a fused pool, 16 output channels, and right shifts 31-Shift of at most 53 (the
+// kernel adds the zero point shifted left by the right shift to the 64-bit rounding term:
+// |acc*M0| < 2^62 and that term stays below 2^61, so the sum cannot overflow).
+func (f *FusedConv) convC16Eligible() bool {
+	s := f.s
+	if s.InC != 1 || s.KW > 4 || s.StrideH != 1 || s.StrideW != 1 || !f.pool || s.OutC != 16 {
+		return false
+	}
+	for _, sh := range f.rq.Shift {
+		if 31-sh > 53 {
+			return false
+		}
+	}
+	return true
 }
 
 // epiTile is the number of int64 epilogue constants per tile of FusedConv.epi.
@@ -158,6 +182,25 @@ func (f *FusedConv) prepareSIMD() {
 			f.c1off[c] = f.off[c]
 			total := 31 - int64(f.rq.Shift[c])
 			f.c1epi[c], f.c1epi[8+c], f.c1epi[16+c] = int64(f.rq.M0[c]), 1<<(total-1), total
+		}
+	}
+	if f.convC16Eligible() {
+		f.c16w = make([]int32, s.KH*32)
+		f.c16off = make([]int32, 32)
+		f.c16epi = make([]int64, 48)
+		for j := 0; j < 16; j++ {
+			k, q := j/8, j%8
+			for h := 0; h < s.KH; h++ {
+				var d uint32
+				for x := 0; x < s.KW; x++ {
+					d |= uint32(uint8(f.w.at(j, h*s.KW+x))) << (8 * x)
+				}
+				f.c16w[(h*2+k)*16+2*q], f.c16w[(h*2+k)*16+2*q+1] = int32(d), int32(d)
+			}
+			f.c16off[k*16+2*q], f.c16off[k*16+2*q+1] = f.off[j], f.off[j]
+			total := 31 - int64(f.rq.Shift[j])
+			e := f.c16epi[k*24:]
+			e[q], e[8+q], e[16+q] = int64(f.rq.M0[j]), 1<<(total-1)+int64(f.rq.ZeroPoint)<<total, total
 		}
 	}
 	f.epi = make([]int64, nt*epiTile)

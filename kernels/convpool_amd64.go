@@ -79,6 +79,9 @@ func xorRows512(dst *int8, dstStride int, src *int8, srcStride, rows, n int, x u
 //go:noescape
 func vnniConvC1Pool(a *uint8, pw int, w *int32, kh int, off *int32, epi *int64, perm *byte, zp, lo, hi int64, dst *int8, mask uint64)
 
+//go:noescape
+func vnniConvC16Pool(a *uint8, pw int, w *int32, kh int, off *int32, epi *int64, lo, hi int64, dst *int8, nseg, tail int)
+
 // c1Perm holds vnniConvC1Pool's tables: the windows (dword i of the result holds bytes i..i+3
 // of a 64-byte row) and the 8x8 byte transpose (byte 8p+c <- byte 8c+p).
 var c1Perm = func() (t [128]byte) {
@@ -126,6 +129,30 @@ func convC1PoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *
 	}
 }
 
+// convC16PoolVNNI is convPoolVNNI for convC16Eligible convolutions: per image the padded image,
+// then one vnniConvC16Pool call per pooled row.
+func convC16PoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch) {
+	s := f.s
+	pw := s.InW + s.PadLeft + s.PadRight
+	pad := f.padU8(sc)
+	pu := unsafe.Slice((*uint8)(unsafe.Pointer(&pad[0])), len(pad))
+	lo, hi := int64(f.rq.Min), int64(f.rq.Max)
+	inImg, outImg := s.InH*s.InW, f.oh*f.ow*16
+	x := uint64(0x80)
+	if shifted {
+		x = 0
+	}
+	top := s.PadTop*pw + s.PadLeft
+	nseg, tail := f.ow/4, f.ow%4
+	for b := 0; b < batch; b++ {
+		xorRows512(&pad[top], pw, &src[b*inImg], s.InW, s.InH, s.InW, x)
+		o := dst[b*outImg : (b+1)*outImg]
+		for y := 0; y < f.oh; y++ {
+			vnniConvC16Pool(&pu[2*y*pw], pw, &f.c16w[0], s.KH, &f.c16off[0], &f.c16epi[0], lo, hi, &o[y*f.ow*16], nseg, tail)
+		}
+	}
+}
+
 // vnniConvKernel is the signature of the AVX-512 VNNI fused-convolution kernels.
 type vnniConvKernel func(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 
@@ -143,6 +170,10 @@ var (
 func convPoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch) {
 	if f.c1w != nil && hasVBMI {
 		convC1PoolVNNI(f, dst, src, batch, shifted, sc)
+		return
+	}
+	if f.c16w != nil {
+		convC16PoolVNNI(f, dst, src, batch, shifted, sc)
 		return
 	}
 	s := f.s

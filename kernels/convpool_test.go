@@ -2,8 +2,11 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/qatgo/qatgo/quant"
 )
 
 // fusedShapes adds shapes that exercise the fused kernels' edges: channel counts around the
@@ -295,5 +298,121 @@ func TestFusedScratchShared(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestFusedConvC16 checks the one-input-channel, 16-output kernel (vnniConvC16Pool on AVX-512
+// VNNI) against the naive convolution, epilogue and pool on every path: pooled widths that
+// leave 0-3 pixels after the last whole segment of 4, kernels 2x2 to 4x4, multipliers from
+// realistic to the largest ones (results far outside int8, clamped) and zero, zero points and
+// clamps at both ends, fills at the extremes.
+func TestFusedConvC16(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	shapes := []ConvShape{
+		{InH: 28, InW: 28, InC: 1, OutC: 16, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+		{InH: 5, InW: 9, InC: 1, OutC: 16, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+		{InH: 6, InW: 11, InC: 1, OutC: 16, KH: 2, KW: 2, StrideH: 1, StrideW: 1, PadRight: 1},
+		{InH: 9, InW: 14, InC: 1, OutC: 16, KH: 4, KW: 4, StrideH: 1, StrideW: 1, PadTop: 2, PadLeft: 1, PadBottom: 1, PadRight: 2},
+		{InH: 4, InW: 7, InC: 1, OutC: 16, KH: 3, KW: 1, StrideH: 1, StrideW: 1, PadTop: 1, PadBottom: 1},
+		{InH: 7, InW: 5, InC: 1, OutC: 16, KH: 1, KW: 3, StrideH: 1, StrideW: 1, PadLeft: 1, PadRight: 1},
+	}
+	for si, s := range shapes {
+		for trial := 0; trial < 6; trial++ {
+			kind := []fillKind{fillRandom, fillMin, fillMax}[trial%3]
+			batch := 1 + r.IntN(3)
+			src := make([]int8, 1+batch*s.InH*s.InW)[1:]
+			fillInt8(r, src, kind, false)
+			wraw := make([]int8, 16*s.K())
+			fillInt8(r, wraw, kind, true)
+			w, err := PackInt8(wraw, 16, s.K())
+			if err != nil {
+				t.Fatal(err)
+			}
+			bias := make([]int32, 16)
+			for i := range bias {
+				bias[i] = int32(r.IntN(200001) - 100000)
+			}
+			rq := &Requant{M0: make([]int32, 16), Shift: make([]int32, 16)}
+			for c := range rq.M0 {
+				switch {
+				case c == 0 && trial > 2:
+					rq.M0[c], rq.Shift[c] = 0, 0
+				case c == 1 && trial > 2:
+					rq.M0[c], rq.Shift[c] = math.MaxInt32, quant.MaxShift // right shift 1
+				case c == 2 && trial > 2:
+					rq.M0[c], rq.Shift[c] = 1<<30+int32(r.IntN(1<<30)), -22 // right shift 53
+				default:
+					m, err := quant.QuantizeMultiplier(math.Exp(r.Float64()*6-3) / float64(64*s.K()+1))
+					if err != nil {
+						t.Fatal(err)
+					}
+					rq.M0[c], rq.Shift[c] = m.M0, m.Shift
+				}
+			}
+			switch trial % 4 {
+			case 0:
+				rq.ZeroPoint, rq.Min, rq.Max = -128, -128, 127
+			case 1:
+				rq.ZeroPoint, rq.Min, rq.Max = 127, -128, 127
+			case 2:
+				rq.ZeroPoint, rq.Min, rq.Max = -20, -20, 100
+			default:
+				rq.ZeroPoint, rq.Min, rq.Max = int32(r.IntN(256)-128), -128, 127
+			}
+			inZero := int8(r.IntN(256) - 128)
+			want := refPool(refRequant(refConv(src, batch, s, inZero, wraw, bias, false), 16, rq), batch, s.OutH(), s.OutW(), 16)
+			f, err := NewFusedConv(s, true, inZero, w, bias, rq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !f.convC16Eligible() {
+				t.Fatalf("shape %d: not eligible for the 16-channel kernel", si)
+			}
+			for _, p := range allImpls() {
+				for _, shifted := range []bool{false, true} {
+					in := src
+					if shifted {
+						in = make([]int8, len(src))
+						for i, v := range src {
+							in[i] = v ^ -128
+						}
+					}
+					got := make([]int8, len(want)+3)
+					for i := range got {
+						got[i] = 99
+					}
+					var sc FusedScratch
+					if p.convPool != nil {
+						p.convPool(f, got, in, batch, shifted, &sc)
+					} else if !shifted {
+						f.runUnfused(got, in, batch, &sc)
+					} else {
+						continue
+					}
+					for i := range want {
+						if got[i] != want[i] {
+							t.Fatalf("%s shape %d trial %d shifted %v: index %d (pixel %d, channel %d) got %d want %d", p.name, si, trial, shifted, i, i/16, i%16, got[i], want[i])
+						}
+					}
+					for i := len(want); i < len(got); i++ {
+						if got[i] != 99 {
+							t.Fatalf("%s shape %d: wrote past the output (index %d)", p.name, si, i)
+						}
+					}
+				}
+			}
+		}
+	}
+	// A right shift above 53 leaves the general kernels in charge.
+	s := shapes[1]
+	w, _ := PackInt8(make([]int8, 16*s.K()), 16, s.K())
+	rq := &Requant{M0: make([]int32, 16), Shift: make([]int32, 16), ZeroPoint: -128, Min: -128, Max: 127}
+	rq.M0[5], rq.Shift[5] = 1<<30, -23
+	f, err := NewFusedConv(s, true, 0, w, nil, rq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.convC16Eligible() || f.c16w != nil {
+		t.Fatal("right shift 54 accepted by the 16-channel kernel")
 	}
 }

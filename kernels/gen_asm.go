@@ -648,6 +648,7 @@ xorrows_next:
 		}
 	}
 	convC1Pool512(a)
+	convC16Pool512(a)
 	return a.text()
 }
 
@@ -823,6 +824,113 @@ func convPool512(a *asm, pool bool, T, P int) {
 	}
 	F("\tDECQ R14\n\tJNZ %s_iter", name)
 	emit("\tVZEROUPPER\n\tRET")
+}
+
+// convC16Pool512 emits vnniConvC16Pool, the fused convolution + 2x2 max pool of FusedConv for
+// one input channel (a kernel at most 4 wide, stride 1) and 16 output channels, one pooled
+// output row per call. It works on segments of 8 conv pixels x 2 conv rows (4 pooled pixels):
+// VPBROADCASTQ of the 8 image bytes at x+s (s = 0..3) puts the windows a[x+s..x+s+3] and
+// a[x+s+4..x+s+7] in the even and odd dwords, so one broadcast feeds two pixels, and a weight
+// vector with channel 8k+q in dword pair q (k = 0, 1) makes each VPDPBUSD accumulate 2 pixels x
+// 8 channels: 16 accumulators acc[row][s][k] per segment, one broadcast per two VPDPBUSD of a
+// row. Pooling is lane-wise (pixels x+s and x+s+1 are in accumulators s and s+1); the even
+// (odd) qwords of pooled accumulator (s', k) then hold pooled pixel s' (s'+2), channels
+// 8k..8k+7, which VPMULDQ multiplies into 64 bits and VPMOVQB stores as 8 contiguous NHWC
+// bytes. The zero point is folded into the rounding term (exact while the right shift is at
+// most 53, which the caller checks).
+func convC16Pool512(a *asm) {
+	emit, F := a.P, a.F
+	emit(`
+// func vnniConvC16Pool(a *uint8, pw int, w *int32, kh int, off *int32, epi *int64, lo, hi int64, dst *int8, nseg, tail int)
+// a: the padded u8 image at the top-left window of the first conv row; pw: padded row length;
+// w: kh x 2 vectors of 16 dwords (channel 8k+q's kernel row, zero-padded to 4 bytes, in dwords
+// 2q and 2q+1 of vector k); off: the same layout of bias - 128*sum(w); epi: per k, 8 int64
+// multipliers, 8 rounding terms (plus zero point << shift), 8 right shifts; dst: the pooled
+// row, 16 bytes per pixel; nseg segments of 4 pooled pixels, then tail (0-3) pooled pixels.
+TEXT ·vnniConvC16Pool(SB), NOSPLIT, $0-88
+	MOVQ a+0(FP), SI
+	MOVQ pw+8(FP), BX
+	MOVQ off+32(FP), R10
+	MOVQ epi+40(FP), R13
+	VPBROADCASTQ lo+48(FP), Z29
+	VPBROADCASTQ hi+56(FP), Z30
+	MOVQ dst+64(FP), DI
+	MOVQ nseg+72(FP), R14
+	TESTQ R14, R14
+	JZ c16_tail`)
+	// seg emits one segment; tail: stores of pooled pixels >= tail (register DX) skipped.
+	seg := func(label string, tail bool) {
+		acc := func(r, s, k int) int { return r*8 + s*2 + k }
+		for i := 0; i < 16; i++ {
+			F("\tVMOVDQU32 %d(R10), Z%d", 64*(i%2), i)
+		}
+		emit(`	MOVQ SI, R8
+	MOVQ w+16(FP), R9
+	MOVQ kh+24(FP), R11`)
+		F("%s_kh:", label)
+		emit("\tVMOVDQU32 (R9), Z22\n\tVMOVDQU32 64(R9), Z23")
+		for s := 0; s < 4; s++ {
+			F("\tVPBROADCASTQ %d(R8), Z%d", s, 16+s)
+			F("\tVPBROADCASTQ %d(R8)(BX*1), Z%d", s, 24+s)
+		}
+		for s := 0; s < 4; s++ {
+			for r := 0; r < 2; r++ {
+				b := 16 + s
+				if r == 1 {
+					b = 24 + s
+				}
+				for k := 0; k < 2; k++ {
+					F("\tVPDPBUSD Z%d, Z%d, Z%d", 22+k, b, acc(r, s, k))
+				}
+			}
+		}
+		emit("\tADDQ BX, R8\n\tADDQ $128, R9\n\tDECQ R11")
+		F("\tJNZ %s_kh", label)
+		for sp := 0; sp < 2; sp++ {
+			for k := 0; k < 2; k++ {
+				d := acc(0, 2*sp, k)
+				F("\tVPMAXSD Z%d, Z%d, Z%d", acc(0, 2*sp+1, k), d, d)
+				F("\tVPMAXSD Z%d, Z%d, Z%d", acc(1, 2*sp, k), d, d)
+				F("\tVPMAXSD Z%d, Z%d, Z%d", acc(1, 2*sp+1, k), d, d)
+			}
+		}
+		for sp := 0; sp < 2; sp++ {
+			for k := 0; k < 2; k++ {
+				d, o := acc(0, 2*sp, k), 192*k
+				F("\tVPMULDQ %d(R13), Z%d, Z20", o, d)
+				F("\tVPSRLQ $32, Z%d, Z21", d)
+				F("\tVPMULDQ %d(R13), Z21, Z21", o)
+				F("\tVPADDQ %d(R13), Z20, Z20", o+64)
+				F("\tVPADDQ %d(R13), Z21, Z21", o+64)
+				F("\tVPSRAVQ %d(R13), Z20, Z20", o+128)
+				F("\tVPSRAVQ %d(R13), Z21, Z21", o+128)
+				emit("\tVPMAXSQ Z29, Z20, Z20\n\tVPMAXSQ Z29, Z21, Z21\n\tVPMINSQ Z30, Z20, Z20\n\tVPMINSQ Z30, Z21, Z21")
+				for half, px := range []int{sp, sp + 2} {
+					if tail && px > 0 {
+						F("\tCMPQ DX, $%d\n\tJLE %s_skip%d_%d", px, label, px, k)
+					}
+					F("\tVPMOVQB Z%d, %d(DI)", 20+half, 16*px+8*k)
+					if tail && px > 0 {
+						F("%s_skip%d_%d:", label, px, k)
+					}
+				}
+			}
+		}
+	}
+	emit("c16_seg:")
+	seg("c16_full", false)
+	emit(`	ADDQ $8, SI
+	ADDQ $64, DI
+	DECQ R14
+	JNZ c16_seg
+c16_tail:
+	MOVQ tail+80(FP), DX
+	TESTQ DX, DX
+	JZ c16_done`)
+	seg("c16_part", true)
+	emit(`c16_done:
+	VZEROUPPER
+	RET`)
 }
 
 // convC1Pool512 emits vnniConvC1Pool, the fused convolution + 2x2 max pool of FusedConv for one
