@@ -82,6 +82,9 @@ func vnniConvC1Pool(a *uint8, pw int, w *int32, kh int, off *int32, epi *int64, 
 //go:noescape
 func vnniConvC16Pool(a *uint8, pw int, w *int32, kh int, off *int32, epi *int64, lo, hi int64, dst *int8, nseg, tail int)
 
+//go:noescape
+func vnniConvC16PoolSat(a *uint8, pw int, w *int32, kh int, off *int32, epi *int64, lo, hi int64, dst *int8, nseg, tail int)
+
 // c1Perm holds vnniConvC1Pool's tables: the windows (dword i of the result holds bytes i..i+3
 // of a 64-byte row) and the 8x8 byte transpose (byte 8p+c <- byte 8c+p).
 var c1Perm = func() (t [128]byte) {
@@ -130,7 +133,8 @@ func convC1PoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *
 }
 
 // convC16PoolVNNI is convPoolVNNI for convC16Eligible convolutions: per image the padded image,
-// then one vnniConvC16Pool call per pooled row.
+// then one vnniConvC16Pool (or, for clamp bounds -128 and 127, vnniConvC16PoolSat) call per
+// pooled row.
 func convC16PoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch) {
 	s := f.s
 	pw := s.InW + s.PadLeft + s.PadRight
@@ -144,11 +148,15 @@ func convC16PoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc 
 	}
 	top := s.PadTop*pw + s.PadLeft
 	nseg, tail := f.ow/4, f.ow%4
+	kern := vnniConvC16Pool
+	if lo == -128 && hi == 127 {
+		kern = vnniConvC16PoolSat // the saturating narrow is the clamp
+	}
 	for b := 0; b < batch; b++ {
 		xorRows512(&pad[top], pw, &src[b*inImg], s.InW, s.InH, s.InW, x)
 		o := dst[b*outImg : (b+1)*outImg]
 		for y := 0; y < f.oh; y++ {
-			vnniConvC16Pool(&pu[2*y*pw], pw, &f.c16w[0], s.KH, &f.c16off[0], &f.c16epi[0], lo, hi, &o[y*f.ow*16], nseg, tail)
+			kern(&pu[2*y*pw], pw, &f.c16w[0], s.KH, &f.c16off[0], &f.c16epi[0], lo, hi, &o[y*f.ow*16], nseg, tail)
 		}
 	}
 }

@@ -648,7 +648,8 @@ xorrows_next:
 		}
 	}
 	convC1Pool512(a)
-	convC16Pool512(a)
+	convC16Pool512(a, false)
+	convC16Pool512(a, true)
 	return a.text()
 }
 
@@ -837,10 +838,16 @@ func convPool512(a *asm, pool bool, T, P int) {
 // (odd) qwords of pooled accumulator (s', k) then hold pooled pixel s' (s'+2), channels
 // 8k..8k+7, which VPMULDQ multiplies into 64 bits and VPMOVQB stores as 8 contiguous NHWC
 // bytes. The zero point is folded into the rounding term (exact while the right shift is at
-// most 53, which the caller checks).
-func convC16Pool512(a *asm) {
+// most 53, which the caller checks). vnniConvC16PoolSat is the variant for the clamp bounds
+// -128 and 127, where VPMOVSQB's saturation is the clamp.
+func convC16Pool512(a *asm, sat bool) {
 	emit, F := a.P, a.F
-	emit(`
+	name, lb, movqb := "vnniConvC16Pool", "c16", "VPMOVQB"
+	if sat {
+		// Clamp bounds -128 and 127: the saturating narrow clamps, no VPMAXSQ/VPMINSQ.
+		name, lb, movqb = "vnniConvC16PoolSat", "c16s", "VPMOVSQB"
+	}
+	emit(strings.NewReplacer("vnniConvC16Pool", name, "c16_", lb+"_").Replace(`
 // func vnniConvC16Pool(a *uint8, pw int, w *int32, kh int, off *int32, epi *int64, lo, hi int64, dst *int8, nseg, tail int)
 // a: the padded u8 image at the top-left window of the first conv row; pw: padded row length;
 // w: kh x 2 vectors of 16 dwords (channel 8k+q's kernel row, zero-padded to 4 bytes, in dwords
@@ -857,7 +864,7 @@ TEXT ·vnniConvC16Pool(SB), NOSPLIT, $0-88
 	MOVQ dst+64(FP), DI
 	MOVQ nseg+72(FP), R14
 	TESTQ R14, R14
-	JZ c16_tail`)
+	JZ c16_tail`))
 	// seg emits one segment; tail: stores of pooled pixels >= tail (register DX) skipped.
 	seg := func(label string, tail bool) {
 		acc := func(r, s, k int) int { return r*8 + s*2 + k }
@@ -904,12 +911,14 @@ TEXT ·vnniConvC16Pool(SB), NOSPLIT, $0-88
 				F("\tVPADDQ %d(R13), Z21, Z21", o+64)
 				F("\tVPSRAVQ %d(R13), Z20, Z20", o+128)
 				F("\tVPSRAVQ %d(R13), Z21, Z21", o+128)
-				emit("\tVPMAXSQ Z29, Z20, Z20\n\tVPMAXSQ Z29, Z21, Z21\n\tVPMINSQ Z30, Z20, Z20\n\tVPMINSQ Z30, Z21, Z21")
+				if !sat {
+					emit("\tVPMAXSQ Z29, Z20, Z20\n\tVPMAXSQ Z29, Z21, Z21\n\tVPMINSQ Z30, Z20, Z20\n\tVPMINSQ Z30, Z21, Z21")
+				}
 				for half, px := range []int{sp, sp + 2} {
 					if tail && px > 0 {
 						F("\tCMPQ DX, $%d\n\tJLE %s_skip%d_%d", px, label, px, k)
 					}
-					F("\tVPMOVQB Z%d, %d(DI)", 20+half, 16*px+8*k)
+					F("\t%s Z%d, %d(DI)", movqb, 20+half, 16*px+8*k)
 					if tail && px > 0 {
 						F("%s_skip%d_%d:", label, px, k)
 					}
@@ -917,20 +926,18 @@ TEXT ·vnniConvC16Pool(SB), NOSPLIT, $0-88
 			}
 		}
 	}
-	emit("c16_seg:")
-	seg("c16_full", false)
-	emit(`	ADDQ $8, SI
+	F("%s_seg:", lb)
+	seg(lb+"_full", false)
+	emit(strings.ReplaceAll(`	ADDQ $8, SI
 	ADDQ $64, DI
 	DECQ R14
 	JNZ c16_seg
 c16_tail:
 	MOVQ tail+80(FP), DX
 	TESTQ DX, DX
-	JZ c16_done`)
-	seg("c16_part", true)
-	emit(`c16_done:
-	VZEROUPPER
-	RET`)
+	JZ c16_done`, "c16_", lb+"_"))
+	seg(lb+"_part", true)
+	F("%s_done:\n\tVZEROUPPER\n\tRET", lb)
 }
 
 // convC1Pool512 emits vnniConvC1Pool, the fused convolution + 2x2 max pool of FusedConv for one
