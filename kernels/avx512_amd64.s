@@ -2194,6 +2194,95 @@ vnniConvPool1x1_g:
 	VZEROUPPER
 	RET
 
+// func vnniConvPool1x1Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvPool1x1Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvPool1x1Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvPool1x1Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvPool1x1Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (R8), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (R8)(BX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvPool1x1Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvPool1x1Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMAXSD Z1, Z0, Z0
+	VPMAXSD Z2, Z0, Z0
+	VPMAXSD Z3, Z0, Z0
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*2), R13
+	DECQ R14
+	JNZ vnniConvPool1x1Sat_iter
+	VZEROUPPER
+	RET
+
 // func vnniConvPool1x2(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
 // epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
@@ -2320,6 +2409,122 @@ vnniConvPool1x2_g:
 	VZEROUPPER
 	RET
 
+// func vnniConvPool1x2Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvPool1x2Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvPool1x2Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 0(AX), Z7
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvPool1x2Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvPool1x2Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPBROADCASTD (R8)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z7
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvPool1x2Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvPool1x2Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMAXSD Z1, Z0, Z0
+	VPMAXSD Z4, Z0, Z0
+	VPMAXSD Z5, Z0, Z0
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMAXSD Z3, Z2, Z2
+	VPMAXSD Z6, Z2, Z2
+	VPMAXSD Z7, Z2, Z2
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*4), R13
+	DECQ R14
+	JNZ vnniConvPool1x2Sat_iter
+	VZEROUPPER
+	RET
+
 // func vnniConvRow1x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
 // epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
@@ -2399,6 +2604,83 @@ vnniConvRow1x1_g:
 	LEAQ (R13)(BX*1), R13
 	DECQ R14
 	JNZ vnniConvRow1x1_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x1Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow1x1Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x1Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x1Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x1Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x1Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x1Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*1), R13
+	DECQ R14
+	JNZ vnniConvRow1x1Sat_iter
 	VZEROUPPER
 	RET
 
@@ -2501,6 +2783,98 @@ vnniConvRow1x2_g:
 	LEAQ (R13)(BX*2), R13
 	DECQ R14
 	JNZ vnniConvRow1x2_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x2Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow1x2Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x2Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x2Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x2Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x2Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x2Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*2), R13
+	DECQ R14
+	JNZ vnniConvRow1x2Sat_iter
 	VZEROUPPER
 	RET
 
@@ -2624,6 +2998,114 @@ vnniConvRow1x3_g:
 	ADDQ AX, R13
 	DECQ R14
 	JNZ vnniConvRow1x3_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x3Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow1x3Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x3Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x3Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x3Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x3Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x3Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $3, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow1x3Sat_iter
 	VZEROUPPER
 	RET
 
@@ -2766,6 +3248,128 @@ vnniConvRow1x4_g:
 	LEAQ (R13)(BX*4), R13
 	DECQ R14
 	JNZ vnniConvRow1x4_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x4Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow1x4Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x4Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x4Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x4Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x4Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x4Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*4), R13
+	DECQ R14
+	JNZ vnniConvRow1x4Sat_iter
 	VZEROUPPER
 	RET
 
@@ -2929,6 +3533,144 @@ vnniConvRow1x5_g:
 	ADDQ AX, R13
 	DECQ R14
 	JNZ vnniConvRow1x5_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x5Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow1x5Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x5Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x5Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x5Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x5Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x5Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $5, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow1x5Sat_iter
 	VZEROUPPER
 	RET
 
@@ -3112,6 +3854,159 @@ vnniConvRow1x6_g:
 	ADDQ AX, R13
 	DECQ R14
 	JNZ vnniConvRow1x6_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x6Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow1x6Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x6Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x6Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x6Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x6Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x6Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $6, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow1x6Sat_iter
 	VZEROUPPER
 	RET
 
@@ -3315,6 +4210,174 @@ vnniConvRow1x7_g:
 	ADDQ AX, R13
 	DECQ R14
 	JNZ vnniConvRow1x7_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow1x7Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow1x7Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x7Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x7Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x7Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x7Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x7Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $7, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow1x7Sat_iter
 	VZEROUPPER
 	RET
 
@@ -3540,6 +4603,188 @@ vnniConvRow1x8_g:
 	VZEROUPPER
 	RET
 
+// func vnniConvRow1x8Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow1x8Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K1            // store mask: n <= 16 channels
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow1x8Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 0(AX), Z7
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow1x8Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow1x8Sat_g:
+	VMOVDQU32 (R9), Z24
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPBROADCASTD (R8)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z7
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow1x8Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow1x8Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*8), R13
+	DECQ R14
+	JNZ vnniConvRow1x8Sat_iter
+	VZEROUPPER
+	RET
+
 // func vnniConvPool2x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
 // epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
@@ -3662,6 +4907,121 @@ vnniConvPool2x1_g:
 	LEAQ (R13)(BX*2), R13
 	DECQ R14
 	JNZ vnniConvPool2x1_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvPool2x1Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvPool2x1Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvPool2x1Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 64(AX), Z4
+	VMOVDQU32 64(AX), Z5
+	VMOVDQU32 64(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvPool2x1Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvPool2x1Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z4
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z5
+	VPBROADCASTD (R8), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z6
+	VPBROADCASTD (R8)(BX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z7
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvPool2x1Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvPool2x1Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMAXSD Z1, Z0, Z0
+	VPMAXSD Z2, Z0, Z0
+	VPMAXSD Z3, Z0, Z0
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMAXSD Z5, Z4, Z4
+	VPMAXSD Z6, Z4, Z4
+	VPMAXSD Z7, Z4, Z4
+	VPMULDQ 384(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*2), R13
+	DECQ R14
+	JNZ vnniConvPool2x1Sat_iter
 	VZEROUPPER
 	RET
 
@@ -3849,6 +5209,170 @@ vnniConvPool2x2_g:
 	VZEROUPPER
 	RET
 
+// func vnniConvPool2x2Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvPool2x2Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvPool2x2Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 0(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	VMOVDQU32 64(AX), Z10
+	VMOVDQU32 64(AX), Z11
+	VMOVDQU32 64(AX), Z12
+	VMOVDQU32 64(AX), Z13
+	VMOVDQU32 64(AX), Z14
+	VMOVDQU32 64(AX), Z15
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvPool2x2Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvPool2x2Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z8
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z9
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z10
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z11
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z12
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPDPBUSD Z25, Z19, Z13
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPDPBUSD Z25, Z20, Z14
+	VPBROADCASTD (R8)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z7
+	VPDPBUSD Z25, Z21, Z15
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvPool2x2Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvPool2x2Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMAXSD Z1, Z0, Z0
+	VPMAXSD Z4, Z0, Z0
+	VPMAXSD Z5, Z0, Z0
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMAXSD Z9, Z8, Z8
+	VPMAXSD Z12, Z8, Z8
+	VPMAXSD Z13, Z8, Z8
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMAXSD Z3, Z2, Z2
+	VPMAXSD Z6, Z2, Z2
+	VPMAXSD Z7, Z2, Z2
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMAXSD Z11, Z10, Z10
+	VPMAXSD Z14, Z10, Z10
+	VPMAXSD Z15, Z10, Z10
+	VPMULDQ 384(AX), Z10, Z16
+	VPSRLQ $32, Z10, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*4), R13
+	DECQ R14
+	JNZ vnniConvPool2x2Sat_iter
+	VZEROUPPER
+	RET
+
 // func vnniConvRow2x1(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 // w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
 // epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
@@ -3950,6 +5474,100 @@ vnniConvRow2x1_g:
 	LEAQ (R13)(BX*1), R13
 	DECQ R14
 	JNZ vnniConvRow2x1_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x1Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow2x1Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x1Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 64(AX), Z1
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x1Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x1Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z1
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x1Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x1Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*1), R13
+	DECQ R14
+	JNZ vnniConvRow2x1Sat_iter
 	VZEROUPPER
 	RET
 
@@ -4092,6 +5710,128 @@ vnniConvRow2x2_g:
 	LEAQ (R13)(BX*2), R13
 	DECQ R14
 	JNZ vnniConvRow2x2_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x2Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow2x2Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x2Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 64(AX), Z2
+	VMOVDQU32 64(AX), Z3
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x2Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x2Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z2
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z3
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x2Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x2Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*2), R13
+	DECQ R14
+	JNZ vnniConvRow2x2Sat_iter
 	VZEROUPPER
 	RET
 
@@ -4273,6 +6013,157 @@ vnniConvRow2x3_g:
 	ADDQ AX, R13
 	DECQ R14
 	JNZ vnniConvRow2x3_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x3Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow2x3Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x3Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 64(AX), Z3
+	VMOVDQU32 64(AX), Z4
+	VMOVDQU32 64(AX), Z5
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x3Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x3Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z3
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z4
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z5
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x3Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x3Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $3, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow2x3Sat_iter
 	VZEROUPPER
 	RET
 
@@ -4491,6 +6382,184 @@ vnniConvRow2x4_g:
 	LEAQ (R13)(BX*4), R13
 	DECQ R14
 	JNZ vnniConvRow2x4_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x4Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow2x4Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x4Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 64(AX), Z4
+	VMOVDQU32 64(AX), Z5
+	VMOVDQU32 64(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x4Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x4Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z4
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z5
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z6
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z7
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x4Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x4Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*4), R13
+	DECQ R14
+	JNZ vnniConvRow2x4Sat_iter
 	VZEROUPPER
 	RET
 
@@ -4748,6 +6817,213 @@ vnniConvRow2x5_g:
 	ADDQ AX, R13
 	DECQ R14
 	JNZ vnniConvRow2x5_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x5Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow2x5Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x5Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 64(AX), Z5
+	VMOVDQU32 64(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x5Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x5Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z5
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z6
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z7
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z8
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z9
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x5Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x5Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z9, Z16
+	VPSRLQ $32, Z9, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $5, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow2x5Sat_iter
 	VZEROUPPER
 	RET
 
@@ -5043,6 +7319,241 @@ vnniConvRow2x6_g:
 	ADDQ AX, R13
 	DECQ R14
 	JNZ vnniConvRow2x6_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x6Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow2x6Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x6Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 64(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	VMOVDQU32 64(AX), Z10
+	VMOVDQU32 64(AX), Z11
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x6Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x6Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z6
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z7
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z8
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z9
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z10
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPDPBUSD Z25, Z19, Z11
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x6Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x6Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z9, Z16
+	VPSRLQ $32, Z9, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z10, Z16
+	VPSRLQ $32, Z10, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z11, Z16
+	VPSRLQ $32, Z11, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $6, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow2x6Sat_iter
 	VZEROUPPER
 	RET
 
@@ -5376,6 +7887,269 @@ vnniConvRow2x7_g:
 	ADDQ AX, R13
 	DECQ R14
 	JNZ vnniConvRow2x7_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x7Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow2x7Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x7Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 64(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	VMOVDQU32 64(AX), Z10
+	VMOVDQU32 64(AX), Z11
+	VMOVDQU32 64(AX), Z12
+	VMOVDQU32 64(AX), Z13
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x7Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x7Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z7
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z8
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z9
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z10
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z11
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPDPBUSD Z25, Z19, Z12
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPDPBUSD Z25, Z20, Z13
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x7Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x7Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z9, Z16
+	VPSRLQ $32, Z9, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z10, Z16
+	VPSRLQ $32, Z10, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z11, Z16
+	VPSRLQ $32, Z11, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z12, Z16
+	VPSRLQ $32, Z12, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z13, Z16
+	VPSRLQ $32, Z13, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	IMUL3Q $7, BX, AX
+	ADDQ AX, R13
+	DECQ R14
+	JNZ vnniConvRow2x7Sat_iter
 	VZEROUPPER
 	RET
 
@@ -5746,6 +8520,296 @@ vnniConvRow2x8_g:
 	LEAQ (R13)(BX*8), R13
 	DECQ R14
 	JNZ vnniConvRow2x8_iter
+	VZEROUPPER
+	RET
+
+// func vnniConvRow2x8Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+// w: per kernel row, ng K groups of 64 bytes (16 channels x 4 signed weights), tile 1 at w+wts;
+// epi: per tile, 16 int64 multipliers, 16 rounding terms, 16 right shifts (each even
+// channels, then odd); iters >= 1.
+TEXT ·vnniConvRow2x8Sat(SB), NOSPLIT, $0-136
+	MOVQ lda+8(FP), BX
+	LEAQ (BX)(BX*2), DX     // 3*lda
+	MOVQ wts+56(FP), R10
+	// Clamp in int64 before the zero point: clamp(s + zp, lo, hi) == clamp(s, lo - zp,
+	// hi - zp) + zp (and the reference's saturation to int32 changes nothing then).
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3            // odd dwords
+	MOVQ n+120(FP), CX
+	SUBQ $16, CX
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVW AX, K2            // store mask of tile 1: n-16 channels
+	MOVL $0xffff, AX
+	KMOVW AX, K1
+	MOVQ ng+40(FP), AX
+	SHLQ $2, AX
+	MOVQ kgs+48(FP), R12
+	SUBQ AX, R12            // from the end of a kernel row's groups to the next kernel row
+	MOVQ a+0(FP), R13
+	MOVQ dst+104(FP), DI
+	MOVQ ldo+112(FP), R15
+	MOVQ iters+128(FP), R14
+vnniConvRow2x8Sat_iter:
+	MOVQ off+64(FP), AX
+	VMOVDQU32 0(AX), Z0
+	VMOVDQU32 0(AX), Z1
+	VMOVDQU32 0(AX), Z2
+	VMOVDQU32 0(AX), Z3
+	VMOVDQU32 0(AX), Z4
+	VMOVDQU32 0(AX), Z5
+	VMOVDQU32 0(AX), Z6
+	VMOVDQU32 0(AX), Z7
+	VMOVDQU32 64(AX), Z8
+	VMOVDQU32 64(AX), Z9
+	VMOVDQU32 64(AX), Z10
+	VMOVDQU32 64(AX), Z11
+	VMOVDQU32 64(AX), Z12
+	VMOVDQU32 64(AX), Z13
+	VMOVDQU32 64(AX), Z14
+	VMOVDQU32 64(AX), Z15
+	MOVQ R13, SI
+	MOVQ rs+16(FP), R8
+	ADDQ SI, R8
+	MOVQ w+24(FP), R9
+	MOVQ kh+32(FP), R11
+vnniConvRow2x8Sat_kh:
+	MOVQ ng+40(FP), CX
+vnniConvRow2x8Sat_g:
+	VMOVDQU32 (R9), Z24
+	VMOVDQU32 (R9)(R10*1), Z25
+	VPBROADCASTD (SI), Z18
+	VPDPBUSD Z24, Z18, Z0
+	VPDPBUSD Z25, Z18, Z8
+	VPBROADCASTD (SI)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z1
+	VPDPBUSD Z25, Z19, Z9
+	VPBROADCASTD (SI)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z2
+	VPDPBUSD Z25, Z20, Z10
+	VPBROADCASTD (SI)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z3
+	VPDPBUSD Z25, Z21, Z11
+	VPBROADCASTD (R8), Z18
+	VPDPBUSD Z24, Z18, Z4
+	VPDPBUSD Z25, Z18, Z12
+	VPBROADCASTD (R8)(BX*1), Z19
+	VPDPBUSD Z24, Z19, Z5
+	VPDPBUSD Z25, Z19, Z13
+	VPBROADCASTD (R8)(BX*2), Z20
+	VPDPBUSD Z24, Z20, Z6
+	VPDPBUSD Z25, Z20, Z14
+	VPBROADCASTD (R8)(DX*1), Z21
+	VPDPBUSD Z24, Z21, Z7
+	VPDPBUSD Z25, Z21, Z15
+	ADDQ $4, SI
+	ADDQ $4, R8
+	ADDQ $64, R9
+	DECQ CX
+	JNZ vnniConvRow2x8Sat_g
+	ADDQ R12, SI
+	ADDQ R12, R8
+	DECQ R11
+	JNZ vnniConvRow2x8Sat_kh
+	MOVQ epi+72(FP), AX
+	MOVQ DI, CX
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z8, Z16
+	VPSRLQ $32, Z8, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z1, Z16
+	VPSRLQ $32, Z1, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z9, Z16
+	VPSRLQ $32, Z9, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z2, Z16
+	VPSRLQ $32, Z2, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z10, Z16
+	VPSRLQ $32, Z10, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z3, Z16
+	VPSRLQ $32, Z3, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z11, Z16
+	VPSRLQ $32, Z11, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z4, Z16
+	VPSRLQ $32, Z4, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z12, Z16
+	VPSRLQ $32, Z12, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z5, Z16
+	VPSRLQ $32, Z5, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z13, Z16
+	VPSRLQ $32, Z13, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z6, Z16
+	VPSRLQ $32, Z6, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z14, Z16
+	VPSRLQ $32, Z14, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	VPMULDQ 0(AX), Z7, Z16
+	VPSRLQ $32, Z7, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K1, 0(CX)
+	VPMULDQ 384(AX), Z15, Z16
+	VPSRLQ $32, Z15, Z17
+	VPMULDQ 448(AX), Z17, Z17
+	VPADDQ 512(AX), Z16, Z16
+	VPADDQ 576(AX), Z17, Z17
+	VPSRAVQ 640(AX), Z16, Z16
+	VPSRAVQ 704(AX), Z17, Z17
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	VMOVDQU8 X16, K2, 16(CX)
+	ADDQ R15, CX
+	MOVQ CX, DI
+	LEAQ (R13)(BX*8), R13
+	DECQ R14
+	JNZ vnniConvRow2x8Sat_iter
 	VZEROUPPER
 	RET
 

@@ -42,6 +42,9 @@ type FusedConv struct {
 	// the odd ones (the kernels multiply the even and odd int32 lanes of an accumulator with
 	// VPMULDQ).
 	epi []int64
+	// epiSat is epi with the zero point folded into the rounding terms (plus zp << (31-Shift)),
+	// for the AVX-512 Sat kernels; nil unless satEligible.
+	epiSat []int64
 	// One input channel and 8 outputs (convC1Eligible): the kernel rows as dwords [kh][8]
 	// (weights zero-padded to 4 bytes), the offsets as off, and the epilogue (M0 x8, rounding
 	// x8, right shift x8).
@@ -140,6 +143,21 @@ func (f *FusedConv) convC16Eligible() bool {
 	return true
 }
 
+// satEligible reports whether the AVX-512 Sat kernels serve f: clamp bounds -128 and 127 (the
+// saturating narrow to int8 is the clamp) and right shifts of at most 53 (the zero point folded
+// into the 64-bit rounding term cannot overflow, see convC16Eligible).
+func (f *FusedConv) satEligible() bool {
+	if f.rq.Min != -128 || f.rq.Max != 127 {
+		return false
+	}
+	for _, sh := range f.rq.Shift {
+		if 31-sh > 53 {
+			return false
+		}
+	}
+	return true
+}
+
 // epiTile is the number of int64 epilogue constants per tile of FusedConv.epi.
 const epiTile = 3 * panelN
 
@@ -204,11 +222,19 @@ func (f *FusedConv) prepareSIMD() {
 		}
 	}
 	f.epi = make([]int64, nt*epiTile)
+	if f.satEligible() {
+		f.epiSat = make([]int64, nt*epiTile)
+	}
 	for j := 0; j < s.OutC; j++ {
 		c := j % panelN
-		e := f.epi[j/panelN*epiTile+c%2*8+c/2:]
+		i := j/panelN*epiTile + c%2*8 + c/2
+		e := f.epi[i:]
 		total := 31 - int64(f.rq.Shift[j]) // in [1, 62] for valid multipliers
 		e[0], e[panelN], e[2*panelN] = int64(f.rq.M0[j]), 1<<(total-1), total
+		if f.epiSat != nil {
+			e := f.epiSat[i:]
+			e[0], e[panelN], e[2*panelN] = int64(f.rq.M0[j]), 1<<(total-1)+int64(f.rq.ZeroPoint)<<total, total
+		}
 	}
 	n8 := (s.OutC + 7) / 8
 	f.ng2 = (kwc + 1) / 2

@@ -74,6 +74,66 @@ func vnniConvRow2x7(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *i
 func vnniConvRow2x8(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
 
 //go:noescape
+func vnniConvPool1x1Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvPool1x2Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow1x1Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow1x2Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow1x3Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow1x4Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow1x5Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow1x6Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow1x7Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow1x8Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvPool2x1Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvPool2x2Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow2x1Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow2x2Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow2x3Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow2x4Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow2x5Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow2x6Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow2x7Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
+func vnniConvRow2x8Sat(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, ldo, n, iters int)
+
+//go:noescape
 func xorRows512(dst *int8, dstStride int, src *int8, srcStride, rows, n int, x uint64)
 
 //go:noescape
@@ -167,8 +227,10 @@ type vnniConvKernel func(a *uint8, lda, rs int, w *int8, kh, ng, kgs, wts int, o
 // vnniPoolKernels[T-1][P] and vnniRowKernels[T-1][P] are the kernels for T tiles and P output
 // pixels per iteration (index 0 unused).
 var (
-	vnniPoolKernels = [2][3]vnniConvKernel{{nil, vnniConvPool1x1, vnniConvPool1x2}, {nil, vnniConvPool2x1, vnniConvPool2x2}}
-	vnniRowKernels  = [2][9]vnniConvKernel{{nil, vnniConvRow1x1, vnniConvRow1x2, vnniConvRow1x3, vnniConvRow1x4, vnniConvRow1x5, vnniConvRow1x6, vnniConvRow1x7, vnniConvRow1x8}, {nil, vnniConvRow2x1, vnniConvRow2x2, vnniConvRow2x3, vnniConvRow2x4, vnniConvRow2x5, vnniConvRow2x6, vnniConvRow2x7, vnniConvRow2x8}}
+	vnniPoolKernels    = [2][3]vnniConvKernel{{nil, vnniConvPool1x1, vnniConvPool1x2}, {nil, vnniConvPool2x1, vnniConvPool2x2}}
+	vnniRowKernels     = [2][9]vnniConvKernel{{nil, vnniConvRow1x1, vnniConvRow1x2, vnniConvRow1x3, vnniConvRow1x4, vnniConvRow1x5, vnniConvRow1x6, vnniConvRow1x7, vnniConvRow1x8}, {nil, vnniConvRow2x1, vnniConvRow2x2, vnniConvRow2x3, vnniConvRow2x4, vnniConvRow2x5, vnniConvRow2x6, vnniConvRow2x7, vnniConvRow2x8}} // The Sat variants (FusedConv.epiSat).
+	vnniPoolKernelsSat = [2][3]vnniConvKernel{{nil, vnniConvPool1x1Sat, vnniConvPool1x2Sat}, {nil, vnniConvPool2x1Sat, vnniConvPool2x2Sat}}
+	vnniRowKernelsSat  = [2][9]vnniConvKernel{{nil, vnniConvRow1x1Sat, vnniConvRow1x2Sat, vnniConvRow1x3Sat, vnniConvRow1x4Sat, vnniConvRow1x5Sat, vnniConvRow1x6Sat, vnniConvRow1x7Sat, vnniConvRow1x8Sat}, {nil, vnniConvRow2x1Sat, vnniConvRow2x2Sat, vnniConvRow2x3Sat, vnniConvRow2x4Sat, vnniConvRow2x5Sat, vnniConvRow2x6Sat, vnniConvRow2x7Sat, vnniConvRow2x8Sat}}
 )
 
 // convPoolVNNI is FusedConv.Run on AVX-512 VNNI: per image, the u8 padded image, then per
@@ -202,6 +264,14 @@ func convPoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *Fu
 		kerns = [][]vnniConvKernel{vnniPoolKernels[0][:], vnniPoolKernels[1][:]}
 		per, rs, adv, convRows = 2, rowStep, 4*lda, 2
 	}
+	epis := f.epi
+	if f.epiSat != nil {
+		epis = f.epiSat
+		kerns = [][]vnniConvKernel{vnniRowKernelsSat[0][:], vnniRowKernelsSat[1][:]}
+		if f.pool {
+			kerns = [][]vnniConvKernel{vnniPoolKernelsSat[0][:], vnniPoolKernelsSat[1][:]}
+		}
+	}
 	full, rem := f.ow/per, f.ow%per
 	for b := 0; b < batch; b++ {
 		// The image's rows into the padded image's interior, as u8 (a+128).
@@ -221,7 +291,7 @@ func convPoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *Fu
 				j := t * panelN
 				w := &f.panel[t*f.tileStride]
 				cols := min(T*panelN, n-j)
-				off, epi := &f.off[j], &f.epi[t*epiTile]
+				off, epi := &f.off[j], &epis[t*epiTile]
 				if full > 0 {
 					kerns[T-1][per](&pu[a], lda, rs, w, s.KH, f.ng, kgs, f.tileStride, off, epi, zp, lo, hi, &d[j], n, cols, full)
 				}

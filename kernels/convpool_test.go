@@ -80,6 +80,13 @@ func TestFusedConv(t *testing.T) {
 					}
 				}
 				rq := randomRequant(r, s.OutC, s.K())
+				if r.IntN(2) == 0 {
+					// Right shifts of at most 53 everywhere (else one extreme channel of many
+					// keeps the AVX-512 Sat kernels out of most cases).
+					for c := range rq.Shift {
+						rq.Shift[c] = max(rq.Shift[c], -22)
+					}
+				}
 				want := refRequant(refConv(src, batch, s, inZero, wraw, bias, false), s.OutC, rq)
 				if pool {
 					want = refPool(want, batch, s.OutH(), s.OutW(), s.OutC)

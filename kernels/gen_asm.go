@@ -641,10 +641,12 @@ xorrows_next:
 	RET`)
 	for T := 1; T <= 2; T++ {
 		for P := 1; P <= 2; P++ {
-			convPool512(a, true, T, P)
+			convPool512(a, true, T, P, false)
+			convPool512(a, true, T, P, true)
 		}
 		for P := 1; P <= 8; P++ {
-			convPool512(a, false, T, P)
+			convPool512(a, false, T, P, false)
+			convPool512(a, false, T, P, true)
 		}
 	}
 	convC1Pool512(a)
@@ -666,13 +668,20 @@ xorrows_next:
 // accumulators (max commutes with the monotone requantization, so pooling the int32
 // accumulators is exact); the row kernels pass rs = 4*lda. Each iteration advances a by the
 // pixels it consumed along the row and dst by P*ldo.
-func convPool512(a *asm, pool bool, T, P int) {
+//
+// The Sat variants serve clamp bounds -128 and 127 with the zero point folded into the rounding
+// terms of epi (as for vnniConvC16Pool): the saturating VPMOVSQB is the clamp, and VPUNPCKLBW
+// interleaves the even and odd channels' bytes.
+func convPool512(a *asm, pool bool, T, P int, sat bool) {
 	emit, F := a.P, a.F
 	kind := "Row"
 	if pool {
 		kind = "Pool"
 	}
 	name := fmt.Sprintf("vnniConv%s%dx%d", kind, T, P)
+	if sat {
+		name += "Sat"
+	}
 	npx := P // conv pixels per iteration
 	if pool {
 		npx = 4 * P
@@ -787,6 +796,11 @@ func convPool512(a *asm, pool bool, T, P int) {
 		F("\tVPADDQ %d(AX), Z17, Z17", o+192)
 		F("\tVPSRAVQ %d(AX), Z16, Z16", o+256)
 		F("\tVPSRAVQ %d(AX), Z17, Z17", o+320)
+		if sat {
+			emit("\tVPMOVSQB Z16, X16\n\tVPMOVSQB Z17, X17\n\tVPUNPCKLBW X17, X16, X16")
+			F("\tVMOVDQU8 X16, K%d, %s", 1+t, mem)
+			return
+		}
 		emit(`	VPMAXSQ Z29, Z16, Z16
 	VPMAXSQ Z29, Z17, Z17
 	VPMINSQ Z30, Z16, Z16
