@@ -2,6 +2,7 @@ package infer
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"unsafe"
 
 	"github.com/qatgo/qatgo/qmodel"
@@ -152,6 +153,15 @@ func maxPool2x2x8(dst, src []int8, batch int, st *step) {
 // avgPool averages the valid part of each window (TFLite's rule: padding is not counted) with the
 // quotient rounded half away from zero, then clamps.
 func avgPool(dst, src []int8, batch int, st *step, acc []int32) {
+	if st.c%8 == 0 && st.kh*st.kw < 1<<22 { // roundDivider's bound: 128*n + n/2 < 2^31
+		avgPoolx8(dst, src, batch, st, acc)
+		return
+	}
+	avgPoolScalar(dst, src, batch, st, acc)
+}
+
+// avgPoolScalar is avgPool one channel at a time (the reference of avgPoolx8).
+func avgPoolScalar(dst, src []int8, batch int, st *step, acc []int32) {
 	c := st.c
 	for b := 0; b < batch; b++ {
 		img := src[b*st.h*st.wd*c:]
@@ -175,6 +185,99 @@ func avgPool(dst, src []int8, batch int, st *step, acc []int32) {
 				}
 			}
 		}
+	}
+}
+
+// avgPoolx8 is avgPool for channel counts that are a multiple of 8. It sums eight channels per
+// 64-bit word: the bytes, offset by 128 to 0..255, are split into the even and the odd bytes of
+// the word, each in four 16-bit lanes, and added over the window in registers; 256 pixels fit in a
+// lane (256*255 < 65536), so the lanes are moved into acc every 256 pixels, and 128 per pixel is
+// subtracted at the end. The sums equal avgPoolScalar's, so the outputs are identical.
+func avgPoolx8(dst, src []int8, batch int, st *step, acc []int32) {
+	const (
+		bias  = 0x8080808080808080
+		bytes = 0x00FF00FF00FF00FF
+		flush = 256 // pixels per lane flush
+	)
+	c := st.c
+	s, d := bytesOf(src), bytesOf(dst)
+	le := binary.LittleEndian
+	var div roundDivider
+	wd := st.wd
+	for b := 0; b < batch; b++ {
+		img := s[b*st.h*st.wd*c:]
+		for oy := 0; oy < st.oh; oy++ {
+			y0, y1 := window(oy, st.sh, st.pt, st.kh, st.h)
+			for ox := 0; ox < st.ow; ox++ {
+				x0, x1 := window(ox, st.sw, st.pl, st.kw, st.wd)
+				n := (y1 - y0) * (x1 - x0)
+				clear(acc)
+				rowLen := (x1-x0-1)*c + 8 // bytes from a row's first to its last word
+				for k := 0; k+8 <= c; k += 8 {
+					a := acc[k : k+8]
+					var even, odd uint64
+					pixels := 0
+					for p := (y0*wd+x0)*c + k; p < (y1*wd+x0)*c+k; p += wd * c {
+						row := img[p : p+rowLen]
+						for i := 0; i < len(row)-7; i += c {
+							w := le.Uint64(row[i:]) ^ bias
+							even += w & bytes
+							odd += (w >> 8) & bytes
+							if pixels++; pixels == flush {
+								addLanes(a, even, odd)
+								even, odd, pixels = 0, 0, 0
+							}
+						}
+					}
+					addLanes(a, even, odd)
+				}
+				off := int32(128 * n)
+				if n != div.d {
+					div = newRoundDivider(n)
+				}
+				o := d[((b*st.oh+oy)*st.ow+ox)*c:][:c]
+				for i, v := range acc[:c] {
+					o[i] = byte(int8(quant.Clamp(div.roundDiv(v-off), st.lo, st.hi)))
+				}
+			}
+		}
+	}
+}
+
+// roundDivider computes quant.RoundDiv(v, d) for a fixed divisor d >= 1 with a multiplication
+// and a shift (Granlund and Montgomery, "Division by invariant integers using multiplication",
+// 1994: with 2^(l-1) < d <= 2^l, m = ceil(2^(31+l)/d) < 2^32 gives floor(x/d) = x*m >> (31+l)
+// for every 0 <= x < 2^31). The zero value has d 0 and must not be used.
+type roundDivider struct {
+	d     int
+	m     uint64
+	shift uint
+}
+
+// newRoundDivider returns the divider for d (1 <= d < 2^30).
+func newRoundDivider(d int) roundDivider {
+	l := uint(bits.Len(uint(d - 1))) // smallest l with d <= 2^l
+	s := 31 + l
+	m := (uint64(1)<<s + uint64(d) - 1) / uint64(d)
+	return roundDivider{d: d, m: m, shift: s}
+}
+
+// roundDiv is quant.RoundDiv(v, d): v/d rounded half away from zero, for |v| + d/2 < 2^31.
+func (r roundDivider) roundDiv(v int32) int32 {
+	h := uint64(r.d / 2)
+	if v >= 0 {
+		return int32((uint64(v) + h) * r.m >> r.shift)
+	}
+	return -int32((uint64(-int64(v)) + h) * r.m >> r.shift)
+}
+
+// addLanes adds the 16-bit lanes of avgPoolx8 to a: even holds channels 0, 2, 4, 6 and odd
+// channels 1, 3, 5, 7.
+func addLanes(a []int32, even, odd uint64) {
+	a = a[:8]
+	for j := 0; j < 4; j++ {
+		a[2*j] += int32(even >> (16 * j) & 0xFFFF)
+		a[2*j+1] += int32(odd >> (16 * j) & 0xFFFF)
 	}
 }
 
