@@ -56,6 +56,9 @@ func maxPool(dst, src []int8, batch int, st *step) {
 
 // maxPool2x2 is maxPool for the common 2x2 window with stride 2 and no padding.
 func maxPool2x2(dst, src []int8, batch int, st *step) {
+	if maxPool2x2Vector(dst, src, batch, st) {
+		return
+	}
 	if st.c%8 == 0 {
 		maxPool2x2x8(dst, src, batch, st)
 		return

@@ -28,13 +28,14 @@ func BenchmarkMaxPool2x2x16(b *testing.B) {
 	}
 }
 
-// TestMaxPoolSWAR checks the 8-lane SWAR max pool against a scalar computation on random and
+// TestMaxPoolSWAR checks the 2x2 max pool (8-lane SWAR, and AVX2 for multiples of 16 channels on
+// amd64) against a scalar computation on random and
 // extreme values, with and without clamping.
 func TestMaxPoolSWAR(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
 	vals := []int8{-128, -127, -1, 0, 1, 126, 127}
 	for _, clampTo := range [][2]int32{{-128, 127}, {-20, 127}, {-128, 33}, {5, 6}} {
-		for _, c := range []int{8, 16, 24} {
+		for _, c := range []int{8, 16, 24, 32, 48} {
 			st := &step{h: 6, wd: 4, c: c, oh: 3, ow: 2, kh: 2, kw: 2, sh: 2, sw: 2, lo: clampTo[0], hi: clampTo[1]}
 			src := make([]int8, 3*6*4*c)
 			for i := range src {
