@@ -58,6 +58,8 @@ type FusedConv struct {
 	c16w   []int32
 	c16off []int32
 	c16epi []int64
+	// amx is the AMX plan (amxEligible; used where the CPU and OS allow AMX-INT8), or nil.
+	amx *amxPlan
 	// AVX2 / AVX-VNNI layouts, in groups of 8 channels: VNNI [g8][kh][ng][8][4] signed bytes
 	// (off as above); AVX2 [g8][kh][ng2][8][2] int16 pairs with ng2 = ceil(KW*InC/2), offsets
 	// the plain bias (int16 activations, no u8 shift).
@@ -168,8 +170,8 @@ func (f *FusedConv) prepareSIMD() {
 	f.ng = (kwc + 3) / 4
 	nt := (s.OutC + panelN - 1) / panelN
 	f.tileStride = s.KH * f.ng * 4 * panelN
-	f.panel = make([]int8, nt*f.tileStride)
-	f.off = make([]int32, nt*panelN)
+	f.panel = alignedInt8(nt * f.tileStride)
+	f.off = alignedInt32(nt * panelN)
 	f.m0 = make([]int32, nt*panelN)
 	f.shift = make([]int32, nt*panelN)
 	for j := 0; j < s.OutC; j++ {
@@ -221,9 +223,9 @@ func (f *FusedConv) prepareSIMD() {
 			e[q], e[8+q], e[16+q] = int64(f.rq.M0[j]), 1<<(total-1)+int64(f.rq.ZeroPoint)<<total, total
 		}
 	}
-	f.epi = make([]int64, nt*epiTile)
+	f.epi = alignedInt64(nt * epiTile)
 	if f.satEligible() {
-		f.epiSat = make([]int64, nt*epiTile)
+		f.epiSat = alignedInt64(nt * epiTile)
 	}
 	for j := 0; j < s.OutC; j++ {
 		c := j % panelN
@@ -235,6 +237,9 @@ func (f *FusedConv) prepareSIMD() {
 			e := f.epiSat[i:]
 			e[0], e[panelN], e[2*panelN] = int64(f.rq.M0[j]), 1<<(total-1)+int64(f.rq.ZeroPoint)<<total, total
 		}
+	}
+	if f.amxEligible() {
+		f.amx = newAMXPlan(f)
 	}
 	n8 := (s.OutC + 7) / 8
 	f.ng2 = (kwc + 1) / 2
@@ -408,12 +413,13 @@ func fillBytes(b []byte, v uint64) {
 }
 
 // padLen returns the length of the padded image buffer including the slack that the SIMD
-// kernels may read past the last pixel (whole tiles of 8 pixels, whole K groups).
+// kernels may read past the last pixel (whole tiles of 8 pixels, whole K groups, and the AMX
+// kernels' up to 31 raster rows past the last conv row, see amxPlan).
 func (f *FusedConv) padLen() int {
 	s := f.s
 	c := s.InC
 	ph, pw := s.InH+s.PadTop+s.PadBottom, s.InW+s.PadLeft+s.PadRight
-	return ph*pw*c + 16*s.StrideW*c + 4*f.ng + 64
+	return ph*pw*c + 48*s.StrideW*c + 4*f.ng + 64
 }
 
 func init() { portableImpl.convPool = convPoolPortable }

@@ -246,6 +246,10 @@ func convPoolVNNI(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *Fu
 		convC16PoolVNNI(f, dst, src, batch, shifted, sc)
 		return
 	}
+	if f.amx != nil && hasAMX {
+		convPoolAMX(f, dst, src, batch, shifted, sc)
+		return
+	}
 	s := f.s
 	c, n := s.InC, s.OutC
 	pw := s.InW + s.PadLeft + s.PadRight

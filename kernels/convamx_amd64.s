@@ -1,0 +1,192 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// Intel AMX-INT8 kernels of FusedConv (see convamx.go). The Go assembler has no AMX mnemonics,
+// so the few instructions used are encoded here (VEX, map 0F38, W0, L0; Intel SDM vol. 2):
+// TILELOADD tmm, [base+index*1]  F2 4B /r (SIB)    TILESTORED [base+index*1], tmm  F3 4B /r
+// TDPBUSD tmm1, tmm2(u8), tmm3(s8)  66 5E /r, tmm3 in VEX.vvvv
+// TILEZERO tmm  F2 49 /r (mod 11)   LDTILECFG m512  NP 49 /0   TILERELEASE  NP 49 C0
+
+#define LDTILECFG_AX BYTE $0xC4; BYTE $0xE2; BYTE $0x78; BYTE $0x49; BYTE $0x00
+#define TILERELEASE BYTE $0xC4; BYTE $0xE2; BYTE $0x78; BYTE $0x49; BYTE $0xC0
+#define TILEZERO_0 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xC0
+#define TILEZERO_1 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xC8
+#define TILEZERO_2 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xD0
+#define TILEZERO_3 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xD8
+// TILELOADD tmm4, (SI)(BX*1); tmm5, (CX)(BX*1); tmm6, (DI)(DX*1); tmm7, (R8)(DX*1)
+#define LOAD_A0 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x4B; BYTE $0x24; BYTE $0x1E
+#define LOAD_A1 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x4B; BYTE $0x2C; BYTE $0x19
+#define LOAD_B0 BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x4B; BYTE $0x34; BYTE $0x17
+#define LOAD_B1 BYTE $0xC4; BYTE $0xC2; BYTE $0x7B; BYTE $0x4B; BYTE $0x3C; BYTE $0x10
+// TDPBUSD tmm0 += tmm4.tmm6; tmm1 += tmm4.tmm7; tmm2 += tmm5.tmm6; tmm3 += tmm5.tmm7
+#define DP_00 BYTE $0xC4; BYTE $0xE2; BYTE $0x49; BYTE $0x5E; BYTE $0xC4
+#define DP_01 BYTE $0xC4; BYTE $0xE2; BYTE $0x41; BYTE $0x5E; BYTE $0xCC
+#define DP_10 BYTE $0xC4; BYTE $0xE2; BYTE $0x49; BYTE $0x5E; BYTE $0xD5
+#define DP_11 BYTE $0xC4; BYTE $0xE2; BYTE $0x41; BYTE $0x5E; BYTE $0xDD
+// TILESTORED (SI)(AX*1), tmm0..3
+#define STORE_0 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x04; BYTE $0x06
+#define STORE_1 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x0C; BYTE $0x06
+#define STORE_2 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x14; BYTE $0x06
+#define STORE_3 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x1C; BYTE $0x06
+
+// func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, npairs int)
+// For each pair of 16-row M tiles (raster rows 32i..32i+31, A rows lda bytes apart from a) and
+// each pair of 16-channel N tiles (weight tiles wts bytes apart from w), the sum over kernel rows
+// and chunks of A (cb bytes per row) times B (cb/4 rows of 64 bytes, wq bytes per chunk) into
+// four C tiles, stored as int32 rows ldc bytes apart at acc. After a kernel row's chunks, A
+// moves on by kstep bytes (the padded row minus the chunks' bytes).
+TEXT ·amxConv(SB), NOSPLIT, $0-112
+	MOVQ cfg+0(FP), AX
+	LDTILECFG_AX
+	MOVQ lda+16(FP), BX
+	MOVQ $64, DX
+	MOVQ a+8(FP), R13         // A of this M pair
+	MOVQ acc+80(FP), R14      // C of this M pair
+	MOVQ mpairs+96(FP), R12
+amx_m:
+	MOVQ w+32(FP), R11        // B of this N pair
+	MOVQ R14, R9              // C of this N pair
+	MOVQ npairs+104(FP), R15
+amx_n:
+	TILEZERO_0
+	TILEZERO_1
+	TILEZERO_2
+	TILEZERO_3
+	MOVQ R13, SI
+	MOVQ BX, CX
+	SHLQ $4, CX
+	ADDQ SI, CX               // A of the second M tile: 16 rows on
+	MOVQ R11, DI
+	MOVQ wts+40(FP), R8
+	ADDQ DI, R8               // B of the second N tile
+	MOVQ kh+56(FP), R10
+amx_h:
+	MOVQ chunks+64(FP), AX
+amx_q:
+	LOAD_A0
+	LOAD_A1
+	LOAD_B0
+	LOAD_B1
+	DP_00
+	DP_01
+	DP_10
+	DP_11
+	ADDQ cb+72(FP), SI
+	ADDQ cb+72(FP), CX
+	ADDQ wq+48(FP), DI
+	ADDQ wq+48(FP), R8
+	DECQ AX
+	JNZ amx_q
+	ADDQ kstep+24(FP), SI
+	ADDQ kstep+24(FP), CX
+	DECQ R10
+	JNZ amx_h
+	MOVQ ldc+88(FP), AX
+	MOVQ R9, SI
+	STORE_0
+	ADDQ $64, SI
+	STORE_1
+	MOVQ AX, CX
+	SHLQ $4, CX
+	ADDQ CX, SI
+	STORE_3
+	SUBQ $64, SI
+	STORE_2
+	ADDQ $128, R9
+	MOVQ wts+40(FP), CX
+	LEAQ (R11)(CX*2), R11
+	DECQ R15
+	JNZ amx_n
+	MOVQ BX, CX
+	SHLQ $5, CX
+	ADDQ CX, R13              // 32 raster rows on
+	MOVQ ldc+88(FP), CX
+	SHLQ $5, CX
+	ADDQ CX, R14
+	DECQ R12
+	JNZ amx_m
+	TILERELEASE
+	RET
+
+// func amxEpilogue(acc *int32, ldc, rs, pstep, rstep, oh, ow int, pool, sat bool, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
+// For oh x ow output pixels (pixel steps pstep and row steps rstep bytes in acc) and nt tiles of
+// 16 channels: the int32 sums (pooled: the max of the sum, its right neighbour ldc bytes on and
+// the two below them, rs bytes on), plus off, requantized with the VNNI kernels' epilogue table
+// epi (epiTile int64 per tile) and clamp, as int8 at dst (16*nt bytes per pixel, contiguous).
+// With sat, epi is the Sat kernels' table (zero point folded into the rounding terms; clamp
+// bounds -128 and 127) and the saturating narrow to int8 is the clamp.
+TEXT ·amxEpilogue(SB), NOSPLIT, $0-120
+	MOVQ zp+80(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+96(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3              // odd dwords
+	MOVQ acc+0(FP), R8        // first pixel of the output row
+	MOVQ dst+104(FP), DI
+	MOVQ ldc+8(FP), R10
+	MOVQ rs+16(FP), R11
+	LEAQ (R10)(R11*1), R12
+	MOVBQZX pool+56(FP), R13
+	MOVBQZX sat+57(FP), R15
+	MOVQ oh+40(FP), R9
+epi_y:
+	MOVQ R8, SI
+	MOVQ ow+48(FP), R14
+epi_x:
+	MOVQ off+64(FP), BX
+	MOVQ epi+72(FP), AX
+	MOVQ nt+112(FP), CX
+	MOVQ SI, DX
+epi_t:
+	VMOVDQU32 (DX), Z0
+	TESTQ R13, R13
+	JZ epi_sum
+	VPMAXSD (DX)(R10*1), Z0, Z0
+	VPMAXSD (DX)(R11*1), Z0, Z0
+	VPMAXSD (DX)(R12*1), Z0, Z0
+epi_sum:
+	VPADDD (BX), Z0, Z0
+	VPMULDQ 0(AX), Z0, Z16
+	VPSRLQ $32, Z0, Z17
+	VPMULDQ 64(AX), Z17, Z17
+	VPADDQ 128(AX), Z16, Z16
+	VPADDQ 192(AX), Z17, Z17
+	VPSRAVQ 256(AX), Z16, Z16
+	VPSRAVQ 320(AX), Z17, Z17
+	TESTQ R15, R15
+	JZ epi_clamp
+	VPMOVSQB Z16, X16
+	VPMOVSQB Z17, X17
+	VPUNPCKLBW X17, X16, X16
+	JMP epi_store
+epi_clamp:
+	VPMAXSQ Z29, Z16, Z16
+	VPMAXSQ Z29, Z17, Z17
+	VPMINSQ Z30, Z16, Z16
+	VPMINSQ Z30, Z17, Z17
+	VPSLLQ $32, Z17, Z17
+	VPBLENDMD Z17, Z16, K3, Z16
+	VPADDD Z31, Z16, Z16
+	VPMOVDB Z16, X16
+epi_store:
+	VMOVDQU8 X16, (DI)
+	ADDQ $16, DI
+	ADDQ $64, DX
+	ADDQ $64, BX
+	ADDQ $384, AX
+	DECQ CX
+	JNZ epi_t
+	ADDQ pstep+24(FP), SI
+	DECQ R14
+	JNZ epi_x
+	ADDQ rstep+32(FP), R8
+	DECQ R9
+	JNZ epi_y
+	VZEROUPPER
+	RET
