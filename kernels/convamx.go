@@ -21,11 +21,11 @@ type amxPlan struct {
 }
 
 // amxEligible reports whether the AMX kernels serve f: stride 1 in both directions (the raster
-// trick), whole pairs of 16-channel tiles, kernel rows that split into equal chunks of at most
+// trick), whole 16-channel tiles, kernel rows that split into equal chunks of at most
 // 64 bytes, and at least 4 input channels (fewer ones have their own kernels).
 func (f *FusedConv) amxEligible() bool {
 	s := f.s
-	if s.StrideH != 1 || s.StrideW != 1 || s.OutC%(2*panelN) != 0 || s.InC < 4 {
+	if s.StrideH != 1 || s.StrideW != 1 || s.OutC%panelN != 0 || s.InC < 4 {
 		return false
 	}
 	chunks := (f.ng + 15) / 16

@@ -11,7 +11,7 @@ import (
 // Assembly in convamx_amd64.s.
 
 //go:noescape
-func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, npairs int)
+func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, nt int)
 
 //go:noescape
 func amxEpilogue(acc *int32, ldc, rs, pstep, rstep, oh, ow int, pool, sat bool, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
@@ -50,7 +50,7 @@ func convPoolAMX(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *Fus
 	}
 	for b := 0; b < batch; b++ {
 		xorRows512(&pad[top], pw*c, &src[b*inImg], s.InW*c, s.InH, s.InW*c, x)
-		amxConv(&p.cfg[0], &pu[0], c, kstep, &f.panel[0], f.tileStride, 16*p.cb, s.KH, p.chunks, p.cb, &sc.acc[0], ldc, p.mpairs, n/32)
+		amxConv(&p.cfg[0], &pu[0], c, kstep, &f.panel[0], f.tileStride, 16*p.cb, s.KH, p.chunks, p.cb, &sc.acc[0], ldc, p.mpairs, n/16)
 		amxEpilogue(&sc.acc[0], ldc, rs, pstep, rstep, f.oh, f.ow, f.pool, sat, &f.off[0], &epi[0], zp, lo, hi, &dst[b*outImg], n/16)
 	}
 }

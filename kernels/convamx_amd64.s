@@ -30,12 +30,13 @@
 #define STORE_2 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x14; BYTE $0x06
 #define STORE_3 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x1C; BYTE $0x06
 
-// func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, npairs int)
+// func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, nt int)
 // For each pair of 16-row M tiles (raster rows 32i..32i+31, A rows lda bytes apart from a) and
-// each pair of 16-channel N tiles (weight tiles wts bytes apart from w), the sum over kernel rows
-// and chunks of A (cb bytes per row) times B (cb/4 rows of 64 bytes, wq bytes per chunk) into
-// four C tiles, stored as int32 rows ldc bytes apart at acc. After a kernel row's chunks, A
-// moves on by kstep bytes (the padded row minus the chunks' bytes).
+// each pair of 16-channel N tiles (weight tiles wts bytes apart from w; the last tile alone if
+// nt is odd), the sum over kernel rows and chunks of A (cb bytes per row) times B (cb/4 rows of
+// 64 bytes, wq bytes per chunk) into C tiles (four, or two for a lone N tile), stored as int32
+// rows ldc bytes apart at acc. After a kernel row's chunks, A moves on by kstep bytes (the
+// padded row minus the chunks' bytes).
 TEXT ·amxConv(SB), NOSPLIT, $0-112
 	MOVQ cfg+0(FP), AX
 	LDTILECFG_AX
@@ -47,20 +48,22 @@ TEXT ·amxConv(SB), NOSPLIT, $0-112
 amx_m:
 	MOVQ w+32(FP), R11        // B of this N pair
 	MOVQ R14, R9              // C of this N pair
-	MOVQ npairs+104(FP), R15
+	MOVQ nt+104(FP), R15      // N tiles left
 amx_n:
 	TILEZERO_0
-	TILEZERO_1
 	TILEZERO_2
-	TILEZERO_3
 	MOVQ R13, SI
 	MOVQ BX, CX
 	SHLQ $4, CX
 	ADDQ SI, CX               // A of the second M tile: 16 rows on
 	MOVQ R11, DI
+	MOVQ kh+56(FP), R10
+	CMPQ R15, $1
+	JEQ amx_h1
+	TILEZERO_1
+	TILEZERO_3
 	MOVQ wts+40(FP), R8
 	ADDQ DI, R8               // B of the second N tile
-	MOVQ kh+56(FP), R10
 amx_h:
 	MOVQ chunks+64(FP), AX
 amx_q:
@@ -96,8 +99,34 @@ amx_q:
 	ADDQ $128, R9
 	MOVQ wts+40(FP), CX
 	LEAQ (R11)(CX*2), R11
-	DECQ R15
+	SUBQ $2, R15
 	JNZ amx_n
+	JMP amx_mnext
+amx_h1: // a lone N tile: C0 and C2 only
+	MOVQ chunks+64(FP), AX
+amx_q1:
+	LOAD_A0
+	LOAD_A1
+	LOAD_B0
+	DP_00
+	DP_10
+	ADDQ cb+72(FP), SI
+	ADDQ cb+72(FP), CX
+	ADDQ wq+48(FP), DI
+	DECQ AX
+	JNZ amx_q1
+	ADDQ kstep+24(FP), SI
+	ADDQ kstep+24(FP), CX
+	DECQ R10
+	JNZ amx_h1
+	MOVQ ldc+88(FP), AX
+	MOVQ R9, SI
+	STORE_0
+	MOVQ AX, CX
+	SHLQ $4, CX
+	ADDQ CX, SI
+	STORE_2
+amx_mnext:
 	MOVQ BX, CX
 	SHLQ $5, CX
 	ADDQ CX, R13              // 32 raster rows on
