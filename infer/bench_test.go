@@ -62,7 +62,7 @@ func benchCNN(b *testing.B, mk func(testing.TB, uint64) *qmodel.Model) {
 			// the run's wall time says nothing about two-thread scaling.
 			b.ReportMetric(float64(cpu)/float64(el), "cores")
 			b.ReportMetric(0, "ns/op")
-			b.Logf("kernels path %s", kernels.Path())
+			b.Logf("kernels path %s (AMX %v)", kernels.Path(), kernels.AMX())
 		})
 	}
 }
@@ -110,13 +110,13 @@ func TestWriteMNISTCNN(t *testing.T) {
 	}
 }
 
-// BenchmarkOps reports the per-op time of the MNIST CNN and the BN CNN at batch 256 on one thread
+// BenchmarkOps reports the per-op time of the MNIST CNN, the BN CNN and DSNet at batch 256 on one thread
 // (the breakdown `qatgo bench` prints), in ns per image.
 func BenchmarkOps(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		mk   func(testing.TB, uint64) *qmodel.Model
-	}{{"MNISTCNN", mnistCNN}, {"BNCNN", bnCNN}} {
+	}{{"MNISTCNN", mnistCNN}, {"BNCNN", bnCNN}, {"DSNet", dsCNN}} {
 		b.Run(tc.name, func(b *testing.B) {
 			md, err := Load(tc.mk(b, 1))
 			if err != nil {

@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -16,10 +17,12 @@ func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, 
 //go:noescape
 func amxEpilogue(acc *int32, ldc, rs, pstep, rstep, oh, ow int, pool, sat bool, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
 
-// hasAMX reports that the AMX kernels may run: the CPU has AMX-INT8 (and the AVX-512 VNNI path
-// that runs them is selected) and the OS let this process use the tile registers (amxEnable).
-// Tests clear it to run the VNNI kernels on the same shapes.
-var hasAMX = cpu.X86.HasAMXTile && cpu.X86.HasAMXInt8 && cpu.X86.HasAVX512VNNI && amxEnable()
+// hasAMX reports that the AMX kernels may run on the avx512vnni path: the CPU has AMX-INT8,
+// QATGO_AMX is not 0 and the OS let this process use the tile registers (amxEnable). Tests
+// clear it to run the VNNI kernels on the same shapes.
+var hasAMX = cpu.X86.HasAMXTile && cpu.X86.HasAMXInt8 && cpu.X86.HasAVX512VNNI && os.Getenv("QATGO_AMX") != "0" && amxEnable()
+
+func amxOn() bool { return hasAMX && Path() == "avx512vnni" }
 
 // convPoolAMX is convPoolVNNI for convolutions with an AMX plan: per image the u8 padded image,
 // one amxConv call for all raster rows and channels, then one amxEpilogue call.

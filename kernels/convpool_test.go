@@ -24,20 +24,20 @@ var fusedShapes = append(append([]ConvShape{}, convShapes...),
 	ConvShape{InH: 28, InW: 28, InC: 1, OutC: 16, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 	ConvShape{InH: 10, InW: 19, InC: 1, OutC: 16, KH: 4, KW: 4, StrideH: 1, StrideW: 1, PadTop: 2, PadLeft: 1, PadBottom: 1, PadRight: 2},
 	ConvShape{InH: 7, InW: 33, InC: 1, OutC: 8, KH: 2, KW: 2, StrideH: 1, StrideW: 1},
-	// AMX plans (amxShapes): one chunk of 12 or 16 K groups per kernel row, two or three
-	// chunks, a 1x1 and a 5x5 kernel, K groups that end inside a pixel, a raster that ends
+	// AMX plans (amxShapes): one chunk of 6, 7 or 16 K groups per kernel row, two chunks of 9,
+	// three of 16, a 1x1 and a 5x5 kernel, K groups that end inside a pixel, a raster that ends
 	// inside the last pair of M tiles, three pairs of channel tiles, a pair and a lone tile.
-	ConvShape{InH: 9, InW: 5, InC: 4, OutC: 32, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
+	ConvShape{InH: 9, InW: 5, InC: 8, OutC: 32, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
 	ConvShape{InH: 6, InW: 11, InC: 24, OutC: 64, KH: 2, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadRight: 1},
 	ConvShape{InH: 5, InW: 5, InC: 64, OutC: 48, KH: 3, KW: 3, StrideH: 1, StrideW: 1, PadTop: 1, PadLeft: 1, PadBottom: 1, PadRight: 1},
-	ConvShape{InH: 12, InW: 10, InC: 16, OutC: 96, KH: 1, KW: 1, StrideH: 1, StrideW: 1},
+	ConvShape{InH: 12, InW: 10, InC: 64, OutC: 96, KH: 1, KW: 1, StrideH: 1, StrideW: 1},
 	ConvShape{InH: 10, InW: 9, InC: 5, OutC: 32, KH: 5, KW: 5, StrideH: 1, StrideW: 1, PadTop: 2, PadLeft: 2, PadBottom: 2, PadRight: 2},
 )
 
 // amxShapes are the fusedShapes that have an AMX plan (TestAMXPlans checks that they do and
-// that the others do not): ggml's conv2 (one 16-channel tile), the BN CNN's conv3 and conv2, a
-// 2x3 kernel on 5 channels and the shapes above.
-var amxShapes = []int{1, len(convShapes), len(convShapes) + 1, len(convShapes) + 3, len(fusedShapes) - 5, len(fusedShapes) - 4, len(fusedShapes) - 3, len(fusedShapes) - 2, len(fusedShapes) - 1}
+// that the others do not): ggml's conv2 (one 16-channel tile), the BN CNN's conv3 and conv2 and
+// the shapes above.
+var amxShapes = []int{1, len(convShapes), len(convShapes) + 1, len(fusedShapes) - 5, len(fusedShapes) - 4, len(fusedShapes) - 3, len(fusedShapes) - 2, len(fusedShapes) - 1}
 
 // refPool is the 2x2 stride-2 max pool of NHWC int8 images (floor of odd sizes).
 func refPool(src []int8, batch, h, w, c int) []int8 {
@@ -438,7 +438,8 @@ func TestFusedConvC16(t *testing.T) {
 }
 
 // TestAMXPlans checks which shapes get an AMX plan: the amxShapes, and no shape with a stride
-// above 1, output channels that are not whole 16-channel tiles or fewer than 4 input channels.
+// above 1, output channels that are not whole 16-channel tiles, fewer than 4 input channels or
+// fewer than 64 multiply-adds per output.
 func TestAMXPlans(t *testing.T) {
 	r := rand.New(rand.NewPCG(41, 42))
 	want := map[int]bool{}

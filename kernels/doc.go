@@ -22,7 +22,10 @@
 // (plain Go). The environment variable QATGO_KERNELS=<path> forces a path; if the CPU or build
 // lacks it, the automatic choice is kept and SelectionError reports why. The build tag purego
 // removes the assembly and forces "portable". SetPath switches at run time (for benchmarks and
-// tests); all paths give identical results.
+// tests); all paths give identical results. On CPUs with Intel AMX-INT8 (Linux only), the
+// avx512vnni path runs stride-1 convolutions whose output channels are whole tiles of 16 on
+// the AMX tile unit (TDPBUSD), with the same epilogue; AMX reports it and QATGO_AMX=0 turns
+// it off.
 //
 // # How the SIMD paths work
 //

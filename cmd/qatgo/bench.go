@@ -93,7 +93,7 @@ func bench(e *env, modelPath string, batch int, dur time.Duration, threads int, 
 	w := e.stdout
 	macs := modelMACs(md.QModel())
 	fmt.Fprintf(w, "model    %s (%d ops, %d multiply-accumulates per sample)\n", safe(md.QModel().Name), md.NumOps(), macs)
-	fmt.Fprintf(w, "kernels  %s, GOMAXPROCS %d, %d threads, %s/%s\n", kernels.Path(), runtime.GOMAXPROCS(0), threads, runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "kernels  %s, GOMAXPROCS %d, %d threads, %s/%s\n", kernelsName(), runtime.GOMAXPROCS(0), threads, runtime.GOOS, runtime.GOARCH)
 
 	// Batch-1 latency.
 	s := md.NewSessionWith(infer.SessionOptions{Threads: threads})
@@ -168,3 +168,11 @@ func bench(e *env, modelPath string, batch int, dur time.Duration, threads int, 
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+// kernelsName is the kernels path, with "+amx" where its convolutions run on AMX tiles.
+func kernelsName() string {
+	if kernels.AMX() {
+		return kernels.Path() + "+amx"
+	}
+	return kernels.Path()
+}

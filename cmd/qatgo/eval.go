@@ -11,7 +11,6 @@ import (
 	"github.com/qatgo/qatgo/data/mnist"
 	"github.com/qatgo/qatgo/data/preprocess"
 	"github.com/qatgo/qatgo/infer"
-	"github.com/qatgo/qatgo/kernels"
 	"github.com/qatgo/qatgo/qmodel"
 )
 
@@ -184,7 +183,7 @@ func eval(e *env, modelPath string, m *qmodel.Model, dir, set string, folder boo
 	}
 	fmt.Fprintf(e.stdout, "model     %s\n", safe(md.QModel().Name))
 	fmt.Fprintf(e.stdout, "accuracy  %.2f%% (%d/%d %s test images)\n", 100*float64(correct)/float64(total), correct, total, set)
-	fmt.Fprintf(e.stdout, "time      %.2f us/image (batch %d, %d threads, kernels %s)\n", float64(elapsed.Nanoseconds())/1e3/float64(total), batch, threads, kernels.Path())
+	fmt.Fprintf(e.stdout, "time      %.2f us/image (batch %d, %d threads, kernels %s)\n", float64(elapsed.Nanoseconds())/1e3/float64(total), batch, threads, kernelsName())
 	fmt.Fprintf(e.stdout, "per class")
 	for c, pc := range perClass {
 		if pc[1] > 0 {
