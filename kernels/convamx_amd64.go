@@ -15,7 +15,16 @@ import (
 func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, nt int)
 
 //go:noescape
-func amxEpilogue(acc *int32, ldc, rs, pstep, rstep, oh, ow int, pool, sat bool, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
+func amxEpiPool(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
+
+//go:noescape
+func amxEpiPoolSat(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
+
+//go:noescape
+func amxEpiRow(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
+
+//go:noescape
+func amxEpiRowSat(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
 
 // hasAMX reports that the AMX kernels may run on the avx512vnni path: the CPU has AMX-INT8,
 // QATGO_AMX is not 0 and the OS let this process use the tile registers (amxEnable). Tests
@@ -25,7 +34,7 @@ var hasAMX = cpu.X86.HasAMXTile && cpu.X86.HasAMXInt8 && cpu.X86.HasAVX512VNNI &
 func amxOn() bool { return hasAMX && Path() == "avx512vnni" }
 
 // convPoolAMX is convPoolVNNI for convolutions with an AMX plan: per image the u8 padded image,
-// one amxConv call for all raster rows and channels, then one amxEpilogue call.
+// one amxConv call for all raster rows and channels, then one epilogue call (amxEpi*).
 func convPoolAMX(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *FusedScratch) {
 	s, p := f.s, f.amx
 	c, n := s.InC, s.OutC
@@ -47,13 +56,18 @@ func convPoolAMX(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *Fus
 	if f.pool {
 		pstep, rstep = 2*ldc, 2*rs
 	}
-	epi, sat := f.epi, f.epiSat != nil
-	if sat {
-		epi = f.epiSat
+	epi, epilogue := f.epi, amxEpiRow
+	switch {
+	case f.pool && f.epiSat != nil:
+		epi, epilogue = f.epiSat, amxEpiPoolSat
+	case f.pool:
+		epilogue = amxEpiPool
+	case f.epiSat != nil:
+		epi, epilogue = f.epiSat, amxEpiRowSat
 	}
 	for b := 0; b < batch; b++ {
 		xorRows512(&pad[top], pw*c, &src[b*inImg], s.InW*c, s.InH, s.InW*c, x)
 		amxConv(&p.cfg[0], &pu[0], c, kstep, &f.panel[0], f.tileStride, 16*p.cb, s.KH, p.chunks, p.cb, &sc.acc[0], ldc, p.mpairs, n/16)
-		amxEpilogue(&sc.acc[0], ldc, rs, pstep, rstep, f.oh, f.ow, f.pool, sat, &f.off[0], &epi[0], zp, lo, hi, &dst[b*outImg], n/16)
+		epilogue(&sc.acc[0], ldc, rs, pstep, rstep, f.oh, f.ow, &f.off[0], &epi[0], zp, lo, hi, &dst[b*outImg], n/16)
 	}
 }

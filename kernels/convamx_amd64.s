@@ -138,84 +138,243 @@ amx_mnext:
 	TILERELEASE
 	RET
 
-// func amxEpilogue(acc *int32, ldc, rs, pstep, rstep, oh, ow int, pool, sat bool, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
+// The epilogue's steps for one tile of 16 channels: the int32 sums at a(DX) (pooled: the max
+// with the sums R10, R11 and R12 bytes on) into Z0; Z0 plus the offsets at o(BX), requantized
+// with the table at e(AX) and stored as 16 int8 at d(DI), by the saturating narrow (Sat table)
+// or by the clamp to Z29..Z30 (bounds minus zero point) and the zero point in Z31.
+#define EPI_LOAD_POOL(a) VMOVDQU32 a(DX), Z0; VPMAXSD a(DX)(R10*1), Z0, Z0; VPMAXSD a(DX)(R11*1), Z0, Z0; VPMAXSD a(DX)(R12*1), Z0, Z0
+#define EPI_LOAD_ROW(a) VMOVDQU32 a(DX), Z0
+#define EPI_MUL(o, e) VPADDD o(BX), Z0, Z0; VPMULDQ (e)(AX), Z0, Z16; VPSRLQ $32, Z0, Z17; VPMULDQ (e+64)(AX), Z17, Z17; VPADDQ (e+128)(AX), Z16, Z16; VPADDQ (e+192)(AX), Z17, Z17; VPSRAVQ (e+256)(AX), Z16, Z16; VPSRAVQ (e+320)(AX), Z17, Z17
+#define EPI_SAT(o, e, d) EPI_MUL(o, e); VPMOVSQB Z16, X16; VPMOVSQB Z17, X17; VPUNPCKLBW X17, X16, X16; VMOVDQU8 X16, d(DI)
+#define EPI_CLAMP(o, e, d) EPI_MUL(o, e); VPMAXSQ Z29, Z16, Z16; VPMAXSQ Z29, Z17, Z17; VPMINSQ Z30, Z16, Z16; VPMINSQ Z30, Z17, Z17; VPSLLQ $32, Z17, Z17; VPBLENDMD Z17, Z16, K3, Z16; VPADDD Z31, Z16, Z16; VPMOVDB Z16, X16; VMOVDQU8 X16, d(DI)
+
+// func amxEpiPool(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
 // For oh x ow output pixels (pixel steps pstep and row steps rstep bytes in acc) and nt tiles of
-// 16 channels: the int32 sums (pooled: the max of the sum, its right neighbour ldc bytes on and
-// the two below them, rs bytes on), plus off, requantized with the VNNI kernels' epilogue table
-// epi (epiTile int64 per tile) and clamp, as int8 at dst (16*nt bytes per pixel, contiguous).
-// With sat, epi is the Sat kernels' table (zero point folded into the rounding terms; clamp
-// bounds -128 and 127) and the saturating narrow to int8 is the clamp.
-TEXT ·amxEpilogue(SB), NOSPLIT, $0-120
-	MOVQ zp+80(FP), AX
+// 16 channels: the max of the int32 sums of the pixel, its right neighbour (ldc bytes on) and the
+// two below them (rs bytes on), plus off, requantized with the VNNI kernels' epilogue table epi
+// (epiTile int64 per tile) and clamped to [lo, hi], as int8 at dst (16*nt bytes per pixel,
+// contiguous). amxEpiRow takes the pixel's sums alone; the Sat forms take the Sat kernels'
+// table (zero point folded into the rounding terms; clamp bounds -128 and 127) and clamp by the
+// saturating narrow to int8.
+TEXT ·amxEpiPool(SB), NOSPLIT, $0-112
+	MOVQ zp+72(FP), AX
 	VPBROADCASTD AX, Z31
-	MOVQ lo+88(FP), CX
+	MOVQ lo+80(FP), CX
 	SUBQ AX, CX
 	VPBROADCASTQ CX, Z29
-	MOVQ hi+96(FP), CX
+	MOVQ hi+88(FP), CX
 	SUBQ AX, CX
 	VPBROADCASTQ CX, Z30
 	MOVL $0xaaaa, CX
 	KMOVW CX, K3              // odd dwords
 	MOVQ acc+0(FP), R8        // first pixel of the output row
-	MOVQ dst+104(FP), DI
+	MOVQ dst+96(FP), DI
 	MOVQ ldc+8(FP), R10
 	MOVQ rs+16(FP), R11
 	LEAQ (R10)(R11*1), R12
-	MOVBQZX pool+56(FP), R13
-	MOVBQZX sat+57(FP), R15
 	MOVQ oh+40(FP), R9
-epi_y:
+y:
 	MOVQ R8, SI
 	MOVQ ow+48(FP), R14
-epi_x:
-	MOVQ off+64(FP), BX
-	MOVQ epi+72(FP), AX
-	MOVQ nt+112(FP), CX
+x:
+	MOVQ off+56(FP), BX
+	MOVQ epi+64(FP), AX
 	MOVQ SI, DX
-epi_t:
-	VMOVDQU32 (DX), Z0
-	TESTQ R13, R13
-	JZ epi_sum
-	VPMAXSD (DX)(R10*1), Z0, Z0
-	VPMAXSD (DX)(R11*1), Z0, Z0
-	VPMAXSD (DX)(R12*1), Z0, Z0
-epi_sum:
-	VPADDD (BX), Z0, Z0
-	VPMULDQ 0(AX), Z0, Z16
-	VPSRLQ $32, Z0, Z17
-	VPMULDQ 64(AX), Z17, Z17
-	VPADDQ 128(AX), Z16, Z16
-	VPADDQ 192(AX), Z17, Z17
-	VPSRAVQ 256(AX), Z16, Z16
-	VPSRAVQ 320(AX), Z17, Z17
-	TESTQ R15, R15
-	JZ epi_clamp
-	VPMOVSQB Z16, X16
-	VPMOVSQB Z17, X17
-	VPUNPCKLBW X17, X16, X16
-	JMP epi_store
-epi_clamp:
-	VPMAXSQ Z29, Z16, Z16
-	VPMAXSQ Z29, Z17, Z17
-	VPMINSQ Z30, Z16, Z16
-	VPMINSQ Z30, Z17, Z17
-	VPSLLQ $32, Z17, Z17
-	VPBLENDMD Z17, Z16, K3, Z16
-	VPADDD Z31, Z16, Z16
-	VPMOVDB Z16, X16
-epi_store:
-	VMOVDQU8 X16, (DI)
-	ADDQ $16, DI
-	ADDQ $64, DX
-	ADDQ $64, BX
-	ADDQ $384, AX
+	MOVQ nt+104(FP), CX
+	SHRQ $1, CX
+	JZ lone
+pair:
+	EPI_LOAD_POOL(0)
+	EPI_CLAMP(0, 0, 0)
+	EPI_LOAD_POOL(64)
+	EPI_CLAMP(64, 384, 16)
+	ADDQ $128, DX
+	ADDQ $128, BX
+	ADDQ $768, AX
+	ADDQ $32, DI
 	DECQ CX
-	JNZ epi_t
+	JNZ pair
+lone:
+	MOVQ nt+104(FP), CX
+	ANDQ $1, CX
+	JZ next
+	EPI_LOAD_POOL(0)
+	EPI_CLAMP(0, 0, 0)
+	ADDQ $16, DI
+next:
 	ADDQ pstep+24(FP), SI
 	DECQ R14
-	JNZ epi_x
+	JNZ x
 	ADDQ rstep+32(FP), R8
 	DECQ R9
-	JNZ epi_y
+	JNZ y
+	VZEROUPPER
+	RET
+
+// func amxEpiPoolSat(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
+TEXT ·amxEpiPoolSat(SB), NOSPLIT, $0-112
+	MOVQ zp+72(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+80(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3              // odd dwords
+	MOVQ acc+0(FP), R8        // first pixel of the output row
+	MOVQ dst+96(FP), DI
+	MOVQ ldc+8(FP), R10
+	MOVQ rs+16(FP), R11
+	LEAQ (R10)(R11*1), R12
+	MOVQ oh+40(FP), R9
+y:
+	MOVQ R8, SI
+	MOVQ ow+48(FP), R14
+x:
+	MOVQ off+56(FP), BX
+	MOVQ epi+64(FP), AX
+	MOVQ SI, DX
+	MOVQ nt+104(FP), CX
+	SHRQ $1, CX
+	JZ lone
+pair:
+	EPI_LOAD_POOL(0)
+	EPI_SAT(0, 0, 0)
+	EPI_LOAD_POOL(64)
+	EPI_SAT(64, 384, 16)
+	ADDQ $128, DX
+	ADDQ $128, BX
+	ADDQ $768, AX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ pair
+lone:
+	MOVQ nt+104(FP), CX
+	ANDQ $1, CX
+	JZ next
+	EPI_LOAD_POOL(0)
+	EPI_SAT(0, 0, 0)
+	ADDQ $16, DI
+next:
+	ADDQ pstep+24(FP), SI
+	DECQ R14
+	JNZ x
+	ADDQ rstep+32(FP), R8
+	DECQ R9
+	JNZ y
+	VZEROUPPER
+	RET
+
+// func amxEpiRow(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
+TEXT ·amxEpiRow(SB), NOSPLIT, $0-112
+	MOVQ zp+72(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+80(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3              // odd dwords
+	MOVQ acc+0(FP), R8        // first pixel of the output row
+	MOVQ dst+96(FP), DI
+	MOVQ ldc+8(FP), R10
+	MOVQ rs+16(FP), R11
+	LEAQ (R10)(R11*1), R12
+	MOVQ oh+40(FP), R9
+y:
+	MOVQ R8, SI
+	MOVQ ow+48(FP), R14
+x:
+	MOVQ off+56(FP), BX
+	MOVQ epi+64(FP), AX
+	MOVQ SI, DX
+	MOVQ nt+104(FP), CX
+	SHRQ $1, CX
+	JZ lone
+pair:
+	EPI_LOAD_ROW(0)
+	EPI_CLAMP(0, 0, 0)
+	EPI_LOAD_ROW(64)
+	EPI_CLAMP(64, 384, 16)
+	ADDQ $128, DX
+	ADDQ $128, BX
+	ADDQ $768, AX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ pair
+lone:
+	MOVQ nt+104(FP), CX
+	ANDQ $1, CX
+	JZ next
+	EPI_LOAD_ROW(0)
+	EPI_CLAMP(0, 0, 0)
+	ADDQ $16, DI
+next:
+	ADDQ pstep+24(FP), SI
+	DECQ R14
+	JNZ x
+	ADDQ rstep+32(FP), R8
+	DECQ R9
+	JNZ y
+	VZEROUPPER
+	RET
+
+// func amxEpiRowSat(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
+TEXT ·amxEpiRowSat(SB), NOSPLIT, $0-112
+	MOVQ zp+72(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+80(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+88(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3              // odd dwords
+	MOVQ acc+0(FP), R8        // first pixel of the output row
+	MOVQ dst+96(FP), DI
+	MOVQ ldc+8(FP), R10
+	MOVQ rs+16(FP), R11
+	LEAQ (R10)(R11*1), R12
+	MOVQ oh+40(FP), R9
+y:
+	MOVQ R8, SI
+	MOVQ ow+48(FP), R14
+x:
+	MOVQ off+56(FP), BX
+	MOVQ epi+64(FP), AX
+	MOVQ SI, DX
+	MOVQ nt+104(FP), CX
+	SHRQ $1, CX
+	JZ lone
+pair:
+	EPI_LOAD_ROW(0)
+	EPI_SAT(0, 0, 0)
+	EPI_LOAD_ROW(64)
+	EPI_SAT(64, 384, 16)
+	ADDQ $128, DX
+	ADDQ $128, BX
+	ADDQ $768, AX
+	ADDQ $32, DI
+	DECQ CX
+	JNZ pair
+lone:
+	MOVQ nt+104(FP), CX
+	ANDQ $1, CX
+	JZ next
+	EPI_LOAD_ROW(0)
+	EPI_SAT(0, 0, 0)
+	ADDQ $16, DI
+next:
+	ADDQ pstep+24(FP), SI
+	DECQ R14
+	JNZ x
+	ADDQ rstep+32(FP), R8
+	DECQ R9
+	JNZ y
 	VZEROUPPER
 	RET
