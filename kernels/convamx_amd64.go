@@ -12,7 +12,7 @@ import (
 // Assembly in convamx_amd64.s.
 
 //go:noescape
-func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, nt int)
+func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, nt, a1 int, sa bool)
 
 //go:noescape
 func amxEpiPool(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
@@ -67,7 +67,7 @@ func convPoolAMX(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *Fus
 	}
 	for b := 0; b < batch; b++ {
 		xorRows512(&pad[top], pw*c, &src[b*inImg], s.InW*c, s.InH, s.InW*c, x)
-		amxConv(&p.cfg[0], &pu[0], c, kstep, &f.panel[0], f.tileStride, 16*p.cb, s.KH, p.chunks, p.cb, &sc.acc[0], ldc, p.mpairs, n/16)
+		amxConv(&p.cfg[0], &pu[0], c, kstep, &f.panel[0], f.tileStride, 16*p.cb, s.KH, p.chunks, p.cb, &sc.acc[0], ldc, p.mpairs, n/16, 16*c, false)
 		epilogue(&sc.acc[0], ldc, rs, pstep, rstep, f.oh, f.ow, &f.off[0], &epi[0], zp, lo, hi, &dst[b*outImg], n/16)
 	}
 }

@@ -24,20 +24,27 @@
 #define DP_01 BYTE $0xC4; BYTE $0xE2; BYTE $0x41; BYTE $0x5E; BYTE $0xCC
 #define DP_10 BYTE $0xC4; BYTE $0xE2; BYTE $0x49; BYTE $0x5E; BYTE $0xD5
 #define DP_11 BYTE $0xC4; BYTE $0xE2; BYTE $0x41; BYTE $0x5E; BYTE $0xDD
+// TDPBSUD (signed A, unsigned B), the same operands: VEX.F3 instead of VEX.66
+#define DPS_00 BYTE $0xC4; BYTE $0xE2; BYTE $0x4A; BYTE $0x5E; BYTE $0xC4
+#define DPS_01 BYTE $0xC4; BYTE $0xE2; BYTE $0x42; BYTE $0x5E; BYTE $0xCC
+#define DPS_10 BYTE $0xC4; BYTE $0xE2; BYTE $0x4A; BYTE $0x5E; BYTE $0xD5
+#define DPS_11 BYTE $0xC4; BYTE $0xE2; BYTE $0x42; BYTE $0x5E; BYTE $0xDD
 // TILESTORED (SI)(AX*1), tmm0..3
 #define STORE_0 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x04; BYTE $0x06
 #define STORE_1 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x0C; BYTE $0x06
 #define STORE_2 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x14; BYTE $0x06
 #define STORE_3 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x1C; BYTE $0x06
 
-// func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, nt int)
+// func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, nt, a1 int, sa bool)
 // For each pair of 16-row M tiles (raster rows 32i..32i+31, A rows lda bytes apart from a) and
 // each pair of 16-channel N tiles (weight tiles wts bytes apart from w; the last tile alone if
 // nt is odd), the sum over kernel rows and chunks of A (cb bytes per row) times B (cb/4 rows of
 // 64 bytes, wq bytes per chunk) into C tiles (four, or two for a lone N tile), stored as int32
 // rows ldc bytes apart at acc. After a kernel row's chunks, A moves on by kstep bytes (the
-// padded row minus the chunks' bytes).
-TEXT ·amxConv(SB), NOSPLIT, $0-112
+// padded row minus the chunks' bytes). A is unsigned and B signed (TDPBUSD), or with sa, A signed
+// and B unsigned (TDPBSUD: the GEMM's activations and w+128 panel). The second M tile of a pair
+// starts a1 bytes after the first (16*lda, or 0 to repeat the first one where the rows end).
+TEXT ·amxConv(SB), NOSPLIT, $0-121
 	MOVQ cfg+0(FP), AX
 	LDTILECFG_AX
 	MOVQ lda+16(FP), BX
@@ -53,9 +60,8 @@ amx_n:
 	TILEZERO_0
 	TILEZERO_2
 	MOVQ R13, SI
-	MOVQ BX, CX
-	SHLQ $4, CX
-	ADDQ SI, CX               // A of the second M tile: 16 rows on
+	MOVQ a1+112(FP), CX
+	ADDQ SI, CX               // A of the second M tile
 	MOVQ R11, DI
 	MOVQ kh+56(FP), R10
 	CMPQ R15, $1
@@ -71,10 +77,19 @@ amx_q:
 	LOAD_A1
 	LOAD_B0
 	LOAD_B1
+	CMPB sa+120(FP), $0
+	JNE amx_qs
 	DP_00
 	DP_01
 	DP_10
 	DP_11
+	JMP amx_qnext
+amx_qs:
+	DPS_00
+	DPS_01
+	DPS_10
+	DPS_11
+amx_qnext:
 	ADDQ cb+72(FP), SI
 	ADDQ cb+72(FP), CX
 	ADDQ wq+48(FP), DI
@@ -108,8 +123,15 @@ amx_q1:
 	LOAD_A0
 	LOAD_A1
 	LOAD_B0
+	CMPB sa+120(FP), $0
+	JNE amx_q1s
 	DP_00
 	DP_10
+	JMP amx_q1next
+amx_q1s:
+	DPS_00
+	DPS_10
+amx_q1next:
 	ADDQ cb+72(FP), SI
 	ADDQ cb+72(FP), CX
 	ADDQ wq+48(FP), DI
@@ -146,7 +168,8 @@ amx_mnext:
 #define EPI_LOAD_ROW(a) VMOVDQU32 a(DX), Z0
 #define EPI_MUL(o, e) VPADDD o(BX), Z0, Z0; VPMULDQ (e)(AX), Z0, Z16; VPSRLQ $32, Z0, Z17; VPMULDQ (e+64)(AX), Z17, Z17; VPADDQ (e+128)(AX), Z16, Z16; VPADDQ (e+192)(AX), Z17, Z17; VPSRAVQ (e+256)(AX), Z16, Z16; VPSRAVQ (e+320)(AX), Z17, Z17
 #define EPI_SAT(o, e, d) EPI_MUL(o, e); VPMOVSQB Z16, X16; VPMOVSQB Z17, X17; VPUNPCKLBW X17, X16, X16; VMOVDQU8 X16, d(DI)
-#define EPI_CLAMP(o, e, d) EPI_MUL(o, e); VPMAXSQ Z29, Z16, Z16; VPMAXSQ Z29, Z17, Z17; VPMINSQ Z30, Z16, Z16; VPMINSQ Z30, Z17, Z17; VPSLLQ $32, Z17, Z17; VPBLENDMD Z17, Z16, K3, Z16; VPADDD Z31, Z16, Z16; VPMOVDB Z16, X16; VMOVDQU8 X16, d(DI)
+#define EPI_CLAMPV(o, e) EPI_MUL(o, e); VPMAXSQ Z29, Z16, Z16; VPMAXSQ Z29, Z17, Z17; VPMINSQ Z30, Z16, Z16; VPMINSQ Z30, Z17, Z17; VPSLLQ $32, Z17, Z17; VPBLENDMD Z17, Z16, K3, Z16; VPADDD Z31, Z16, Z16; VPMOVDB Z16, X16
+#define EPI_CLAMP(o, e, d) EPI_CLAMPV(o, e); VMOVDQU8 X16, d(DI)
 
 // func amxEpiPool(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
 // For oh x ow output pixels (pixel steps pstep and row steps rstep bytes in acc) and nt tiles of
@@ -376,5 +399,57 @@ next:
 	ADDQ rstep+32(FP), R8
 	DECQ R9
 	JNZ y
+	VZEROUPPER
+	RET
+
+// func amxEpiGemm(acc *int32, ldc, rows int, off, roff *int32, epi *int64, zp, lo, hi int64, dst *int8, ldd, nt int, mask uint64)
+// The GEMM's epilogue on rows x nt tiles of 16 int32 sums (rows ldc bytes apart at acc): plus
+// the column offsets off and the row's offset roff[r], requantized with the table epi (as for
+// the convolutions, epiTile int64 per tile) and clamped to [lo, hi], as int8 rows ldd bytes
+// apart at dst; the last tile stores only the bytes set in mask.
+TEXT ·amxEpiGemm(SB), NOSPLIT, $0-104
+	MOVQ zp+48(FP), AX
+	VPBROADCASTD AX, Z31
+	MOVQ lo+56(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z29
+	MOVQ hi+64(FP), CX
+	SUBQ AX, CX
+	VPBROADCASTQ CX, Z30
+	MOVL $0xaaaa, CX
+	KMOVW CX, K3              // odd dwords
+	MOVQ mask+96(FP), CX
+	KMOVW CX, K2
+	MOVQ acc+0(FP), SI
+	MOVQ dst+72(FP), R10
+	MOVQ roff+32(FP), R8
+	MOVQ rows+16(FP), R9
+gemm_row:
+	VPBROADCASTD (R8), Z1     // the row's offset
+	MOVQ off+24(FP), BX
+	MOVQ epi+40(FP), AX
+	MOVQ SI, DX
+	MOVQ R10, DI
+	MOVQ nt+88(FP), CX
+	DECQ CX
+	JZ gemm_last
+gemm_tile:
+	VPADDD (DX), Z1, Z0
+	EPI_CLAMP(0, 0, 0)
+	ADDQ $64, DX
+	ADDQ $64, BX
+	ADDQ $384, AX
+	ADDQ $16, DI
+	DECQ CX
+	JNZ gemm_tile
+gemm_last:
+	VPADDD (DX), Z1, Z0
+	EPI_CLAMPV(0, 0)
+	VMOVDQU8 X16, K2, (DI)
+	ADDQ ldc+8(FP), SI
+	ADDQ ldd+80(FP), R10
+	ADDQ $4, R8
+	DECQ R9
+	JNZ gemm_row
 	VZEROUPPER
 	RET

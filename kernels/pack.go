@@ -140,7 +140,9 @@ func PackInt8(w []int8, n, k int) (*PackedInt8, error) {
 		p.w = make([]int8, n*k)
 		copy(p.w, w)
 	} else {
-		p.panel = make([]int8, p.np*p.kp)
+		// The AMX GEMM reads whole 64-byte K chunks of the last tile: up to 15 groups of 64
+		// bytes past the panel's end (multiplied by zero activations), kept in capacity.
+		p.panel = alignedInt8(p.np*p.kp + 15*64)[:p.np*p.kp]
 		for j := 0; j < n; j++ {
 			t, c := j/panelN, j%panelN
 			for kk, v := range w[j*k : (j+1)*k] {

@@ -1,0 +1,110 @@
+//go:build !purego
+
+package kernels
+
+import (
+	"unsafe"
+
+	"github.com/qatgo/qatgo/quant"
+)
+
+//go:noescape
+func amxEpiGemm(acc *int32, ldc, rows int, off, roff *int32, epi *int64, zp, lo, hi int64, dst *int8, ldd, nt int, mask uint64)
+
+// amxGemmMinRows is the fewest rows for which the AMX GEMM runs: below it most of a 16-row tile
+// would be padding, and the VNNI kernels are cheap.
+const amxGemmMinRows = 4
+
+// amxGemmCfg configures all eight tiles as 16 rows of 64 bytes: tmm0-3 the C tiles, tmm4-5 the
+// A tiles (16 rows of one 64-byte K chunk), tmm6-7 the B tiles (16 groups of 4 K values of 16
+// channels).
+var amxGemmCfg = func() (c [64]byte) {
+	c[0] = 1
+	for t := 0; t < 8; t++ {
+		c[16+2*t], c[48+t] = 64, 16
+	}
+	return c
+}()
+
+func init() {
+	if hasAMX {
+		avx512Kernels.gemmTiles = amxGemm8
+	}
+}
+
+// amxGemm8 is simdKernels.gemm for int8 results on AMX tiles: the activations (signed) times the
+// panel (w+128, unsigned) with TDPBSUD, K in chunks of 64 bytes, 32 rows and all columns
+// [j0, j1) per call of the tile kernel into an int32 block, then amxEpiGemm adds the column and
+// row offsets (bias, -128 times the row sums) and requantizes with the convolutions' epilogue
+// table. Rows are read in place when K is whole chunks (a last block of fewer than 32 rows with
+// tiles configured to those rows), else from a zero-padded copy, so that no tile reads past the
+// activations; the panel has room for the chunk that runs past its last tile. It reports false where AMX is off or m is
+// below amxGemmMinRows.
+func amxGemm8(k *simdKernels, sc *simdScratch, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, off []int32, rq *Requant, j0, j1 int) bool {
+	if !hasAMX || m < amxGemmMinRows {
+		return false
+	}
+	kc := (w.kp + 63) / 64 // K chunks
+	k64 := kc * 64
+	nc := j1 - j0
+	nt := (nc + panelN - 1) / panelN
+	mp := (m + 31) &^ 31
+	sc.roff = growI32(sc.roff, mp)
+	roff := sc.roff
+	k.rowOffsets(roff, a, lda, m, w.k)
+	// Rows in place when K is whole chunks (the last block of fewer than 32 rows with tiles of
+	// fewer rows, see below), else from the zero-padded copy.
+	inPlace := m
+	if w.k != k64 {
+		inPlace = 0
+		sc.apad = growI8(sc.apad, mp*k64)
+		clear(sc.apad)
+		for i := 0; i < m; i++ {
+			copy(sc.apad[i*k64:], a[i*lda:i*lda+w.k])
+		}
+	}
+	sc.ep = growI64(sc.ep, nt*epiTile)
+	ep := sc.ep
+	for j := 0; j < nt*panelN; j++ {
+		c := j % panelN
+		e := ep[j/panelN*epiTile+c%2*8+c/2:]
+		m0, total := int64(0), int64(1)
+		if j < nc {
+			m0 = int64(rq.M0[j0+j])
+			total = int64(31 - min(max(rq.Shift[j0+j], quant.MinShift), quant.MaxShift))
+		}
+		e[0], e[panelN], e[2*panelN] = m0, 1<<(total-1), total
+	}
+	ldc := nt * panelN * 4
+	sc.acc = growI32(sc.acc, 32*nt*panelN)
+	acc := sc.acc
+	ts := w.kp * panelN
+	panel := &w.panel[j0/panelN*ts]
+	mask := uint64(1)<<(nc-(nt-1)*panelN) - 1
+	zp, lo, hi := int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max)
+	for r0 := 0; r0 < m; r0 += 32 {
+		rows := min(32, m-r0)
+		ap, ald := unsafe.Pointer(nil), k64
+		if inPlace > 0 {
+			ap, ald = unsafe.Pointer(&a[r0*lda]), lda
+		} else {
+			ap = unsafe.Pointer(&sc.apad[r0*k64])
+		}
+		cfg, a1 := &amxGemmCfg, 16*ald
+		if rows < 32 && inPlace > 0 {
+			// The tiles hold only the rows there are: the first M tile min(16, rows), the second
+			// the rest, or, for at most 16 rows, the first one again (its results unused).
+			r1, r2 := min(16, rows), rows-16
+			if r2 <= 0 {
+				r2, a1 = r1, 0
+			}
+			part := amxGemmCfg
+			part[48+0], part[48+1], part[48+4] = byte(r1), byte(r1), byte(r1)
+			part[48+2], part[48+3], part[48+5] = byte(r2), byte(r2), byte(r2)
+			cfg = &part
+		}
+		amxConv(&cfg[0], (*uint8)(ap), ald, 0, panel, ts, 16*64, 1, kc, 64, &acc[0], ldc, 1, nt, a1, true)
+		amxEpiGemm(&acc[0], ldc, rows, &off[0], &roff[r0], &ep[0], zp, lo, hi, &dst8[r0*ldd], ldd, nt, mask)
+	}
+	return true
+}
