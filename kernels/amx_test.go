@@ -1,0 +1,147 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// TestFusedConvWithoutAMX runs TestFusedConv with the AMX kernels turned off, so that the AMX
+// shapes also take the AVX-512 VNNI kernels, as on CPUs without AMX.
+func TestFusedConvWithoutAMX(t *testing.T) {
+	if !hasAMX {
+		t.Skip("no AMX-INT8 (or the OS refused it): TestFusedConv already runs the VNNI kernels")
+	}
+	hasAMX = false
+	defer func() { hasAMX = true }()
+	TestFusedConv(t)
+}
+
+// TestAMXConcurrent runs one AMX convolution on several goroutines at once while the garbage
+// collector preempts them with signals: every result must equal the single-threaded one (the
+// tile registers are per thread and each kernel call configures its own).
+func TestAMXConcurrent(t *testing.T) {
+	if !hasAMX {
+		t.Skip("no AMX-INT8")
+	}
+	s := fusedShapes[len(convShapes)+1] // 14x14x16 -> 32
+	r := rand.New(rand.NewPCG(43, 44))
+	wraw := make([]int8, s.OutC*s.K())
+	fillInt8(r, wraw, fillRandom, true)
+	w, err := PackInt8(wraw, s.OutC, s.K())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFusedConv(s, true, -128, w, nil, randomRequant(r, s.OutC, s.K()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch = 4
+	src := make([]int8, batch*s.InH*s.InW*s.InC)
+	fillInt8(r, src, fillRandom, false)
+	want := make([]int8, batch*f.OutH()*f.OutW()*s.OutC)
+	var sc FusedScratch
+	f.Run(want, src, batch, &sc)
+	iters := 300
+	if testing.Short() {
+		iters = 50
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var sc FusedScratch
+			got := make([]int8, len(want))
+			for i := 0; i < iters; i++ {
+				f.Run(got, src, batch, &sc)
+				for j := range want {
+					if got[j] != want[j] {
+						errs <- "result differs from the single-threaded one"
+						return
+					}
+				}
+				if i%16 == 0 {
+					runtime.GC()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+}
+
+// TestGEMMWithoutAMX runs the GEMM tests with the AMX GEMM turned off, so that the VNNI kernels
+// keep their coverage on CPUs with AMX.
+func TestGEMMWithoutAMX(t *testing.T) {
+	if !hasAMX {
+		t.Skip("no AMX-INT8: the GEMM tests already run the VNNI kernels")
+	}
+	hasAMX = false
+	defer func() { hasAMX = true }()
+	TestGEMMAllPaths(t)
+	TestGEMMThreaded(t)
+}
+
+// TestGEMMAMX compares the AMX GEMM (avx512vnni path) with the naive reference on the shapes
+// that take its branches: rows in place or copied (K a multiple of 64 or not), a last block of
+// at most 16 rows, of 17 to 31 rows, whole blocks, lone and paired channel tiles, a partial last
+// tile, padded leading dimensions, and checks that nothing outside the output is written.
+func TestGEMMAMX(t *testing.T) {
+	if !hasAMX {
+		t.Skip("no AMX-INT8")
+	}
+	p := lookup("avx512vnni")
+	r := rand.New(rand.NewPCG(45, 46))
+	for _, m := range []int{amxGemmMinRows, 5, 15, 16, 17, 31, 32, 33, 64, 70} {
+		for _, k := range []int{4, 64, 100, 128, 288, 640} {
+			for _, n := range []int{1, 10, 16, 17, 32, 33, 48, 80} {
+				lda, ldd := k+r.IntN(2)*3, n+r.IntN(2)*5
+				a := make([]int8, (m-1)*lda+k) // the last row ends the slice
+				kind := fillKind(r.IntN(4))
+				fillInt8(r, a, kind, false)
+				wraw := make([]int8, n*k)
+				fillInt8(r, wraw, kind, true)
+				w, err := PackInt8(wraw, n, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bias := make([]int32, n)
+				for j := range bias {
+					bias[j] = int32(r.IntN(1<<16) - 1<<15)
+				}
+				rq := randomRequant(r, n, k)
+				want := refRequant(refGEMM(a, lda, m, wraw, n, k, bias), n, rq)
+				got := make([]int8, (m-1)*ldd+n+7)
+				for i := range got {
+					got[i] = 99
+				}
+				gemmInt8(p, got, ldd, a, lda, m, w, bias, rq)
+				for i := 0; i < m; i++ {
+					for j := 0; j < n; j++ {
+						if g, w := got[i*ldd+j], want[i*n+j]; g != w {
+							t.Fatalf("m%d n%d k%d: [%d][%d] got %d want %d", m, n, k, i, j, g, w)
+						}
+					}
+					for j := n; j < ldd && i*ldd+j < len(got); j++ {
+						if got[i*ldd+j] != 99 {
+							t.Fatalf("m%d n%d k%d: wrote into the row padding", m, n, k)
+						}
+					}
+				}
+				for i := (m-1)*ldd + n; i < len(got); i++ {
+					if got[i] != 99 {
+						t.Fatalf("m%d n%d k%d: wrote past the output", m, n, k)
+					}
+				}
+			}
+		}
+	}
+}
