@@ -234,3 +234,39 @@ func BenchmarkLMDecode(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLMPrefill runs a prefill of the whole context from an empty cache on one thread and
+// reports microseconds per token (wall and process CPU time) (the int8 layers run as GEMMs: on AMX tiles where
+// kernels.AMX reports them, QATGO_AMX=0 for the VNNI kernels).
+func BenchmarkLMPrefill(b *testing.B) {
+	defer kernels.SetMaxThreads(kernels.SetMaxThreads(1))
+	for _, bc := range lmBenchConfigs {
+		b.Run(bc.name, func(b *testing.B) {
+			lm, err := LoadLM(lmBenchModel(b, bc.name, bc.cfg))
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := lm.NewSession()
+			r := rand.New(rand.NewPCG(4, 5))
+			toks := make([]int, lm.ContextLength())
+			for i := range toks {
+				toks[i] = r.IntN(lm.Vocab())
+			}
+			b.ResetTimer()
+			cpu0, start := processCPU(), time.Now()
+			for range b.N {
+				s.Reset()
+				if _, err := s.Prefill(toks); err != nil {
+					b.Fatal(err)
+				}
+			}
+			el, cpu := time.Since(start), processCPU()-cpu0
+			b.StopTimer()
+			n := float64(b.N * len(toks))
+			b.ReportMetric(float64(el.Nanoseconds())/1e3/n, "us/token")
+			b.ReportMetric(float64(cpu.Nanoseconds())/1e3/n, "cpu-us/token")
+			b.ReportMetric(0, "ns/op")
+			b.Logf("kernels path %s (AMX %v), %d tokens", kernels.Path(), kernels.AMX(), len(toks))
+		})
+	}
+}

@@ -90,10 +90,11 @@ func TestGEMMWithoutAMX(t *testing.T) {
 	TestGEMMThreaded(t)
 }
 
-// TestGEMMAMX compares the AMX GEMM (avx512vnni path) with the naive reference on the shapes
-// that take its branches: rows in place or copied (K a multiple of 64 or not), a last block of
-// at most 16 rows, of 17 to 31 rows, whole blocks, lone and paired channel tiles, a partial last
-// tile, padded leading dimensions, and checks that nothing outside the output is written.
+// TestGEMMAMX compares the AMX GEMM (avx512vnni path, int32 and int8 results) with the naive
+// reference on the shapes that take its branches: rows in place or copied (K a multiple of 64
+// or not), a last block of at most 16 rows, of 17 to 31 rows, whole blocks, lone and paired
+// channel tiles, a partial last tile, padded leading dimensions, and checks that nothing outside
+// the output is written.
 func TestGEMMAMX(t *testing.T) {
 	if !hasAMX {
 		t.Skip("no AMX-INT8")
@@ -118,7 +119,27 @@ func TestGEMMAMX(t *testing.T) {
 					bias[j] = int32(r.IntN(1<<16) - 1<<15)
 				}
 				rq := randomRequant(r, n, k)
-				want := refRequant(refGEMM(a, lda, m, wraw, n, k, bias), n, rq)
+				want32 := refGEMM(a, lda, m, wraw, n, k, bias)
+				want := refRequant(want32, n, rq)
+				got32 := make([]int32, (m-1)*ldd+n+7)
+				for i := range got32 {
+					got32[i] = 99
+				}
+				gemmInt32(p, got32, ldd, a, lda, m, w, bias)
+				for i := 0; i < m; i++ {
+					for j := 0; j < ldd && i*ldd+j < len(got32); j++ {
+						if g := got32[i*ldd+j]; j < n && g != want32[i*n+j] {
+							t.Fatalf("m%d n%d k%d: int32 [%d][%d] got %d want %d", m, n, k, i, j, g, want32[i*n+j])
+						} else if j >= n && g != 99 {
+							t.Fatalf("m%d n%d k%d: int32 result written into the row padding", m, n, k)
+						}
+					}
+				}
+				for i := (m-1)*ldd + n; i < len(got32); i++ {
+					if got32[i] != 99 {
+						t.Fatalf("m%d n%d k%d: int32 result written past the output", m, n, k)
+					}
+				}
 				got := make([]int8, (m-1)*ldd+n+7)
 				for i := range got {
 					got[i] = 99

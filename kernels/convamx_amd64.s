@@ -453,3 +453,42 @@ gemm_last:
 	JNZ gemm_row
 	VZEROUPPER
 	RET
+
+// func amxEpiGemm32(acc *int32, ldc, rows int, off, roff *int32, dst *int32, ldd, nt int, mask uint64)
+// amxEpiGemm for int32 results: the sums plus the column and row offsets, stored as int32 rows
+// ldd bytes apart at dst; the last tile stores only the lanes set in mask.
+TEXT ·amxEpiGemm32(SB), NOSPLIT, $0-72
+	MOVQ mask+64(FP), CX
+	KMOVW CX, K2
+	MOVQ acc+0(FP), SI
+	MOVQ dst+40(FP), R10
+	MOVQ roff+32(FP), R8
+	MOVQ rows+16(FP), R9
+g32_row:
+	VPBROADCASTD (R8), Z1
+	MOVQ off+24(FP), BX
+	MOVQ SI, DX
+	MOVQ R10, DI
+	MOVQ nt+56(FP), CX
+	DECQ CX
+	JZ g32_last
+g32_tile:
+	VPADDD (DX), Z1, Z0
+	VPADDD (BX), Z0, Z0
+	VMOVDQU32 Z0, (DI)
+	ADDQ $64, DX
+	ADDQ $64, BX
+	ADDQ $64, DI
+	DECQ CX
+	JNZ g32_tile
+g32_last:
+	VPADDD (DX), Z1, Z0
+	VPADDD (BX), Z0, Z0
+	VMOVDQU32 Z0, K2, (DI)
+	ADDQ ldc+8(FP), SI
+	ADDQ ldd+48(FP), R10
+	ADDQ $4, R8
+	DECQ R9
+	JNZ g32_row
+	VZEROUPPER
+	RET

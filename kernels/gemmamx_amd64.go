@@ -9,6 +9,9 @@ import (
 )
 
 //go:noescape
+func amxEpiGemm32(acc *int32, ldc, rows int, off, roff *int32, dst *int32, ldd, nt int, mask uint64)
+
+//go:noescape
 func amxEpiGemm(acc *int32, ldc, rows int, off, roff *int32, epi *int64, zp, lo, hi int64, dst *int8, ldd, nt int, mask uint64)
 
 // amxGemmMinRows is the fewest rows for which the AMX GEMM runs: below it most of a 16-row tile
@@ -28,19 +31,19 @@ var amxGemmCfg = func() (c [64]byte) {
 
 func init() {
 	if hasAMX {
-		avx512Kernels.gemmTiles = amxGemm8
+		avx512Kernels.gemmTiles = amxGemm
 	}
 }
 
-// amxGemm8 is simdKernels.gemm for int8 results on AMX tiles: the activations (signed) times the
+// amxGemm is simdKernels.gemm on AMX tiles: the activations (signed) times the
 // panel (w+128, unsigned) with TDPBSUD, K in chunks of 64 bytes, 32 rows and all columns
 // [j0, j1) per call of the tile kernel into an int32 block, then amxEpiGemm adds the column and
 // row offsets (bias, -128 times the row sums) and requantizes with the convolutions' epilogue
-// table. Rows are read in place when K is whole chunks (a last block of fewer than 32 rows with
+// table (amxEpiGemm32 adds them for int32 results). Rows are read in place when K is whole chunks (a last block of fewer than 32 rows with
 // tiles configured to those rows), else from a zero-padded copy, so that no tile reads past the
 // activations; the panel has room for the chunk that runs past its last tile. It reports false where AMX is off or m is
 // below amxGemmMinRows.
-func amxGemm8(k *simdKernels, sc *simdScratch, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, off []int32, rq *Requant, j0, j1 int) bool {
+func amxGemm(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, off []int32, rq *Requant, j0, j1 int) bool {
 	if !hasAMX || m < amxGemmMinRows {
 		return false
 	}
@@ -63,9 +66,12 @@ func amxGemm8(k *simdKernels, sc *simdScratch, dst8 []int8, ldd int, a []int8, l
 			copy(sc.apad[i*k64:], a[i*lda:i*lda+w.k])
 		}
 	}
-	sc.ep = growI64(sc.ep, nt*epiTile)
-	ep := sc.ep
-	for j := 0; j < nt*panelN; j++ {
+	var ep []int64
+	if dst8 != nil {
+		sc.ep = growI64(sc.ep, nt*epiTile)
+		ep = sc.ep
+	}
+	for j := 0; j < len(ep)/epiTile*panelN; j++ {
 		c := j % panelN
 		e := ep[j/panelN*epiTile+c%2*8+c/2:]
 		m0, total := int64(0), int64(1)
@@ -81,7 +87,10 @@ func amxGemm8(k *simdKernels, sc *simdScratch, dst8 []int8, ldd int, a []int8, l
 	ts := w.kp * panelN
 	panel := &w.panel[j0/panelN*ts]
 	mask := uint64(1)<<(nc-(nt-1)*panelN) - 1
-	zp, lo, hi := int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max)
+	var zp, lo, hi int64
+	if rq != nil {
+		zp, lo, hi = int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max)
+	}
 	for r0 := 0; r0 < m; r0 += 32 {
 		rows := min(32, m-r0)
 		ap, ald := unsafe.Pointer(nil), k64
@@ -104,6 +113,10 @@ func amxGemm8(k *simdKernels, sc *simdScratch, dst8 []int8, ldd int, a []int8, l
 			cfg = &part
 		}
 		amxConv(&cfg[0], (*uint8)(ap), ald, 0, panel, ts, 16*64, 1, kc, 64, &acc[0], ldc, 1, nt, a1, true)
+		if dst8 == nil {
+			amxEpiGemm32(&acc[0], ldc, rows, &off[0], &roff[r0], &dst32[r0*ldd], 4*ldd, nt, mask&0xffff)
+			continue
+		}
 		amxEpiGemm(&acc[0], ldc, rows, &off[0], &roff[r0], &ep[0], zp, lo, hi, &dst8[r0*ldd], ldd, nt, mask)
 	}
 	return true

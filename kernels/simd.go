@@ -55,10 +55,10 @@ type simdKernels struct {
 	// requant applies the epilogue to rows x n values (n a positive multiple of 8, strides
 	// in elements); nil: Go only.
 	requant func(dst *int8, ldd int, src *int32, lds int, rows int, m0 *int32, sh *int32, n int, zp, lo, hi int64)
-	// gemmTiles, if not nil, runs a GEMM with int8 results on a matrix unit (AMX on amd64,
-	// gemmamx_amd64.go) with off holding the column offsets as in gemm; it reports false,
-	// having done nothing, where it does not apply.
-	gemmTiles func(k *simdKernels, sc *simdScratch, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, off []int32, rq *Requant, j0, j1 int) bool
+	// gemmTiles, if not nil, runs a GEMM (int32 results in dst32, or int8 ones in dst8) on a
+	// matrix unit (AMX on amd64, gemmamx_amd64.go) with off holding the column offsets as in
+	// gemm; it reports false, having done nothing, where it does not apply.
+	gemmTiles func(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, off []int32, rq *Requant, j0, j1 int) bool
 }
 
 func newSIMDImpl(name string, k *simdKernels) *impl {
@@ -246,7 +246,7 @@ func (k *simdKernels) gemm(dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m
 		k.gemvRows(sc, dst32, dst8, ldd, a, lda, m, w, rq, j0, j1)
 		return
 	}
-	if dst8 != nil && k.gemmTiles != nil && k.gemmTiles(k, sc, dst8, ldd, a, lda, m, w, off, rq, j0, j1) {
+	if k.gemmTiles != nil && k.gemmTiles(k, sc, dst32, dst8, ldd, a, lda, m, w, off, rq, j0, j1) {
 		return
 	}
 
