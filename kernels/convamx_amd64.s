@@ -35,6 +35,76 @@
 #define STORE_2 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x14; BYTE $0x06
 #define STORE_3 BYTE $0xC4; BYTE $0xE2; BYTE $0x7A; BYTE $0x4B; BYTE $0x1C; BYTE $0x06
 
+// The epilogue's steps for one tile of 16 channels: the int32 sums at a(DX) (pooled: the max
+// with the sums R10, R11 and R12 bytes on) into Z0; Z0 plus the offsets at o(BX), requantized
+// with the table at e(AX) and stored as 16 int8 at d(DI), by the saturating narrow (Sat table)
+// or by the clamp to Z29..Z30 (bounds minus zero point) and the zero point in Z31.
+#define EPI_LOAD_POOL(a) VMOVDQU32 a(DX), Z0; VPMAXSD a(DX)(R10*1), Z0, Z0; VPMAXSD a(DX)(R11*1), Z0, Z0; VPMAXSD a(DX)(R12*1), Z0, Z0
+#define EPI_LOAD_ROW(a) VMOVDQU32 a(DX), Z0
+#define EPI_MUL(o, e) VPADDD o(BX), Z0, Z0; VPMULDQ (e)(AX), Z0, Z16; VPSRLQ $32, Z0, Z17; VPMULDQ (e+64)(AX), Z17, Z17; VPADDQ (e+128)(AX), Z16, Z16; VPADDQ (e+192)(AX), Z17, Z17; VPSRAVQ (e+256)(AX), Z16, Z16; VPSRAVQ (e+320)(AX), Z17, Z17
+#define EPI_SAT(o, e, d) EPI_MUL(o, e); VPMOVSQB Z16, X16; VPMOVSQB Z17, X17; VPUNPCKLBW X17, X16, X16; VMOVDQU8 X16, d(DI)
+#define EPI_CLAMPV(o, e) EPI_MUL(o, e); VPMAXSQ Z29, Z16, Z16; VPMAXSQ Z29, Z17, Z17; VPMINSQ Z30, Z16, Z16; VPMINSQ Z30, Z17, Z17; VPSLLQ $32, Z17, Z17; VPBLENDMD Z17, Z16, K3, Z16; VPADDD Z31, Z16, Z16; VPMOVDB Z16, X16
+#define EPI_CLAMP(o, e, d) EPI_CLAMPV(o, e); VMOVDQU8 X16, d(DI)
+
+// AMX_EPI is the body of the convolution epilogues: per output row and pixel, the channel
+// tiles in pairs, then a lone one; LOAD and REQ are the per-tile steps above. Registers: R8 the
+// row's first pixel, SI the pixel, DX/BX/AX/DI its sums, offsets, table and output; K3 the odd
+// dwords; Z29-Z31 the clamp bounds minus zp and zp.
+#define AMX_EPI(LOAD, REQ) \
+	MOVQ zp+72(FP), AX \
+	VPBROADCASTD AX, Z31 \
+	MOVQ lo+80(FP), CX \
+	SUBQ AX, CX \
+	VPBROADCASTQ CX, Z29 \
+	MOVQ hi+88(FP), CX \
+	SUBQ AX, CX \
+	VPBROADCASTQ CX, Z30 \
+	MOVL $0xaaaa, CX \
+	KMOVW CX, K3 \
+	MOVQ acc+0(FP), R8 \
+	MOVQ dst+96(FP), DI \
+	MOVQ ldc+8(FP), R10 \
+	MOVQ rs+16(FP), R11 \
+	LEAQ (R10)(R11*1), R12 \
+	MOVQ oh+40(FP), R9 \
+y: \
+	MOVQ R8, SI \
+	MOVQ ow+48(FP), R14 \
+x: \
+	MOVQ off+56(FP), BX \
+	MOVQ epi+64(FP), AX \
+	MOVQ SI, DX \
+	MOVQ nt+104(FP), CX \
+	SHRQ $1, CX \
+	JZ lone \
+pair: \
+	LOAD(0) \
+	REQ(0, 0, 0) \
+	LOAD(64) \
+	REQ(64, 384, 16) \
+	ADDQ $128, DX \
+	ADDQ $128, BX \
+	ADDQ $768, AX \
+	ADDQ $32, DI \
+	DECQ CX \
+	JNZ pair \
+lone: \
+	MOVQ nt+104(FP), CX \
+	ANDQ $1, CX \
+	JZ next \
+	LOAD(0) \
+	REQ(0, 0, 0) \
+	ADDQ $16, DI \
+next: \
+	ADDQ pstep+24(FP), SI \
+	DECQ R14 \
+	JNZ x \
+	ADDQ rstep+32(FP), R8 \
+	DECQ R9 \
+	JNZ y \
+	VZEROUPPER \
+	RET
+
 // func amxConv(cfg *byte, a *uint8, lda, kstep int, w *int8, wts, wq, kh, chunks, cb int, acc *int32, ldc, mpairs, nt, a1 int, sa bool)
 // For each pair of 16-row M tiles (raster rows 32i..32i+31, A rows lda bytes apart from a) and
 // each pair of 16-channel N tiles (weight tiles wts bytes apart from w; the last tile alone if
@@ -160,17 +230,6 @@ amx_mnext:
 	TILERELEASE
 	RET
 
-// The epilogue's steps for one tile of 16 channels: the int32 sums at a(DX) (pooled: the max
-// with the sums R10, R11 and R12 bytes on) into Z0; Z0 plus the offsets at o(BX), requantized
-// with the table at e(AX) and stored as 16 int8 at d(DI), by the saturating narrow (Sat table)
-// or by the clamp to Z29..Z30 (bounds minus zero point) and the zero point in Z31.
-#define EPI_LOAD_POOL(a) VMOVDQU32 a(DX), Z0; VPMAXSD a(DX)(R10*1), Z0, Z0; VPMAXSD a(DX)(R11*1), Z0, Z0; VPMAXSD a(DX)(R12*1), Z0, Z0
-#define EPI_LOAD_ROW(a) VMOVDQU32 a(DX), Z0
-#define EPI_MUL(o, e) VPADDD o(BX), Z0, Z0; VPMULDQ (e)(AX), Z0, Z16; VPSRLQ $32, Z0, Z17; VPMULDQ (e+64)(AX), Z17, Z17; VPADDQ (e+128)(AX), Z16, Z16; VPADDQ (e+192)(AX), Z17, Z17; VPSRAVQ (e+256)(AX), Z16, Z16; VPSRAVQ (e+320)(AX), Z17, Z17
-#define EPI_SAT(o, e, d) EPI_MUL(o, e); VPMOVSQB Z16, X16; VPMOVSQB Z17, X17; VPUNPCKLBW X17, X16, X16; VMOVDQU8 X16, d(DI)
-#define EPI_CLAMPV(o, e) EPI_MUL(o, e); VPMAXSQ Z29, Z16, Z16; VPMAXSQ Z29, Z17, Z17; VPMINSQ Z30, Z16, Z16; VPMINSQ Z30, Z17, Z17; VPSLLQ $32, Z17, Z17; VPBLENDMD Z17, Z16, K3, Z16; VPADDD Z31, Z16, Z16; VPMOVDB Z16, X16
-#define EPI_CLAMP(o, e, d) EPI_CLAMPV(o, e); VMOVDQU8 X16, d(DI)
-
 // func amxEpiPool(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
 // For oh x ow output pixels (pixel steps pstep and row steps rstep bytes in acc) and nt tiles of
 // 16 channels: the max of the int32 sums of the pixel, its right neighbour (ldc bytes on) and the
@@ -180,227 +239,19 @@ amx_mnext:
 // table (zero point folded into the rounding terms; clamp bounds -128 and 127) and clamp by the
 // saturating narrow to int8.
 TEXT ·amxEpiPool(SB), NOSPLIT, $0-112
-	MOVQ zp+72(FP), AX
-	VPBROADCASTD AX, Z31
-	MOVQ lo+80(FP), CX
-	SUBQ AX, CX
-	VPBROADCASTQ CX, Z29
-	MOVQ hi+88(FP), CX
-	SUBQ AX, CX
-	VPBROADCASTQ CX, Z30
-	MOVL $0xaaaa, CX
-	KMOVW CX, K3              // odd dwords
-	MOVQ acc+0(FP), R8        // first pixel of the output row
-	MOVQ dst+96(FP), DI
-	MOVQ ldc+8(FP), R10
-	MOVQ rs+16(FP), R11
-	LEAQ (R10)(R11*1), R12
-	MOVQ oh+40(FP), R9
-y:
-	MOVQ R8, SI
-	MOVQ ow+48(FP), R14
-x:
-	MOVQ off+56(FP), BX
-	MOVQ epi+64(FP), AX
-	MOVQ SI, DX
-	MOVQ nt+104(FP), CX
-	SHRQ $1, CX
-	JZ lone
-pair:
-	EPI_LOAD_POOL(0)
-	EPI_CLAMP(0, 0, 0)
-	EPI_LOAD_POOL(64)
-	EPI_CLAMP(64, 384, 16)
-	ADDQ $128, DX
-	ADDQ $128, BX
-	ADDQ $768, AX
-	ADDQ $32, DI
-	DECQ CX
-	JNZ pair
-lone:
-	MOVQ nt+104(FP), CX
-	ANDQ $1, CX
-	JZ next
-	EPI_LOAD_POOL(0)
-	EPI_CLAMP(0, 0, 0)
-	ADDQ $16, DI
-next:
-	ADDQ pstep+24(FP), SI
-	DECQ R14
-	JNZ x
-	ADDQ rstep+32(FP), R8
-	DECQ R9
-	JNZ y
-	VZEROUPPER
-	RET
+	AMX_EPI(EPI_LOAD_POOL, EPI_CLAMP)
 
 // func amxEpiPoolSat(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
 TEXT ·amxEpiPoolSat(SB), NOSPLIT, $0-112
-	MOVQ zp+72(FP), AX
-	VPBROADCASTD AX, Z31
-	MOVQ lo+80(FP), CX
-	SUBQ AX, CX
-	VPBROADCASTQ CX, Z29
-	MOVQ hi+88(FP), CX
-	SUBQ AX, CX
-	VPBROADCASTQ CX, Z30
-	MOVL $0xaaaa, CX
-	KMOVW CX, K3              // odd dwords
-	MOVQ acc+0(FP), R8        // first pixel of the output row
-	MOVQ dst+96(FP), DI
-	MOVQ ldc+8(FP), R10
-	MOVQ rs+16(FP), R11
-	LEAQ (R10)(R11*1), R12
-	MOVQ oh+40(FP), R9
-y:
-	MOVQ R8, SI
-	MOVQ ow+48(FP), R14
-x:
-	MOVQ off+56(FP), BX
-	MOVQ epi+64(FP), AX
-	MOVQ SI, DX
-	MOVQ nt+104(FP), CX
-	SHRQ $1, CX
-	JZ lone
-pair:
-	EPI_LOAD_POOL(0)
-	EPI_SAT(0, 0, 0)
-	EPI_LOAD_POOL(64)
-	EPI_SAT(64, 384, 16)
-	ADDQ $128, DX
-	ADDQ $128, BX
-	ADDQ $768, AX
-	ADDQ $32, DI
-	DECQ CX
-	JNZ pair
-lone:
-	MOVQ nt+104(FP), CX
-	ANDQ $1, CX
-	JZ next
-	EPI_LOAD_POOL(0)
-	EPI_SAT(0, 0, 0)
-	ADDQ $16, DI
-next:
-	ADDQ pstep+24(FP), SI
-	DECQ R14
-	JNZ x
-	ADDQ rstep+32(FP), R8
-	DECQ R9
-	JNZ y
-	VZEROUPPER
-	RET
+	AMX_EPI(EPI_LOAD_POOL, EPI_SAT)
 
 // func amxEpiRow(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
 TEXT ·amxEpiRow(SB), NOSPLIT, $0-112
-	MOVQ zp+72(FP), AX
-	VPBROADCASTD AX, Z31
-	MOVQ lo+80(FP), CX
-	SUBQ AX, CX
-	VPBROADCASTQ CX, Z29
-	MOVQ hi+88(FP), CX
-	SUBQ AX, CX
-	VPBROADCASTQ CX, Z30
-	MOVL $0xaaaa, CX
-	KMOVW CX, K3              // odd dwords
-	MOVQ acc+0(FP), R8        // first pixel of the output row
-	MOVQ dst+96(FP), DI
-	MOVQ ldc+8(FP), R10
-	MOVQ rs+16(FP), R11
-	LEAQ (R10)(R11*1), R12
-	MOVQ oh+40(FP), R9
-y:
-	MOVQ R8, SI
-	MOVQ ow+48(FP), R14
-x:
-	MOVQ off+56(FP), BX
-	MOVQ epi+64(FP), AX
-	MOVQ SI, DX
-	MOVQ nt+104(FP), CX
-	SHRQ $1, CX
-	JZ lone
-pair:
-	EPI_LOAD_ROW(0)
-	EPI_CLAMP(0, 0, 0)
-	EPI_LOAD_ROW(64)
-	EPI_CLAMP(64, 384, 16)
-	ADDQ $128, DX
-	ADDQ $128, BX
-	ADDQ $768, AX
-	ADDQ $32, DI
-	DECQ CX
-	JNZ pair
-lone:
-	MOVQ nt+104(FP), CX
-	ANDQ $1, CX
-	JZ next
-	EPI_LOAD_ROW(0)
-	EPI_CLAMP(0, 0, 0)
-	ADDQ $16, DI
-next:
-	ADDQ pstep+24(FP), SI
-	DECQ R14
-	JNZ x
-	ADDQ rstep+32(FP), R8
-	DECQ R9
-	JNZ y
-	VZEROUPPER
-	RET
+	AMX_EPI(EPI_LOAD_ROW, EPI_CLAMP)
 
 // func amxEpiRowSat(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi *int64, zp, lo, hi int64, dst *int8, nt int)
 TEXT ·amxEpiRowSat(SB), NOSPLIT, $0-112
-	MOVQ zp+72(FP), AX
-	VPBROADCASTD AX, Z31
-	MOVQ lo+80(FP), CX
-	SUBQ AX, CX
-	VPBROADCASTQ CX, Z29
-	MOVQ hi+88(FP), CX
-	SUBQ AX, CX
-	VPBROADCASTQ CX, Z30
-	MOVL $0xaaaa, CX
-	KMOVW CX, K3              // odd dwords
-	MOVQ acc+0(FP), R8        // first pixel of the output row
-	MOVQ dst+96(FP), DI
-	MOVQ ldc+8(FP), R10
-	MOVQ rs+16(FP), R11
-	LEAQ (R10)(R11*1), R12
-	MOVQ oh+40(FP), R9
-y:
-	MOVQ R8, SI
-	MOVQ ow+48(FP), R14
-x:
-	MOVQ off+56(FP), BX
-	MOVQ epi+64(FP), AX
-	MOVQ SI, DX
-	MOVQ nt+104(FP), CX
-	SHRQ $1, CX
-	JZ lone
-pair:
-	EPI_LOAD_ROW(0)
-	EPI_SAT(0, 0, 0)
-	EPI_LOAD_ROW(64)
-	EPI_SAT(64, 384, 16)
-	ADDQ $128, DX
-	ADDQ $128, BX
-	ADDQ $768, AX
-	ADDQ $32, DI
-	DECQ CX
-	JNZ pair
-lone:
-	MOVQ nt+104(FP), CX
-	ANDQ $1, CX
-	JZ next
-	EPI_LOAD_ROW(0)
-	EPI_SAT(0, 0, 0)
-	ADDQ $16, DI
-next:
-	ADDQ pstep+24(FP), SI
-	DECQ R14
-	JNZ x
-	ADDQ rstep+32(FP), R8
-	DECQ R9
-	JNZ y
-	VZEROUPPER
-	RET
+	AMX_EPI(EPI_LOAD_ROW, EPI_SAT)
 
 // func amxEpiGemm(acc *int32, ldc, rows int, off, roff *int32, epi *int64, zp, lo, hi int64, dst *int8, ldd, nt int, mask uint64)
 // The GEMM's epilogue on rows x nt tiles of 16 int32 sums (rows ldc bytes apart at acc): plus
