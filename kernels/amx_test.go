@@ -166,3 +166,16 @@ func TestGEMMAMX(t *testing.T) {
 		}
 	}
 }
+
+// withAMXOff runs fn with the AMX kernels turned off (the AVX-512 VNNI path then takes its own
+// kernels for the shapes with an AMX plan) and reports true, or reports false without running
+// fn where AMX is off already.
+func withAMXOff(fn func()) bool {
+	if !hasAMX {
+		return false
+	}
+	hasAMX = false
+	defer func() { hasAMX = true }()
+	fn()
+	return true
+}
