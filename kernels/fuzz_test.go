@@ -263,8 +263,9 @@ func FuzzFusedConvPaths(f *testing.F) {
 			run(buf[:len(want)])
 			for i := range want {
 				if buf[i] != want[i] {
-					t.Fatalf("%s: %+v pool %v batch %d inZero %d rq %+v amx plan %v sat %v: index %d (pixel %d, channel %d) got %d want %d",
-						name, s, c.pool, c.batch, c.inZero, *c.rq, fc.amx != nil, fc.satEligible(), i, i/s.OutC, i%s.OutC, buf[i], want[i])
+					ch := i % s.OutC
+					t.Fatalf("%s: %+v pool %v batch %d inZero %d AMX plan %v Sat %v: index %d (pixel %d, channel %d: M0 %d Shift %d, zero point %d, clamp [%d, %d]) got %d want %d",
+						name, s, c.pool, c.batch, c.inZero, fc.amx != nil, fc.satEligible(), i, i/s.OutC, ch, c.rq.M0[ch], c.rq.Shift[ch], c.rq.ZeroPoint, c.rq.Min, c.rq.Max, buf[i], want[i])
 				}
 			}
 			for i := len(want); i < len(buf); i++ {
