@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -178,4 +179,31 @@ func withAMXOff(fn func()) bool {
 	defer func() { hasAMX = true }()
 	fn()
 	return true
+}
+
+// BenchmarkGEMMSmallM times int8 GEMMs of few rows (N = 10, the MNIST CNNs' classifier) with and
+// without the AMX GEMM, in ns per row: the data behind amxGemmMinRows and amxGemmMinRowsCopy.
+func BenchmarkGEMMSmallM(b *testing.B) {
+	p := lookup("avx512vnni")
+	for _, k := range []int{784, 3136} {
+		for _, m := range []int{4, 6, 8, 12, 16, 24} {
+			for _, amx := range []bool{true, false} {
+				b.Run(fmt.Sprintf("k%d/m%d/amx%v", k, m, amx), func(b *testing.B) {
+					old := hasAMX
+					hasAMX = amx && old
+					defer func() { hasAMX = old }()
+					n := 10
+					a := make([]int8, m*k)
+					wraw := make([]int8, n*k)
+					w, _ := PackInt8(wraw, n, k)
+					rq := &Requant{M0: make([]int32, n), Shift: make([]int32, n), Min: -128, Max: 127}
+					dst := make([]int8, m*n)
+					for range b.N {
+						gemmInt8(p, dst, n, a, k, m, w, nil, rq)
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*m), "ns/row")
+				})
+			}
+		}
+	}
 }

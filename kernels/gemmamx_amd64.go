@@ -14,9 +14,15 @@ func amxEpiGemm32(acc *int32, ldc, rows int, off, roff *int32, dst *int32, ldd, 
 //go:noescape
 func amxEpiGemm(acc *int32, ldc, rows int, off, roff *int32, epi *int64, zp, lo, hi int64, dst *int8, ldd, nt int, mask uint64)
 
-// amxGemmMinRows is the fewest rows for which the AMX GEMM runs: below it most of a 16-row tile
-// would be padding, and the VNNI kernels are cheap.
-const amxGemmMinRows = 4
+// amxGemmMinRows and amxGemmMinRowsCopy are the fewest rows for which the AMX GEMM runs, with
+// the rows read in place (K whole 64-byte chunks) and from the zero-padded copy: below them the
+// VNNI kernels were faster (BenchmarkGEMMSmallM, N = 10: at K = 3136 AMX took 272 against 540
+// ns per row for 4 rows; at K = 784, copied, 154 against 94 for 8 rows, 94 against 90 for 16, 73
+// against 88 for 24).
+const (
+	amxGemmMinRows     = 4
+	amxGemmMinRowsCopy = 24
+)
 
 // amxGemmCfg configures all eight tiles as 16 rows of 64 bytes: tmm0-3 the C tiles, tmm4-5 the
 // A tiles (16 rows of one 64-byte K chunk), tmm6-7 the B tiles (16 groups of 4 K values of 16
@@ -35,20 +41,21 @@ func init() {
 	}
 }
 
-// amxGemm is simdKernels.gemm on AMX tiles: the activations (signed) times the
-// panel (w+128, unsigned) with TDPBSUD, K in chunks of 64 bytes, 32 rows and all columns
-// [j0, j1) per call of the tile kernel into an int32 block, then amxEpiGemm adds the column and
-// row offsets (bias, -128 times the row sums) and requantizes with the convolutions' epilogue
-// table (amxEpiGemm32 adds them for int32 results). Rows are read in place when K is whole chunks (a last block of fewer than 32 rows with
-// tiles configured to those rows), else from a zero-padded copy, so that no tile reads past the
-// activations; the panel has room for the chunk that runs past its last tile. It reports false where AMX is off or m is
-// below amxGemmMinRows.
+// amxGemm is simdKernels.gemm on AMX tiles: the activations (signed) times the panel (w+128,
+// unsigned) with TDPBSUD, K in chunks of 64 bytes, 32 rows and all columns [j0, j1) per call of
+// the tile kernel into an int32 block, then amxEpiGemm adds the column and row offsets (bias,
+// -128 times the row sums) and requantizes with the convolutions' epilogue table (amxEpiGemm32
+// adds them for int32 results). Rows are read in place when K is whole chunks (a last block of
+// fewer than 32 rows with tiles configured to those rows), else from a zero-padded copy, so that
+// no tile reads past the activations; the panel has room for the chunk that runs past its last
+// tile. It reports false where AMX is off or m is below amxGemmMinRows (amxGemmMinRowsCopy when
+// the rows are copied).
 func amxGemm(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, off []int32, rq *Requant, j0, j1 int) bool {
-	if !hasAMX || m < amxGemmMinRows {
-		return false
-	}
 	kc := (w.kp + 63) / 64 // K chunks
 	k64 := kc * 64
+	if !hasAMX || m < amxGemmMinRows || w.k != k64 && m < amxGemmMinRowsCopy {
+		return false
+	}
 	nc := j1 - j0
 	nt := (nc + panelN - 1) / panelN
 	mp := (m + 31) &^ 31
