@@ -103,7 +103,7 @@ func TestGEMMAMX(t *testing.T) {
 	p := lookup("avx512vnni")
 	r := rand.New(rand.NewPCG(45, 46))
 	for _, m := range []int{amxGemmMinRows, 5, 15, 16, 17, 31, 32, 33, 64, 70} {
-		for _, k := range []int{4, 64, 100, 128, 288, 640} {
+		for _, k := range []int{4, 64, 100, 128, amxGemmMinK, 288, 640, 1024} {
 			for _, n := range []int{1, 10, 16, 17, 32, 33, 48, 80} {
 				lda, ldd := k+r.IntN(2)*3, n+r.IntN(2)*5
 				a := make([]int8, (m-1)*lda+k) // the last row ends the slice

@@ -19,9 +19,15 @@ func amxEpiGemm(acc *int32, ldc, rows int, off, roff *int32, epi *int64, zp, lo,
 // VNNI kernels were faster (BenchmarkGEMMSmallM, N = 10: at K = 3136 AMX took 272 against 540
 // ns per row for 4 rows; at K = 784, copied, 154 against 94 for 8 rows, 94 against 90 for 16, 73
 // against 88 for 24).
+//
+// amxGemmMinK is the shortest K for which it runs: with fewer 64-byte chunks the fixed costs of a
+// tile call (LDTILECFG and TILERELEASE took 55 ns) and of the int32 round trip are not paid back
+// (BenchmarkLMPrefill: the tiny model, K = 64 and 128 at 32 rows, 4.5-4.7 us per token on AMX
+// against 4.1 without; the stories15m-shaped one, K = 288 and 768, 72 against 81-83).
 const (
 	amxGemmMinRows     = 4
 	amxGemmMinRowsCopy = 24
+	amxGemmMinK        = 256
 )
 
 // amxGemmCfg configures all eight tiles as 16 rows of 64 bytes: tmm0-3 the C tiles, tmm4-5 the
@@ -48,12 +54,12 @@ func init() {
 // adds them for int32 results). Rows are read in place when K is whole chunks (a last block of
 // fewer than 32 rows with tiles configured to those rows), else from a zero-padded copy, so that
 // no tile reads past the activations; the panel has room for the chunk that runs past its last
-// tile. It reports false where AMX is off or m is below amxGemmMinRows (amxGemmMinRowsCopy when
-// the rows are copied).
+// tile. It reports false where AMX is off, K is below amxGemmMinK or m below amxGemmMinRows
+// (amxGemmMinRowsCopy when the rows are copied).
 func amxGemm(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, off []int32, rq *Requant, j0, j1 int) bool {
 	kc := (w.kp + 63) / 64 // K chunks
 	k64 := kc * 64
-	if !hasAMX || m < amxGemmMinRows || w.k != k64 && m < amxGemmMinRowsCopy {
+	if !hasAMX || w.k < amxGemmMinK || m < amxGemmMinRows || w.k != k64 && m < amxGemmMinRowsCopy {
 		return false
 	}
 	nc := j1 - j0
