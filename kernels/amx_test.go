@@ -207,3 +207,27 @@ func BenchmarkGEMMSmallM(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPeakTDPBUSD measures the AMX-INT8 peak of this machine (register-only TDPBUSD, four
+// independent 16x16x64 tiles per iteration) on 1 and 2 goroutines at once, in GOPS for all of them:
+// compare the AMX GEMM with it (and with BenchmarkPeakVPDPBUSD) in the same run.
+func BenchmarkPeakTDPBUSD(b *testing.B) {
+	if !hasAMX {
+		b.Skip("no AMX-INT8")
+	}
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads%d", threads), func(b *testing.B) {
+			const n = 1 << 14
+			var wg sync.WaitGroup
+			for range b.N {
+				wg.Add(threads)
+				for range threads {
+					go func() { peakTDPBUSD(&amxGemmCfg[0], n); wg.Done() }()
+				}
+				wg.Wait()
+			}
+			ops := float64(threads) * 4 * 16 * 16 * 64 * 2 * float64(n) * float64(b.N)
+			b.ReportMetric(ops/b.Elapsed().Seconds()/1e9, "GOPS")
+		})
+	}
+}

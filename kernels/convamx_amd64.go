@@ -71,3 +71,6 @@ func convPoolAMX(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *Fus
 		epilogue(&sc.acc[0], ldc, rs, pstep, rstep, f.oh, f.ow, &f.off[0], &epi[0], zp, lo, hi, &dst[b*outImg], n/16)
 	}
 }
+
+//go:noescape
+func peakTDPBUSD(cfg *byte, n int)

@@ -343,3 +343,28 @@ g32_last:
 	JNZ g32_row
 	VZEROUPPER
 	RET
+
+// func peakTDPBUSD(cfg *byte, n int)
+// n iterations of four independent register-only TDPBUSD (tmm0-3 += tmm4 . tmm6/7, tmm5 .
+// tmm6/7) on zeroed tiles: the AMX-INT8 peak, for BenchmarkPeakTDPBUSD.
+TEXT ·peakTDPBUSD(SB), NOSPLIT, $0-16
+	MOVQ cfg+0(FP), AX
+	LDTILECFG_AX
+	MOVQ n+8(FP), CX
+	TILEZERO_0
+	TILEZERO_1
+	TILEZERO_2
+	TILEZERO_3
+	BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xE0 // TILEZERO tmm4
+	BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xE8 // TILEZERO tmm5
+	BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xF0 // TILEZERO tmm6
+	BYTE $0xC4; BYTE $0xE2; BYTE $0x7B; BYTE $0x49; BYTE $0xF8 // TILEZERO tmm7
+peak_tdp:
+	DP_00
+	DP_01
+	DP_10
+	DP_11
+	DECQ CX
+	JNZ peak_tdp
+	TILERELEASE
+	RET
