@@ -31,6 +31,7 @@ func amxEpiRowSat(acc *int32, ldc, rs, pstep, rstep, oh, ow int, off *int32, epi
 // clear it to run the VNNI kernels on the same shapes.
 var hasAMX = cpu.X86.HasAMXTile && cpu.X86.HasAMXInt8 && cpu.X86.HasAVX512VNNI && os.Getenv("QATGO_AMX") != "0" && amxEnable()
 
+// amxOn is AMX: the AMX kernels may run and the avx512vnni path, which runs them, is selected.
 func amxOn() bool { return hasAMX && Path() == "avx512vnni" }
 
 // convPoolAMX is convPoolVNNI for convolutions with an AMX plan: per image the u8 padded image,
@@ -72,5 +73,8 @@ func convPoolAMX(f *FusedConv, dst, src []int8, batch int, shifted bool, sc *Fus
 	}
 }
 
+// peakTDPBUSD runs n iterations of four independent register-only TDPBUSD with the tile
+// configuration cfg (BenchmarkPeakTDPBUSD).
+//
 //go:noescape
 func peakTDPBUSD(cfg *byte, n int)

@@ -2,4 +2,5 @@
 
 package kernels
 
+// amxOn reports false: this build has no AMX kernels.
 func amxOn() bool { return false }
