@@ -94,8 +94,8 @@ func TestGEMMWithoutAMX(t *testing.T) {
 // TestGEMMAMX compares the AMX GEMM (avx512vnni path, int32 and int8 results) with the naive
 // reference on the shapes that take its branches: rows in place or copied (K a multiple of 64
 // or not), a last block of at most 16 rows, of 17 to 31 rows, whole blocks, lone and paired
-// channel tiles, a partial last tile, padded leading dimensions, and checks that nothing outside
-// the output is written.
+// channel tiles, a partial last tile, more channel tiles than one call takes, padded leading
+// dimensions, and checks that nothing outside the output is written.
 func TestGEMMAMX(t *testing.T) {
 	if !hasAMX {
 		t.Skip("no AMX-INT8")
@@ -104,7 +104,7 @@ func TestGEMMAMX(t *testing.T) {
 	r := rand.New(rand.NewPCG(45, 46))
 	for _, m := range []int{amxGemmMinRows, 5, 15, 16, 17, 31, 32, 33, 64, 70} {
 		for _, k := range []int{4, 64, 100, 128, amxGemmMinK, 288, 640, 1024} {
-			for _, n := range []int{1, 10, 16, 17, 32, 33, 48, 80} {
+			for _, n := range []int{1, 10, 16, 17, 32, 33, 48, 80, 16*amxGemmColTiles + 44} {
 				lda, ldd := k+r.IntN(2)*3, n+r.IntN(2)*5
 				a := make([]int8, (m-1)*lda+k) // the last row ends the slice
 				kind := fillKind(r.IntN(4))

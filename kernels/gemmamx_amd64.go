@@ -28,6 +28,9 @@ const (
 	amxGemmMinRows     = 4
 	amxGemmMinRowsCopy = 24
 	amxGemmMinK        = 256
+	// amxGemmColTiles bounds the channel tiles of one tile-kernel call, and so the int32 block
+	// (32 rows by 256 channels, 32 KB) whatever N is (an LM head's vocabulary).
+	amxGemmColTiles = 16
 )
 
 // amxGemmCfg configures all eight tiles as 16 rows of 64 bytes: tmm0-3 the C tiles, tmm4-5 the
@@ -48,14 +51,15 @@ func init() {
 }
 
 // amxGemm is simdKernels.gemm on AMX tiles: the activations (signed) times the panel (w+128,
-// unsigned) with TDPBSUD, K in chunks of 64 bytes, 32 rows and all columns [j0, j1) per call of
-// the tile kernel into an int32 block, then amxEpiGemm adds the column and row offsets (bias,
-// -128 times the row sums) and requantizes with the convolutions' epilogue table (amxEpiGemm32
-// adds them for int32 results). Rows are read in place when K is whole chunks (a last block of
-// fewer than 32 rows with tiles configured to those rows), else from a zero-padded copy, so that
-// no tile reads past the activations; the panel has room for the chunk that runs past its last
-// tile. It reports false where AMX is off, K is below amxGemmMinK or m below amxGemmMinRows
-// (amxGemmMinRowsCopy when the rows are copied).
+// unsigned) with TDPBSUD, K in chunks of 64 bytes, 32 rows and up to amxGemmColTiles*16 columns
+// of [j0, j1) per call of the tile kernel into an int32 block, then amxEpiGemm adds the column
+// and row offsets (bias, -128 times the row sums) and requantizes with the convolutions'
+// epilogue table (amxEpiGemm32 adds them for int32 results). Rows are read in place when K is
+// whole chunks (a last block of fewer than 32 rows with tiles configured to those rows), else
+// block by block from a zero-padded copy of 32 rows, so that no tile reads past the
+// activations; the panel has room for the chunk that runs past its last tile. It reports false
+// where AMX is off, K is below amxGemmMinK or m below amxGemmMinRows (amxGemmMinRowsCopy when
+// the rows are copied).
 func amxGemm(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd int, a []int8, lda, m int, w *PackedInt8, off []int32, rq *Requant, j0, j1 int) bool {
 	kc := (w.kp + 63) / 64 // K chunks
 	k64 := kc * 64
@@ -69,15 +73,10 @@ func amxGemm(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd in
 	roff := sc.roff
 	k.rowOffsets(roff, a, lda, m, w.k)
 	// Rows in place when K is whole chunks (the last block of fewer than 32 rows with tiles of
-	// fewer rows, see below), else from the zero-padded copy.
-	inPlace := m
-	if w.k != k64 {
-		inPlace = 0
-		sc.apad = growI8(sc.apad, mp*k64)
-		clear(sc.apad)
-		for i := 0; i < m; i++ {
-			copy(sc.apad[i*k64:], a[i*lda:i*lda+w.k])
-		}
+	// fewer rows, see below), else each block of 32 rows from a zero-padded copy.
+	inPlace := w.k == k64
+	if !inPlace {
+		sc.apad = growI8(sc.apad, 32*k64)
 	}
 	var ep []int64
 	if dst8 != nil {
@@ -94,12 +93,12 @@ func amxGemm(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd in
 		}
 		e[0], e[panelN], e[2*panelN] = m0, 1<<(total-1), total
 	}
-	ldc := nt * panelN * 4
-	sc.acc = growI32(sc.acc, 32*nt*panelN)
+	// The sums of 32 rows by up to amxGemmColTiles channel tiles at a time.
+	bt := min(nt, amxGemmColTiles)
+	ldc := bt * panelN * 4
+	sc.acc = growI32(sc.acc, 32*bt*panelN)
 	acc := sc.acc
 	ts := w.kp * panelN
-	panel := &w.panel[j0/panelN*ts]
-	mask := uint64(1)<<(nc-(nt-1)*panelN) - 1
 	var zp, lo, hi int64
 	if rq != nil {
 		zp, lo, hi = int64(rq.ZeroPoint), int64(rq.Min), int64(rq.Max)
@@ -107,13 +106,17 @@ func amxGemm(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd in
 	for r0 := 0; r0 < m; r0 += 32 {
 		rows := min(32, m-r0)
 		ap, ald := unsafe.Pointer(nil), k64
-		if inPlace > 0 {
+		if inPlace {
 			ap, ald = unsafe.Pointer(&a[r0*lda]), lda
 		} else {
-			ap = unsafe.Pointer(&sc.apad[r0*k64])
+			clear(sc.apad)
+			for i := 0; i < rows; i++ {
+				copy(sc.apad[i*k64:], a[(r0+i)*lda:(r0+i)*lda+w.k])
+			}
+			ap = unsafe.Pointer(&sc.apad[0])
 		}
 		cfg, a1 := &amxGemmCfg, 16*ald
-		if rows < 32 && inPlace > 0 {
+		if rows < 32 && inPlace {
 			// The tiles hold only the rows there are: the first M tile min(16, rows), the second
 			// the rest, or, for at most 16 rows, the first one again (its results unused).
 			r1, r2 := min(16, rows), rows-16
@@ -125,12 +128,18 @@ func amxGemm(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd in
 			part[48+2], part[48+3], part[48+5] = byte(r2), byte(r2), byte(r2)
 			cfg = &part
 		}
-		amxConv(&cfg[0], (*uint8)(ap), ald, 0, panel, ts, 16*64, 1, kc, 64, &acc[0], ldc, 1, nt, a1, true)
-		if dst8 == nil {
-			amxEpiGemm32(&acc[0], ldc, rows, &off[0], &roff[r0], &dst32[r0*ldd], 4*ldd, nt, mask&0xffff)
-			continue
+		for t0 := 0; t0 < nt; t0 += bt {
+			tn := min(bt, nt-t0)
+			c0 := t0 * panelN
+			cols := min(tn*panelN, nc-c0)
+			mask := uint64(1)<<(cols-(tn-1)*panelN) - 1
+			amxConv(&cfg[0], (*uint8)(ap), ald, 0, &w.panel[(j0/panelN+t0)*ts], ts, 16*64, 1, kc, 64, &acc[0], ldc, 1, tn, a1, true)
+			if dst8 == nil {
+				amxEpiGemm32(&acc[0], ldc, rows, &off[c0], &roff[r0], &dst32[r0*ldd+c0], 4*ldd, tn, mask&0xffff)
+				continue
+			}
+			amxEpiGemm(&acc[0], ldc, rows, &off[c0], &roff[r0], &ep[t0*epiTile], zp, lo, hi, &dst8[r0*ldd+c0], ldd, tn, mask)
 		}
-		amxEpiGemm(&acc[0], ldc, rows, &off[0], &roff[r0], &ep[0], zp, lo, hi, &dst8[r0*ldd], ldd, nt, mask)
 	}
 	return true
 }
