@@ -6,6 +6,13 @@ package kernels
 // VNNI kernels). The results are identical either way.
 func AMX() bool { return amxOn() }
 
+// amxGemmMinK is the shortest K for which the AMX GEMM (gemmamx_amd64.go) runs: with fewer
+// 64-byte chunks the fixed costs of a tile call (LDTILECFG and TILERELEASE took 55 ns) and of the
+// int32 round trip are not paid back (BenchmarkLMPrefill: the tiny model, K = 64 and 128 at 32
+// rows, 4.5-4.7 us per token on AMX against 4.1 without; the stories15m-shaped one, K = 288 and
+// 768, 72 against 81-83).
+const amxGemmMinK = 256
+
 // AMX plan of a FusedConv (Intel AMX-INT8, used by the AVX-512 VNNI path where the CPU and the
 // OS allow it; see convamx_amd64.go).
 //

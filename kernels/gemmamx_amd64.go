@@ -19,15 +19,10 @@ func amxEpiGemm(acc *int32, ldc, rows int, off, roff *int32, epi *int64, zp, lo,
 // VNNI kernels were faster (BenchmarkGEMMSmallM, N = 10: at K = 3136 AMX took 272 against 540
 // ns per row for 4 rows; at K = 784, copied, 154 against 94 for 8 rows, 94 against 90 for 16, 73
 // against 88 for 24).
-//
-// amxGemmMinK is the shortest K for which it runs: with fewer 64-byte chunks the fixed costs of a
-// tile call (LDTILECFG and TILERELEASE took 55 ns) and of the int32 round trip are not paid back
-// (BenchmarkLMPrefill: the tiny model, K = 64 and 128 at 32 rows, 4.5-4.7 us per token on AMX
-// against 4.1 without; the stories15m-shaped one, K = 288 and 768, 72 against 81-83).
+// (amxGemmMinK, the shortest K, is in convamx.go: PackInt8 sizes the panel's slack by it.)
 const (
 	amxGemmMinRows     = 4
 	amxGemmMinRowsCopy = 24
-	amxGemmMinK        = 256
 	// amxGemmColTiles bounds the channel tiles of one tile-kernel call, and so the int32 block
 	// (32 rows by 256 channels, 32 KB) whatever N is (an LM head's vocabulary).
 	amxGemmColTiles = 16

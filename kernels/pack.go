@@ -140,9 +140,14 @@ func PackInt8(w []int8, n, k int) (*PackedInt8, error) {
 		p.w = make([]int8, n*k)
 		copy(p.w, w)
 	} else {
-		// The AMX GEMM reads whole 64-byte K chunks of the last tile: up to 15 groups of 64
-		// bytes past the panel's end (multiplied by zero activations), kept in capacity.
-		p.panel = alignedInt8(p.np*p.kp + 15*64)[:p.np*p.kp]
+		// The AMX GEMM (K >= amxGemmMinK) reads whole 64-byte K chunks of the last tile: up to
+		// 15 groups of 64 bytes past the panel's end (multiplied by zero activations), kept in
+		// capacity.
+		slack := 0
+		if p.kp >= amxGemmMinK {
+			slack = ((p.kp+63)&^63 - p.kp) * panelN
+		}
+		p.panel = alignedInt8(p.np*p.kp + slack)[:p.np*p.kp]
 		for j := 0; j < n; j++ {
 			t, c := j/panelN, j%panelN
 			for kk, v := range w[j*k : (j+1)*k] {
@@ -167,7 +172,10 @@ func (p *PackedInt8) at(j, kk int) int8 {
 // ResidentBytes returns the memory the packed weights keep (the SIMD panel or, without SIMD, the
 // row-major copy; row sums; and the lazily built layouts built so far).
 func (p *PackedInt8) ResidentBytes() int64 {
-	n := int64(len(p.w)) + int64(len(p.panel)) + 4*int64(len(p.sums))
+	n := int64(len(p.w)) + 4*int64(len(p.sums))
+	if p.panel != nil {
+		n += int64(cap(p.panel)) // with the AMX slack
+	}
 	if b := p.w2.Load(); b != nil {
 		n += 8 * int64(len(*b))
 	}
