@@ -126,3 +126,37 @@ func FuzzReadImages(f *testing.F) {
 		ReadLabels(bytes.NewReader(data))
 	})
 }
+
+// FuzzReadLabels: arbitrary bytes give labels or an error, never a panic; accepted labels are
+// exactly the count the header gives, read from the bytes after it, each in 0..9.
+func FuzzReadLabels(f *testing.F) {
+	f.Add(idx(magicLabels, []uint32{3}, []byte{0, 9, 4}))
+	f.Add(idx(magicLabels, []uint32{0}, nil))
+	f.Add(idx(magicLabels, []uint32{2}, []byte{7, 3, 5, 5})) // trailing bytes
+	f.Add(idx(magicLabels, []uint32{3}, []byte{0, 1}))       // truncated
+	f.Add(idx(magicLabels, []uint32{3}, []byte{0, 10, 4}))   // label out of range
+	f.Add(idx(magicLabels, []uint32{1<<32 - 1}, []byte{1}))  // huge count
+	f.Add(idx(magicImages, []uint32{1}, []byte{1}))          // wrong magic
+	f.Add([]byte{0, 0, 8})                                   // short header
+	f.Fuzz(func(t *testing.T, data []byte) {
+		labels, err := ReadLabels(bytes.NewReader(data))
+		if err != nil {
+			if !errors.Is(err, ErrFormat) {
+				t.Fatalf("error %v does not wrap ErrFormat", err)
+			}
+			return
+		}
+		if len(data) < 8 || binary.BigEndian.Uint32(data) != magicLabels {
+			t.Fatalf("accepted %d bytes without a label header", len(data))
+		}
+		n := int(binary.BigEndian.Uint32(data[4:]))
+		if len(labels) != n || len(data)-8 < n {
+			t.Fatalf("header count %d, %d data bytes, got %d labels", n, len(data)-8, len(labels))
+		}
+		for i, l := range labels {
+			if l > 9 || l != data[8+i] {
+				t.Fatalf("label %d = %d, byte %d", i, l, data[8+i])
+			}
+		}
+	})
+}
