@@ -129,7 +129,7 @@ func ReadImage(path string, channels int) (*Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		if cfg.Width < 1 || cfg.Height < 1 || cfg.Width*cfg.Height > MaxPixels {
+		if cfg.Width < 1 || cfg.Height < 1 || cfg.Width > MaxPixels/cfg.Height {
 			return nil, fmt.Errorf("image of %dx%d pixels", cfg.Width, cfg.Height)
 		}
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -180,7 +180,7 @@ func DecodePGM(r io.Reader) (*image.Gray, error) {
 			return nil, fmt.Errorf("PGM header: %w", err)
 		}
 	}
-	if w < 1 || h < 1 || w*h > MaxPixels || maxv < 1 || maxv > 255 {
+	if w < 1 || h < 1 || w > MaxPixels/h || maxv < 1 || maxv > 255 { // w > MaxPixels/h: w*h can overflow
 		return nil, fmt.Errorf("PGM %dx%d maxval %d (want maxval <= 255)", w, h, maxv)
 	}
 	if _, err := br.ReadByte(); err != nil { // the single whitespace after maxval

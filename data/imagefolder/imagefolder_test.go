@@ -170,3 +170,22 @@ func FuzzDecodePGM(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodePGMBadHeader: headers whose sizes overflow or exceed MaxPixels are errors (sides of
+// 2^32 once made w*h wrap to 0 and image.NewGray panic).
+func TestDecodePGMBadHeader(t *testing.T) {
+	for _, s := range []string{
+		"P5 4294967296 4294967296 255 ",
+		"P5 3037000500 3037000500 255 ",
+		"P5 -4294967296 -4294967296 255 ",
+		"P5 8193 8193 255 ",
+		"P5 2 2 0 \x00\x00\x00\x00",
+		"P5 2 2 256 \x00\x00\x00\x00",
+		"P5 2 2 255 \x00\x00\x00",
+		"P6 2 2 255 \x00\x00\x00\x00",
+	} {
+		if g, err := DecodePGM(bytes.NewReader([]byte(s))); err == nil {
+			t.Errorf("%q: accepted %v", s, g.Rect)
+		}
+	}
+}
