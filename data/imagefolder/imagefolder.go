@@ -118,9 +118,16 @@ func ReadImage(path string, channels int) (*Image, error) {
 		return nil, err
 	}
 	defer f.Close()
-	r := bufio.NewReader(f)
+	return decodeImage(f, strings.EqualFold(filepath.Ext(path), ".pgm"), channels)
+}
+
+// decodeImage decodes the PGM (pgm set) or PNG/JPEG image in rs, which it reads twice (the
+// header, then the image), into channels channels (1, 3 or 4).
+func decodeImage(rs io.ReadSeeker, pgm bool, channels int) (*Image, error) {
+	r := bufio.NewReader(rs)
 	var img image.Image
-	if strings.EqualFold(filepath.Ext(path), ".pgm") {
+	var err error
+	if pgm {
 		if img, err = DecodePGM(r); err != nil {
 			return nil, err
 		}
@@ -132,10 +139,10 @@ func ReadImage(path string, channels int) (*Image, error) {
 		if cfg.Width < 1 || cfg.Height < 1 || cfg.Width > MaxPixels/cfg.Height {
 			return nil, fmt.Errorf("image of %dx%d pixels", cfg.Width, cfg.Height)
 		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
+		if _, err := rs.Seek(0, io.SeekStart); err != nil {
 			return nil, err
 		}
-		if img, _, err = image.Decode(bufio.NewReader(f)); err != nil {
+		if img, _, err = image.Decode(bufio.NewReader(rs)); err != nil {
 			return nil, err
 		}
 	}

@@ -2,7 +2,9 @@ package imagefolder
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -188,4 +190,73 @@ func TestDecodePGMBadHeader(t *testing.T) {
 			t.Errorf("%q: accepted %v", s, g.Rect)
 		}
 	}
+}
+
+// imageSeeds returns small valid PNG, JPEG and PGM files.
+func imageSeeds(f *testing.F) [][]byte {
+	var out [][]byte
+	img := image.NewNRGBA(image.Rect(0, 0, 3, 2))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(i * 11)
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		f.Fatal(err)
+	}
+	out = append(out, append([]byte(nil), b.Bytes()...))
+	b.Reset()
+	if err := jpeg.Encode(&b, img, nil); err != nil {
+		f.Fatal(err)
+	}
+	out = append(out, append([]byte(nil), b.Bytes()...))
+	return append(out, []byte("P5\n# c\n3 2\n15\n\x00\x01\x02\x03\x04\x0f"))
+}
+
+// FuzzDecodeImage: arbitrary bytes read as a PGM or a PNG/JPEG file give an image of the
+// requested channels and of the size the header declares, or an error, never a panic.
+func FuzzDecodeImage(f *testing.F) {
+	for _, s := range imageSeeds(f) {
+		for _, ch := range []uint8{1, 3, 4} {
+			f.Add(s, ch, bytes.HasPrefix(s, []byte("P5")))
+			f.Add(s[:len(s)/2], ch, bytes.HasPrefix(s, []byte("P5"))) // truncated
+		}
+	}
+	f.Add(hugePNG(f), uint8(1), false)
+	f.Add([]byte("GIF89a\x01\x00\x01\x00"), uint8(3), false) // no GIF decoder registered
+	f.Add([]byte("P5 4294967296 4294967296 255 "), uint8(1), true)
+	f.Fuzz(func(t *testing.T, data []byte, ch uint8, pgm bool) {
+		channels := []int{1, 3, 4}[int(ch)%3]
+		var w, h int
+		if pgm {
+			g, err := DecodePGM(bytes.NewReader(data))
+			if err == nil {
+				w, h = g.Rect.Dx(), g.Rect.Dy()
+			}
+		} else if cfg, _, err := image.DecodeConfig(bytes.NewReader(data)); err == nil {
+			w, h = cfg.Width, cfg.Height
+			if w > 0 && h > 0 && w <= 1<<14 && h <= 1<<14 && w*h > 1<<20 && w*h <= MaxPixels {
+				t.Skip("large accepted header: decoding allocates the whole image")
+			}
+		}
+		img, err := decodeImage(bytes.NewReader(data), pgm, channels)
+		if err != nil {
+			return
+		}
+		if img.C != channels || img.W != w || img.H != h || w < 1 || h < 1 || w*h > MaxPixels || len(img.Pix) != w*h*channels {
+			t.Fatalf("header %dx%d, got %dx%dx%d with %d bytes (channels %d)", w, h, img.W, img.H, img.C, len(img.Pix), channels)
+		}
+	})
+}
+
+// hugePNG returns a PNG header declaring 100000x100000 pixels (no data): over MaxPixels.
+func hugePNG(f *testing.F) []byte {
+	var b bytes.Buffer
+	if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
+		f.Fatal(err)
+	}
+	p := append([]byte(nil), b.Bytes()[:33]...) // signature + IHDR chunk
+	binary.BigEndian.PutUint32(p[16:], 100000)
+	binary.BigEndian.PutUint32(p[20:], 100000)
+	binary.BigEndian.PutUint32(p[29:], crc32.ChecksumIEEE(p[12:29]))
+	return p
 }
