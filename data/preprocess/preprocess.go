@@ -91,8 +91,11 @@ func FromMeta(meta map[string]string, shape []int, hwc bool) (Spec, error) {
 }
 
 // ParseValues parses comma-separated per-channel values: one value (for every channel) or exactly
-// channels values, each finite.
+// channels values, each finite. channels must be 1 to MaxChannels.
 func ParseValues(v string, channels int) ([]float32, error) {
+	if channels < 1 || channels > MaxChannels {
+		return nil, fmt.Errorf("%d channels (want 1 to %d)", channels, MaxChannels)
+	}
 	parts := strings.Split(v, ",")
 	if len(parts) != 1 && len(parts) != channels {
 		return nil, fmt.Errorf("%d values for %d channels", len(parts), channels)
