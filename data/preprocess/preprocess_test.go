@@ -3,6 +3,9 @@ package preprocess
 import (
 	"fmt"
 	"math"
+	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -74,4 +77,93 @@ func TestLayouts(t *testing.T) {
 	if _, err := NewSet(s, px, []uint8{0, 1}); err == nil {
 		t.Error("NewSet accepted 12 bytes for two 12-byte images")
 	}
+}
+
+// TestParseValuesChannels: a channel count outside 1..MaxChannels is an error (0 once returned
+// no values, a negative count panicked in make and a huge one tried to allocate it).
+func TestParseValuesChannels(t *testing.T) {
+	for _, c := range []int{0, -1, MaxChannels + 1, 1 << 40} {
+		if v, err := ParseValues("1", c); err == nil {
+			t.Errorf("ParseValues(\"1\", %d) = %v", c, v)
+		}
+	}
+	if v, err := ParseValues("1", MaxChannels); err != nil || len(v) != MaxChannels {
+		t.Errorf("ParseValues(\"1\", %d) = %v, %v", MaxChannels, v, err)
+	}
+}
+
+// FuzzParseValues: any string and channel count give values or an error, never a panic; accepted
+// values are channels finite float32s, the single value repeated or one per comma-separated part.
+func FuzzParseValues(f *testing.F) {
+	for _, s := range []string{"0.1307", " 0.1, 0.2,0.4", "0.5,0.5", "NaN", "1e39", "-0", "", ",", "0x1p-3", "1_0"} {
+		for _, c := range []int{1, 3, 4} {
+			f.Add(s, c)
+		}
+	}
+	f.Add("1", 0)
+	f.Add("1", -1)
+	f.Add("1", 1<<40)
+	f.Fuzz(func(t *testing.T, v string, channels int) {
+		got, err := ParseValues(v, channels)
+		if err != nil {
+			return
+		}
+		parts := strings.Split(v, ",")
+		if channels < 1 || channels > MaxChannels || len(got) != channels || (len(parts) != 1 && len(parts) != channels) {
+			t.Fatalf("ParseValues(%q, %d) = %v", v, channels, got)
+		}
+		for c, g := range got {
+			want, err := strconv.ParseFloat(strings.TrimSpace(parts[min(c, len(parts)-1)]), 32)
+			if err != nil || float32(want) != g || math.IsInf(float64(g), 0) || math.IsNaN(float64(g)) {
+				t.Fatalf("ParseValues(%q, %d)[%d] = %v, part parses as %v (%v)", v, channels, c, g, want, err)
+			}
+		}
+	})
+}
+
+// FuzzFromMeta: any normalisation metadata and input shape give a Spec or an error, never a
+// panic; an accepted Spec validates, has the shape's sizes and survives SetMeta/FromMeta.
+func FuzzFromMeta(f *testing.F) {
+	f.Add("0.1307", "0.3081", true, true, 28, 28, 1, uint8(3), true)
+	f.Add("0.5", " 0.1, 0.2,0.4", true, true, 3, 8, 6, uint8(3), false)
+	f.Add("", "", false, false, 784, 0, 0, uint8(1), false)
+	f.Add("0.5,0.5", "1", true, true, 3, 8, 6, uint8(3), false)
+	f.Add("0", "0", true, true, 1, 2, 2, uint8(3), false)
+	f.Add("NaN", "1e-45", true, true, 1, 2, 2, uint8(3), false)
+	f.Add("", "", false, false, 1<<40, 1<<40, 4, uint8(3), false)
+	f.Add("", "", false, false, -16, 0, 0, uint8(1), false)
+	f.Add("", "", false, false, 2, 2, 0, uint8(2), false)
+	f.Fuzz(func(t *testing.T, mean, std string, haveMean, haveStd bool, a, b, c int, rank uint8, hwc bool) {
+		meta := map[string]string{}
+		if haveMean {
+			meta[MetaMean] = mean
+		}
+		if haveStd {
+			meta[MetaStd] = std
+		}
+		shape := []int{a, b, c}[:int(rank)%4]
+		s, err := FromMeta(meta, shape, hwc)
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("FromMeta(%v, %v, %v) accepted %v: %v", meta, shape, hwc, s, err)
+		}
+		if s.Size() != s.Channels*s.Height*s.Width || s.Size() < 1 {
+			t.Fatalf("size %d of %v", s.Size(), s)
+		}
+		switch {
+		case len(shape) == 3 && hwc && (s.Height != a || s.Width != b || s.Channels != c),
+			len(shape) == 3 && !hwc && (s.Channels != a || s.Height != b || s.Width != c),
+			len(shape) == 1 && (s.Channels != 1 || s.Height*s.Width != a),
+			len(shape) == 2 || len(shape) == 0:
+			t.Fatalf("shape %v (hwc %v) gave %v", shape, hwc, s)
+		}
+		out := map[string]string{}
+		s.SetMeta(out)
+		back, err := FromMeta(out, shape, hwc)
+		if err != nil || !reflect.DeepEqual(back, s) {
+			t.Fatalf("round trip of %v through %v: %v (%v)", s, out, back, err)
+		}
+	})
 }
