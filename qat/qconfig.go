@@ -211,7 +211,8 @@ func (s *Spec) UnmarshalJSON(b []byte) error {
 }
 
 // ParseQConfig decodes a QConfig from its JSON form (json.Marshal of a QConfig), rejecting
-// unknown fields and trailing data.
+// unknown fields, trailing data and specs that Prepare would reject at any model (bit widths
+// outside 2..8, a Momentum outside [0, 1], impossible option combinations, an unknown GGML preset).
 func ParseQConfig(b []byte) (QConfig, error) {
 	var c QConfig
 	d := json.NewDecoder(bytes.NewReader(b))
@@ -228,7 +229,44 @@ func ParseQConfig(b []byte) (QConfig, error) {
 	if len(c.Overrides) == 0 {
 		c.Overrides = nil
 	}
+	if err := c.check(); err != nil {
+		return QConfig{}, fmt.Errorf("qat: QConfig JSON: %w", err)
+	}
 	return c, nil
+}
+
+// check applies the checks of Prepare that need no model to every spec of c: each quantized
+// (not Float, Bits > 0) spec must be valid at a site of its kind (Bits 2..8, Momentum in [0, 1],
+// the option combinations of Spec), and a GGML preset must be one Prepare accepts.
+func (c QConfig) check() error {
+	if c.GGML != nil {
+		if err := c.GGML.check(); err != nil {
+			return err
+		}
+	}
+	type use struct {
+		what string
+		sp   *Spec
+		kind graph.SiteKind
+	}
+	uses := []use{{"weight", &c.Weight, graph.SiteWeight}, {"act", &c.Act, graph.SiteActivation}, {"kv", c.KV, graph.SiteKVCache}}
+	for k, o := range c.Overrides {
+		uses = append(uses, use{"overrides[" + k + "].weight", o.Weight, graph.SiteWeight}, use{"overrides[" + k + "].act", o.Act, graph.SiteActivation})
+	}
+	for _, u := range uses {
+		if u.sp == nil {
+			continue
+		}
+		// a weight site whose input size the group size divides
+		s := graph.Site{Name: u.what, Kind: u.kind, Axis: -1, Shape: []int{1, max(1, u.sp.GroupSize)}}
+		if u.kind == graph.SiteWeight {
+			s.Axis = 0
+		}
+		if _, _, err := c.specConfig(*u.sp, s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Checkpoint metadata keys written by Prepared.SaveState (and graph.Model.SaveState for the model).
@@ -322,7 +360,11 @@ func (c QConfig) spec(m graph.Network, s graph.Site) Spec {
 
 // fqConfig converts a spec at a site to a fakequant.Config.
 func (c QConfig) fqConfig(m graph.Network, s graph.Site) (fakequant.Config, bool, error) {
-	sp := c.spec(m, s)
+	return c.specConfig(c.spec(m, s), s)
+}
+
+// specConfig converts the spec sp at site s to a fakequant.Config.
+func (c QConfig) specConfig(sp Spec, s graph.Site) (fakequant.Config, bool, error) {
 	if sp.Float || sp.Bits == 0 {
 		return fakequant.Config{}, false, nil
 	}

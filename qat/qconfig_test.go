@@ -130,3 +130,33 @@ func TestQConfigNamesAndJSONRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestParseQConfigRejects: JSON that decodes but describes specs no model can use is an error
+// (ParseQConfig once accepted any bit width, momentum or GGML type and left it to Prepare).
+func TestParseQConfigRejects(t *testing.T) {
+	const act = `"act":{"bits":8,"method":"observed"}`
+	for _, bad := range []string{
+		`{"name":"x","weight":{"bits":99,"method":"lsq"},` + act + `}`,
+		`{"name":"x","weight":{"bits":1,"method":"lsq"},` + act + `}`,
+		`{"name":"x","weight":{"bits":-3,"method":"lsq"},` + act + `}`,
+		`{"name":"x","weight":{"bits":8,"method":"observed","momentum":2},` + act + `}`,
+		`{"name":"x","weight":{"bits":8,"method":"observed","group_size":-4},` + act + `}`,
+		`{"name":"x","weight":{"bits":8,"method":"lsq","group_size":32,"per_tensor":true},` + act + `}`,
+		`{"name":"x","weight":{"bits":8,"method":"lsq"},"act":{"bits":8,"method":"lsq","group_size":32}}`,
+		`{"name":"x","weight":{"bits":8,"method":"lsq"},"act":{"bits":8,"method":"lsq","scale_f16":true}}`,
+		`{"name":"x","weight":{"bits":8,"method":"observed","observer":"ema"},` + act + `}`,
+		`{"name":"x","weight":{"bits":8,"method":"observed","percentile":99},` + act + `}`,
+		`{"name":"x","weight":{"bits":4,"method":"lsq"},` + act + `,"overrides":{"fc":{"weight":{"bits":16,"method":"lsq"}}}}`,
+		`{"name":"x","weight":{"bits":4,"method":"lsq"},` + act + `,"kv":{"bits":8,"method":"pact"}}`,
+		`{"name":"x","weight":{"bits":0,"method":"lsq","float":true},"act":{"bits":0,"method":"lsq","float":true},"ggml":{"type":3}}`,
+		`{"name":"x","weight":{"bits":0,"method":"lsq","float":true},"act":{"bits":0,"method":"lsq","float":true},"ggml":{"type":0,"learn_scale":true}}`,
+	} {
+		if c, err := ParseQConfig([]byte(bad)); err == nil {
+			t.Errorf("accepted %s as %+v", bad, c)
+		}
+	}
+	// float specs keep whatever bit width they were written with
+	if _, err := ParseQConfig([]byte(`{"name":"x","weight":{"bits":99,"method":"lsq","float":true},` + act + `}`)); err != nil {
+		t.Errorf("float weight spec: %v", err)
+	}
+}
