@@ -1,13 +1,16 @@
 package qat
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/qatgo/qatgo/fakequant"
+	"github.com/qatgo/qatgo/gguf"
 	"github.com/qatgo/qatgo/graph"
+	"github.com/qatgo/qatgo/quant"
 )
 
 func TestQConfigPresetsAndOverrides(t *testing.T) {
@@ -159,4 +162,62 @@ func TestParseQConfigRejects(t *testing.T) {
 	if _, err := ParseQConfig([]byte(`{"name":"x","weight":{"bits":99,"method":"lsq","float":true},` + act + `}`)); err != nil {
 		t.Errorf("float weight spec: %v", err)
 	}
+}
+
+// FuzzParseQConfig: any bytes give a QConfig or an error, never a panic; an accepted QConfig has
+// a name, quantized specs within the documented ranges (Bits 2..8, Momentum in [0, 1], GroupSize
+// >= 0), and survives json.Marshal and ParseQConfig unchanged.
+func FuzzParseQConfig(f *testing.F) {
+	fl8 := W4A4LSQ().FirstLast8(BNCNN(1))
+	kv := W8A8()
+	kv.KV = &Spec{Bits: 4, Method: fakequant.LSQ}
+	kv.BiasQuant = BiasOn
+	opts := W8A8()
+	opts.Weight.GroupSize, opts.Weight.Observer = 8, ObserverMSE
+	opts.Act.Scheme, opts.Act.Observer, opts.Act.Percentile = SchemeUnsigned, ObserverPercentile, 99.9
+	for _, c := range []QConfig{W8A8(), W4A8LSQ(), W2A2(), ObservedTwin(W4A4LSQ()), fl8, kv, opts,
+		GGMLPreset{Type: gguf.Q4_0, KV: gguf.F16, LearnScale: true}.QConfig()} {
+		j, err := json.Marshal(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(j)
+		f.Add(j[:len(j)/2])                                                  // truncated
+		f.Add(append(j, " {}"...))                                           // trailing data
+		f.Add(bytes.Replace(j, []byte(`"bits":8`), []byte(`"bits":1e9`), 1)) // huge bit width
+	}
+	f.Add([]byte(`{"name":"x"}`))
+	f.Add([]byte(`{"name":"x","weight":null}`))
+	f.Add([]byte(`{"name":"x","weight":{"bits":8,"method":"lsq","bogus":1}}`))
+	f.Add([]byte(`{"name":"x","overrides":{"fc":{},"":{"act":null}}}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := ParseQConfig(b)
+		if err != nil {
+			return
+		}
+		if c.Name == "" || (c.Overrides != nil && len(c.Overrides) == 0) {
+			t.Fatalf("accepted %+v", c)
+		}
+		specs := []*Spec{&c.Weight, &c.Act, c.KV}
+		for _, o := range c.Overrides {
+			specs = append(specs, o.Weight, o.Act)
+		}
+		for _, sp := range specs {
+			if sp == nil || sp.Float || sp.Bits == 0 {
+				continue
+			}
+			if !quant.ValidBits(sp.Bits) || !(sp.Momentum >= 0 && sp.Momentum <= 1) || sp.GroupSize < 0 {
+				t.Fatalf("accepted spec %+v", *sp)
+			}
+		}
+		j, err := json.Marshal(c)
+		if err != nil {
+			t.Fatalf("marshal %+v: %v", c, err)
+		}
+		back, err := ParseQConfig(j)
+		if err != nil || !reflect.DeepEqual(back, c) {
+			t.Fatalf("round trip through %s: %+v (%v), want %+v", j, back, err, c)
+		}
+	})
 }
