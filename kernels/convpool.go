@@ -163,6 +163,14 @@ func (f *FusedConv) satEligible() bool {
 // epiTile is the number of int64 epilogue constants per tile of FusedConv.epi.
 const epiTile = 3 * panelN
 
+// setEpi stores channel j's multiplier, rounding term and right shift in the epilogue table ep
+// (epiTile values per tile of panelN channels: each constant as 8 even then 8 odd channels).
+func setEpi(ep []int64, j int, m0, round, shift int64) {
+	c := j % panelN
+	e := ep[j/panelN*epiTile+c%2*8+c/2:]
+	e[0], e[panelN], e[2*panelN] = m0, round, shift
+}
+
 // prepareSIMD builds the weight panel and padded epilogue constants of the SIMD kernels.
 func (f *FusedConv) prepareSIMD() {
 	s := f.s
@@ -228,14 +236,10 @@ func (f *FusedConv) prepareSIMD() {
 		f.epiSat = alignedInt64(nt * epiTile)
 	}
 	for j := 0; j < s.OutC; j++ {
-		c := j % panelN
-		i := j/panelN*epiTile + c%2*8 + c/2
-		e := f.epi[i:]
 		total := 31 - int64(f.rq.Shift[j]) // in [1, 62] for valid multipliers
-		e[0], e[panelN], e[2*panelN] = int64(f.rq.M0[j]), 1<<(total-1), total
+		setEpi(f.epi, j, int64(f.rq.M0[j]), 1<<(total-1), total)
 		if f.epiSat != nil {
-			e := f.epiSat[i:]
-			e[0], e[panelN], e[2*panelN] = int64(f.rq.M0[j]), 1<<(total-1)+int64(f.rq.ZeroPoint)<<total, total
+			setEpi(f.epiSat, j, int64(f.rq.M0[j]), 1<<(total-1)+int64(f.rq.ZeroPoint)<<total, total)
 		}
 	}
 	if f.amxEligible() {

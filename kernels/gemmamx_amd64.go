@@ -79,14 +79,12 @@ func amxGemm(k *simdKernels, sc *simdScratch, dst32 []int32, dst8 []int8, ldd in
 		ep = sc.ep
 	}
 	for j := 0; j < len(ep)/epiTile*panelN; j++ {
-		c := j % panelN
-		e := ep[j/panelN*epiTile+c%2*8+c/2:]
 		m0, total := int64(0), int64(1)
 		if j < nc {
 			m0 = int64(rq.M0[j0+j])
 			total = int64(31 - min(max(rq.Shift[j0+j], quant.MinShift), quant.MaxShift))
 		}
-		e[0], e[panelN], e[2*panelN] = m0, 1<<(total-1), total
+		setEpi(ep, j, m0, 1<<(total-1), total)
 	}
 	// The sums of 32 rows by up to amxGemmColTiles channel tiles at a time.
 	bt := min(nt, amxGemmColTiles)
